@@ -1,0 +1,1 @@
+"""microservice_x."""

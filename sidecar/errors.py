@@ -1,0 +1,112 @@
+"""daprd's error vocabulary: one exception type that renders as HTTP JSON or rich gRPC status.
+
+HTTP errors look like ``{"errorCode": "...", "message": "...", "details": [...]}``; gRPC errors
+carry ``google.rpc.Status`` with ErrorInfo (reason, domain ``dapr.io``), ResourceInfo and
+BadRequest, which the SDK surfaces as ``DaprGrpcError.error_code()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+DOMAIN = "dapr.io"
+
+
+@dataclass
+class DaprError(Exception):
+    error_code: str  #: HTTP ``errorCode``, e.g. ERR_STATE_STORE_NOT_FOUND
+    message: str
+    http_status: int
+    grpc_code: grpc.StatusCode
+    reason: str = ""  #: ErrorInfo reason, e.g. DAPR_STATE_NOT_FOUND; empty = no rich details
+    metadata: dict[str, str] = field(default_factory=dict)
+    resource: tuple[str, str] | None = None  #: (resource type, resource name)
+    field_violations: list[tuple[str, str]] = field(default_factory=list)  #: (field, why)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def http_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"errorCode": self.error_code, "message": self.message}
+        details: list[dict[str, Any]] = []
+        if self.reason:
+            details.append(
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": self.reason,
+                    "domain": DOMAIN,
+                    "metadata": self.metadata,
+                }
+            )
+        if self.resource:
+            details.append(
+                {
+                    "@type": "type.googleapis.com/google.rpc.ResourceInfo",
+                    "resource_type": self.resource[0],
+                    "resource_name": self.resource[1],
+                    "owner": "",
+                    "description": "",
+                }
+            )
+        if self.field_violations:
+            details.append(
+                {
+                    "@type": "type.googleapis.com/google.rpc.BadRequest",
+                    "field_violations": [
+                        {"field": f, "description": d} for f, d in self.field_violations
+                    ],
+                }
+            )
+        if details:
+            body["details"] = details
+        return body
+
+    def grpc_status(self) -> status_pb2.Status:
+        details: list[any_pb2.Any] = []
+        if self.reason:
+            info = error_details_pb2.ErrorInfo(
+                reason=self.reason, domain=DOMAIN, metadata=self.metadata
+            )
+            details.append(_pack(info))
+        if self.resource:
+            resource = error_details_pb2.ResourceInfo(
+                resource_type=self.resource[0], resource_name=self.resource[1]
+            )
+            details.append(_pack(resource))
+        if self.field_violations:
+            bad = error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
+                    for f, d in self.field_violations
+                ]
+            )
+            details.append(_pack(bad))
+        return status_pb2.Status(
+            code=_GRPC_TO_RPC_CODE[self.grpc_code], message=self.message, details=details
+        )
+
+
+def _pack(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+_GRPC_TO_RPC_CODE: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.INVALID_ARGUMENT: code_pb2.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND: code_pb2.NOT_FOUND,
+    grpc.StatusCode.ABORTED: code_pb2.ABORTED,
+    grpc.StatusCode.INTERNAL: code_pb2.INTERNAL,
+    grpc.StatusCode.UNAUTHENTICATED: code_pb2.UNAUTHENTICATED,
+    grpc.StatusCode.UNIMPLEMENTED: code_pb2.UNIMPLEMENTED,
+    grpc.StatusCode.UNAVAILABLE: code_pb2.UNAVAILABLE,
+    grpc.StatusCode.FAILED_PRECONDITION: code_pb2.FAILED_PRECONDITION,
+    grpc.StatusCode.PERMISSION_DENIED: code_pb2.PERMISSION_DENIED,
+    grpc.StatusCode.DEADLINE_EXCEEDED: code_pb2.DEADLINE_EXCEEDED,
+    grpc.StatusCode.UNKNOWN: code_pb2.UNKNOWN,
+}

@@ -1,0 +1,53 @@
+"""What every pub/sub component offers the runtime.
+
+A component moves opaque bytes (the runtime builds the CloudEvent envelope) and acknowledges
+a message only when the handler returns normally; a handler that raises leaves the message
+unacknowledged so the broker redelivers it (contract section 5 and 6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    data: bytes
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+#: Called once per delivered message; returning acknowledges it, raising means "redeliver".
+Handler = Callable[[Message], Awaitable[None]]
+
+
+class PublishError(Exception):
+    """The broker did not take the message; the runtime answers ERR_PUBSUB_PUBLISH_MESSAGE."""
+
+
+@dataclass(frozen=True, slots=True)
+class BulkEntry:
+    entry_id: str
+    data: bytes
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+class PubSub(Protocol):
+    name: str
+    features: frozenset[str]
+
+    async def init(self) -> None:
+        """Connect and check the broker answers; raise with a clear message if not."""
+
+    async def close(self) -> None:
+        """Stop consumers (in-flight handlers finish or are cancelled unacknowledged)."""
+
+    async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None: ...
+
+    async def bulk_publish(self, topic: str, entries: Sequence[BulkEntry]) -> list[str]:
+        """Publish every entry; return the ids of the entries that failed."""
+
+    async def subscribe(self, topic: str, handler: Handler, *, concurrency: int) -> None:
+        """Start consuming ``topic`` in the component's consumer group; returns at once."""

@@ -1,0 +1,27 @@
+"""Redis connection settings shared by state.redis and pubsub.redis (same metadata names)."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from sidecar.components import Component, ComponentError
+
+
+def redis_client(component: Component) -> aioredis.Redis:
+    """A pooled asyncio client from ``redisHost``, ``redisPassword``, ``redisDB``, ... ."""
+    host_port = component.require("redisHost", 'e.g. value: "127.0.0.1:6379"')
+    host, _, port_text = host_port.rpartition(":")
+    if not host or not port_text.isdigit():
+        raise ComponentError(component, "redisHost", f"expected host:port, got {host_port!r}")
+    return aioredis.Redis(
+        host=host,
+        port=int(port_text),
+        username=component.metadata.get("redisUsername") or None,
+        password=component.metadata.get("redisPassword") or None,
+        db=component.get_int("redisDB", 0),
+        ssl=component.get_bool("enableTLS", False),
+        max_connections=component.get_int("poolSize", 64),
+        socket_connect_timeout=component.init_timeout,
+        health_check_interval=30,
+        decode_responses=False,
+    )

@@ -1,0 +1,109 @@
+"""What every state store component offers the runtime, and the errors it raises.
+
+The runtime validates and prefixes keys before calling a store; stores see full keys
+(``<appid>||<key>``) and raw bytes, and implement the component's own ETag, TTL and
+transaction semantics (see ../shared/dapr-contract.md, section 3 and 6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+class Concurrency(StrEnum):
+    FIRST_WRITE = "first-write"  #: an etag is required to overwrite; without one, insert only
+    LAST_WRITE = "last-write"  #: default: the last write wins (etag still checked when given)
+
+
+@dataclass(frozen=True, slots=True)
+class SetRequest:
+    key: str
+    value: bytes
+    etag: str | None = None  #: None and "" both mean "no etag"
+    metadata: Mapping[str, str] = field(default_factory=dict)  #: e.g. ttlInSeconds, contentType
+    concurrency: Concurrency = Concurrency.LAST_WRITE
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRequest:
+    key: str
+    etag: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    concurrency: Concurrency = Concurrency.LAST_WRITE
+
+
+@dataclass(frozen=True, slots=True)
+class GetResponse:
+    data: bytes
+    etag: str | None
+    metadata: Mapping[str, str] = field(default_factory=dict)  #: e.g. ttlExpireTime (RFC 3339)
+
+
+@dataclass(frozen=True, slots=True)
+class BulkGetItem:
+    key: str
+    response: GetResponse | None  #: None when the key is missing or expired
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class QueryItem:
+    key: str
+    data: bytes
+    etag: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResponse:
+    results: Sequence[QueryItem]
+    token: str = ""
+
+
+class StateError(Exception):
+    """Base of the errors a store raises; the API layer maps them to daprd's codes."""
+
+
+class ETagMismatch(StateError):
+    """The etag given does not match the stored one (or first-write found an existing key)."""
+
+
+class ETagInvalid(StateError):
+    """The etag is malformed for this store (e.g. not a number for state.redis)."""
+
+
+class InvalidRequest(StateError):
+    """Bad metadata such as a non-integer ttlInSeconds, or a bad query."""
+
+
+class StoreUnavailable(StateError):
+    """The backend did not answer (connection refused, timeout)."""
+
+
+class StateStore(Protocol):
+    """A state store component as the runtime uses it."""
+
+    name: str
+    #: daprd feature names listed in metadata: ETAG, TRANSACTIONAL, TTL, QUERY_API, ...
+    features: frozenset[str]
+
+    async def init(self) -> None:
+        """Connect and check the backend answers; raise with a clear message if not."""
+
+    async def close(self) -> None: ...
+
+    async def get(self, key: str) -> GetResponse | None: ...
+
+    async def bulk_get(self, keys: Sequence[str]) -> list[BulkGetItem]: ...
+
+    async def set(self, request: SetRequest) -> None: ...
+
+    async def delete(self, request: DeleteRequest) -> None: ...
+
+    async def transact(self, operations: Sequence[SetRequest | DeleteRequest]) -> None:
+        """Apply all operations; atomic where the component is (not on state.redis)."""
+
+    async def query(self, query: Mapping[str, object]) -> QueryResponse:
+        """The alpha query API; only stores whose features include QUERY_API."""
