@@ -7,9 +7,14 @@ ROOT=$(pwd)
 MODE=${1:-run}
 shift || true
 
-REDIS_PORT=${REDIS_PORT:-6379}
-ORCHESTRATOR_PORT=${ORCHESTRATOR_PORT:-8000}
-MICROSERVICE_X_PORT=${MICROSERVICE_X_PORT:-8001}
+# Fixed default ports; each can be overridden from the environment.
+export REDIS_PORT=${REDIS_PORT:-6379}
+export ORCHESTRATOR_PORT=${ORCHESTRATOR_PORT:-8000}
+export ORCHESTRATOR_DAPR_HTTP_PORT=${ORCHESTRATOR_DAPR_HTTP_PORT:-3500}
+export ORCHESTRATOR_DAPR_GRPC_PORT=${ORCHESTRATOR_DAPR_GRPC_PORT:-50001}
+export MICROSERVICE_X_PORT=${MICROSERVICE_X_PORT:-8001}
+export MICROSERVICE_X_DAPR_HTTP_PORT=${MICROSERVICE_X_DAPR_HTTP_PORT:-3501}
+export MICROSERVICE_X_DAPR_GRPC_PORT=${MICROSERVICE_X_DAPR_GRPC_PORT:-50002}
 
 log() { printf '[start.sh] %s\n' "$*"; }
 
@@ -80,6 +85,45 @@ ensure_redis() {
     exit 1
 }
 
+# dapr.yaml and components/ hold the default ports; when any is overridden, run a copy of them
+# (in data/run/) with the ports replaced, so the real Dapr CLI and the local sidecar both see it.
+run_file() {
+    local defaults="6379 8000 3500 50001 8001 3501 50002"
+    local chosen="$REDIS_PORT $ORCHESTRATOR_PORT $ORCHESTRATOR_DAPR_HTTP_PORT $ORCHESTRATOR_DAPR_GRPC_PORT $MICROSERVICE_X_PORT $MICROSERVICE_X_DAPR_HTTP_PORT $MICROSERVICE_X_DAPR_GRPC_PORT"
+    if [ "$defaults" = "$chosen" ]; then
+        echo dapr.yaml
+        return 0
+    fi
+    .venv/bin/python - <<'PY'
+import os
+from pathlib import Path
+
+import yaml
+
+root = Path.cwd()
+out = root / "data" / "run"
+(out / "components").mkdir(parents=True, exist_ok=True)
+env = os.environ
+ports = {
+    "job-orchestrator": ("ORCHESTRATOR_PORT", "ORCHESTRATOR_DAPR_HTTP_PORT", "ORCHESTRATOR_DAPR_GRPC_PORT"),
+    "microservice-x": ("MICROSERVICE_X_PORT", "MICROSERVICE_X_DAPR_HTTP_PORT", "MICROSERVICE_X_DAPR_GRPC_PORT"),
+}
+template = yaml.safe_load((root / "dapr.yaml").read_text())
+template.setdefault("common", {})["resourcesPaths"] = [str(out / "components")]
+for app in template["apps"]:
+    app_port, http_port, grpc_port = ports[app["appID"]]
+    app["appDirPath"] = str(root)
+    app["appPort"] = int(env[app_port])
+    app["daprHTTPPort"] = int(env[http_port])
+    app["daprGRPCPort"] = int(env[grpc_port])
+(out / "dapr.yaml").write_text(yaml.safe_dump(template, sort_keys=False))
+for source in (root / "components").glob("*.yaml"):
+    text = source.read_text().replace("127.0.0.1:6379", f"127.0.0.1:{env['REDIS_PORT']}")
+    (out / "components" / source.name).write_text(text)
+PY
+    echo data/run/dapr.yaml
+}
+
 run_checks() {
     local status=0
     log "ruff check"
@@ -103,15 +147,19 @@ test)
     run_checks "$@"
     ;;
 run)
+    RUN_FILE=$(run_file)
     if command -v dapr >/dev/null 2>&1 && [ "${DAPR_RUNTIME:-}" != "local" ]; then
-        log "the Dapr CLI is on PATH: dapr run -f dapr.yaml"
-        RUNNER=(dapr run -f dapr.yaml)
+        log "the Dapr CLI is on PATH: dapr run -f $RUN_FILE"
+        RUNNER=(dapr run -f "$RUN_FILE")
     else
-        log "running both apps with the project's local sidecar (python -m sidecar run -f dapr.yaml)"
-        RUNNER=(.venv/bin/python -m sidecar run -f dapr.yaml)
+        log "running both apps with the project's local sidecar (python -m sidecar run -f $RUN_FILE)"
+        RUNNER=(.venv/bin/python -m sidecar run -f "$RUN_FILE")
     fi
-    log "Swagger: http://127.0.0.1:$ORCHESTRATOR_PORT/docs   (job-orchestrator)"
-    log "         http://127.0.0.1:$MICROSERVICE_X_PORT/docs   (microservice-x)"
+    log "job-orchestrator: app 127.0.0.1:$ORCHESTRATOR_PORT, sidecar HTTP $ORCHESTRATOR_DAPR_HTTP_PORT / gRPC $ORCHESTRATOR_DAPR_GRPC_PORT"
+    log "microservice-x:   app 127.0.0.1:$MICROSERVICE_X_PORT, sidecar HTTP $MICROSERVICE_X_DAPR_HTTP_PORT / gRPC $MICROSERVICE_X_DAPR_GRPC_PORT"
+    log "Redis:            127.0.0.1:$REDIS_PORT"
+    log "Swagger: http://127.0.0.1:$ORCHESTRATOR_PORT/docs   (start with POST /Jobs/StartJobWithTimeout)"
+    log "         http://127.0.0.1:$MICROSERVICE_X_PORT/docs"
     log "Ctrl-C stops everything"
     setsid "${RUNNER[@]}" &
     CHILD_PIDS+=($!)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from sidecar.components import Component, ComponentError
+from sidecar.state.metadata import parse_duration
 
 
 def redis_client(component: Component) -> aioredis.Redis:
@@ -13,6 +16,15 @@ def redis_client(component: Component) -> aioredis.Redis:
     host, _, port_text = host_port.rpartition(":")
     if not host or not port_text.isdigit():
         raise ComponentError(component, "redisHost", f"expected host:port, got {host_port!r}")
+    # go-redis' retry policy as contrib configures it (3 retries, 8 ms .. 512 ms), rather than
+    # redis-py's default of 10 retries, so an operation against a dead Redis fails in about 1 s.
+    retry = Retry(
+        ExponentialBackoff(
+            cap=parse_duration(component, "redisMaxRetryInterval", 0.512),
+            base=parse_duration(component, "redisMinRetryInterval", 0.008),
+        ),
+        max(component.get_int("redisMaxRetries", 3), 0),
+    )
     return aioredis.Redis(
         host=host,
         port=int(port_text),
@@ -23,5 +35,6 @@ def redis_client(component: Component) -> aioredis.Redis:
         max_connections=component.get_int("poolSize", 64),
         socket_connect_timeout=component.init_timeout,
         health_check_interval=30,
+        retry=retry,
         decode_responses=False,
     )

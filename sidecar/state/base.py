@@ -25,6 +25,9 @@ class SetRequest:
     etag: str | None = None  #: None and "" both mean "no etag"
     metadata: Mapping[str, str] = field(default_factory=dict)  #: e.g. ttlInSeconds, contentType
     concurrency: Concurrency = Concurrency.LAST_WRITE
+    #: value is JSON text (HTTP API, or gRPC with contentType application/json): SQL stores keep
+    #: it as JSON (queryable); otherwise it is binary and they store it base64-encoded like daprd.
+    is_json: bool = False
 
 
 @dataclass(frozen=True, slots=True)

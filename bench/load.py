@@ -1,0 +1,63 @@
+"""A closed-loop load generator: N calls at concurrency C, bounded in count and in time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LoadResult:
+    """Latencies (ms) of the calls that succeeded, the errors of the others, wall time spent."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> int:
+        return len(self.latencies_ms)
+
+    def add_error(self, exc: BaseException) -> None:
+        key = f"{type(exc).__name__}: {str(exc)[:120]}"
+        self.errors[key] = self.errors.get(key, 0) + 1
+
+
+async def run_load(
+    call: Callable[[int], Awaitable[None]],
+    *,
+    count: int,
+    concurrency: int,
+    time_limit: float,
+) -> LoadResult:
+    """Run call(0..count-1) with at most `concurrency` in flight; stop starting new ones at
+    time_limit, and cancel stragglers shortly after it so a stuck target cannot hang the run."""
+    result = LoadResult()
+    next_index = 0
+    started = time.perf_counter()
+    deadline = started + time_limit
+
+    async def worker() -> None:
+        nonlocal next_index
+        while next_index < count and time.perf_counter() < deadline:
+            index = next_index
+            next_index += 1
+            t0 = time.perf_counter()
+            try:
+                await call(index)
+            except Exception as exc:  # every failure is counted and shown in the results
+                result.add_error(exc)
+                continue
+            result.latencies_ms.append((time.perf_counter() - t0) * 1000)
+
+    tasks = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, count)))]
+    _, pending = await asyncio.wait(tasks, timeout=time_limit + 10)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    result.timed_out = bool(pending) or next_index < count
+    result.elapsed_s = time.perf_counter() - started
+    return result

@@ -1,0 +1,129 @@
+"""Load client of scenario 6, run as its own process so its CPU is apart from the measured server.
+
+`python -m bench.op_client sdk|redis --address A --op OP ... --phase C:N ...` prints one JSON
+object: per operation and phase (concurrency C, N calls) latencies (ms), elapsed s, server CPU,
+errors. The SDK variant uses the official aio DaprClient (which reads DAPR_HTTP_PORT at import,
+hence the separate process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .load import run_load
+from .procs import cpu_seconds
+
+STORE = "statestore"
+PUBSUB = "pubsub"
+TOPIC = "bench-events"
+KEYS = 64
+VALUE = json.dumps({"status": "New", "input": {"seconds": 0}, "pad": "x" * 200}).encode()
+
+
+@dataclass(frozen=True)
+class Job:
+    ops: tuple[str, ...]
+    phases: tuple[tuple[int, int], ...]  #: (concurrency, count), measured one after the other
+    time_limit: float  #: per phase
+    server_pgid: int | None
+
+
+async def _timed(job: Job, calls: Mapping[str, Callable[[int], Awaitable[Any]]]) -> dict[str, Any]:
+    """Seed the keys, then per operation: warm up, time each phase and the server's CPU."""
+    seed = calls["seed"]
+    for n in range(KEYS):
+        await seed(n)
+    answer: dict[str, list[dict[str, Any]]] = {}
+    for op in job.ops:
+        operation = calls[op]
+        await operation(0)
+
+        async def call(i: int, operation: Callable[[int], Awaitable[Any]] = operation) -> None:
+            await operation(i)
+
+        phases = answer.setdefault(op, [])
+        for concurrency, count in job.phases:
+            cpu_before = cpu_seconds(job.server_pgid) if job.server_pgid else 0.0
+            result = await run_load(
+                call, count=count, concurrency=concurrency, time_limit=job.time_limit
+            )
+            cpu_after = cpu_seconds(job.server_pgid) if job.server_pgid else 0.0
+            phases.append(
+                {
+                    "concurrency": concurrency,
+                    "latencies_ms": result.latencies_ms,
+                    "elapsed_s": result.elapsed_s,
+                    "errors": result.errors,
+                    "timed_out": result.timed_out,
+                    "server_cpu_s": cpu_after - cpu_before,
+                }
+            )
+    return answer
+
+
+def _phase(text: str) -> tuple[int, int]:
+    concurrency, _, count = text.partition(":")
+    return int(concurrency), int(count)
+
+
+async def _sdk_load(address: str, job: Job) -> dict[str, Any]:
+    from dapr.aio.clients import DaprClient
+
+    async with DaprClient(address=address) as client:
+        return await _timed(
+            job,
+            {
+                "seed": lambda i: client.save_state(STORE, f"bench-{i}", VALUE),
+                "get": lambda i: client.get_state(STORE, f"bench-{i % KEYS}"),
+                "save": lambda i: client.save_state(STORE, f"bench-{i % KEYS}", VALUE),
+                "publish": lambda i: client.publish_event(
+                    PUBSUB, TOPIC, VALUE, data_content_type="application/json"
+                ),
+            },
+        )
+
+
+async def _redis_load(url: str, job: Job) -> dict[str, Any]:
+    import redis.asyncio as redis
+
+    from .floors import redis_get, redis_publish, redis_save
+
+    client = redis.Redis.from_url(url, max_connections=max(c for c, _ in job.phases) + 4)
+    try:
+        return await _timed(
+            job,
+            {
+                "seed": lambda i: redis_save(client, f"bench-{i}", VALUE),
+                "get": lambda i: redis_get(client, f"bench-{i % KEYS}"),
+                "save": lambda i: redis_save(client, f"bench-{i % KEYS}", VALUE),
+                "publish": lambda i: redis_publish(client, TOPIC, VALUE),
+            },
+        )
+    finally:
+        await client.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.op_client", description=__doc__)
+    parser.add_argument("target", choices=["sdk", "redis"])
+    parser.add_argument("--address", required=True, help="host:port (sdk) or redis:// URL")
+    parser.add_argument("--op", choices=["get", "save", "publish"], action="append", required=True)
+    parser.add_argument(
+        "--phase", type=_phase, action="append", required=True, help="CONCURRENCY:COUNT"
+    )
+    parser.add_argument("--time-limit", type=float, default=30.0, help="seconds per phase")
+    parser.add_argument("--server-pgid", type=int, help="process group whose CPU is measured")
+    options = parser.parse_args()
+    job = Job(tuple(options.op), tuple(options.phase), options.time_limit, options.server_pgid)
+    runner = _sdk_load if options.target == "sdk" else _redis_load
+    json.dump(asyncio.run(runner(options.address, job)), sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

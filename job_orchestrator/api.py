@@ -1,0 +1,276 @@
+"""The public job API (asynchronous request-reply): routes only translate HTTP to JobService."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from job_orchestrator.events import event_type_name
+from job_orchestrator.jobs import JobStatus
+from job_orchestrator.models import (
+    FAIL_EXAMPLE,
+    QUICK_EXAMPLE,
+    WAIT_EXAMPLE,
+    Health,
+    JobPage,
+    JobRequest,
+    JobView,
+)
+from job_orchestrator.prefer import parse_prefer
+from job_orchestrator.service import JobService, Outcome, Submission
+from job_orchestrator.waiters import is_final
+
+
+def get_service(request: Request) -> JobService:
+    service: JobService = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[JobService, Depends(get_service)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="Same key and body: the same job comes back instead of a second one.",
+    ),
+]
+
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+_ACCEPTED: dict[int | str, dict[str, Any]] = {
+    202: {
+        "model": JobView,
+        "description": "Not final yet: poll `Location` (after `Retry-After` seconds).",
+    }
+}
+_SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"description": "Body too large", **_PROBLEM},
+    422: {"description": "Invalid body, unknown job type or reused Idempotency-Key", **_PROBLEM},
+    503: {"description": "Sidecar or state store unavailable; retry after Retry-After", **_PROBLEM},
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Unknown job", **_PROBLEM}}
+
+#: Named examples Swagger offers in "Try it out", each ready to run as is.
+EXAMPLES = {
+    "wait-202": {
+        "summary": "5 s job, wait 2 s: 202 + Location",
+        "value": WAIT_EXAMPLE,
+    },
+    "wait-200": {"summary": "1 s job, wait up to 5 s: 200 with the result", "value": QUICK_EXAMPLE},
+    "fail": {"summary": "A job that fails with a clear error", "value": FAIL_EXAMPLE},
+}
+JobBody = Annotated[JobRequest, Body(openapi_examples=EXAMPLES)]
+
+router = APIRouter()
+
+
+def job_response(
+    job: dict[str, Any], retry_after: int, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """200 with a final job; 202 + Location + Retry-After while it still runs."""
+    headers = dict(headers or {})
+    location = f"/jobs/{job['id']}"
+    if is_final(job):
+        headers["Content-Location"] = location
+        return JSONResponse(job, status_code=200, headers=headers)
+    headers.update({"Location": location, "Retry-After": str(retry_after)})
+    return JSONResponse(job, status_code=202, headers=headers)
+
+
+def _submission(body: JobRequest) -> Submission:
+    return Submission(
+        type=body.type,
+        input=body.input,
+        owner=body.owner,
+        max_attempts=body.maxAttempts,
+        run_timeout_seconds=body.runTimeoutSeconds,
+    )
+
+
+def _replay_headers(outcome: Outcome) -> dict[str, str]:
+    return {"Idempotent-Replayed": "true"} if outcome.replayed else {}
+
+
+@router.post(
+    "/Jobs/StartJobWithTimeout",
+    tags=["jobs"],
+    response_model=JobView,
+    responses={**_ACCEPTED, **_SUBMIT_ERRORS},
+)
+async def start_job_with_timeout(
+    body: JobBody, service: ServiceDep, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    """Start a job and wait up to `timeoutSeconds` for it: 200 with the result, else 202."""
+    outcome = await service.submit(
+        _submission(body),
+        wait=service.wait_budget(body.timeoutSeconds),
+        idempotency_key=idempotency_key,
+    )
+    return job_response(outcome.job, service.settings.retry_after_seconds, _replay_headers(outcome))
+
+
+@router.post(
+    "/jobs",
+    tags=["jobs"],
+    status_code=202,
+    response_model=JobView,
+    responses={
+        200: {"model": JobView, "description": "Final within `Prefer: wait`"},
+        **_SUBMIT_ERRORS,
+    },
+)
+async def submit_job(
+    body: JobBody,
+    request: Request,
+    service: ServiceDep,
+    idempotency_key: IdempotencyKey = None,
+    prefer: Annotated[
+        str | None,
+        Header(description="RFC 7240, e.g. `wait=10` or `respond-async`", examples=["wait=10"]),
+    ] = None,
+) -> JSONResponse:
+    """Start a job: 202 + Location at once, or honour `Prefer: wait=N` (200 if done in time)."""
+    prefs = parse_prefer(request.headers.getlist("prefer"))
+    wait = service.wait_budget(prefs.wait) if prefs.wait is not None else 0.0
+    outcome = await service.submit(_submission(body), wait=wait, idempotency_key=idempotency_key)
+    headers = {"Vary": "Prefer", **_replay_headers(outcome)}
+    applied = prefs.applied(wait if prefs.wait is not None else None)
+    if applied:
+        headers["Preference-Applied"] = applied
+    return job_response(outcome.job, service.settings.retry_after_seconds, headers)
+
+
+@router.get(
+    "/jobs",
+    tags=["jobs"],
+    response_model=JobPage,
+    responses={422: {"description": "Invalid filter or cursor", **_PROBLEM}},
+)
+async def list_jobs(
+    service: ServiceDep,
+    owner: Annotated[str | None, Query(max_length=200)] = None,
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+) -> JobPage:
+    """List jobs, newest first, filtered by owner and status; follow `nextCursor` for more."""
+    page = await service.list(owner, status.value if status else None, limit, cursor)
+    return JobPage.model_validate({"items": page.items, "nextCursor": page.next_cursor})
+
+
+@router.get(
+    "/jobs/{job_id}",
+    tags=["jobs"],
+    response_model=JobView,
+    responses=_NOT_FOUND,
+)
+async def get_job(
+    job_id: str,
+    service: ServiceDep,
+    wait: Annotated[float, Query(ge=0, description="Long-poll up to N s for a final status")] = 0,
+) -> JSONResponse:
+    """The job; with `?wait=N` the answer comes as soon as it is final (or after N s)."""
+    job = await service.get_waiting(job_id, service.wait_budget(wait))
+    headers = {} if is_final(job) else {"Retry-After": str(service.settings.retry_after_seconds)}
+    return JSONResponse(job, headers=headers)
+
+
+@router.get(
+    "/jobs/{job_id}/result",
+    tags=["jobs"],
+    responses={
+        **_NOT_FOUND,
+        409: {"description": "Not completed (yet)", **_PROBLEM},
+        410: {"description": "Result deleted", **_PROBLEM},
+    },
+)
+async def get_result(job_id: str, service: ServiceDep) -> JSONResponse:
+    """The result of a completed job (whatever its handler returned)."""
+    return JSONResponse(await service.result(job_id))
+
+
+@router.delete(
+    "/jobs/{job_id}/result",
+    tags=["jobs"],
+    status_code=204,
+    responses={**_NOT_FOUND, 409: {"description": "Not completed", **_PROBLEM}},
+)
+async def delete_result(job_id: str, service: ServiceDep) -> Response:
+    """Drop a completed job's stored result; the job record stays."""
+    await service.drop_result(job_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    tags=["jobs"],
+    response_model=JobView,
+    responses={
+        **_ACCEPTED,
+        **_NOT_FOUND,
+        409: {"description": "Already final, or it finished before it stopped", **_PROBLEM},
+    },
+)
+async def cancel_job(job_id: str, service: ServiceDep) -> JSONResponse:
+    """Cancel: a New job at once; a running one is asked to stop (200 Canceled, or 202)."""
+    job = await service.cancel(job_id, service.wait_budget(None))
+    return job_response(job, service.settings.retry_after_seconds)
+
+
+@router.delete("/jobs/{job_id}", tags=["jobs"], status_code=204, responses=_NOT_FOUND)
+async def delete_job(job_id: str, service: ServiceDep) -> Response:
+    """Cancel the job if it still runs, then remove it (it answers 404 afterwards)."""
+    await service.delete(job_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/jobs/{job_id}/events",
+    tags=["jobs"],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}, **_NOT_FOUND},
+)
+async def job_events(job_id: str, service: ServiceDep) -> StreamingResponse:
+    """Server-Sent Events: the job now, then every change until it is final."""
+    changes = service.changes(job_id, service.settings.progress_interval_seconds)
+    first = await anext(changes)  # 404 before the stream starts
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            yield _sse(first)
+            async for job in changes:
+                yield _sse(job)
+        finally:
+            await changes.aclose()
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _sse(job: dict[str, Any]) -> bytes:
+    data = json.dumps(job, separators=(",", ":"))
+    return f"id: {job['sequence']}\nevent: {event_type_name(job)}\ndata: {data}\n\n".encode()
+
+
+health_router = APIRouter()
+
+
+@health_router.get("/healthz", tags=["health"], response_model=Health)
+async def healthz(request: Request) -> Health:
+    """Liveness of this replica (also the sidecar's app health check)."""
+    state = request.app.state
+    return Health(
+        status="ok",
+        role=state.settings.role.value,
+        replica=state.settings.replica_name,
+        runningJobs=state.worker.running if state.worker is not None else 0,
+        waitingRequests=len(state.waiters),
+        sidecarCalls=state.store.calls,
+    )

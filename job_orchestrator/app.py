@@ -1,0 +1,98 @@
+"""``create_app(settings)``: the FastAPI app whose lifespan owns the Dapr client and the tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from job_orchestrator import api, problems, subscriptions
+from job_orchestrator.bodylimit import BodyLimit
+from job_orchestrator.errors import StoreUnavailable
+from job_orchestrator.handlers import HandlerRegistry, default_registry
+from job_orchestrator.listing import JobIndex, QueryListing
+from job_orchestrator.service import JobService
+from job_orchestrator.settings import Settings
+from job_orchestrator.store import JobStore, connect
+from job_orchestrator.waiters import Waiters
+from job_orchestrator.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Start long-running jobs without HTTP timeouts (asynchronous request-reply).
+
+Try **POST /Jobs/StartJobWithTimeout** first: a `wait` job of 5 s with `timeoutSeconds: 2`
+answers 202 with a `Location`; `GET` that location (or `?wait=10`) until it is `Completed`.
+Every change is published as a CloudEvent on the Dapr pub/sub topic `job-events`.
+"""
+
+
+def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> FastAPI:
+    """The orchestrator app; nothing connects until the lifespan starts."""
+    handlers = registry or default_registry()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = await connect(settings)
+        store = JobStore(client, settings)
+        waiters = Waiters()
+        worker = Worker(store, handlers, waiters, settings) if settings.runs_worker else None
+        tasks: list[asyncio.Task[None]] = []
+        listing: QueryListing | JobIndex
+        await _inspect(store)
+        if store.query_api:
+            listing = QueryListing(store)
+        else:
+            listing = JobIndex(store, settings.listing_shards, settings.retention_seconds)
+            tasks.append(asyncio.create_task(listing.run(settings.listing_flush_seconds)))
+        app.state.settings = settings
+        app.state.store = store
+        app.state.waiters = waiters
+        app.state.worker = worker
+        app.state.service = JobService(store, handlers, waiters, worker, listing, settings)
+        logger.info(
+            "job-orchestrator %s up as %s (listing via %s, job types: %s)",
+            settings.replica_name,
+            settings.role.value,
+            type(listing).__name__,
+            ", ".join(handlers.names),
+        )
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if worker is not None:
+                await worker.close()
+            if isinstance(listing, JobIndex):
+                with contextlib.suppress(Exception):
+                    await listing.flush()
+            await client.close()  # type: ignore[no-untyped-call]
+
+    app = FastAPI(
+        title="job-orchestrator",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.worker = None
+    problems.install(app, settings.retry_after_seconds)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.runs_api:
+        app.include_router(api.router)
+    app.include_router(api.health_router)
+    app.include_router(subscriptions.router)
+    return app
+
+
+async def _inspect(store: JobStore) -> None:
+    try:
+        await store.inspect()
+    except StoreUnavailable as exc:
+        logger.warning("could not read sidecar metadata (%s); listing through the index", exc)

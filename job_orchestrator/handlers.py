@@ -1,0 +1,145 @@
+"""Job types: handlers registered by name, the context they run with, and the built-in ``wait``."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+ProgressSink = Callable[[float, str], None]
+
+
+class JobFailure(Exception):
+    """Raised by a handler to fail its job with a clear message (no stack trace stored)."""
+
+
+class UnknownJobType(Exception):
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        self.known = known
+        super().__init__(f"unknown job type {name!r}; known types: {', '.join(known)}")
+
+
+class InvalidJobInput(Exception):
+    """The input does not fit the handler's input model; ``errors`` name the fields."""
+
+    def __init__(self, job_type: str, errors: list[dict[str, Any]]) -> None:
+        self.job_type = job_type
+        self.errors = errors
+        super().__init__(f"invalid input for job type {job_type!r}")
+
+
+class JobContext:
+    """What a handler gets: its input, a progress reporter and a cancellation flag.
+
+    Thread-safe, so plain (non-async) handlers running in a thread can use it too.
+    """
+
+    def __init__(self, job_id: str, job_input: dict[str, Any], progress: ProgressSink) -> None:
+        self.job_id = job_id
+        self.input = job_input
+        self._progress = progress
+        self._cancelled = threading.Event()
+
+    def report_progress(self, percent: float, message: str = "") -> None:
+        """Record progress; the worker publishes it, throttled, so call it as often as you like."""
+        self._progress(max(0.0, min(100.0, float(percent))), message)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job was asked to stop; long plain handlers should check it."""
+        return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+
+Handler = Callable[[JobContext], Awaitable[Any]] | Callable[[JobContext], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSpec:
+    name: str
+    func: Handler
+    input_model: type[BaseModel] | None
+    description: str
+
+
+class HandlerRegistry:
+    """Job type name -> handler; the decorator is how a job type is added."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, HandlerSpec] = {}
+
+    def register(
+        self, name: str, *, input_model: type[BaseModel] | None = None, description: str = ""
+    ) -> Callable[[Handler], Handler]:
+        def decorator(func: Handler) -> Handler:
+            if name in self._handlers:
+                raise ValueError(f"job type {name!r} is already registered")
+            doc = description or (inspect.getdoc(func) or "").split("\n")[0]
+            self._handlers[name] = HandlerSpec(name, func, input_model, doc)
+            return func
+
+        return decorator
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._handlers)
+
+    def get(self, name: str) -> HandlerSpec:
+        try:
+            return self._handlers[name]
+        except KeyError:
+            raise UnknownJobType(name, self.names) from None
+
+    def validate_input(self, name: str, job_input: dict[str, Any]) -> dict[str, Any]:
+        """The input as the handler will see it (defaults filled in), or InvalidJobInput."""
+        spec = self.get(name)
+        if spec.input_model is None:
+            return job_input
+        try:
+            return spec.input_model.model_validate(job_input).model_dump(mode="json")
+        except ValidationError as exc:
+            raise InvalidJobInput(name, [dict(e) for e in exc.errors(include_url=False)]) from None
+
+    async def run(self, name: str, ctx: JobContext) -> Any:
+        """Run the handler; a plain function runs in a thread so the event loop stays free."""
+        func = self.get(name).func
+        if inspect.iscoroutinefunction(func):
+            return await func(ctx)
+        return await asyncio.to_thread(func, ctx)
+
+
+class WaitInput(BaseModel):
+    seconds: float = Field(default=5.0, ge=0, le=24 * 3600, description="How long to sleep.")
+    fail: bool = Field(default=False, description="Fail at the end with a clear error.")
+
+
+async def wait_handler(ctx: JobContext) -> dict[str, Any]:
+    """Sleep `seconds`, reporting progress about once a second; fail at the end if `fail`."""
+    args = WaitInput.model_validate(ctx.input)
+    started = time.monotonic()
+    remaining = args.seconds
+    while remaining > 0:
+        await asyncio.sleep(min(1.0, remaining))
+        elapsed = time.monotonic() - started
+        remaining = args.seconds - elapsed
+        percent = 100.0 if args.seconds == 0 else min(100.0, 100.0 * elapsed / args.seconds)
+        ctx.report_progress(round(percent, 1), f"waited {min(elapsed, args.seconds):.1f} s")
+    if args.fail:
+        raise JobFailure(f"the wait job was asked to fail (fail=true) after {args.seconds:g} s")
+    return {"waitedSeconds": args.seconds}
+
+
+def default_registry() -> HandlerRegistry:
+    """A registry holding the built-in job types."""
+    registry = HandlerRegistry()
+    registry.register("wait", input_model=WaitInput)(wait_handler)
+    return registry

@@ -1,0 +1,74 @@
+"""``Idempotency-Key`` for job submission: the same key and body give back the same job.
+
+The key is claimed with a first-write save before the job is created, so two replicas racing on
+one key agree on one job id. The record expires after the configured retention (default 24 h).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from job_orchestrator.errors import IdempotencyKeyReused, JobConflict
+from job_orchestrator.store import Conflict, JobStore
+
+#: A claimed key whose job is still missing after this long lost its creator (it died).
+ORPHAN_AFTER_SECONDS = 15.0
+
+
+def record_key(idempotency_key: str) -> str:
+    """Hashed, so any header value makes a valid state key (no ``||``, bounded length)."""
+    return "idem-" + hashlib.sha256(idempotency_key.encode()).hexdigest()
+
+
+def fingerprint(request: dict[str, Any]) -> str:
+    """Stable hash of the fields that define the job (not how long the caller waits)."""
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    job_id: str
+    fresh: bool  #: True: this request must create the job; False: the job exists already
+
+
+async def claim_key(
+    store: JobStore,
+    idempotency_key: str,
+    request: dict[str, Any],
+    *,
+    now: float,
+    retention_seconds: int,
+) -> Claim:
+    """Claim ``idempotency_key`` for a new job, or find the job an earlier request made."""
+    key = record_key(idempotency_key)
+    digest = fingerprint(request)
+    job_id = str(uuid.uuid4())
+    record = {"jobId": job_id, "fingerprint": digest, "claimedAt": now}
+    try:
+        await store.save_raw(key, record, ttl_seconds=retention_seconds, first_write=True)
+        return Claim(job_id, fresh=True)
+    except Conflict:
+        pass
+    existing, _ = await store.get_raw(key)
+    if existing is None:
+        # Expired between the two calls: the key is free again.
+        await store.save_raw(key, record, ttl_seconds=retention_seconds, first_write=True)
+        return Claim(job_id, fresh=True)
+    if existing.get("fingerprint") != digest:
+        raise IdempotencyKeyReused(
+            "this Idempotency-Key was already used with a different request body; "
+            "use a new key for a different job"
+        )
+    job, _ = await store.get(str(existing["jobId"]))
+    if job is not None:
+        return Claim(job.id, fresh=False)
+    if now - float(existing.get("claimedAt", 0.0)) > ORPHAN_AFTER_SECONDS:
+        return Claim(str(existing["jobId"]), fresh=True)
+    raise JobConflict(
+        "a request with this Idempotency-Key is still being processed; retry in a moment"
+    )

@@ -1,0 +1,121 @@
+"""Request and response bodies of the HTTP API, with the examples Swagger shows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from job_orchestrator.jobs import JobStatus
+
+WAIT_EXAMPLE: dict[str, JsonValue] = {
+    "type": "wait",
+    "input": {"seconds": 5},
+    "owner": "microservice-x",
+    "timeoutSeconds": 2,
+}
+QUICK_EXAMPLE: dict[str, JsonValue] = {"type": "wait", "input": {"seconds": 1}, "timeoutSeconds": 5}
+FAIL_EXAMPLE: dict[str, JsonValue] = {
+    "type": "wait",
+    "input": {"seconds": 1, "fail": True},
+    "timeoutSeconds": 5,
+}
+
+
+class JobRequest(BaseModel):
+    """A job to start."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [WAIT_EXAMPLE, QUICK_EXAMPLE, FAIL_EXAMPLE]}
+    )
+
+    type: str = Field(default="wait", min_length=1, max_length=100, description="Job type.")
+    input: dict[str, Any] = Field(default_factory=dict, description="Input of the job's handler.")
+    owner: str | None = Field(
+        default=None, max_length=200, description="Who the job belongs to; events carry it."
+    )
+    timeoutSeconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="How long this request waits for the result (capped by configuration). "
+        "StartJobWithTimeout only; POST /jobs uses the Prefer header.",
+    )
+    maxAttempts: int | None = Field(
+        default=None, ge=1, le=20, description="Runs allowed when the handler fails (default 1)."
+    )
+    runTimeoutSeconds: float | None = Field(
+        default=None, gt=0, le=7 * 24 * 3600, description="Fail the job if a run takes longer."
+    )
+
+
+class Progress(BaseModel):
+    percent: float
+    message: str
+
+
+class JobView(BaseModel):
+    """A job as the API returns it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "4f1c2a9e-8d3b-4c57-9a51-2b7e0f6d1c44",
+                    "type": "wait",
+                    "owner": "microservice-x",
+                    "status": "Completed",
+                    "input": {"seconds": 5.0, "fail": False},
+                    "progress": {"percent": 100.0, "message": "waited 5.0 s"},
+                    "result": {"waitedSeconds": 5.0},
+                    "error": None,
+                    "createdAt": "2026-01-01T12:00:00.000Z",
+                    "startedAt": "2026-01-01T12:00:00.010Z",
+                    "updatedAt": "2026-01-01T12:00:05.020Z",
+                    "completedAt": "2026-01-01T12:00:05.020Z",
+                    "attempt": 1,
+                    "maxAttempts": 1,
+                    "runTimeoutSeconds": None,
+                    "worker": "orchestrator-7d9f-1234",
+                    "durationSeconds": 5.01,
+                    "cancelRequested": False,
+                    "sequence": 8,
+                }
+            ]
+        }
+    )
+
+    id: str
+    type: str
+    owner: str | None
+    status: JobStatus
+    input: dict[str, Any]
+    progress: Progress
+    result: Any
+    error: str | None
+    createdAt: str
+    startedAt: str | None
+    updatedAt: str
+    completedAt: str | None
+    attempt: int
+    maxAttempts: int
+    runTimeoutSeconds: float | None
+    worker: str | None
+    durationSeconds: float | None
+    cancelRequested: bool
+    sequence: int
+
+
+class JobPage(BaseModel):
+    items: list[JobView]
+    nextCursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
+    )
+
+
+class Health(BaseModel):
+    status: str
+    role: str
+    replica: str
+    runningJobs: int
+    waitingRequests: int
+    sidecarCalls: int

@@ -1,0 +1,101 @@
+"""Every error as RFC 9457 ``application/problem+json``, mapped in this one place."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from job_orchestrator.errors import OrchestratorError, StoreUnavailable
+from job_orchestrator.handlers import InvalidJobInput, UnknownJobType
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    status: int
+    title: str
+    detail: str
+    headers: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def body(self, instance: str) -> dict[str, Any]:
+        return {
+            "type": "about:blank",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "instance": instance,
+            **self.extra,
+        }
+
+
+def _field_name(loc: Any) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) or "body"
+
+
+def validation_problem(errors: list[dict[str, Any]], prefix: str = "") -> Problem:
+    """422 naming each invalid field, e.g. ``timeoutSeconds: Input should be a valid number``."""
+    fields = [
+        {"field": prefix + _field_name(err.get("loc", ())), "message": str(err.get("msg", ""))}
+        for err in errors
+    ]
+    detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields) or "invalid request"
+    return Problem(422, "Request validation failed", detail, extra={"errors": fields})
+
+
+def problem_for(exc: BaseException, retry_after: int) -> Problem:
+    """The problem a client sees for ``exc``; unknown errors never leak a stack trace."""
+    if isinstance(exc, StoreUnavailable):
+        return Problem(exc.status, exc.title, exc.detail, {"Retry-After": str(retry_after)})
+    if isinstance(exc, OrchestratorError):
+        return Problem(exc.status, exc.title, exc.detail)
+    if isinstance(exc, UnknownJobType):
+        return Problem(
+            422, "Unknown job type", str(exc), extra={"field": "type", "knownTypes": exc.known}
+        )
+    if isinstance(exc, InvalidJobInput):
+        problem = validation_problem(exc.errors, prefix="input.")
+        return Problem(
+            422, f"Invalid input for job type {exc.job_type!r}", problem.detail, extra=problem.extra
+        )
+    if isinstance(exc, RequestValidationError):
+        return validation_problem([dict(e) for e in exc.errors()])
+    if isinstance(exc, StarletteHTTPException):
+        detail = exc.detail if isinstance(exc.detail, str) else "request failed"
+        return Problem(exc.status_code, detail, detail, dict(exc.headers or {}))
+    return Problem(500, "Internal error", "the orchestrator failed unexpectedly; see its log")
+
+
+def install(app: FastAPI, retry_after: int) -> None:
+    """Register the handlers that turn every exception into problem+json."""
+
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        problem = problem_for(exc, retry_after)
+        if problem.status >= 500:
+            logger.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
+        return JSONResponse(
+            problem.body(request.url.path),
+            status_code=problem.status,
+            headers=problem.headers,
+            media_type=PROBLEM_JSON,
+        )
+
+    for exc_type in (
+        OrchestratorError,
+        UnknownJobType,
+        InvalidJobInput,
+        RequestValidationError,
+        StarletteHTTPException,
+        Exception,
+    ):
+        app.add_exception_handler(exc_type, handle)

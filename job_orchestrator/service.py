@@ -1,0 +1,239 @@
+"""What the HTTP API does with jobs: submit, read, wait, cancel, delete, list.
+
+No web framework here: routes translate HTTP to these calls, errors come back as the hierarchy in
+errors.py. Waits are event-driven (waiters.py) with one state read at the deadline as a fallback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from job_orchestrator import jobs
+from job_orchestrator.errors import JobConflict, JobNotFound, ResultGone
+from job_orchestrator.handlers import HandlerRegistry
+from job_orchestrator.idempotency import claim_key
+from job_orchestrator.jobs import Job, JobStatus
+from job_orchestrator.listing import JobIndex, Page, QueryListing
+from job_orchestrator.settings import Settings
+from job_orchestrator.store import Conflict, JobStore, job_key
+from job_orchestrator.waiters import Waiters, Watch, is_final
+from job_orchestrator.worker import Worker
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    type: str
+    input: dict[str, Any]
+    owner: str | None
+    max_attempts: int | None
+    run_timeout_seconds: float | None
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    job: dict[str, Any]
+    replayed: bool = False  #: an Idempotency-Key gave back an earlier job
+
+
+class JobService:
+    def __init__(
+        self,
+        store: JobStore,
+        registry: HandlerRegistry,
+        waiters: Waiters,
+        worker: Worker | None,
+        listing: QueryListing | JobIndex,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.waiters = waiters
+        self.worker = worker
+        self.listing = listing
+        self.settings = settings
+        self._clock = clock
+
+    def wait_budget(self, requested: float | None) -> float:
+        """Seconds a request may wait: its own choice (or the default), capped by configuration."""
+        wanted = self.settings.default_wait_seconds if requested is None else requested
+        return max(0.0, min(wanted, self.settings.max_wait_seconds))
+
+    async def submit(
+        self, sub: Submission, *, wait: float, idempotency_key: str | None = None
+    ) -> Outcome:
+        """Create the job (one transactional-outbox call) and wait up to ``wait`` s for it."""
+        job_input = self.registry.validate_input(sub.type, sub.input)
+        now = self._clock()
+        job_id, fresh = str(uuid.uuid4()), True
+        if idempotency_key is not None:
+            claim = await claim_key(
+                self.store,
+                idempotency_key,
+                sub.fingerprint_fields(),
+                now=now,
+                retention_seconds=self.settings.idempotency_retention_seconds,
+            )
+            job_id, fresh = claim.job_id, claim.fresh
+        with self.waiters.watch(job_id) as watch:
+            if fresh:
+                job = jobs.new_job(
+                    job_id,
+                    sub.type,
+                    job_input,
+                    owner=sub.owner,
+                    max_attempts=sub.max_attempts or self.settings.default_max_attempts,
+                    run_timeout_seconds=sub.run_timeout_seconds,
+                    now=now,
+                )
+                await self.store.write(job, "")
+                if isinstance(self.listing, JobIndex):
+                    self.listing.add(job)
+                current = job.public()
+            else:
+                current = await self.get(job_id)
+            if not is_final(current) and wait > 0:
+                watch.offer(current)
+                current = await self._await_final(watch, wait)
+        return Outcome(current, replayed=not fresh)
+
+    async def _await_final(self, watch: Watch, wait: float) -> dict[str, Any]:
+        final = await watch.final(wait)
+        if final is not None:
+            return dict(final)
+        # The one state read of a wait: a notification may have been lost (e.g. a broadcast
+        # delivery still in flight), so look at the record once at the deadline.
+        return await self.get(watch.job_id)
+
+    async def get(self, job_id: str) -> dict[str, Any]:
+        job, _ = await self.store.get(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job.public()
+
+    async def get_waiting(self, job_id: str, wait: float) -> dict[str, Any]:
+        """The job, long-polling up to ``wait`` s for it to become final."""
+        with self.waiters.watch(job_id) as watch:
+            current = await self.get(job_id)
+            if is_final(current) or wait <= 0:
+                return current
+            watch.offer(current)
+            return await self._await_final(watch, wait)
+
+    async def result(self, job_id: str) -> Any:
+        job, _ = await self.store.get(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        self._require_result(job)
+        return job.result
+
+    def _require_result(self, job: Job) -> None:
+        if job.status is not JobStatus.COMPLETED:
+            why = f": {job.error}" if job.error else ""
+            raise JobConflict(f"job {job.id} is {job.status.value}, it has no result{why}")
+        if job.result_dropped:
+            raise ResultGone(f"the result of job {job.id} was deleted")
+
+    async def drop_result(self, job_id: str) -> None:
+        """Forget a completed job's result, keep the record (no event: the job did not change)."""
+        for _ in range(8):
+            job, etag = await self.store.get(job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            if job.result_dropped:
+                return
+            self._require_result(job)
+            dropped = dataclasses.replace(job, result=None, result_dropped=True)
+            left = self.settings.retention_seconds - int(self._clock() - (job.completed_at or 0))
+            try:
+                await self.store.save_raw(
+                    job_key(job_id), dropped.to_record(), etag=etag, ttl_seconds=max(1, left)
+                )
+                return
+            except Conflict:
+                continue
+        raise JobConflict(f"job {job_id} kept changing; try again")
+
+    async def cancel(self, job_id: str, wait: float) -> dict[str, Any]:
+        """New: Canceled at once. InProgress: ask its worker to stop and wait for the outcome."""
+        with self.waiters.watch(job_id) as watch:
+            now = self._clock()
+            before, written, _ = await self.store.mutate(job_id, lambda j: _cancel_step(j, now))
+            if before is None:
+                raise JobNotFound(job_id)
+            if written is None:
+                if before.is_final:
+                    raise JobConflict(f"job {job_id} is already {before.status.value}")
+                written = before
+            self.waiters.notify(written.public())
+            if written.is_final:
+                return written.public()
+            if self.worker is not None:
+                self.worker.cancel_local(job_id)
+            watch.offer(written.public())
+            current = await self._await_final(watch, wait)
+        if is_final(current) and current["status"] != JobStatus.CANCELED.value:
+            raise JobConflict(f"job {job_id} became {current['status']} before it was canceled")
+        return current
+
+    async def delete(self, job_id: str) -> None:
+        """Cancel if needed, then remove the record (the cancel is published first)."""
+        for _ in range(8):
+            job, etag = await self.store.get(job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            if not job.is_final:
+                await self.store.mutate(job_id, self._cancel_now, known=(job, etag))
+                if self.worker is not None:
+                    self.worker.cancel_local(job_id)
+                continue
+            try:
+                await self.store.bury(job_id, etag, self._clock())
+                return
+            except Conflict:
+                continue
+        raise JobConflict(f"job {job_id} kept changing; try again")
+
+    def _cancel_now(self, job: Job) -> Job | None:
+        return None if job.is_final else jobs.transition(job, JobStatus.CANCELED, self._clock())
+
+    async def list(
+        self, owner: str | None, status: str | None, limit: int, cursor: str | None
+    ) -> Page:
+        if isinstance(self.listing, QueryListing):
+            return await self.listing.page(owner, status, limit, cursor)
+        return await self.listing.page(owner, status, limit, cursor, self._clock())
+
+    async def changes(self, job_id: str, refresh: float) -> AsyncGenerator[dict[str, Any], None]:
+        """Every version of the job from now until it is final (for Server-Sent Events)."""
+        with self.waiters.watch(job_id) as watch:
+            current = await self.get(job_id)
+            yield current
+            last = int(current["sequence"])
+            while not is_final(current):
+                if not await watch.changed(refresh):
+                    running_here = self.worker is not None and self.worker.runs(job_id)
+                    if not running_here:
+                        # Progress made on another replica is not broadcast; re-read at the
+                        # refresh interval while a stream is open.
+                        watch.offer(await self.get(job_id))
+                if watch.latest is not None and int(watch.latest["sequence"]) > last:
+                    current = watch.latest
+                    last = int(current["sequence"])
+                    yield current
+
+
+def _cancel_step(job: Job, now: float) -> Job | None:
+    if job.is_final or job.cancel_requested:
+        return None
+    if job.status is JobStatus.NEW:
+        return jobs.transition(job, JobStatus.CANCELED, now)
+    return jobs.update(job, now, cancel_requested=True)

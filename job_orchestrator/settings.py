@@ -1,0 +1,118 @@
+"""Configuration of one orchestrator replica, read once from the environment and passed in."""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class Role(enum.StrEnum):
+    """What a replica does, so API and workers scale apart."""
+
+    API = "api"  #: serves HTTP only; never claims jobs
+    WORKER = "worker"  #: runs jobs only; the job API answers 503
+    BOTH = "both"  #: the default
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the orchestrator cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_id: str = "job-orchestrator"
+    app_port: int = 8000
+    bind_host: str = "0.0.0.0"
+    dapr_grpc_port: int = 50001
+    dapr_http_port: int = 3500
+    dapr_api_token: str | None = None
+    role: Role = Role.BOTH
+    #: Name recorded in ``worker``; unique per process so a restarted replica never trusts
+    #: a lease it held in a former life.
+    replica_name: str = "local"
+    state_store: str = "statestore"
+    queue_pubsub: str = "jobqueue"
+    broadcast_pubsub: str = "jobbroadcast"
+    events_topic: str = "job-events"
+    default_wait_seconds: float = 5.0
+    max_wait_seconds: float = 60.0
+    retention_seconds: int = 7 * 24 * 3600
+    idempotency_retention_seconds: int = 24 * 3600
+    lease_seconds: float = 30.0
+    progress_interval_seconds: float = 1.0
+    retry_backoff_seconds: float = 1.0
+    retry_backoff_max_seconds: float = 30.0
+    max_takeovers: int = 3
+    default_max_attempts: int = 1
+    max_body_bytes: int = 256 * 1024
+    retry_after_seconds: int = 1
+    listing_shards: int = 8
+    listing_flush_seconds: float = 1.0
+
+    @property
+    def runs_api(self) -> bool:
+        return self.role in (Role.API, Role.BOTH)
+
+    @property
+    def runs_worker(self) -> bool:
+        return self.role in (Role.WORKER, Role.BOTH)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Build settings from ``env`` (Dapr's variable names where Dapr has one)."""
+        role_raw = env.get("APP_ENV", Role.BOTH.value).strip().lower()
+        try:
+            role = Role(role_raw)
+        except ValueError:
+            allowed = ", ".join(r.value for r in Role)
+            raise SettingsError(f"APP_ENV={role_raw!r}: expected one of {allowed}") from None
+        host = env.get("HOSTNAME") or socket.gethostname()
+        return cls(
+            app_id=env.get("APP_ID", cls.app_id),
+            app_port=_int(env, "APP_PORT", cls.app_port),
+            bind_host=env.get("APP_HOST", cls.bind_host),
+            dapr_grpc_port=_int(env, "DAPR_GRPC_PORT", cls.dapr_grpc_port),
+            dapr_http_port=_int(env, "DAPR_HTTP_PORT", cls.dapr_http_port),
+            dapr_api_token=env.get("DAPR_API_TOKEN") or None,
+            role=role,
+            replica_name=env.get("REPLICA_NAME") or f"{host}-{os.getpid()}",
+            state_store=env.get("STATE_STORE_NAME", cls.state_store),
+            events_topic=env.get("JOB_EVENTS_TOPIC", cls.events_topic),
+            default_wait_seconds=_float(env, "JOB_DEFAULT_WAIT_SECONDS", cls.default_wait_seconds),
+            max_wait_seconds=_float(env, "JOB_MAX_WAIT_SECONDS", cls.max_wait_seconds),
+            retention_seconds=_int(env, "JOB_RETENTION_SECONDS", cls.retention_seconds),
+            idempotency_retention_seconds=_int(
+                env, "IDEMPOTENCY_RETENTION_SECONDS", cls.idempotency_retention_seconds
+            ),
+            lease_seconds=_float(env, "JOB_LEASE_SECONDS", cls.lease_seconds),
+            progress_interval_seconds=_float(
+                env, "JOB_PROGRESS_INTERVAL_SECONDS", cls.progress_interval_seconds
+            ),
+            retry_backoff_seconds=_float(
+                env, "JOB_RETRY_BACKOFF_SECONDS", cls.retry_backoff_seconds
+            ),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes),
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected an integer") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected a number") from None

@@ -1,0 +1,278 @@
+"""Job persistence through the Dapr SDK: compare-and-swap writes, each one state + event at once.
+
+Every job change is ONE ExecuteStateTransaction on a store with Dapr's transactional outbox, so
+the saved job and its CloudEvent never diverge: the stored record, plus an ``outbox.projection``
+op (same key) that publishes the public job instead of the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple, TypeVar
+
+from dapr.aio.clients import DaprClient
+from dapr.clients.exceptions import DaprGrpcError, DaprInternalError
+from dapr.clients.grpc._request import TransactionalStateOperation
+from dapr.clients.grpc._state import Concurrency, StateOptions
+from dapr.clients.health import DaprHealth
+from dapr.conf import settings as sdk_settings
+from grpc import StatusCode
+from grpc.aio import AioRpcError
+
+from job_orchestrator.errors import StoreUnavailable
+from job_orchestrator.events import event_payload, outbox_metadata
+from job_orchestrator.jobs import Job
+from job_orchestrator.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ABORTED = StatusCode.ABORTED
+
+#: How many times a compare-and-swap re-reads after losing a race before giving up.
+CAS_ATTEMPTS = 8
+#: No sidecar call may hang a request or a worker forever.
+CALL_TIMEOUT_SECONDS = 10.0
+
+
+def job_key(job_id: str) -> str:
+    return f"job-{job_id}"
+
+
+async def connect(settings: Settings) -> DaprClient:
+    """The process's one Dapr client, once the sidecar's outbound health answers.
+
+    The SDK read DAPR_* from the environment at import; point it at the ports and token this
+    replica was configured with, so the health wait and the API token follow Settings.
+    """
+    overrides = {
+        "DAPR_HTTP_PORT": settings.dapr_http_port,
+        "DAPR_GRPC_PORT": settings.dapr_grpc_port,
+        "DAPR_API_TOKEN": settings.dapr_api_token,
+    }
+    for name, value in overrides.items():
+        setattr(sdk_settings, name, value)
+    # The SDK's constructor polls the health endpoint synchronously (up to 60 s): wait in a
+    # thread first, then build the client on the loop, where its gRPC channel must live.
+    await asyncio.to_thread(DaprHealth.wait_for_sidecar)
+    return DaprClient(address=f"127.0.0.1:{settings.dapr_grpc_port}")
+
+
+def grpc_code(exc: BaseException) -> StatusCode | None:
+    """The gRPC status behind an SDK error, however deeply the SDK wrapped it."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if isinstance(seen, DaprGrpcError | AioRpcError):
+            code: StatusCode = seen.code()
+            return code
+        if seen is None:
+            break
+        seen = seen.__cause__
+    return None
+
+
+class Conflict(Exception):
+    """A compare-and-swap lost: someone else changed the key since it was read."""
+
+
+class Mutation(NamedTuple):
+    current: Job | None  #: the job as last seen (None: it does not exist)
+    written: Job | None  #: what was written, None when nothing was
+    etag: str  #: the etag after the write when it is predictable, else ""
+
+
+class JobStore:
+    """Reads and writes jobs (and small helper records) in the ``statestore`` component."""
+
+    def __init__(self, client: DaprClient, settings: Settings) -> None:
+        self._client = client
+        self._store = settings.state_store
+        self._retention = settings.retention_seconds
+        #: sidecar calls made, for the per-job call count the benchmark reports
+        self.calls = 0
+        #: True when the store's etags are write counters (state.redis: "1", +1 per write), so
+        #: the etag after our own write is known without reading it back. A wrong guess only
+        #: costs a lost compare-and-swap and a re-read.
+        self.counted_etags = False
+        self.query_api = False
+
+    def next_etag(self, etag: str) -> str:
+        """The etag a key will have after one write over ``etag`` ("" = unknown)."""
+        if not self.counted_etags:
+            return ""
+        if not etag:
+            return "1"
+        return str(int(etag) + 1) if etag.isdigit() else ""
+
+    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        self.calls += 1
+        try:
+            return await asyncio.wait_for(call(), CALL_TIMEOUT_SECONDS)
+        except (DaprGrpcError, AioRpcError) as exc:
+            raise StoreUnavailable(f"{what} failed: {exc.details() or exc.code()}") from exc
+        except DaprInternalError as exc:
+            # save_state wraps the gRPC error in this one (the code stays in __cause__).
+            raise StoreUnavailable(f"{what} failed: {exc}") from exc
+        except TimeoutError as exc:
+            raise StoreUnavailable(f"{what}: no answer within {CALL_TIMEOUT_SECONDS:g} s") from exc
+
+    async def get_raw(self, key: str) -> tuple[dict[str, Any] | None, str]:
+        """The JSON value at ``key`` and its etag; (None, "") when missing."""
+        resp = await self._call(f"reading {key}", lambda: self._client.get_state(self._store, key))
+        if not resp.data:
+            return None, ""
+        return json.loads(resp.data), resp.etag
+
+    async def get(self, job_id: str) -> tuple[Job | None, str]:
+        """The job and its etag; a deleted job (tombstone) reads as None with the etag."""
+        data, etag = await self.get_raw(job_key(job_id))
+        if data is None or data.get("kind") != "job":
+            return None, etag
+        return Job.from_record(data), etag
+
+    async def save_raw(
+        self,
+        key: str,
+        value: dict[str, Any],
+        *,
+        etag: str | None = None,
+        ttl_seconds: int | None = None,
+        first_write: bool = False,
+    ) -> str:
+        """Save a helper record; raises Conflict when ``etag`` (or first-write) loses.
+
+        Returns the new etag when predictable (see ``next_etag``), else "".
+        """
+        options = StateOptions(concurrency=Concurrency.first_write) if first_write else None
+        meta = {"ttlInSeconds": str(ttl_seconds)} if ttl_seconds else {}
+        body = json.dumps(value, separators=(",", ":"))
+        try:
+            await self._call(
+                f"saving {key}",
+                lambda: self._client.save_state(
+                    self._store, key, body, etag=etag, options=options, state_metadata=meta
+                ),
+            )
+            return self.next_etag(etag or "")
+        except StoreUnavailable as exc:
+            if grpc_code(exc) == ABORTED:
+                raise Conflict(key) from exc
+            if not (etag or first_write):
+                raise
+            # state.redis reports a lost first-write as a generic error, not ABORTED: look.
+            current, current_etag = await self.get_raw(key)
+            if (first_write and current is not None) or (etag and current_etag != etag):
+                raise Conflict(key) from exc
+            raise
+
+    async def renew_lease(self, job: Job, etag: str) -> str:
+        """Extend a lease without publishing: a lease is not a change clients care about."""
+        return await self.save_raw(job_key(job.id), job.to_record(), etag=etag)
+
+    async def write(self, job: Job, etag: str) -> str:
+        """Save ``job`` and publish its event in one transaction; Conflict if ``etag`` is stale.
+
+        ``etag`` "" means create. Final jobs get the retention TTL. Returns the new etag when
+        predictable, else "".
+        """
+        key = job_key(job.id)
+        event_meta = outbox_metadata(job)
+        stored_meta = dict(event_meta)
+        if job.is_final:
+            stored_meta["ttlInSeconds"] = str(self._retention)
+        ops = [
+            TransactionalStateOperation(
+                key=key,
+                data=json.dumps(job.to_record(), separators=(",", ":")),
+                etag=etag or None,
+                metadata=stored_meta,
+            ),
+            TransactionalStateOperation(
+                key=key,
+                data=event_payload(job),
+                metadata={**event_meta, "outbox.projection": "true"},
+            ),
+        ]
+        await self._transact(key, etag, ops)
+        return self.next_etag(etag)
+
+    async def bury(self, job_id: str, etag: str, now: float) -> None:
+        """Delete a job by leaving a tombstone (Conflict if ``etag`` is stale).
+
+        A real delete would let a late compare-and-swap with a remembered etag bring the job
+        back: state stores accept a write with an etag on a missing key. A tombstone has a
+        version, so such writes lose. It expires with the job retention.
+        """
+        tombstone = {"kind": "tombstone", "id": job_id, "deletedAt": now}
+        await self.save_raw(job_key(job_id), tombstone, etag=etag, ttl_seconds=self._retention)
+
+    async def _transact(self, key: str, etag: str, ops: list[TransactionalStateOperation]) -> None:
+        try:
+            await self._call(
+                f"saving {key}",
+                lambda: self._client.execute_state_transaction(self._store, ops),
+            )
+        except StoreUnavailable:
+            # A stale etag inside a transaction surfaces as a generic transaction error (daprd
+            # maps it to INTERNAL), so re-read: a changed etag means we lost the race.
+            if etag:
+                _, current = await self.get_raw(key)
+                if current != etag:
+                    raise Conflict(key) from None
+            raise
+
+    async def mutate(
+        self,
+        job_id: str,
+        change: Callable[[Job], Job | None],
+        *,
+        known: tuple[Job, str] | None = None,
+    ) -> Mutation:
+        """Apply ``change`` with compare-and-swap, re-reading after a lost race.
+
+        ``change`` returns the new job, or None to leave it as it is. ``known`` is a version
+        already at hand (it saves the first read; if stale, the write loses and we re-read).
+        """
+        for _ in range(CAS_ATTEMPTS):
+            job, etag = known if known is not None and known[1] else await self.get(job_id)
+            known = None
+            if job is None:
+                return Mutation(None, None, "")
+            new = change(job)
+            if new is None:
+                return Mutation(job, None, etag)
+            try:
+                new_etag = await self.write(new, etag)
+            except Conflict:
+                logger.debug("job %s changed under us; re-reading", job_id)
+                continue
+            return Mutation(new, new, new_etag)
+        raise StoreUnavailable(f"job {job_id} kept changing; gave up after {CAS_ATTEMPTS} tries")
+
+    async def inspect(self) -> None:
+        """Learn what the state store component can do (asked once at start)."""
+        meta = await self._call("reading sidecar metadata", self._client.get_metadata)
+        for comp in meta.registered_components:
+            if comp.name == self._store:
+                self.query_api = "QUERY_API" in comp.capabilities
+                self.counted_etags = comp.type == "state.redis"
+
+    async def query(self, query: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+        """Run a state query; returns the values and the next page token."""
+        body = json.dumps(query)
+        resp = await self._call(
+            "querying jobs", lambda: self._client.query_state(self._store, body)
+        )
+        return [json.loads(item.value) for item in resp.results if item.value], resp.token or ""
+
+    async def bulk_get(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        if not keys:
+            return {}
+        resp = await self._call(
+            "reading jobs", lambda: self._client.get_bulk_state(self._store, keys)
+        )
+        return {item.key: json.loads(item.data) for item in resp.items if item.data}

@@ -1,0 +1,93 @@
+"""What the orchestrator consumes from ``job-events``: queued work and other replicas' changes.
+
+``jobqueue`` (competing consumer group) brings job.created to one replica, which runs the job and
+answers when it is final. ``jobbroadcast`` (a group per replica) brings final events and cancel
+requests to every replica, to wake waiting requests and stop handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from job_orchestrator import events
+from job_orchestrator.errors import StoreUnavailable
+from job_orchestrator.settings import Settings
+from job_orchestrator.waiters import is_final
+from job_orchestrator.worker import Answer, Worker
+
+logger = logging.getLogger(__name__)
+
+RUN_PATH = "/internal/jobs/run"
+CHANGED_PATH = "/internal/jobs/changed"
+
+_FINAL_TYPES = ", ".join(f'"{t}"' for t in events.FINAL_EVENT_TYPES)
+RUN_RULE = f'event.type == "{events.CREATED}"'
+CHANGED_RULE = (
+    f"event.type in [{_FINAL_TYPES}] || "
+    f'(event.type == "{events.UPDATED}" && event.data.cancelRequested == true)'
+)
+
+
+def subscriptions(settings: Settings) -> list[dict[str, Any]]:
+    """The programmatic subscriptions (Dapr v2 format with routing rules, no default route)."""
+    subs = [
+        {
+            "pubsubname": settings.broadcast_pubsub,
+            "topic": settings.events_topic,
+            "routes": {"rules": [{"match": CHANGED_RULE, "path": CHANGED_PATH}]},
+        }
+    ]
+    if settings.runs_worker:
+        subs.append(
+            {
+                "pubsubname": settings.queue_pubsub,
+                "topic": settings.events_topic,
+                "routes": {"rules": [{"match": RUN_RULE, "path": RUN_PATH}]},
+            }
+        )
+    return subs
+
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/dapr/subscribe")
+async def dapr_subscribe(request: Request) -> list[dict[str, Any]]:
+    return subscriptions(request.app.state.settings)
+
+
+@router.post(RUN_PATH)
+async def run_job(request: Request) -> dict[str, str]:
+    """Run a queued job, holding the delivery until it is final."""
+    worker: Worker | None = request.app.state.worker
+    try:
+        job = events.job_from_event(await request.json())
+    except (ValueError, events.MalformedEvent) as exc:
+        logger.warning("dropping a queue message that carries no job: %s", exc)
+        return {"status": "DROP"}
+    if worker is None:
+        return {"status": Answer.RETRY.value}
+    try:
+        answer = await worker.deliver(job["id"], job)
+    except StoreUnavailable as exc:
+        logger.warning("job %s: %s; the broker will redeliver it", job["id"], exc)
+        answer = Answer.RETRY
+    return {"status": answer.value}
+
+
+@router.post(CHANGED_PATH)
+async def job_changed(request: Request) -> dict[str, str]:
+    """Another replica changed a job: wake waiters here, stop a handler running here."""
+    try:
+        job = events.job_from_event(await request.json())
+    except (ValueError, events.MalformedEvent) as exc:
+        logger.warning("dropping a broadcast message that carries no job: %s", exc)
+        return {"status": "DROP"}
+    request.app.state.waiters.notify(job)
+    worker: Worker | None = request.app.state.worker
+    if worker is not None and (is_final(job) or job.get("cancelRequested")):
+        worker.cancel_local(job["id"])
+    return {"status": "SUCCESS"}

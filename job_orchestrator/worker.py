@@ -1,0 +1,414 @@
+"""Runs queued jobs: claim with compare-and-swap, keep the lease, retry, time out, cancel, finish.
+
+The queue delivery that brought a job is held open until the job is final, so a replica that
+dies leaves its message pending and the broker hands it to another replica (components/jobqueue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from job_orchestrator import jobs
+from job_orchestrator.errors import StoreUnavailable
+from job_orchestrator.handlers import HandlerRegistry, JobContext, JobFailure
+from job_orchestrator.jobs import Delivery, Job, JobStatus
+from job_orchestrator.settings import Settings
+from job_orchestrator.store import Conflict, JobStore
+from job_orchestrator.waiters import Waiters
+
+logger = logging.getLogger(__name__)
+
+
+class Answer(enum.StrEnum):
+    """Pub/sub delivery answers understood by Dapr."""
+
+    SUCCESS = "SUCCESS"  #: acknowledge
+    RETRY = "RETRY"  #: leave pending; the broker redelivers it later
+
+
+#: Claims re-read this often after losing a race before leaving the job to a redelivery.
+CLAIM_TRIES = 4
+
+
+class LostJob(Exception):
+    """The job was deleted, finished elsewhere or taken over: stop without writing."""
+
+
+class Outcome(enum.Enum):
+    DONE = "done"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    TIMED_OUT = "timed_out"
+
+
+class Run:
+    """One job running on this replica: its context, handler task and wake-up signal."""
+
+    def __init__(self, job: Job, etag: str, progress: Callable[[float, str], None]) -> None:
+        self.job = job
+        self.etag = etag  #: of ``job`` when known ("" = read before the next write)
+        self._report = progress
+        self.ctx = JobContext(job.id, job.input, progress)
+        self.wake = asyncio.Event()
+        self.progress: tuple[float, str] | None = None
+        self.task: asyncio.Task[Answer] | None = None
+
+    def new_context(self) -> None:
+        """A fresh context for the next attempt; a cancellation carries over."""
+        cancelled = self.ctx.cancelled
+        self.ctx = JobContext(self.job.id, self.job.input, self._report)
+        if cancelled:
+            self.ctx.cancel()
+
+    @property
+    def known(self) -> tuple[Job, str] | None:
+        return (self.job, self.etag) if self.etag else None
+
+
+class Worker:
+    def __init__(
+        self,
+        store: JobStore,
+        registry: HandlerRegistry,
+        waiters: Waiters,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._waiters = waiters
+        self._settings = settings
+        self._me = settings.replica_name
+        self._clock = clock
+        self._runs: dict[str, Run] = {}
+
+    @property
+    def running(self) -> int:
+        return len(self._runs)
+
+    def runs(self, job_id: str) -> bool:
+        return job_id in self._runs
+
+    async def deliver(self, job_id: str, announced: dict[str, Any] | None = None) -> Answer:
+        """A job.created delivery from the queue: run the job (or decide it needs nothing).
+
+        ``announced`` is the job as the event carried it.
+        """
+        run = self._runs.get(job_id)
+        if run is None:
+            started = await self._start(job_id, announced)
+            if isinstance(started, Answer):
+                return started
+            run = started
+        assert run.task is not None
+        # shield: the sidecar dropping this request must not stop the job.
+        return await asyncio.shield(run.task)
+
+    async def _start(self, job_id: str, announced: dict[str, Any] | None) -> Run | Answer:
+        known = self._as_announced(announced)
+        for _ in range(CLAIM_TRIES):
+            job, etag = known if known is not None else await self._store.get(job_id)
+            known = None
+            decision = self._decide(job)
+            if job is None or decision is Delivery.DONE:
+                return Answer.SUCCESS
+            if decision is Delivery.BUSY:
+                logger.info(
+                    "job %s is held by %s; leaving the delivery pending", job_id, job.worker
+                )
+                return Answer.RETRY
+            if decision in (Delivery.CANCEL, Delivery.GIVE_UP):
+                status, fields = JobStatus.CANCELED, {}
+                if decision is Delivery.GIVE_UP:
+                    error = f"its worker was lost {job.takeovers + 1} times; giving up"
+                    status, fields = JobStatus.FAILED, {"error": error}
+                await self._finish(
+                    job_id,
+                    status,
+                    fields,
+                    known=(job, etag),
+                    guard=functools.partial(self._still, decision),
+                )
+                return Answer.SUCCESS
+            claimed = jobs.claim(job, self._me, self._clock(), self._settings.lease_seconds)
+            try:
+                new_etag = await self._store.write(claimed, etag)
+            except Conflict:
+                continue
+            return self._launch(claimed, new_etag)
+        return Answer.RETRY
+
+    def _as_announced(self, announced: dict[str, Any] | None) -> tuple[Job, str] | None:
+        """The job as job.created announced it, with its etag when the store makes it known.
+
+        On a store with counted etags a job at sequence 1 was written once: etag "1". The claim
+        then needs no read; if the job changed meanwhile the claim loses and we read it.
+        """
+        if announced is None or announced.get("sequence") != 1 or not self._store.counted_etags:
+            return None
+        try:
+            return Job.from_record(announced), "1"
+        except (KeyError, ValueError, TypeError):
+            return None
+
+    def _launch(self, claimed: Job, etag: str) -> Run:
+        logger.info("job %s claimed by %s (attempt %s)", claimed.id, self._me, claimed.attempt)
+        self._waiters.notify(claimed.public())
+        job_id = claimed.id
+        run = Run(claimed, etag, lambda p, m: self._on_progress(job_id, p, m))
+        run.task = asyncio.create_task(self._supervise(run), name=f"job-{job_id}")
+        self._runs[job_id] = run
+        return run
+
+    def _still(self, decision: Delivery, job: Job) -> bool:
+        return self._decide(job) is decision
+
+    def _decide(self, job: Job | None) -> Delivery:
+        return jobs.decide_delivery(job, self._clock(), self._settings.max_takeovers)
+
+    def cancel_local(self, job_id: str) -> bool:
+        """Ask a job running here to stop; its handler sees ``ctx.cancelled``."""
+        run = self._runs.get(job_id)
+        if run is None:
+            return False
+        run.ctx.cancel()
+        run.wake.set()
+        return True
+
+    def _on_progress(self, job_id: str, percent: float, message: str) -> None:
+        run = self._runs.get(job_id)
+        if run is not None:
+            run.progress = (percent, message)
+            # Handlers may report from a worker thread; the flag is read on the loop.
+            run.wake.set()
+
+    async def _supervise(self, run: Run) -> Answer:
+        try:
+            await self._attempts(run)
+        except LostJob:
+            logger.info("job %s was lost by %s; stopped its handler", run.job.id, self._me)
+        except StoreUnavailable as exc:
+            # The lease runs out and the broker redelivers the job to someone else.
+            logger.warning(
+                "job %s: store unavailable (%s); leaving it to the lease", run.job.id, exc
+            )
+            return Answer.RETRY
+        finally:
+            self._runs.pop(run.job.id, None)
+        return Answer.SUCCESS
+
+    async def _attempts(self, run: Run) -> None:
+        while True:
+            if run.ctx.cancelled:
+                await self._finish(run.job.id, JobStatus.CANCELED, {})
+                return
+            outcome, value = await self._attempt(run)
+            if outcome is Outcome.DONE:
+                await self._finish(run.job.id, JobStatus.COMPLETED, self._done_fields(run, value))
+                return
+            if outcome is Outcome.CANCELED:
+                await self._finish(run.job.id, JobStatus.CANCELED, {})
+                return
+            if outcome is Outcome.TIMED_OUT:
+                await self._finish(run.job.id, JobStatus.FAILED, {"error": value})
+                return
+            failures = run.job.failures + 1
+            if failures >= run.job.max_attempts:
+                await self._finish(
+                    run.job.id, JobStatus.FAILED, {"error": value, "failures": failures}
+                )
+                return
+            await self._retry(run, failures, value)
+
+    def _done_fields(self, run: Run, result: Any) -> dict[str, Any]:
+        """Completed: 100 %, with the last message the handler reported (even unpublished)."""
+        message = run.progress[1] if run.progress is not None else run.job.progress_message
+        return {
+            "result": result,
+            "error": None,
+            "progress_percent": 100.0,
+            "progress_message": message or "completed",
+        }
+
+    async def _attempt(self, run: Run) -> tuple[Outcome, Any]:
+        """Run the handler once, publishing progress and renewing the lease while it works."""
+        handler = asyncio.create_task(self._registry.run(run.job.type, run.ctx))
+        timeout = run.job.run_timeout_seconds
+        deadline = time.monotonic() + timeout if timeout else None
+        renew_every = self._settings.lease_seconds / 3
+        last_write = time.monotonic()
+        try:
+            while not handler.done():
+                if run.ctx.cancelled:
+                    return Outcome.CANCELED, None
+                now = time.monotonic()
+                waits = [last_write + renew_every - now]
+                if deadline is not None:
+                    waits.append(deadline - now)
+                if run.progress is not None:
+                    waits.append(last_write + self._settings.progress_interval_seconds - now)
+                run.wake.clear()
+                wake = asyncio.ensure_future(run.wake.wait())
+                await asyncio.wait(
+                    {handler, wake},
+                    timeout=max(0.0, min(waits)),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                wake.cancel()
+                if handler.done() or run.ctx.cancelled:
+                    continue
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    return Outcome.TIMED_OUT, f"timed out after {timeout:g} s (runTimeoutSeconds)"
+                if run.progress is not None and (
+                    now - last_write >= self._settings.progress_interval_seconds
+                ):
+                    await self._write_progress(run)
+                    last_write = time.monotonic()
+                elif now - last_write >= renew_every:
+                    await self._renew(run)
+                    last_write = time.monotonic()
+        finally:
+            if not handler.done():
+                handler.cancel()
+        return self._outcome(run, handler)
+
+    def _outcome(self, run: Run, handler: asyncio.Task[Any]) -> tuple[Outcome, Any]:
+        if handler.cancelled() or run.ctx.cancelled:
+            return Outcome.CANCELED, None
+        exc = handler.exception()
+        if exc is None:
+            return Outcome.DONE, handler.result()
+        if isinstance(exc, JobFailure):
+            return Outcome.FAILED, str(exc)
+        logger.error("job %s: handler %s raised", run.job.id, run.job.type, exc_info=exc)
+        return Outcome.FAILED, f"{type(exc).__name__}: {exc}"
+
+    def _mine(self, job: Job, attempt: int) -> bool:
+        return not job.is_final and job.worker == self._me and job.attempt == attempt
+
+    async def _write_progress(self, run: Run) -> None:
+        assert run.progress is not None
+        percent, message = run.progress
+        run.progress = None
+        lease_until = self._clock() + self._settings.lease_seconds
+        await self._change(
+            run,
+            lambda j: jobs.update(
+                j,
+                self._clock(),
+                progress_percent=percent,
+                progress_message=message,
+                lease_expires_at=lease_until,
+            ),
+        )
+
+    async def _renew(self, run: Run) -> None:
+        """Extend the lease (no event); notice a cancel request or a lost job on the way."""
+        known = run.known
+        for _ in range(CLAIM_TRIES):
+            job, etag = known if known is not None else await self._store.get(run.job.id)
+            known = None
+            self._check(run, job)
+            assert job is not None
+            renewed = jobs.renew(job, self._clock() + self._settings.lease_seconds)
+            try:
+                run.etag = await self._store.renew_lease(renewed, etag)
+            except Conflict:
+                continue
+            run.job = renewed
+            return
+
+    def _check(self, run: Run, job: Job | None) -> None:
+        if job is None or not self._mine(job, run.job.attempt):
+            run.ctx.cancel()
+            raise LostJob(run.job.id)
+        if job.cancel_requested:
+            run.ctx.cancel()
+            run.wake.set()
+
+    async def _change(self, run: Run, change: Callable[[Job], Job]) -> None:
+        """CAS-write a change to a job we run; LostJob if it is no longer ours."""
+
+        def guarded(job: Job) -> Job | None:
+            return change(job) if self._mine(job, run.job.attempt) else None
+
+        current, written, etag = await self._store.mutate(run.job.id, guarded, known=run.known)
+        if written is None:
+            run.etag = ""
+            self._check(run, current)
+            return
+        run.job, run.etag = written, etag
+        self._waiters.notify(written.public())
+        if written.cancel_requested:
+            run.ctx.cancel()
+
+    async def _retry(self, run: Run, failures: int, error: str) -> None:
+        delay = jobs.retry_delay(
+            failures, self._settings.retry_backoff_seconds, self._settings.retry_backoff_max_seconds
+        )
+        logger.info(
+            "job %s failed (%s); attempt %s in %.1f s", run.job.id, error, failures + 1, delay
+        )
+        attempt = run.job.attempt
+        await self._change(
+            run,
+            lambda j: jobs.update(
+                j,
+                self._clock(),
+                error=error,
+                failures=failures,
+                attempt=attempt + 1,
+                lease_expires_at=self._clock() + self._settings.lease_seconds + delay,
+            ),
+        )
+        run.new_context()
+        run.wake.clear()
+        if not run.ctx.cancelled:
+            # Sleep the backoff, unless a cancellation wakes us first.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(run.wake.wait(), delay)
+
+    async def _finish(
+        self,
+        job_id: str,
+        status: JobStatus,
+        fields: dict[str, Any],
+        *,
+        known: tuple[Job, str] | None = None,
+        guard: Callable[[Job], bool] | None = None,
+    ) -> None:
+        """Write a final status unless another writer made the job final first."""
+        run = self._runs.get(job_id)
+        attempt = run.job.attempt if run is not None else None
+        if known is None and run is not None:
+            known = run.known
+
+        def change(job: Job) -> Job | None:
+            if job.is_final or (attempt is not None and not self._mine(job, attempt)):
+                return None
+            if guard is not None and not guard(job):
+                return None
+            return jobs.transition(job, status, self._clock(), **fields)
+
+        current, written, _ = await self._store.mutate(job_id, change, known=known)
+        final = written or current
+        if final is not None:
+            self._waiters.notify(final.public())
+        if written is not None:
+            logger.info("job %s is %s", job_id, status)
+
+    async def close(self) -> None:
+        """Stop local handlers without writing: their leases expire and others take over."""
+        runs = list(self._runs.values())
+        for run in runs:
+            if run.task is not None:
+                run.task.cancel()
+        await asyncio.gather(*(r.task for r in runs if r.task is not None), return_exceptions=True)

@@ -1,0 +1,116 @@
+"""microservice-x's public HTTP API: start jobs, read what their events said, dead letters."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from microservice_x.deadletters import DeadLetter
+from microservice_x.deps import OrchestratorDep, SettingsDep, StoreDep
+from microservice_x.errors import InvalidRequest, JobNotFound
+from microservice_x.events import MAX_JOB_ID_LENGTH
+from microservice_x.view import JobView
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter()
+
+
+class StartJobRequest(BaseModel):
+    """The orchestrator's job body; fields other than these are passed on as they are."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={"examples": [{"type": "wait", "input": {"seconds": 3}}]},
+    )
+
+    type: str = Field(default="wait", min_length=1, examples=["wait"])
+    input: dict[str, Any] = Field(default_factory=dict, examples=[{"seconds": 3}])
+    owner: str | None = Field(
+        default=None, description="Always this service; another owner is refused"
+    )
+
+
+class StartedJob(BaseModel):
+    """A job the orchestrator accepted; its events will tell how it goes."""
+
+    id: str = Field(examples=["0b9f7a3c5d2e4f61a8b7c6d5e4f3a2b1"])
+    owner: str = Field(examples=["microservice-x"])
+    status: str | None = Field(default=None, examples=["New"])
+    location: str = Field(examples=["/jobs/0b9f7a3c5d2e4f61a8b7c6d5e4f3a2b1"])
+    job: dict[str, Any] = Field(description="The job as the orchestrator answered it")
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    appId: str = Field(examples=["microservice-x"])
+
+
+@router.post("/jobs", status_code=202, response_model=StartedJob)
+async def start_job(
+    request: StartJobRequest,
+    response: Response,
+    orchestrator: OrchestratorDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> StartedJob:
+    """Start a job on the orchestrator (Dapr service invocation) with this service as owner."""
+    if request.owner is not None and request.owner != settings.app_id:
+        raise InvalidRequest(
+            f"owner must be {settings.app_id!r} (or left out), not {request.owner!r}"
+        )
+    body = request.model_dump(exclude_unset=True)
+    body["owner"] = settings.app_id
+    job = await orchestrator.start_job(body, idempotency_key)
+    location = f"/jobs/{job['id']}"
+    response.headers["Location"] = location
+    status = job.get("status")
+    logger.info("started job %s (%s) on %s", job["id"], request.type, settings.orchestrator_app_id)
+    return StartedJob(
+        id=job["id"],
+        owner=settings.app_id,
+        status=status if isinstance(status, str) else None,
+        location=location,
+        job=job,
+    )
+
+
+@router.get("/jobs", response_model=list[JobView])
+async def list_jobs(
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    status: Annotated[
+        Literal["New", "InProgress", "Completed", "Failed", "Canceled"] | None, Query()
+    ] = None,
+) -> list[JobView]:
+    """The jobs this service owns, newest first, as their events described them."""
+    return await store.list_jobs(limit, status)
+
+
+@router.get("/jobs/{job_id}", response_model=JobView)
+async def get_job(job_id: str, store: StoreDep) -> JobView:
+    """One job as its events described it: status, progress, result or error, events in order."""
+    # Such an id cannot be a state key, so no event could ever have created it.
+    if "||" in job_id or len(job_id) > MAX_JOB_ID_LENGTH:
+        raise JobNotFound(f"no events seen for job {job_id!r}")
+    view = await store.get_job(job_id)
+    if view is None:
+        raise JobNotFound(f"no events seen for job {job_id!r}")
+    return view
+
+
+@router.get("/dead-letters", response_model=list[DeadLetter])
+async def list_dead_letters(
+    store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> list[DeadLetter]:
+    """Job events that could not be applied (malformed or undeliverable), newest first."""
+    return await store.dead_letters(limit)
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz(settings: SettingsDep) -> Health:
+    """Liveness: the process answers."""
+    return Health(appId=settings.app_id)

@@ -1,0 +1,57 @@
+"""Builds the FastAPI app; its lifespan owns the Dapr client and the HTTP session."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from microservice_x import api, subscriber
+from microservice_x.connections import (
+    close_dapr_client,
+    open_dapr_client,
+    open_http_session,
+    wait_for_sidecar,
+)
+from microservice_x.orchestrator import OrchestratorClient
+from microservice_x.problems import install_problem_handlers
+from microservice_x.settings import Settings
+from microservice_x.store import ViewStore
+
+DESCRIPTION = """
+A microservice that owns long-running jobs: it starts them on **job-orchestrator** through Dapr
+service invocation, and learns how they go from the job events Dapr delivers to it (filtered to
+its own jobs), instead of polling.
+"""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        session = open_http_session(settings)
+        try:
+            await wait_for_sidecar(session, settings)
+            client = open_dapr_client(settings)
+            store = ViewStore(client, settings.state_store)
+            try:
+                app.state.store = store
+                app.state.orchestrator = OrchestratorClient(session, settings)
+                yield
+            finally:
+                await store.close()
+                await close_dapr_client(client)
+        finally:
+            await session.close()
+
+    app = FastAPI(
+        title="microservice-x",
+        description=DESCRIPTION,
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+    app.include_router(api.router)
+    app.include_router(subscriber.router)
+    return app

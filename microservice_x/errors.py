@@ -1,0 +1,74 @@
+"""What can go wrong in microservice-x, as a small hierarchy mapped to HTTP in problems.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServiceError(Exception):
+    """Base of the errors a caller can be told about (RFC 9457 problem fields)."""
+
+    status = 500
+    title = "Internal error"
+    #: Seconds a client should wait before trying again, for transient failures.
+    retry_after: int | None = None
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def extensions(self) -> dict[str, Any]:
+        return {}
+
+
+class JobNotFound(ServiceError):
+    status = 404
+    title = "Job not found"
+
+
+class InvalidRequest(ServiceError):
+    status = 422
+    title = "Invalid request"
+
+
+class StoreError(ServiceError):
+    """The view could not be read or written; a later attempt may succeed."""
+
+    status = 503
+    title = "State store unavailable"
+    retry_after: int | None = 2
+
+
+class CorruptRecord(StoreError):
+    """A stored record does not decode; retrying will not fix it by itself."""
+
+    status = 500
+    title = "Corrupt stored record"
+    retry_after = None
+
+
+class OrchestratorUnavailable(ServiceError):
+    status = 503
+    title = "Orchestrator unavailable"
+    retry_after = 2
+
+
+class OrchestratorBadAnswer(ServiceError):
+    status = 502
+    title = "Unexpected answer from the orchestrator"
+
+
+class OrchestratorRejected(ServiceError):
+    """The orchestrator answered the request with an error of its own: relayed as it is."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        detail = problem.get("detail")
+        super().__init__(detail if isinstance(detail, str) else f"orchestrator answered {status}")
+        self.status = status
+        title = problem.get("title")
+        self.title = title if isinstance(title, str) else "Rejected by the orchestrator"
+        self.problem = problem
+
+    def extensions(self) -> dict[str, Any]:
+        skip = {"type", "title", "status", "detail", "instance"}
+        return {k: v for k, v in self.problem.items() if k not in skip}

@@ -1,0 +1,68 @@
+"""Starting jobs on the orchestrator through Dapr service invocation (HTTP, via our sidecar)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import aiohttp
+import orjson
+
+from microservice_x.errors import (
+    OrchestratorBadAnswer,
+    OrchestratorRejected,
+    OrchestratorUnavailable,
+)
+from microservice_x.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class OrchestratorClient:
+    """POST /jobs on the app id `job-orchestrator`, wherever Dapr finds it."""
+
+    def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
+        self._session = session
+        self._app_id = settings.orchestrator_app_id
+        self._url = (
+            f"{settings.dapr_http_url}/v1.0/invoke/{settings.orchestrator_app_id}/method/jobs"
+        )
+
+    async def start_job(self, body: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
+        """Submit a job; return the job the orchestrator answered with (it has an `id`)."""
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        try:
+            async with self._session.post(
+                self._url, data=orjson.dumps(body), headers=headers
+            ) as response:
+                status = response.status
+                raw = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise OrchestratorUnavailable(
+                f"no answer from the Dapr sidecar invoking {self._app_id!r}: {exc!r}"
+            ) from exc
+        try:
+            answer: object = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            answer = None
+        if 200 <= status < 300:
+            if not isinstance(answer, dict) or not isinstance(answer.get("id"), str):
+                raise OrchestratorBadAnswer(
+                    f"{self._app_id!r} answered {status} without a job id: {raw[:200]!r}"
+                )
+            return answer
+        if isinstance(answer, dict) and "errorCode" in answer:
+            # The sidecar's own error (e.g. ERR_DIRECT_INVOKE): the orchestrator was not reached.
+            logger.warning("invoking %s failed: %s", self._app_id, answer)
+            raise OrchestratorUnavailable(
+                f"Dapr could not invoke {self._app_id!r}: "
+                f"{answer.get('errorCode')}: {answer.get('message')}"
+            )
+        if isinstance(answer, dict):
+            raise OrchestratorRejected(status, answer)
+        said = f"{self._app_id!r} answered {status}: {raw[:500].decode('utf-8', errors='replace')}"
+        if status >= 500:
+            raise OrchestratorUnavailable(said)
+        raise OrchestratorRejected(status, {"detail": said})

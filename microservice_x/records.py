@@ -1,0 +1,126 @@
+"""Compare-and-swap on single keys of a Dapr state store, through the SDK's gRPC client.
+
+A change is computed from the value just read and written with its etag (insert-only for a new
+key); if another writer got there first, the key is re-read and the change computed again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+import orjson
+from dapr.aio.clients import DaprClient
+from dapr.clients.exceptions import DaprGrpcError, DaprInternalError
+from dapr.clients.grpc._state import Concurrency, StateOptions
+
+from microservice_x.errors import CorruptRecord, StoreError
+
+logger = logging.getLogger(__name__)
+
+#: Compare-and-swap rounds before giving up (the delivery is then retried by Dapr).
+MAX_CAS_ATTEMPTS = 25
+
+T = TypeVar("T")
+#: Given the current value (None: absent): the value to write (None: no write) and a result.
+Change = Callable[[bytes | None], tuple[bytes | None, T]]
+Read = tuple[bytes | None, str | None]
+
+
+class _Conflict(Exception):
+    pass
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, DaprGrpcError):
+        details: str = exc.details()  # type: ignore[no-untyped-call]
+        return details
+    return str(exc)
+
+
+def _is_conflict(exc: Exception) -> bool:
+    """Dapr answers an etag mismatch with gRPC ABORTED."""
+    # SDK 1.18's save_state wraps the gRPC error in a DaprInternalError that keeps only the
+    # message; the status code is on the original error it chains.
+    error: BaseException | None = exc if isinstance(exc, grpc.RpcError) else exc.__cause__
+    if not isinstance(error, grpc.RpcError):
+        return False
+    return bool(error.code() == grpc.StatusCode.ABORTED)
+
+
+def decode_list(key: str, data: bytes | None) -> list[Any]:
+    """A stored JSON list (absent: empty)."""
+    if data is None:
+        return []
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise CorruptRecord(f"stored record {key!r} is not JSON: {exc}") from exc
+    if not isinstance(value, list):
+        raise CorruptRecord(f"stored record {key!r} is not a list")
+    return value
+
+
+class Records:
+    """Keys of one app id in one state store (Dapr prefixes them with the app id)."""
+
+    def __init__(self, client: DaprClient, store_name: str) -> None:
+        self._client = client
+        self.store = store_name
+        self._first_write = StateOptions(concurrency=Concurrency.first_write)
+
+    async def get(self, key: str) -> Read:
+        try:
+            response = await self._client.get_state(self.store, key)
+        except DaprGrpcError as exc:
+            raise StoreError(f"reading {key!r} from {self.store!r}: {_reason(exc)}") from exc
+        data: bytes = response.data
+        etag: str = response.etag
+        return (data or None), (etag or None)
+
+    async def get_many(self, keys: list[str]) -> dict[str, bytes]:
+        """The values of the keys that exist, in one call."""
+        try:
+            response = await self._client.get_bulk_state(self.store, keys, parallelism=8)
+        except DaprGrpcError as exc:
+            raise StoreError(f"bulk read from {self.store!r}: {_reason(exc)}") from exc
+        return {
+            item.key: item.data if isinstance(item.data, bytes) else item.data.encode()
+            for item in response.items
+            if item.data
+        }
+
+    async def _save(self, key: str, value: bytes, etag: str | None) -> None:
+        try:
+            if etag is None:
+                await self._client.save_state(self.store, key, value, options=self._first_write)
+            else:
+                await self._client.save_state(self.store, key, value, etag=etag)
+        except (DaprGrpcError, DaprInternalError) as exc:
+            if _is_conflict(exc):
+                raise _Conflict from exc
+            # state.redis reports a first-write insert on an existing key as a plain error, not
+            # an etag mismatch (that wrapping happens only when an etag was given): a key that
+            # exists now means another writer won the race.
+            if etag is None and (await self.get(key))[0] is not None:
+                raise _Conflict from exc
+            raise StoreError(f"writing {key!r} to {self.store!r}: {_reason(exc)}") from exc
+
+    async def update(self, key: str, change: Change[T], first_read: Read | None = None) -> T:
+        """Apply ``change`` to the key by compare-and-swap; ``first_read`` saves one read."""
+        read = first_read
+        for attempt in range(1, MAX_CAS_ATTEMPTS + 1):
+            current, etag = read if read is not None else await self.get(key)
+            read = None
+            new, result = change(current)
+            if new is None:
+                return result
+            try:
+                await self._save(key, new, etag)
+            except _Conflict:
+                logger.debug("etag conflict on %s (attempt %s), re-reading", key, attempt)
+                continue
+            return result
+        raise StoreError(f"{key!r} kept changing under {MAX_CAS_ATTEMPTS} attempts to update it")

@@ -1,0 +1,101 @@
+"""microservice-x's own records in the Dapr state store: job views, their index, dead letters.
+
+Plain SaveState with etags (records.py), never a transaction: the `statestore` component carries
+an outbox, and every transactional upsert on it would be published as a job event.
+"""
+
+from __future__ import annotations
+
+import orjson
+from dapr.aio.clients import DaprClient
+from pydantic import ValidationError
+
+from microservice_x.deadletters import DeadLetter
+from microservice_x.errors import CorruptRecord
+from microservice_x.events import JobEvent
+from microservice_x.index import JobIndex
+from microservice_x.records import Records, decode_list
+from microservice_x.view import JobView, Outcome, Reduction, apply_event
+
+JOB_KEY_PREFIX = "job:"
+DEAD_LETTERS_KEY = "dead-letters"
+MAX_DEAD_LETTERS = 500
+
+
+def _decode_view(key: str, data: bytes) -> JobView:
+    try:
+        return JobView.model_validate_json(data)
+    except ValidationError as exc:
+        raise CorruptRecord(f"stored record {key!r} is not a job view: {exc}") from exc
+
+
+class ViewStore:
+    """What microservice-x knows of its jobs, kept under its own app id in one state store."""
+
+    def __init__(self, client: DaprClient, store_name: str) -> None:
+        self._records = Records(client, store_name)
+        self._index = JobIndex(self._records)
+
+    async def close(self) -> None:
+        await self._index.close()
+
+    async def get_job(self, job_id: str) -> JobView | None:
+        key = JOB_KEY_PREFIX + job_id
+        data, _ = await self._records.get(key)
+        return None if data is None else _decode_view(key, data)
+
+    async def apply(self, event: JobEvent, received_at: str) -> Reduction:
+        """Fold an event into its job's stored view (compare-and-swap)."""
+        key = JOB_KEY_PREFIX + event.job.id
+
+        def change(current: bytes | None) -> tuple[bytes | None, Reduction]:
+            view = None if current is None else _decode_view(key, current)
+            reduction = apply_event(view, event, received_at)
+            if reduction.outcome is Outcome.DUPLICATE:
+                return None, reduction
+            return reduction.view.model_dump_json().encode(), reduction
+
+        first_read = await self._records.get(key)
+        if first_read[0] is None:
+            # Index first: if the process dies before the view is saved, the redelivery finds the
+            # id indexed already; a listed id whose view is missing is simply skipped.
+            await self._index.add(event.job.id)
+        return await self._records.update(key, change, first_read)
+
+    async def list_jobs(self, limit: int, status: str | None = None) -> list[JobView]:
+        """The newest jobs first, optionally only those in one status."""
+        ids = await self._index.ids()
+        found: list[JobView] = []
+        # Fetch in pages of `limit` so a status filter can look past non-matching jobs.
+        for start in range(0, len(ids), limit):
+            keys = [JOB_KEY_PREFIX + job_id for job_id in ids[start : start + limit]]
+            values = await self._records.get_many(keys)
+            for key in keys:
+                if key in values:
+                    view = _decode_view(key, values[key])
+                    if status is None or view.status == status:
+                        found.append(view)
+                        if len(found) == limit:
+                            return found
+        return found
+
+    async def add_dead_letter(self, entry: DeadLetter) -> bool:
+        """Record a dead letter once (by id); False if it was there already."""
+
+        def change(current: bytes | None) -> tuple[bytes | None, bool]:
+            entries = decode_list(DEAD_LETTERS_KEY, current)
+            if any(isinstance(e, dict) and e.get("id") == entry.id for e in entries):
+                return None, False
+            entries.append(entry.model_dump(mode="json"))
+            return orjson.dumps(entries[-MAX_DEAD_LETTERS:]), True
+
+        return await self._records.update(DEAD_LETTERS_KEY, change)
+
+    async def dead_letters(self, limit: int) -> list[DeadLetter]:
+        """The newest dead letters first."""
+        data, _ = await self._records.get(DEAD_LETTERS_KEY)
+        entries = decode_list(DEAD_LETTERS_KEY, data)
+        try:
+            return [DeadLetter.model_validate(e) for e in reversed(entries[-limit:])]
+        except ValidationError as exc:
+            raise CorruptRecord(f"stored record {DEAD_LETTERS_KEY!r} is corrupt: {exc}") from exc

@@ -1,0 +1,89 @@
+"""The sidecar's HTTP client to its app: one pooled aiohttp session, daprd's headers.
+
+Like daprd's app channel it sends ``dapr-api-token`` when ``APP_API_TOKEN`` is configured and
+has no timeout of its own (resiliency policies bound the calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+
+import aiohttp
+
+#: Status, response headers, body.
+AppResponse = tuple[int, Mapping[str, str], bytes]
+
+
+class AppUnreachableError(Exception):
+    """The app did not answer (refused, reset, broken reply); daprd treats this as retriable."""
+
+
+class AppChannel:
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        app_token: str | None,
+        *,
+        max_connections: int = 100,
+        timeout: float | None = None,
+    ) -> None:
+        self.address = address
+        self.port = port
+        self._base = f"http://{address}:{port}"
+        self._token_headers = {"dapr-api-token": app_token} if app_token else {}
+        self._max_connections = max_connections
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        # Created on first use: aiohttp sessions must be born inside the running event loop.
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, auto_decompress=True
+            )
+        return self._session
+
+    async def request(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> AppResponse:
+        url = f"{self._base}/{path.lstrip('/')}"
+        all_headers = {**headers, **self._token_headers}
+        try:
+            async with self._get_session().request(
+                method, url, headers=all_headers, data=body
+            ) as response:
+                content = await response.read()
+                return response.status, dict(response.headers), content
+        except (aiohttp.ClientError, OSError) as exc:
+            raise AppUnreachableError(f"{method} {url}: {exc}") from exc
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Wait until the app port accepts TCP connections, as daprd does before subscribing."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                _, writer = await asyncio.wait_for(
+                    asyncio.open_connection(self.address, self.port), timeout=1.0
+                )
+            except (OSError, TimeoutError):
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(
+                        f"app port {self.address}:{self.port} not open within {timeout}s"
+                    ) from None
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except OSError:
+                pass
+            return
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None

@@ -1,0 +1,242 @@
+"""The CloudEvents 1.0 envelope daprd wraps around published data, and its reading on delivery.
+
+Pure functions, field for field as components-contrib ``pubsub/envelope.go`` and daprd's
+``pkg/runtime/pubsub/cloudevents.go`` / ``pkg/runtime/subscription/subscription.go`` build them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+DEFAULT_TYPE = "com.dapr.event.sent"
+DEFAULT_SOURCE = "Dapr"  #: used when neither the publisher app id nor an override is known
+DEFAULT_DATA_CONTENT_TYPE = "text/plain"
+SPEC_VERSION = "1.0"
+CLOUDEVENT_CONTENT_TYPE = "application/cloudevents+json"
+
+#: ``cloudevent.<field>`` publish metadata overriding envelope fields (daprd's mapstructure tags).
+_OVERRIDES = ("id", "source", "type", "subject", "traceid", "traceparent", "tracestate")
+
+
+class CloudEventError(ValueError):
+    """The published body is no CloudEvent (daprd answers ERR_PUBSUB_CLOUD_EVENTS_SER)."""
+
+
+def _is_content_type(content_type: str, expected: str) -> bool:
+    # contrib's isContentType: exact media type, parameters after ";" ignored, case-insensitive.
+    lower = content_type.lower()
+    return lower == expected or lower.split(";", 1)[0] == expected
+
+
+def is_json_content_type(content_type: str) -> bool:
+    return _is_content_type(content_type, "application/json")
+
+
+def is_binary_content_type(content_type: str) -> bool:
+    return _is_content_type(content_type, "application/octet-stream")
+
+
+def is_cloudevent_content_type(content_type: str) -> bool:
+    return _is_content_type(content_type, CLOUDEVENT_CONTENT_TYPE)
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON keeping big integers exact, like Go's UseNumber (orjson turns them to floats)."""
+    return json.loads(data)
+
+
+def dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        # orjson refuses integers beyond 64 bits; the standard library writes them exactly.
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def new_traceparent() -> str:
+    """A fresh sampled W3C traceparent, as daprd starts a span when the caller sent none."""
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def rfc3339(moment: datetime) -> str:
+    """Go's ``time.RFC3339``: second precision, ``Z`` for UTC."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_envelope(
+    *,
+    data: bytes,
+    content_type: str,
+    topic: str,
+    pubsubname: str,
+    source: str,
+    traceparent: str,
+    tracestate: str = "",
+    metadata: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Wrap ``data`` the way daprd does for a publish with a non-CloudEvent content type."""
+    fields = {"id": "", "source": source, "type": "", "subject": ""}
+    fields["traceid"] = traceparent
+    fields["tracestate"] = tracestate
+    traceparent_override = ""
+    for key, value in (metadata or {}).items():
+        lower = key.lower()
+        if lower.startswith("cloudevent.") and lower[11:] in _OVERRIDES:
+            if lower[11:] == "traceparent":
+                traceparent_override = value
+            else:
+                fields[lower[11:]] = value
+    # daprd: a traceparent override supersedes traceid; both fields carry the same value.
+    trace = traceparent_override or fields["traceid"]
+    content_type = content_type or DEFAULT_DATA_CONTENT_TYPE
+    event: dict[str, Any] = {
+        "id": fields["id"] or str(uuid.uuid4()),
+        "specversion": SPEC_VERSION,
+        "datacontenttype": content_type,
+        "source": fields["source"] or DEFAULT_SOURCE,
+        "type": fields["type"] or DEFAULT_TYPE,
+        "topic": topic,
+        "pubsubname": pubsubname,
+        "traceid": trace,
+        "traceparent": trace,
+        "tracestate": fields["tracestate"],
+        "time": rfc3339(now or datetime.now(UTC)),
+    }
+    if is_json_content_type(content_type):
+        try:
+            event["data"] = loads(data)
+        except ValueError:
+            # contrib falls back to the text when the "JSON" does not parse.
+            event["data"] = data.decode("utf-8", errors="replace")
+    elif is_binary_content_type(content_type):
+        event["data_base64"] = base64.b64encode(data).decode("ascii")
+    else:
+        event["data"] = data.decode("utf-8", errors="replace")
+    if fields["subject"]:
+        event["subject"] = fields["subject"]
+    return event
+
+
+def from_cloudevent(
+    data: bytes,
+    *,
+    topic: str,
+    pubsubname: str,
+    traceparent: str,
+    tracestate: str = "",
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The publisher's own CloudEvent (``application/cloudevents+json``), completed like contrib."""
+    try:
+        event = loads(data)
+    except ValueError as exc:
+        raise CloudEventError(f"cannot create cloudevent: {exc}") from None
+    if not isinstance(event, dict):
+        raise CloudEventError("cannot create cloudevent: the body is not a JSON object")
+    event.setdefault("time", rfc3339(now or datetime.now(UTC)))
+    # contrib's FromCloudEvent overwrites the trace fields with the request's trace context.
+    event["traceid"] = traceparent
+    event["traceparent"] = traceparent
+    event["tracestate"] = tracestate
+    event["topic"] = topic
+    event["pubsubname"] = pubsubname
+    for key, default in (("source", DEFAULT_SOURCE), ("type", DEFAULT_TYPE)):
+        if event.get(key) is None:
+            event[key] = default
+    if event.get("specversion") is None:
+        event["specversion"] = SPEC_VERSION
+    return event
+
+
+def ttl_seconds(metadata: Mapping[str, str]) -> int | None:
+    """``ttlInSeconds`` as contrib's TryGetTTL reads it; invalid or non-positive ones ignored."""
+    raw = metadata.get("ttlInSeconds", "")
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def apply_ttl(
+    event: dict[str, Any], metadata: Mapping[str, str], now: datetime | None = None
+) -> None:
+    """Add ``expiration`` when the publish asked for a TTL (no broker here handles TTL itself)."""
+    ttl = ttl_seconds(metadata)
+    if ttl is not None:
+        event["expiration"] = rfc3339((now or datetime.now(UTC)) + timedelta(seconds=ttl))
+
+
+def has_expired(event: Mapping[str, Any], now: datetime | None = None) -> bool:
+    value = event.get("expiration")
+    if not value or not isinstance(value, str):
+        return False
+    try:
+        expiration = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if expiration.tzinfo is None:
+        return False
+    return expiration < (now or datetime.now(UTC))
+
+
+def from_raw_payload(data: bytes, *, topic: str, pubsubname: str) -> dict[str, Any]:
+    """The subscriber-side wrapper of a raw payload; its id is new per delivery, as in daprd."""
+    return {
+        "id": str(uuid.uuid4()),
+        "specversion": SPEC_VERSION,
+        "datacontenttype": "application/octet-stream",
+        "source": DEFAULT_SOURCE,
+        "type": DEFAULT_TYPE,
+        "topic": topic,
+        "pubsubname": pubsubname,
+        "data_base64": base64.b64encode(data).decode("ascii"),
+    }
+
+
+def parse_delivered(
+    data: bytes,
+    metadata: Mapping[str, str],
+    *,
+    topic: str,
+    pubsubname: str,
+    raw_payload: bool,
+) -> tuple[dict[str, Any], bytes]:
+    """The CloudEvent of a delivered message and the body daprd posts to the app.
+
+    A regular message is posted byte for byte as published; trace fields missing from the
+    event fall back to the broker message metadata. A ``rawPayload`` subscription wraps the bytes.
+    """
+    if raw_payload:
+        event = from_raw_payload(data, topic=topic, pubsubname=pubsubname)
+        for key in ("traceid", "traceparent", "tracestate"):
+            if key in metadata:
+                event[key] = metadata[key]
+        if "traceparent" in metadata:
+            event["traceid"] = metadata["traceparent"]
+        return event, dumps(event)
+    try:
+        event = loads(data)
+    except ValueError as exc:
+        raise CloudEventError(f"error deserializing cloud event: {exc}") from None
+    if not isinstance(event, dict):
+        raise CloudEventError("error deserializing cloud event: not a JSON object")
+    if "traceid" not in event and "traceid" in metadata:
+        event["traceid"] = metadata["traceid"]
+    if "traceparent" not in event and "traceparent" in metadata:
+        event["traceparent"] = metadata["traceparent"]
+        event["traceid"] = metadata["traceparent"]
+    if "tracestate" not in event and "tracestate" in metadata:
+        event["tracestate"] = metadata["tracestate"]
+    return event, data

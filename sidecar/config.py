@@ -1,0 +1,97 @@
+"""The sidecar's settings, parsed from daprd's own command-line flags (contract section 1)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarConfig:
+    app_id: str
+    app_port: int | None = None  #: None = no app: no subscriptions, invoke answers an error
+    app_protocol: str = "http"
+    app_channel_address: str = "127.0.0.1"
+    http_port: int = 3500
+    grpc_port: int = 50001
+    listen_address: str = "127.0.0.1"
+    resources_paths: tuple[Path, ...] = ()
+    log_level: str = "info"
+    api_token: str | None = None  #: DAPR_API_TOKEN: required on every API call but healthz
+    app_api_token: str | None = None  #: APP_API_TOKEN: sent to the app as dapr-api-token
+    namespace: str = ""  #: NAMESPACE, for the {namespace} template and keyPrefix namespace
+    app_health_check_path: str = "/healthz"
+    config_file: str = ""  #: daprd's --config: Configuration resources are not applied
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"port {value} is outside 1-65535")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sidecar",
+        description="A local stand-in for daprd: the Dapr HTTP and gRPC APIs, in Python.",
+    )
+    parser.add_argument("--app-id", required=True, help="the app's id (required)")
+    parser.add_argument("--app-port", type=_port, default=None, help="the port the app listens on")
+    parser.add_argument("--app-protocol", default="http", choices=["http"])
+    parser.add_argument("--app-channel-address", default="127.0.0.1")
+    parser.add_argument("--dapr-http-port", type=_port, default=3500)
+    parser.add_argument("--dapr-grpc-port", type=_port, default=50001)
+    parser.add_argument("--dapr-listen-addresses", default="127.0.0.1")
+    parser.add_argument(
+        "--resources-path",
+        action="append",
+        default=[],
+        type=Path,
+        help="a folder of component/subscription/resiliency YAML files (repeatable)",
+    )
+    parser.add_argument(
+        "--components-path",
+        action="append",
+        default=[],
+        type=Path,
+        help="deprecated alias of --resources-path",
+    )
+    parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+    parser.add_argument("--app-health-check-path", default="/healthz")
+    parser.add_argument(
+        "--config", default="", help="accepted for daprd compatibility; not applied (warned)"
+    )
+    return parser
+
+
+def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> SidecarConfig:
+    """Flags from argv, tokens and namespace from env (read once by __main__)."""
+    options = build_parser().parse_args(list(argv))
+    paths = tuple(options.resources_path) + tuple(options.components_path)
+    if not paths:
+        # daprd defaults to ~/.dapr/components; this project keeps its resources in ./components.
+        paths = (Path("components"),)
+    return SidecarConfig(
+        app_id=options.app_id,
+        app_port=options.app_port,
+        app_protocol=options.app_protocol,
+        app_channel_address=options.app_channel_address,
+        http_port=options.dapr_http_port,
+        grpc_port=options.dapr_grpc_port,
+        listen_address=options.dapr_listen_addresses,
+        resources_paths=paths,
+        log_level=options.log_level,
+        api_token=env.get("DAPR_API_TOKEN") or None,
+        app_api_token=env.get("APP_API_TOKEN") or None,
+        namespace=env.get("NAMESPACE", ""),
+        app_health_check_path=options.app_health_check_path,
+        config_file=options.config,
+    )

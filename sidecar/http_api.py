@@ -1,0 +1,309 @@
+"""daprd's HTTP API (``/v1.0/...``) on Starlette: routes, bodies and status codes as daprd's.
+
+Handlers only parse and format; the state, publish, invoke and metadata logic lives in the
+runtime's services. Any route that matches nothing is service invocation through the
+``dapr-app-id`` header, as in daprd (pkg/api/http/directmessaging.go).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import grpc
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from sidecar import cloudevents
+from sidecar.errors import DaprError
+from sidecar.http_state import state_routes
+from sidecar.invoke import InvokeResult
+from sidecar.metadata import metadata_json
+from sidecar.publishing import PublishEntry
+
+if TYPE_CHECKING:
+    from sidecar.runtime import Runtime
+
+_ALL_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+_JSON = "application/json"
+_TOKEN_FREE = frozenset({"/v1.0/healthz", "/v1.0/healthz/outbound"})
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def error_response(err: DaprError) -> Response:
+    return Response(orjson.dumps(err.http_body()), err.http_status, media_type=_JSON)
+
+
+def malformed(exc: object) -> DaprError:
+    return DaprError(
+        "ERR_MALFORMED_REQUEST",
+        f"failed deserializing HTTP body: {exc}",
+        400,
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+
+
+def request_metadata(request: Request) -> dict[str, str]:
+    """``?metadata.key=value`` query parameters, as daprd's getMetadataFromRequest."""
+    if not request.scope["query_string"]:
+        return {}
+    return {k[9:]: v for k, v in request.query_params.items() if k.startswith("metadata.")}
+
+
+async def json_body(request: Request) -> Any:
+    body = await request.body()
+    try:
+        return cloudevents.loads(body)
+    except ValueError as exc:
+        raise malformed(exc) from None
+
+
+def empty() -> Response:
+    return Response(status_code=204)
+
+
+def dapr_errors(handler: Handler) -> Handler:
+    """Render DaprError as daprd's JSON error body."""
+
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except DaprError as err:
+            return error_response(err)
+
+    return wrapped
+
+
+class ApiTokenMiddleware:
+    """Every API call but healthz needs ``dapr-api-token`` (pkg/api/http/middlewares.go)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            given = next((v for k, v in scope["headers"] if k == b"dapr-api-token"), None)
+            if given != self.token and not self._excluded(scope):
+                body = b"invalid api token\n"
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [
+                            (b"content-type", b"text/plain; charset=utf-8"),
+                            (b"x-content-type-options", b"nosniff"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def _excluded(scope: Scope) -> bool:
+        return scope["method"] == "GET" and scope["path"].rstrip("/") in _TOKEN_FREE
+
+
+class HttpApi:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+
+    async def healthz(self, request: Request) -> Response:
+        """Ready once the app's subscriptions are delivered (ERR_HEALTH_NOT_READY before)."""
+        if not self.rt.health.ready:
+            return error_response(
+                DaprError(
+                    "ERR_HEALTH_NOT_READY",
+                    f"dapr is not ready: [{self.rt.health.not_ready_reason}]",
+                    500,
+                    grpc.StatusCode.INTERNAL,
+                )
+            )
+        app_id = request.query_params.get("appid")
+        if app_id is not None and app_id != self.rt.app_id:
+            return error_response(
+                DaprError(
+                    "ERR_HEALTH_APPID_NOT_MATCH",
+                    "dapr app-id does not match",
+                    500,
+                    grpc.StatusCode.INTERNAL,
+                )
+            )
+        return empty()
+
+    async def healthz_outbound(self, request: Request) -> Response:
+        """Ready once components are loaded and the APIs are served."""
+        if not self.rt.health.outbound_ready:
+            return error_response(
+                DaprError(
+                    "ERR_OUTBOUND_HEALTH_NOT_READY",
+                    "dapr outbound is not ready",
+                    500,
+                    grpc.StatusCode.INTERNAL,
+                )
+            )
+        return empty()
+
+    async def get_metadata(self, request: Request) -> Response:
+        return Response(orjson.dumps(metadata_json(self.rt.metadata())), media_type=_JSON)
+
+    async def put_metadata(self, request: Request) -> Response:
+        body = await request.body()
+        self.rt.extended_metadata[request.path_params["key"]] = body.decode("utf-8", "replace")
+        return empty()
+
+    async def shutdown(self, request: Request) -> Response:
+        # Answer first; the runtime then stops gracefully, as daprd's Shutdown API does.
+        asyncio.get_running_loop().call_later(0.05, self.rt.request_shutdown)
+        return empty()
+
+    async def publish(self, request: Request) -> Response:
+        body = await request.body()
+        await self.rt.publisher.publish(
+            request.path_params["pubsub"],
+            request.path_params["topic"],
+            body,
+            request.headers.get("content-type", ""),
+            request_metadata(request),
+            traceparent=request.headers.get("traceparent", ""),
+            tracestate=request.headers.get("tracestate", ""),
+        )
+        return empty()
+
+    async def bulk_publish(self, request: Request) -> Response:
+        pubsub, topic = request.path_params["pubsub"], request.path_params["topic"]
+        raw = await json_body(request)
+        if not isinstance(raw, list):
+            raise malformed("expected a JSON array of entries")
+        entries = [_bulk_entry(item, pubsub, topic) for item in raw]
+        failed = await self.rt.publisher.bulk_publish(
+            pubsub,
+            topic,
+            entries,
+            request_metadata(request),
+            traceparent=request.headers.get("traceparent", ""),
+        )
+        if not failed:
+            return empty()
+        body = {
+            "failedEntries": [{"entryId": f.entry_id, "error": f.error} for f in failed],
+            "errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE",
+        }
+        return Response(orjson.dumps(body), 500, media_type=_JSON)
+
+    async def invoke(self, request: Request) -> Response:
+        """``/v1.0/invoke/{app-id}/method/{method}``, or any path with a dapr-app-id header."""
+        target, method = _target_and_method(request)
+        if not target:
+            return error_response(
+                DaprError(
+                    "ERR_DIRECT_INVOKE",
+                    "failed getting app id either from the URL path or the header dapr-app-id",
+                    404,
+                    grpc.StatusCode.NOT_FOUND,
+                )
+            )
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        result = await self.rt.invoker.invoke(
+            target,
+            method,
+            request.method,
+            request.scope["query_string"].decode("latin-1"),
+            headers,
+            await request.body(),
+        )
+        return _invoke_response(result)
+
+
+def _target_and_method(request: Request) -> tuple[str, str]:
+    raw_path: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
+    path = raw_path.decode("latin-1")
+    if path.startswith("/v1.0/invoke/"):
+        target, _, method = path[len("/v1.0/invoke/") :].partition("/method/")
+        return unquote(target), method
+    return request.headers.get("dapr-app-id", ""), path.lstrip("/")
+
+
+def _invoke_response(result: InvokeResult) -> Response:
+    response = Response(result.body, result.status)
+    response.raw_headers.extend(
+        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in result.headers
+    )
+    return response
+
+
+def _bulk_entry(item: Any, pubsub: str, topic: str) -> PublishEntry:
+    """One entry of a bulk publish body, its event turned into bytes like daprd's."""
+    if not isinstance(item, dict):
+        raise malformed("each entry must be an object")
+    content_type = str(item.get("contentType") or "")
+    event = item.get("event")
+    try:
+        if cloudevents.is_binary_content_type(content_type):
+            if not isinstance(event, str):
+                raise ValueError("error: mismatch between contentType and event")
+            data = base64.b64decode(event, validate=True)
+        elif cloudevents.is_json_content_type(content_type) or (
+            cloudevents.is_cloudevent_content_type(content_type)
+        ):
+            data = cloudevents.dumps(event)
+        elif isinstance(event, str):
+            data = event.encode()
+        else:
+            raise ValueError("error: mismatch between contentType and event")
+    except ValueError as exc:
+        raise DaprError(
+            "ERR_PUBSUB_EVENTS_SER",
+            f"error when marshalling events to bytes for topic {topic} pubsub {pubsub}: {exc}",
+            400,
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ) from None
+    metadata = item.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise malformed("entry metadata must be an object")
+    return PublishEntry(
+        entry_id=str(item.get("entryId") or ""),
+        data=data,
+        content_type=content_type,
+        metadata={str(k): str(v) for k, v in metadata.items()},
+    )
+
+
+def create_http_app(runtime: Runtime) -> ASGIApp:
+    api = HttpApi(runtime)
+    routes = [
+        Route("/v1.0/healthz", api.healthz, methods=["GET"]),
+        Route("/v1.0/healthz/outbound", api.healthz_outbound, methods=["GET"]),
+        Route("/v1.0/metadata", api.get_metadata, methods=["GET"]),
+        Route("/v1.0/metadata/{key}", api.put_metadata, methods=["PUT"]),
+        Route("/v1.0/shutdown", api.shutdown, methods=["POST"]),
+        *state_routes(runtime, dapr_errors),
+        Route(
+            "/v1.0-alpha1/publish/bulk/{pubsub}/{topic:path}",
+            dapr_errors(api.bulk_publish),
+            methods=["POST", "PUT"],
+        ),
+        Route(
+            "/v1.0/publish/bulk/{pubsub}/{topic:path}",
+            dapr_errors(api.bulk_publish),
+            methods=["POST", "PUT"],
+        ),
+        Route(
+            "/v1.0/publish/{pubsub}/{topic:path}", dapr_errors(api.publish), methods=["POST", "PUT"]
+        ),
+        Route("/{path:path}", dapr_errors(api.invoke), methods=_ALL_METHODS),
+    ]
+    app: ASGIApp = Starlette(routes=routes)
+    if runtime.config.api_token:
+        app = ApiTokenMiddleware(app, runtime.config.api_token)
+    return app

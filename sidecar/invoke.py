@@ -1,0 +1,176 @@
+"""Service invocation: forward ``/v1.0/invoke/{id}/method/...`` to the target app's sidecar.
+
+The caller's sidecar resolves the target through the local registry and forwards the request to
+that sidecar's HTTP API, which calls its app through the app channel. Method, query string,
+headers (minus hop-by-hop ones), body and the app's status, headers and body pass through.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import aiohttp
+import grpc
+from yarl import URL
+
+from sidecar.app_channel import AppChannel, AppUnreachableError
+from sidecar.errors import DaprError
+from sidecar.nameresolution import AppNotFound, Instance, Registry
+
+logger = logging.getLogger(__name__)
+
+#: RFC 9110 hop-by-hop headers, plus the ones each hop recomputes or daprd strips.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "dapr-api-token",
+        "dapr-app-id",
+    }
+)
+_FORWARDED_MARK = "dapr-caller-app-id"
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeResult:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def direct_invoke_error(app_id: str, why: object) -> DaprError:
+    return DaprError(
+        "ERR_DIRECT_INVOKE",
+        f"failed to invoke, id: {app_id}, err: {why}",
+        500,
+        grpc.StatusCode.INTERNAL,
+    )
+
+
+def forwardable(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP]
+
+
+class Invoker:
+    def __init__(
+        self,
+        app_id: str,
+        registry: Registry,
+        app_channel: AppChannel | None,
+        api_token: str | None,
+        timeout: float | None = None,
+    ) -> None:
+        self.app_id = app_id
+        self.registry = registry
+        self.app_channel = app_channel
+        self.api_token = api_token
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30),
+                # No overall limit, like daprd without a resiliency policy; connects are bounded.
+                timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=5),
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Content-Type", "Accept", "Accept-Encoding"),
+            )
+        return self._session
+
+    async def invoke(
+        self,
+        target: str,
+        method: str,
+        verb: str,
+        query: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes,
+    ) -> InvokeResult:
+        """Call ``method`` on app ``target``; raise DaprError ERR_DIRECT_INVOKE if unreachable."""
+        if target == self.app_id:
+            return await self.call_app(method, verb, query, forwardable(headers), body)
+        return await self._forward(target, method, verb, query, forwardable(headers), body)
+
+    async def call_app(
+        self, method: str, verb: str, query: str, headers: list[tuple[str, str]], body: bytes
+    ) -> InvokeResult:
+        if self.app_channel is None:
+            raise direct_invoke_error(self.app_id, "app channel is not initialized")
+        path = "/" + method.lstrip("/")
+        if query:
+            path = f"{path}?{query}"
+        sent = dict(headers)
+        sent.setdefault(_FORWARDED_MARK, self.app_id)
+        sent["dapr-callee-app-id"] = self.app_id
+        try:
+            status, reply_headers, reply = await self.app_channel.request(verb, path, sent, body)
+        except (AppUnreachableError, TimeoutError) as exc:
+            raise direct_invoke_error(self.app_id, f"error invoking app channel: {exc}") from exc
+        return InvokeResult(status, forwardable(reply_headers.items()), reply)
+
+    async def _forward(
+        self,
+        target: str,
+        method: str,
+        verb: str,
+        query: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+    ) -> InvokeResult:
+        # One retry when the connection is refused: the instance may have just restarted
+        # elsewhere, and a refused connect never reached the app.
+        for attempt in (1, 2):
+            try:
+                instance = self.registry.resolve(target)
+            except AppNotFound as exc:
+                raise direct_invoke_error(target, exc) from None
+            try:
+                return await self._send(instance, target, method, verb, query, headers, body)
+            except aiohttp.ClientConnectorError as exc:
+                self.registry.forget(target)
+                if attempt == 2:
+                    raise direct_invoke_error(target, exc) from exc
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                self.registry.forget(target)
+                raise direct_invoke_error(target, exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send(
+        self,
+        instance: Instance,
+        target: str,
+        method: str,
+        verb: str,
+        query: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+    ) -> InvokeResult:
+        base = f"http://{instance.address}:{instance.http_port}"
+        url = f"{base}/v1.0/invoke/{quote(target, safe='')}/method/{method}"
+        if query:
+            url = f"{url}?{query}"
+        sent = [(k, v) for k, v in headers if k.lower() != _FORWARDED_MARK]
+        sent.append((_FORWARDED_MARK, self.app_id))
+        if self.api_token:
+            sent.append(("dapr-api-token", self.api_token))
+        request = self._client().request(verb, URL(url, encoded=True), headers=sent, data=body)
+        async with request as response:
+            reply = await response.read()
+            return InvokeResult(response.status, forwardable(response.headers.items()), reply)

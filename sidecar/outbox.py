@@ -1,0 +1,271 @@
+"""The transactional outbox: a state transaction that also publishes its upserts, losing none.
+
+daprd's design (pkg/runtime/pubsub/outbox.go): before the commit, each upsert is published to an
+internal topic together with the key of a marker row that the transaction itself writes. The
+sidecar consumes the internal topic, publishes the event to the user's topic only once the
+marker is committed, then deletes the marker; so a crash between commit and publish leaves an
+unacknowledged internal message that is redelivered, and a failed commit publishes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import orjson
+
+from sidecar import cloudevents
+from sidecar.components import Component
+from sidecar.errors import DaprError
+from sidecar.pubsub.base import Message, PublishError, PubSub
+from sidecar.state.base import DeleteRequest, SetRequest, StateStore
+from sidecar.state_service import StateService
+
+logger = logging.getLogger(__name__)
+
+_TRUTHY = frozenset({"true", "1", "yes", "on", "y", "t"})
+#: How long the consumer looks for the marker before giving the message back (daprd: ~10 s).
+_MARKER_WAITS = (0.0, 0.5, 1.5, 3.0, 3.0, 2.0)
+_CONSUMERS = 10
+_OUTCOME_TTL = 120.0  #: seconds an unclaimed transaction outcome is kept
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in _TRUTHY
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxConfig:
+    store: str
+    publish_pubsub: str  #: outboxPublishPubsub: where the user's subscribers listen
+    publish_topic: str  #: outboxPublishTopic
+    outbox_pubsub: str  #: outboxPubsub: carries the internal topic (default publish_pubsub)
+    discard_when_missing: bool  #: outboxDiscardWhenMissingState
+
+
+def outbox_config(component: Component) -> OutboxConfig | None:
+    meta = component.metadata
+    pubsub, topic = meta.get("outboxPublishPubsub", ""), meta.get("outboxPublishTopic", "")
+    if not pubsub or not topic:
+        return None
+    return OutboxConfig(
+        store=component.name,
+        publish_pubsub=pubsub,
+        publish_topic=topic,
+        outbox_pubsub=meta.get("outboxPubsub") or pubsub,
+        discard_when_missing=_truthy(meta.get("outboxDiscardWhenMissingState")),
+    )
+
+
+def internal_topic(app_id: str, topic: str, namespace: str = "") -> str:
+    """daprd's name for the internal topic: namespace + app id + topic + "outbox"."""
+    return f"{namespace}{app_id}{topic}outbox"
+
+
+def outbox_error(app_id: str, exc: Exception) -> DaprError:
+    return DaprError(
+        "ERR_PUBLISH_OUTBOX",
+        f"error while publishing outbox message: {exc}",
+        500,
+        grpc.StatusCode.INTERNAL,
+        reason="DAPR_PUBSUB_OUTBOX",
+        metadata={"appID": app_id, "error": str(exc)},
+    )
+
+
+def outbox_event(
+    op: SetRequest,
+    payload: SetRequest,
+    config: OutboxConfig,
+    app_id: str,
+    marker: str,
+    traceparent: str,
+) -> dict[str, Any]:
+    """The CloudEvent announcing one upsert; ``payload`` is the op itself or its projection."""
+    overrides = {"cloudevent.id": marker, **op.metadata}
+    event = cloudevents.new_envelope(
+        data=payload.value,
+        content_type=payload.metadata.get("contentType", ""),
+        topic=config.publish_topic,
+        pubsubname=config.publish_pubsub,
+        source=app_id,
+        traceparent=traceparent or cloudevents.new_traceparent(),
+        metadata=overrides,
+    )
+    # daprd also copies every op metadata entry onto the event as is, but never data or id.
+    for key, value in op.metadata.items():
+        if key not in ("data", "id", "data_base64"):
+            event[key] = value
+    return event
+
+
+class Outbox:
+    def __init__(
+        self,
+        configs: Mapping[str, OutboxConfig],
+        pubsubs: Mapping[str, PubSub],
+        state: StateService,
+        app_id: str,
+        namespace: str = "",
+    ) -> None:
+        self._configs = configs
+        self._pubsubs = pubsubs
+        self._state = state
+        self._app_id = app_id
+        self._namespace = namespace
+        #: Outcome (committed?) of this process's transactions, by marker: the consumer waits
+        #: for it instead of trusting the marker alone, which a non-atomic store (state.redis)
+        #: may write even when another operation of the transaction failed.
+        self._outcomes: dict[str, asyncio.Future[bool]] = {}
+        self._closed = False
+
+    @classmethod
+    def from_components(
+        cls,
+        stores: Mapping[str, tuple[StateStore, Component]],
+        pubsubs: Mapping[str, PubSub],
+        state: StateService,
+        app_id: str,
+        namespace: str = "",
+    ) -> Outbox | None:
+        configs = {}
+        for name, (_, component) in stores.items():
+            config = outbox_config(component)
+            if config is not None:
+                configs[name] = config
+        return cls(configs, pubsubs, state, app_id, namespace) if configs else None
+
+    def enabled(self, store: str) -> bool:
+        return store in self._configs
+
+    async def start(self) -> None:
+        """Consume the internal topics (daprd: SubscribeToInternalTopics)."""
+        for config in self._configs.values():
+            pubsub = self._pubsubs.get(config.outbox_pubsub)
+            if pubsub is None:
+                logger.warning(
+                    "could not subscribe to internal outbox topic: outbox pubsub %s not loaded",
+                    config.outbox_pubsub,
+                )
+                continue
+            topic = internal_topic(self._app_id, config.publish_topic, self._namespace)
+            await pubsub.subscribe(topic, self._handler(config), concurrency=_CONSUMERS)
+
+    async def close(self) -> None:
+        self._closed = True
+
+    async def transact(
+        self,
+        store: str,
+        operations: Sequence[SetRequest | DeleteRequest],
+        metadata: Mapping[str, str],
+        traceparent: str = "",
+    ) -> None:
+        """Publish the internal messages, then commit the transaction with their markers."""
+        config = self._configs[store]
+        pubsub = self._pubsubs.get(config.outbox_pubsub)
+        if pubsub is None:
+            raise outbox_error(self._app_id, Exception(f"pubsub {config.outbox_pubsub} not found"))
+        projections = {
+            op.key: op
+            for op in operations
+            if isinstance(op, SetRequest) and _truthy(op.metadata.get("outbox.projection"))
+        }
+        kept = [
+            op
+            for op in operations
+            if not (isinstance(op, SetRequest) and _truthy(op.metadata.get("outbox.projection")))
+        ]
+        topic = internal_topic(self._app_id, config.publish_topic, self._namespace)
+        markers: list[SetRequest] = []
+        outcome: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        try:
+            for op in kept:
+                if not isinstance(op, SetRequest):
+                    continue
+                marker = f"outbox-{uuid.uuid4()}"
+                event = outbox_event(
+                    op, projections.get(op.key, op), config, self._app_id, marker, traceparent
+                )
+                self._outcomes[marker] = outcome
+                markers.append(SetRequest(key=marker, value=b"0"))
+                try:
+                    await pubsub.publish(
+                        topic, orjson.dumps({"marker": marker, "event": event}), {}
+                    )
+                except (PublishError, OSError) as exc:
+                    raise outbox_error(self._app_id, exc) from None
+            await self._state.transact(store, [*kept, *markers], metadata)
+        except BaseException:
+            outcome.set_result(False)
+            await self._forget_markers(store, markers)
+            raise
+        outcome.set_result(True)
+        # Entries the consumer never claims (another replica got the message) expire.
+        asyncio.get_running_loop().call_later(_OUTCOME_TTL, self._drop_outcomes, markers)
+
+    def _drop_outcomes(self, markers: Sequence[SetRequest]) -> None:
+        for marker in markers:
+            self._outcomes.pop(marker.key, None)
+
+    async def _forget_markers(self, store: str, markers: Sequence[SetRequest]) -> None:
+        """Best effort: remove markers a partly applied transaction may have written."""
+        for marker in markers:
+            try:
+                await self._state.delete(store, marker.key)
+            except Exception as exc:  # the consumer's own check still guards the publish
+                logger.debug("outbox: could not remove marker %s: %s", marker.key, exc)
+        loop = asyncio.get_running_loop()
+        loop.call_later(_OUTCOME_TTL, self._drop_outcomes, markers)
+
+    def _handler(self, config: OutboxConfig) -> Any:
+        async def handle(message: Message) -> None:
+            if self._closed:
+                raise RuntimeError("outbox is closing")
+            await self._relay(config, message)
+
+        return handle
+
+    async def _relay(self, config: OutboxConfig, message: Message) -> None:
+        internal = orjson.loads(message.data)
+        marker, event = str(internal["marker"]), internal["event"]
+        outcome = self._outcomes.pop(marker, None)
+        if outcome is not None:
+            committed = await outcome
+        else:
+            committed = await self._committed(config.store, marker)
+        if outcome is not None and not committed:
+            logger.info("outbox: the transaction of %s failed; nothing to publish", marker)
+            return
+        if not committed:
+            if config.discard_when_missing:
+                logger.error(
+                    "failed to publish outbox topic to pubsub %s: outbox state not found, "
+                    "discarding message",
+                    config.publish_pubsub,
+                )
+                return
+            raise LookupError(
+                f"cannot publish outbox message to topic {config.publish_topic} with pubsub "
+                f"{config.publish_pubsub}: outbox state not found, rejecting for later processing"
+            )
+        target = self._pubsubs.get(config.publish_pubsub)
+        if target is None:
+            raise LookupError(f"outbox: pubsub {config.publish_pubsub} not found")
+        event["topic"] = config.publish_topic
+        event["pubsubname"] = config.publish_pubsub
+        await target.publish(config.publish_topic, cloudevents.dumps(event), {})
+        await self._state.delete(config.store, marker)
+
+    async def _committed(self, store: str, marker: str) -> bool:
+        for wait in _MARKER_WAITS:
+            await asyncio.sleep(wait)
+            found = await self._state.get(store, marker, {})
+            if found is not None and found.data:
+                return True
+        return False

@@ -1,0 +1,224 @@
+"""The protocol-independent publish API: envelope, TTL and raw payload handling, daprd's errors.
+
+The HTTP and gRPC layers only parse requests and format results; everything a publisher can
+observe (CloudEvent fields, error codes) is decided here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+
+from sidecar import cloudevents
+from sidecar.errors import DaprError
+from sidecar.pubsub.base import BulkEntry, PublishError, PubSub
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishEntry:
+    """One event of a bulk publish, as the API receives it."""
+
+    entry_id: str
+    data: bytes
+    content_type: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FailedEntry:
+    entry_id: str
+    error: str
+
+
+def _is_true(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"true", "1", "yes", "on", "y"}
+
+
+def pubsub_not_found(name: str) -> DaprError:
+    return DaprError(
+        error_code="ERR_PUBSUB_NOT_FOUND",
+        message=f"pubsub {name} not found",
+        http_status=404,
+        grpc_code=grpc.StatusCode.INVALID_ARGUMENT,
+        reason="DAPR_PUBSUB_NOT_FOUND",
+        resource=("pubsub", name),
+    )
+
+
+def topic_empty(name: str) -> DaprError:
+    return DaprError(
+        error_code="ERR_TOPIC_NAME_EMPTY",
+        message=f"topic is empty in pubsub {name}",
+        http_status=404,
+        grpc_code=grpc.StatusCode.INVALID_ARGUMENT,
+        reason="DAPR_PUBSUB_TOPIC_NAME_EMPTY",
+        resource=("pubsub", name),
+    )
+
+
+def publish_failed(name: str, topic: str, exc: Exception) -> DaprError:
+    return DaprError(
+        error_code="ERR_PUBSUB_PUBLISH_MESSAGE",
+        message=f"error when publishing to topic {topic} in pubsub {name}: {exc}",
+        http_status=500,
+        grpc_code=grpc.StatusCode.INTERNAL,
+        reason="DAPR_PUBSUB_PUBLISH_MESSAGE",
+        metadata={"topic": topic, "error": str(exc)},
+        resource=("pubsub", name),
+    )
+
+
+def cloudevent_failed(name: str, exc: Exception) -> DaprError:
+    return DaprError(
+        error_code="ERR_PUBSUB_CLOUD_EVENTS_SER",
+        message=f"cannot create cloudevent: {exc}",
+        http_status=500,
+        grpc_code=grpc.StatusCode.INVALID_ARGUMENT,
+        reason="DAPR_PUBSUB_CLOUD_EVENT_CREATION",
+        resource=("pubsub", name),
+    )
+
+
+def bad_entries(name: str, topic: str) -> DaprError:
+    return DaprError(
+        error_code="ERR_PUBSUB_EVENTS_SER",
+        message=(
+            f"error marshaling events to bytes for topic {topic} pubsub {name}: "
+            "entryId is duplicated or not present for entry"
+        ),
+        http_status=400,
+        grpc_code=grpc.StatusCode.INVALID_ARGUMENT,
+        reason="DAPR_PUBSUB_MARSHAL_EVENTS",
+        resource=("pubsub", name),
+    )
+
+
+class Publisher:
+    def __init__(self, pubsubs: Mapping[str, PubSub], app_id: str) -> None:
+        self._pubsubs = pubsubs
+        self._app_id = app_id
+
+    def _component(self, pubsubname: str, topic: str) -> PubSub:
+        component = self._pubsubs.get(pubsubname)
+        if component is None:
+            raise pubsub_not_found(pubsubname)
+        if not topic:
+            raise topic_empty(pubsubname)
+        return component
+
+    def envelope(
+        self,
+        pubsubname: str,
+        topic: str,
+        data: bytes,
+        content_type: str,
+        metadata: Mapping[str, str],
+        *,
+        traceparent: str = "",
+        tracestate: str = "",
+    ) -> bytes:
+        """The bytes daprd hands the broker for one event (raises CloudEventError)."""
+        if _is_true(metadata.get("rawPayload")):
+            return data
+        trace = traceparent or cloudevents.new_traceparent()
+        if cloudevents.is_cloudevent_content_type(content_type):
+            event = cloudevents.from_cloudevent(
+                data, topic=topic, pubsubname=pubsubname, traceparent=trace, tracestate=tracestate
+            )
+        else:
+            event = cloudevents.new_envelope(
+                data=data,
+                content_type=content_type,
+                topic=topic,
+                pubsubname=pubsubname,
+                source=self._app_id,
+                traceparent=trace,
+                tracestate=tracestate,
+                metadata=metadata,
+            )
+        cloudevents.apply_ttl(event, metadata)
+        return cloudevents.dumps(event)
+
+    async def publish(
+        self,
+        pubsubname: str,
+        topic: str,
+        data: bytes,
+        content_type: str,
+        metadata: Mapping[str, str],
+        *,
+        traceparent: str = "",
+        tracestate: str = "",
+    ) -> None:
+        """Wrap ``data`` as daprd does and hand it to the broker; raises DaprError."""
+        component = self._component(pubsubname, topic)
+        try:
+            body = self.envelope(
+                pubsubname,
+                topic,
+                data,
+                content_type,
+                metadata,
+                traceparent=traceparent,
+                tracestate=tracestate,
+            )
+        except cloudevents.CloudEventError as exc:
+            raise cloudevent_failed(pubsubname, exc) from None
+        try:
+            await component.publish(topic, body, metadata)
+        except PublishError as exc:
+            raise publish_failed(pubsubname, topic, exc) from None
+
+    async def publish_raw(
+        self, pubsubname: str, topic: str, data: bytes, metadata: Mapping[str, str]
+    ) -> None:
+        """Publish bytes as they are (dead letters keep the original event); raises DaprError."""
+        component = self._component(pubsubname, topic)
+        try:
+            await component.publish(topic, data, metadata)
+        except PublishError as exc:
+            raise publish_failed(pubsubname, topic, exc) from None
+
+    async def bulk_publish(
+        self,
+        pubsubname: str,
+        topic: str,
+        entries: Sequence[PublishEntry],
+        metadata: Mapping[str, str],
+        *,
+        traceparent: str = "",
+        tracestate: str = "",
+    ) -> list[FailedEntry]:
+        """Publish every entry; returns the ones the broker refused. Raises DaprError."""
+        component = self._component(pubsubname, topic)
+        ids = [entry.entry_id for entry in entries]
+        if any(not entry_id for entry_id in ids) or len(set(ids)) != len(ids):
+            raise bad_entries(pubsubname, topic)
+        prepared: list[BulkEntry] = []
+        for entry in entries:
+            merged = {**metadata, **entry.metadata}
+            try:
+                body = self.envelope(
+                    pubsubname,
+                    topic,
+                    entry.data,
+                    entry.content_type,
+                    merged,
+                    traceparent=traceparent,
+                    tracestate=tracestate,
+                )
+            except cloudevents.CloudEventError as exc:
+                raise cloudevent_failed(pubsubname, exc) from None
+            prepared.append(BulkEntry(entry.entry_id, body, merged))
+        try:
+            failed_ids = await component.bulk_publish(topic, prepared)
+        except (TimeoutError, PublishError, OSError) as exc:
+            logger.error("bulk publish to %s/%s failed: %s", pubsubname, topic, exc)
+            return [FailedEntry(entry_id, str(exc)) for entry_id in ids]
+        reason = f"error when publishing to topic {topic} in pubsub {pubsubname}"
+        return [FailedEntry(entry_id, reason) for entry_id in failed_ids]

@@ -1,0 +1,83 @@
+"""``pubsub.in-memory``: an event bus inside this sidecar process, like daprd's in-memory one.
+
+Every subscription of a topic gets every message (there are no consumer groups, and nothing
+crosses processes). Each subscription handles its messages one at a time, and a failed
+delivery is retried 10 times, 100 ms apart, then dropped, as contrib's component does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+
+from sidecar.components import Component
+from sidecar.pubsub.base import BulkEntry, Handler, Message, PublishError
+
+logger = logging.getLogger(__name__)
+
+_ATTEMPTS = 10
+_RETRY_DELAY = 0.1
+_CLOSE_TIMEOUT = 5.0  #: seconds close() waits for consumer tasks to finish
+
+
+class InMemoryPubSub:
+    features: frozenset[str] = frozenset()
+
+    def __init__(self, component: Component, app_id: str) -> None:
+        self.name = component.name
+        self._queues: dict[str, list[asyncio.Queue[Message]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    async def init(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=_CLOSE_TIMEOUT)
+            if stuck:
+                logger.warning("%s: %d consumer tasks did not stop in time", self.name, len(stuck))
+        self._tasks.clear()
+        self._queues.clear()
+
+    async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
+        if self._closed:
+            raise PublishError("component is closed")
+        message = Message(topic=topic, data=data, metadata=dict(metadata))
+        for queue in self._queues.get(topic, ()):
+            queue.put_nowait(message)
+
+    async def bulk_publish(self, topic: str, entries: Sequence[BulkEntry]) -> list[str]:
+        if self._closed:
+            return [entry.entry_id for entry in entries]
+        for entry in entries:
+            await self.publish(topic, entry.data, entry.metadata)
+        return []
+
+    async def subscribe(self, topic: str, handler: Handler, *, concurrency: int) -> None:
+        """Start a serial consumer; ``concurrency`` is ignored, as daprd's bus is serial too."""
+        if self._closed:
+            raise RuntimeError("component is closed")
+        queue: asyncio.Queue[Message] = asyncio.Queue()
+        self._queues.setdefault(topic, []).append(queue)
+        task = asyncio.create_task(self._consume(queue, handler), name=f"memory-{topic}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _consume(self, queue: asyncio.Queue[Message], handler: Handler) -> None:
+        while not self._closed:
+            message = await queue.get()
+            for attempt in range(_ATTEMPTS):
+                try:
+                    await handler(message)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    logger.error("in-memory pubsub: delivery on %s failed: %s", message.topic, exc)
+                    if attempt + 1 < _ATTEMPTS:
+                        await asyncio.sleep(_RETRY_DELAY)

@@ -1,0 +1,312 @@
+"""``pubsub.redis``: Redis Streams with consumer groups, as components-contrib's redis pubsub.
+
+One stream per topic; entries carry ``data`` and ``metadata`` (JSON) fields. Consumers of one
+``consumerID`` share a group (competing); messages are acknowledged only after the handler
+returns, and ones left pending longer than ``processingTimeout`` are reclaimed every
+``redeliverInterval``. The loops survive Redis restarts and recreate a lost group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from sidecar.components import Component, ComponentError
+from sidecar.pubsub.base import BulkEntry, Handler, Message, PublishError
+from sidecar.redis_conn import redis_client
+from sidecar.resiliency import parse_go_duration
+
+logger = logging.getLogger(__name__)
+
+_BLOCK_MS = 2000  #: XREADGROUP BLOCK; bounds how long a poll waits before checking for close
+_MAX_BACKOFF = 5.0  #: seconds between reconnection attempts while Redis is down
+_RECLAIM_ROUNDS = 100  #: XAUTOCLAIM pages per redeliver tick
+_CLOSE_TIMEOUT = 5.0  #: seconds close() waits for consumer tasks to finish
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    consumer_id: str
+    processing_timeout: float  #: seconds; 0 disables redelivery
+    redeliver_interval: float  #: seconds; 0 disables redelivery
+    queue_depth: int
+    concurrency: int
+    max_len_approx: int | None
+
+
+def _duration_ms(component: Component, key: str, default: float) -> float:
+    """contrib's rule: an integer is milliseconds, anything else a Go duration string."""
+    raw = component.metadata.get(key, "").strip()
+    if not raw:
+        return default
+    if raw.isdigit():
+        return int(raw) / 1000.0
+    try:
+        value = parse_go_duration(raw)
+    except ValueError:
+        raise ComponentError(
+            component, key, f"expected milliseconds or a duration like 30s, got {raw!r}"
+        ) from None
+    if value < 0:
+        raise ComponentError(component, key, f"must not be negative, got {raw!r}")
+    return value
+
+
+def parse_settings(component: Component, app_id: str) -> StreamSettings:
+    """contrib's defaults: processingTimeout 60 s, redeliverInterval 15 s, depth 100, 10 workers."""
+    queue_depth = component.get_int("queueDepth", 100)
+    concurrency = component.get_int("concurrency", 10)
+    max_len = component.get_int("maxLenApprox", 0)
+    for key, value in (("queueDepth", queue_depth), ("concurrency", concurrency)):
+        if value < 1:
+            raise ComponentError(component, key, f"must be at least 1, got {value}")
+    return StreamSettings(
+        consumer_id=component.metadata.get("consumerID") or app_id,
+        processing_timeout=_duration_ms(component, "processingTimeout", 60.0),
+        redeliver_interval=_duration_ms(component, "redeliverInterval", 15.0),
+        queue_depth=queue_depth,
+        concurrency=concurrency,
+        max_len_approx=max_len if max_len > 0 else None,
+    )
+
+
+def _cancelled() -> bool:
+    """Whether close() cancelled this task; redis-py can swallow the CancelledError mid-command."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    entry_id: bytes
+    message: Message
+
+
+def _decode(topic: str, fields: Mapping[bytes, bytes]) -> Message:
+    metadata: dict[str, str] = {}
+    raw_meta = fields.get(b"metadata")
+    if raw_meta:
+        try:
+            parsed = json.loads(raw_meta)
+            if isinstance(parsed, dict):
+                metadata = {str(k): str(v) for k, v in parsed.items()}
+        except ValueError:
+            logger.warning("redis streams: could not extract metadata of a message on %s", topic)
+    return Message(topic=topic, data=fields.get(b"data", b""), metadata=metadata)
+
+
+class RedisStreamsPubSub:
+    features: frozenset[str] = frozenset()
+
+    def __init__(self, component: Component, app_id: str) -> None:
+        self.name = component.name
+        self.component = component
+        self.settings = parse_settings(component, app_id)
+        self._client: aioredis.Redis = redis_client(component)
+        self._host = component.metadata.get("redisHost", "")
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    async def init(self) -> None:
+        try:
+            await asyncio.wait_for(self._client.ping(), timeout=self.component.init_timeout)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise ComponentError(
+                self.component,
+                "redisHost",
+                f"redis streams: error connecting to redis at {self._host}: {exc or 'timeout'}. "
+                "Start Redis there or fix redisHost/redisPassword",
+            ) from None
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=_CLOSE_TIMEOUT)
+            if stuck:
+                logger.warning("%s: %d consumer tasks did not stop in time", self.name, len(stuck))
+        self._tasks.clear()
+        await self._client.aclose()
+
+    def _fields(self, data: bytes, metadata: Mapping[str, str]) -> dict[Any, Any]:
+        return {b"data": data, b"metadata": json.dumps(dict(metadata)).encode()}
+
+    async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
+        if self._closed:
+            raise PublishError("component is closed")
+        try:
+            await self._client.xadd(
+                topic, self._fields(data, metadata), maxlen=self.settings.max_len_approx
+            )
+        except (RedisError, OSError) as exc:
+            raise PublishError(f"redis streams: error from publish: {exc}") from exc
+
+    async def bulk_publish(self, topic: str, entries: Sequence[BulkEntry]) -> list[str]:
+        if self._closed:
+            return [entry.entry_id for entry in entries]
+        pipe = self._client.pipeline(transaction=False)
+        for entry in entries:
+            pipe.xadd(
+                topic, self._fields(entry.data, entry.metadata), maxlen=self.settings.max_len_approx
+            )
+        try:
+            results = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            logger.error("redis streams: bulk publish to %s failed: %s", topic, exc)
+            return [entry.entry_id for entry in entries]
+        return [
+            e.entry_id for e, r in zip(entries, results, strict=True) if isinstance(r, Exception)
+        ]
+
+    async def subscribe(self, topic: str, handler: Handler, *, concurrency: int) -> None:
+        if self._closed:
+            raise RuntimeError("component is closed")
+        try:
+            await self._ensure_group(topic)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            # The poll loop keeps trying and creates the group once Redis is back.
+            logger.warning("redis streams: cannot create group for %s yet: %s", topic, exc)
+        queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=self.settings.queue_depth)
+        workers = concurrency if concurrency > 0 else self.settings.concurrency
+        self._spawn(self._poll_loop(topic, queue), f"redis-poll-{topic}")
+        self._spawn(self._reclaim_loop(topic, queue), f"redis-reclaim-{topic}")
+        for index in range(workers):
+            self._spawn(self._worker(topic, queue, handler), f"redis-worker-{topic}-{index}")
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _ensure_group(self, topic: str) -> None:
+        try:
+            await self._client.xgroup_create(
+                topic, self.settings.consumer_id, id="0", mkstream=True
+            )
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _poll_loop(self, topic: str, queue: asyncio.Queue[_Pending]) -> None:
+        group = self.settings.consumer_id
+        delay, down = 0.1, False
+        while not self._closed and not _cancelled():
+            try:
+                response: Any = await self._client.xreadgroup(
+                    group, group, {topic: ">"}, count=self.settings.queue_depth, block=_BLOCK_MS
+                )
+                if down:
+                    logger.info("redis streams: reconnected to %s, consuming %s", self._host, topic)
+                    down, delay = False, 0.1
+                for _stream, entries in response or []:
+                    for entry_id, fields in entries:
+                        await queue.put(_Pending(entry_id, _decode(topic, fields)))
+                continue
+            except asyncio.CancelledError:
+                raise
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    logger.warning(
+                        "redis streams: consumer group %s does not exist for stream %s "
+                        "(Redis lost its data?); recreating it",
+                        group,
+                        topic,
+                    )
+                    with contextlib.suppress(RedisError, OSError):
+                        await self._ensure_group(topic)
+                    continue
+                logger.error("redis streams: error reading from stream %s: %s", topic, exc)
+            except (RedisError, OSError) as exc:
+                if not down:
+                    logger.warning(
+                        "redis streams: lost connection to %s while reading %s: %s; reconnecting",
+                        self._host,
+                        topic,
+                        exc,
+                    )
+                down = True
+            except Exception:
+                logger.exception("redis streams: unexpected error reading from stream %s", topic)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _MAX_BACKOFF)
+
+    async def _worker(self, topic: str, queue: asyncio.Queue[_Pending], handler: Handler) -> None:
+        while not _cancelled():
+            pending = await queue.get()
+            try:
+                await self._process(topic, pending, handler)
+            finally:
+                queue.task_done()
+
+    async def _process(self, topic: str, pending: _Pending, handler: Handler) -> None:
+        settings = self.settings
+        limit = settings.processing_timeout
+        # contrib bounds a handler by processingTimeout when redelivery is on, so a stuck
+        # delivery is given up before the reclaimer hands the message out again.
+        bound = limit if limit and settings.redeliver_interval else None
+        entry = pending.entry_id.decode()
+        try:
+            async with asyncio.timeout(bound):
+                await handler(pending.message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.error("Error processing Redis message %s: %s", entry, exc or type(exc).__name__)
+            return
+        try:
+            await self._client.xack(topic, settings.consumer_id, pending.entry_id)
+        except (RedisError, OSError) as exc:
+            logger.error("Error acknowledging Redis message %s: %s", entry, exc)
+
+    async def _reclaim_loop(self, topic: str, queue: asyncio.Queue[_Pending]) -> None:
+        settings = self.settings
+        if not settings.processing_timeout or not settings.redeliver_interval:
+            return
+        while not self._closed and not _cancelled():
+            try:
+                await self._reclaim(topic, queue)
+            except asyncio.CancelledError:
+                raise
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):  # the poll loop recreates a lost group
+                    logger.error("error reclaiming pending Redis messages on %s: %s", topic, exc)
+            except (RedisError, OSError) as exc:
+                logger.debug(
+                    "redis streams: reclaim on %s skipped, Redis unavailable: %s", topic, exc
+                )
+            except Exception:
+                logger.exception("redis streams: unexpected error reclaiming on %s", topic)
+            await asyncio.sleep(settings.redeliver_interval)
+
+    async def _reclaim(self, topic: str, queue: asyncio.Queue[_Pending]) -> None:
+        """XAUTOCLAIM messages idle for processingTimeout and queue them for the workers."""
+        settings = self.settings
+        idle_ms = int(settings.processing_timeout * 1000)
+        start: bytes | str = "0-0"
+        for _ in range(_RECLAIM_ROUNDS):
+            reply = await self._client.xautoclaim(
+                topic,
+                settings.consumer_id,
+                settings.consumer_id,
+                min_idle_time=idle_ms,
+                start_id=start,
+                count=settings.queue_depth,
+            )
+            start, claimed = reply[0], reply[1]
+            for entry_id, fields in claimed:
+                if entry_id is None or fields is None:
+                    continue  # deleted from the stream (trimmed); nothing to deliver
+                await queue.put(_Pending(entry_id, _decode(topic, fields)))
+            if start in (b"0-0", "0-0"):
+                return

@@ -1,0 +1,360 @@
+"""Load the resources folders (Component, Subscription, Resiliency YAML) the way daprd does.
+
+Only top-level ``*.yaml``/``*.yml`` files are read, in name order, each possibly holding several
+documents. Every error names the file, the field and why (contract section 2).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sidecar.components import Component, RouteRule, Subscription
+
+logger = logging.getLogger(__name__)
+
+_COMPONENT_VERSIONS = frozenset({"dapr.io/v1alpha1"})
+_SUBSCRIPTION_VERSIONS = frozenset({"dapr.io/v1alpha1", "dapr.io/v2alpha1"})
+_RESILIENCY_VERSIONS = frozenset({"dapr.io/v1alpha1"})
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class ResourceError(Exception):
+    """A resource file cannot be used; the message names the file, the field and why."""
+
+    def __init__(self, source: Path | str, field_name: str, problem: str) -> None:
+        self.source = str(source)
+        self.field_name = field_name
+        self.problem = problem
+        where = f"{source}: {field_name}" if field_name else f"{source}"
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass(frozen=True, slots=True)
+class Resiliency:
+    name: str
+    spec: Mapping[str, Any]  #: the raw ``spec`` (policies, targets), read by sidecar.resiliency
+    scopes: tuple[str, ...] = ()
+    source: str = ""
+
+    def document(self) -> dict[str, Any]:
+        """The resource as a YAML document again, the form sidecar.resiliency reads."""
+        return {
+            "kind": "Resiliency",
+            "metadata": {"name": self.name},
+            "spec": dict(self.spec),
+            "scopes": list(self.scopes),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    components: tuple[Component, ...] = ()
+    subscriptions: tuple[Subscription, ...] = ()
+    resiliencies: tuple[Resiliency, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateContext:
+    """Values for the ``{appID}``, ``{podName}``, ``{namespace}`` templates and ``envRef``."""
+
+    app_id: str
+    namespace: str = ""
+    pod_name: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def render(self, value: str) -> str:
+        if "{" not in value:
+            return value
+        value = value.replace("{appID}", self.app_id)
+        value = value.replace("{podName}", self.pod_name or self.app_id)
+        value = value.replace("{namespace}", f"{self.namespace}.{self.app_id}")
+        # Every occurrence gets its own uuid, as daprd does.
+        while "{uuid}" in value:
+            value = value.replace("{uuid}", str(uuid.uuid4()), 1)
+        return value
+
+
+def parse_duration(text: str) -> float:
+    """A Go duration ("5s", "1m30s", "500ms") in seconds; a bare number means seconds."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    position, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        position = match.end()
+    if position != len(text) or not text:
+        raise ValueError(f"expected a duration such as 5s, 500ms or 1m, got {text!r}")
+    return total
+
+
+def load_resources(paths: Sequence[Path], ctx: TemplateContext) -> Resources:
+    """Every resource in ``paths`` that applies to ``ctx.app_id``; raises ResourceError."""
+    components: list[Component] = []
+    subscriptions: list[Subscription] = []
+    resiliencies: list[Resiliency] = []
+    for directory in paths:
+        if not directory.is_dir():
+            logger.warning("resources path %s does not exist or is not a folder", directory)
+            continue
+        files = sorted(p for p in directory.iterdir() if p.suffix in {".yaml", ".yml"})
+        for path in files:
+            if not path.is_file():
+                continue
+            parsed = parse_resources(path.read_text(encoding="utf-8"), path, ctx)
+            components.extend(parsed.components)
+            subscriptions.extend(parsed.subscriptions)
+            resiliencies.extend(parsed.resiliencies)
+    _check_unique((c.name, str(c.source)) for c in components)
+    return Resources(
+        components=tuple(c for c in components if _in_scope(c.scopes, ctx.app_id)),
+        subscriptions=tuple(s for s in subscriptions if _in_scope(s.scopes, ctx.app_id)),
+        resiliencies=tuple(r for r in resiliencies if _in_scope(r.scopes, ctx.app_id)),
+    )
+
+
+def parse_resources(text: str, source: Path | str, ctx: TemplateContext) -> Resources:
+    """The resources in one file's text (pure apart from ``{uuid}``); raises ResourceError."""
+    try:
+        documents = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "YAML"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ResourceError(source, where, f"invalid YAML: {problem}") from None
+    components: list[Component] = []
+    subscriptions: list[Subscription] = []
+    resiliencies: list[Resiliency] = []
+    for index, doc in enumerate(documents):
+        if doc is None:
+            continue
+        label = f"{source}" if len(documents) == 1 else f"{source} (document {index + 1})"
+        if not isinstance(doc, dict):
+            raise ResourceError(label, "", f"expected a mapping, got {type(doc).__name__}")
+        api_version, kind = doc.get("apiVersion"), doc.get("kind")
+        if kind == "Component" and api_version in _COMPONENT_VERSIONS:
+            components.append(_component(doc, label, source, ctx))
+        elif kind == "Subscription" and api_version in _SUBSCRIPTION_VERSIONS:
+            subscriptions.append(_subscription(doc, label, api_version == "dapr.io/v2alpha1"))
+        elif kind == "Resiliency" and api_version in _RESILIENCY_VERSIONS:
+            resiliencies.append(_resiliency(doc, label))
+        else:
+            logger.debug("%s: skipping kind %r apiVersion %r", label, kind, api_version)
+    return Resources(tuple(components), tuple(subscriptions), tuple(resiliencies))
+
+
+def _component(
+    doc: Mapping[str, Any], label: str, source: Path | str, ctx: TemplateContext
+) -> Component:
+    name = _name(doc, label)
+    spec = _mapping(doc.get("spec"), label, "spec")
+    type_ = _string(spec.get("type"), label, "spec.type", required=True)
+    version = _string(spec.get("version"), label, "spec.version") or "v1"
+    metadata: dict[str, str] = {}
+    items = spec.get("metadata") or []
+    if not isinstance(items, list):
+        raise ResourceError(label, "spec.metadata", "expected a list of {name, value} items")
+    for position, item in enumerate(items):
+        where = f"spec.metadata[{position}]"
+        if not isinstance(item, dict):
+            raise ResourceError(label, where, "expected a mapping with name and value")
+        key = _string(item.get("name"), label, f"{where}.name", required=True)
+        if key in metadata:
+            raise ResourceError(label, f"{where}.name", f"metadata {key!r} is given twice")
+        metadata[key] = _metadata_value(item, label, f"{where} ({key})", ctx)
+    ignore_errors = spec.get("ignoreErrors", False)
+    if not isinstance(ignore_errors, bool):
+        raise ResourceError(
+            label, "spec.ignoreErrors", f"expected true or false, got {ignore_errors!r}"
+        )
+    init_timeout = 5.0
+    if spec.get("initTimeout") not in (None, ""):
+        try:
+            init_timeout = parse_duration(str(spec["initTimeout"]))
+        except ValueError as exc:
+            raise ResourceError(label, "spec.initTimeout", str(exc)) from None
+    return Component(
+        name=name,
+        type=type_,
+        version=version,
+        metadata=metadata,
+        scopes=_scopes(doc, label),
+        ignore_errors=ignore_errors,
+        init_timeout=init_timeout,
+        source=Path(source),
+    )
+
+
+def _metadata_value(item: Mapping[str, Any], label: str, where: str, ctx: TemplateContext) -> str:
+    if "secretKeyRef" in item:
+        raise ResourceError(
+            label,
+            f"{where}.secretKeyRef",
+            "secret stores are not supported by the local sidecar; use value or envRef",
+        )
+    if "envRef" in item:
+        env_name = _string(item.get("envRef"), label, f"{where}.envRef", required=True)
+        return ctx.env.get(env_name, "")
+    value = item.get("value")
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return ctx.render(str(value))
+    raise ResourceError(label, f"{where}.value", f"expected a scalar, got {type(value).__name__}")
+
+
+def _subscription(doc: Mapping[str, Any], label: str, v2: bool) -> Subscription:
+    _name(doc, label)
+    spec = _mapping(doc.get("spec"), label, "spec")
+    pubsubname = _string(spec.get("pubsubname"), label, "spec.pubsubname", required=True)
+    topic = _string(spec.get("topic"), label, "spec.topic", required=True)
+    rules: list[RouteRule] = []
+    default_path = ""
+    if v2:
+        routes = _mapping(spec.get("routes"), label, "spec.routes")
+        default_path = _string(routes.get("default"), label, "spec.routes.default")
+        raw_rules = routes.get("rules") or []
+        if not isinstance(raw_rules, list):
+            raise ResourceError(label, "spec.routes.rules", "expected a list of {match, path}")
+        for position, rule in enumerate(raw_rules):
+            where = f"spec.routes.rules[{position}]"
+            if not isinstance(rule, dict):
+                raise ResourceError(label, where, "expected a mapping with match and path")
+            match = _string(rule.get("match"), label, f"{where}.match")
+            path = _string(rule.get("path"), label, f"{where}.path", required=True)
+            rules.append(RouteRule(match=match, path=path))
+        if not rules and not default_path:
+            raise ResourceError(label, "spec.routes", "needs rules or a default route")
+    else:
+        default_path = _string(spec.get("route"), label, "spec.route", required=True)
+    metadata = _string_map(spec.get("metadata"), label, "spec.metadata")
+    bulk = _mapping(spec.get("bulkSubscribe"), label, "spec.bulkSubscribe")
+    enabled = bulk.get("enabled", False)
+    if not isinstance(enabled, bool):
+        raise ResourceError(label, "spec.bulkSubscribe.enabled", "expected true or false")
+    return Subscription(
+        pubsubname=pubsubname,
+        topic=topic,
+        rules=tuple(rules),
+        default_path=default_path,
+        metadata=metadata,
+        dead_letter_topic=_string(spec.get("deadLetterTopic"), label, "spec.deadLetterTopic"),
+        scopes=_scopes(doc, label),
+        bulk=enabled,
+        source=label,
+    )
+
+
+def parse_programmatic_subscriptions(body: Any) -> list[Subscription]:
+    """The app's ``GET /dapr/subscribe`` answer: v1 (``route``) and v2 (``routes``) items.
+
+    As in daprd, ``routes.default`` wins over ``route``; an item with neither routes nothing.
+    """
+    label = "GET /dapr/subscribe"
+    if body is None:
+        return []
+    if not isinstance(body, list):
+        raise ResourceError(label, "", f"expected a JSON list, got {type(body).__name__}")
+    subscriptions: list[Subscription] = []
+    for position, item in enumerate(body):
+        where = f"{label} item {position}"
+        if not isinstance(item, dict):
+            raise ResourceError(where, "", "expected an object")
+        routes = _mapping(item.get("routes"), where, "routes")
+        rules = []
+        for index, rule in enumerate(routes.get("rules") or []):
+            if not isinstance(rule, dict):
+                raise ResourceError(where, f"routes.rules[{index}]", "expected an object")
+            rules.append(
+                RouteRule(
+                    match=_string(rule.get("match"), where, f"routes.rules[{index}].match"),
+                    path=_string(rule.get("path"), where, f"routes.rules[{index}].path"),
+                )
+            )
+        default = _string(routes.get("default"), where, "routes.default")
+        bulk = _mapping(item.get("bulkSubscribe"), where, "bulkSubscribe")
+        subscriptions.append(
+            Subscription(
+                pubsubname=_string(item.get("pubsubname"), where, "pubsubname", required=True),
+                topic=_string(item.get("topic"), where, "topic", required=True),
+                rules=tuple(rules),
+                default_path=default or _string(item.get("route"), where, "route"),
+                metadata=_string_map(item.get("metadata"), where, "metadata"),
+                dead_letter_topic=_string(item.get("deadLetterTopic"), where, "deadLetterTopic"),
+                bulk=bulk.get("enabled") is True,
+                source="programmatic",
+            )
+        )
+    return subscriptions
+
+
+def _resiliency(doc: Mapping[str, Any], label: str) -> Resiliency:
+    name = _name(doc, label)
+    spec = _mapping(doc.get("spec"), label, "spec")
+    return Resiliency(name=name, spec=spec, scopes=_scopes(doc, label), source=label)
+
+
+def _name(doc: Mapping[str, Any], label: str) -> str:
+    meta = _mapping(doc.get("metadata"), label, "metadata")
+    return _string(meta.get("name"), label, "metadata.name", required=True)
+
+
+def _mapping(value: Any, label: str, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ResourceError(label, where, f"expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _string(value: Any, label: str, where: str, *, required: bool = False) -> str:
+    if value is None or value == "":
+        if required:
+            raise ResourceError(label, where, "is required")
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ResourceError(label, where, f"expected a string, got {type(value).__name__}")
+    return str(value)
+
+
+def _string_map(value: Any, label: str, where: str) -> dict[str, str]:
+    raw = _mapping(value, label, where)
+    return {str(k): _string(v, label, f"{where}.{k}") for k, v in raw.items()}
+
+
+def _scopes(doc: Mapping[str, Any], label: str) -> tuple[str, ...]:
+    scopes = doc.get("scopes") or []
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        raise ResourceError(label, "scopes", "expected a list of app ids")
+    return tuple(scopes)
+
+
+def _in_scope(scopes: tuple[str, ...], app_id: str) -> bool:
+    return not scopes or app_id in scopes
+
+
+def _check_unique(names_and_sources: Iterable[tuple[str, str]]) -> None:
+    seen: dict[str, str] = {}
+    for name, source in names_and_sources:
+        if name in seen:
+            raise ResourceError(
+                source,
+                "metadata.name",
+                f"duplicate component name {name!r} (first defined in {seen[name]})",
+            )
+        seen[name] = source

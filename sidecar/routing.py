@@ -1,0 +1,82 @@
+"""CEL routing rules of a subscription, compiled once and evaluated per event like daprd.
+
+daprd (``pkg/runtime/subscription``) tries the rules in order and takes the first that is true;
+the ``default`` route is a final rule without expression. An evaluation error (a missing field,
+a non-boolean result) fails the whole message, exactly as daprd's ``findMatchingRoute`` does:
+the runtime then dead-letters it or leaves it for redelivery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cel
+
+from sidecar.components import RouteRule
+
+
+class RuleCompileError(ValueError):
+    """A routing rule is not valid CEL; raised at startup so the subscription never runs."""
+
+
+class RuleEvaluationError(Exception):
+    """A rule could not be evaluated on one event (daprd treats the message as failed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    expression: str
+    program: Any  #: a ``cel.Program``; None for a match-all rule (empty expression or default)
+    path: str
+
+
+class Router:
+    """The compiled rules of one subscription; ``route`` is all that runs per message."""
+
+    __slots__ = ("rules",)
+
+    def __init__(self, rules: Sequence[RouteRule], default_path: str = "", where: str = "") -> None:
+        compiled: list[CompiledRule] = []
+        for rule in rules:
+            expression = rule.match.strip()
+            if not expression:
+                compiled.append(CompiledRule("", None, rule.path))
+                continue
+            try:
+                program = cel.compile(expression)
+            except (ValueError, RuntimeError) as exc:
+                context = f" in {where}" if where else ""
+                raise RuleCompileError(
+                    f"routing rule {expression!r} (path {rule.path!r}){context} is not valid CEL: "
+                    f"{exc}. Fix the 'match' expression, e.g. event.type == \"job.completed\""
+                ) from None
+            compiled.append(CompiledRule(expression, program, rule.path))
+        if default_path:
+            compiled.append(CompiledRule("", None, default_path))
+        self.rules: tuple[CompiledRule, ...] = tuple(compiled)
+
+    def route(self, event: Mapping[str, Any]) -> str | None:
+        """The path of the first matching rule, or None when nothing matches."""
+        context: Any = None
+        for rule in self.rules:
+            if rule.program is None:
+                return rule.path
+            if context is None:
+                # One conversion of the event into CEL values per message, shared by all rules.
+                context = cel.Context()
+                context.add_variable("event", dict(event))
+            try:
+                result = rule.program.execute(context)
+            except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+                raise RuleEvaluationError(
+                    f"error evaluating routing rule {rule.expression!r}: {exc}"
+                ) from None
+            if not isinstance(result, bool):
+                raise RuleEvaluationError(
+                    f"the result of match expression {rule.expression} was not a boolean"
+                )
+            if result:
+                return rule.path
+        return None

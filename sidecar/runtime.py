@@ -1,0 +1,346 @@
+"""The sidecar's lifecycle: components -> APIs -> outbound ready -> app -> subscriptions -> ready.
+
+Follows daprd's start order (contract section 1) and its graceful shutdown on SIGTERM/SIGINT or
+the Shutdown API: stop delivering, stop serving, close components, leave the name registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from sidecar.app_channel import AppChannel, AppUnreachableError
+from sidecar.components import Component, ComponentError, Subscription
+from sidecar.config import SidecarConfig
+from sidecar.delivery import Deliverer
+from sidecar.grpc_api import create_grpc_server
+from sidecar.http_api import create_http_app
+from sidecar.invoke import Invoker
+from sidecar.metadata import AppConnection, build_metadata
+from sidecar.nameresolution import Instance, Registry, registry_dir
+from sidecar.outbox import Outbox
+from sidecar.publishing import Publisher
+from sidecar.pubsub.base import PubSub
+from sidecar.pubsub.registry import PUBSUB_TYPES, create_pubsub
+from sidecar.resiliency import Resiliency, ResiliencyError, parse_resiliency
+from sidecar.resources import (
+    ResourceError,
+    Resources,
+    TemplateContext,
+    load_resources,
+    parse_programmatic_subscriptions,
+)
+from sidecar.servers import GrpcServer, HttpServer
+from sidecar.state.base import DeleteRequest, SetRequest, StateStore
+from sidecar.state.registry import STATE_TYPES, capabilities, create_state_store
+from sidecar.state_service import StateService
+
+logger = logging.getLogger(__name__)
+
+_APP_WAIT_LOG_EVERY = 10.0  #: seconds between "waiting for the app" log lines
+
+
+class SidecarStartError(Exception):
+    """The sidecar cannot start (a component failed, a port is taken); the message says why."""
+
+
+@dataclass
+class Health:
+    outbound_ready: bool = False  #: components loaded, APIs served
+    ready: bool = False  #: and the app's subscriptions are being delivered
+    not_ready_reason: str = "dapr is starting"
+
+
+@dataclass
+class Components:
+    """The loaded component instances, by name."""
+
+    stores: dict[str, tuple[StateStore, Component]] = field(default_factory=dict)
+    pubsubs: dict[str, PubSub] = field(default_factory=dict)
+    loaded: list[tuple[Component, tuple[str, ...]]] = field(default_factory=list)  #: + features
+
+    async def close(self) -> None:
+        closers = [s.close() for s, _ in self.stores.values()]
+        closers += [p.close() for p in self.pubsubs.values()]
+        for result in await asyncio.gather(*closers, return_exceptions=True):
+            if isinstance(result, Exception):
+                logger.warning("error closing a component: %s", result)
+
+
+async def create_components(components: tuple[Component, ...], app_id: str) -> Components:
+    """Create and init every component concurrently; ignoreErrors ones may fail quietly."""
+    loaded = Components()
+
+    async def init(component: Component) -> tuple[Component, Any] | None:
+        kind = component.type.split(".", 1)[0]
+        instance: Any = None
+        try:
+            if kind == "state":
+                instance = create_state_store(component, app_id)
+            elif kind == "pubsub":
+                instance = create_pubsub(component, app_id)
+            else:
+                supported = ", ".join(sorted(STATE_TYPES | PUBSUB_TYPES))
+                raise ComponentError(
+                    component,
+                    "spec.type",
+                    f"type {component.type!r} is not supported by this sidecar; "
+                    f"use one of: {supported}",
+                )
+            await asyncio.wait_for(instance.init(), component.init_timeout)
+        except Exception as exc:  # any failure of a component's own code stops startup
+            why = (
+                f"init timed out after {component.init_timeout}s"
+                if isinstance(exc, TimeoutError)
+                else str(exc)
+            )
+            if instance is not None:
+                await _close_quietly(instance)
+            if component.ignore_errors:
+                logger.warning("ignoring failed %s: %s", component.where(), why)
+                return None
+            if isinstance(exc, ComponentError):
+                raise SidecarStartError(str(exc)) from None
+            raise SidecarStartError(f"{component.where()}: init failed: {why}") from None
+        logger.info(
+            "component loaded: %s (%s/%s)", component.name, component.type, component.version
+        )
+        return component, instance
+
+    results = await asyncio.gather(*(init(c) for c in components), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    for result in results:
+        if isinstance(result, tuple):
+            component, instance = result
+            if component.type.startswith("state."):
+                loaded.stores[component.name] = (instance, component)
+            else:
+                loaded.pubsubs[component.name] = instance
+            features = capabilities(instance) if component.type.startswith("state.") else []
+            loaded.loaded.append((component, tuple(features or sorted(instance.features))))
+    if failures:
+        await loaded.close()
+        raise failures[0]
+    return loaded
+
+
+async def _close_quietly(instance: Any) -> None:
+    try:
+        await instance.close()
+    except Exception as exc:  # already failing; the init error is the one to report
+        logger.debug("closing a failed component: %s", exc)
+
+
+class Runtime:
+    """Everything one sidecar process runs; the API layers read from it."""
+
+    def __init__(self, config: SidecarConfig, env: Mapping[str, str]) -> None:
+        self.config = config
+        self.app_id = config.app_id
+        self.env = env
+        self.health = Health()
+        self.extended_metadata: dict[str, str] = {}
+        self.subscriptions: list[Subscription] = []
+        self.components = Components()
+        self.stopping = asyncio.Event()
+        self.registry = Registry(registry_dir(env))
+        self.app_channel: AppChannel | None = None
+        if config.app_port is not None:
+            self.app_channel = AppChannel(
+                config.app_channel_address, config.app_port, config.app_api_token
+            )
+        self.invoker = Invoker(self.app_id, self.registry, self.app_channel, config.api_token)
+        # Filled in by start(); the API layers only run after that.
+        self.state: StateService = StateService({}, self.app_id)
+        self.publisher: Publisher = Publisher({}, self.app_id)
+        self.outbox: Outbox | None = None
+        self._deliverer: Deliverer | None = None
+        self._servers: list[HttpServer | GrpcServer] = []
+        self._startup: asyncio.Task[None] | None = None
+        self.exit_code = 0  #: 1 when the sidecar stops itself because of a failure
+
+    def request_shutdown(self) -> None:
+        self.stopping.set()
+
+    async def transact(
+        self,
+        store: str,
+        operations: Sequence[SetRequest | DeleteRequest],
+        metadata: Mapping[str, str],
+        traceparent: str = "",
+    ) -> None:
+        """A state transaction, through the outbox when the store has one configured."""
+        if self.outbox is not None and self.outbox.enabled(store):
+            await self.outbox.transact(store, operations, metadata, traceparent)
+        else:
+            await self.state.transact(store, operations, metadata)
+
+    def metadata(self) -> Any:
+        return build_metadata(
+            self.app_id,
+            self.components.loaded,
+            self.subscriptions,
+            self.extended_metadata,
+            AppConnection(
+                port=self.config.app_port,
+                protocol=self.config.app_protocol,
+                channel_address=self.config.app_channel_address,
+                health_check_path=self.config.app_health_check_path,
+            ),
+        )
+
+    async def start(self, resources: Resources) -> None:
+        """Load components and serve the APIs; the app-dependent rest continues in background."""
+        try:
+            resiliency = parse_resiliency(
+                [r.document() for r in resources.resiliencies], self.app_id
+            )
+        except ResiliencyError as exc:
+            raise SidecarStartError(f"resiliency: {exc}") from None
+        self.components = await create_components(resources.components, self.app_id)
+        stores, pubsubs = self.components.stores, self.components.pubsubs
+        self.state = StateService(stores, self.app_id, self.config.namespace)
+        self.publisher = Publisher(pubsubs, self.app_id)
+        self.outbox = Outbox.from_components(stores, pubsubs, self.state, self.app_id)
+        if self.outbox is not None:
+            await self.outbox.start()
+
+        http = HttpServer(create_http_app(self), self.config.listen_address, self.config.http_port)
+        grpc_server = GrpcServer(
+            create_grpc_server(self), self.config.listen_address, self.config.grpc_port
+        )
+        for server in (grpc_server, http):
+            try:
+                await server.start()
+            except OSError as exc:
+                raise SidecarStartError(f"cannot listen on {server.where}: {exc}") from None
+            self._servers.append(server)
+        logger.info(
+            "HTTP API on %s:%s, gRPC API on %s:%s",
+            self.config.listen_address,
+            self.config.http_port,
+            self.config.listen_address,
+            self.config.grpc_port,
+        )
+        self.health.outbound_ready = True
+        self.registry.register(
+            Instance(
+                app_id=self.app_id,
+                http_port=self.config.http_port,
+                grpc_port=self.config.grpc_port,
+                app_port=self.config.app_port,
+                pid=os.getpid(),
+            )
+        )
+        self._startup = asyncio.create_task(self._connect_app(resources, resiliency))
+
+    async def _connect_app(self, resources: Resources, resiliency: Resiliency) -> None:
+        declarative = list(resources.subscriptions)
+        if self.app_channel is None:
+            self.subscriptions = declarative
+            self._mark_ready()
+            return
+        await self._wait_for_app(self.app_channel)
+        programmatic = await self._app_subscriptions(self.app_channel)
+        self.subscriptions = declarative + programmatic
+        deliverer = Deliverer(
+            self.app_channel, self.components.pubsubs, self.publisher, resiliency, self.app_id
+        )
+        try:
+            await deliverer.start(self.subscriptions)
+        except Exception as exc:
+            logger.critical("cannot start the subscriptions, the sidecar stops: %s", exc)
+            self.exit_code = 1
+            self.request_shutdown()
+            return
+        self._deliverer = deliverer
+        self._mark_ready()
+
+    def _mark_ready(self) -> None:
+        self.health.ready = True
+        logger.info("dapr initialized. Status: Running. App ID: %s", self.app_id)
+
+    async def _wait_for_app(self, channel: AppChannel) -> None:
+        logger.info("waiting for the app to listen on %s:%s", channel.address, channel.port)
+        self.health.not_ready_reason = "waiting for the app"
+        while True:
+            try:
+                await channel.wait_ready(_APP_WAIT_LOG_EVERY)
+                return
+            except TimeoutError:
+                logger.info(
+                    "still waiting for the app to listen on %s:%s", channel.address, channel.port
+                )
+
+    async def _app_subscriptions(self, channel: AppChannel) -> list[Subscription]:
+        """``GET /dapr/subscribe`` on the app; 404 (or no answer) = none, like daprd."""
+        try:
+            status, _, body = await channel.request("GET", "/dapr/subscribe", {}, b"")
+        except AppUnreachableError as exc:
+            logger.warning("cannot read the app's subscriptions: %s", exc)
+            return []
+        if status == 404 or not body.strip():
+            return []
+        if status != 200:
+            logger.warning("GET /dapr/subscribe answered %s; no programmatic subscriptions", status)
+            return []
+        try:
+            return parse_programmatic_subscriptions(orjson.loads(body))
+        except (orjson.JSONDecodeError, ResourceError) as exc:
+            logger.error("the app's subscriptions cannot be used: %s", exc)
+            return []
+
+    async def stop(self) -> None:
+        """Graceful shutdown: stop delivering, stop serving, close components."""
+        self.health.ready = False
+        if self._startup is not None and not self._startup.done():
+            self._startup.cancel()
+        if self._deliverer is not None:
+            await self._deliverer.close()
+        if self.outbox is not None:
+            await self.outbox.close()
+        for server in reversed(self._servers):
+            await server.stop()
+        await self.invoker.close()
+        if self.app_channel is not None:
+            await self.app_channel.close()
+        await self.components.close()
+        self.registry.unregister()
+        logger.info("dapr shut down gracefully")
+
+
+async def serve(config: SidecarConfig, env: Mapping[str, str]) -> int:
+    """Run one sidecar until SIGTERM/SIGINT or the Shutdown API; the process exit code."""
+    resources = load_resources(
+        config.resources_paths,
+        TemplateContext(
+            app_id=config.app_id,
+            namespace=config.namespace,
+            pod_name=env.get("POD_NAME", ""),
+            env=env,
+        ),
+    )
+    if config.config_file:
+        logger.warning(
+            "--config %s is not applied: this sidecar does not implement Configuration "
+            "resources (tracing, middleware, access control)",
+            config.config_file,
+        )
+    runtime = Runtime(config, env)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, runtime.request_shutdown)
+    try:
+        await runtime.start(resources)
+        await runtime.stopping.wait()
+        logger.info("shutting down")
+    finally:
+        await runtime.stop()
+    return runtime.exit_code

@@ -1,0 +1,162 @@
+"""The state query API's filter language translated to SQL over a jsonb ``value`` column.
+
+Same translation as components-contrib's postgresql v1 (postgresql_query.go): a key path
+``a.b`` becomes ``value->'a'->>'b'``, every value is bound as Go's ``%v`` text, so
+comparisons are textual; GT/GTE/LT/LTE refuse strings; ``page.token`` is an OFFSET and a
+query with a limit always returns the next offset as its token.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+_COMPARISONS = {"EQ": "=", "NEQ": "!=", "GT": ">", "GTE": ">=", "LT": "<", "LTE": "<="}
+_ORDERING = frozenset({"GT", "GTE", "LT", "LTE"})
+_GO_INT = re.compile(r"[+-]?[0-9]+")
+
+
+class QueryError(ValueError):
+    """The query is malformed or uses something the store refuses."""
+
+
+@dataclass(frozen=True, slots=True)
+class SqlQuery:
+    sql: str
+    params: list[str] = field(default_factory=list)
+    limit: int = 0  #: page.limit; 0 = no paging
+    skip: int = 0  #: offset parsed from page.token
+
+    def next_token(self, returned: int) -> str:
+        """Contrib's token: the next offset whenever a limit was given, else ""."""
+        return str(self.skip + returned) if self.limit else ""
+
+
+def go_format(value: object) -> str:
+    """``fmt.Sprintf("%v", v)`` of a value Go decoded from JSON (numbers are float64)."""
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return _go_float(float(value))
+    if isinstance(value, list):
+        return "[" + " ".join(go_format(v) for v in value) + "]"
+    if isinstance(value, dict):
+        inner = " ".join(f"{k}:{go_format(value[k])}" for k in sorted(value))
+        return f"map[{inner}]"
+    return str(value)
+
+
+def _go_float(number: float) -> str:
+    """Go's %v for float64: shortest digits, exponent form when exp < -4 or exp >= 6."""
+    if number == 0:
+        return "0"
+    sign = "-" if number < 0 else ""
+    shortest = Decimal(repr(abs(number))).normalize()
+    parts = shortest.as_tuple()
+    digits = "".join(str(d) for d in parts.digits)
+    exponent = len(digits) - 1 + int(parts.exponent)
+    if exponent < -4 or exponent >= 6:
+        body = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{sign}{body}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
+    return sign + format(shortest, "f")
+
+
+def field_path(key: str) -> str:
+    """``data.owner`` -> ``value->'data'->>'owner'`` (the last step extracts text)."""
+    steps = ["'" + part.replace("'", "''") + "'" for part in key.split(".")]
+    return "value" + "".join("->" + step for step in steps[:-1]) + "->>" + steps[-1]
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.params: list[str] = []
+
+    def bind(self, key: str, op: str, value: object) -> str:
+        self.params.append(go_format(value))
+        return f"{field_path(key)}{op}${len(self.params)}"
+
+    def filter(self, unit: object) -> str:
+        if not isinstance(unit, Mapping):
+            raise QueryError("filter unit must be a map")
+        if len(unit) != 1:
+            raise QueryError("filter unit must have a single element")
+        ((name, body),) = unit.items()
+        if name in ("AND", "OR"):
+            if not isinstance(body, list):
+                raise QueryError(f"{name} filter must be an array")
+            if len(body) < 2:
+                raise QueryError(f"{name} filter must contain at least two entries")
+            return "(" + f" {name} ".join(self.filter(entry) for entry in body) + ")"
+        if name not in _COMPARISONS and name != "IN":
+            raise QueryError(f'unsupported filter "{name}"')
+        if not isinstance(body, Mapping):
+            raise QueryError(f"{name} filter must be a map")
+        if len(body) != 1:
+            raise QueryError(f"{name} filter must contain a single key/value pair")
+        ((key, value),) = body.items()
+        if name == "IN":
+            if not isinstance(value, list):
+                raise QueryError("IN filter value must be an array")
+            if not value:
+                raise QueryError(f'empty IN operator for key "{key}"')
+            return "(" + " OR ".join(self.bind(key, "=", v) for v in value) + ")"
+        if name in _ORDERING and isinstance(value, str):
+            raise QueryError(f"unsupported type of value {value}; string type not permitted")
+        return self.bind(key, _COMPARISONS[name], value)
+
+
+def build_query(query: Mapping[str, object], table: str, etag_column: str = "xmin") -> SqlQuery:
+    """The SELECT for a query API request body (already parsed from JSON)."""
+    builder = _Builder()
+    sql = f"SELECT key, value::text, {etag_column}::text AS etag FROM {table}"
+    filters = query.get("filter")
+    if filters is not None and not isinstance(filters, Mapping):
+        raise QueryError("filter must be a JSON object")
+    if filters:
+        sql += " WHERE " + builder.filter(filters)
+    sql += _order_by(query.get("sort"))
+    limit, token = _page(query.get("page"))
+    if limit > 0:
+        sql += f" LIMIT {limit}"
+    skip = 0
+    if token:
+        if not _GO_INT.fullmatch(token):
+            raise QueryError(f'strconv.ParseInt: parsing "{token}": invalid syntax')
+        skip = int(token)
+        sql += f" OFFSET {skip}"
+    return SqlQuery(sql, builder.params, max(limit, 0), skip)
+
+
+def _order_by(sort: object) -> str:
+    if sort is None:
+        return ""
+    if not isinstance(sort, list):
+        raise QueryError("sort must be an array")
+    clauses: list[str] = []
+    for item in sort:
+        if not isinstance(item, Mapping) or not isinstance(item.get("key"), str):
+            raise QueryError('each sort entry needs a string "key"')
+        order = item.get("order") or ""
+        if not isinstance(order, str) or order.upper() not in ("", "ASC", "DESC"):
+            raise QueryError(f"sort order must be ASC or DESC, got {order!r}")
+        clause = field_path(str(item["key"]))
+        clauses.append(f"{clause} {order.upper()}" if order else clause)
+    return " ORDER BY " + ", ".join(clauses) if clauses else ""
+
+
+def _page(page: object) -> tuple[int, str]:
+    if page is None:
+        return 0, ""
+    if not isinstance(page, Mapping):
+        raise QueryError("page must be a JSON object")
+    limit = page.get("limit", 0)
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise QueryError(f"page.limit must be an integer, got {limit!r}")
+    token = page.get("token", "") or ""
+    if not isinstance(token, str):
+        raise QueryError(f"page.token must be a string, got {token!r}")
+    return limit, token

@@ -1,0 +1,254 @@
+"""``state.redis``: one hash per key (fields ``data`` and ``version``), etag = version.
+
+The etag/first-write check and the write run in one Lua script, like components-contrib
+state/redis (setDefaultQuery/delDefaultQuery); ours also applies the TTL inside the script
+so a set is one round trip. Transactions are MULTI/EXEC of those scripts: Redis has no
+rollback, so an etag failure fails only its own operation and the others are applied
+(contrib's Multi behaves the same; daprd documents redis transactions as not atomic).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from sidecar.components import Component, ComponentError
+from sidecar.redis_conn import redis_client
+from sidecar.state.base import (
+    BulkGetItem,
+    Concurrency,
+    DeleteRequest,
+    ETagInvalid,
+    GetResponse,
+    InvalidRequest,
+    QueryResponse,
+    SetRequest,
+    StateError,
+    StoreUnavailable,
+)
+from sidecar.state.metadata import etag_mismatch, go_atoi, parse_ttl
+
+logger = logging.getLogger(__name__)
+
+# ARGV: etag ("0" = none), data, first-write flag ("0" = set it), ttl ("" = keep, >0 = EXPIRE,
+# <=0 = PERSIST). Same decision as contrib's setDefaultQuery: write when the key has no
+# version, the etag matches, or no etag was given and the key was not written first-write.
+SET_SCRIPT = """
+local etag = redis.pcall("HGET", KEYS[1], "version")
+if type(etag) == "table" then
+  redis.call("DEL", KEYS[1])
+end
+local fwr = redis.pcall("HGET", KEYS[1], "first-write")
+if not etag or type(etag) == "table" or etag == "" or etag == ARGV[1]
+    or (not fwr and ARGV[1] == "0") then
+  redis.call("HSET", KEYS[1], "data", ARGV[2])
+  if ARGV[3] == "0" then
+    redis.call("HSET", KEYS[1], "first-write", 0)
+  end
+  local version = redis.call("HINCRBY", KEYS[1], "version", 1)
+  if ARGV[4] ~= "" then
+    local ttl = tonumber(ARGV[4])
+    if ttl > 0 then
+      redis.call("EXPIRE", KEYS[1], ttl)
+    else
+      redis.call("PERSIST", KEYS[1])
+    end
+  end
+  return version
+end
+return redis.error_reply("failed to set key " .. KEYS[1])
+"""
+
+DELETE_SCRIPT = """
+local etag = redis.pcall("HGET", KEYS[1], "version")
+if not etag or type(etag) == "table" or etag == ARGV[1] or etag == "" or ARGV[1] == "0" then
+  return redis.call("DEL", KEYS[1])
+end
+return redis.error_reply("failed to delete " .. KEYS[1])
+"""
+
+_Call = tuple[bool, str, tuple[str | bytes, ...]]  #: (is a set, key, script arguments)
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def _etag_arg(request: SetRequest) -> str:
+    """Contrib's parseETag: no etag = "0"; otherwise it must be an integer."""
+    if not request.etag:
+        return "0"
+    try:
+        return str(go_atoi(request.etag, "Atoi"))
+    except ValueError as exc:
+        raise ETagInvalid(f"invalid etag value: {exc}") from None
+
+
+class RedisStateStore:
+    capabilities = ("ETAG", "TRANSACTIONAL", "TTL", "KEYS_LIKE", "ACTOR")
+    features = frozenset(capabilities)
+
+    def __init__(self, component: Component) -> None:
+        self.name = component.name
+        self._component = component
+        self._client: aioredis.Redis = redis_client(component)
+        self._host = component.metadata.get("redisHost", "")
+        # Component-wide default TTL (contrib's clientSettings.TTLInSeconds).
+        self._default_ttl = component.metadata.get("ttlInSeconds", "")
+        if self._default_ttl:
+            try:
+                go_atoi(self._default_ttl)
+            except ValueError as exc:
+                raise ComponentError(component, "ttlInSeconds", str(exc)) from None
+        self._set_sha = ""
+        self._delete_sha = ""
+
+    async def init(self) -> None:
+        try:
+            await self._client.ping()
+            await self._load_scripts()
+        except (*_UNAVAILABLE, ResponseError) as exc:
+            raise ComponentError(
+                self._component,
+                "redisHost",
+                f"redis store: error connecting to redis at {self._host}: {exc}",
+            ) from exc
+
+    async def _load_scripts(self) -> None:
+        self._set_sha = str(await self._client.script_load(SET_SCRIPT))
+        self._delete_sha = str(await self._client.script_load(DELETE_SCRIPT))
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def _evalsha(self, sha_name: str, key: str, *args: str | bytes) -> Any:
+        """EVALSHA, loading the scripts again if Redis lost them (restart, SCRIPT FLUSH)."""
+        try:
+            return await self._client.evalsha(getattr(self, sha_name), 1, key, *args)
+        except NoScriptError:
+            await self._load_scripts()
+            return await self._client.evalsha(getattr(self, sha_name), 1, key, *args)
+
+    async def get(self, key: str) -> GetResponse | None:
+        try:
+            fields = await self._client.hgetall(key)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        except ResponseError:
+            return await self._plain_get(key)
+        return _response(fields)
+
+    async def _plain_get(self, key: str) -> GetResponse | None:
+        """Contrib falls back to GET for keys written as plain strings."""
+        try:
+            raw = await self._client.get(key)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        except ResponseError as exc:
+            raise StateError(str(exc)) from exc
+        return None if raw is None else GetResponse(_as_bytes(raw), None)
+
+    async def bulk_get(self, keys: Sequence[str]) -> list[BulkGetItem]:
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        try:
+            results = await pipe.execute(raise_on_error=False)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        items: list[BulkGetItem] = []
+        for key, result in zip(keys, results, strict=True):
+            try:
+                if isinstance(result, ResponseError):
+                    items.append(BulkGetItem(key, await self._plain_get(key)))
+                else:
+                    items.append(BulkGetItem(key, _response(result)))
+            except StateError as exc:
+                if isinstance(exc, StoreUnavailable):
+                    raise
+                items.append(BulkGetItem(key, None, str(exc)))
+        return items
+
+    def _ttl_arg(self, request: SetRequest) -> str:
+        try:
+            ttl = parse_ttl(request.metadata, strict=False)
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"failed to parse ttl from metadata: {exc}") from None
+        if ttl is None:
+            return self._default_ttl
+        return str(ttl)
+
+    async def set(self, request: SetRequest) -> None:
+        etag = _etag_arg(request)
+        ttl = self._ttl_arg(request)
+        first_write = "0" if request.concurrency is Concurrency.FIRST_WRITE else "1"
+        try:
+            await self._evalsha("_set_sha", request.key, etag, request.value, first_write, ttl)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        except ResponseError as exc:
+            if request.etag:
+                raise etag_mismatch(exc) from exc
+            raise StateError(f"failed to set key {request.key}: {exc}") from exc
+
+    async def delete(self, request: DeleteRequest) -> None:
+        try:
+            await self._evalsha("_delete_sha", request.key, request.etag or "0")
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        except ResponseError as exc:
+            raise etag_mismatch(exc) from exc
+
+    async def transact(self, operations: Sequence[SetRequest | DeleteRequest]) -> None:
+        # Parse everything first: like contrib, a bad etag or TTL sends nothing to Redis.
+        calls: list[_Call] = []
+        for op in operations:
+            if isinstance(op, SetRequest):
+                # Contrib's Multi passes no first-write flag to the script.
+                args = (_etag_arg(op), op.value, "1", self._ttl_arg(op))
+                calls.append((True, op.key, args))
+            else:
+                calls.append((False, op.key, (op.etag or "0",)))
+        for attempt in range(2):
+            results = await self._exec_multi(calls)
+            errors = [r for r in results if isinstance(r, Exception)]
+            if attempt == 0 and results and all(isinstance(r, NoScriptError) for r in results):
+                # Nothing ran (Redis restarted and lost the scripts): load them and retry.
+                await self._load_scripts()
+                continue
+            if errors:
+                raise StateError(str(errors[0]))
+            return
+
+    async def _exec_multi(self, calls: list[_Call]) -> list[Any]:
+        pipe = self._client.pipeline(transaction=True)
+        for is_set, key, args in calls:
+            pipe.evalsha(self._set_sha if is_set else self._delete_sha, 1, key, *args)
+        try:
+            return list(await pipe.execute(raise_on_error=False))
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        except ResponseError as exc:
+            raise StateError(str(exc)) from exc
+
+    async def query(self, query: Mapping[str, object]) -> QueryResponse:
+        # daprd's redis store has a Query method that needs RedisJSON/RediSearch.
+        raise InvalidRequest("redis-json server support is required for query capability")
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+def _response(fields: Mapping[Any, Any]) -> GetResponse | None:
+    """A GetResponse from HGETALL's answer (the client does not decode responses)."""
+    if not fields:
+        return None
+    data = fields.get(b"data")
+    version = fields.get(b"version")
+    if data is None or version is None:
+        raise StateError("required hash field 'data' or 'version' was not found")
+    return GetResponse(_as_bytes(data), _as_bytes(version).decode())

@@ -1,0 +1,212 @@
+"""The State API without a transport: what daprd does between parsing a request and the store.
+
+It checks and prefixes user keys (``keyPrefix``), calls the store and
+turns every failure into the DaprError daprd returns (codes from dapr/dapr pkg/api/errors,
+pkg/messages and the HTTP/gRPC handlers). HTTP and gRPC layers only parse and format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
+
+import orjson
+
+from sidecar.components import Component
+from sidecar.state import errors as err
+from sidecar.state.base import (
+    BulkGetItem,
+    Concurrency,
+    DeleteRequest,
+    GetResponse,
+    QueryItem,
+    QueryResponse,
+    SetRequest,
+    StateError,
+    StateStore,
+)
+from sidecar.state.keys import illegal_key_message, key_prefix, original_key
+
+
+@dataclass(frozen=True, slots=True)
+class _Store:
+    store: StateStore
+    component: Component
+    prefix: str  #: "<appid>||" etc.; "" for keyPrefix none
+
+
+class StateService:
+    """State operations on the stores the runtime loaded, keyed by component name.
+
+    ``stores`` is read once. ``namespace`` is daprd's NAMESPACE (used by keyPrefix namespace).
+    Every method raises DaprError with daprd's errorCode, HTTP status, gRPC code and details.
+    Read methods accept the request metadata like daprd does; none of these stores use it.
+    """
+
+    def __init__(
+        self,
+        stores: Mapping[str, tuple[StateStore, Component]],
+        app_id: str,
+        namespace: str = "",
+    ) -> None:
+        self.app_id = app_id
+        self._stores = {
+            name: _Store(store, component, key_prefix(component, app_id, namespace))
+            for name, (store, component) in stores.items()
+        }
+
+    def _lookup(self, name: str) -> _Store:
+        if not self._stores:
+            raise err.not_configured(name, self.app_id)
+        entry = self._stores.get(name)
+        if entry is None:
+            raise err.not_found(name, self.app_id)
+        return entry
+
+    @staticmethod
+    def _full_key(entry: _Store, key: str) -> str:
+        problem = illegal_key_message(key)
+        if problem:
+            raise err.illegal_key(entry.component.name, key, problem)
+        return entry.prefix + key
+
+    async def get(
+        self, store: str, key: str, metadata: Mapping[str, str] | None = None
+    ) -> GetResponse | None:
+        """The value, etag and metadata (ttlExpireTime) of ``key``; None when missing.
+
+        HTTP answers None with 204; gRPC with empty data and etag.
+        """
+        entry = self._lookup(store)
+        full = self._full_key(entry, key)
+        try:
+            return await entry.store.get(full)
+        except StateError as exc:
+            raise err.get_failed(store, key, exc) from exc
+
+    async def bulk_get(
+        self, store: str, keys: Sequence[str], metadata: Mapping[str, str] | None = None
+    ) -> list[BulkGetItem]:
+        """One item per key, in order, with USER keys; a missing key has ``response=None``."""
+        entry = self._lookup(store)
+        full = [self._full_key(entry, key) for key in keys]
+        if not full:
+            return []
+        try:
+            items = await entry.store.bulk_get(full)
+        except StateError as exc:
+            raise err.bulk_get_failed(exc) from exc
+        return [dataclasses.replace(item, key=original_key(item.key)) for item in items]
+
+    async def save(self, store: str, items: Sequence[SetRequest]) -> None:
+        """Save each item, given with its USER key (not a transaction: with several items,
+        some may fail alone). HTTP values must come with ``is_json=True``."""
+        entry = self._lookup(store)
+        requests = [self._set_request(entry, item, empty_key_error=True) for item in items]
+        if not requests:
+            return
+        if len(requests) == 1:
+            outcomes: list[StateError | None] = [await _attempt(entry.store.set(requests[0]))]
+        else:
+            outcomes = list(await asyncio.gather(*(_attempt(entry.store.set(r)) for r in requests)))
+        failures = [o for o in outcomes if o is not None]
+        if failures:
+            raise err.operation_failed(err.SAVE, store, "", failures)
+
+    async def delete(
+        self,
+        store: str,
+        key: str,
+        etag: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        concurrency: Concurrency | None = None,
+    ) -> None:
+        """Delete ``key``; with an etag only if it still matches (else 409 / ABORTED)."""
+        entry = self._lookup(store)
+        item = DeleteRequest(key, etag, metadata or {}, concurrency or Concurrency.LAST_WRITE)
+        request = self._delete_request(entry, item)
+        failure = await _attempt(entry.store.delete(request))
+        if failure is not None:
+            raise err.operation_failed(err.DELETE, store, key, [failure]) from failure
+
+    async def delete_bulk(self, store: str, items: Sequence[DeleteRequest]) -> None:
+        """gRPC DeleteBulkState (USER keys): each key deleted on its own, failures together."""
+        entry = self._lookup(store)
+        requests = [self._delete_request(entry, item) for item in items]
+        outcomes = await asyncio.gather(*(_attempt(entry.store.delete(r)) for r in requests))
+        failures = [o for o in outcomes if o is not None]
+        if failures:
+            raise err.operation_failed(err.BULK_DELETE, store, "", failures)
+
+    async def transact(
+        self,
+        store: str,
+        operations: Sequence[SetRequest | DeleteRequest],
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        """Apply upserts and deletes (USER keys); atomic where the store is (see each store).
+
+        ``metadata`` is the request-level metadata; the stores here read only each
+        operation's own metadata.
+        """
+        entry = self._lookup(store)
+        if "TRANSACTIONAL" not in entry.store.features:
+            raise err.transactions_unsupported(store)
+        requests: list[SetRequest | DeleteRequest] = [
+            self._set_request(entry, op, empty_key_error=False)
+            if isinstance(op, SetRequest)
+            else self._delete_request(entry, op)
+            for op in operations
+        ]
+        if not requests:
+            return
+        try:
+            await entry.store.transact(requests)
+        except StateError as exc:
+            raise err.transaction_failed(exc) from exc
+
+    async def query(
+        self, store: str, query: Mapping[str, object], metadata: Mapping[str, str] | None = None
+    ) -> QueryResponse:
+        """The alpha query API; results carry USER keys. No match: no results and no token
+        (HTTP answers 204)."""
+        entry = self._lookup(store)
+        try:
+            response = await entry.store.query(query)
+        except NotImplementedError as exc:
+            raise err.query_unsupported(store) from exc
+        except StateError as exc:
+            raise err.query_failed(store, exc) from exc
+        if not response.results:
+            return QueryResponse([], "")
+        results = [QueryItem(original_key(r.key), r.data, r.etag) for r in response.results]
+        return QueryResponse(results, response.token)
+
+    def _set_request(self, entry: _Store, item: SetRequest, *, empty_key_error: bool) -> SetRequest:
+        if empty_key_error and not item.key:
+            raise err.empty_key()
+        full = self._full_key(entry, item.key)
+        is_json = item.is_json
+        if not is_json and item.metadata.get("contentType") == "application/json":
+            # daprd's gRPC SaveState decodes such values as JSON before the store sees them.
+            try:
+                orjson.loads(item.value)
+            except orjson.JSONDecodeError as exc:
+                raise err.bad_json(str(exc)) from exc
+            is_json = True
+        return dataclasses.replace(item, key=full, etag=item.etag or None, is_json=is_json)
+
+    def _delete_request(self, entry: _Store, item: DeleteRequest) -> DeleteRequest:
+        full = self._full_key(entry, item.key)
+        return dataclasses.replace(item, key=full, etag=item.etag or None)
+
+
+async def _attempt(call: Awaitable[None]) -> StateError | None:
+    """Await a store call and hand back its StateError instead of raising it."""
+    try:
+        await call
+    except StateError as exc:
+        return exc
+    return None

@@ -1,0 +1,88 @@
+"""The Kubernetes manifests name the same app ids, ports and components as the local run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "kubernetes"
+
+#: Connection settings legitimately differ between a laptop and a cluster.
+_ENDPOINT_FIELDS = {"redisHost", "connectionString"}
+
+
+def _documents(paths: list[Path]) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    for path in paths:
+        docs.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+    return docs
+
+
+def _by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for doc in docs if doc.get("kind") == kind}
+
+
+def _local_run_apps() -> dict[str, dict[str, Any]]:
+    template = yaml.safe_load((ROOT / "dapr.yaml").read_text())
+    return {app["appID"]: app for app in template["apps"]}
+
+
+def test_every_app_of_the_run_template_is_deployed_with_the_same_id_and_port() -> None:
+    deployments = _by_kind(_documents(sorted(K8S.glob("*.yaml"))), "Deployment")
+    dapr_enabled = {
+        name: dep["spec"]["template"]["metadata"]["annotations"]
+        for name, dep in deployments.items()
+        if dep["spec"]["template"]["metadata"].get("annotations", {}).get("dapr.io/enabled")
+        == "true"
+    }
+    apps = _local_run_apps()
+    deployed_ids = {ann["dapr.io/app-id"]: ann for ann in dapr_enabled.values()}
+    assert set(deployed_ids) == set(apps)
+    for app_id, app in apps.items():
+        annotations = deployed_ids[app_id]
+        assert annotations["dapr.io/app-port"] == str(app["appPort"])
+        container = deployments[app_id]["spec"]["template"]["spec"]["containers"][0]
+        assert container["ports"][0]["containerPort"] == app["appPort"]
+        assert container["command"] == app["command"]
+        env = {item["name"]: item["value"] for item in container.get("env", [])}
+        assert env.get("APP_PORT") == str(app["appPort"])
+
+
+def test_the_orchestrator_runs_several_replicas() -> None:
+    deployments = _by_kind(_documents(sorted(K8S.glob("*.yaml"))), "Deployment")
+    assert deployments["job-orchestrator"]["spec"]["replicas"] >= 2
+
+
+def test_cluster_components_match_the_local_components() -> None:
+    local = _documents(sorted((ROOT / "components").glob("*.yaml")))
+    cluster = _documents(sorted(K8S.glob("*.yaml")))
+    for kind in ("Component", "Subscription"):
+        local_kind = _by_kind(local, kind)
+        cluster_kind = _by_kind(cluster, kind)
+        assert set(local_kind) == set(cluster_kind), kind
+        for name, doc in local_kind.items():
+            other = cluster_kind[name]
+            assert doc.get("scopes") == other.get("scopes"), name
+            if kind == "Component":
+                assert doc["spec"]["type"] == other["spec"]["type"], name
+                mine = {m["name"]: m.get("value") for m in doc["spec"].get("metadata", [])}
+                theirs = {m["name"]: m.get("value") for m in other["spec"].get("metadata", [])}
+                assert set(mine) == set(theirs), name
+                for key in set(mine) - _ENDPOINT_FIELDS:
+                    assert mine[key] == theirs[key], (name, key)
+            else:
+                assert doc["spec"] == other["spec"], name
+
+
+def test_cluster_alternatives_cover_the_local_alternatives() -> None:
+    local = _by_kind(
+        _documents(sorted((ROOT / "components" / "alternatives").glob("*.yaml"))), "Component"
+    )
+    cluster_docs = _documents(sorted((K8S / "alternatives").glob("*.yaml")))
+    cluster_types = {doc["spec"]["type"] for doc in cluster_docs if doc.get("kind") == "Component"}
+    assert "state.postgresql" in cluster_types
+    for doc in cluster_docs:
+        assert doc["metadata"]["name"] in local

@@ -1,0 +1,141 @@
+"""Two orchestrator replicas, each with its own sidecar, on one real Redis.
+
+Competing consumers, a wait answered on the other replica, cancel racing completion, and a
+replica killed with kill -9 in the middle of a job (last: it leaves one replica).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import RedisServer
+from tests.job_orchestrator.stack import Replica, log_dir_for, write_components
+from tests.procs import wait_until
+
+pytestmark = pytest.mark.e2e
+
+LEASE_SECONDS = 4
+
+
+@dataclass
+class Cluster:
+    replicas: list[Replica]
+    names: dict[str, Replica]  #: REPLICA_NAME -> replica
+    topic: str
+    redis_port: int
+
+    def client(self, index: int) -> httpx.Client:
+        return httpx.Client(base_url=self.replicas[index].url, timeout=60)
+
+    def events_of(self, job_id: str) -> list[dict[str, Any]]:
+        conn = redis.Redis(port=self.redis_port)
+        try:
+            entries = conn.xrange(self.topic)
+        finally:
+            conn.close()
+        found = [json.loads(fields[b"data"]) for _, fields in entries]
+        return [e for e in found if e.get("subject") == job_id]
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    tmp = tmp_path_factory.mktemp("orchestrator-e2e")
+    topic = f"job-events-{uuid.uuid4().hex[:8]}"
+    resources = write_components(
+        tmp / "resources", redis_server.host, topic, lease=f"{LEASE_SECONDS}s", redeliver="1s"
+    )
+    logs = log_dir_for(tmp)
+    replicas = [Replica("a"), Replica("b")]
+    names: dict[str, Replica] = {}
+    try:
+        for replica in replicas:
+            replica.start_sidecar(resources, logs)
+        for replica in replicas:
+            env = {"JOB_LEASE_SECONDS": str(LEASE_SECONDS)}
+            replica.start_app(topic, logs, **env)
+            assert replica.app is not None
+            names[replica.app.env["REPLICA_NAME"]] = replica
+        yield Cluster(replicas, names, topic, redis_server.port)
+    finally:
+        for replica in replicas:
+            replica.stop()
+
+
+def test_replicas_compete_for_jobs_and_each_runs_once(cluster: Cluster) -> None:
+    with cluster.client(0) as a, cluster.client(1) as b:
+        ids = [a.post("/jobs", json={"input": {"seconds": 0.5}}).json()["id"] for _ in range(10)]
+        finals = [b.get(f"/jobs/{job_id}", params={"wait": 20}).json() for job_id in ids]
+    assert all(j["status"] == "Completed" for j in finals)
+    assert all(j["attempt"] == 1 for j in finals)  # nobody ran a job twice
+    workers = {j["worker"] for j in finals}
+    assert workers == set(cluster.names)  # both replicas took work
+
+
+def test_a_wait_is_answered_on_the_other_replica(cluster: Cluster) -> None:
+    with cluster.client(0) as a, cluster.client(1) as b:
+        job = a.post("/jobs", json={"input": {"seconds": 1}}).json()
+        started = time.monotonic()
+        with ThreadPoolExecutor(2) as pool:
+            waits = [pool.submit(c.get, f"/jobs/{job['id']}", params={"wait": 15}) for c in (a, b)]
+            answers = [w.result() for w in waits]
+            elapsed = time.monotonic() - started
+    assert [r.json()["status"] for r in answers] == ["Completed", "Completed"]
+    # Both answered at completion (about 1 s), far before the 15 s deadline read: one of the two
+    # replicas did not run the job and was woken by the broadcast event.
+    assert elapsed < 5, elapsed
+
+
+def test_cancel_racing_completion_ends_in_one_final_status(cluster: Cluster) -> None:
+    with cluster.client(0) as a, cluster.client(1) as b:
+        for delay in (0.35, 0.4, 0.45, 0.5, 0.55, 0.6):
+            job = a.post("/jobs", json={"input": {"seconds": 0.5}}).json()
+            time.sleep(delay)
+            canceled = b.post(f"/jobs/{job['id']}/cancel")
+            final = a.get(f"/jobs/{job['id']}", params={"wait": 15}).json()
+            assert final["status"] in ("Completed", "Canceled")
+            # The cancel answer agrees with what the job became.
+            expected = 200 if final["status"] == "Canceled" else 409
+            assert canceled.status_code == expected, canceled.text
+            wait_until(lambda j=job: _has_final_event(cluster, j["id"]), timeout=10)
+            finals = [
+                e["type"]
+                for e in cluster.events_of(job["id"])
+                if e["type"] in ("job.completed", "job.failed", "job.canceled")
+            ]
+            assert len(set(finals)) == 1, finals  # duplicates allowed, two outcomes never
+
+
+def _has_final_event(cluster: Cluster, job_id: str) -> bool:
+    return any(
+        e["type"] != "job.updated" and e["type"] != "job.created" for e in cluster.events_of(job_id)
+    )
+
+
+def test_a_job_survives_its_replica_being_killed(cluster: Cluster) -> None:
+    with cluster.client(0) as a:
+        job = a.post("/jobs", json={"input": {"seconds": 4}}).json()
+        wait_until(lambda: a.get(f"/jobs/{job['id']}").json()["status"] == "InProgress")
+        first = a.get(f"/jobs/{job['id']}").json()
+    victim = cluster.names[first["worker"]]
+    survivor = next(r for r in cluster.replicas if r is not victim)
+    assert victim.app is not None and victim.sidecar is not None
+    victim.app.kill9()
+    victim.sidecar.kill9()
+    with httpx.Client(base_url=survivor.url, timeout=60) as s:
+        final = s.get(f"/jobs/{job['id']}", params={"wait": 40}).json()
+    assert final["status"] == "Completed", final
+    assert final["worker"] != first["worker"]
+    assert final["attempt"] == 2
+    assert final["result"] == {"waitedSeconds": 4.0}

@@ -1,0 +1,148 @@
+"""Real Dapr-side processes for orchestrator tests: components on the test Redis, sidecars, apps."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tests.procs import PYTHON, ManagedProcess, free_port, wait_until_http
+
+
+def write_components(
+    directory: Path,
+    redis_host: str,
+    topic: str,
+    *,
+    lease: str = "30s",
+    redeliver: str = "5s",
+    concurrency: int = 32,
+    state: tuple[str, list[dict[str, str]]] | None = None,
+) -> Path:
+    """The orchestrator's four components, on ``redis_host``, publishing to ``topic``.
+
+    ``state`` swaps the state store: (type, metadata) of another backend.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    redis = [{"name": "redisHost", "value": redis_host}, {"name": "redisPassword", "value": ""}]
+    docs: dict[str, tuple[str, list[dict[str, str]]]] = {
+        "statestore": (
+            "state.redis",
+            [
+                {"name": "outboxPublishPubsub", "value": "pubsub"},
+                {"name": "outboxPublishTopic", "value": topic},
+            ],
+        ),
+        "pubsub": ("pubsub.redis", []),
+        "jobqueue": (
+            "pubsub.redis",
+            [
+                {"name": "processingTimeout", "value": lease},
+                {"name": "redeliverInterval", "value": redeliver},
+                {"name": "concurrency", "value": str(concurrency)},
+                {"name": "queueDepth", "value": "4"},
+            ],
+        ),
+        "jobbroadcast": ("pubsub.redis", [{"name": "consumerID", "value": "{uuid}"}]),
+    }
+    if state is not None:
+        outbox = docs["statestore"][1]
+        docs["statestore"] = (state[0], state[1] + outbox)
+    for name, (kind, extra) in docs.items():
+        meta = extra if name == "statestore" and state is not None else redis + extra
+        doc = {
+            "apiVersion": "dapr.io/v1alpha1",
+            "kind": "Component",
+            "metadata": {"name": name},
+            "spec": {"type": kind, "version": "v1", "metadata": meta},
+        }
+        # JSON is YAML; no YAML writer needed.
+        (directory / f"{name}.yaml").write_text(json.dumps(doc, indent=2))
+    return directory
+
+
+class Replica:
+    """One orchestrator replica's ports (app, sidecar HTTP and gRPC)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.app_port = free_port()
+        self.http_port = free_port()
+        self.grpc_port = free_port()
+        self.sidecar: ManagedProcess | None = None
+        self.app: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.app_port}"
+
+    def env(self, topic: str, **extra: str) -> dict[str, str]:
+        return {
+            "APP_ID": "job-orchestrator",
+            "APP_PORT": str(self.app_port),
+            "APP_HOST": "127.0.0.1",
+            "DAPR_HTTP_PORT": str(self.http_port),
+            "DAPR_GRPC_PORT": str(self.grpc_port),
+            "JOB_EVENTS_TOPIC": topic,
+            "REPLICA_NAME": f"{self.name}-{uuid.uuid4().hex[:6]}",
+            **extra,
+        }
+
+    def start_sidecar(self, resources: Path, log_dir: Path) -> ManagedProcess:
+        self.sidecar = ManagedProcess(
+            f"sidecar-{self.name}",
+            [
+                PYTHON,
+                "-m",
+                "sidecar",
+                "--app-id",
+                "job-orchestrator",
+                "--app-port",
+                str(self.app_port),
+                "--dapr-http-port",
+                str(self.http_port),
+                "--dapr-grpc-port",
+                str(self.grpc_port),
+                "--resources-path",
+                str(resources),
+            ],
+            log_dir=log_dir,
+        ).start()
+        wait_until_http(
+            f"http://127.0.0.1:{self.http_port}/v1.0/healthz/outbound", process=self.sidecar
+        )
+        return self.sidecar
+
+    def start_app(self, topic: str, log_dir: Path, **env: str) -> ManagedProcess:
+        self.app = ManagedProcess(
+            f"orchestrator-{self.name}",
+            [PYTHON, "-m", "job_orchestrator"],
+            env={**self.env(topic, **env), "PYTHONUNBUFFERED": "1"},
+            log_dir=log_dir,
+        ).start()
+        wait_until_http(f"{self.url}/healthz", process=self.app, timeout=60)
+        assert self.sidecar is not None
+        wait_until_http(f"http://127.0.0.1:{self.http_port}/v1.0/healthz", process=self.sidecar)
+        return self.app
+
+    def stop(self) -> None:
+        for proc in (self.app, self.sidecar):
+            if proc is not None:
+                proc.stop()
+
+
+def sidecar_state(http_port: int, key: str) -> Any:
+    """Read a state key straight from the sidecar's HTTP API (None when missing)."""
+    url = f"http://127.0.0.1:{http_port}/v1.0/state/statestore/{key}"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        body = resp.read()
+    return json.loads(body) if body else None
+
+
+def log_dir_for(tmp: Path) -> Path:
+    path = tmp / "logs"
+    os.makedirs(path, exist_ok=True)
+    return path

@@ -1,0 +1,172 @@
+"""In-process API tests: cancel, delete, listing, events, validation, health, docs."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import httpx
+import redis
+
+from tests.conftest import RedisServer
+from tests.job_orchestrator.conftest import InProcess
+from tests.procs import wait_until
+
+
+def seed_new_job(inproc: InProcess) -> str:
+    """A New job with no queue message: stays New until someone acts on it."""
+    job_id = str(uuid.uuid4())
+    now = "2026-01-01T00:00:00.000Z"
+    record = {
+        "id": job_id, "type": "wait", "owner": None, "status": "New", "input": {"seconds": 1},
+        "progress": {"percent": 0, "message": ""}, "result": None, "error": None,
+        "createdAt": now, "startedAt": None, "updatedAt": now, "completedAt": None,
+        "attempt": 0, "maxAttempts": 1, "worker": None, "sequence": 1, "kind": "job",
+    }  # fmt: skip
+    port = inproc.replica.http_port
+    resp = httpx.post(
+        f"http://127.0.0.1:{port}/v1.0/state/statestore",
+        json=[{"key": f"job-{job_id}", "value": record}],
+    )
+    assert resp.status_code == 204, resp.text
+    return job_id
+
+
+def test_cancel_new_job_is_immediate(inproc: InProcess) -> None:
+    job_id = seed_new_job(inproc)
+    resp = inproc.client.post(f"/jobs/{job_id}/cancel")
+    assert resp.status_code == 200
+    assert resp.json()["status"] == "Canceled"
+    again = inproc.client.post(f"/jobs/{job_id}/cancel")
+    assert again.status_code == 409
+    assert again.headers["content-type"] == "application/problem+json"
+
+
+def test_cancel_running_job_reaches_its_handler(inproc: InProcess) -> None:
+    job = inproc.client.post("/jobs", json={"type": "stubborn"}).json()
+    inproc.client.get(f"/jobs/{job['id']}", params={"wait": 0})
+    wait_until(lambda: inproc.client.get(f"/jobs/{job['id']}").json()["status"] == "InProgress")
+    resp = inproc.client.post(f"/jobs/{job['id']}/cancel")
+    assert resp.status_code == 200, resp.text
+    canceled = resp.json()
+    assert canceled["status"] == "Canceled" and canceled["cancelRequested"] is True
+    assert inproc.client.post(f"/jobs/{job['id']}/cancel").status_code == 409
+
+
+def test_delete_cancels_and_removes(inproc: InProcess) -> None:
+    job = inproc.client.post("/jobs", json={"input": {"seconds": 30}}).json()
+    assert inproc.client.delete(f"/jobs/{job['id']}").status_code == 204
+    assert inproc.client.get(f"/jobs/{job['id']}").status_code == 404
+
+
+def test_listing_filters_and_pages(inproc: InProcess) -> None:
+    owner = f"lister-{uuid.uuid4().hex[:6]}"
+    ids = [
+        inproc.client.post(
+            "/jobs", json={"input": {"seconds": 0}, "owner": owner}, headers={"Prefer": "wait=5"}
+        ).json()["id"]
+        for _ in range(3)
+    ]
+
+    def listed() -> list[dict[str, Any]]:
+        resp = inproc.client.get("/jobs", params={"owner": owner, "limit": 100})
+        assert resp.status_code == 200
+        items: list[dict[str, Any]] = resp.json()["items"]
+        return items
+
+    wait_until(lambda: len(listed()) == 3, timeout=10)
+    assert [j["id"] for j in listed()] == list(reversed(ids))  # newest first
+
+    first = inproc.client.get("/jobs", params={"owner": owner, "limit": 2}).json()
+    assert len(first["items"]) == 2 and first["nextCursor"]
+    second = inproc.client.get(
+        "/jobs", params={"owner": owner, "limit": 2, "cursor": first["nextCursor"]}
+    ).json()
+    assert [j["id"] for j in first["items"] + second["items"]] == list(reversed(ids))
+    assert second["nextCursor"] is None
+
+    none_failed = inproc.client.get("/jobs", params={"owner": owner, "status": "Failed"}).json()
+    assert none_failed["items"] == []
+    assert inproc.client.get("/jobs", params={"status": "Done"}).status_code == 422
+    assert inproc.client.get("/jobs", params={"cursor": "garbage!"}).status_code == 422
+
+
+def test_events_stream_until_final(inproc: InProcess) -> None:
+    job = inproc.client.post("/jobs", json={"input": {"seconds": 1.5}}).json()
+    events: list[tuple[str, dict[str, Any]]] = []
+    with inproc.client.stream("GET", f"/jobs/{job['id']}/events") as resp:
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        kind = ""
+        for line in resp.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                events.append((kind, json.loads(line[6:])))
+    sequences = [e[1]["sequence"] for e in events]
+    assert sequences == sorted(set(sequences))
+    assert events[-1][0] == "job.completed" and events[-1][1]["status"] == "Completed"
+    assert any(e[0] == "job.updated" for e in events)
+
+
+def test_every_change_is_a_cloudevent_on_the_topic(
+    inproc: InProcess, redis_server: RedisServer
+) -> None:
+    job = inproc.client.post(
+        "/Jobs/StartJobWithTimeout", json={"input": {"seconds": 1.2}, "owner": "events"}
+    ).json()
+    assert job["status"] == "Completed"
+    conn = redis.Redis(port=redis_server.port)
+    try:
+        entries = conn.xrange(inproc.topic)
+    finally:
+        conn.close()
+    mine = []
+    for _, fields in entries:
+        event = json.loads(fields[b"data"])
+        if event.get("subject") == job["id"]:
+            mine.append(event)
+    types = [e["type"] for e in mine]
+    assert types[0] == "job.created" and types[-1] == "job.completed"
+    assert "job.updated" in types
+    assert all(e["data"]["owner"] == "events" for e in mine)
+    assert [e["data"]["sequence"] for e in mine] == list(range(1, len(mine) + 1))  # no gaps
+    assert all("leaseExpiresAt" not in e["data"] for e in mine)  # the public projection
+
+
+def test_validation_errors_name_the_field(inproc: InProcess) -> None:
+    bad = inproc.client.post("/Jobs/StartJobWithTimeout", json={"timeoutSeconds": "soon"})
+    assert bad.status_code == 422
+    assert bad.headers["content-type"] == "application/problem+json"
+    assert bad.json()["errors"][0]["field"] == "timeoutSeconds"
+
+    unknown = inproc.client.post("/jobs", json={"type": "teleport"})
+    assert unknown.status_code == 422
+    assert unknown.json()["knownTypes"] == ["flaky", "plain", "stubborn", "wait"]
+
+    bad_input = inproc.client.post("/jobs", json={"input": {"seconds": -1}})
+    assert bad_input.status_code == 422
+    assert bad_input.json()["errors"][0]["field"] == "input.seconds"
+
+    not_json = inproc.client.post(
+        "/jobs", content=b"{", headers={"content-type": "application/json"}
+    )
+    assert not_json.status_code == 422
+
+    huge = inproc.client.post("/jobs", json={"input": {"blob": "x" * 5000}})
+    assert huge.status_code == 413
+    assert huge.headers["content-type"] == "application/problem+json"
+
+
+def test_health_docs_and_subscriptions(inproc: InProcess) -> None:
+    health = inproc.client.get("/healthz")
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    assert inproc.client.get("/docs").status_code == 200
+    spec = inproc.client.get("/openapi.json").json()
+    examples = spec["components"]["schemas"]["JobRequest"]["examples"]
+    assert examples[0] == {
+        "type": "wait", "input": {"seconds": 5}, "owner": "microservice-x", "timeoutSeconds": 2,
+    }  # fmt: skip
+    subs = inproc.client.get("/dapr/subscribe").json()
+    assert {s["pubsubname"] for s in subs} == {"jobqueue", "jobbroadcast"}

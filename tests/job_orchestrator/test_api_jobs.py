@@ -1,0 +1,147 @@
+"""In-process API tests: the real app, a real sidecar and Redis; submit, wait, read, results."""
+
+from __future__ import annotations
+
+import time
+
+from tests.job_orchestrator.conftest import InProcess
+
+
+def test_start_job_with_timeout_answers_200_when_done_in_time(inproc: InProcess) -> None:
+    resp = inproc.client.post(
+        "/Jobs/StartJobWithTimeout",
+        json={"input": {"seconds": 0.2}, "owner": "tester", "timeoutSeconds": 5},
+    )
+    assert resp.status_code == 200, resp.text
+    job = resp.json()
+    assert job["status"] == "Completed"
+    assert job["result"] == {"waitedSeconds": 0.2}
+    assert job["owner"] == "tester" and job["type"] == "wait"
+    assert job["worker"] == inproc.settings.replica_name
+    assert job["durationSeconds"] >= 0.2
+    assert resp.headers["content-location"] == f"/jobs/{job['id']}"
+
+
+def test_start_job_with_timeout_answers_202_then_location_long_polls(inproc: InProcess) -> None:
+    started = time.monotonic()
+    resp = inproc.client.post(
+        "/Jobs/StartJobWithTimeout", json={"input": {"seconds": 2.5}, "timeoutSeconds": 0.3}
+    )
+    assert resp.status_code == 202, resp.text
+    assert 0.3 <= time.monotonic() - started < 2.0
+    job = resp.json()
+    assert job["status"] in ("New", "InProgress")
+    assert resp.headers["location"] == f"/jobs/{job['id']}"
+    assert resp.headers["retry-after"] == "1"
+
+    polled = inproc.client.get(resp.headers["location"])
+    assert polled.status_code == 200 and polled.headers["retry-after"] == "1"
+
+    done = inproc.client.get(resp.headers["location"], params={"wait": 10})
+    assert done.status_code == 200
+    final = done.json()
+    assert final["status"] == "Completed" and "retry-after" not in done.headers
+    # created, claimed, at least one throttled progress update, completed
+    assert final["sequence"] >= 4
+    assert final["progress"]["percent"] == 100.0
+
+
+def test_post_jobs_is_async_unless_prefer_wait(inproc: InProcess) -> None:
+    body = {"input": {"seconds": 0.3}}
+    resp = inproc.client.post("/jobs", json=body)
+    assert resp.status_code == 202
+    assert resp.headers["location"] == f"/jobs/{resp.json()['id']}"
+    assert resp.headers["vary"] == "Prefer"
+    assert "preference-applied" not in resp.headers
+
+    waited = inproc.client.post("/jobs", json=body, headers={"Prefer": "wait=5"})
+    assert waited.status_code == 200
+    assert waited.json()["status"] == "Completed"
+    assert waited.headers["preference-applied"] == "wait=5"
+
+    capped = inproc.client.post("/jobs", json=body, headers={"Prefer": "wait=3600"})
+    assert capped.headers["preference-applied"] == "wait=10"  # the configured cap
+
+    async_ = inproc.client.post("/jobs", json=body, headers={"Prefer": "respond-async"})
+    assert async_.status_code == 202
+    assert async_.headers["preference-applied"] == "respond-async"
+
+
+def test_idempotency_key_gives_back_the_same_job(inproc: InProcess) -> None:
+    key = {"Idempotency-Key": f"order-{time.time_ns()}"}
+    body = {"input": {"seconds": 0.1}, "owner": "idem"}
+    first = inproc.client.post("/jobs", json=body, headers=key)
+    second = inproc.client.post("/jobs", json=body, headers={**key, "Prefer": "wait=5"})
+    assert first.status_code == 202
+    assert second.json()["id"] == first.json()["id"]
+    assert second.headers["idempotent-replayed"] == "true"
+    assert second.status_code == 200  # the replay waited for the same job
+    other = inproc.client.post("/jobs", json={**body, "owner": "someone-else"}, headers=key)
+    assert other.status_code == 422
+    assert other.headers["content-type"] == "application/problem+json"
+    assert "Idempotency-Key" in other.json()["detail"]
+
+
+def test_unknown_job_is_404_problem(inproc: InProcess) -> None:
+    for path in ("/jobs/nope", "/jobs/nope/result", "/jobs/nope/events"):
+        resp = inproc.client.get(path)
+        assert resp.status_code == 404, path
+        assert resp.headers["content-type"] == "application/problem+json"
+        assert "nope" in resp.json()["detail"]
+    assert inproc.client.post("/jobs/nope/cancel").status_code == 404
+    assert inproc.client.delete("/jobs/nope").status_code == 404
+
+
+def test_result_endpoints(inproc: InProcess) -> None:
+    running = inproc.client.post("/jobs", json={"input": {"seconds": 2}}).json()
+    early = inproc.client.get(f"/jobs/{running['id']}/result")
+    assert early.status_code == 409 and "no result" in early.json()["detail"]
+
+    done = inproc.client.post("/jobs", json={"input": {"seconds": 0}}, headers={"Prefer": "wait=5"})
+    job_id = done.json()["id"]
+    result = inproc.client.get(f"/jobs/{job_id}/result")
+    assert result.status_code == 200 and result.json() == {"waitedSeconds": 0.0}
+    assert inproc.client.delete(f"/jobs/{job_id}/result").status_code == 204
+    assert inproc.client.delete(f"/jobs/{job_id}/result").status_code == 204
+    assert inproc.client.get(f"/jobs/{job_id}/result").status_code == 410
+    kept = inproc.client.get(f"/jobs/{job_id}")
+    assert kept.status_code == 200
+    assert kept.json()["status"] == "Completed" and kept.json()["result"] is None
+
+
+def test_failed_jobs_carry_a_clear_error(inproc: InProcess) -> None:
+    failed = inproc.client.post(
+        "/Jobs/StartJobWithTimeout", json={"input": {"seconds": 0, "fail": True}}
+    ).json()
+    assert failed["status"] == "Failed"
+    assert "fail=true" in failed["error"]
+    assert inproc.client.get(f"/jobs/{failed['id']}/result").status_code == 409
+
+
+def test_retries_with_backoff_until_max_attempts(inproc: InProcess) -> None:
+    ok = inproc.client.post(
+        "/Jobs/StartJobWithTimeout",
+        json={"type": "flaky", "input": {"succeedOn": 2}, "maxAttempts": 3},
+    ).json()
+    assert (ok["status"], ok["attempt"], ok["result"]) == ("Completed", 2, {"attempts": 2})
+
+    gave_up = inproc.client.post(
+        "/Jobs/StartJobWithTimeout", json={"type": "flaky", "maxAttempts": 2}
+    ).json()
+    assert (gave_up["status"], gave_up["attempt"]) == ("Failed", 2)
+    assert gave_up["error"] == "RuntimeError: boom 2"
+
+
+def test_run_timeout_fails_the_job(inproc: InProcess) -> None:
+    job = inproc.client.post(
+        "/Jobs/StartJobWithTimeout",
+        json={"input": {"seconds": 30}, "runTimeoutSeconds": 0.5, "timeoutSeconds": 5},
+    ).json()
+    assert job["status"] == "Failed"
+    assert "timed out after 0.5 s" in job["error"]
+
+
+def test_plain_function_handler_runs_in_a_thread(inproc: InProcess) -> None:
+    job = inproc.client.post("/Jobs/StartJobWithTimeout", json={"type": "plain"}).json()
+    assert job["status"] == "Completed"
+    assert job["result"]["thread"] != "MainThread"

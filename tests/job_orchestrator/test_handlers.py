@@ -1,0 +1,81 @@
+"""Handler registry, the handler context, and the built-in ``wait`` job."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from job_orchestrator.handlers import (
+    HandlerRegistry,
+    InvalidJobInput,
+    JobContext,
+    JobFailure,
+    UnknownJobType,
+    default_registry,
+)
+
+
+def test_decorator_registers_by_name_and_rejects_duplicates() -> None:
+    registry = HandlerRegistry()
+
+    @registry.register("echo")
+    async def echo(ctx: JobContext) -> Any:
+        """Return the input."""
+        return ctx.input
+
+    assert registry.names == ["echo"]
+    assert registry.get("echo").description == "Return the input."
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register("echo")(echo)
+
+
+def test_unknown_type_lists_known_ones() -> None:
+    with pytest.raises(UnknownJobType) as info:
+        default_registry().get("nope")
+    assert info.value.known == ["wait"]
+    assert "wait" in str(info.value)
+
+
+def test_wait_input_is_validated_with_field_names() -> None:
+    registry = default_registry()
+    assert registry.validate_input("wait", {}) == {"seconds": 5.0, "fail": False}
+    with pytest.raises(InvalidJobInput) as info:
+        registry.validate_input("wait", {"seconds": "soon"})
+    assert info.value.errors[0]["loc"] == ("seconds",)
+
+
+async def test_plain_function_runs_in_a_thread() -> None:
+    registry = HandlerRegistry()
+    threads: list[str] = []
+
+    @registry.register("plain")
+    def plain(ctx: JobContext) -> int:
+        threads.append(threading.current_thread().name)
+        ctx.report_progress(150, "clamped")
+        return 7
+
+    reports: list[tuple[float, str]] = []
+    ctx = JobContext("j", {}, lambda p, m: reports.append((p, m)))
+    assert await registry.run("plain", ctx) == 7
+    assert threads and threads[0] != threading.main_thread().name
+    assert reports == [(100.0, "clamped")]
+
+
+async def test_wait_handler_reports_progress_and_can_fail() -> None:
+    registry = default_registry()
+    reports: list[tuple[float, str]] = []
+    ctx = JobContext("j", {"seconds": 0.2}, lambda p, m: reports.append((p, m)))
+    assert await registry.run("wait", ctx) == {"waitedSeconds": 0.2}
+    assert reports[-1][0] == 100.0
+    failing = JobContext("j", {"seconds": 0, "fail": True}, lambda p, m: None)
+    with pytest.raises(JobFailure, match="fail=true"):
+        await registry.run("wait", failing)
+
+
+def test_context_cancel_flag() -> None:
+    ctx = JobContext("j", {}, lambda p, m: None)
+    assert not ctx.cancelled
+    ctx.cancel()
+    assert ctx.cancelled

@@ -1,0 +1,118 @@
+"""The job state machine and the worker's delivery decisions."""
+
+from __future__ import annotations
+
+import pytest
+
+from job_orchestrator import jobs
+from job_orchestrator.jobs import Delivery, InvalidTransition, Job, JobStatus
+
+T0 = 1_700_000_000.0
+
+
+def make(**changes: object) -> Job:
+    job = jobs.new_job(
+        "j1", "wait", {"seconds": 1}, owner="o", max_attempts=2, run_timeout_seconds=None, now=T0
+    )
+    return Job(**{**{f: getattr(job, f) for f in job.__dataclass_fields__}, **changes})
+
+
+def test_new_job_starts_at_sequence_one() -> None:
+    job = make()
+    assert job.status is JobStatus.NEW
+    assert job.sequence == 1
+    assert job.public()["createdAt"] == "2023-11-14T22:13:20.000Z"
+
+
+@pytest.mark.parametrize(
+    ("start", "target"),
+    [
+        (JobStatus.NEW, JobStatus.IN_PROGRESS),
+        (JobStatus.NEW, JobStatus.CANCELED),
+        (JobStatus.IN_PROGRESS, JobStatus.IN_PROGRESS),
+        (JobStatus.IN_PROGRESS, JobStatus.COMPLETED),
+        (JobStatus.IN_PROGRESS, JobStatus.FAILED),
+        (JobStatus.IN_PROGRESS, JobStatus.CANCELED),
+    ],
+)
+def test_allowed_transitions_bump_sequence(start: JobStatus, target: JobStatus) -> None:
+    job = make(status=start)
+    moved = jobs.transition(job, target, T0 + 5)
+    assert moved.status is target
+    assert moved.sequence == job.sequence + 1
+    assert moved.updated_at == T0 + 5
+    if target in jobs.FINAL_STATUSES:
+        assert moved.completed_at == T0 + 5
+        assert moved.lease_expires_at is None
+
+
+@pytest.mark.parametrize(
+    ("start", "target"),
+    [
+        (JobStatus.NEW, JobStatus.COMPLETED),
+        (JobStatus.NEW, JobStatus.FAILED),
+        (JobStatus.NEW, JobStatus.NEW),
+        (JobStatus.IN_PROGRESS, JobStatus.NEW),
+    ]
+    + [(final, target) for final in jobs.FINAL_STATUSES for target in JobStatus],
+)
+def test_forbidden_transitions(start: JobStatus, target: JobStatus) -> None:
+    with pytest.raises(InvalidTransition):
+        jobs.transition(make(status=start), target, T0)
+
+
+def test_update_refuses_final_jobs() -> None:
+    with pytest.raises(InvalidTransition):
+        jobs.update(make(status=JobStatus.COMPLETED), T0, progress_percent=5)
+
+
+def test_claim_and_takeover() -> None:
+    claimed = jobs.claim(make(), "w1", T0 + 1, lease_seconds=30)
+    assert (claimed.status, claimed.worker, claimed.attempt) == (JobStatus.IN_PROGRESS, "w1", 1)
+    assert claimed.started_at == T0 + 1
+    assert claimed.lease_expires_at == T0 + 31
+    assert claimed.takeovers == 0
+    taken = jobs.claim(claimed, "w2", T0 + 40, lease_seconds=30)
+    assert (taken.worker, taken.attempt, taken.takeovers) == ("w2", 2, 1)
+    assert taken.started_at == T0 + 1  # the job started with its first attempt
+
+
+def test_renew_is_not_a_published_change() -> None:
+    claimed = jobs.claim(make(), "w1", T0, lease_seconds=30)
+    renewed = jobs.renew(claimed, T0 + 60)
+    assert renewed.lease_expires_at == T0 + 60
+    assert renewed.sequence == claimed.sequence
+
+
+def test_decide_delivery() -> None:
+    decide = jobs.decide_delivery
+    assert decide(None, T0, 3) is Delivery.DONE
+    assert decide(make(status=JobStatus.FAILED), T0, 3) is Delivery.DONE
+    assert decide(make(), T0, 3) is Delivery.CLAIM
+    assert decide(make(cancel_requested=True), T0, 3) is Delivery.CANCEL
+    running = jobs.claim(make(), "w1", T0, lease_seconds=30)
+    assert decide(running, T0 + 10, 3) is Delivery.BUSY
+    assert decide(running, T0 + 31, 3) is Delivery.TAKE_OVER
+    cancel = jobs.update(running, T0 + 1, cancel_requested=True)
+    assert decide(cancel, T0 + 10, 3) is Delivery.BUSY  # its worker is alive and will cancel
+    assert decide(cancel, T0 + 31, 3) is Delivery.CANCEL
+    lost_often = make(status=JobStatus.IN_PROGRESS, takeovers=3, lease_expires_at=T0)
+    assert decide(lost_often, T0 + 1, 3) is Delivery.GIVE_UP
+
+
+def test_record_round_trip_keeps_internals_and_public_hides_them() -> None:
+    job = jobs.claim(make(), "w1", T0, lease_seconds=30)
+    job = jobs.transition(job, JobStatus.COMPLETED, T0 + 2.5, result={"x": 1})
+    record = job.to_record()
+    assert Job.from_record(record) == job
+    public = job.public()
+    assert "leaseExpiresAt" not in public and "failures" not in public
+    assert public["durationSeconds"] == 2.5
+    assert public["owner"] == "o" and public["sequence"] == 3
+
+
+@pytest.mark.parametrize(
+    ("failures", "expected"), [(0, 0.0), (1, 1.0), (2, 2.0), (3, 4.0), (10, 30.0)]
+)
+def test_retry_delay_doubles_up_to_a_cap(failures: int, expected: float) -> None:
+    assert jobs.retry_delay(failures, base=1.0, cap=30.0) == expected

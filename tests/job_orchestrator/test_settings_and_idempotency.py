@@ -1,0 +1,31 @@
+"""Configuration from the environment, and idempotency fingerprints."""
+
+from __future__ import annotations
+
+import pytest
+
+from job_orchestrator.idempotency import fingerprint, record_key
+from job_orchestrator.settings import Role, Settings, SettingsError
+
+
+def test_defaults_and_overrides() -> None:
+    default = Settings.from_env({})
+    assert (default.app_port, default.role, default.max_wait_seconds) == (8000, Role.BOTH, 60.0)
+    assert default.retention_seconds == 7 * 24 * 3600
+    assert default.idempotency_retention_seconds == 24 * 3600
+    s = Settings.from_env({"APP_PORT": "9000", "APP_ENV": "Worker", "DAPR_GRPC_PORT": "1234"})
+    assert (s.app_port, s.role, s.dapr_grpc_port) == (9000, Role.WORKER, 1234)
+    assert s.runs_worker and not s.runs_api
+
+
+@pytest.mark.parametrize("env", [{"APP_ENV": "batch"}, {"APP_PORT": "eighty"}])
+def test_bad_values_name_the_variable(env: dict[str, str]) -> None:
+    with pytest.raises(SettingsError, match=next(iter(env))):
+        Settings.from_env(env)
+
+
+def test_fingerprint_ignores_key_order_and_record_key_is_safe() -> None:
+    assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
+    assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+    key = record_key("weird||key with spaces")
+    assert "||" not in key and key.startswith("idem-") and len(key) == 69

@@ -1,0 +1,313 @@
+"""microservice-x in-process, through its real routes, on a real sidecar and a real Redis.
+
+The app runs in this process (its real lifespan, httpx over ASGI); its sidecar is a real process
+with the project's components. Subscription deliveries are made here by POSTing the CloudEvents the
+sidecar would deliver, so each answer (SUCCESS / DROP / RETRY) is checked directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from microservice_x.app import create_app
+from microservice_x.settings import Settings
+from tests.conftest import RedisServer
+from tests.microservice_x.stack import (
+    Sidecar,
+    cloud_event,
+    job_data,
+    write_components,
+)
+
+#: Its own app id, so its keys (`<app id>||...`) never meet the e2e tests' in the shared Redis.
+APP_ID = "microservice-x-api-test"
+PROBLEM = "application/problem+json"
+
+#: This module's own Redis database (see write_components).
+REDIS_DB = 13
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture(scope="module")
+def sidecar(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Sidecar]:
+    base: Path = tmp_path_factory.mktemp("mx-api")
+    components = write_components(
+        base / "components", redis_server.host, REDIS_DB, subscriptions=False
+    )
+    started = Sidecar(APP_ID, components, base / "registry", log_dir=base).start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def settings(sidecar: Sidecar) -> Settings:
+    return Settings(
+        app_id=APP_ID,
+        dapr_http_port=sidecar.http_port,
+        dapr_grpc_port=sidecar.grpc_port,
+        sidecar_wait_seconds=20,
+        invoke_timeout_seconds=5,
+    )
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://mx") as test_client:
+            yield test_client
+
+
+async def deliver(client: httpx.AsyncClient, event: Any) -> str:
+    response = await client.post("/events/jobs", json=event)
+    assert response.status_code == 200, response.text
+    status: str = response.json()["status"]
+    return status
+
+
+def event(job_id: str, event_type: str, sequence: int, **kw: Any) -> dict[str, Any]:
+    owner = kw.pop("owner", APP_ID)
+    event_id = kw.pop("event_id", None)
+    return cloud_event(
+        job_id, event_type, job_data(job_id, event_type, sequence, owner, **kw), event_id
+    )
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["title"] and body["detail"]
+    return body
+
+
+async def test_healthz(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "appId": APP_ID}
+
+
+async def test_openapi_documents_the_public_routes_only(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    assert set(schema["paths"]) == {"/jobs", "/jobs/{job_id}", "/dead-letters", "/healthz"}
+    assert "202" in schema["paths"]["/jobs"]["post"]["responses"]
+    assert (await client.get("/docs")).status_code == 200
+
+
+async def test_unknown_job_is_a_404_problem(client: httpx.AsyncClient) -> None:
+    job_id = new_id()
+    body = assert_problem(await client.get(f"/jobs/{job_id}"), 404)
+    assert job_id in body["detail"]
+    assert body["instance"] == f"/jobs/{job_id}"
+    assert_problem(await client.get("/jobs/a||b"), 404)
+    assert_problem(await client.get("/no-such-route"), 404)
+
+
+async def test_events_build_the_job_view(client: httpx.AsyncClient) -> None:
+    job_id = new_id()
+    assert await deliver(client, event(job_id, "job.created", 1)) == "SUCCESS"
+    view = (await client.get(f"/jobs/{job_id}")).json()
+    assert (view["status"], view["sequence"], view["owner"]) == ("New", 1, APP_ID)
+    assert [e["type"] for e in view["events"]] == ["job.created"]
+    assert await deliver(client, event(job_id, "job.updated", 2)) == "SUCCESS"
+    assert await deliver(client, event(job_id, "job.completed", 3)) == "SUCCESS"
+    view = (await client.get(f"/jobs/{job_id}")).json()
+    assert view["status"] == "Completed"
+    assert view["result"] == {"waited": 1}
+    assert view["progress"]["percent"] == 50
+    assert [e["type"] for e in view["events"]] == ["job.created", "job.updated", "job.completed"]
+    assert all(e["receivedAt"] for e in view["events"])
+
+
+async def test_redelivered_and_out_of_order_events_leave_the_newest_state(
+    client: httpx.AsyncClient,
+) -> None:
+    job_id = new_id()
+    created = event(job_id, "job.created", 1)
+    completed = event(job_id, "job.completed", 3)
+    for delivery in [completed, created, event(job_id, "job.updated", 2), completed, created]:
+        assert await deliver(client, delivery) == "SUCCESS"
+    view = (await client.get(f"/jobs/{job_id}")).json()
+    assert view["status"] == "Completed"
+    assert view["sequence"] == 3
+    assert view["eventCount"] == 3
+    assert [e["type"] for e in view["events"]] == ["job.created", "job.updated", "job.completed"]
+
+
+@pytest.mark.parametrize("owner", ["someone-else", None])
+async def test_events_of_other_owners_leave_no_trace(
+    client: httpx.AsyncClient, owner: str | None
+) -> None:
+    job_id = new_id()
+    assert await deliver(client, event(job_id, "job.created", 1, owner=owner)) == "SUCCESS"
+    assert_problem(await client.get(f"/jobs/{job_id}"), 404)
+    assert job_id not in [
+        j["id"] for j in (await client.get("/jobs", params={"limit": 500})).json()
+    ]
+
+
+async def test_malformed_events_are_dropped_and_not_stored(client: httpx.AsyncClient) -> None:
+    job_id = new_id()
+    bad = event(job_id, "job.created", 1)
+    del bad["data"]["sequence"]
+    assert await deliver(client, bad) == "DROP"
+    assert await deliver(client, event(job_id, "job.completed", 2, status="InProgress")) == "DROP"
+    response = await client.post("/events/jobs", content=b"{not json")
+    assert response.json() == {"status": "DROP"}
+    assert_problem(await client.get(f"/jobs/{job_id}"), 404)
+
+
+async def test_dead_letters_are_recorded_once_with_their_reason(client: httpx.AsyncClient) -> None:
+    job_id = new_id()
+    poison = event(job_id, "job.updated", 2, event_id=f"poison-{job_id}")
+    poison["data"]["sequence"] = "two"
+    for _ in range(2):
+        response = await client.post("/events/dead-letters", json=poison)
+        assert response.json() == {"status": "SUCCESS"}
+    letters = (await client.get("/dead-letters", params={"limit": 500})).json()
+    mine = [d for d in letters if d["id"] == f"poison-{job_id}"]
+    assert len(mine) == 1
+    assert mine[0]["subject"] == job_id
+    assert "data.sequence" in mine[0]["reason"]
+    assert mine[0]["event"] == poison
+    assert letters[0]["id"] == f"poison-{job_id}"  # newest first
+
+
+async def test_a_valid_dead_lettered_event_of_ours_is_applied_not_recorded(
+    client: httpx.AsyncClient,
+) -> None:
+    # Dapr dead-letters an event whose delivery failed (no retry policy): nothing may be lost.
+    job_id = new_id()
+    created = event(job_id, "job.created", 1)
+    response = await client.post("/events/dead-letters", json=created)
+    assert response.json() == {"status": "SUCCESS"}
+    assert (await client.get(f"/jobs/{job_id}")).json()["status"] == "New"
+    letters = (await client.get("/dead-letters", params={"limit": 500})).json()
+    assert created["id"] not in [d["id"] for d in letters]
+
+
+async def test_dead_letters_of_other_owners_leave_no_trace(client: httpx.AsyncClient) -> None:
+    # daprd dead-letters events that match no rule of a subscription with a dead-letter topic.
+    valid = event(new_id(), "job.created", 1, owner="someone-else")
+    broken = event(new_id(), "job.created", 1, owner="someone-else")
+    del broken["data"]["sequence"]
+    for dead in (valid, broken):
+        response = await client.post("/events/dead-letters", json=dead)
+        assert response.json() == {"status": "SUCCESS"}
+        assert_problem(await client.get(f"/jobs/{dead['subject']}"), 404)
+    letters = (await client.get("/dead-letters", params={"limit": 500})).json()
+    assert not {valid["id"], broken["id"]} & {d["id"] for d in letters}
+
+
+async def test_listing_is_newest_first_and_filters_by_status(client: httpx.AsyncClient) -> None:
+    first, second = new_id(), new_id()
+    await deliver(client, event(first, "job.created", 1))
+    await deliver(client, event(second, "job.created", 1))
+    await deliver(client, event(second, "job.failed", 2))
+    listed = [j["id"] for j in (await client.get("/jobs", params={"limit": 500})).json()]
+    assert listed.index(second) < listed.index(first)
+    failed = (await client.get("/jobs", params={"status": "Failed", "limit": 500})).json()
+    assert second in [j["id"] for j in failed]
+    assert all(j["status"] == "Failed" for j in failed)
+    assert first not in [j["id"] for j in failed]
+    assert len((await client.get("/jobs", params={"limit": 1})).json()) == 1
+
+
+async def test_bad_query_parameters_are_422_problems(client: httpx.AsyncClient) -> None:
+    body = assert_problem(await client.get("/jobs", params={"limit": 0}), 422)
+    assert body["errors"][0]["field"] == "query.limit"
+    assert_problem(await client.get("/jobs", params={"status": "Running"}), 422)
+    assert_problem(await client.get("/dead-letters", params={"limit": 9999}), 422)
+
+
+async def test_start_job_validates_before_invoking(client: httpx.AsyncClient) -> None:
+    body = assert_problem(await client.post("/jobs", json={"owner": "other-service"}), 422)
+    assert "owner must be" in body["detail"]
+    body = assert_problem(await client.post("/jobs", json={"type": ""}), 422)
+    assert "body.type" in body["detail"]
+    assert_problem(
+        await client.post("/jobs", content=b"[1", headers={"content-type": "application/json"}), 422
+    )
+
+
+async def test_start_job_without_an_orchestrator_is_a_503_problem(
+    client: httpx.AsyncClient,
+) -> None:
+    # This stack's name-resolution folder has no job-orchestrator: the sidecar cannot invoke it.
+    response = await client.post("/jobs", json={"type": "wait", "input": {"seconds": 1}})
+    body = assert_problem(response, 503)
+    assert response.headers["retry-after"] == "2"
+    assert "job-orchestrator" in body["detail"]
+
+
+async def test_concurrent_deliveries_of_one_job_lose_nothing(settings: Settings) -> None:
+    """Many events of one job at once: etag conflicts are re-read and re-applied."""
+    job_id = new_id()
+    events = [event(job_id, "job.created", 1)]
+    events += [event(job_id, "job.updated", n) for n in range(2, 16)]
+    events.append(event(job_id, "job.completed", 16))
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://mx") as ac:
+            answers = await asyncio.gather(*(ac.post("/events/jobs", json=e) for e in events))
+            assert [a.json()["status"] for a in answers] == ["SUCCESS"] * len(events)
+            view = (await ac.get(f"/jobs/{job_id}")).json()
+    assert view["status"] == "Completed"
+    assert view["eventCount"] == len(events)
+    assert [e["sequence"] for e in view["events"]] == list(range(1, 17))
+
+
+async def test_many_new_jobs_at_once_are_all_listed(client: httpx.AsyncClient) -> None:
+    """First events of many jobs at once: the index additions are batched, none is lost."""
+    job_ids = [new_id() for _ in range(30)]
+    answers = await asyncio.gather(
+        *(deliver(client, event(job_id, "job.created", 1)) for job_id in job_ids)
+    )
+    assert answers == ["SUCCESS"] * len(job_ids)
+    listed = [j["id"] for j in (await client.get("/jobs", params={"limit": 500})).json()]
+    assert set(job_ids) <= set(listed)
+
+
+async def test_state_store_down_means_retry_then_recovery(
+    client: httpx.AsyncClient, redis_server: RedisServer
+) -> None:
+    job_id = new_id()
+    created = event(job_id, "job.created", 1)
+    redis_server.stop()
+    try:
+        assert await deliver(client, created) == "RETRY"
+        response = await client.get(f"/jobs/{job_id}")
+        assert_problem(response, 503)
+        assert response.headers["retry-after"] == "2"
+        assert (await client.post("/events/dead-letters", json=created)).json() == {
+            "status": "RETRY"
+        }
+    finally:
+        redis_server.restart()
+    # The sidecar's Redis connections may need a moment to come back after the restart.
+    answers = []
+    for _ in range(150):
+        answers.append(await deliver(client, created))
+        if answers[-1] == "SUCCESS":
+            break
+        await asyncio.sleep(0.1)
+    assert answers[-1] == "SUCCESS", answers
+    assert (await client.get(f"/jobs/{job_id}")).json()["status"] == "New"

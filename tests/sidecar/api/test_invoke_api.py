@@ -1,0 +1,107 @@
+"""Service invocation between two real sidecars, resolved through the local registry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from dapr.clients import DaprClient
+from dapr.conf import settings
+
+from tests.procs import free_port
+from tests.sidecar.api.conftest import Sidecar, TinyApp
+
+
+@pytest.fixture(scope="module")
+def caller(resources: Path, registry: Path, sidecar: Sidecar, workdir: Path) -> Iterator[Sidecar]:
+    """A second sidecar without an app, calling the suite's app ``api-app``."""
+    car = Sidecar("caller", resources, registry, log_dir=workdir).start()
+    yield car
+    car.stop()
+
+
+def test_invoke_forwards_request_and_response(caller: Sidecar, app: TinyApp) -> None:
+    response = httpx.post(
+        f"{caller.http}/v1.0/invoke/api-app/method/echo/deep%2Fpath?x=1&y=two",
+        content=b"payload",
+        headers={"X-Custom": "abc", "Content-Type": "text/plain"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["x-tiny-app"] == "yes"
+    echo = response.json()
+    assert echo["method"] == "POST"
+    assert echo["path"] == "/echo/deep%2Fpath"
+    assert echo["query"] == "x=1&y=two"
+    assert echo["body"] == "payload"
+    assert echo["headers"]["x-custom"] == "abc"
+    assert echo["headers"]["dapr-caller-app-id"] == "caller"
+
+
+def test_invoke_passes_app_status_and_header_form(caller: Sidecar, app: TinyApp) -> None:
+    teapot = httpx.get(f"{caller.http}/v1.0/invoke/api-app/method/status/418", timeout=10)
+    assert teapot.status_code == 418
+    assert teapot.json() == {"failed": True}
+    by_header = httpx.put(
+        f"{caller.http}/some/route", headers={"dapr-app-id": "api-app"}, content=b"h", timeout=10
+    )
+    assert by_header.status_code == 200
+    assert by_header.json()["path"] == "/some/route"
+    assert by_header.json()["method"] == "PUT"
+
+
+def test_invoke_errors(caller: Sidecar) -> None:
+    unknown = httpx.post(f"{caller.http}/v1.0/invoke/nobody/method/x", timeout=10)
+    assert unknown.status_code == 500
+    assert unknown.json()["errorCode"] == "ERR_DIRECT_INVOKE"
+    assert "nobody" in unknown.json()["message"]
+    no_app = httpx.get(f"{caller.http}/not/a/dapr/route", timeout=10)
+    assert no_app.status_code == 404
+    assert no_app.json()["errorCode"] == "ERR_DIRECT_INVOKE"
+
+
+def test_invoke_through_sdk(caller: Sidecar, app: TinyApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings, "DAPR_HTTP_PORT", caller.http_port)
+    monkeypatch.setattr(settings, "DAPR_API_TOKEN", None)
+    with DaprClient(address=caller.grpc_address) as client:
+        reply = client.invoke_method("api-app", "orders", data=b'{"a":1}', http_verb="POST")
+        assert reply.json()["path"] == "/orders"
+        assert reply.json()["body"] == '{"a":1}'
+
+
+def test_invoke_after_target_died(
+    resources: Path, registry: Path, caller: Sidecar, workdir: Path
+) -> None:
+    """App down, then sidecar killed: both answer ERR_DIRECT_INVOKE at once, no hang."""
+    doomed = Sidecar("doomed", resources, registry, app_port=free_port(), log_dir=workdir)
+    doomed.start(wait="/v1.0/healthz/outbound")
+    app_down = httpx.get(f"{caller.http}/v1.0/invoke/doomed/method/x", timeout=10)
+    assert app_down.status_code == 500
+    assert app_down.json()["errorCode"] == "ERR_DIRECT_INVOKE"
+    assert "error invoking app channel" in app_down.json()["message"]
+    doomed.proc.kill9()
+    gone = httpx.get(f"{caller.http}/v1.0/invoke/doomed/method/x", timeout=10)
+    assert gone.status_code == 500
+    assert gone.json()["errorCode"] == "ERR_DIRECT_INVOKE"
+
+
+def test_invoke_over_grpc_through_sdk(
+    caller: Sidecar, app: TinyApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings, "DAPR_HTTP_PORT", caller.http_port)
+    monkeypatch.setattr(settings, "DAPR_API_TOKEN", None)
+    monkeypatch.setattr(settings, "DAPR_API_METHOD_INVOCATION_PROTOCOL", "grpc")
+    with (
+        DaprClient(address=caller.grpc_address) as client,
+        pytest.warns(DeprecationWarning, match="invoke_method with protocol gRPC"),
+    ):
+        reply = client.invoke_method(
+            "api-app", "grpc-route", data=b"over grpc", content_type="text/plain", http_verb="PUT"
+        )
+        echo = reply.json()
+        assert echo["method"] == "PUT"
+        assert echo["path"] == "/grpc-route"
+        assert echo["body"] == "over grpc"
+        assert reply.content_type == "application/json"

@@ -1,0 +1,165 @@
+"""A real sidecar's start order, health, API token, metadata, shutdown and startup failures."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from dapr.clients import DaprClient
+from dapr.clients.exceptions import DaprGrpcError
+from dapr.conf import settings
+
+from tests.procs import PYTHON, free_port, wait_until
+from tests.sidecar.api.conftest import Sidecar, TinyApp, component
+
+
+def test_health_follows_daprd_start_order(resources: Path, registry: Path, workdir: Path) -> None:
+    """Outbound health is ready before the app listens; full health only once it does."""
+    app = TinyApp([{"pubsubname": "pubsub", "topic": "late", "route": "/events/late"}], workdir)
+    car = Sidecar("late-app", resources, registry, app_port=app.port, log_dir=workdir)
+    car.start(wait="/v1.0/healthz/outbound")
+    try:
+        health = httpx.get(f"{car.http}/v1.0/healthz")
+        assert health.status_code == 500
+        assert health.json()["errorCode"] == "ERR_HEALTH_NOT_READY"
+        app.start()
+        wait_until(lambda: httpx.get(f"{car.http}/v1.0/healthz").status_code == 204, timeout=15)
+        subs = httpx.get(f"{car.http}/v1.0/metadata").json()["subscriptions"]
+        assert [(s["topic"], s["type"]) for s in subs] == [("late", "PROGRAMMATIC")]
+    finally:
+        car.stop()
+        app.proc.stop()
+
+
+def test_metadata(sidecar: Sidecar, app: TinyApp, sdk_http_port: int) -> None:
+    put = httpx.put(f"{sidecar.http}/v1.0/metadata/team", content=b"runtime")
+    assert put.status_code == 204
+    body = httpx.get(f"{sidecar.http}/v1.0/metadata").json()
+    assert body["id"] == "api-app"
+    assert body["extended"]["team"] == "runtime"
+    assert body["appConnectionProperties"]["port"] == app.port
+    components = {c["name"]: c for c in body["components"]}
+    assert components["redisstore"]["type"] == "state.redis"
+    assert "TRANSACTIONAL" in components["redisstore"]["capabilities"]
+    topics = {s["topic"] for s in body["subscriptions"]}
+    assert topics == {"api-orders", "orders/eu/new", "outbox-events"}
+    with DaprClient(address=sidecar.grpc_address) as client:
+        meta = client.get_metadata()
+        assert meta.application_id == "api-app"
+        assert {c.name for c in meta.registered_components} == set(components)
+        assert meta.extended_metadata["team"] == "runtime"
+
+
+def test_api_token(
+    resources: Path, registry: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    car = Sidecar(
+        "guarded", resources, registry, env={"DAPR_API_TOKEN": "s3cret"}, log_dir=workdir
+    ).start()
+    try:
+        denied = httpx.get(f"{car.http}/v1.0/metadata")
+        assert denied.status_code == 401
+        assert denied.text == "invalid api token\n"
+        allowed = httpx.get(f"{car.http}/v1.0/metadata", headers={"dapr-api-token": "s3cret"})
+        assert allowed.status_code == 200
+        assert httpx.get(f"{car.http}/v1.0/healthz").status_code == 204
+
+        monkeypatch.setattr(settings, "DAPR_HTTP_PORT", car.http_port)
+        monkeypatch.setattr(settings, "DAPR_API_TOKEN", None)
+        with DaprClient(address=car.grpc_address) as client:
+            with pytest.raises(DaprGrpcError) as refused:
+                client.get_state("memstore", "k")
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        monkeypatch.setattr(settings, "DAPR_API_TOKEN", "s3cret")
+        with DaprClient(address=car.grpc_address) as client:
+            client.save_state("memstore", "k", b"v")
+            assert client.get_state("memstore", "k").data == b"v"
+    finally:
+        car.stop()
+
+
+def test_shutdown_api_and_sigterm(resources: Path, registry: Path, workdir: Path) -> None:
+    car = Sidecar("stopper", resources, registry, log_dir=workdir).start()
+    entries = list(registry.glob("stopper.*.json"))
+    assert len(entries) == 1
+    assert httpx.post(f"{car.http}/v1.0/shutdown").status_code == 204
+    assert car.proc.proc is not None
+    assert car.proc.proc.wait(timeout=15) == 0
+    assert not entries[0].exists()
+
+    again = Sidecar("stopper", resources, registry, log_dir=workdir).start()
+    assert again.proc.proc is not None
+    os.kill(again.proc.pid, signal.SIGTERM)
+    assert again.proc.proc.wait(timeout=15) == 0
+    assert not list(registry.glob("stopper.*.json"))
+
+
+def run_sidecar(folder: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "sidecar",
+            "--app-id",
+            "bad",
+            "--resources-path",
+            str(folder),
+            "--dapr-http-port",
+            str(free_port()),
+            "--dapr-grpc-port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: [oops\n", "invalid YAML"),
+        (
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: x\nspec: {}\n",
+            "spec.type: is required",
+        ),
+        (component("x", "state.cassandra"), "state.redis"),
+        (
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: x\nspec:\n"
+            "  type: state.redis\n  metadata:\n  - name: redisPassword\n    secretKeyRef:\n"
+            "      name: s\n      key: k\n",
+            "secret stores are not supported",
+        ),
+    ],
+    ids=["bad-yaml", "missing-type", "unknown-type", "secret-ref"],
+)
+def test_bad_resources_stop_the_sidecar(tmp_path: Path, content: str, expected: str) -> None:
+    (tmp_path / "broken.yaml").write_text(content)
+    result = run_sidecar(tmp_path)
+    assert result.returncode == 1
+    assert "broken.yaml" in result.stderr
+    assert expected in result.stderr
+
+
+def test_component_init_failure_stops_unless_ignored(tmp_path: Path) -> None:
+    dead_redis = {"redisHost": "127.0.0.1:1"}
+    (tmp_path / "c.yaml").write_text(component("deadstore", "state.redis", dead_redis))
+    failed = run_sidecar(tmp_path)
+    assert failed.returncode == 1
+    assert "deadstore" in failed.stderr
+
+    ignored = component("deadstore", "state.redis", dead_redis).replace(
+        "  version: v1\n", "  version: v1\n  ignoreErrors: true\n  initTimeout: 1s\n"
+    )
+    (tmp_path / "c.yaml").write_text(ignored + "---\n" + component("mem", "state.in-memory"))
+    car = Sidecar("ignoring", tmp_path, tmp_path / "registry", log_dir=tmp_path).start()
+    try:
+        names = [c["name"] for c in httpx.get(f"{car.http}/v1.0/metadata").json()["components"]]
+        assert names == ["mem"]
+    finally:
+        car.stop()

@@ -1,0 +1,214 @@
+"""Loading the resources folder: kinds, templates, scopes, and errors naming file and field."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from sidecar.resources import (
+    ResourceError,
+    TemplateContext,
+    load_resources,
+    parse_duration,
+    parse_programmatic_subscriptions,
+    parse_resources,
+)
+
+CTX = TemplateContext(app_id="myapp", namespace="ns", env={"REDIS_PW": "from-env"})
+
+COMPONENT = """\
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: {name}
+spec:
+  type: state.redis
+  version: v1
+  initTimeout: 1m30s
+  ignoreErrors: true
+  metadata:
+  - name: consumerID
+    value: "{{uuid}}-{{appID}}"
+  - name: group
+    value: "{{namespace}}/{{podName}}"
+  - name: redisPassword
+    envRef: REDIS_PW
+  - name: maxLen
+    value: 10
+  - name: enabled
+    value: true
+{scopes}"""
+
+
+def write(folder: Path, name: str, text: str) -> None:
+    (folder / name).write_text(text)
+
+
+def test_component_fields_and_templates() -> None:
+    parsed = parse_resources(COMPONENT.format(name="s", scopes=""), "c.yaml", CTX)
+    (comp,) = parsed.components
+    assert comp.type == "state.redis"
+    assert comp.init_timeout == 90.0
+    assert comp.ignore_errors is True
+    uuid_part, app = comp.metadata["consumerID"].rsplit("-", 1)
+    assert app == "myapp"
+    uuid.UUID(uuid_part)
+    assert comp.metadata["group"] == "ns.myapp/myapp"
+    assert comp.metadata["redisPassword"] == "from-env"
+    assert comp.metadata["maxLen"] == "10"
+    assert comp.metadata["enabled"] == "true"
+
+
+def test_uuid_is_fresh_per_occurrence() -> None:
+    assert CTX.render("{uuid}") != CTX.render("{uuid}")
+    first, second = CTX.render("{uuid}|{uuid}").split("|")
+    assert first != second
+
+
+def test_folder_order_scopes_subfolders_and_kinds(tmp_path: Path) -> None:
+    write(tmp_path, "b.yaml", COMPONENT.format(name="second", scopes=""))
+    write(
+        tmp_path,
+        "a.yml",
+        COMPONENT.format(name="first", scopes="")
+        + "\n---\n"
+        + COMPONENT.format(name="other-app-only", scopes="scopes: [other]\n")
+        + "\n---\napiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: cfg\n",
+    )
+    write(tmp_path, "notes.txt", "not yaml: [")
+    (tmp_path / "sub").mkdir()
+    write(tmp_path / "sub", "c.yaml", COMPONENT.format(name="nested", scopes=""))
+    loaded = load_resources([tmp_path], CTX)
+    assert [c.name for c in loaded.components] == ["first", "second"]
+
+
+def test_subscriptions_v1_v2_and_resiliency() -> None:
+    text = """\
+apiVersion: dapr.io/v2alpha1
+kind: Subscription
+metadata:
+  name: jobs
+spec:
+  pubsubname: pubsub
+  topic: job-events
+  routes:
+    rules:
+    - match: event.type == "job.completed"
+      path: /done
+    default: /other
+  deadLetterTopic: dead
+  bulkSubscribe:
+    enabled: false
+scopes: [myapp]
+---
+apiVersion: dapr.io/v1alpha1
+kind: Subscription
+metadata:
+  name: old
+spec:
+  pubsubname: pubsub
+  topic: legacy
+  route: /legacy
+  metadata:
+    rawPayload: "true"
+---
+apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: retry
+spec:
+  policies: {}
+"""
+    parsed = parse_resources(text, "subs.yaml", CTX)
+    v2, v1 = parsed.subscriptions
+    assert [(r.match, r.path) for r in v2.rules] == [('event.type == "job.completed"', "/done")]
+    assert v2.default_path == "/other"
+    assert v2.dead_letter_topic == "dead"
+    assert v2.scopes == ("myapp",)
+    assert v1.default_path == "/legacy"
+    assert v1.metadata == {"rawPayload": "true"}
+    assert parsed.resiliencies[0].document()["metadata"] == {"name": "retry"}
+
+
+def test_programmatic_subscriptions() -> None:
+    subs = parse_programmatic_subscriptions(
+        [
+            {"pubsubname": "p", "topic": "t1", "route": "/one"},
+            {
+                "pubsubname": "p",
+                "topic": "t2",
+                "route": "/ignored",
+                "routes": {"rules": [{"match": "true", "path": "/r"}], "default": "/d"},
+                "deadLetterTopic": "dlq",
+                "metadata": {"rawPayload": "true"},
+            },
+        ]
+    )
+    assert subs[0].default_path == "/one"
+    assert subs[1].default_path == "/d"
+    assert subs[1].rules[0].path == "/r"
+    assert subs[1].dead_letter_topic == "dlq"
+    with pytest.raises(ResourceError, match="topic: is required"):
+        parse_programmatic_subscriptions([{"pubsubname": "p"}])
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "why"),
+    [
+        (
+            "kind: Component\napiVersion: dapr.io/v1alpha1\nmetadata: {}\n",
+            "metadata.name",
+            "required",
+        ),
+        (
+            "kind: Component\napiVersion: dapr.io/v1alpha1\nmetadata:\n  name: x\n"
+            "spec:\n  type: [1]\n",
+            "spec.type",
+            "expected a string",
+        ),
+        (
+            "kind: Component\napiVersion: dapr.io/v1alpha1\nmetadata:\n  name: x\nspec:\n"
+            "  type: state.redis\n  metadata: {a: b}\n",
+            "spec.metadata",
+            "list",
+        ),
+        (
+            "kind: Component\napiVersion: dapr.io/v1alpha1\nmetadata:\n  name: x\nspec:\n"
+            "  type: state.redis\n  initTimeout: soon\n",
+            "spec.initTimeout",
+            "duration",
+        ),
+        (
+            "kind: Component\napiVersion: dapr.io/v1alpha1\nmetadata:\n  name: x\nspec:\n"
+            "  type: state.redis\n  metadata:\n  - name: p\n    secretKeyRef: {name: s, key: k}\n",
+            "secretKeyRef",
+            "secret stores are not supported",
+        ),
+        ("a: [unclosed\n", "line 2", "invalid YAML"),
+    ],
+)
+def test_errors_name_file_field_and_why(text: str, field: str, why: str) -> None:
+    with pytest.raises(ResourceError) as error:
+        parse_resources(text, "bad.yaml", CTX)
+    message = str(error.value)
+    assert "bad.yaml" in message
+    assert field in message
+    assert why in message
+
+
+def test_duplicate_component_names(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", COMPONENT.format(name="same", scopes=""))
+    write(tmp_path, "b.yaml", COMPONENT.format(name="same", scopes=""))
+    with pytest.raises(ResourceError, match="duplicate component name 'same'"):
+        load_resources([tmp_path], CTX)
+
+
+def test_go_durations() -> None:
+    assert parse_duration("5s") == 5
+    assert parse_duration("500ms") == 0.5
+    assert parse_duration("1h2m3s") == 3723
+    assert parse_duration("10") == 10
+    with pytest.raises(ValueError):
+        parse_duration("5 s")

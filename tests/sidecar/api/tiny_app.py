@@ -1,0 +1,87 @@
+"""A tiny real app for sidecar tests: subscriptions, an event log and an echo endpoint.
+
+Env: APP_PORT; SUBSCRIPTIONS (JSON answered on GET /dapr/subscribe; unset = 404).
+Routes: POST /events/* records the body and answers 200; GET /received lists the bodies;
+any other path echoes method, path, query, headers and body as JSON; /status/NNN answers NNN.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+RECEIVED: list[object] = []
+LOCK = threading.Lock()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+    def _answer(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Tiny-App", "yes")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _handle(self) -> None:
+        body = self._body()
+        path, _, query = self.path.partition("?")
+        if path == "/dapr/subscribe":
+            subs = os.environ.get("SUBSCRIPTIONS")
+            if subs is None:
+                self._answer(404, b"not found", "text/plain")
+            else:
+                self._answer(200, subs.encode())
+            return
+        if path.startswith("/events/"):
+            with LOCK:
+                RECEIVED.append(
+                    {
+                        "path": path,
+                        "event": json.loads(body),
+                        "content_type": self.headers.get("Content-Type"),
+                    }
+                )
+            self._answer(200, b'{"status":"SUCCESS"}')
+            return
+        if path == "/received":
+            with LOCK:
+                self._answer(200, json.dumps(RECEIVED).encode())
+            return
+        if path.startswith("/status/"):
+            self._answer(int(path.rsplit("/", 1)[1]), b'{"failed":true}')
+            return
+        echo = {
+            "method": self.command,
+            "path": path,
+            "query": query,
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "body": body.decode("utf-8", "replace"),
+        }
+        self._answer(200, json.dumps(echo).encode())
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+
+def main() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["APP_PORT"])), Handler)
+    app_id = os.environ.get("APP_ID", "")
+    sys.stdout.write(f"tiny app {app_id} pid {os.getpid()} listening on {server.server_port}\n")
+    sys.stdout.flush()
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""The CloudEvent envelope and its reading on delivery, field for field as daprd."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sidecar import cloudevents
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=UTC)
+TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def envelope(data: bytes, content_type: str, **metadata: str) -> dict[str, object]:
+    return cloudevents.new_envelope(
+        data=data,
+        content_type=content_type,
+        topic="orders",
+        pubsubname="pubsub",
+        source="publisher-app",
+        traceparent=TRACE,
+        tracestate="k=v",
+        metadata=metadata,
+        now=NOW,
+    )
+
+
+def test_json_data_is_parsed_and_every_daprd_field_is_set() -> None:
+    event = envelope(b'{"a": 1, "big": 123456789012345678901234567890}', "application/json")
+    assert event["data"] == {"a": 1, "big": 123456789012345678901234567890}
+    assert event["type"] == "com.dapr.event.sent"
+    assert event["specversion"] == "1.0"
+    assert event["source"] == "publisher-app"
+    assert event["datacontenttype"] == "application/json"
+    assert event["topic"] == "orders"
+    assert event["pubsubname"] == "pubsub"
+    assert event["traceid"] == event["traceparent"] == TRACE
+    assert event["tracestate"] == "k=v"
+    assert event["time"] == "2026-01-02T03:04:05Z"
+    assert len(str(event["id"])) == 36
+    assert "subject" not in event and "data_base64" not in event
+
+
+def test_json_content_type_with_parameters_is_json() -> None:
+    assert envelope(b"[1,2]", "application/json; charset=utf-8")["data"] == [1, 2]
+
+
+def test_plus_json_is_a_string_like_contrib() -> None:
+    # contrib's IsJSONContentType matches application/json only.
+    assert envelope(b'{"a":1}', "application/vnd.x+json")["data"] == '{"a":1}'
+
+
+def test_invalid_json_falls_back_to_text() -> None:
+    assert envelope(b"{nope", "application/json")["data"] == "{nope"
+
+
+def test_default_content_type_is_text_plain() -> None:
+    event = envelope(b"hello", "")
+    assert event["datacontenttype"] == "text/plain"
+    assert event["data"] == "hello"
+
+
+def test_octet_stream_goes_to_data_base64() -> None:
+    event = envelope(b"\x00\xff", "application/octet-stream")
+    assert "data" not in event
+    assert base64.b64decode(str(event["data_base64"])) == b"\x00\xff"
+
+
+def test_cloudevent_metadata_overrides_fields() -> None:
+    event = envelope(
+        b"x",
+        "text/plain",
+        **{
+            "cloudevent.id": "my-id",
+            "cloudevent.source": "src",
+            "cloudevent.type": "job.completed",
+            "cloudevent.subject": "job-1",
+            "Cloudevent.TraceParent": "00-11111111111111111111111111111111-2222222222222222-01",
+            "cloudevent.tracestate": "a=b",
+        },
+    )
+    assert (event["id"], event["source"], event["type"], event["subject"]) == (
+        "my-id",
+        "src",
+        "job.completed",
+        "job-1",
+    )
+    assert event["traceparent"] == event["traceid"]
+    assert event["traceparent"] == "00-11111111111111111111111111111111-2222222222222222-01"
+    assert event["tracestate"] == "a=b"
+
+
+def test_passthrough_cloudevent_keeps_its_fields_and_gets_topic_and_defaults() -> None:
+    body = json.dumps({"id": "own", "data": {"x": 1}, "topic": "other", "subject": "s"}).encode()
+    event = cloudevents.from_cloudevent(
+        body, topic="orders", pubsubname="pubsub", traceparent=TRACE, now=NOW
+    )
+    assert event["id"] == "own" and event["subject"] == "s" and event["data"] == {"x": 1}
+    assert event["topic"] == "orders" and event["pubsubname"] == "pubsub"
+    assert event["source"] == "Dapr" and event["type"] == "com.dapr.event.sent"
+    assert event["specversion"] == "1.0"
+    assert event["time"] == "2026-01-02T03:04:05Z"
+    assert event["traceparent"] == TRACE
+
+
+def test_passthrough_keeps_its_own_time() -> None:
+    body = b'{"id": "1", "time": "2020-01-01T00:00:00Z"}'
+    event = cloudevents.from_cloudevent(body, topic="t", pubsubname="p", traceparent=TRACE)
+    assert event["time"] == "2020-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]"])
+def test_passthrough_of_a_non_object_is_an_error(body: bytes) -> None:
+    with pytest.raises(cloudevents.CloudEventError):
+        cloudevents.from_cloudevent(body, topic="t", pubsubname="p", traceparent=TRACE)
+
+
+def test_ttl_sets_expiration_and_expiry_is_detected() -> None:
+    event = envelope(b"x", "text/plain")
+    cloudevents.apply_ttl(event, {"ttlInSeconds": "10"}, now=NOW)
+    assert event["expiration"] == "2026-01-02T03:04:15Z"
+    assert not cloudevents.has_expired(event, now=NOW + timedelta(seconds=9))
+    assert cloudevents.has_expired(event, now=NOW + timedelta(seconds=11))
+
+
+@pytest.mark.parametrize("ttl", ["", "0", "-5", "abc"])
+def test_invalid_ttl_is_ignored_like_contrib(ttl: str) -> None:
+    event = envelope(b"x", "text/plain")
+    cloudevents.apply_ttl(event, {"ttlInSeconds": ttl}, now=NOW)
+    assert "expiration" not in event
+
+
+def test_unparseable_expiration_never_expires() -> None:
+    assert not cloudevents.has_expired({"expiration": "tomorrow"})
+
+
+def test_traceparent_is_generated_in_w3c_format() -> None:
+    parts = cloudevents.new_traceparent().split("-")
+    assert [len(p) for p in parts] == [2, 32, 16, 2]
+    assert cloudevents.new_traceparent() != cloudevents.new_traceparent()
+
+
+def test_delivered_event_is_posted_byte_for_byte_with_trace_fallback() -> None:
+    data = b'{"id":"e1","data":"x"}'
+    event, body = cloudevents.parse_delivered(
+        data, {"traceparent": TRACE}, topic="t", pubsubname="p", raw_payload=False
+    )
+    assert body == data
+    assert event["id"] == "e1"
+    assert event["traceparent"] == event["traceid"] == TRACE
+
+
+def test_delivered_garbage_is_an_error() -> None:
+    with pytest.raises(cloudevents.CloudEventError):
+        cloudevents.parse_delivered(b"garbage", {}, topic="t", pubsubname="p", raw_payload=False)
+
+
+def test_raw_payload_subscription_wraps_the_bytes() -> None:
+    event, body = cloudevents.parse_delivered(
+        b"\x01raw", {}, topic="t", pubsubname="p", raw_payload=True
+    )
+    assert event["datacontenttype"] == "application/octet-stream"
+    assert base64.b64decode(str(event["data_base64"])) == b"\x01raw"
+    assert (event["topic"], event["pubsubname"], event["source"]) == ("t", "p", "Dapr")
+    assert json.loads(body) == event

@@ -1,0 +1,240 @@
+"""pubsub.redis against a real Redis: groups, acknowledgement, reclaim, Redis restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+
+from sidecar.components import Component, ComponentError
+from sidecar.localredis import start_redis
+from sidecar.publishing import Publisher
+from sidecar.pubsub.base import Message
+from sidecar.pubsub.redis import RedisStreamsPubSub, parse_settings
+from sidecar.pubsub.registry import PUBSUB_TYPES, create_pubsub
+from tests.conftest import RedisServer
+from tests.procs import free_port
+from tests.sidecar.pubsub.helpers import eventually, redis_component, unique
+
+
+@pytest_asyncio.fixture
+async def raw_redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis(host="127.0.0.1", port=redis_server.port)
+    yield client
+    await client.aclose()
+
+
+async def started(component: Component) -> RedisStreamsPubSub:
+    pubsub = RedisStreamsPubSub(component, "app")
+    await pubsub.init()
+    return pubsub
+
+
+def collector(into: list[Message]) -> Any:
+    async def handler(message: Message) -> None:
+        into.append(message)
+
+    return handler
+
+
+async def test_publish_and_consume_round_trip(redis_server: RedisServer) -> None:
+    topic = unique("roundtrip")
+    pubsub = await started(redis_component(redis_server.host, consumerID=unique("g")))
+    received: list[Message] = []
+    try:
+        await pubsub.subscribe(topic, collector(received), concurrency=2)
+        await pubsub.publish(topic, b"hello", {"k": "v"})
+        await eventually(lambda: len(received) == 1)
+        assert received[0].data == b"hello"
+        assert received[0].metadata == {"k": "v"}
+        assert received[0].topic == topic
+    finally:
+        await pubsub.close()
+
+
+async def test_entries_use_contrib_field_layout_and_maxlen(
+    redis_server: RedisServer, raw_redis: aioredis.Redis
+) -> None:
+    topic = unique("layout")
+    pubsub = await started(redis_component(redis_server.host, maxLenApprox="5"))
+    try:
+        for n in range(300):
+            await pubsub.publish(topic, str(n).encode(), {"n": str(n)})
+        entries: Any = await raw_redis.xrevrange(topic, count=1)
+        assert entries[0][1] == {b"data": b"299", b"metadata": b'{"n": "299"}'}
+        # MAXLEN ~ trims whole macro nodes, so the stream is far shorter than 300.
+        assert await raw_redis.xlen(topic) < 300
+    finally:
+        await pubsub.close()
+
+
+async def test_same_consumer_id_competes_and_different_ids_fan_out(
+    redis_server: RedisServer,
+) -> None:
+    topic, group = unique("compete"), unique("g")
+    a = await started(redis_component(redis_server.host, consumerID=group))
+    b = await started(redis_component(redis_server.host, consumerID=group))
+    other = await started(redis_component(redis_server.host, consumerID=unique("g")))
+    got_a: list[Message] = []
+    got_b: list[Message] = []
+    got_other: list[Message] = []
+    try:
+        await a.subscribe(topic, collector(got_a), concurrency=2)
+        await b.subscribe(topic, collector(got_b), concurrency=2)
+        await other.subscribe(topic, collector(got_other), concurrency=2)
+        for n in range(40):
+            await a.publish(topic, str(n).encode(), {})
+        await eventually(lambda: len(got_a) + len(got_b) == 40 and len(got_other) == 40)
+        competing = sorted(int(m.data) for m in got_a + got_b)
+        assert competing == list(range(40))  # each message exactly once across the group
+        assert sorted(int(m.data) for m in got_other) == list(range(40))
+    finally:
+        for pubsub in (a, b, other):
+            await pubsub.close()
+
+
+async def test_unacked_message_of_a_dead_consumer_is_reclaimed_with_same_event_id(
+    redis_server: RedisServer, raw_redis: aioredis.Redis
+) -> None:
+    topic, group = unique("reclaim"), unique("g")
+    settings = {"consumerID": group, "processingTimeout": "300", "redeliverInterval": "100ms"}
+    first = await started(redis_component(redis_server.host, **settings))
+    stuck = asyncio.Event()
+    seen_by_first: list[Message] = []
+
+    async def never_finishes(message: Message) -> None:
+        seen_by_first.append(message)
+        stuck.set()
+        await asyncio.Event().wait()
+
+    await first.subscribe(topic, never_finishes, concurrency=1)
+    await Publisher({"pubsub": first}, "publisher").publish(
+        "pubsub", topic, b'{"job": 1}', "application/json", {}
+    )
+    await asyncio.wait_for(stuck.wait(), 10)
+    await first.close()  # dies mid-handling: never acknowledged
+    assert (await raw_redis.xpending(topic, group))["pending"] == 1
+
+    second = await started(redis_component(redis_server.host, **settings))
+    received: list[Message] = []
+    try:
+        await second.subscribe(topic, collector(received), concurrency=1)
+        await eventually(lambda: len(received) == 1)
+        original = json.loads(seen_by_first[0].data)
+        redelivered = json.loads(received[0].data)
+        assert redelivered["id"] == original["id"]
+        assert redelivered["data"] == {"job": 1}
+    finally:
+        await second.close()
+    assert (await raw_redis.xpending(topic, group))["pending"] == 0
+
+
+async def test_failed_handler_is_redelivered_until_it_succeeds(redis_server: RedisServer) -> None:
+    topic = unique("redeliver")
+    pubsub = await started(
+        redis_component(
+            redis_server.host,
+            consumerID=unique("g"),
+            processingTimeout="200",
+            redeliverInterval="50",
+        )
+    )
+    attempts: list[bytes] = []
+
+    async def flaky(message: Message) -> None:
+        attempts.append(message.data)
+        if len(attempts) < 3:
+            raise RuntimeError("not yet")
+
+    try:
+        await pubsub.subscribe(topic, flaky, concurrency=1)
+        await pubsub.publish(topic, b"m", {})
+        await eventually(lambda: len(attempts) >= 3)
+        assert set(attempts) == {b"m"}
+    finally:
+        await pubsub.close()
+
+
+async def test_consumer_recovers_after_redis_restart_and_recreates_lost_group(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = free_port()
+    data_dir = Path(tempfile.mkdtemp(prefix="redis-restart-"))
+    # No persistence: the restart loses the stream and the group, as a wiped Redis would.
+    proc = start_redis(port, data_dir, appendonly=False)
+    host = f"127.0.0.1:{port}"
+    pubsub = await started(redis_component(host, consumerID=unique("g")))
+    received: list[Message] = []
+    topic = unique("restart")
+    try:
+        await pubsub.subscribe(topic, collector(received), concurrency=1)
+        await pubsub.publish(topic, b"before", {})
+        await eventually(lambda: len(received) == 1)
+        proc.terminate()
+        proc.wait(timeout=10)
+        # Stay down until the consumer has noticed, so its reconnect path really runs.
+        await eventually(lambda: "lost connection" in caplog.text, 15)
+        proc = start_redis(port, data_dir, appendonly=False)
+
+        async def publish_when_up() -> None:
+            for _ in range(100):
+                try:
+                    await pubsub.publish(topic, b"after", {})
+                    return
+                except Exception:
+                    await asyncio.sleep(0.05)
+            raise AssertionError("could not publish after the restart")
+
+        await publish_when_up()
+        await eventually(lambda: [m.data for m in received] == [b"before", b"after"], 15)
+    finally:
+        await pubsub.close()
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def test_init_fails_clearly_when_redis_does_not_answer() -> None:
+    component = Component(
+        name="pubsub",
+        type="pubsub.redis",
+        version="v1",
+        metadata={"redisHost": f"127.0.0.1:{free_port()}"},
+        init_timeout=1.0,
+    )
+    with pytest.raises(ComponentError, match="error connecting to redis"):
+        await RedisStreamsPubSub(component, "app").init()
+
+
+def test_settings_defaults_and_units() -> None:
+    defaults = parse_settings(redis_component("h:1"), "my-app")
+    assert defaults.consumer_id == "my-app"
+    assert (defaults.processing_timeout, defaults.redeliver_interval) == (60.0, 15.0)
+    assert (defaults.queue_depth, defaults.concurrency, defaults.max_len_approx) == (100, 10, None)
+    custom = parse_settings(
+        redis_component("h:1", processingTimeout="1500", redeliverInterval="2s", concurrency="3"),
+        "x",
+    )
+    assert (custom.processing_timeout, custom.redeliver_interval, custom.concurrency) == (
+        1.5,
+        2.0,
+        3,
+    )
+    with pytest.raises(ComponentError, match="processingTimeout"):
+        parse_settings(redis_component("h:1", processingTimeout="soon"), "x")
+
+
+def test_registry_names_types_and_missing_fields() -> None:
+    assert {"pubsub.redis", "pubsub.in-memory"} <= PUBSUB_TYPES
+    kafka = Component(name="k", type="pubsub.kafka", version="v1", metadata={})
+    with pytest.raises(ComponentError, match=r"pubsub.kafka.*pubsub.in-memory, pubsub.redis"):
+        create_pubsub(kafka, "app")
+    no_host = Component(name="p", type="pubsub.redis", version="v1", metadata={})
+    with pytest.raises(ComponentError, match="redisHost"):
+        create_pubsub(no_host, "app")

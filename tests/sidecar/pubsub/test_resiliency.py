@@ -1,0 +1,111 @@
+"""Resiliency documents -> pub/sub inbound retry policy, with dapr/kit's defaults."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from sidecar.resiliency import (
+    ResiliencyError,
+    RetryPolicy,
+    parse_go_duration,
+    parse_resiliency,
+)
+
+
+def doc(spec: dict[str, Any], scopes: list[str] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "apiVersion": "dapr.io/v1alpha1",
+        "kind": "Resiliency",
+        "metadata": {"name": "r"},
+        "spec": spec,
+    }
+    if scopes is not None:
+        out["scopes"] = scopes
+    return out
+
+
+SPEC = {
+    "policies": {
+        "retries": {
+            "three": {"policy": "constant", "duration": "100ms", "maxRetries": 3},
+            "expo": {"policy": "exponential", "maxInterval": "2s", "maxRetries": "5"},
+        },
+        "timeouts": {"short": "1.5s"},
+    },
+    "targets": {"components": {"pubsub": {"inbound": {"retry": "three", "timeout": "short"}}}},
+}
+
+
+def test_no_documents_means_no_retry() -> None:
+    policy = parse_resiliency([], "app").pubsub_inbound("pubsub")
+    assert policy.retry is None and policy.timeout is None
+
+
+def test_component_inbound_policy() -> None:
+    policy = parse_resiliency([doc(SPEC)], "app").pubsub_inbound("pubsub")
+    assert policy.retry == RetryPolicy(policy="constant", duration=0.1, max_retries=3)
+    assert policy.timeout == 1.5
+    assert parse_resiliency([doc(SPEC)], "app").pubsub_inbound("other").retry is None
+
+
+def test_constant_policy_delays_then_exhausts() -> None:
+    retry = RetryPolicy(policy="constant", duration=0.1, max_retries=3)
+    assert [retry.delay(n, 0.0) for n in range(4)] == [0.1, 0.1, 0.1, None]
+
+
+def test_kit_defaults_retry_forever_every_5s() -> None:
+    retry = RetryPolicy()
+    assert retry.delay(10_000, 0.0) == 5.0
+
+
+def test_exponential_grows_and_caps() -> None:
+    retry = parse_resiliency([doc(SPEC)], "app").retries["expo"]
+    rng = random.Random(1)
+    delays = [retry.delay(n, 0.0, rng) for n in range(6)]
+    assert delays[5] is None
+    values = [d for d in delays if d is not None]
+    assert 0.25 <= values[0] <= 0.75
+    assert all(d <= 2.0 * 1.5 for d in values)
+    assert retry.delay(0, 10_000.0) is None  # past maxElapsedTime (15 min default)
+
+
+def test_default_named_policy_applies_to_untargeted_pubsub() -> None:
+    spec = {
+        "policies": {"retries": {"DefaultPubsubComponentInboundRetryPolicy": {"duration": "1s"}}}
+    }
+    policy = parse_resiliency([doc(spec)], "app").pubsub_inbound("pubsub")
+    assert policy.retry is not None and policy.retry.duration == 1.0
+
+
+def test_scopes_filter_documents() -> None:
+    assert parse_resiliency([doc(SPEC, ["other"])], "app").pubsub_inbound("pubsub").retry is None
+    assert parse_resiliency([doc(SPEC, ["app"])], "app").pubsub_inbound("pubsub").retry
+
+
+def test_undefined_policy_reference_is_an_error() -> None:
+    spec = {"targets": {"components": {"pubsub": {"inbound": {"retry": "missing"}}}}}
+    with pytest.raises(ResiliencyError, match="missing"):
+        parse_resiliency([doc(spec)], "app")
+
+
+def test_bad_policy_type_is_an_error() -> None:
+    spec = {"policies": {"retries": {"x": {"policy": "linear"}}}}
+    with pytest.raises(ResiliencyError, match="linear"):
+        parse_resiliency([doc(spec)], "app")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("5s", 5.0), ("250ms", 0.25), ("1m30s", 90.0), ("1.5h", 5400.0), ("0", 0.0)],
+)
+def test_go_durations(text: str, seconds: float) -> None:
+    assert parse_go_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "5", "5x", "s"])
+def test_bad_go_durations(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_go_duration(text)

@@ -1,0 +1,59 @@
+"""CEL routing rules: first match wins, default last, errors as daprd treats them."""
+
+from __future__ import annotations
+
+import pytest
+
+from sidecar.components import RouteRule
+from sidecar.routing import Router, RuleCompileError, RuleEvaluationError
+
+RULES = (
+    RouteRule('event.type == "job.completed" && event.data.owner == "microservice-x"', "/done"),
+    RouteRule('event.type.startsWith("job.")', "/jobs"),
+)
+
+
+def event(type_: str, **data: object) -> dict[str, object]:
+    return {"id": "1", "type": type_, "data": data}
+
+
+def test_first_matching_rule_wins() -> None:
+    router = Router(RULES, "/fallback")
+    assert router.route(event("job.completed", owner="microservice-x")) == "/done"
+    assert router.route(event("job.completed", owner="someone-else")) == "/jobs"
+
+
+def test_default_is_used_when_no_rule_matches() -> None:
+    assert Router(RULES, "/fallback").route(event("other")) == "/fallback"
+
+
+def test_no_match_and_no_default_is_none() -> None:
+    assert Router(RULES).route(event("other")) is None
+
+
+def test_v1_route_is_a_match_all_rule() -> None:
+    assert Router((), "/events").route(event("anything")) == "/events"
+
+
+def test_empty_expression_matches_everything() -> None:
+    assert Router((RouteRule("", "/all"),)).route(event("x")) == "/all"
+
+
+def test_short_circuit_avoids_missing_field_errors() -> None:
+    # The type check is false, so the missing data.owner is never an error (CEL && semantics).
+    assert Router(RULES[:1]).route(event("job.started")) is None
+
+
+def test_missing_field_fails_the_message_like_daprd() -> None:
+    with pytest.raises(RuleEvaluationError, match="owner"):
+        Router(RULES[:1], "/fallback").route(event("job.completed"))
+
+
+def test_non_boolean_result_is_an_error() -> None:
+    with pytest.raises(RuleEvaluationError, match="not a boolean"):
+        Router((RouteRule("event.type", "/x"),)).route(event("job"))
+
+
+def test_bad_expression_is_a_startup_error_naming_rule_and_place() -> None:
+    with pytest.raises(RuleCompileError, match=r"event.type ==.*in subscription pubsub/jobs"):
+        Router((RouteRule("event.type ==", "/x"),), where="subscription pubsub/jobs")

@@ -1,0 +1,81 @@
+"""The query filter -> SQL translation (postgresql v1 semantics), without a database."""
+
+from __future__ import annotations
+
+import pytest
+
+from sidecar.state.query import QueryError, build_query, field_path, go_format
+
+
+def test_field_paths() -> None:
+    assert field_path("status") == "value->>'status'"
+    assert field_path("data.owner") == "value->'data'->>'owner'"
+    assert field_path("it's") == "value->>'it''s'"
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (25, "25"),
+        (2.5, "2.5"),
+        (1000000, "1e+06"),
+        (123456, "123456"),
+        (0.00001, "1e-05"),
+        (-3, "-3"),
+        (True, "true"),
+        (None, "<nil>"),
+        ("x", "x"),
+        ([1, "a"], "[1 a]"),
+    ],
+)
+def test_values_are_bound_as_go_formats_them(value: object, text: str) -> None:
+    assert go_format(value) == text
+
+
+def test_full_query() -> None:
+    q = build_query(
+        {
+            "filter": {
+                "AND": [
+                    {"EQ": {"status": "done"}},
+                    {"IN": {"data.owner": ["a", "b"]}},
+                    {"OR": [{"GTE": {"n": 3}}, {"NEQ": {"n": 1}}]},
+                ]
+            },
+            "sort": [{"key": "n", "order": "DESC"}, {"key": "k"}],
+            "page": {"limit": 2, "token": "4"},
+        },
+        "state",
+    )
+    assert q.sql == (
+        "SELECT key, value::text, xmin::text AS etag FROM state WHERE ("
+        "value->>'status'=$1 AND (value->'data'->>'owner'=$2 OR value->'data'->>'owner'=$3)"
+        " AND (value->>'n'>=$4 OR value->>'n'!=$5))"
+        " ORDER BY value->>'n' DESC, value->>'k' LIMIT 2 OFFSET 4"
+    )
+    assert q.params == ["done", "a", "b", "3", "1"]
+    assert q.next_token(2) == "6"
+
+
+def test_no_filter_no_page() -> None:
+    q = build_query({}, "s")
+    assert q.sql == "SELECT key, value::text, xmin::text AS etag FROM s"
+    assert q.next_token(10) == ""
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"filter": {"GT": {"n": "3"}}}, "string type not permitted"),
+        ({"filter": {"IN": {"n": []}}}, "empty IN operator"),
+        ({"filter": {"AND": [{"EQ": {"a": 1}}]}}, "at least two entries"),
+        ({"filter": {"LIKE": {"a": 1}}}, "unsupported filter"),
+        ({"filter": {"EQ": {"a": 1, "b": 2}}}, "single key/value pair"),
+        ({"filter": {"EQ": {"a": 1}, "NEQ": {"b": 1}}}, "single element"),
+        ({"page": {"limit": 1, "token": "x"}}, "invalid syntax"),
+        ({"sort": [{"key": "a", "order": "SIDEWAYS"}]}, "ASC or DESC"),
+    ],
+)
+def test_refusals(query: dict[str, object], message: str) -> None:
+    with pytest.raises(QueryError, match=message):
+        build_query(query, "state")

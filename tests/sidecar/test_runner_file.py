@@ -1,0 +1,102 @@
+"""Parsing the multi-app run template (``dapr run -f``) like the Dapr CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sidecar.runfile import RunFileError, load_run_file, parse_run_file
+from sidecar.runner import Ports, app_environment, sidecar_command
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_project_run_file() -> None:
+    specs = load_run_file(ROOT / "dapr.yaml")
+    assert [s.app_id for s in specs] == ["job-orchestrator", "microservice-x"]
+    orchestrator = specs[0]
+    assert orchestrator.app_port == 8000
+    assert orchestrator.http_port == 3500
+    assert orchestrator.grpc_port == 50001
+    assert orchestrator.command == ("python", "-m", "job_orchestrator")
+    assert orchestrator.resources_paths == ((ROOT / "components").resolve(),)
+    assert orchestrator.app_dir == ROOT
+    assert orchestrator.env["PYTHONUNBUFFERED"] == "1"
+    assert orchestrator.app_health_check_path == "/healthz"
+
+
+def test_paths_precedence_env_merge_and_defaults(tmp_path: Path) -> None:
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "svc" / "own").mkdir(parents=True)
+    text = """\
+version: 1
+common:
+  resourcesPaths: [shared]
+  env: {A: common, B: common}
+  logLevel: debug
+apps:
+  - appDirPath: svc
+    command: [run, me]
+    resourcesPaths: [own]
+    env: {B: app, FLAG: true}
+    daprdLogDestination: console
+  - appID: second
+    appDirPath: .
+    command: [x]
+"""
+    first, second = parse_run_file(text, tmp_path / "dapr.yaml")
+    assert first.app_id == "svc"
+    assert first.resources_paths == ((tmp_path / "svc" / "own").resolve(),)
+    assert first.env == {"A": "common", "B": "app", "FLAG": "true"}
+    assert first.log_level == "debug"
+    assert first.daprd_log == "console"
+    assert first.app_log == "fileAndConsole"
+    assert second.resources_paths == ((tmp_path / "shared").resolve(),)
+    assert second.http_port is None
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("apps: []\n", "version"),
+        ("version: 1\napps: {}\n", "apps"),
+        ("version: 1\napps:\n  - command: [x]\n", "apps[0].appDirPath"),
+        ("version: 1\napps:\n  - appDirPath: nowhere\n    command: [x]\n", "apps[0].appDirPath"),
+        ("version: 1\napps:\n  - appDirPath: .\n    command: x\n", "apps[0].command"),
+        ("version: 1\napps:\n  - appDirPath: .\n    command: [x]\n    appPort: http\n", "appPort"),
+        (
+            "version: 1\ncommon:\n  resourcesPaths: [missing]\napps:\n"
+            "  - appDirPath: .\n    command: [x]\n",
+            "common.resourcesPaths[0]",
+        ),
+        (
+            "version: 1\napps:\n  - {appID: a, appDirPath: ., command: [x]}\n"
+            "  - {appID: a, appDirPath: ., command: [y]}\n",
+            "duplicate appID a",
+        ),
+        ("version: 1\napps: [\n", "invalid YAML"),
+    ],
+)
+def test_errors_name_file_and_field(tmp_path: Path, text: str, field: str) -> None:
+    with pytest.raises(RunFileError) as error:
+        parse_run_file(text, tmp_path / "dapr.yaml")
+    assert str(tmp_path / "dapr.yaml") in str(error.value)
+    assert field in str(error.value)
+
+
+def test_sidecar_command_and_app_env() -> None:
+    spec = load_run_file(ROOT / "dapr.yaml")[1]
+    ports = Ports(http=3501, grpc=50002)
+    args = sidecar_command(spec, ports)
+    assert args[1:5] == ["-m", "sidecar", "--app-id", "microservice-x"]
+    assert "--app-port" in args
+    assert args[args.index("--app-port") + 1] == "8001"
+    env = app_environment(spec, ports, {"PATH": "/bin", "PYTHONUNBUFFERED": "0"})
+    assert env["APP_ID"] == "microservice-x"
+    assert env["APP_PORT"] == "8001"
+    assert env["DAPR_HTTP_PORT"] == "3501"
+    assert env["DAPR_GRPC_PORT"] == "50002"
+    assert env["APP_PROTOCOL"] == "http"
+    assert env["PYTHONUNBUFFERED"] == "1"
+    assert env["PATH"] == "/bin"
