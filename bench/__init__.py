@@ -1,1 +1,1 @@
-"""bench."""
+"""The benchmark suite: `python -m bench` measures the pair against its floors and Celery."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import shutil
 import signal
 import sys
@@ -75,6 +76,8 @@ async def _run_one(ctx: Context, key: str, budget: float) -> ScenarioResult:
         result.notes.append(traceback.format_exc()[-3000:])
     finally:
         ctx.procs.stop_all()
+    result.extra["process_cpu_seconds"] = dict(ctx.procs.cpu_totals)
+    ctx.procs.cpu_totals.clear()
     result.seconds = time.monotonic() - started
     verdict = result.status if result.status == OK else f"{result.status}: {result.reason[:300]}"
     ctx.progress(f"{title}: {verdict} ({result.seconds:.0f} s)")
@@ -93,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown scenario(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
+    logging.basicConfig(level=logging.WARNING, format="[bench] %(levelname)s %(message)s")
     signal.signal(signal.SIGTERM, _terminate)
     options.out.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-run-"))

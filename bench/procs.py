@@ -97,6 +97,8 @@ class ProcessSet:
         self.cwd = cwd
         self.procs: list[Proc] = []
         self._names: set[str] = set()
+        #: CPU seconds of each stopped process over its life, by name.
+        self.cpu_totals: dict[str, float] = {}
         log_dir.mkdir(parents=True, exist_ok=True)
 
     def start(self, name: str, args: Sequence[str], env: Mapping[str, str] | None = None) -> Proc:
@@ -136,6 +138,8 @@ class ProcessSet:
         together before SIGKILL."""
         stopping = [p for p in self.procs if p not in keep]
         for proc in stopping:
+            # Each process's whole-life CPU, kept for the run's records before it goes.
+            self.cpu_totals[proc.name] = round(cpu_seconds(proc.pid), 2)
             proc.terminate()
         deadline = time.monotonic() + STOP_SECONDS
         for proc in stopping:

@@ -46,6 +46,7 @@ async def _ours(ctx: Context, replicas: int, result: ScenarioResult) -> dict[str
     groups["redis"] = stack.redis.pid
     meter = CpuMeter(groups)
     submitted: dict[int, tuple[str, float]] = {}
+    answered_ms: list[float] = []  #: submit -> the orchestrator's 200 (job final)
     async with client.session(ctx.plan.e2e_concurrency + 4) as http:
 
         async def job(i: int) -> None:
@@ -59,9 +60,11 @@ async def _ours(ctx: Context, replicas: int, result: ScenarioResult) -> dict[str
                 expect=(200,),
             )
             submitted[i] = (answer.body["id"], answer.sent_at)
+            answered_ms.append((answer.received_at - answer.sent_at) * 1000)
 
         await job(-1)  # one job to warm every connection and route
         submitted.clear()
+        answered_ms.clear()
         meter.start()
         load = await run_load(
             job,
@@ -74,6 +77,11 @@ async def _ours(ctx: Context, replicas: int, result: ScenarioResult) -> dict[str
         views = await client.collect_views(
             http, msx.url, [job_id for job_id, _ in submitted.values()], timeout=ctx.plan.settle_s
         )
+    if answered_ms:
+        answered = summarize(answered_ms)
+        label = f"{replicas} replica(s): submit -> 200 with the final job"
+        result.row(f"{label}, p50", answered.p50, "ms")
+        result.row(f"{label}, p99", answered.p99, "ms")
     return _figures(ctx, replicas, result, load, submitted, views, cpu)
 
 

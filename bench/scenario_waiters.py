@@ -34,7 +34,7 @@ FULL_SIZE = 10_000
 
 
 class Waiters:
-    """W open requests; each has a task that finishes if the server answers (too early)."""
+    """W open requests; each has a task that finishes when the server answers."""
 
     def __init__(self) -> None:
         self.writers: list[asyncio.StreamWriter] = []
@@ -47,8 +47,13 @@ class Waiters:
         self.writers.append(writer)
         self.answers.append(asyncio.create_task(reader.read(64)))
 
-    def answered(self) -> list[bytes]:
-        return [t.result() for t in self.answers if t.done() and not t.cancelled()]
+    def answered(self) -> dict[int, bytes]:
+        """The first bytes of every answer received so far, by waiter index."""
+        return {
+            i: t.result()
+            for i, t in enumerate(self.answers)
+            if t.done() and not t.cancelled() and t.exception() is None
+        }
 
     async def close(self) -> None:
         for task in self.answers:
@@ -108,7 +113,8 @@ async def _hold(
             await client.call(http, "POST", f"{replica.url}/jobs/{job_id}/cancel")
         await asyncio.wait(waiters.answers, timeout=ctx.plan.settle_s + count / 1000)
         release_ms = (time.perf_counter() - release_started) * 1000
-        released = [a for a in waiters.answered() if a.startswith(b"HTTP/1.1 200")]
+        late = {i: a for i, a in waiters.answered().items() if i not in early}
+        released = [a for a in late.values() if a.startswith(b"HTTP/1.1 200")]
     finally:
         await waiters.close()
     return {
@@ -120,8 +126,10 @@ async def _hold(
         "admission_commands": state_commands(commands_start, commands_admitted),
         "hold_commands": state_commands(commands_admitted, commands_held),
         "answered_early": len(early),
-        "first_early_answer": early[0].decode(errors="replace") if early else "",
-        "released_200": len(released) - len(early),
+        "first_early_answer": next(iter(early.values()), b"").decode(errors="replace"),
+        "released_200": len(released),
+        "released_other": len(late) - len(released),
+        "unanswered": count - len(early) - len(late),
         "release_ms": release_ms,
     }
 
@@ -130,20 +138,23 @@ async def run(ctx: Context, result: ScenarioResult) -> None:
     """Fill `result` as figures come in, so a later failure keeps what was measured."""
     require_runnable("sidecar")
     require_runnable("job_orchestrator")
-    stack = Stack(ctx.procs, ctx.root, ctx.subdir("s4"))
-    replica = stack.orchestrator({"APP_ENV": "api", "JOB_MAX_WAIT_SECONDS": str(WAIT_SECONDS)})
-    ctx.progress("scenario 4: starting one API-only orchestrator replica")
-    wait_services([replica])
-    async with client.session(4) as http:
-        for count in ctx.plan.waiters:
+    for count in ctx.plan.waiters:
+        # A fresh replica per size: Python keeps the memory of a former, larger crowd.
+        stack = Stack(ctx.procs, ctx.root, ctx.subdir(f"s4-{count}"))
+        env = {"APP_ENV": "api", "JOB_MAX_WAIT_SECONDS": str(WAIT_SECONDS)}
+        replica = stack.orchestrator(env)
+        ctx.progress("scenario 4: starting one API-only orchestrator replica")
+        wait_services([replica])
+        async with client.session(4) as http:
             ctx.progress(f"scenario 4: opening {count} waiting requests")
             held = await _hold(ctx, stack, replica, http, count)
-            result.extra[f"{count}_waiters"] = held
-            _report(result, count, held)
-            ctx.progress(
-                f"scenario 4: {count} waiters: {held['rss_mb']:.0f} MB, "
-                f"{reads_and_writes(held['hold_commands'])[0]} state reads while waiting"
-            )
+        result.extra[f"{count}_waiters"] = held
+        _report(result, count, held)
+        ctx.progress(
+            f"scenario 4: {count} waiters: {held['rss_mb']:.0f} MB, "
+            f"{reads_and_writes(held['hold_commands'])[0]} state reads while waiting"
+        )
+        ctx.procs.stop_all()
     if FULL_SIZE not in ctx.plan.waiters:
         result.notes.append(f"the {FULL_SIZE:,}-waiter memory target is measured in full mode only")
 
@@ -194,7 +205,9 @@ def _report(result: ScenarioResult, count: int, held: dict[str, Any]) -> None:
     )
     if held["released_200"] != count:
         result.notes.append(
-            f"{label}: only {held['released_200']} of {count} waiters answered 200 after release"
+            f"{label}: {held['released_200']} of {count} waiters answered 200 after release, "
+            f"{held['released_other']} answered something else, "
+            f"{held['unanswered']} did not answer in time"
         )
     if count >= FULL_SIZE:
         result.targets.append(

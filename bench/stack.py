@@ -7,7 +7,6 @@ and services are added to it and all stop with the run's ProcessSet.
 from __future__ import annotations
 
 import importlib.util
-import logging
 import re
 from dataclasses import dataclass
 from functools import partial
@@ -17,8 +16,6 @@ from sidecar.localredis import redis_answers, start_redis
 
 from .procs import PYTHON, Proc, ProcessSet, free_port, http_ok, wait_for
 from .results import NotRun
-
-log = logging.getLogger(__name__)
 
 ORCHESTRATOR = "job-orchestrator"
 MICROSERVICE_X = "microservice-x"

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
@@ -13,7 +14,8 @@ from job_orchestrator import api, problems, subscriptions
 from job_orchestrator.bodylimit import BodyLimit
 from job_orchestrator.errors import StoreUnavailable
 from job_orchestrator.handlers import HandlerRegistry, default_registry
-from job_orchestrator.listing import JobIndex, QueryListing
+from job_orchestrator.index import JobIndex
+from job_orchestrator.listing import QueryListing
 from job_orchestrator.service import JobService
 from job_orchestrator.settings import Settings
 from job_orchestrator.store import JobStore, connect
@@ -47,7 +49,7 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
         if store.query_api:
             listing = QueryListing(store)
         else:
-            listing = JobIndex(store, settings.listing_shards, settings.retention_seconds)
+            listing = JobIndex(store, settings.retention_seconds)
             tasks.append(asyncio.create_task(listing.run(settings.listing_flush_seconds)))
         app.state.settings = settings
         app.state.store = store
@@ -82,6 +84,7 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
     )
     app.state.settings = settings
     app.state.worker = None
+    app.state.started = datetime.now(UTC)
     problems.install(app, settings.retry_after_seconds)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.runs_api:

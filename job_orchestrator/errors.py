@@ -30,6 +30,12 @@ class JobConflict(OrchestratorError):
     title = "Conflict with the job's status"
 
 
+class RequestInProgress(JobConflict):
+    """An earlier request with the same Idempotency-Key is still creating its job."""
+
+    title = "Request with this Idempotency-Key in progress"
+
+
 class ResultGone(OrchestratorError):
     status = 410
     title = "Result deleted"

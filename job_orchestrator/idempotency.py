@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from job_orchestrator.errors import IdempotencyKeyReused, JobConflict
+from job_orchestrator.errors import IdempotencyKeyReused, RequestInProgress
 from job_orchestrator.store import Conflict, JobStore
 
 #: A claimed key whose job is still missing after this long lost its creator (it died).
@@ -69,6 +69,6 @@ async def claim_key(
         return Claim(job.id, fresh=False)
     if now - float(existing.get("claimedAt", 0.0)) > ORPHAN_AFTER_SECONDS:
         return Claim(str(existing["jobId"]), fresh=True)
-    raise JobConflict(
+    raise RequestInProgress(
         "a request with this Idempotency-Key is still being processed; retry in a moment"
     )

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from job_orchestrator.errors import OrchestratorError, StoreUnavailable
+from job_orchestrator.errors import OrchestratorError, RequestInProgress, StoreUnavailable
 from job_orchestrator.handlers import InvalidJobInput, UnknownJobType
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def validation_problem(errors: list[dict[str, Any]], prefix: str = "") -> Proble
 
 def problem_for(exc: BaseException, retry_after: int) -> Problem:
     """The problem a client sees for ``exc``; unknown errors never leak a stack trace."""
-    if isinstance(exc, StoreUnavailable):
+    if isinstance(exc, StoreUnavailable | RequestInProgress):
         return Problem(exc.status, exc.title, exc.detail, {"Retry-After": str(retry_after)})
     if isinstance(exc, OrchestratorError):
         return Problem(exc.status, exc.title, exc.detail)

@@ -17,8 +17,9 @@ from job_orchestrator import jobs
 from job_orchestrator.errors import JobConflict, JobNotFound, ResultGone
 from job_orchestrator.handlers import HandlerRegistry
 from job_orchestrator.idempotency import claim_key
+from job_orchestrator.index import JobIndex
 from job_orchestrator.jobs import Job, JobStatus
-from job_orchestrator.listing import JobIndex, Page, QueryListing
+from job_orchestrator.listing import Page, QueryListing
 from job_orchestrator.settings import Settings
 from job_orchestrator.store import Conflict, JobStore, job_key
 from job_orchestrator.waiters import Waiters, Watch, is_final

@@ -49,7 +49,6 @@ class Settings:
     default_max_attempts: int = 1
     max_body_bytes: int = 256 * 1024
     retry_after_seconds: int = 1
-    listing_shards: int = 8
     listing_flush_seconds: float = 1.0
 
     @property

@@ -46,20 +46,25 @@ def job_key(job_id: str) -> str:
 async def connect(settings: Settings) -> DaprClient:
     """The process's one Dapr client, once the sidecar's outbound health answers.
 
-    The SDK read DAPR_* from the environment at import; point it at the ports and token this
-    replica was configured with, so the health wait and the API token follow Settings.
+    SDK 1.18 read DAPR_* from the environment at import, and its constructor takes the health
+    URL and API token from that global configuration. Point it at this replica's sidecar while
+    the client is built, then put it back (two apps in one test process must not collide).
     """
-    overrides = {
-        "DAPR_HTTP_PORT": settings.dapr_http_port,
-        "DAPR_GRPC_PORT": settings.dapr_grpc_port,
+    wanted = {
+        "DAPR_HTTP_ENDPOINT": f"http://127.0.0.1:{settings.dapr_http_port}",
         "DAPR_API_TOKEN": settings.dapr_api_token,
     }
-    for name, value in overrides.items():
+    saved = {name: getattr(sdk_settings, name) for name in wanted}
+    for name, value in wanted.items():
         setattr(sdk_settings, name, value)
-    # The SDK's constructor polls the health endpoint synchronously (up to 60 s): wait in a
-    # thread first, then build the client on the loop, where its gRPC channel must live.
-    await asyncio.to_thread(DaprHealth.wait_for_sidecar)
-    return DaprClient(address=f"127.0.0.1:{settings.dapr_grpc_port}")
+    try:
+        # The constructor polls the health endpoint synchronously (up to 60 s): wait in a
+        # thread first, then build the client on the loop, where its gRPC channel must live.
+        await asyncio.to_thread(DaprHealth.wait_for_sidecar)
+        return DaprClient(address=f"127.0.0.1:{settings.dapr_grpc_port}")
+    finally:
+        for name, value in saved.items():
+            setattr(sdk_settings, name, value)
 
 
 def grpc_code(exc: BaseException) -> StatusCode | None:

@@ -8,15 +8,17 @@ requests to every replica, to wake waiting requests and stop handlers.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
 
 from job_orchestrator import events
 from job_orchestrator.errors import StoreUnavailable
+from job_orchestrator.runs import Answer
 from job_orchestrator.settings import Settings
 from job_orchestrator.waiters import is_final
-from job_orchestrator.worker import Answer, Worker
+from job_orchestrator.worker import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -29,15 +31,28 @@ CHANGED_RULE = (
     f"event.type in [{_FINAL_TYPES}] || "
     f'(event.type == "{events.UPDATED}" && event.data.cancelRequested == true)'
 )
+#: How far back a new replica still wants broadcast events (clock skew between hosts).
+BROADCAST_LOOKBACK = timedelta(minutes=1)
 
 
-def subscriptions(settings: Settings) -> list[dict[str, Any]]:
+def changed_rule(since: datetime) -> str:
+    """CHANGED_RULE for events newer than ``since``.
+
+    A ``{uuid}`` consumer group is created at the start of the stream, so a new replica would
+    otherwise be handed the whole history; older events can matter to nobody waiting here.
+    """
+    stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f'({CHANGED_RULE}) && timestamp(event.time) > timestamp("{stamp}")'
+
+
+def subscriptions(settings: Settings, started: datetime) -> list[dict[str, Any]]:
     """The programmatic subscriptions (Dapr v2 format with routing rules, no default route)."""
+    rule = changed_rule(started - BROADCAST_LOOKBACK)
     subs = [
         {
             "pubsubname": settings.broadcast_pubsub,
             "topic": settings.events_topic,
-            "routes": {"rules": [{"match": CHANGED_RULE, "path": CHANGED_PATH}]},
+            "routes": {"rules": [{"match": rule, "path": CHANGED_PATH}]},
         }
     ]
     if settings.runs_worker:
@@ -56,7 +71,7 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/dapr/subscribe")
 async def dapr_subscribe(request: Request) -> list[dict[str, Any]]:
-    return subscriptions(request.app.state.settings)
+    return subscriptions(request.app.state.settings, request.app.state.started)
 
 
 @router.post(RUN_PATH)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import functools
 import logging
 import time
@@ -17,59 +16,17 @@ from typing import Any
 
 from job_orchestrator import jobs
 from job_orchestrator.errors import StoreUnavailable
-from job_orchestrator.handlers import HandlerRegistry, JobContext, JobFailure
+from job_orchestrator.handlers import HandlerRegistry
 from job_orchestrator.jobs import Delivery, Job, JobStatus
+from job_orchestrator.runs import Answer, LostJob, Outcome, Run
 from job_orchestrator.settings import Settings
 from job_orchestrator.store import Conflict, JobStore
 from job_orchestrator.waiters import Waiters
 
 logger = logging.getLogger(__name__)
 
-
-class Answer(enum.StrEnum):
-    """Pub/sub delivery answers understood by Dapr."""
-
-    SUCCESS = "SUCCESS"  #: acknowledge
-    RETRY = "RETRY"  #: leave pending; the broker redelivers it later
-
-
 #: Claims re-read this often after losing a race before leaving the job to a redelivery.
 CLAIM_TRIES = 4
-
-
-class LostJob(Exception):
-    """The job was deleted, finished elsewhere or taken over: stop without writing."""
-
-
-class Outcome(enum.Enum):
-    DONE = "done"
-    FAILED = "failed"
-    CANCELED = "canceled"
-    TIMED_OUT = "timed_out"
-
-
-class Run:
-    """One job running on this replica: its context, handler task and wake-up signal."""
-
-    def __init__(self, job: Job, etag: str, progress: Callable[[float, str], None]) -> None:
-        self.job = job
-        self.etag = etag  #: of ``job`` when known ("" = read before the next write)
-        self._report = progress
-        self.ctx = JobContext(job.id, job.input, progress)
-        self.wake = asyncio.Event()
-        self.progress: tuple[float, str] | None = None
-        self.task: asyncio.Task[Answer] | None = None
-
-    def new_context(self) -> None:
-        """A fresh context for the next attempt; a cancellation carries over."""
-        cancelled = self.ctx.cancelled
-        self.ctx = JobContext(self.job.id, self.job.input, self._report)
-        if cancelled:
-            self.ctx.cancel()
-
-    @property
-    def known(self) -> tuple[Job, str] | None:
-        return (self.job, self.etag) if self.etag else None
 
 
 class Worker:
@@ -162,7 +119,7 @@ class Worker:
         logger.info("job %s claimed by %s (attempt %s)", claimed.id, self._me, claimed.attempt)
         self._waiters.notify(claimed.public())
         job_id = claimed.id
-        run = Run(claimed, etag, lambda p, m: self._on_progress(job_id, p, m))
+        run = Run(claimed, etag, asyncio.get_running_loop())
         run.task = asyncio.create_task(self._supervise(run), name=f"job-{job_id}")
         self._runs[job_id] = run
         return run
@@ -178,16 +135,8 @@ class Worker:
         run = self._runs.get(job_id)
         if run is None:
             return False
-        run.ctx.cancel()
-        run.wake.set()
+        run.cancel()
         return True
-
-    def _on_progress(self, job_id: str, percent: float, message: str) -> None:
-        run = self._runs.get(job_id)
-        if run is not None:
-            run.progress = (percent, message)
-            # Handlers may report from a worker thread; the flag is read on the loop.
-            run.wake.set()
 
     async def _supervise(self, run: Run) -> Answer:
         try:
@@ -211,7 +160,7 @@ class Worker:
                 return
             outcome, value = await self._attempt(run)
             if outcome is Outcome.DONE:
-                await self._finish(run.job.id, JobStatus.COMPLETED, self._done_fields(run, value))
+                await self._finish(run.job.id, JobStatus.COMPLETED, run.done_fields(value))
                 return
             if outcome is Outcome.CANCELED:
                 await self._finish(run.job.id, JobStatus.CANCELED, {})
@@ -226,16 +175,6 @@ class Worker:
                 )
                 return
             await self._retry(run, failures, value)
-
-    def _done_fields(self, run: Run, result: Any) -> dict[str, Any]:
-        """Completed: 100 %, with the last message the handler reported (even unpublished)."""
-        message = run.progress[1] if run.progress is not None else run.job.progress_message
-        return {
-            "result": result,
-            "error": None,
-            "progress_percent": 100.0,
-            "progress_message": message or "completed",
-        }
 
     async def _attempt(self, run: Run) -> tuple[Outcome, Any]:
         """Run the handler once, publishing progress and renewing the lease while it works."""
@@ -278,18 +217,7 @@ class Worker:
         finally:
             if not handler.done():
                 handler.cancel()
-        return self._outcome(run, handler)
-
-    def _outcome(self, run: Run, handler: asyncio.Task[Any]) -> tuple[Outcome, Any]:
-        if handler.cancelled() or run.ctx.cancelled:
-            return Outcome.CANCELED, None
-        exc = handler.exception()
-        if exc is None:
-            return Outcome.DONE, handler.result()
-        if isinstance(exc, JobFailure):
-            return Outcome.FAILED, str(exc)
-        logger.error("job %s: handler %s raised", run.job.id, run.job.type, exc_info=exc)
-        return Outcome.FAILED, f"{type(exc).__name__}: {exc}"
+        return run.outcome(handler)
 
     def _mine(self, job: Job, attempt: int) -> bool:
         return not job.is_final and job.worker == self._me and job.attempt == attempt
@@ -328,11 +256,10 @@ class Worker:
 
     def _check(self, run: Run, job: Job | None) -> None:
         if job is None or not self._mine(job, run.job.attempt):
-            run.ctx.cancel()
+            run.cancel()
             raise LostJob(run.job.id)
         if job.cancel_requested:
-            run.ctx.cancel()
-            run.wake.set()
+            run.cancel()
 
     async def _change(self, run: Run, change: Callable[[Job], Job]) -> None:
         """CAS-write a change to a job we run; LostJob if it is no longer ours."""
@@ -348,7 +275,7 @@ class Worker:
         run.job, run.etag = written, etag
         self._waiters.notify(written.public())
         if written.cancel_requested:
-            run.ctx.cancel()
+            run.cancel()
 
     async def _retry(self, run: Run, failures: int, error: str) -> None:
         delay = jobs.retry_delay(

@@ -44,12 +44,46 @@ class StartedJob(BaseModel):
     job: dict[str, Any] = Field(description="The job as the orchestrator answered it")
 
 
+class Problem(BaseModel):
+    """An RFC 9457 problem: the body of every error this API answers."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(default="about:blank")
+    title: str = Field(examples=["Job not found"])
+    status: int = Field(examples=[404])
+    detail: str | None = None
+    instance: str | None = Field(default=None, examples=["/jobs/unknown"])
+
+
+def _problems(**described: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting each error status as application/problem+json."""
+    content = {"application/problem+json": {"schema": Problem.model_json_schema()}}
+    return {
+        status.removeprefix("s"): {"description": text, "content": content}
+        for status, text in described.items()
+    }
+
+
+_INVALID = "Invalid query, path or body"
+_STORE_DOWN = "State store unavailable; retry after Retry-After"
+
+
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     appId: str = Field(examples=["microservice-x"])
 
 
-@router.post("/jobs", status_code=202, response_model=StartedJob)
+@router.post(
+    "/jobs",
+    status_code=202,
+    response_model=StartedJob,
+    responses=_problems(
+        s4XX="Invalid body or owner, or refused by the orchestrator (its problem relayed)",
+        s502="The orchestrator answered without a job",
+        s503="Sidecar or orchestrator unavailable; retry after Retry-After",
+    ),
+)
 async def start_job(
     request: StartJobRequest,
     response: Response,
@@ -78,7 +112,11 @@ async def start_job(
     )
 
 
-@router.get("/jobs", response_model=list[JobView])
+@router.get(
+    "/jobs",
+    response_model=list[JobView],
+    responses=_problems(s422=_INVALID, s503=_STORE_DOWN),
+)
 async def list_jobs(
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -90,7 +128,11 @@ async def list_jobs(
     return await store.list_jobs(limit, status)
 
 
-@router.get("/jobs/{job_id}", response_model=JobView)
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobView,
+    responses=_problems(s404="No event seen for this job", s422=_INVALID, s503=_STORE_DOWN),
+)
 async def get_job(job_id: str, store: StoreDep) -> JobView:
     """One job as its events described it: status, progress, result or error, events in order."""
     # Such an id cannot be a state key, so no event could ever have created it.
@@ -102,7 +144,11 @@ async def get_job(job_id: str, store: StoreDep) -> JobView:
     return view
 
 
-@router.get("/dead-letters", response_model=list[DeadLetter])
+@router.get(
+    "/dead-letters",
+    response_model=list[DeadLetter],
+    responses=_problems(s422=_INVALID, s503=_STORE_DOWN),
+)
 async def list_dead_letters(
     store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> list[DeadLetter]:

@@ -89,7 +89,8 @@ class Registry:
         self._turn = itertools.count()
 
     def register(self, instance: Instance) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # Private to this user: an entry decides where calls (and the API token) are sent.
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = self.directory / f"{instance.app_id}.{instance.pid}.json"
         # Write then rename, so a reader never sees half a file.
         temporary = path.with_suffix(".tmp")

@@ -10,45 +10,17 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-logger = logging.getLogger(__name__)
+from sidecar.durations import parse_go_duration
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
+logger = logging.getLogger(__name__)
 
 
 class ResiliencyError(ValueError):
     """A Resiliency document has an invalid policy; the message names it."""
-
-
-def parse_go_duration(text: str) -> float:
-    """Seconds from a Go ``time.ParseDuration`` string such as ``"1m30s"`` or ``"250ms"``."""
-    raw = text.strip()
-    sign = -1.0 if raw.startswith("-") else 1.0
-    body = raw.lstrip("+-")
-    if body == "0":
-        return 0.0
-    total, pos = 0.0, 0
-    for match in _DURATION_PART.finditer(body):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        pos = match.end()
-    if not body or pos != len(body):
-        raise ValueError(f"invalid duration {text!r} (expected e.g. 500ms, 5s, 1m30s)")
-    return sign * total
 
 
 def _duration(value: Any) -> float:

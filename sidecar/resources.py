@@ -7,7 +7,6 @@ documents. Every error names the file, the field and why (contract section 2).
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,14 +16,13 @@ from typing import Any
 import yaml
 
 from sidecar.components import Component, RouteRule, Subscription
+from sidecar.durations import parse_go_duration
 
 logger = logging.getLogger(__name__)
 
 _COMPONENT_VERSIONS = frozenset({"dapr.io/v1alpha1"})
 _SUBSCRIPTION_VERSIONS = frozenset({"dapr.io/v1alpha1", "dapr.io/v2alpha1"})
 _RESILIENCY_VERSIONS = frozenset({"dapr.io/v1alpha1"})
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class ResourceError(Exception):
@@ -90,15 +88,7 @@ def parse_duration(text: str) -> float:
         return float(text)
     except ValueError:
         pass
-    position, total = 0, 0.0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != position:
-            break
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        position = match.end()
-    if position != len(text) or not text:
-        raise ValueError(f"expected a duration such as 5s, 500ms or 1m, got {text!r}")
-    return total
+    return parse_go_duration(text)
 
 
 def load_resources(paths: Sequence[Path], ctx: TemplateContext) -> Resources:

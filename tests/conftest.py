@@ -14,6 +14,20 @@ from sidecar.localredis import start_redis
 from tests.procs import PostgresCluster, free_port, postgres_bin_dir
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_name_registry() -> Iterator[None]:
+    """Sidecars started by tests resolve app ids only among themselves, never a developer's."""
+    folder = tempfile.mkdtemp(prefix="dapr-registry-")
+    previous = os.environ.get("DAPR_LOCAL_REGISTRY_DIR")
+    os.environ["DAPR_LOCAL_REGISTRY_DIR"] = folder
+    yield
+    if previous is None:
+        os.environ.pop("DAPR_LOCAL_REGISTRY_DIR", None)
+    else:
+        os.environ["DAPR_LOCAL_REGISTRY_DIR"] = previous
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 class RedisServer:
     def __init__(self, port: int, data_dir: Path) -> None:
         self.port = port

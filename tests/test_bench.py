@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from bench.job_times import delivery_ms, final_received_at, parse_time
-from bench.meters import state_commands
+from bench.meters import reads_and_writes, state_commands
+from bench.results import NotRun
+from bench.stack import require_runnable
 from bench.stats import at_least, at_most, per_op, percentile, rate, ratio, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +90,16 @@ def test_state_commands_leave_out_pubsub_machinery() -> None:
     assert state_commands(before, after) == {"hgetall": 2, "get": 1}
 
 
+def test_reads_and_writes_split_state_commands() -> None:
+    assert reads_and_writes({"hgetall": 3, "hget": 2, "evalsha": 4, "hset": 1}) == (5, 5)
+
+
+def test_a_missing_service_is_reported_as_not_run() -> None:
+    with pytest.raises(NotRun, match="python -m no_such_service_here"):
+        require_runnable("no_such_service_here")
+    require_runnable("sidecar")
+
+
 def _leftovers(marker: str) -> list[str]:
     """Command lines of live processes that mention the run's working folder."""
     found = []
@@ -112,7 +124,9 @@ def _workdir(output: str) -> str:
 def _missing_dependency(reason: str) -> bool:
     """A not-run reason is honest only if the named module really has no __main__."""
     match = re.search(r"python -m (\w+)", reason)
-    return bool(match) and importlib.util.find_spec(f"{match.group(1)}.__main__") is None
+    if match is None:
+        return False
+    return importlib.util.find_spec(f"{match.group(1)}.__main__") is None
 
 
 @pytest.mark.e2e

@@ -22,9 +22,9 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sidecar.components import Component, ComponentError
+from sidecar.durations import parse_go_duration
 from sidecar.pubsub.base import BulkEntry, Handler, Message, PublishError
 from sidecar.redis_conn import redis_client
-from sidecar.resiliency import parse_go_duration
 
 logger = logging.getLogger(__name__)
 

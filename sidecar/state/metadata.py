@@ -11,22 +11,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from sidecar.components import Component, ComponentError
+from sidecar.durations import parse_go_duration
 from sidecar.state.base import ETagMismatch, InvalidRequest
 
 TTL_KEY = "ttlInSeconds"
 TTL_EXPIRE_TIME = "ttlExpireTime"  #: GetResponse metadata key daprd returns
 _MAX_INT32 = 2**31 - 1
 _GO_INT = re.compile(r"[+-]?[0-9]+")
-_DURATION_PART = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|ms|s|m|h)")
-_DURATION_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
 
 
 def go_atoi(text: str, func: str = "ParseInt") -> int:
@@ -73,12 +64,12 @@ def parse_duration(component: Component, key: str, default: float, alias: str = 
         return float(int(raw))
     sign = -1.0 if raw.startswith("-") else 1.0
     body = raw.lstrip("+-")
-    parts = _DURATION_PART.findall(body)
-    if not parts or "".join(n + u for n, u in parts) != body:
+    try:
+        return sign * parse_go_duration(body)
+    except ValueError:
         raise ComponentError(
             component, key, f"expected a duration such as 30s, 5m or 1h, got {raw!r}"
-        )
-    return sign * sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+        ) from None
 
 
 def etag_mismatch(detail: object = "") -> ETagMismatch:

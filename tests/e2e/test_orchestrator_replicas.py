@@ -123,6 +123,41 @@ def _has_final_event(cluster: Cluster, job_id: str) -> bool:
     )
 
 
+def test_a_job_longer_than_its_lease_is_not_stolen(cluster: Cluster) -> None:
+    """Redeliveries of a running job (every lease) find it held and leave it to its worker."""
+    with cluster.client(0) as a:
+        job = a.post("/jobs", json={"input": {"seconds": 2.5 * LEASE_SECONDS}}).json()
+        final = a.get(f"/jobs/{job['id']}", params={"wait": 30}).json()
+    assert (final["status"], final["attempt"]) == ("Completed", 1)
+    claims = [
+        e
+        for e in cluster.events_of(job["id"])
+        if e["type"] == "job.updated" and e["data"]["progress"]["percent"] == 0
+    ]
+    assert len(claims) == 1  # claimed once, never taken over
+
+
+def test_redis_down_is_503_and_work_resumes_after_restart(
+    cluster: Cluster, redis_server: RedisServer
+) -> None:
+    with cluster.client(0) as a:
+        running = a.post("/jobs", json={"input": {"seconds": 2}}).json()
+        redis_server.stop()
+        try:
+            down = a.post("/jobs", json={"input": {"seconds": 0}})
+            assert down.status_code == 503, down.text
+            assert down.headers["retry-after"] == "1"
+            assert down.headers["content-type"] == "application/problem+json"
+        finally:
+            redis_server.restart()
+        wait_until(lambda: a.post("/jobs", json={"input": {"seconds": 0}}).status_code == 202)
+        after = a.post("/Jobs/StartJobWithTimeout", json={"input": {"seconds": 0}}).json()
+        assert after["status"] == "Completed"
+        # The job that ran through the outage still ends (retaken after its lease if needed).
+        final = a.get(f"/jobs/{running['id']}", params={"wait": 30}).json()
+    assert final["status"] == "Completed", final
+
+
 def test_a_job_survives_its_replica_being_killed(cluster: Cluster) -> None:
     with cluster.client(0) as a:
         job = a.post("/jobs", json={"input": {"seconds": 4}}).json()

@@ -3,33 +3,24 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
 import httpx
 import redis
 
+from job_orchestrator.index import directory_key, minute_of, part_key
+from job_orchestrator.jobs import iso
 from tests.conftest import RedisServer
-from tests.job_orchestrator.conftest import InProcess
+from tests.job_orchestrator.inprocess import InProcess
 from tests.procs import wait_until
 
 
 def seed_new_job(inproc: InProcess) -> str:
     """A New job with no queue message: stays New until someone acts on it."""
     job_id = str(uuid.uuid4())
-    now = "2026-01-01T00:00:00.000Z"
-    record = {
-        "id": job_id, "type": "wait", "owner": None, "status": "New", "input": {"seconds": 1},
-        "progress": {"percent": 0, "message": ""}, "result": None, "error": None,
-        "createdAt": now, "startedAt": None, "updatedAt": now, "completedAt": None,
-        "attempt": 0, "maxAttempts": 1, "worker": None, "sequence": 1, "kind": "job",
-    }  # fmt: skip
-    port = inproc.replica.http_port
-    resp = httpx.post(
-        f"http://127.0.0.1:{port}/v1.0/state/statestore",
-        json=[{"key": f"job-{job_id}", "value": record}],
-    )
-    assert resp.status_code == 204, resp.text
+    _save(inproc, [{"key": f"job-{job_id}", "value": _seed_record(job_id, time.time(), None)}])
     return job_id
 
 
@@ -120,8 +111,11 @@ def test_every_change_is_a_cloudevent_on_the_topic(
     conn = redis.Redis(port=redis_server.port)
     try:
         entries = conn.xrange(inproc.topic)
+        ttl = conn.ttl(f"job-orchestrator||job-{job['id']}")
     finally:
         conn.close()
+    retention = inproc.settings.retention_seconds
+    assert retention - 60 < ttl <= retention  # final jobs expire through ttlInSeconds
     mine = []
     for _, fields in entries:
         event = json.loads(fields[b"data"])
@@ -143,7 +137,7 @@ def test_validation_errors_name_the_field(inproc: InProcess) -> None:
 
     unknown = inproc.client.post("/jobs", json={"type": "teleport"})
     assert unknown.status_code == 422
-    assert unknown.json()["knownTypes"] == ["flaky", "plain", "stubborn", "wait"]
+    assert unknown.json()["knownTypes"] == ["flaky", "plain", "quiet", "stubborn", "wait"]
 
     bad_input = inproc.client.post("/jobs", json={"input": {"seconds": -1}})
     assert bad_input.status_code == 422
@@ -170,3 +164,64 @@ def test_health_docs_and_subscriptions(inproc: InProcess) -> None:
     }  # fmt: skip
     subs = inproc.client.get("/dapr/subscribe").json()
     assert {s["pubsubname"] for s in subs} == {"jobqueue", "jobbroadcast"}
+
+
+def test_index_pages_across_minutes_days_and_replicas(inproc: InProcess) -> None:
+    """Index parts written by two replicas over two days list newest first, page by page."""
+    owner = f"history-{uuid.uuid4().hex[:6]}"
+    now = time.time()
+    stamps = [now - 86400 - 120, now - 86400, now - 3600, now - 65, now - 60, now - 5]
+    jobs = []
+    for i, ts in enumerate(stamps):
+        job = dict(_seed_record(str(uuid.uuid4()), ts, owner), status="Completed")
+        jobs.append((ts, job, "r1" if i % 2 else "r2"))
+    items: list[dict[str, Any]] = []
+    directories: dict[str, list[list[str]]] = {}
+    parts: dict[str, list[list[Any]]] = {}
+    for ts, job, replica in jobs:
+        day, minute = minute_of(ts)
+        directories.setdefault(day, [])
+        if [minute, replica] not in directories[day]:
+            directories[day].append([minute, replica])
+        parts.setdefault(part_key(day, minute, replica), []).append([ts, job["id"], owner])
+        items.append({"key": f"job-{job['id']}", "value": job})
+    # Other jobs in the same directory days must not break anything: merge, don't replace.
+    for day, entries in directories.items():
+        url = f"http://127.0.0.1:{inproc.replica.http_port}/v1.0/state/statestore/"
+        current = httpx.get(url + directory_key(day))
+        merged = (current.json()["parts"] if current.content else []) + entries
+        item = {"key": directory_key(day), "value": {"parts": merged}}
+        if current.headers.get("etag"):
+            item["etag"] = current.headers["etag"]
+        items.append(item)
+    items += [{"key": k, "value": {"jobs": v}} for k, v in parts.items()]
+    _save(inproc, items)
+
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        params: dict[str, Any] = {"owner": owner, "limit": 4}
+        if cursor:
+            params["cursor"] = cursor
+        page = inproc.client.get("/jobs", params=params).json()
+        seen += [j["id"] for j in page["items"]]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert seen == [job["id"] for _, job, _ in sorted(jobs, key=lambda j: -j[0])]
+
+
+def _seed_record(job_id: str, created: float, owner: str | None) -> dict[str, Any]:
+    stamp = iso(created)
+    return {
+        "id": job_id, "type": "wait", "owner": owner, "status": "New", "input": {"seconds": 1},
+        "progress": {"percent": 0, "message": ""}, "result": None, "error": None,
+        "createdAt": stamp, "startedAt": None, "updatedAt": stamp, "completedAt": None,
+        "attempt": 0, "maxAttempts": 1, "worker": None, "sequence": 1, "kind": "job",
+    }  # fmt: skip
+
+
+def _save(inproc: InProcess, items: list[dict[str, Any]]) -> None:
+    port = inproc.replica.http_port
+    resp = httpx.post(f"http://127.0.0.1:{port}/v1.0/state/statestore", json=items)
+    assert resp.status_code == 204, resp.text

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from tests.job_orchestrator.conftest import InProcess
+from tests.job_orchestrator.inprocess import InProcess
+from tests.job_orchestrator.stack import sidecar_state
+from tests.procs import wait_until
 
 
 def test_start_job_with_timeout_answers_200_when_done_in_time(inproc: InProcess) -> None:
@@ -82,6 +86,20 @@ def test_idempotency_key_gives_back_the_same_job(inproc: InProcess) -> None:
     assert "Idempotency-Key" in other.json()["detail"]
 
 
+def test_concurrent_requests_with_one_key_make_one_job(inproc: InProcess) -> None:
+    key = {"Idempotency-Key": f"race-{time.time_ns()}"}
+    body = {"input": {"seconds": 0.2}}
+    with ThreadPoolExecutor(5) as pool:
+        answers = list(
+            pool.map(lambda _: inproc.client.post("/jobs", json=body, headers=key), range(5))
+        )
+    accepted = [r for r in answers if r.status_code in (200, 202)]
+    busy = [r for r in answers if r.status_code == 409]
+    assert len(accepted) + len(busy) == 5
+    assert len({r.json()["id"] for r in accepted}) == 1
+    assert all(r.headers["retry-after"] for r in busy)
+
+
 def test_unknown_job_is_404_problem(inproc: InProcess) -> None:
     for path in ("/jobs/nope", "/jobs/nope/result", "/jobs/nope/events"):
         resp = inproc.client.get(path)
@@ -145,3 +163,22 @@ def test_plain_function_handler_runs_in_a_thread(inproc: InProcess) -> None:
     job = inproc.client.post("/Jobs/StartJobWithTimeout", json={"type": "plain"}).json()
     assert job["status"] == "Completed"
     assert job["result"]["thread"] != "MainThread"
+
+
+def test_a_long_quiet_job_keeps_its_lease(inproc: InProcess) -> None:
+    """Runs past several leases (3 s) and queue redeliveries without being taken over."""
+    job = inproc.client.post("/jobs", json={"type": "quiet", "input": {"seconds": 4}}).json()
+    wait_until(lambda: _raw(inproc, job["id"])["status"] == "InProgress")
+    claimed = _raw(inproc, job["id"])
+    wait_until(
+        lambda: _raw(inproc, job["id"])["leaseExpiresAt"] > claimed["leaseExpiresAt"], timeout=5
+    )
+    renewed = _raw(inproc, job["id"])
+    assert renewed["sequence"] == claimed["sequence"]  # a renewal publishes nothing
+    final = inproc.client.get(f"/jobs/{job['id']}", params={"wait": 10}).json()
+    assert (final["status"], final["attempt"]) == ("Completed", 1)
+
+
+def _raw(inproc: InProcess, job_id: str) -> dict[str, Any]:
+    record: dict[str, Any] = sidecar_state(inproc.replica.http_port, f"job-{job_id}")
+    return record

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from job_orchestrator.index import directory_key, minute_of, part_key
 from job_orchestrator.listing import (
     BadCursor,
     after,
-    day_of,
     decode_cursor,
     encode_cursor,
-    index_key,
     newer_first,
     query_for,
-    shard_of,
 )
 
 
@@ -45,8 +43,8 @@ def test_index_order_and_continuation() -> None:
     assert after(entries, None) == entries
 
 
-def test_keys_spread_over_shards() -> None:
-    assert day_of(0) == "19700101"
-    shards = {shard_of(f"job{i}", 8) for i in range(200)}
-    assert shards == set(range(8))
-    assert index_key("20260101", 3) == "jobindex-20260101-3"
+def test_index_keys_are_per_day_minute_and_instance() -> None:
+    assert minute_of(0) == ("19700101", "0000")
+    assert minute_of(86399.9) == ("19700101", "2359")
+    assert directory_key("20260101") == "jobindex-20260101"
+    assert part_key("20260101", "0930", "abc") == "jobindex-20260101-0930-abc"

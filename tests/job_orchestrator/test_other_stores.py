@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import RedisServer
-from tests.job_orchestrator.conftest import InProcess, serve_inprocess
+from tests.job_orchestrator.inprocess import InProcess, serve_inprocess
 from tests.procs import PostgresCluster, wait_until
 
 # The SDK warns on every query_state call that the query API is alpha (raised in the app).

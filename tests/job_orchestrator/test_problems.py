@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from fastapi.exceptions import RequestValidationError
 
-from job_orchestrator.errors import IdempotencyKeyReused, JobConflict, JobNotFound, StoreUnavailable
+from job_orchestrator.errors import (
+    IdempotencyKeyReused,
+    JobConflict,
+    JobNotFound,
+    RequestInProgress,
+    StoreUnavailable,
+)
 from job_orchestrator.handlers import InvalidJobInput, UnknownJobType
 from job_orchestrator.problems import problem_for
 
@@ -20,6 +26,11 @@ def test_store_unavailable_is_503_with_retry_after() -> None:
     problem = problem_for(StoreUnavailable("sidecar down"), 3)
     assert problem.status == 503
     assert problem.headers == {"Retry-After": "3"}
+
+
+def test_concurrent_idempotent_request_is_409_with_retry_after() -> None:
+    problem = problem_for(RequestInProgress("still creating"), 2)
+    assert (problem.status, problem.headers) == (409, {"Retry-After": "2"})
 
 
 def test_unknown_type_names_field_and_known_types() -> None:

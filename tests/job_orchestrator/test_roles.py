@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import httpx
 
 from job_orchestrator.app import create_app
 from job_orchestrator.settings import Role, Settings
-from job_orchestrator.subscriptions import CHANGED_RULE, RUN_RULE
+from job_orchestrator.subscriptions import RUN_RULE, changed_rule
+from sidecar.components import RouteRule
+from sidecar.routing import Router
 
 
 async def get(role: Role, path: str) -> httpx.Response:
@@ -30,13 +34,36 @@ async def test_worker_role_has_no_job_api_but_consumes_the_queue() -> None:
 
 async def test_api_role_only_listens_for_changes() -> None:
     subs = (await get(Role.API, "/dapr/subscribe")).json()
-    assert subs == [
-        {
-            "pubsubname": "jobbroadcast",
-            "topic": "job-events",
-            "routes": {"rules": [{"match": CHANGED_RULE, "path": "/internal/jobs/changed"}]},
-        }
-    ]
+    assert len(subs) == 1
+    assert (subs[0]["pubsubname"], subs[0]["topic"]) == ("jobbroadcast", "job-events")
+    [rule] = subs[0]["routes"]["rules"]
+    assert rule["path"] == "/internal/jobs/changed"
+    assert "timestamp(event.time) > timestamp(" in rule["match"]
     spec = (await get(Role.API, "/openapi.json")).json()
     assert "/Jobs/StartJobWithTimeout" in spec["paths"]
     assert not any(p.startswith("/internal") or p.startswith("/dapr") for p in spec["paths"])
+
+
+async def test_routing_errors_are_problems_too() -> None:
+    wrong_method = await get(Role.BOTH, "/Jobs/StartJobWithTimeout")
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["content-type"] == "application/problem+json"
+    assert wrong_method.json()["status"] == 405
+    nowhere = await get(Role.BOTH, "/nowhere")
+    assert nowhere.status_code == 404
+    assert nowhere.headers["content-type"] == "application/problem+json"
+
+
+def test_broadcast_rule_skips_history_with_daprs_cel() -> None:
+    """The rule as the sidecar's CEL router evaluates it: recent final events only."""
+    since = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    router = Router([RouteRule(changed_rule(since), "/changed")])
+
+    def route(kind: str, time: str, **data: object) -> str | None:
+        return router.route({"type": kind, "time": time, "data": {"id": "j", **data}})
+
+    assert route("job.completed", "2026-01-01T12:00:01Z") == "/changed"
+    assert route("job.completed", "2026-01-01T11:59:59Z") is None  # history
+    assert route("job.updated", "2026-01-01T12:00:01Z", cancelRequested=True) == "/changed"
+    assert route("job.updated", "2026-01-01T12:00:01Z", cancelRequested=False) is None
+    assert route("job.created", "2026-01-01T12:00:01Z") is None

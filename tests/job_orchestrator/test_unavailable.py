@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import RedisServer
-from tests.job_orchestrator.conftest import InProcess, serve_inprocess
+from tests.job_orchestrator.inprocess import InProcess, serve_inprocess
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from sidecar.durations import parse_go_duration
 from sidecar.resiliency import (
     ResiliencyError,
     RetryPolicy,
-    parse_go_duration,
     parse_resiliency,
 )
 

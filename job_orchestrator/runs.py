@@ -1,0 +1,89 @@
+"""A job running on this replica: its handler context, pending progress and how a run ended."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from typing import Any
+
+from job_orchestrator.handlers import JobContext, JobFailure
+from job_orchestrator.jobs import Job
+
+logger = logging.getLogger(__name__)
+
+
+class Answer(enum.StrEnum):
+    """Pub/sub delivery answers understood by Dapr."""
+
+    SUCCESS = "SUCCESS"  #: acknowledge
+    RETRY = "RETRY"  #: leave pending; the broker redelivers it later
+
+
+class LostJob(Exception):
+    """The job was deleted, finished elsewhere or taken over: stop without writing."""
+
+
+class Outcome(enum.Enum):
+    """How one handler run ended."""
+
+    DONE = "done"  #: returned a result
+    FAILED = "failed"  #: raised
+    CANCELED = "canceled"  #: stopped on request
+    TIMED_OUT = "timed_out"  #: ran past runTimeoutSeconds
+
+
+class Run:
+    """One job running here: the job as last written, its etag, the context, a wake signal."""
+
+    def __init__(self, job: Job, etag: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.job = job
+        self.etag = etag  #: of ``job`` when known ("" = read before the next write)
+        self.loop = loop
+        self.wake = asyncio.Event()
+        self.progress: tuple[float, str] | None = None  #: reported, not yet written
+        self.task: asyncio.Task[Answer] | None = None
+        self.ctx = JobContext(job.id, job.input, self.report)
+
+    def report(self, percent: float, message: str) -> None:
+        """Progress from the handler; plain handlers call this from their worker thread."""
+        self.progress = (percent, message)
+        self.loop.call_soon_threadsafe(self.wake.set)
+
+    def cancel(self) -> None:
+        self.ctx.cancel()
+        self.loop.call_soon_threadsafe(self.wake.set)
+
+    def new_context(self) -> None:
+        """A fresh context for the next attempt; a cancellation carries over."""
+        cancelled = self.ctx.cancelled
+        self.ctx = JobContext(self.job.id, self.job.input, self.report)
+        if cancelled:
+            self.ctx.cancel()
+
+    @property
+    def known(self) -> tuple[Job, str] | None:
+        """The job with its etag, when the etag is known (saves a read before writing)."""
+        return (self.job, self.etag) if self.etag else None
+
+    def outcome(self, handler: asyncio.Task[Any]) -> tuple[Outcome, Any]:
+        """How the finished ``handler`` ended, with its result or error message."""
+        if handler.cancelled() or self.ctx.cancelled:
+            return Outcome.CANCELED, None
+        exc = handler.exception()
+        if exc is None:
+            return Outcome.DONE, handler.result()
+        if isinstance(exc, JobFailure):
+            return Outcome.FAILED, str(exc)
+        logger.error("job %s: handler %s raised", self.job.id, self.job.type, exc_info=exc)
+        return Outcome.FAILED, f"{type(exc).__name__}: {exc}"
+
+    def done_fields(self, result: Any) -> dict[str, Any]:
+        """Completed: 100 %, with the last message the handler reported (even unpublished)."""
+        message = self.progress[1] if self.progress is not None else self.job.progress_message
+        return {
+            "result": result,
+            "error": None,
+            "progress_percent": 100.0,
+            "progress_message": message or "completed",
+        }
