@@ -48,6 +48,7 @@ _ACCEPTED: dict[int | str, dict[str, Any]] = {
     }
 }
 _SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
+    409: {"description": "Same Idempotency-Key still being processed", **_PROBLEM},
     413: {"description": "Body too large", **_PROBLEM},
     422: {"description": "Invalid body, unknown job type or reused Idempotency-Key", **_PROBLEM},
     503: {"description": "Sidecar or state store unavailable; retry after Retry-After", **_PROBLEM},
@@ -134,6 +135,7 @@ async def submit_job(
     ] = None,
 ) -> JSONResponse:
     """Start a job: 202 + Location at once, or honour `Prefer: wait=N` (200 if done in time)."""
+    # ``prefer`` documents the header in Swagger; RFC 7240 allows several, so read them all.
     prefs = parse_prefer(request.headers.getlist("prefer"))
     wait = service.wait_budget(prefs.wait) if prefs.wait is not None else 0.0
     outcome = await service.submit(_submission(body), wait=wait, idempotency_key=idempotency_key)

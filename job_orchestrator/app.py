@@ -16,6 +16,7 @@ from job_orchestrator.errors import StoreUnavailable
 from job_orchestrator.handlers import HandlerRegistry, default_registry
 from job_orchestrator.index import JobIndex
 from job_orchestrator.listing import QueryListing
+from job_orchestrator.longpoll import LongPoll
 from job_orchestrator.service import JobService
 from job_orchestrator.settings import Settings
 from job_orchestrator.store import JobStore, connect
@@ -89,6 +90,8 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.runs_api:
         app.include_router(api.router)
+        # Added last, so outermost: a waiting GET holds as few frames as possible.
+        app.add_middleware(LongPoll)
     app.include_router(api.health_router)
     app.include_router(subscriptions.router)
     return app

@@ -63,7 +63,8 @@ class Run:
 
     @property
     def known(self) -> tuple[Job, str] | None:
-        """The job with its etag, when the etag is known (saves a read before writing)."""
+        """The job with its etag, when known: lets a lease renewal skip its read (a renewal
+        that loses publishes nothing, unlike a job change)."""
         return (self.job, self.etag) if self.etag else None
 
     def outcome(self, handler: asyncio.Task[Any]) -> tuple[Outcome, Any]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from job_orchestrator import jobs
-from job_orchestrator.errors import JobConflict, JobNotFound, ResultGone
+from job_orchestrator.errors import JobConflict, JobNotFound, ResultGone, StoreUnavailable
 from job_orchestrator.handlers import HandlerRegistry
 from job_orchestrator.idempotency import claim_key
 from job_orchestrator.index import JobIndex
@@ -224,8 +224,12 @@ class JobService:
                     running_here = self.worker is not None and self.worker.runs(job_id)
                     if not running_here:
                         # Progress made on another replica is not broadcast; re-read at the
-                        # refresh interval while a stream is open.
-                        watch.offer(await self.get(job_id))
+                        # refresh interval while a stream is open. Deleted or unreadable:
+                        # end the stream (the client may reconnect).
+                        try:
+                            watch.offer(await self.get(job_id))
+                        except (JobNotFound, StoreUnavailable):
+                            return
                 if watch.latest is not None and int(watch.latest["sequence"]) > last:
                     current = watch.latest
                     last = int(current["sequence"])

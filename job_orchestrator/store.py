@@ -100,8 +100,9 @@ class JobStore:
         #: sidecar calls made, for the per-job call count the benchmark reports
         self.calls = 0
         #: True when the store's etags are write counters (state.redis: "1", +1 per write), so
-        #: the etag after our own write is known without reading it back. A wrong guess only
-        #: costs a lost compare-and-swap and a re-read.
+        #: the etag after our own write is known without reading it back. Only lease renewals
+        #: (plain saves, no event) use the guess: a wrong one costs a failed save and a read.
+        #: Job changes always read first, see worker.py.
         self.counted_etags = False
         self.query_api = False
 

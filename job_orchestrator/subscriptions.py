@@ -86,7 +86,7 @@ async def run_job(request: Request) -> dict[str, str]:
     if worker is None:
         return {"status": Answer.RETRY.value}
     try:
-        answer = await worker.deliver(job["id"], job)
+        answer = await worker.deliver(job["id"])
     except StoreUnavailable as exc:
         logger.warning("job %s: %s; the broker will redeliver it", job["id"], exc)
         answer = Answer.RETRY

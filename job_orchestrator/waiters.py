@@ -19,31 +19,46 @@ def is_final(job: dict[str, Any] | None) -> bool:
 
 
 class Watch:
-    """One waiter on one job: the newest version seen and an event set when it changes."""
+    """One waiter on one job: the newest version seen, and a future to sleep on until it changes.
 
-    __slots__ = ("_changed", "job_id", "latest")
+    Kept small (one future, one timer while waiting, no task): a replica holds thousands.
+    """
+
+    __slots__ = ("_dirty", "_waiter", "job_id", "latest")
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         self.latest: dict[str, Any] | None = None
-        self._changed = asyncio.Event()
+        self._dirty = False  #: a newer version arrived since the last ``changed``
+        self._waiter: asyncio.Future[None] | None = None
 
     def offer(self, job: dict[str, Any]) -> None:
-        """Keep ``job`` if it is newer than what we hold (events may arrive twice or late)."""
-        if self.latest is None or int(job.get("sequence", 0)) > int(self.latest.get("sequence", 0)):
+        """Keep ``job`` if it is newer than what we hold (events may arrive twice or late).
+
+        At an equal sequence a final version wins: a stray event of a write that lost its
+        race can carry the same sequence as the real one.
+        """
+        seq = int(job.get("sequence", 0))
+        held = self.latest
+        held_seq = int(held.get("sequence", 0)) if held is not None else -1
+        if seq > held_seq or (seq == held_seq and is_final(job) and not is_final(held)):
             self.latest = job
-            self._changed.set()
+            self._dirty = True
+            _wake(self._waiter)
 
     async def changed(self, timeout: float) -> bool:
         """Wait until a newer version arrives; False when ``timeout`` passed first."""
-        if timeout <= 0:
-            return False
-        try:
-            await asyncio.wait_for(self._changed.wait(), timeout)
-        except TimeoutError:
-            return False
-        self._changed.clear()
-        return True
+        if not self._dirty and timeout > 0:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(timeout, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        dirty, self._dirty = self._dirty, False
+        return dirty
 
     async def final(self, timeout: float) -> dict[str, Any] | None:
         """The job once final, or None when ``timeout`` passed first."""
@@ -53,6 +68,11 @@ class Watch:
             if not await self.changed(deadline - loop.time()):
                 return None
         return self.latest
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 class Waiters:

@@ -53,14 +53,11 @@ class Worker:
     def runs(self, job_id: str) -> bool:
         return job_id in self._runs
 
-    async def deliver(self, job_id: str, announced: dict[str, Any] | None = None) -> Answer:
-        """A job.created delivery from the queue: run the job (or decide it needs nothing).
-
-        ``announced`` is the job as the event carried it.
-        """
+    async def deliver(self, job_id: str) -> Answer:
+        """A job.created delivery from the queue: run the job (or decide it needs nothing)."""
         run = self._runs.get(job_id)
         if run is None:
-            started = await self._start(job_id, announced)
+            started = await self._start(job_id)
             if isinstance(started, Answer):
                 return started
             run = started
@@ -68,11 +65,12 @@ class Worker:
         # shield: the sidecar dropping this request must not stop the job.
         return await asyncio.shield(run.task)
 
-    async def _start(self, job_id: str, announced: dict[str, Any] | None) -> Run | Answer:
-        known = self._as_announced(announced)
+    async def _start(self, job_id: str) -> Run | Answer:
+        # Every job write below is read first: on state.redis a transaction that loses its
+        # etag check is not rolled back as a whole, so the outbox may still publish its event.
+        # Reading right before writing keeps such lost races (and stray events) rare.
         for _ in range(CLAIM_TRIES):
-            job, etag = known if known is not None else await self._store.get(job_id)
-            known = None
+            job, etag = await self._store.get(job_id)
             decision = self._decide(job)
             if job is None or decision is Delivery.DONE:
                 return Answer.SUCCESS
@@ -101,19 +99,6 @@ class Worker:
                 continue
             return self._launch(claimed, new_etag)
         return Answer.RETRY
-
-    def _as_announced(self, announced: dict[str, Any] | None) -> tuple[Job, str] | None:
-        """The job as job.created announced it, with its etag when the store makes it known.
-
-        On a store with counted etags a job at sequence 1 was written once: etag "1". The claim
-        then needs no read; if the job changed meanwhile the claim loses and we read it.
-        """
-        if announced is None or announced.get("sequence") != 1 or not self._store.counted_etags:
-            return None
-        try:
-            return Job.from_record(announced), "1"
-        except (KeyError, ValueError, TypeError):
-            return None
 
     def _launch(self, claimed: Job, etag: str) -> Run:
         logger.info("job %s claimed by %s (attempt %s)", claimed.id, self._me, claimed.attempt)
@@ -267,7 +252,7 @@ class Worker:
         def guarded(job: Job) -> Job | None:
             return change(job) if self._mine(job, run.job.attempt) else None
 
-        current, written, etag = await self._store.mutate(run.job.id, guarded, known=run.known)
+        current, written, etag = await self._store.mutate(run.job.id, guarded)
         if written is None:
             run.etag = ""
             self._check(run, current)
@@ -315,8 +300,6 @@ class Worker:
         """Write a final status unless another writer made the job final first."""
         run = self._runs.get(job_id)
         attempt = run.job.attempt if run is not None else None
-        if known is None and run is not None:
-            known = run.known
 
         def change(job: Job) -> Job | None:
             if job.is_final or (attempt is not None and not self._mine(job, attempt)):

@@ -8,10 +8,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, Field
 
-from microservice_x.events import MalformedEvent, parse_event
+from microservice_x.events import MAX_NESTING, MalformedEvent, parse_body, parse_event, too_deep
 
 #: Poison bodies can be large; the record keeps this much of a body that is not JSON.
 MAX_RAW_CHARS = 4096
@@ -40,15 +39,15 @@ def _str_field(event: dict[str, Any], name: str) -> str | None:
 def dead_letter_from(body: bytes, received_at: str) -> DeadLetter:
     """Describe a dead-lettered delivery; never fails, whatever the body holds."""
     digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    raw = body[:MAX_RAW_CHARS].decode("utf-8", errors="replace")
     try:
-        event: object = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        return DeadLetter(
-            id=digest,
-            reason=f"body is not JSON: {exc}",
-            receivedAt=received_at,
-            raw=body[:MAX_RAW_CHARS].decode("utf-8", errors="replace"),
-        )
+        event: object = parse_body(body)
+    except MalformedEvent as exc:
+        return DeadLetter(id=digest, reason=exc.reason, receivedAt=received_at, raw=raw)
+    if too_deep(event):
+        # Kept as text: nested this deep it could not be written back as JSON.
+        reason = f"nests deeper than {MAX_NESTING} levels"
+        return DeadLetter(id=digest, reason=reason, receivedAt=received_at, raw=raw)
     try:
         parse_event(event)
         # A valid event is dead-lettered when its deliveries failed, not for its content.

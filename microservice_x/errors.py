@@ -61,10 +61,16 @@ class OrchestratorBadAnswer(ServiceError):
 class OrchestratorRejected(ServiceError):
     """The orchestrator answered the request with an error of its own: relayed as it is."""
 
-    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+    def __init__(
+        self, status: int, problem: dict[str, Any], retry_after: int | None = None
+    ) -> None:
         detail = problem.get("detail")
         super().__init__(detail if isinstance(detail, str) else f"orchestrator answered {status}")
         self.status = status
+        # A relayed 503 keeps telling the caller when to come back, as the orchestrator did.
+        if retry_after is None and status == 503:
+            retry_after = OrchestratorUnavailable.retry_after
+        self.retry_after = retry_after
         title = problem.get("title")
         self.title = title if isinstance(title, str) else "Rejected by the orchestrator"
         self.problem = problem

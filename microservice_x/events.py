@@ -27,6 +27,12 @@ STATUS_OF_FINAL_TYPE = {
 }
 #: Job ids become state keys; Dapr rejects keys containing its separator `||`.
 MAX_JOB_ID_LENGTH = 200
+#: Larger than any job of ours (the orchestrator takes bodies up to 256 KiB) and too large to
+#: store (gRPC caps a SaveState at 4 MiB): refused at once rather than retried forever.
+MAX_EVENT_BYTES = 1 << 20
+#: The view is written by pydantic, whose serializer stops at 255 levels; the job's own fields
+#: sit a few levels under the view's root, so deeper events could never be stored.
+MAX_NESTING = 200
 
 
 class MalformedEvent(ValueError):
@@ -87,11 +93,30 @@ class JobEvent:
 
 
 def parse_body(body: bytes) -> object:
-    """Decode a delivery body; a body that is not JSON is malformed."""
+    """Decode a delivery body; a body that is not JSON, or too large to keep, is malformed."""
+    if len(body) > MAX_EVENT_BYTES:
+        raise MalformedEvent(f"event of {len(body)} bytes is over {MAX_EVENT_BYTES}")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise MalformedEvent(f"body is not JSON: {exc}") from None
+
+
+def too_deep(value: object) -> bool:
+    """Whether JSON ``value`` nests objects/arrays more than MAX_NESTING levels."""
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: list[object] = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > MAX_NESTING:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _optional_str(event: dict[str, Any], name: str) -> str | None:
@@ -130,6 +155,8 @@ def parse_event(event: object) -> JobEvent:
     """Validate a decoded CloudEvent carrying a job; raise MalformedEvent with the reason."""
     if not isinstance(event, dict):
         raise MalformedEvent(f"a CloudEvent must be a JSON object, got {type(event).__name__}")
+    if too_deep(event):
+        raise MalformedEvent(f"CloudEvent nests deeper than {MAX_NESTING} levels")
     event_id = event.get("id")
     if not isinstance(event_id, str) or not event_id:
         raise MalformedEvent("CloudEvent `id` is missing or not a non-empty string")

@@ -39,6 +39,7 @@ class OrchestratorClient:
             ) as response:
                 status = response.status
                 raw = await response.read()
+                retry_after = _seconds(response.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise OrchestratorUnavailable(
                 f"no answer from the Dapr sidecar invoking {self._app_id!r}: {exc!r}"
@@ -61,8 +62,15 @@ class OrchestratorClient:
                 f"{answer.get('errorCode')}: {answer.get('message')}"
             )
         if isinstance(answer, dict):
-            raise OrchestratorRejected(status, answer)
+            raise OrchestratorRejected(status, answer, retry_after)
         said = f"{self._app_id!r} answered {status}: {raw[:500].decode('utf-8', errors='replace')}"
         if status >= 500:
             raise OrchestratorUnavailable(said)
         raise OrchestratorRejected(status, {"detail": said})
+
+
+def _seconds(header: str | None) -> int | None:
+    """A Retry-After given in seconds (the orchestrator's form); None for anything else."""
+    if header is None or not header.strip().isdigit():
+        return None
+    return int(header.strip()) or None

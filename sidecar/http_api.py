@@ -22,6 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sidecar import cloudevents
+from sidecar.bodylimit import MaxBodySize
 from sidecar.errors import DaprError
 from sidecar.http_state import state_routes
 from sidecar.invoke import InvokeResult
@@ -303,7 +304,7 @@ def create_http_app(runtime: Runtime) -> ASGIApp:
         ),
         Route("/{path:path}", dapr_errors(api.invoke), methods=_ALL_METHODS),
     ]
-    app: ASGIApp = Starlette(routes=routes)
+    app: ASGIApp = MaxBodySize(Starlette(routes=routes))
     if runtime.config.api_token:
         app = ApiTokenMiddleware(app, runtime.config.api_token)
     return app

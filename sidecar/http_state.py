@@ -166,9 +166,15 @@ class StateHttp:
 
     async def bulk(self, request: Request) -> Response:
         body = await _body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("keys", []), list):
+        if not isinstance(body, dict) or not isinstance(body.get("keys") or [], list):
             raise _malformed("expected an object with a keys array")
-        keys = [str(k) for k in body.get("keys") or []]
+        keys = body.get("keys") or []
+        parallelism = body.get("parallelism")
+        # daprd decodes into BulkGetRequest{Keys []string, Parallelism int}: other types fail.
+        if not all(isinstance(k, str) for k in keys):
+            raise _malformed("keys must be strings")
+        if parallelism is not None and type(parallelism) is not int:
+            raise _malformed("parallelism must be an integer")
         items = await self.rt.state.bulk_get(request.path_params["store"], keys, _metadata(request))
         out: list[dict[str, Any]] = []
         for item in items:

@@ -25,16 +25,25 @@ def redis_client(component: Component) -> aioredis.Redis:
         ),
         max(component.get_int("redisMaxRetries", 3), 0),
     )
-    return aioredis.Redis(
+    # A blocking pool: under a burst, a command waits up to poolTimeout for a free connection
+    # (as go-redis does) instead of failing with "Too many connections".
+    pool = aioredis.BlockingConnectionPool(
+        max_connections=component.get_int("poolSize", 64),
+        timeout=parse_duration(component, "poolTimeout", 5.0),
+        connection_class=(
+            aioredis.SSLConnection
+            if component.get_bool("enableTLS", False)
+            else aioredis.Connection
+        ),
         host=host,
         port=int(port_text),
         username=component.metadata.get("redisUsername") or None,
         password=component.metadata.get("redisPassword") or None,
         db=component.get_int("redisDB", 0),
-        ssl=component.get_bool("enableTLS", False),
-        max_connections=component.get_int("poolSize", 64),
         socket_connect_timeout=component.init_timeout,
         health_check_interval=30,
         retry=retry,
         decode_responses=False,
     )
+    # from_pool: closing the client closes its pool too.
+    return aioredis.Redis.from_pool(pool)

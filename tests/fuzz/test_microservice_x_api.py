@@ -42,3 +42,12 @@ def test_microservice_x_api_conforms(case: schemathesis.Case, stack: Stack) -> N
 def _stack_alive(stack: Stack) -> Iterator[None]:
     yield
     stack.check_alive()
+
+
+def test_every_documented_error_is_problem_json() -> None:
+    for path, operations in _schema_document()["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    content = set(response.get("content", {}))
+                    assert content <= {"application/problem+json"}, (method, path, status, content)

@@ -182,3 +182,14 @@ def test_a_long_quiet_job_keeps_its_lease(inproc: InProcess) -> None:
 def _raw(inproc: InProcess, job_id: str) -> dict[str, Any]:
     record: dict[str, Any] = sidecar_state(inproc.replica.http_port, f"job-{job_id}")
     return record
+
+
+def test_long_poll_answers_like_the_route(inproc: InProcess) -> None:
+    job = inproc.client.post("/jobs", json={"input": {"seconds": 2}}).json()
+    early = inproc.client.get(f"/jobs/{job['id']}", params={"wait": 0.2})
+    assert early.status_code == 200 and early.headers["retry-after"] == "1"
+    assert early.json()["status"] in ("New", "InProgress")
+    missing = inproc.client.get("/jobs/nope", params={"wait": 0.2})
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert inproc.client.get("/jobs/nope", params={"wait": "soon"}).status_code == 422

@@ -32,3 +32,12 @@ async def test_timeout_returns_none_and_other_jobs_do_not_wake() -> None:
     with waiters.watch("j") as watch:
         waiters.notify({"id": "other", "sequence": 9, "status": "Completed"})
         assert await watch.final(0.05) is None
+
+
+async def test_a_final_version_wins_at_an_equal_sequence() -> None:
+    waiters = Waiters()
+    with waiters.watch("j") as watch:
+        waiters.notify(job(2))
+        waiters.notify(job(2, "Canceled"))
+        waiters.notify(job(2))
+        assert watch.latest == job(2, "Canceled")
