@@ -51,7 +51,6 @@ _SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"description": "Same Idempotency-Key still being processed", **_PROBLEM},
     413: {"description": "Body too large", **_PROBLEM},
     422: {"description": "Invalid body, unknown job type or reused Idempotency-Key", **_PROBLEM},
-    503: {"description": "Sidecar or state store unavailable; retry after Retry-After", **_PROBLEM},
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Unknown job", **_PROBLEM}}
 
@@ -66,7 +65,9 @@ EXAMPLES = {
 }
 JobBody = Annotated[JobRequest, Body(openapi_examples=EXAMPLES)]
 
-router = APIRouter()
+router = APIRouter(
+    responses={503: {"description": "Sidecar or state store unavailable; retry after Retry-After"}}
+)
 
 
 def job_response(

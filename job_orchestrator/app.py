@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -86,14 +87,27 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
     app.state.settings = settings
     app.state.worker = None
     app.state.started = datetime.now(UTC)
-    problems.install(app, settings.retry_after_seconds)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    routers = [api.health_router, subscriptions.router]
     if settings.runs_api:
-        app.include_router(api.router)
+        routers.insert(0, api.router)
+    for router in routers:
+        app.include_router(router)
+    problems.install(
+        app, settings.retry_after_seconds, [r for router in routers for r in router.routes]
+    )
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_body_bytes, exempt_prefix=subscriptions.INTERNAL_PREFIX
+    )
+    if settings.runs_api:
         # Added last, so outermost: a waiting GET holds as few frames as possible.
         app.add_middleware(LongPoll)
-    app.include_router(api.health_router)
-    app.include_router(subscriptions.router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = problems.document_problems(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

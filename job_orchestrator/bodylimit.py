@@ -16,12 +16,14 @@ class BodyTooLarge(Exception):
 class BodyLimit:
     """ASGI middleware: checks Content-Length up front and counts chunked bodies as they come."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, exempt_prefix: str) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        #: Deliveries from the sidecar: refusing one with 413 would have it redelivered forever.
+        self.exempt_prefix = exempt_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"].startswith(self.exempt_prefix):
             await self.app(scope, receive, send)
             return
         for name, value in scope.get("headers", []):

@@ -6,7 +6,7 @@ import base64
 import json
 from typing import Any
 
-from job_orchestrator.jobs import Job, JobStatus
+from job_orchestrator.jobs import Job, JobStatus, valid_job_id
 
 CREATED = "job.created"
 UPDATED = "job.updated"
@@ -22,6 +22,9 @@ _BY_STATUS = {
     JobStatus.FAILED: FAILED,
     JobStatus.CANCELED: CANCELED,
 }
+
+
+_STATUS_NAMES = frozenset(s.value for s in JobStatus)
 
 
 def event_type(job: Job) -> str:
@@ -48,19 +51,43 @@ def event_payload(job: Job) -> bytes:
 
 
 class MalformedEvent(ValueError):
-    """A delivered CloudEvent carries no job."""
+    """A delivered message is no job event of ours (anyone may publish on the topic)."""
+
+
+def parse_event(body: bytes) -> dict[str, Any]:
+    """The CloudEvent in a delivery body, or MalformedEvent."""
+    try:
+        event = json.loads(body)
+    except (ValueError, RecursionError):
+        raise MalformedEvent("the body is not JSON") from None
+    if not isinstance(event, dict):
+        raise MalformedEvent("the body is not a CloudEvent object")
+    return event
 
 
 def job_from_event(cloud_event: dict[str, Any]) -> dict[str, Any]:
-    """The job (public form) inside a delivered CloudEvent, whatever way its data was encoded."""
+    """The job (public form) inside a delivered CloudEvent, whatever way its data was encoded.
+
+    Only what the receivers rely on is checked: a usable id, an integer sequence, a status.
+    """
     data: Any = cloud_event.get("data")
-    if data is None and "data_base64" in cloud_event:
-        data = base64.b64decode(cloud_event["data_base64"])
+    if data is None and isinstance(cloud_event.get("data_base64"), str):
+        try:
+            data = base64.b64decode(cloud_event["data_base64"])
+        except ValueError:
+            raise MalformedEvent("data_base64 is not base64") from None
     if isinstance(data, bytes | str):
         try:
             data = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise MalformedEvent("event data is not JSON") from None
-    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+    if not isinstance(data, dict):
         raise MalformedEvent("event data is not a job")
+    job_id, sequence, status = data.get("id"), data.get("sequence"), data.get("status")
+    if not isinstance(job_id, str) or not valid_job_id(job_id):
+        raise MalformedEvent("event data has no usable job id")
+    if not isinstance(sequence, int) or isinstance(sequence, bool):
+        raise MalformedEvent("event data has no integer sequence")
+    if status not in _STATUS_NAMES:
+        raise MalformedEvent("event data has no known job status")
     return data

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 ProgressSink = Callable[[float, str], None]
 
@@ -118,6 +118,8 @@ class HandlerRegistry:
 
 
 class WaitInput(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     seconds: float = Field(default=5.0, ge=0, le=24 * 3600, description="How long to sleep.")
     fail: bool = Field(default=False, description="Fail at the end with a clear error.")
 

@@ -35,6 +35,15 @@ ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 
+#: Longest job id accepted from outside (ids made here are 36-character UUIDs).
+MAX_ID_LENGTH = 200
+
+
+def valid_job_id(job_id: str) -> bool:
+    """Whether ``job_id`` can name a job: Dapr refuses state keys containing ``||``."""
+    return 0 < len(job_id) <= MAX_ID_LENGTH and "||" not in job_id
+
+
 class InvalidTransition(Exception):
     """A change the state machine forbids, e.g. anything after a final status."""
 

@@ -25,8 +25,10 @@ FAIL_EXAMPLE: dict[str, JsonValue] = {
 class JobRequest(BaseModel):
     """A job to start."""
 
+    # Strict: `false` or `"2"` is no number of seconds (lax mode would read 0.0 and 2.0).
     model_config = ConfigDict(
-        json_schema_extra={"examples": [WAIT_EXAMPLE, QUICK_EXAMPLE, FAIL_EXAMPLE]}
+        strict=True,
+        json_schema_extra={"examples": [WAIT_EXAMPLE, QUICK_EXAMPLE, FAIL_EXAMPLE]},
     )
 
     type: str = Field(default="wait", min_length=1, max_length=100, description="Job type.")

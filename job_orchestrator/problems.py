@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import Scope
 
 from job_orchestrator.errors import OrchestratorError, RequestInProgress, StoreUnavailable
 from job_orchestrator.handlers import InvalidJobInput, UnknownJobType
@@ -70,17 +74,81 @@ def problem_for(exc: BaseException, retry_after: int) -> Problem:
         )
     if isinstance(exc, RequestValidationError):
         return validation_problem([dict(e) for e in exc.errors()])
+    if isinstance(exc, StarletteHTTPException) and exc.status_code == 400:
+        # FastAPI's answer to a body it cannot even decode (e.g. not UTF-8): a validation error
+        # of the body like any other, so 422 as documented.
+        return validation_problem([{"loc": ("body",), "msg": "the body is not valid JSON"}])
     if isinstance(exc, StarletteHTTPException):
         detail = exc.detail if isinstance(exc.detail, str) else "request failed"
         return Problem(exc.status_code, detail, detail, dict(exc.headers or {}))
     return Problem(500, "Internal error", "the orchestrator failed unexpectedly; see its log")
 
 
-def install(app: FastAPI, retry_after: int) -> None:
-    """Register the handlers that turn every exception into problem+json."""
+#: The OpenAPI schema of every documented error answer.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "Problem",
+    "description": "RFC 9457 problem details.",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "description": "Validation errors, one per field.",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+        "knownTypes": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["type", "title", "status", "detail"],
+}
+
+
+def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """Make every documented 4xx/5xx answer of ``schema`` application/problem+json only.
+
+    FastAPI documents its own 422 body and adds application/json to every extra response;
+    the app answers neither way.
+    """
+    schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                if status.startswith(("4", "5")):
+                    response["content"] = content
+    return schema
+
+
+def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> str:
+    """Every method the requested path supports, for ``Allow`` (RFC 9110 15.5.6).
+
+    Starlette names only the methods of the first route whose path matched.
+    """
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, Route | APIRoute) and route.methods:
+            match, _ = route.matches(scope)
+            if match is not Match.NONE:
+                methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
+def install(app: FastAPI, retry_after: int, routes: Sequence[BaseRoute]) -> None:
+    """Register the handlers that turn every exception into problem+json.
+
+    ``routes`` are the app's routes, for the ``Allow`` header of a 405.
+    """
 
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         problem = problem_for(exc, retry_after)
+        if problem.status == 405:
+            problem.headers["Allow"] = allowed_methods(routes, request.scope)
         if problem.status >= 500:
             logger.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
         return JSONResponse(

@@ -24,7 +24,7 @@ from grpc.aio import AioRpcError
 
 from job_orchestrator.errors import StoreUnavailable
 from job_orchestrator.events import event_payload, outbox_metadata
-from job_orchestrator.jobs import Job
+from job_orchestrator.jobs import Job, valid_job_id
 from job_orchestrator.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,12 @@ class JobStore:
         return json.loads(resp.data), resp.etag
 
     async def get(self, job_id: str) -> tuple[Job | None, str]:
-        """The job and its etag; a deleted job (tombstone) reads as None with the etag."""
+        """The job and its etag; a deleted job (tombstone) reads as None with the etag.
+
+        An id that can be no key (``||``, too long) names no job: None without asking.
+        """
+        if not valid_job_id(job_id):
+            return None, ""
         data, etag = await self.get_raw(job_key(job_id))
         if data is None or data.get("kind") != "job":
             return None, etag

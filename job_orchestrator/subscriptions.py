@@ -22,8 +22,9 @@ from job_orchestrator.worker import Worker
 
 logger = logging.getLogger(__name__)
 
-RUN_PATH = "/internal/jobs/run"
-CHANGED_PATH = "/internal/jobs/changed"
+INTERNAL_PREFIX = "/internal/"
+RUN_PATH = f"{INTERNAL_PREFIX}jobs/run"
+CHANGED_PATH = f"{INTERNAL_PREFIX}jobs/changed"
 
 _FINAL_TYPES = ", ".join(f'"{t}"' for t in events.FINAL_EVENT_TYPES)
 RUN_RULE = f'event.type == "{events.CREATED}"'
@@ -79,8 +80,9 @@ async def run_job(request: Request) -> dict[str, str]:
     """Run a queued job, holding the delivery until it is final."""
     worker: Worker | None = request.app.state.worker
     try:
-        job = events.job_from_event(await request.json())
-    except (ValueError, events.MalformedEvent) as exc:
+        job = events.job_from_event(events.parse_event(await request.body()))
+    except events.MalformedEvent as exc:
+        # Answering anything but DROP would have the broker hand the poison back forever.
         logger.warning("dropping a queue message that carries no job: %s", exc)
         return {"status": "DROP"}
     if worker is None:
@@ -97,8 +99,8 @@ async def run_job(request: Request) -> dict[str, str]:
 async def job_changed(request: Request) -> dict[str, str]:
     """Another replica changed a job: wake waiters here, stop a handler running here."""
     try:
-        job = events.job_from_event(await request.json())
-    except (ValueError, events.MalformedEvent) as exc:
+        job = events.job_from_event(events.parse_event(await request.body()))
+    except events.MalformedEvent as exc:
         logger.warning("dropping a broadcast message that carries no job: %s", exc)
         return {"status": "DROP"}
     request.app.state.waiters.notify(job)

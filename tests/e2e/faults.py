@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
 import yaml
+from redis import Redis
 
 from tests.conftest import RedisServer
 from tests.microservice_x.stack import MX, App, Sidecar, write_components
@@ -128,14 +128,21 @@ class System:
         self.mx_sidecar.wait_ready()
         return self.mx
 
-    def stream(self) -> list[dict[str, Any]]:
-        """Every CloudEvent in the `job-events` stream, oldest first."""
-        conn = redis.Redis(port=self.redis.port, socket_timeout=10, socket_connect_timeout=3)
+    def redis_client(self) -> Redis:
+        return Redis(port=self.redis.port, socket_timeout=10, socket_connect_timeout=3)
+
+    def entries(self) -> list[dict[bytes, bytes]]:
+        """The fields of every entry of the `job-events` stream, oldest first."""
+        conn = self.redis_client()
         try:
-            entries = conn.xrange(TOPIC)
+            entries: list[tuple[bytes, dict[bytes, bytes]]] = conn.xrange(TOPIC)  # type: ignore[assignment]
         finally:
             conn.close()
-        return [json.loads(fields[b"data"]) for _, fields in entries]
+        return [fields for _, fields in entries]
+
+    def stream(self) -> list[dict[str, Any]]:
+        """Every CloudEvent in the `job-events` stream, oldest first."""
+        return [json.loads(fields[b"data"]) for fields in self.entries()]
 
     def mx_views(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         """microservice-x's view of each job it has seen among ``ids``."""
@@ -201,10 +208,12 @@ class Tally:
     fault: str
     submitted: int = 0
     accepted: int = 0  #: answered 200/202: the system owes these a final status and event
-    refused: int = 0  #: answered 503 problem+json with Retry-After (or refused connection)
+    refused: int = 0  #: answered 503 problem+json with Retry-After
     final: int = 0
     events: int = 0  #: CloudEvents of the accepted jobs in the stream
-    duplicates: int = 0  #: events published again (same CloudEvent id, or same job change)
+    duplicates: int = 0  #: events of a job change already in the stream (at-least-once)
+    #: job changes published twice with different contents (an event no state matches)
+    conflicting: int = 0
     delivered: int = 0  #: accepted jobs whose final status microservice-x shows
     lost: int = 0  #: accepted jobs not final, or whose change or final event never arrived
     twice_final: int = 0  #: jobs with two different final outcomes published
@@ -214,7 +223,8 @@ class Tally:
         counts = (
             f"submitted={self.submitted} accepted={self.accepted} refused={self.refused} "
             f"final={self.final} events={self.events} duplicates={self.duplicates} "
-            f"delivered={self.delivered} lost={self.lost} twice_final={self.twice_final}"
+            f"delivered={self.delivered} lost={self.lost} twice_final={self.twice_final} "
+            f"conflicting={self.conflicting}"
         )
         return f"FAULT {self.fault}: {counts}"
 
@@ -240,6 +250,14 @@ def check_stream(tally: Tally, events: list[dict[str, Any]], finals: dict[str, A
         tally.events += len(mine)
         changes = Counter(e["data"]["sequence"] for e in mine)
         tally.duplicates += sum(n - 1 for n in changes.values())
+        contents: dict[int, set[str]] = {}
+        for event in mine:
+            data = json.dumps(event["data"], sort_keys=True)
+            contents.setdefault(event["data"]["sequence"], set()).add(data)
+        for sequence, versions in contents.items():
+            if len(versions) > 1:
+                tally.conflicting += 1
+                tally.notes.append(f"{job_id}: change {sequence} published as {len(versions)}")
         missing = set(range(1, job["sequence"] + 1)) - set(changes)
         ends = {(e["type"], e["data"]["sequence"], e["data"]["status"]) for e in mine}
         ends = {end for end in ends if end[0] in FINAL_TYPES}

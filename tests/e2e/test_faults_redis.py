@@ -19,7 +19,6 @@ import pytest
 from tests.e2e.faults import (
     FINAL,
     LEASE_SECONDS,
-    MX,
     System,
     Tally,
     check_stream,
@@ -27,6 +26,7 @@ from tests.e2e.faults import (
     finals_of,
     running_system,
 )
+from tests.microservice_x.stack import MX
 from tests.procs import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -112,6 +112,11 @@ class Submitter:
 
 def test_redis_restart_loses_nothing_and_answers_503_meanwhile(system: System) -> None:
     tally = Tally("redis stopped and restarted (append-only)")
+    conn = system.redis_client()
+    try:
+        assert conn.config_get("appendonly") == {"appendonly": "yes"}
+    finally:
+        conn.close()
     outage = threading.Event()
     submitter = Submitter(system, outage)
     thread = threading.Thread(target=submitter.run, daemon=True)
@@ -129,8 +134,10 @@ def test_redis_restart_loses_nothing_and_answers_503_meanwhile(system: System) -
         system.redis.stop()
         down_at = time.monotonic()
         wait_until(
-            lambda: submitter.refused_during_outage() >= 4
-            and time.monotonic() - down_at >= OUTAGE_SECONDS,
+            lambda: (
+                submitter.refused_during_outage() >= 4
+                and time.monotonic() - down_at >= OUTAGE_SECONDS
+            ),
             timeout=40,
         )
         # Reads during the outage: 503 problems too, on both services.
@@ -199,4 +206,5 @@ def test_redis_restart_loses_nothing_and_answers_503_meanwhile(system: System) -
     assert tally.final == tally.accepted, tally.line()
     assert tally.lost == 0, tally.notes
     assert tally.twice_final == 0, tally.notes
+    assert tally.conflicting == 0, tally.notes
     assert tally.delivered == tally.accepted, tally.notes

@@ -225,3 +225,31 @@ def _save(inproc: InProcess, items: list[dict[str, Any]]) -> None:
     port = inproc.replica.http_port
     resp = httpx.post(f"http://127.0.0.1:{port}/v1.0/state/statestore", json=items)
     assert resp.status_code == 204, resp.text
+
+
+def test_subscription_routes_drop_what_is_no_job_event(inproc: InProcess) -> None:
+    """Anyone may publish on the topic: poison must be dropped, never retried forever."""
+
+    def deliver(path: str, body: bytes) -> Any:
+        resp = inproc.client.post(
+            path, content=body, headers={"content-type": "application/cloudevents+json"}
+        )
+        assert resp.status_code == 200
+        return resp.json()["status"]
+
+    def event(**data: Any) -> bytes:
+        job = {"id": str(uuid.uuid4()), "status": "New", "sequence": 1, **data}
+        return json.dumps({"type": "job.created", "data": job}).encode()
+
+    for path in ("/internal/jobs/run", "/internal/jobs/changed"):
+        for body in (
+            b"",
+            b"{oops",
+            b"null",
+            b"[]",
+            b"[" * 50_000,
+            event(id="a||b"),
+            event(sequence="1"),
+        ):
+            assert deliver(path, body) == "DROP", (path, body[:20])
+    assert deliver("/internal/jobs/run", event()) == "SUCCESS"  # a job that does not exist

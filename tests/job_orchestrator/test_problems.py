@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 
 from job_orchestrator.errors import (
     IdempotencyKeyReused,
@@ -48,6 +49,11 @@ def test_validation_names_the_field() -> None:
     assert problem.detail == "timeoutSeconds: Input should be a valid number"
     bad_input = InvalidJobInput("wait", [{"loc": ("seconds",), "msg": "too big"}])
     assert problem_for(bad_input, 1).detail == "input.seconds: too big"
+
+
+def test_an_undecodable_body_is_a_validation_error() -> None:
+    problem = problem_for(HTTPException(400, "There was an error parsing the body"), 1)
+    assert (problem.status, problem.detail) == (422, "body: the body is not valid JSON")
 
 
 def test_unexpected_errors_hide_internals() -> None:
