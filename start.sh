@@ -148,6 +148,18 @@ test)
     ;;
 run)
     RUN_FILE=$(run_file)
+    if [ "${DAPR_SECURE:-0}" = 1 ]; then
+        # Random secrets (unless given); the runner or `dapr run` hands this environment to both
+        # sidecars and both apps. Only here, not in `test` mode: tests start their own sidecars.
+        rand_hex() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+        export DAPR_API_TOKEN=${DAPR_API_TOKEN:-$(rand_hex)} APP_API_TOKEN=${APP_API_TOKEN:-$(rand_hex)}
+        if [ -z "${API_KEYS:-}" ] && [ -z "${API_KEYS_FILE:-}" ]; then
+            export ORCHESTRATOR_API_KEY=${ORCHESTRATOR_API_KEY:-$(rand_hex)}
+            (umask 077 && printf '%s=microservice-x\n%s=portal\n' "$ORCHESTRATOR_API_KEY" "$(rand_hex)" >data/api-keys)
+            export API_KEYS_FILE="$ROOT/data/api-keys"
+        fi
+        log "DAPR_SECURE=1: DAPR_API_TOKEN and APP_API_TOKEN set; API keys (key=owner) in ${API_KEYS_FILE:-API_KEYS}"
+    fi
     if command -v dapr >/dev/null 2>&1 && [ "${DAPR_RUNTIME:-}" != "local" ]; then
         log "the Dapr CLI is on PATH: dapr run -f $RUN_FILE"
         RUNNER=(dapr run -f "$RUN_FILE")

@@ -169,7 +169,9 @@ def _report(result: ScenarioResult, count: int, held: dict[str, Any]) -> None:
     result.row(
         f"{label}: replica RSS", held["rss_mb"], "MB", "same replica idle", held["rss_before_mb"]
     )
-    growth_kb = (held["rss_mb"] - held["rss_before_mb"]) * 1024 / count
+    # Per waiter actually held: requests answered early (e.g. 503) hold no memory.
+    holding = count - held["answered_early"]
+    growth_kb = (held["rss_mb"] - held["rss_before_mb"]) * 1024 / max(holding, 1)
     result.row(f"{label}: memory per waiter", growth_kb, "KB")
     admission = held["admission_cpu_s"]
     result.row(
@@ -210,11 +212,16 @@ def _report(result: ScenarioResult, count: int, held: dict[str, Any]) -> None:
             f"{held['unanswered']} did not answer in time"
         )
     if count >= FULL_SIZE:
+        if holding < count:
+            result.notes.append(
+                f"{label}: RSS taken with {holding:,} waiters held, not {count:,}: "
+                "the memory target counts as missed"
+            )
         result.targets.append(
             Target(
                 f"{label}: replica RSS < {MEMORY_LIMIT_MB:.0f} MB",
                 held["rss_mb"],
                 MEMORY_LIMIT_MB,
-                held["rss_mb"] < MEMORY_LIMIT_MB,
+                held["rss_mb"] < MEMORY_LIMIT_MB and holding == count,
             )
         )

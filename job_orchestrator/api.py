@@ -9,6 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from job_orchestrator.auth import CallerDep, scoped_idempotency_key
+from job_orchestrator.errors import OwnerMismatch
 from job_orchestrator.events import event_type_name
 from job_orchestrator.jobs import JobStatus
 from job_orchestrator.models import (
@@ -49,7 +51,8 @@ _ACCEPTED: dict[int | str, dict[str, Any]] = {
 }
 _SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"description": "Same Idempotency-Key still being processed", **_PROBLEM},
-    413: {"description": "Body too large", **_PROBLEM},
+    403: {"description": "`owner` differs from the API key's owner", **_PROBLEM},
+    413: {"description": "Body or job input too large", **_PROBLEM},
     422: {"description": "Invalid body, unknown job type or reused Idempotency-Key", **_PROBLEM},
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Unknown job", **_PROBLEM}}
@@ -66,7 +69,12 @@ EXAMPLES = {
 JobBody = Annotated[JobRequest, Body(openapi_examples=EXAMPLES)]
 
 router = APIRouter(
-    responses={503: {"description": "Sidecar or state store unavailable; retry after Retry-After"}}
+    responses={
+        503: {
+            "description": "Sidecar or state store unavailable, or this replica holds too many "
+            "waiting requests; retry after Retry-After"
+        }
+    }
 )
 
 
@@ -83,11 +91,17 @@ def job_response(
     return JSONResponse(job, status_code=202, headers=headers)
 
 
-def _submission(body: JobRequest) -> Submission:
+def _submission(body: JobRequest, caller: str | None) -> Submission:
+    """With an API key the job belongs to the key's owner; naming another owner is refused."""
+    owner = body.owner
+    if caller is not None:
+        if owner is not None and owner != caller:
+            raise OwnerMismatch(f"your API key is bound to owner {caller!r}, not {owner!r}")
+        owner = caller
     return Submission(
         type=body.type,
         input=body.input,
-        owner=body.owner,
+        owner=owner,
         max_attempts=body.maxAttempts,
         run_timeout_seconds=body.runTimeoutSeconds,
     )
@@ -104,13 +118,13 @@ def _replay_headers(outcome: Outcome) -> dict[str, str]:
     responses={**_ACCEPTED, **_SUBMIT_ERRORS},
 )
 async def start_job_with_timeout(
-    body: JobBody, service: ServiceDep, idempotency_key: IdempotencyKey = None
+    body: JobBody, service: ServiceDep, caller: CallerDep, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
     """Start a job and wait up to `timeoutSeconds` for it: 200 with the result, else 202."""
     outcome = await service.submit(
-        _submission(body),
+        _submission(body, caller),
         wait=service.wait_budget(body.timeoutSeconds),
-        idempotency_key=idempotency_key,
+        idempotency_key=scoped_idempotency_key(idempotency_key, caller),
     )
     return job_response(outcome.job, service.settings.retry_after_seconds, _replay_headers(outcome))
 
@@ -129,6 +143,7 @@ async def submit_job(
     body: JobBody,
     request: Request,
     service: ServiceDep,
+    caller: CallerDep,
     idempotency_key: IdempotencyKey = None,
     prefer: Annotated[
         str | None,
@@ -139,7 +154,11 @@ async def submit_job(
     # ``prefer`` documents the header in Swagger; RFC 7240 allows several, so read them all.
     prefs = parse_prefer(request.headers.getlist("prefer"))
     wait = service.wait_budget(prefs.wait) if prefs.wait is not None else 0.0
-    outcome = await service.submit(_submission(body), wait=wait, idempotency_key=idempotency_key)
+    outcome = await service.submit(
+        _submission(body, caller),
+        wait=wait,
+        idempotency_key=scoped_idempotency_key(idempotency_key, caller),
+    )
     headers = {"Vary": "Prefer", **_replay_headers(outcome)}
     applied = prefs.applied(wait if prefs.wait is not None else None)
     if applied:
@@ -155,12 +174,18 @@ async def submit_job(
 )
 async def list_jobs(
     service: ServiceDep,
+    caller: CallerDep,
     owner: Annotated[str | None, Query(max_length=200)] = None,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> JobPage:
     """List jobs, newest first, filtered by owner and status; follow `nextCursor` for more."""
+    if caller is not None:
+        if owner is not None and owner != caller:
+            # Only the key's own jobs exist for this caller.
+            return JobPage(items=[], nextCursor=None)
+        owner = caller
     page = await service.list(owner, status.value if status else None, limit, cursor)
     return JobPage.model_validate({"items": page.items, "nextCursor": page.next_cursor})
 
@@ -174,10 +199,11 @@ async def list_jobs(
 async def get_job(
     job_id: str,
     service: ServiceDep,
+    caller: CallerDep,
     wait: Annotated[float, Query(ge=0, description="Long-poll up to N s for a final status")] = 0,
 ) -> JSONResponse:
     """The job; with `?wait=N` the answer comes as soon as it is final (or after N s)."""
-    job = await service.get_waiting(job_id, service.wait_budget(wait))
+    job = await service.get_waiting(job_id, service.wait_budget(wait), caller)
     headers = {} if is_final(job) else {"Retry-After": str(service.settings.retry_after_seconds)}
     return JSONResponse(job, headers=headers)
 
@@ -191,9 +217,9 @@ async def get_job(
         410: {"description": "Result deleted", **_PROBLEM},
     },
 )
-async def get_result(job_id: str, service: ServiceDep) -> JSONResponse:
+async def get_result(job_id: str, service: ServiceDep, caller: CallerDep) -> JSONResponse:
     """The result of a completed job (whatever its handler returned)."""
-    return JSONResponse(await service.result(job_id))
+    return JSONResponse(await service.result(job_id, caller))
 
 
 @router.delete(
@@ -202,9 +228,9 @@ async def get_result(job_id: str, service: ServiceDep) -> JSONResponse:
     status_code=204,
     responses={**_NOT_FOUND, 409: {"description": "Not completed", **_PROBLEM}},
 )
-async def delete_result(job_id: str, service: ServiceDep) -> Response:
+async def delete_result(job_id: str, service: ServiceDep, caller: CallerDep) -> Response:
     """Drop a completed job's stored result; the job record stays."""
-    await service.drop_result(job_id)
+    await service.drop_result(job_id, caller)
     return Response(status_code=204)
 
 
@@ -218,16 +244,16 @@ async def delete_result(job_id: str, service: ServiceDep) -> Response:
         409: {"description": "Already final, or it finished before it stopped", **_PROBLEM},
     },
 )
-async def cancel_job(job_id: str, service: ServiceDep) -> JSONResponse:
+async def cancel_job(job_id: str, service: ServiceDep, caller: CallerDep) -> JSONResponse:
     """Cancel: a New job at once; a running one is asked to stop (200 Canceled, or 202)."""
-    job = await service.cancel(job_id, service.wait_budget(None))
+    job = await service.cancel(job_id, service.wait_budget(None), caller)
     return job_response(job, service.settings.retry_after_seconds)
 
 
 @router.delete("/jobs/{job_id}", tags=["jobs"], status_code=204, responses=_NOT_FOUND)
-async def delete_job(job_id: str, service: ServiceDep) -> Response:
+async def delete_job(job_id: str, service: ServiceDep, caller: CallerDep) -> Response:
     """Cancel the job if it still runs, then remove it (it answers 404 afterwards)."""
-    await service.delete(job_id)
+    await service.delete(job_id, caller)
     return Response(status_code=204)
 
 
@@ -237,9 +263,9 @@ async def delete_job(job_id: str, service: ServiceDep) -> Response:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}, **_NOT_FOUND},
 )
-async def job_events(job_id: str, service: ServiceDep) -> StreamingResponse:
+async def job_events(job_id: str, service: ServiceDep, caller: CallerDep) -> StreamingResponse:
     """Server-Sent Events: the job now, then every change until it is final."""
-    changes = service.changes(job_id, service.settings.progress_interval_seconds)
+    changes = service.changes(job_id, service.settings.progress_interval_seconds, caller)
     first = await anext(changes)  # 404 before the stream starts
 
     async def stream() -> AsyncIterator[bytes]:

@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from job_orchestrator import api, problems, subscriptions
+from job_orchestrator.auth import ApiKeys, document_security, require_app_token
 from job_orchestrator.bodylimit import BodyLimit
 from job_orchestrator.errors import StoreUnavailable
 from job_orchestrator.handlers import HandlerRegistry, default_registry
@@ -85,13 +86,16 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.api_keys = ApiKeys(settings.api_keys)
     app.state.worker = None
     app.state.started = datetime.now(UTC)
     routers = [api.health_router, subscriptions.router]
     if settings.runs_api:
         routers.insert(0, api.router)
     for router in routers:
-        app.include_router(router)
+        # Only the sidecar may deliver work and events (APP_API_TOKEN, when configured).
+        internal = router is subscriptions.router
+        app.include_router(router, dependencies=[Depends(require_app_token)] if internal else None)
     problems.install(
         app, settings.retry_after_seconds, [r for router in routers for r in router.routes]
     )
@@ -104,7 +108,8 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = problems.document_problems(FastAPI.openapi(app))
+            schema = problems.document_problems(FastAPI.openapi(app))
+            app.openapi_schema = document_security(schema, bool(settings.api_keys))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -56,3 +56,30 @@ class StoreUnavailable(OrchestratorError):
 
     status = 503
     title = "State store unavailable"
+
+
+class InputTooLarge(PayloadTooLarge):
+    """The job's ``input`` alone is over its own cap (it is stored and published with the job)."""
+
+    title = "Job input too large"
+
+
+class Unauthorized(OrchestratorError):
+    """No valid API key (public API), or no valid ``dapr-api-token`` (sidecar-only routes)."""
+
+    status = 401
+    title = "Unauthorized"
+
+
+class OwnerMismatch(OrchestratorError):
+    """A body ``owner`` other than the owner the caller's API key is bound to."""
+
+    status = 403
+    title = "Owner does not match the API key"
+
+
+class TooManyWaiters(OrchestratorError):
+    """This replica already holds as many waiting requests as it is configured for."""
+
+    status = 503
+    title = "Too many waiting requests"

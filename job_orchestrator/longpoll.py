@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from job_orchestrator.auth import ApiKeys
 from job_orchestrator.problems import PROBLEM_JSON, problem_for
 from job_orchestrator.service import JobService
 from job_orchestrator.waiters import is_final
@@ -58,8 +59,13 @@ class LongPoll:
             return
         job_id, wait = target
         headers: dict[str, str] = {}
+        api_keys: ApiKeys = scope["app"].state.api_keys
         try:
-            body: dict[str, Any] = await service.get_waiting(job_id, service.wait_budget(wait))
+            # The same API key check and owner scoping as the FastAPI routes.
+            caller = api_keys.owner_from_headers(scope["headers"])
+            body: dict[str, Any] = await service.get_waiting(
+                job_id, service.wait_budget(wait), caller
+            )
             status = 200
             if not is_final(body):
                 headers["Retry-After"] = str(service.settings.retry_after_seconds)

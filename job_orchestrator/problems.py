@@ -15,7 +15,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Scope
 
-from job_orchestrator.errors import OrchestratorError, RequestInProgress, StoreUnavailable
+from job_orchestrator.auth import CHALLENGE
+from job_orchestrator.errors import (
+    OrchestratorError,
+    RequestInProgress,
+    StoreUnavailable,
+    TooManyWaiters,
+    Unauthorized,
+)
 from job_orchestrator.handlers import InvalidJobInput, UnknownJobType
 
 logger = logging.getLogger(__name__)
@@ -59,8 +66,10 @@ def validation_problem(errors: list[dict[str, Any]], prefix: str = "") -> Proble
 
 def problem_for(exc: BaseException, retry_after: int) -> Problem:
     """The problem a client sees for ``exc``; unknown errors never leak a stack trace."""
-    if isinstance(exc, StoreUnavailable | RequestInProgress):
+    if isinstance(exc, StoreUnavailable | RequestInProgress | TooManyWaiters):
         return Problem(exc.status, exc.title, exc.detail, {"Retry-After": str(retry_after)})
+    if isinstance(exc, Unauthorized):
+        return Problem(exc.status, exc.title, exc.detail, {"WWW-Authenticate": CHALLENGE})
     if isinstance(exc, OrchestratorError):
         return Problem(exc.status, exc.title, exc.detail)
     if isinstance(exc, UnknownJobType):

@@ -10,15 +10,18 @@ import dataclasses
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from job_orchestrator import jobs
+from job_orchestrator.auth import owns
 from job_orchestrator.errors import JobConflict, JobNotFound, ResultGone, StoreUnavailable
 from job_orchestrator.handlers import HandlerRegistry
 from job_orchestrator.idempotency import claim_key
 from job_orchestrator.index import JobIndex
 from job_orchestrator.jobs import Job, JobStatus
+from job_orchestrator.limits import WaiterSlots, check_input_size
 from job_orchestrator.listing import Page, QueryListing
 from job_orchestrator.settings import Settings
 from job_orchestrator.store import Conflict, JobStore, job_key
@@ -61,7 +64,12 @@ class JobService:
         self.worker = worker
         self.listing = listing
         self.settings = settings
+        self.waiter_slots = WaiterSlots(settings.max_waiters)
         self._clock = clock
+
+    def _slot(self, wait: float) -> AbstractContextManager[None]:
+        """A waiter slot when the request will wait; raises TooManyWaiters when none is free."""
+        return self.waiter_slots.hold() if wait > 0 else nullcontext()
 
     def wait_budget(self, requested: float | None) -> float:
         """Seconds a request may wait: its own choice (or the default), capped by configuration."""
@@ -72,6 +80,12 @@ class JobService:
         self, sub: Submission, *, wait: float, idempotency_key: str | None = None
     ) -> Outcome:
         """Create the job (one transactional-outbox call) and wait up to ``wait`` s for it."""
+        check_input_size(sub.input, self.settings.max_input_bytes)
+        # The slot is taken before anything is written (key claim, job): a 503 leaves no trace.
+        with self._slot(wait):
+            return await self._submit(sub, wait, idempotency_key)
+
+    async def _submit(self, sub: Submission, wait: float, idempotency_key: str | None) -> Outcome:
         job_input = self.registry.validate_input(sub.type, sub.input)
         now = self._clock()
         job_id, fresh = str(uuid.uuid4()), True
@@ -114,24 +128,28 @@ class JobService:
         # delivery still in flight), so look at the record once at the deadline.
         return await self.get(watch.job_id)
 
-    async def get(self, job_id: str) -> dict[str, Any]:
+    async def get(self, job_id: str, caller: str | None = None) -> dict[str, Any]:
+        """The public job; another owner's job is as unknown as a missing one (404)."""
         job, _ = await self.store.get(job_id)
-        if job is None:
+        if job is None or not owns(job.owner, caller):
             raise JobNotFound(job_id)
         return job.public()
 
-    async def get_waiting(self, job_id: str, wait: float) -> dict[str, Any]:
+    async def get_waiting(
+        self, job_id: str, wait: float, caller: str | None = None
+    ) -> dict[str, Any]:
         """The job, long-polling up to ``wait`` s for it to become final."""
         with self.waiters.watch(job_id) as watch:
-            current = await self.get(job_id)
+            current = await self.get(job_id, caller)
             if is_final(current) or wait <= 0:
                 return current
-            watch.offer(current)
-            return await self._await_final(watch, wait)
+            with self.waiter_slots.hold():
+                watch.offer(current)
+                return await self._await_final(watch, wait)
 
-    async def result(self, job_id: str) -> Any:
+    async def result(self, job_id: str, caller: str | None = None) -> Any:
         job, _ = await self.store.get(job_id)
-        if job is None:
+        if job is None or not owns(job.owner, caller):
             raise JobNotFound(job_id)
         self._require_result(job)
         return job.result
@@ -143,11 +161,11 @@ class JobService:
         if job.result_dropped:
             raise ResultGone(f"the result of job {job.id} was deleted")
 
-    async def drop_result(self, job_id: str) -> None:
+    async def drop_result(self, job_id: str, caller: str | None = None) -> None:
         """Forget a completed job's result, keep the record (no event: the job did not change)."""
         for _ in range(8):
             job, etag = await self.store.get(job_id)
-            if job is None:
+            if job is None or not owns(job.owner, caller):
                 raise JobNotFound(job_id)
             if job.result_dropped:
                 return
@@ -163,12 +181,14 @@ class JobService:
                 continue
         raise JobConflict(f"job {job_id} kept changing; try again")
 
-    async def cancel(self, job_id: str, wait: float) -> dict[str, Any]:
+    async def cancel(self, job_id: str, wait: float, caller: str | None = None) -> dict[str, Any]:
         """New: Canceled at once. InProgress: ask its worker to stop and wait for the outcome."""
         with self.waiters.watch(job_id) as watch:
             now = self._clock()
-            before, written, _ = await self.store.mutate(job_id, lambda j: _cancel_step(j, now))
-            if before is None:
+            before, written, _ = await self.store.mutate(
+                job_id, lambda j: _cancel_step(j, now) if owns(j.owner, caller) else None
+            )
+            if before is None or not owns(before.owner, caller):
                 raise JobNotFound(job_id)
             if written is None:
                 if before.is_final:
@@ -179,17 +199,21 @@ class JobService:
                 return written.public()
             if self.worker is not None:
                 self.worker.cancel_local(job_id)
-            watch.offer(written.public())
-            current = await self._await_final(watch, wait)
+            if self.waiter_slots.full:
+                # The cancel request is written; with no slot to wait in, answer 202 at once.
+                return written.public()
+            with self.waiter_slots.hold():
+                watch.offer(written.public())
+                current = await self._await_final(watch, wait)
         if is_final(current) and current["status"] != JobStatus.CANCELED.value:
             raise JobConflict(f"job {job_id} became {current['status']} before it was canceled")
         return current
 
-    async def delete(self, job_id: str) -> None:
+    async def delete(self, job_id: str, caller: str | None = None) -> None:
         """Cancel if needed, then remove the record (the cancel is published first)."""
         for _ in range(8):
             job, etag = await self.store.get(job_id)
-            if job is None:
+            if job is None or not owns(job.owner, caller):
                 raise JobNotFound(job_id)
             if not job.is_final:
                 await self.store.mutate(job_id, self._cancel_now, known=(job, etag))
@@ -213,10 +237,12 @@ class JobService:
             return await self.listing.page(owner, status, limit, cursor)
         return await self.listing.page(owner, status, limit, cursor, self._clock())
 
-    async def changes(self, job_id: str, refresh: float) -> AsyncGenerator[dict[str, Any], None]:
+    async def changes(
+        self, job_id: str, refresh: float, caller: str | None = None
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """Every version of the job from now until it is final (for Server-Sent Events)."""
-        with self.waiters.watch(job_id) as watch:
-            current = await self.get(job_id)
+        with self.waiter_slots.hold(), self.waiters.watch(job_id) as watch:
+            current = await self.get(job_id, caller)
             yield current
             last = int(current["sequence"])
             while not is_final(current):

@@ -6,7 +6,10 @@ import enum
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from job_orchestrator.auth import parse_api_keys
 
 
 class Role(enum.StrEnum):
@@ -29,6 +32,10 @@ class Settings:
     dapr_grpc_port: int = 50001
     dapr_http_port: int = 3500
     dapr_api_token: str | None = None
+    #: APP_API_TOKEN: what the sidecar sends as ``dapr-api-token``; sidecar-only routes need it.
+    app_api_token: str | None = None
+    #: API key -> owner (API_KEYS or API_KEYS_FILE); empty: the public API is open to all.
+    api_keys: Mapping[str, str] = field(default_factory=dict)
     role: Role = Role.BOTH
     #: Name recorded in ``worker``; unique per process so a restarted replica never trusts
     #: a lease it held in a former life.
@@ -48,6 +55,9 @@ class Settings:
     max_takeovers: int = 3
     default_max_attempts: int = 1
     max_body_bytes: int = 256 * 1024
+    max_input_bytes: int = 64 * 1024
+    #: Requests that may wait at once on this replica; more get 503 + Retry-After.
+    max_waiters: int = 20000
     retry_after_seconds: int = 1
     listing_flush_seconds: float = 1.0
 
@@ -76,6 +86,8 @@ class Settings:
             dapr_grpc_port=_int(env, "DAPR_GRPC_PORT", cls.dapr_grpc_port),
             dapr_http_port=_int(env, "DAPR_HTTP_PORT", cls.dapr_http_port),
             dapr_api_token=env.get("DAPR_API_TOKEN") or None,
+            app_api_token=env.get("APP_API_TOKEN") or None,
+            api_keys=_api_keys(env),
             role=role,
             replica_name=env.get("REPLICA_NAME") or f"{host}-{os.getpid()}",
             state_store=env.get("STATE_STORE_NAME", cls.state_store),
@@ -94,7 +106,24 @@ class Settings:
                 env, "JOB_RETRY_BACKOFF_SECONDS", cls.retry_backoff_seconds
             ),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes),
+            max_input_bytes=_int(env, "MAX_INPUT_BYTES", cls.max_input_bytes),
+            max_waiters=_int(env, "MAX_WAITERS", cls.max_waiters),
         )
+
+
+def _api_keys(env: Mapping[str, str]) -> dict[str, str]:
+    """API_KEYS (``key=owner,...``) plus the lines of API_KEYS_FILE; never logged."""
+    text = env.get("API_KEYS", "")
+    path = env.get("API_KEYS_FILE", "").strip()
+    if path:
+        try:
+            text += "\n" + Path(path).read_text()
+        except OSError as exc:
+            raise SettingsError(f"API_KEYS_FILE={path!r}: {exc.strerror}") from None
+    try:
+        return parse_api_keys(text)
+    except ValueError as exc:
+        raise SettingsError(f"API_KEYS: {exc}") from None
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -22,6 +22,7 @@ from dapr.conf import settings as sdk_settings
 from grpc import StatusCode
 from grpc.aio import AioRpcError
 
+from job_orchestrator.clients import ClientKeeper, sidecar_healthy
 from job_orchestrator.errors import StoreUnavailable
 from job_orchestrator.events import event_payload, outbox_metadata
 from job_orchestrator.jobs import Job, valid_job_id
@@ -94,7 +95,8 @@ class JobStore:
     """Reads and writes jobs (and small helper records) in the ``statestore`` component."""
 
     def __init__(self, client: DaprClient, settings: Settings) -> None:
-        self._client = client
+        self._settings = settings
+        self._clients = ClientKeeper(client, self._new_client)
         self._store = settings.state_store
         self._retention = settings.retention_seconds
         #: sidecar calls made, for the per-job call count the benchmark reports
@@ -105,6 +107,21 @@ class JobStore:
         #: Job changes always read first, see worker.py.
         self.counted_etags = False
         self.query_api = False
+
+    @property
+    def _client(self) -> DaprClient:
+        return self._clients.current
+
+    async def _new_client(self) -> DaprClient | None:
+        """A client on a fresh channel, if the sidecar answers now (see clients.py)."""
+        settings = self._settings
+        if not await sidecar_healthy(settings.dapr_http_port, settings.dapr_api_token):
+            return None
+        return await connect(settings)
+
+    async def close(self) -> None:
+        """Close the clients this store made itself after a sidecar restart."""
+        await self._clients.close()
 
     def next_etag(self, etag: str) -> str:
         """The etag a key will have after one write over ``etag`` ("" = unknown)."""
@@ -119,9 +136,11 @@ class JobStore:
         try:
             return await asyncio.wait_for(call(), CALL_TIMEOUT_SECONDS)
         except (DaprGrpcError, AioRpcError) as exc:
+            self._clients.failed(exc)
             raise StoreUnavailable(f"{what} failed: {exc.details() or exc.code()}") from exc
         except DaprInternalError as exc:
             # save_state wraps the gRPC error in this one (the code stays in __cause__).
+            self._clients.failed(exc)
             raise StoreUnavailable(f"{what} failed: {exc}") from exc
         except TimeoutError as exc:
             raise StoreUnavailable(f"{what}: no answer within {CALL_TIMEOUT_SECONDS:g} s") from exc

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from microservice_x import api, subscriber
+from microservice_x.apptoken import require_app_token
 from microservice_x.connections import (
     close_dapr_client,
     open_dapr_client,
@@ -53,5 +54,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     install_problem_handlers(app)
     app.include_router(api.router)
-    app.include_router(subscriber.router)
+    # Only the sidecar may deliver events (APP_API_TOKEN, when configured).
+    app.include_router(subscriber.router, dependencies=[Depends(require_app_token)])
     return app

@@ -26,6 +26,13 @@ class JobNotFound(ServiceError):
     title = "Job not found"
 
 
+class Unauthorized(ServiceError):
+    """A sidecar-only route called without the sidecar's ``dapr-api-token`` (APP_API_TOKEN)."""
+
+    status = 401
+    title = "Unauthorized"
+
+
 class InvalidRequest(ServiceError):
     status = 422
     title = "Invalid request"

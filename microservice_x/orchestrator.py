@@ -24,13 +24,20 @@ class OrchestratorClient:
     def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
         self._session = session
         self._app_id = settings.orchestrator_app_id
+        self._key_headers = (
+            {"X-API-Key": settings.orchestrator_api_key} if settings.orchestrator_api_key else {}
+        )
         self._url = (
             f"{settings.dapr_http_url}/v1.0/invoke/{settings.orchestrator_app_id}/method/jobs"
         )
 
     async def start_job(self, body: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
         """Submit a job; return the job the orchestrator answered with (it has an `id`)."""
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            **self._key_headers,
+        }
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
         try:

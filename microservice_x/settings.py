@@ -49,6 +49,10 @@ class Settings:
     dapr_http_port: int = 3500
     dapr_grpc_port: int = 50001
     dapr_api_token: str | None = None
+    #: APP_API_TOKEN: the sidecar sends it as ``dapr-api-token``; event routes require it.
+    app_api_token: str | None = None
+    #: ORCHESTRATOR_API_KEY: sent as X-API-Key when the orchestrator has API keys configured.
+    orchestrator_api_key: str | None = None
     state_store: str = "statestore"
     orchestrator_app_id: str = "job-orchestrator"
     #: How long POST /jobs waits for the orchestrator's answer through the sidecar.
@@ -68,6 +72,8 @@ class Settings:
             dapr_http_port=_port(env, "DAPR_HTTP_PORT", cls.dapr_http_port),
             dapr_grpc_port=_port(env, "DAPR_GRPC_PORT", cls.dapr_grpc_port),
             dapr_api_token=env.get("DAPR_API_TOKEN") or None,
+            app_api_token=env.get("APP_API_TOKEN") or None,
+            orchestrator_api_key=env.get("ORCHESTRATOR_API_KEY") or None,
             state_store=env.get("STATE_STORE", "").strip() or cls.state_store,
             orchestrator_app_id=env.get("ORCHESTRATOR_APP_ID", "").strip()
             or cls.orchestrator_app_id,

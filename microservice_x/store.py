@@ -6,6 +6,9 @@ an outbox, and every transactional upsert on it would be published as a job even
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
+
 import orjson
 from dapr.aio.clients import DaprClient
 from pydantic import ValidationError
@@ -29,14 +32,26 @@ def _decode_view(key: str, data: bytes) -> JobView:
         raise CorruptRecord(f"stored record {key!r} is not a job view: {exc}") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    event: JobEvent
+    received_at: str
+    done: asyncio.Future[Reduction]
+
+
 class ViewStore:
     """What microservice-x knows of its jobs, kept under its own app id in one state store."""
 
     def __init__(self, client: DaprClient, store_name: str) -> None:
         self._records = Records(client, store_name)
         self._index = JobIndex(self._records)
+        #: Per job key: events waiting for the next read-fold-write of that key.
+        self._queued: dict[str, list[_Queued]] = {}
+        self._writers: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
+        if self._writers:
+            await asyncio.wait(self._writers)
         await self._index.close()
 
     async def get_job(self, job_id: str) -> JobView | None:
@@ -45,21 +60,66 @@ class ViewStore:
         return None if data is None else _decode_view(key, data)
 
     async def apply(self, event: JobEvent, received_at: str) -> Reduction:
-        """Fold an event into its job's stored view (compare-and-swap)."""
-        key = JOB_KEY_PREFIX + event.job.id
+        """Fold an event into its job's stored view (compare-and-swap).
 
-        def change(current: bytes | None) -> tuple[bytes | None, Reduction]:
+        A job's events come in bursts (created, claimed and completed within milliseconds) and
+        are delivered concurrently: each separately would race for the key and pay for the lost
+        rounds. Events of one job that arrive while its key is being written wait and are then
+        folded together, in arrival order, into one read and one write.
+        """
+        key = JOB_KEY_PREFIX + event.job.id
+        done: asyncio.Future[Reduction] = asyncio.get_running_loop().create_future()
+        queued = self._queued.get(key)
+        if queued is not None:
+            queued.append(_Queued(event, received_at, done))
+        else:
+            self._queued[key] = [_Queued(event, received_at, done)]
+            # A task, not the caller: a cancelled request must not strand the events queued.
+            writer = asyncio.create_task(self._write_queued(key, event.job.id))
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
+        return await done
+
+    async def _write_queued(self, key: str, job_id: str) -> None:
+        queued = self._queued[key]
+        try:
+            while queued:
+                batch = queued[:]
+                queued.clear()
+                try:
+                    reductions = await self._fold(key, job_id, batch)
+                except Exception as exc:
+                    for item in batch:
+                        if not item.done.done():
+                            item.done.set_exception(exc)
+                    continue
+                for item, reduction in zip(batch, reductions, strict=True):
+                    if not item.done.done():
+                        item.done.set_result(reduction)
+        finally:
+            del self._queued[key]
+
+    async def _fold(self, key: str, job_id: str, batch: list[_Queued]) -> list[Reduction]:
+        """One compare-and-swap of the view with every event of ``batch`` applied in order."""
+
+        def change(current: bytes | None) -> tuple[bytes | None, list[Reduction]]:
             view = None if current is None else _decode_view(key, current)
-            reduction = apply_event(view, event, received_at)
-            if reduction.outcome is Outcome.DUPLICATE:
-                return None, reduction
-            return reduction.view.model_dump_json().encode(), reduction
+            reductions = []
+            written = False
+            for item in batch:
+                reduction = apply_event(view, item.event, item.received_at)
+                reductions.append(reduction)
+                if reduction.outcome is not Outcome.DUPLICATE:
+                    view, written = reduction.view, True
+            if not written or view is None:
+                return None, reductions
+            return view.model_dump_json().encode(), reductions
 
         first_read = await self._records.get(key)
         if first_read[0] is None:
             # Index first: if the process dies before the view is saved, the redelivery finds the
             # id indexed already; a listed id whose view is missing is simply skipped.
-            await self._index.add(event.job.id)
+            await self._index.add(job_id)
         return await self._records.update(key, change, first_read)
 
     async def list_jobs(self, limit: int, status: str | None = None) -> list[JobView]:

@@ -29,8 +29,11 @@ from sidecar.state_service import StateService
 logger = logging.getLogger(__name__)
 
 _TRUTHY = frozenset({"true", "1", "yes", "on", "y", "t"})
-#: How long the consumer looks for the marker before giving the message back (daprd: ~10 s).
-_MARKER_WAITS = (0.0, 0.5, 1.5, 3.0, 3.0, 2.0)
+#: Pauses between looks for the marker before giving the message back (about 10 s in all, as
+#: daprd). The message of a transaction made by ANOTHER sidecar of the app (the internal topic's
+#: group is the app id, so replicas compete) is often read a few milliseconds before that
+#: sidecar commits: look again soon, or the event is late by the first pause.
+_MARKER_WAITS = (0.0, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 3.0)
 _CONSUMERS = 10
 _OUTCOME_TTL = 120.0  #: seconds an unclaimed transaction outcome is kept
 
