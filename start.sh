@@ -72,8 +72,11 @@ ensure_redis() {
         log "Redis already answers on 127.0.0.1:$REDIS_PORT"
         return 0
     fi
-    log "starting Redis on 127.0.0.1:$REDIS_PORT (append-only files in data/redis)"
-    setsid .venv/bin/python -m sidecar.localredis --port "$REDIS_PORT" --dir "$ROOT/data/redis" &
+    # One data folder per port, so a second Redis (another REDIS_PORT) never shares the files.
+    local dir=data/redis
+    [ "$REDIS_PORT" = 6379 ] || dir=data/redis-$REDIS_PORT
+    log "starting Redis on 127.0.0.1:$REDIS_PORT (append-only files in $dir)"
+    setsid .venv/bin/python -m sidecar.localredis --port "$REDIS_PORT" --dir "$ROOT/$dir" &
     CHILD_PIDS+=($!)
     for _ in $(seq 1 100); do
         if .venv/bin/python -c "import sys; from sidecar.localredis import redis_answers; sys.exit(0 if redis_answers($REDIS_PORT) else 1)"; then

@@ -77,6 +77,7 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
             if isinstance(listing, JobIndex):
                 with contextlib.suppress(Exception):
                     await listing.flush()
+            await store.close()
             await client.close()  # type: ignore[no-untyped-call]
 
     app = FastAPI(

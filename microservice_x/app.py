@@ -9,10 +9,12 @@ from fastapi import Depends, FastAPI
 
 from microservice_x import api, subscriber
 from microservice_x.apptoken import require_app_token
+from microservice_x.clients import ClientKeeper
 from microservice_x.connections import (
     close_dapr_client,
     open_dapr_client,
     open_http_session,
+    renew_dapr_client,
     wait_for_sidecar,
 )
 from microservice_x.orchestrator import OrchestratorClient
@@ -34,13 +36,15 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             await wait_for_sidecar(session, settings)
             client = open_dapr_client(settings)
-            store = ViewStore(client, settings.state_store)
+            clients = ClientKeeper(client, lambda: renew_dapr_client(session, settings))
+            store = ViewStore(clients, settings.state_store)
             try:
                 app.state.store = store
                 app.state.orchestrator = OrchestratorClient(session, settings)
                 yield
             finally:
                 await store.close()
+                await clients.close()
                 await close_dapr_client(client)
         finally:
             await session.close()

@@ -74,5 +74,19 @@ def open_dapr_client(settings: Settings) -> DaprClient:
             setattr(sdk_settings, name, value)
 
 
+async def renew_dapr_client(
+    session: aiohttp.ClientSession, settings: Settings
+) -> DaprClient | None:
+    """A client on a fresh gRPC channel if the sidecar's health answers now, else None."""
+    url = f"{settings.dapr_http_url}/v1.0/healthz/outbound"
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as response:
+            if not 200 <= response.status < 300:
+                return None
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+    return open_dapr_client(settings)
+
+
 async def close_dapr_client(client: DaprClient) -> None:
     await client.close()  # type: ignore[no-untyped-call]

@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 
 import grpc
 import orjson
-from dapr.aio.clients import DaprClient
 from dapr.clients.exceptions import DaprGrpcError, DaprInternalError
 from dapr.clients.grpc._state import Concurrency, StateOptions
 
+from microservice_x.clients import ClientKeeper
 from microservice_x.errors import CorruptRecord, StoreError
 
 logger = logging.getLogger(__name__)
@@ -66,15 +66,16 @@ def decode_list(key: str, data: bytes | None) -> list[Any]:
 class Records:
     """Keys of one app id in one state store (Dapr prefixes them with the app id)."""
 
-    def __init__(self, client: DaprClient, store_name: str) -> None:
-        self._client = client
+    def __init__(self, clients: ClientKeeper, store_name: str) -> None:
+        self._clients = clients
         self.store = store_name
         self._first_write = StateOptions(concurrency=Concurrency.first_write)
 
     async def get(self, key: str) -> Read:
         try:
-            response = await self._client.get_state(self.store, key)
+            response = await self._clients.current.get_state(self.store, key)
         except DaprGrpcError as exc:
+            self._clients.failed(exc)
             raise StoreError(f"reading {key!r} from {self.store!r}: {_reason(exc)}") from exc
         data: bytes = response.data
         etag: str = response.etag
@@ -83,8 +84,9 @@ class Records:
     async def get_many(self, keys: list[str]) -> dict[str, bytes]:
         """The values of the keys that exist, in one call."""
         try:
-            response = await self._client.get_bulk_state(self.store, keys, parallelism=8)
+            response = await self._clients.current.get_bulk_state(self.store, keys, parallelism=8)
         except DaprGrpcError as exc:
+            self._clients.failed(exc)
             raise StoreError(f"bulk read from {self.store!r}: {_reason(exc)}") from exc
         return {
             item.key: item.data if isinstance(item.data, bytes) else item.data.encode()
@@ -93,12 +95,14 @@ class Records:
         }
 
     async def _save(self, key: str, value: bytes, etag: str | None) -> None:
+        client = self._clients.current
         try:
             if etag is None:
-                await self._client.save_state(self.store, key, value, options=self._first_write)
+                await client.save_state(self.store, key, value, options=self._first_write)
             else:
-                await self._client.save_state(self.store, key, value, etag=etag)
+                await client.save_state(self.store, key, value, etag=etag)
         except (DaprGrpcError, DaprInternalError) as exc:
+            self._clients.failed(exc)
             if _is_conflict(exc):
                 raise _Conflict from exc
             # state.redis reports a first-write insert on an existing key as a plain error, not

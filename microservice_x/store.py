@@ -10,9 +10,9 @@ import asyncio
 from dataclasses import dataclass
 
 import orjson
-from dapr.aio.clients import DaprClient
 from pydantic import ValidationError
 
+from microservice_x.clients import ClientKeeper
 from microservice_x.deadletters import DeadLetter
 from microservice_x.errors import CorruptRecord
 from microservice_x.events import JobEvent
@@ -42,8 +42,8 @@ class _Queued:
 class ViewStore:
     """What microservice-x knows of its jobs, kept under its own app id in one state store."""
 
-    def __init__(self, client: DaprClient, store_name: str) -> None:
-        self._records = Records(client, store_name)
+    def __init__(self, clients: ClientKeeper, store_name: str) -> None:
+        self._records = Records(clients, store_name)
         self._index = JobIndex(self._records)
         #: Per job key: events waiting for the next read-fold-write of that key.
         self._queued: dict[str, list[_Queued]] = {}

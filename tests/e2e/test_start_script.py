@@ -1,0 +1,109 @@
+"""`./start.sh` brings the pair up on the ports it is given, and Ctrl-C leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.procs import ROOT, free_port, wait_until_http
+
+pytestmark = pytest.mark.e2e
+
+
+def _processes_with(marker: str) -> list[int]:
+    """Pids whose environment carries ``marker`` (every child of start.sh inherits it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in environ:
+            found.append(int(entry.name))
+    return found
+
+
+def _post_json(url: str, body: dict[str, object]) -> dict[str, object]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        result: dict[str, object] = json.loads(response.read())
+        return result
+
+
+@pytest.mark.timeout(180)
+def test_start_runs_the_pair_and_ctrl_c_stops_everything() -> None:
+    ports = {
+        name: free_port()
+        for name in (
+            "REDIS_PORT",
+            "ORCHESTRATOR_PORT",
+            "ORCHESTRATOR_DAPR_HTTP_PORT",
+            "ORCHESTRATOR_DAPR_GRPC_PORT",
+            "MICROSERVICE_X_PORT",
+            "MICROSERVICE_X_DAPR_HTTP_PORT",
+            "MICROSERVICE_X_DAPR_GRPC_PORT",
+        )
+    }
+    marker = f"START_SH_TEST_MARKER={uuid.uuid4().hex}"
+    env = {
+        **os.environ,
+        **{name: str(port) for name, port in ports.items()},
+        "DAPR_RUNTIME": "local",
+        marker.split("=")[0]: marker.split("=")[1],
+    }
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: start.sh on a terminal, as a user runs it
+        os.chdir(ROOT)
+        os.execve(str(ROOT / "start.sh"), [str(ROOT / "start.sh")], env)
+    try:
+        orchestrator = f"http://127.0.0.1:{ports['ORCHESTRATOR_PORT']}"
+        microservice = f"http://127.0.0.1:{ports['MICROSERVICE_X_PORT']}"
+        wait_until_http(f"{orchestrator}/docs", timeout=90)
+        wait_until_http(f"{orchestrator}/healthz", timeout=30)
+        wait_until_http(f"{microservice}/healthz", timeout=30)
+        started = _post_json(f"{microservice}/jobs", {"type": "wait", "input": {"seconds": 0.2}})
+        job_url = f"{microservice}/jobs/{started['id']}"
+        deadline = time.monotonic() + 30
+        status = ""
+        while time.monotonic() < deadline and status != "Completed":
+            try:
+                with urllib.request.urlopen(job_url, timeout=5) as response:
+                    status = json.loads(response.read())["status"]
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 404  # its first event has not arrived yet
+            time.sleep(0.1)
+        assert status == "Completed"
+        assert len(_processes_with(marker)) >= 6  # redis, runner, 2 sidecars, 2 apps
+
+        os.write(terminal, b"\x03")  # Ctrl-C
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("start.sh did not exit within 30 s of Ctrl-C")
+        leftovers_deadline = time.monotonic() + 10
+        while _processes_with(marker) and time.monotonic() < leftovers_deadline:
+            time.sleep(0.1)
+        assert _processes_with(marker) == []
+    finally:
+        for leftover in [pid, *_processes_with(marker)]:
+            try:
+                os.kill(leftover, 9)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        os.close(terminal)
