@@ -22,7 +22,7 @@ from dapr.conf import settings as sdk_settings
 from grpc import StatusCode
 from grpc.aio import AioRpcError
 
-from job_orchestrator.clients import ClientKeeper, sidecar_healthy
+from job_orchestrator.clients import ClientKeeper, message_limit, sidecar_healthy
 from job_orchestrator.errors import StoreUnavailable
 from job_orchestrator.events import event_payload, outbox_metadata
 from job_orchestrator.jobs import Job, valid_job_id
@@ -44,7 +44,7 @@ def job_key(job_id: str) -> str:
     return f"job-{job_id}"
 
 
-async def connect(settings: Settings) -> DaprClient:
+async def connect(settings: Settings, generation: int = 0) -> DaprClient:
     """The process's one Dapr client, once the sidecar's outbound health answers.
 
     SDK 1.18 read DAPR_* from the environment at import, and its constructor takes the health
@@ -62,7 +62,10 @@ async def connect(settings: Settings) -> DaprClient:
         # The constructor polls the health endpoint synchronously (up to 60 s): wait in a
         # thread first, then build the client on the loop, where its gRPC channel must live.
         await asyncio.to_thread(DaprHealth.wait_for_sidecar)
-        return DaprClient(address=f"127.0.0.1:{settings.dapr_grpc_port}")
+        return DaprClient(
+            address=f"127.0.0.1:{settings.dapr_grpc_port}",
+            max_grpc_message_length=message_limit(generation),
+        )
     finally:
         for name, value in saved.items():
             setattr(sdk_settings, name, value)
@@ -112,12 +115,12 @@ class JobStore:
     def _client(self) -> DaprClient:
         return self._clients.current
 
-    async def _new_client(self) -> DaprClient | None:
+    async def _new_client(self, generation: int) -> DaprClient | None:
         """A client on a fresh channel, if the sidecar answers now (see clients.py)."""
         settings = self._settings
         if not await sidecar_healthy(settings.dapr_http_port, settings.dapr_api_token):
             return None
-        return await connect(settings)
+        return await connect(settings, generation)
 
     async def close(self) -> None:
         """Close the clients this store made itself after a sidecar restart."""

@@ -36,7 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             await wait_for_sidecar(session, settings)
             client = open_dapr_client(settings)
-            clients = ClientKeeper(client, lambda: renew_dapr_client(session, settings))
+            clients = ClientKeeper(client, lambda n: renew_dapr_client(session, settings, n))
             store = ViewStore(clients, settings.state_store)
             try:
                 app.state.store = store

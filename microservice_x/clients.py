@@ -18,6 +18,8 @@ from grpc.aio import AioRpcError
 
 logger = logging.getLogger(__name__)
 
+#: gRPC's default receive limit; the sidecar applies the same to what it receives.
+MESSAGE_LIMIT = 4 * 1024 * 1024
 #: Seconds between two attempts to replace the client (a sidecar still down is probed again).
 RENEW_INTERVAL = 0.5
 #: Seconds a replaced client stays open, so calls already under way on it can finish.
@@ -36,20 +38,32 @@ def unavailable(exc: BaseException) -> bool:
     return False
 
 
+def message_limit(generation: int) -> int | None:
+    """``max_grpc_message_length`` for the client of ``generation`` (None: the SDK's default).
+
+    gRPC channels to one address with the same arguments share one connection (its global
+    subchannel pool), reconnect backoff included, so a new client alone would wait just as
+    long. The SDK takes no channel options, but this argument it does: a few bytes more per
+    generation give each new client a connection of its own.
+    """
+    return None if generation == 0 else MESSAGE_LIMIT + generation
+
+
 class ClientKeeper:
     """Holds the current client; ``failed`` renews it after an UNAVAILABLE call.
 
-    ``renew`` builds a new client, or returns None when the sidecar does not answer yet (the
-    next failed call tries again).
+    ``renew(generation)`` builds a new client, or returns None when the sidecar does not answer
+    yet (the next failed call tries again); ``generation`` counts the clients made (1, 2, ...).
     """
 
     def __init__(
-        self, client: DaprClient, renew: Callable[[], Awaitable[DaprClient | None]]
+        self, client: DaprClient, renew: Callable[[int], Awaitable[DaprClient | None]]
     ) -> None:
         self.current = client
         self._renew = renew
         self._renewing: asyncio.Task[None] | None = None
         self._last_try = 0.0
+        self._generation = 0
         self._made: list[DaprClient] = []  #: clients made here, closed by close()
         self._closers: set[asyncio.Task[None]] = set()
 
@@ -65,7 +79,7 @@ class ClientKeeper:
 
     async def _replace(self) -> None:
         try:
-            fresh = await self._renew()
+            fresh = await self._renew(self._generation + 1)
         except Exception as exc:
             logger.warning("could not build a new Dapr client: %s", exc)
             fresh = None
@@ -73,6 +87,7 @@ class ClientKeeper:
             self._renewing = None
         if fresh is None:
             return
+        self._generation += 1
         old, self.current = self.current, fresh
         self._made.append(fresh)
         logger.info("the sidecar answers again: calls go through a new Dapr client")

@@ -9,6 +9,7 @@ import aiohttp
 from dapr.aio.clients import DaprClient
 from dapr.conf import settings as sdk_settings
 
+from microservice_x.clients import message_limit
 from microservice_x.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ async def wait_for_sidecar(session: aiohttp.ClientSession, settings: Settings) -
         await asyncio.sleep(0.1)
 
 
-def open_dapr_client(settings: Settings) -> DaprClient:
+def open_dapr_client(settings: Settings, generation: int = 0) -> DaprClient:
     """The SDK's aio client on this service's sidecar, whatever the environment said at import.
 
     SDK 1.18 reads DAPR_* once at `import dapr`, and its constructor probes the sidecar's HTTP
@@ -68,14 +69,17 @@ def open_dapr_client(settings: Settings) -> DaprClient:
     for name, value in wanted.items():
         setattr(sdk_settings, name, value)
     try:
-        return DaprClient(address=settings.dapr_grpc_address)
+        return DaprClient(
+            address=settings.dapr_grpc_address,
+            max_grpc_message_length=message_limit(generation),
+        )
     finally:
         for name, value in saved.items():
             setattr(sdk_settings, name, value)
 
 
 async def renew_dapr_client(
-    session: aiohttp.ClientSession, settings: Settings
+    session: aiohttp.ClientSession, settings: Settings, generation: int
 ) -> DaprClient | None:
     """A client on a fresh gRPC channel if the sidecar's health answers now, else None."""
     url = f"{settings.dapr_http_url}/v1.0/healthz/outbound"
@@ -85,7 +89,7 @@ async def renew_dapr_client(
                 return None
     except (aiohttp.ClientError, TimeoutError):
         return None
-    return open_dapr_client(settings)
+    return open_dapr_client(settings, generation)
 
 
 async def close_dapr_client(client: DaprClient) -> None:
