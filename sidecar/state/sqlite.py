@@ -17,6 +17,7 @@ import contextlib
 import logging
 import re
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -162,6 +163,22 @@ class SqliteStateStore:
             self._gc = asyncio.create_task(self._collect(), name=f"{self.name}-gc")
 
     def _open(self) -> None:
+        # Switching a new file to WAL, or its first migration, can answer "database is locked"
+        # without SQLite's busy handler being consulted when several sidecars open the same file
+        # at once; such an open is retried until the busy timeout (at least 5 s) runs out.
+        deadline = time.monotonic() + max(self._busy_ms / 1000, 5.0)
+        pause = 0.01
+        while True:
+            try:
+                self._conn = self._connect()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
+
+    def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
             self._uri,
             uri=True,
@@ -183,11 +200,11 @@ class SqliteStateStore:
         except sqlite3.Error:
             conn.close()
             raise
-        self._conn = conn
+        return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Contrib's migration 0 under an exclusive lock, recorded as level 1."""
-        conn.execute("BEGIN EXCLUSIVE TRANSACTION")
+        conn.execute("BEGIN EXCLUSIVE TRANSACTION")  # failing here leaves nothing to roll back
         try:
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {self._metadata_table}"

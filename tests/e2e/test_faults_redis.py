@@ -130,6 +130,12 @@ def test_redis_restart_loses_nothing_and_answers_503_meanwhile(system: System) -
         polled = submitter.accepted()[-1]
         poll = ThreadPoolExecutor(1)
         long_poll = poll.submit(orchestrator.get, f"/jobs/{polled}", params={"wait": LONG_POLL})
+        # Stop Redis only once the long-poll is actually waiting (or already answered): a request
+        # that arrives during the outage is rightly a 503, which is not what this part checks.
+        wait_until(
+            lambda: long_poll.done() or _waiting_requests(orchestrator) >= 1,
+            timeout=20,
+        )
         outage.set()
         system.redis.stop()
         down_at = time.monotonic()
@@ -208,3 +214,9 @@ def test_redis_restart_loses_nothing_and_answers_503_meanwhile(system: System) -
     assert tally.twice_final == 0, tally.notes
     assert tally.conflicting == 0, tally.notes
     assert tally.delivered == tally.accepted, tally.notes
+
+
+def _waiting_requests(client: httpx.Client) -> int:
+    """How many requests the replica holds waiting, from its /healthz."""
+    answer = client.get("/healthz")
+    return int(answer.json().get("waitingRequests", 0)) if answer.status_code == 200 else 0
