@@ -4,6 +4,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY job_orchestrator ./job_orchestrator
 COPY microservice_x ./microservice_x
+COPY dapr_support ./dapr_support
 COPY sidecar ./sidecar
 COPY bench ./bench
 RUN pip install --no-cache-dir .

@@ -22,7 +22,7 @@ from dapr.conf import settings as sdk_settings
 from grpc import StatusCode
 from grpc.aio import AioRpcError
 
-from job_orchestrator.clients import ClientKeeper, message_limit, sidecar_healthy
+from dapr_support.clients import ClientKeeper, message_limit, sidecar_healthy
 from job_orchestrator.errors import StoreUnavailable
 from job_orchestrator.events import event_payload, outbox_metadata
 from job_orchestrator.jobs import Job, valid_job_id

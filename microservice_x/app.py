@@ -7,9 +7,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
+from dapr_support.clients import ClientKeeper
 from microservice_x import api, subscriber
 from microservice_x.apptoken import require_app_token
-from microservice_x.clients import ClientKeeper
 from microservice_x.connections import (
     close_dapr_client,
     open_dapr_client,

@@ -9,7 +9,7 @@ import aiohttp
 from dapr.aio.clients import DaprClient
 from dapr.conf import settings as sdk_settings
 
-from microservice_x.clients import message_limit
+from dapr_support.clients import message_limit
 from microservice_x.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import orjson
 from dapr.clients.exceptions import DaprGrpcError, DaprInternalError
 from dapr.clients.grpc._state import Concurrency, StateOptions
 
-from microservice_x.clients import ClientKeeper
+from dapr_support.clients import ClientKeeper
 from microservice_x.errors import CorruptRecord, StoreError
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import orjson
 from pydantic import ValidationError
 
-from microservice_x.clients import ClientKeeper
+from dapr_support.clients import ClientKeeper
 from microservice_x.deadletters import DeadLetter
 from microservice_x.errors import CorruptRecord
 from microservice_x.events import JobEvent
