@@ -39,7 +39,7 @@ JOB_SECONDS = 3.0
 WAIT_SECONDS = 40.0
 #: Load run: submissions stop at whichever comes first.
 LOAD_MAX_JOBS = 3000
-LOAD_SUBMIT_SECONDS = 25.0
+LOAD_SUBMIT_SECONDS = 45.0
 LOAD_CLIENTS = 8
 #: Short, but long enough that the killed replica is running some when it dies.
 LOAD_JOB_SECONDS = 0.2
