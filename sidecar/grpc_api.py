@@ -18,9 +18,9 @@ from dapr.proto.runtime.v1 import dapr_pb2_grpc, pubsub_pb2, state_pb2
 from google.protobuf import any_pb2, empty_pb2
 
 from sidecar.errors import DaprError
-from sidecar.http_state import unsupported_operation
 from sidecar.publishing import PublishEntry
 from sidecar.state.base import Concurrency, DeleteRequest, SetRequest
+from sidecar.state.errors import unsupported_operation
 
 if TYPE_CHECKING:
     from sidecar.runtime import Runtime

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from sidecar.errors import DaprError
 from sidecar.state.base import Concurrency, DeleteRequest, SetRequest
+from sidecar.state.errors import unsupported_operation
 
 if TYPE_CHECKING:
     from sidecar.runtime import Runtime
@@ -107,16 +108,6 @@ def delete_request(item: Any, extra_metadata: Mapping[str, str] | None = None) -
         etag=_etag(item.get("etag")),
         metadata=metadata,
         concurrency=_options_concurrency(item.get("options")),
-    )
-
-
-def unsupported_operation(operation: object) -> DaprError:
-    return DaprError(
-        "ERR_NOT_SUPPORTED_STATE_OPERATION",
-        f"operation type {operation} not supported",
-        400,
-        grpc.StatusCode.UNIMPLEMENTED,
-        reason="ERR_NOT_SUPPORTED_STATE_OPERATION",
     )
 
 

@@ -7,9 +7,16 @@ unacknowledged so the broker redelivers it (contract section 5 and 6).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a component's close() waits for its consumer tasks to finish.
+CLOSE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,3 +58,14 @@ class PubSub(Protocol):
 
     async def subscribe(self, topic: str, handler: Handler, *, concurrency: int) -> None:
         """Start consuming ``topic`` in the component's consumer group; returns at once."""
+
+
+async def stop_tasks(tasks: set[asyncio.Task[None]], owner: str) -> None:
+    """Cancel a component's consumer tasks and wait (bounded) until they have stopped."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        _, stuck = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)
+        if stuck:
+            logger.warning("%s: %d consumer tasks did not stop in time", owner, len(stuck))
+    tasks.clear()

@@ -12,13 +12,12 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from sidecar.components import Component
-from sidecar.pubsub.base import BulkEntry, Handler, Message, PublishError
+from sidecar.pubsub.base import BulkEntry, Handler, Message, PublishError, stop_tasks
 
 logger = logging.getLogger(__name__)
 
 _ATTEMPTS = 10
 _RETRY_DELAY = 0.1
-_CLOSE_TIMEOUT = 5.0  #: seconds close() waits for consumer tasks to finish
 
 
 class InMemoryPubSub:
@@ -35,13 +34,7 @@ class InMemoryPubSub:
 
     async def close(self) -> None:
         self._closed = True
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            _, stuck = await asyncio.wait(self._tasks, timeout=_CLOSE_TIMEOUT)
-            if stuck:
-                logger.warning("%s: %d consumer tasks did not stop in time", self.name, len(stuck))
-        self._tasks.clear()
+        await stop_tasks(self._tasks, self.name)
         self._queues.clear()
 
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:

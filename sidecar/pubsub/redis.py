@@ -23,7 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sidecar.components import Component, ComponentError
 from sidecar.durations import parse_go_duration
-from sidecar.pubsub.base import BulkEntry, Handler, Message, PublishError
+from sidecar.pubsub.base import BulkEntry, Handler, Message, PublishError, stop_tasks
 from sidecar.redis_conn import redis_client
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,6 @@ logger = logging.getLogger(__name__)
 _BLOCK_MS = 2000  #: XREADGROUP BLOCK; bounds how long a poll waits before checking for close
 _MAX_BACKOFF = 5.0  #: seconds between reconnection attempts while Redis is down
 _RECLAIM_ROUNDS = 100  #: XAUTOCLAIM pages per redeliver tick
-_CLOSE_TIMEOUT = 5.0  #: seconds close() waits for consumer tasks to finish
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,13 +129,7 @@ class RedisStreamsPubSub:
 
     async def close(self) -> None:
         self._closed = True
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            _, stuck = await asyncio.wait(self._tasks, timeout=_CLOSE_TIMEOUT)
-            if stuck:
-                logger.warning("%s: %d consumer tasks did not stop in time", self.name, len(stuck))
-        self._tasks.clear()
+        await stop_tasks(self._tasks, self.name)
         await self._client.aclose()
 
     def _fields(self, data: bytes, metadata: Mapping[str, str]) -> dict[Any, Any]:

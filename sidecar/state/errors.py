@@ -119,7 +119,7 @@ def transaction_failed(error: Exception) -> DaprError:
     )
 
 
-def unsupported_operation(operation: str) -> DaprError:
+def unsupported_operation(operation: object) -> DaprError:
     """HTTP 400; gRPC UNIMPLEMENTED."""
     return DaprError(
         "ERR_NOT_SUPPORTED_STATE_OPERATION",
