@@ -41,7 +41,7 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "wait": ("3. Wait-with-timeout: final -> 200", scenario_wait.run),
     "waiters": ("4. Many concurrent waiters on one replica", scenario_waiters.run),
     "events": ("5. Event delivery: orchestrator -> microservice-x", scenario_events.run),
-    "sidecar": ("6. Sidecar cost per operation (SDK, concurrency 16)", scenario_sidecar.run),
+    "sidecar": ("6. Sidecar cost per operation (SDK)", scenario_sidecar.run),
 }
 #: Wall-clock budget of one scenario per mode, set-up included.
 BUDGET_S = {"tiny": 40.0, "quick": 75.0, "full": 420.0}

@@ -1,4 +1,5 @@
-"""A closed-loop load generator: N calls at concurrency C, bounded in count and in time."""
+"""A load generator: N calls at concurrency C, optionally paced to a fixed rate, bounded in count
+and in time."""
 
 from __future__ import annotations
 
@@ -32,9 +33,14 @@ async def run_load(
     count: int,
     concurrency: int,
     time_limit: float,
+    rate: float | None = None,
 ) -> LoadResult:
     """Run call(0..count-1) with at most `concurrency` in flight; stop starting new ones at
-    time_limit, and cancel stragglers shortly after it so a stuck target cannot hang the run."""
+    time_limit, and cancel stragglers shortly after it so a stuck target cannot hang the run.
+
+    With `rate` (calls/s), call i starts no earlier than i / rate seconds after the start: the
+    same offered load for every target, so CPU per call is compared at the same throughput.
+    """
     result = LoadResult()
     next_index = 0
     started = time.perf_counter()
@@ -45,6 +51,10 @@ async def run_load(
         while next_index < count and time.perf_counter() < deadline:
             index = next_index
             next_index += 1
+            if rate:
+                delay = started + index / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
             t0 = time.perf_counter()
             try:
                 await call(index)

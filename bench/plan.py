@@ -22,16 +22,17 @@ class Plan:
     waiters: tuple[int, ...]
     waiter_hold_s: float  #: how long the waiters are held while memory/CPU/reads are taken
     event_count: int
-    sidecar_ops: int  #: per operation and per target
+    sidecar_ops: int  #: per operation, phase and target
+    sidecar_rounds: int  #: alternating sidecar / do-nothing rounds of scenario 6
     load_time_limit: float  #: per measured load phase
     settle_s: float  #: how long to wait for the last events after a load phase
 
 
 PLANS = {
-    "tiny": Plan("tiny", 12, (1, 16, 64), 12, 8, 6, (50,), 1.0, 4, 120, 10.0, 6.0),
-    "quick": Plan("quick", 200, (1, 16, 64), 150, 16, 40, (1000,), 2.0, 20, 800, 15.0, 15.0),
+    "tiny": Plan("tiny", 12, (1, 16, 64), 12, 8, 6, (50,), 1.0, 4, 120, 1, 10.0, 6.0),
+    "quick": Plan("quick", 200, (1, 16, 64), 150, 16, 40, (1000,), 2.0, 20, 1000, 2, 15.0, 15.0),
     "full": Plan(
-        "full", 1500, (1, 16, 64), 1000, 16, 200, (1000, 10000), 5.0, 100, 5000, 60.0, 30.0
+        "full", 1500, (1, 16, 64), 1000, 16, 200, (1000, 10000), 5.0, 100, 4000, 3, 60.0, 30.0
     ),
 }
 

@@ -7,8 +7,10 @@ Pure functions, field for field as components-contrib ``pubsub/envelope.go`` and
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import secrets
+import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -63,12 +65,23 @@ def dumps(value: Any) -> bytes:
 
 def new_traceparent() -> str:
     """A fresh sampled W3C traceparent, as daprd starts a span when the caller sent none."""
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    ids = secrets.token_hex(24)
+    return f"00-{ids[:32]}-{ids[32:]}-01"
 
 
 def rfc3339(moment: datetime) -> str:
     """Go's ``time.RFC3339``: second precision, ``Z`` for UTC."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@functools.lru_cache(maxsize=4)
+def _format_second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+
+
+def rfc3339_now() -> str:
+    """``rfc3339`` of the current time; formatted once per second (publishing is hot)."""
+    return _format_second(int(time.time()))
 
 
 def new_envelope(
@@ -109,7 +122,7 @@ def new_envelope(
         "traceid": trace,
         "traceparent": trace,
         "tracestate": fields["tracestate"],
-        "time": rfc3339(now or datetime.now(UTC)),
+        "time": rfc3339(now) if now else rfc3339_now(),
     }
     if is_json_content_type(content_type):
         try:
@@ -142,7 +155,8 @@ def from_cloudevent(
         raise CloudEventError(f"cannot create cloudevent: {exc}") from None
     if not isinstance(event, dict):
         raise CloudEventError("cannot create cloudevent: the body is not a JSON object")
-    event.setdefault("time", rfc3339(now or datetime.now(UTC)))
+    if "time" not in event:
+        event["time"] = rfc3339(now) if now else rfc3339_now()
     # contrib's FromCloudEvent overwrites the trace fields with the request's trace context.
     event["traceid"] = traceparent
     event["traceparent"] = traceparent

@@ -24,7 +24,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sidecar.components import Component, ComponentError
 from sidecar.durations import parse_go_duration
 from sidecar.pubsub.base import BulkEntry, Handler, Message, PublishError, stop_tasks
-from sidecar.redis_conn import redis_client
+from sidecar.redis_conn import redis_client, redis_pipe
+from sidecar.redis_pipe import Arg, ReplyError
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +112,10 @@ class RedisStreamsPubSub:
         self.name = component.name
         self.component = component
         self.settings = parse_settings(component, app_id)
+        # Blocking reads and group management on redis-py; publish and ack on the pipelined
+        # connection, which is cheaper per command and must never carry a blocking one.
         self._client: aioredis.Redis = redis_client(component)
+        self._pipe = redis_pipe(component)
         self._host = component.metadata.get("redisHost", "")
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -131,31 +135,30 @@ class RedisStreamsPubSub:
         self._closed = True
         await stop_tasks(self._tasks, self.name)
         await self._client.aclose()
+        await self._pipe.close()
 
-    def _fields(self, data: bytes, metadata: Mapping[str, str]) -> dict[Any, Any]:
-        return {b"data": data, b"metadata": json.dumps(dict(metadata)).encode()}
+    def _xadd(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> tuple[Arg, ...]:
+        encoded = json.dumps(dict(metadata)).encode() if metadata else b"{}"
+        fields = (b"data", data, b"metadata", encoded)
+        if self.settings.max_len_approx is None:
+            return ("XADD", topic, "*", *fields)
+        return ("XADD", topic, "MAXLEN", "~", self.settings.max_len_approx, "*", *fields)
 
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
         if self._closed:
             raise PublishError("component is closed")
         try:
-            await self._client.xadd(
-                topic, self._fields(data, metadata), maxlen=self.settings.max_len_approx
-            )
-        except (RedisError, OSError) as exc:
+            await self._pipe.execute(*self._xadd(topic, data, metadata))
+        except (ReplyError, OSError) as exc:
             raise PublishError(f"redis streams: error from publish: {exc}") from exc
 
     async def bulk_publish(self, topic: str, entries: Sequence[BulkEntry]) -> list[str]:
         if self._closed:
             return [entry.entry_id for entry in entries]
-        pipe = self._client.pipeline(transaction=False)
-        for entry in entries:
-            pipe.xadd(
-                topic, self._fields(entry.data, entry.metadata), maxlen=self.settings.max_len_approx
-            )
+        commands = [self._xadd(topic, entry.data, entry.metadata) for entry in entries]
         try:
-            results = await pipe.execute(raise_on_error=False)
-        except (RedisError, OSError) as exc:
+            results = await self._pipe.execute_many(commands)
+        except OSError as exc:
             logger.error("redis streams: bulk publish to %s failed: %s", topic, exc)
             return [entry.entry_id for entry in entries]
         return [
@@ -258,8 +261,8 @@ class RedisStreamsPubSub:
             logger.error("Error processing Redis message %s: %s", entry, exc or type(exc).__name__)
             return
         try:
-            await self._client.xack(topic, settings.consumer_id, pending.entry_id)
-        except (RedisError, OSError) as exc:
+            await self._pipe.execute("XACK", topic, settings.consumer_id, pending.entry_id)
+        except (ReplyError, OSError) as exc:
             logger.error("Error acknowledging Redis message %s: %s", entry, exc)
 
     async def _reclaim_loop(self, topic: str, queue: asyncio.Queue[_Pending]) -> None:

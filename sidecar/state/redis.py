@@ -13,13 +13,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from sidecar.components import Component, ComponentError
-from sidecar.redis_conn import redis_client
+from sidecar.redis_conn import redis_pipe
+from sidecar.redis_pipe import ReplyError
 from sidecar.state.base import (
     BulkGetItem,
     Concurrency,
@@ -74,7 +70,7 @@ return redis.error_reply("failed to delete " .. KEYS[1])
 """
 
 _Call = tuple[bool, str, tuple[str | bytes, ...]]  #: (is a set, key, script arguments)
-_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+_UNAVAILABLE = (OSError, TimeoutError)  #: RedisUnavailable is a ConnectionError
 
 
 def _etag_arg(request: SetRequest) -> str:
@@ -94,7 +90,7 @@ class RedisStateStore:
     def __init__(self, component: Component) -> None:
         self.name = component.name
         self._component = component
-        self._client: aioredis.Redis = redis_client(component)
+        self._redis = redis_pipe(component)
         self._host = component.metadata.get("redisHost", "")
         # Component-wide default TTL (contrib's clientSettings.TTLInSeconds).
         self._default_ttl = component.metadata.get("ttlInSeconds", "")
@@ -108,9 +104,9 @@ class RedisStateStore:
 
     async def init(self) -> None:
         try:
-            await self._client.ping()
+            await self._redis.execute("PING")
             await self._load_scripts()
-        except (*_UNAVAILABLE, ResponseError) as exc:
+        except (*_UNAVAILABLE, ReplyError) as exc:
             raise ComponentError(
                 self._component,
                 "redisHost",
@@ -118,51 +114,55 @@ class RedisStateStore:
             ) from exc
 
     async def _load_scripts(self) -> None:
-        self._set_sha = str(await self._client.script_load(SET_SCRIPT))
-        self._delete_sha = str(await self._client.script_load(DELETE_SCRIPT))
+        set_sha, delete_sha = await self._redis.execute_many(
+            [("SCRIPT", "LOAD", SET_SCRIPT), ("SCRIPT", "LOAD", DELETE_SCRIPT)]
+        )
+        for sha in (set_sha, delete_sha):
+            if isinstance(sha, ReplyError):
+                raise sha
+        self._set_sha, self._delete_sha = set_sha.decode(), delete_sha.decode()
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._redis.close()
 
     async def _evalsha(self, sha_name: str, key: str, *args: str | bytes) -> Any:
         """EVALSHA, loading the scripts again if Redis lost them (restart, SCRIPT FLUSH)."""
         try:
-            return await self._client.evalsha(getattr(self, sha_name), 1, key, *args)
-        except NoScriptError:
+            return await self._redis.execute("EVALSHA", getattr(self, sha_name), 1, key, *args)
+        except ReplyError as exc:
+            if not exc.no_script:
+                raise
             await self._load_scripts()
-            return await self._client.evalsha(getattr(self, sha_name), 1, key, *args)
+            return await self._redis.execute("EVALSHA", getattr(self, sha_name), 1, key, *args)
 
     async def get(self, key: str) -> GetResponse | None:
         try:
-            fields = await self._client.hgetall(key)
+            fields = await self._redis.execute("HGETALL", key)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
-        except ResponseError:
+        except ReplyError:
             return await self._plain_get(key)
         return _response(fields)
 
     async def _plain_get(self, key: str) -> GetResponse | None:
         """Contrib falls back to GET for keys written as plain strings."""
         try:
-            raw = await self._client.get(key)
+            raw = await self._redis.execute("GET", key)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
-        except ResponseError as exc:
+        except ReplyError as exc:
             raise StateError(str(exc)) from exc
-        return None if raw is None else GetResponse(_as_bytes(raw), None)
+        return None if raw is None else GetResponse(bytes(raw), None)
 
     async def bulk_get(self, keys: Sequence[str]) -> list[BulkGetItem]:
-        pipe = self._client.pipeline(transaction=False)
-        for key in keys:
-            pipe.hgetall(key)
         try:
-            results = await pipe.execute(raise_on_error=False)
+            results = await self._redis.execute_many([("HGETALL", key) for key in keys])
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
         items: list[BulkGetItem] = []
         for key, result in zip(keys, results, strict=True):
             try:
-                if isinstance(result, ResponseError):
+                if isinstance(result, ReplyError):
                     items.append(BulkGetItem(key, await self._plain_get(key)))
                 else:
                     items.append(BulkGetItem(key, _response(result)))
@@ -189,7 +189,7 @@ class RedisStateStore:
             await self._evalsha("_set_sha", request.key, etag, request.value, first_write, ttl)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
-        except ResponseError as exc:
+        except ReplyError as exc:
             if request.etag:
                 raise etag_mismatch(exc) from exc
             raise StateError(f"failed to set key {request.key}: {exc}") from exc
@@ -199,7 +199,7 @@ class RedisStateStore:
             await self._evalsha("_delete_sha", request.key, request.etag or "0")
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
-        except ResponseError as exc:
+        except ReplyError as exc:
             raise etag_mismatch(exc) from exc
 
     async def transact(self, operations: Sequence[SetRequest | DeleteRequest]) -> None:
@@ -215,7 +215,7 @@ class RedisStateStore:
         for attempt in range(2):
             results = await self._exec_multi(calls)
             errors = [r for r in results if isinstance(r, Exception)]
-            if attempt == 0 and results and all(isinstance(r, NoScriptError) for r in results):
+            if attempt == 0 and results and all(_no_script(r) for r in results):
                 # Nothing ran (Redis restarted and lost the scripts): load them and retry.
                 await self._load_scripts()
                 continue
@@ -224,14 +224,15 @@ class RedisStateStore:
             return
 
     async def _exec_multi(self, calls: list[_Call]) -> list[Any]:
-        pipe = self._client.pipeline(transaction=True)
-        for is_set, key, args in calls:
-            pipe.evalsha(self._set_sha if is_set else self._delete_sha, 1, key, *args)
+        commands = [
+            ("EVALSHA", self._set_sha if is_set else self._delete_sha, 1, key, *args)
+            for is_set, key, args in calls
+        ]
         try:
-            return list(await pipe.execute(raise_on_error=False))
+            return await self._redis.transaction(commands)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
-        except ResponseError as exc:
+        except ReplyError as exc:
             raise StateError(str(exc)) from exc
 
     async def query(self, query: Mapping[str, object]) -> QueryResponse:
@@ -239,16 +240,21 @@ class RedisStateStore:
         raise InvalidRequest("redis-json server support is required for query capability")
 
 
-def _as_bytes(value: bytes | str) -> bytes:
-    return value.encode() if isinstance(value, str) else bytes(value)
+def _no_script(reply: Any) -> bool:
+    return isinstance(reply, ReplyError) and reply.no_script
 
 
-def _response(fields: Mapping[Any, Any]) -> GetResponse | None:
-    """A GetResponse from HGETALL's answer (the client does not decode responses)."""
+def _response(fields: Sequence[bytes]) -> GetResponse | None:
+    """A GetResponse from HGETALL's flat field/value list (RESP2, undecoded)."""
     if not fields:
         return None
-    data = fields.get(b"data")
-    version = fields.get(b"version")
+    data = version = None
+    for index in range(0, len(fields) - 1, 2):
+        name = fields[index]
+        if name == b"data":
+            data = fields[index + 1]
+        elif name == b"version":
+            version = fields[index + 1]
     if data is None or version is None:
         raise StateError("required hash field 'data' or 'version' was not found")
-    return GetResponse(_as_bytes(data), _as_bytes(version).decode())
+    return GetResponse(data, version.decode())
