@@ -79,11 +79,16 @@ class _Protocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
 
     def send(self, packed: bytes, future: asyncio.Future[Any], count: int) -> None:
-        """Queue a packed command (or several) for this tick's flush."""
+        """Write a packed command (or several) now if the connection is idle, else queue it for
+        this tick's flush, so commands issued while others are in flight share one write."""
+        idle = not self.waiters and not self._buffer
+        self.waiters.append(_Waiter(future, count))
+        if idle and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(packed)
+            return
         if not self._buffer:
             asyncio.get_running_loop().call_soon(self._flush)
         self._buffer.append(packed)
-        self.waiters.append(_Waiter(future, count))
 
     def _flush(self) -> None:
         buffer, self._buffer = self._buffer, []
