@@ -187,3 +187,25 @@ def parse_event(event: object) -> JobEvent:
         time=_optional_str(event, "time"),
         job=job,
     )
+
+
+def is_bulk(body: object) -> bool:
+    """Whether a delivery is a Dapr bulk-subscribe message rather than one CloudEvent."""
+    return isinstance(body, dict) and isinstance(body.get("entries"), list)
+
+
+def bulk_entries(message: dict[str, Any]) -> list[tuple[str, JobEvent | MalformedEvent]]:
+    """Each entry of a bulk message: its ``entryId`` and its parsed event or why it is bad.
+
+    An entry without a string ``entryId`` cannot be answered and is left out (Dapr treats an
+    entry missing from the answer as failed and retries it).
+    """
+    parsed: list[tuple[str, JobEvent | MalformedEvent]] = []
+    for entry in message["entries"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("entryId"), str):
+            continue
+        try:
+            parsed.append((entry["entryId"], parse_event(entry.get("event"))))
+        except MalformedEvent as exc:
+            parsed.append((entry["entryId"], exc))
+    return parsed

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import grpc
 import orjson
 from dapr.clients.exceptions import DaprGrpcError, DaprInternalError
-from dapr.clients.grpc._state import Concurrency, StateOptions
+from dapr.clients.grpc._state import Concurrency, StateItem, StateOptions
 
 from dapr_support.clients import ClientKeeper
 from microservice_x.errors import CorruptRecord, StoreError
@@ -93,6 +93,42 @@ class Records:
             for item in response.items
             if item.data
         }
+
+    async def get_reads(self, keys: list[str]) -> dict[str, Read]:
+        """Value and etag of every key (absent: ``(None, None)``), in one call."""
+        try:
+            response = await self._clients.current.get_bulk_state(self.store, keys, parallelism=8)
+        except DaprGrpcError as exc:
+            self._clients.failed(exc)
+            raise StoreError(f"bulk read from {self.store!r}: {_reason(exc)}") from exc
+        reads: dict[str, Read] = dict.fromkeys(keys, (None, None))
+        for item in response.items:
+            if item.error:
+                raise StoreError(f"reading {item.key!r} from {self.store!r}: {item.error}")
+            data = item.data if isinstance(item.data, bytes) else item.data.encode()
+            reads[item.key] = (data or None), (item.etag or None)
+        return reads
+
+    async def save_many(self, writes: dict[str, tuple[bytes, str | None]]) -> bool:
+        """Save several keys in one call, each with its etag (None: insert-only).
+
+        True when all were saved. False when the call failed: some keys may have been saved and
+        others not (Dapr saves the items one by one), so the caller re-reads each and retries.
+        """
+        # SDK 1.18's save_bulk_state copies `options` into the request as they are, so it needs
+        # the protobuf message rather than the StateOptions its signature names.
+        insert_only: Any = self._first_write.get_proto()  # type: ignore[no-untyped-call]
+        items = [
+            StateItem(key, value, etag=etag, options=None if etag else insert_only)
+            for key, (value, etag) in writes.items()
+        ]
+        try:
+            await self._clients.current.save_bulk_state(self.store, items)
+        except (DaprGrpcError, DaprInternalError) as exc:
+            self._clients.failed(exc)
+            logger.debug("saving %s keys at once failed (%s); one by one", len(items), exc)
+            return False
+        return True
 
     async def _save(self, key: str, value: bytes, etag: str | None) -> None:
         client = self._clients.current

@@ -14,10 +14,10 @@ from pydantic import ValidationError
 
 from dapr_support.clients import ClientKeeper
 from microservice_x.deadletters import DeadLetter
-from microservice_x.errors import CorruptRecord
+from microservice_x.errors import CorruptRecord, StoreError
 from microservice_x.events import JobEvent
 from microservice_x.index import JobIndex
-from microservice_x.records import Records, decode_list
+from microservice_x.records import Change, Records, decode_list
 from microservice_x.view import JobView, Outcome, Reduction, apply_event
 
 JOB_KEY_PREFIX = "job:"
@@ -30,6 +30,25 @@ def _decode_view(key: str, data: bytes) -> JobView:
         return JobView.model_validate_json(data)
     except ValidationError as exc:
         raise CorruptRecord(f"stored record {key!r} is not a job view: {exc}") from exc
+
+
+def _folding(key: str, events: list[tuple[JobEvent, str]]) -> Change[list[Reduction]]:
+    """The change that applies ``events`` in order to the view stored at ``key``."""
+
+    def change(current: bytes | None) -> tuple[bytes | None, list[Reduction]]:
+        view = None if current is None else _decode_view(key, current)
+        reductions = []
+        written = False
+        for event, received_at in events:
+            reduction = apply_event(view, event, received_at)
+            reductions.append(reduction)
+            if reduction.outcome is not Outcome.DUPLICATE:
+                view, written = reduction.view, True
+        if not written or view is None:
+            return None, reductions
+        return view.model_dump_json().encode(), reductions
+
+    return change
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,26 +120,57 @@ class ViewStore:
 
     async def _fold(self, key: str, job_id: str, batch: list[_Queued]) -> list[Reduction]:
         """One compare-and-swap of the view with every event of ``batch`` applied in order."""
-
-        def change(current: bytes | None) -> tuple[bytes | None, list[Reduction]]:
-            view = None if current is None else _decode_view(key, current)
-            reductions = []
-            written = False
-            for item in batch:
-                reduction = apply_event(view, item.event, item.received_at)
-                reductions.append(reduction)
-                if reduction.outcome is not Outcome.DUPLICATE:
-                    view, written = reduction.view, True
-            if not written or view is None:
-                return None, reductions
-            return view.model_dump_json().encode(), reductions
-
+        events = [(item.event, item.received_at) for item in batch]
         first_read = await self._records.get(key)
         if first_read[0] is None:
             # Index first: if the process dies before the view is saved, the redelivery finds the
             # id indexed already; a listed id whose view is missing is simply skipped.
             await self._index.add(job_id)
-        return await self._records.update(key, change, first_read)
+        return await self._records.update(key, _folding(key, events), first_read)
+
+    async def apply_many(self, events: list[tuple[JobEvent, str]]) -> list[Reduction | StoreError]:
+        """Fold a bulk delivery's events (with their arrival times) into their views.
+
+        One read of every key and one write of every changed view, in two calls; a view whose
+        write did not go through is then updated alone by compare-and-swap (folding is
+        idempotent, so a view that was written after all just sees duplicates). Raises
+        StoreError when the read fails; per event, the Reduction or the StoreError of its view.
+        """
+        by_key: dict[str, list[tuple[JobEvent, str]]] = {}
+        for event, received_at in events:
+            by_key.setdefault(JOB_KEY_PREFIX + event.job.id, []).append((event, received_at))
+        reads = await self._records.get_reads(list(by_key))
+        new_ids = [group[0][0].job.id for key, group in by_key.items() if reads[key][0] is None]
+        # Group-committed into one index write, before any new view (see _fold).
+        await asyncio.gather(*(self._index.add(job_id) for job_id in new_ids))
+        outcomes: dict[str, list[Reduction] | StoreError] = {}
+        writes: dict[str, tuple[bytes, str | None]] = {}
+        for key, group in by_key.items():
+            try:
+                value, reductions = _folding(key, group)(reads[key][0])
+            except StoreError as exc:  # a corrupt view fails its own events only
+                outcomes[key] = exc
+                continue
+            outcomes[key] = reductions
+            if value is not None:
+                writes[key] = (value, reads[key][1])
+        if writes and not await self._records.save_many(writes):
+            for key in writes:
+                try:
+                    outcomes[key] = await self._records.update(key, _folding(key, by_key[key]))
+                except StoreError as exc:
+                    outcomes[key] = exc
+        answers: list[Reduction | StoreError] = []
+        positions = dict.fromkeys(by_key, 0)
+        for event, _ in events:
+            key = JOB_KEY_PREFIX + event.job.id
+            outcome = outcomes[key]
+            if isinstance(outcome, StoreError):
+                answers.append(outcome)
+            else:
+                answers.append(outcome[positions[key]])
+                positions[key] += 1
+        return answers
 
     async def list_jobs(self, limit: int, status: str | None = None) -> list[JobView]:
         """The newest jobs first, optionally only those in one status."""

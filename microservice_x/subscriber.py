@@ -17,8 +17,16 @@ from fastapi import APIRouter, Request
 from microservice_x.deadletters import dead_letter_from
 from microservice_x.deps import SettingsDep, StoreDep
 from microservice_x.errors import StoreError
-from microservice_x.events import JobEvent, MalformedEvent, parse_body, parse_event
+from microservice_x.events import (
+    JobEvent,
+    MalformedEvent,
+    bulk_entries,
+    is_bulk,
+    parse_body,
+    parse_event,
+)
 from microservice_x.store import ViewStore
+from microservice_x.view import Reduction
 
 logger = logging.getLogger(__name__)
 
@@ -67,24 +75,77 @@ async def _apply(store: ViewStore, event: JobEvent, received_at: str, via: str) 
     return SUCCESS
 
 
+def _ours(event: JobEvent, app_id: str) -> bool:
+    if event.job.owner == app_id:
+        return True
+    # The subscription's rule filters these out; checked again in case a route is shared.
+    logger.info(
+        "event %s job=%s owner=%r is not ours, ignored", event.id, event.job.id, event.job.owner
+    )
+    return False
+
+
 @router.post(JOB_EVENTS_ROUTE)
-async def on_job_event(request: Request, store: StoreDep, settings: SettingsDep) -> dict[str, str]:
-    """Fold a job event into the view of its job."""
+async def on_job_event(request: Request, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
+    """Fold a job event (or a bulk delivery of them) into the views of their jobs."""
     received_at = utc_now()
     decoded: Any = None
     try:
         decoded = parse_body(await request.body())
+        if is_bulk(decoded):
+            return await _on_bulk(decoded, store, settings.app_id, received_at)
         event = parse_event(decoded)
     except MalformedEvent as exc:
         logger.warning("event %s malformed, DROP: %s", _cloud_event_id(decoded), exc.reason)
         return DROP
-    if event.job.owner != settings.app_id:
-        # The subscription's rule filters these out; checked again in case a route is shared.
-        logger.info(
-            "event %s job=%s owner=%r is not ours, ignored", event.id, event.job.id, event.job.owner
-        )
+    if not _ours(event, settings.app_id):
         return SUCCESS
     return await _apply(store, event, received_at, "event")
+
+
+async def _on_bulk(
+    message: dict[str, Any], store: ViewStore, app_id: str, received_at: str
+) -> dict[str, Any]:
+    """A bulk delivery (Dapr's bulkSubscribe): one status per entry, the views in two calls."""
+    entries = bulk_entries(message)
+    statuses: dict[str, str] = {}
+    owned: list[tuple[str, JobEvent]] = []
+    for entry_id, event_or_error in entries:
+        if isinstance(event_or_error, MalformedEvent):
+            logger.warning("event in entry %s malformed, DROP: %s", entry_id, event_or_error.reason)
+            statuses[entry_id] = DROP["status"]
+        elif _ours(event_or_error, app_id):
+            owned.append((entry_id, event_or_error))
+        else:
+            statuses[entry_id] = SUCCESS["status"]
+    if owned:
+        try:
+            outcomes = await store.apply_many([(event, received_at) for _, event in owned])
+        except StoreError as exc:
+            logger.warning("bulk of %s events RETRY: %s", len(owned), exc)
+            outcomes = [exc] * len(owned)
+        for (entry_id, event), outcome in zip(owned, outcomes, strict=True):
+            statuses[entry_id] = _logged(event, outcome, "bulk event")
+    return {"statuses": [{"entryId": e, "status": statuses[e]} for e, _ in entries]}
+
+
+def _logged(event: JobEvent, outcome: Reduction | StoreError, via: str) -> str:
+    job = event.job
+    if isinstance(outcome, StoreError):
+        logger.warning("%s %s job=%s type=%s RETRY: %s", via, event.id, job.id, event.type, outcome)
+        return RETRY["status"]
+    view = outcome.view
+    logger.info(
+        "%s %s job=%s type=%s seq=%s -> status=%s (%s)",
+        via,
+        event.id,
+        job.id,
+        event.type,
+        job.sequence,
+        view.status,
+        outcome.outcome,
+    )
+    return SUCCESS["status"]
 
 
 @router.post(DEAD_LETTERS_ROUTE)

@@ -311,3 +311,96 @@ async def test_state_store_down_means_retry_then_recovery(
         await asyncio.sleep(0.1)
     assert answers[-1] == "SUCCESS", answers
     assert (await client.get(f"/jobs/{job_id}")).json()["status"] == "New"
+
+
+def bulk(*events: Any) -> dict[str, Any]:
+    """A bulk-subscribe delivery as Dapr makes it: one entry per event."""
+    return {
+        "id": str(uuid.uuid4()),
+        "pubsubname": "pubsub",
+        "topic": "job-events",
+        "type": "com.dapr.event.sent",
+        "metadata": {},
+        "entries": [
+            {
+                "entryId": f"e{n}",
+                "event": e,
+                "contentType": "application/cloudevents+json",
+                "metadata": {},
+            }
+            for n, e in enumerate(events)
+        ],
+    }
+
+
+async def deliver_bulk(client: httpx.AsyncClient, message: dict[str, Any]) -> list[str]:
+    response = await client.post("/events/jobs", json=message)
+    assert response.status_code == 200, response.text
+    statuses = response.json()["statuses"]
+    assert [s["entryId"] for s in statuses] == [e["entryId"] for e in message["entries"]]
+    return [s["status"] for s in statuses]
+
+
+async def test_bulk_delivery_answers_each_entry_and_builds_every_view(
+    client: httpx.AsyncClient,
+) -> None:
+    first, second, other = new_id(), new_id(), new_id()
+    created = event(first, "job.created", 1)
+    message = bulk(
+        created,
+        event(second, "job.created", 1),
+        event(first, "job.updated", 2),
+        event(other, "job.created", 1, owner="someone-else"),
+        {"id": "broken", "type": "job.created", "data": {"id": first}},
+        event(second, "job.completed", 3),
+        event(first, "job.completed", 3),
+        created,  # the same event twice in one batch
+    )
+    statuses = await deliver_bulk(client, message)
+    assert statuses == ["SUCCESS"] * 4 + ["DROP"] + ["SUCCESS"] * 3
+    one = (await client.get(f"/jobs/{first}")).json()
+    assert one["status"] == "Completed"
+    assert [e["sequence"] for e in one["events"]] == [1, 2, 3]
+    two = (await client.get(f"/jobs/{second}")).json()
+    assert (two["status"], two["eventCount"]) == ("Completed", 2)
+    assert_problem(await client.get(f"/jobs/{other}"), 404)
+    listed = {j["id"] for j in (await client.get("/jobs", params={"limit": 500})).json()}
+    assert {first, second} <= listed and other not in listed
+    # Redelivered as a whole: nothing changes, every entry is acknowledged.
+    assert await deliver_bulk(client, message) == statuses
+    assert (await client.get(f"/jobs/{first}")).json()["eventCount"] == 3
+
+
+async def test_bulk_and_single_deliveries_racing_on_the_same_jobs_lose_nothing(
+    client: httpx.AsyncClient,
+) -> None:
+    """Batches whose one-call write loses to concurrent writers fall back to per-view CAS."""
+    job_ids = [new_id() for _ in range(4)]
+    events = {j: [event(j, "job.updated", n) for n in range(1, 13)] for j in job_ids}
+    batches = [bulk(*(events[j][n] for j in job_ids)) for n in range(0, 12, 2)]
+    singles = [events[j][n] for j in job_ids for n in range(1, 12, 2)]
+    answers = await asyncio.gather(
+        *(deliver_bulk(client, b) for b in batches), *(deliver(client, e) for e in singles)
+    )
+    flat = [s for a in answers for s in (a if isinstance(a, list) else [a])]
+    assert flat == ["SUCCESS"] * len(flat)
+    for job_id in job_ids:
+        view = (await client.get(f"/jobs/{job_id}")).json()
+        assert view["eventCount"] == 12
+        assert view["sequence"] == 12
+
+
+async def test_bulk_entry_of_a_corrupt_view_is_retried_alone(
+    client: httpx.AsyncClient, sidecar: Sidecar
+) -> None:
+    healthy, corrupt = new_id(), new_id()
+    async with httpx.AsyncClient(base_url=sidecar.url) as dapr:
+        saved = await dapr.post(
+            "/v1.0/state/statestore", json=[{"key": f"job:{corrupt}", "value": {"not": "a view"}}]
+        )
+        assert saved.status_code == 204, saved.text
+    statuses = await deliver_bulk(
+        client, bulk(event(healthy, "job.created", 1), event(corrupt, "job.updated", 2))
+    )
+    assert statuses == ["SUCCESS", "RETRY"]
+    assert (await client.get(f"/jobs/{healthy}")).json()["status"] == "New"
