@@ -45,9 +45,10 @@ def outbox_metadata(job: Job) -> dict[str, str]:
     }
 
 
-def event_payload(job: Job) -> bytes:
-    """The event data: the public job, ``owner`` and ``sequence`` included."""
-    return json.dumps(job.public(), separators=(",", ":")).encode()
+def event_payload(job: Job, changed_by: str) -> bytes:
+    """The event data: the public job, ``owner`` and ``sequence`` included, and ``changedBy``:
+    the replica that wrote this change (it needs no broadcast of its own changes)."""
+    return json.dumps({**job.public(), "changedBy": changed_by}, separators=(",", ":")).encode()
 
 
 class MalformedEvent(ValueError):

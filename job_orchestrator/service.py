@@ -216,7 +216,10 @@ class JobService:
             if job is None or not owns(job.owner, caller):
                 raise JobNotFound(job_id)
             if not job.is_final:
-                await self.store.mutate(job_id, self._cancel_now, known=(job, etag))
+                known = (job, etag)
+                _, canceled, _ = await self.store.mutate(job_id, self._cancel_now, known=known)
+                if canceled is not None:
+                    self.waiters.notify(canceled.public())
                 if self.worker is not None:
                     self.worker.cancel_local(job_id)
                 continue

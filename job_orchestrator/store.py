@@ -226,7 +226,7 @@ class JobStore:
             ),
             TransactionalStateOperation(
                 key=key,
-                data=event_payload(job),
+                data=event_payload(job, self._settings.replica_name),
                 metadata={**event_meta, "outbox.projection": "true"},
             ),
         ]

@@ -7,6 +7,7 @@ requests to every replica, to wake waiting requests and stop handlers.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,19 +37,22 @@ CHANGED_RULE = (
 BROADCAST_LOOKBACK = timedelta(minutes=1)
 
 
-def changed_rule(since: datetime) -> str:
-    """CHANGED_RULE for events newer than ``since``.
+def changed_rule(since: datetime, me: str) -> str:
+    """CHANGED_RULE for events newer than ``since`` that replica ``me`` did not write.
 
     A ``{uuid}`` consumer group is created at the start of the stream, so a new replica would
-    otherwise be handed the whole history; older events can matter to nobody waiting here.
+    otherwise be handed the whole history; older events can matter to nobody waiting here. A
+    replica's own changes already woke its waiters and stopped its handlers in-process, so the
+    sidecar acknowledges them without a delivery.
     """
     stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f'({CHANGED_RULE}) && timestamp(event.time) > timestamp("{stamp}")'
+    mine = f"has(event.data.changedBy) && event.data.changedBy == {json.dumps(me)}"
+    return f'({CHANGED_RULE}) && timestamp(event.time) > timestamp("{stamp}") && !({mine})'
 
 
 def subscriptions(settings: Settings, started: datetime) -> list[dict[str, Any]]:
     """The programmatic subscriptions (Dapr v2 format with routing rules, no default route)."""
-    rule = changed_rule(started - BROADCAST_LOOKBACK)
+    rule = changed_rule(started - BROADCAST_LOOKBACK, settings.replica_name)
     subs = [
         {
             "pubsubname": settings.broadcast_pubsub,

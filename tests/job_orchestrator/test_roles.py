@@ -57,7 +57,7 @@ async def test_routing_errors_are_problems_too() -> None:
 def test_broadcast_rule_skips_history_with_daprs_cel() -> None:
     """The rule as the sidecar's CEL router evaluates it: recent final events only."""
     since = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-    router = Router([RouteRule(changed_rule(since), "/changed")])
+    router = Router([RouteRule(changed_rule(since, "host-1"), "/changed")])
 
     def route(kind: str, time: str, **data: object) -> str | None:
         return router.route({"type": kind, "time": time, "data": {"id": "j", **data}})
@@ -67,3 +67,6 @@ def test_broadcast_rule_skips_history_with_daprs_cel() -> None:
     assert route("job.updated", "2026-01-01T12:00:01Z", cancelRequested=True) == "/changed"
     assert route("job.updated", "2026-01-01T12:00:01Z", cancelRequested=False) is None
     assert route("job.created", "2026-01-01T12:00:01Z") is None
+    # Changes this replica wrote itself are not delivered back to it; other replicas' are.
+    assert route("job.completed", "2026-01-01T12:00:01Z", changedBy="host-1") is None
+    assert route("job.completed", "2026-01-01T12:00:01Z", changedBy="host-2") == "/changed"
