@@ -25,7 +25,7 @@ from sidecar.components import Component, ComponentError
 from sidecar.durations import parse_go_duration
 from sidecar.pubsub.base import BulkEntry, Handler, Message, PublishError, stop_tasks
 from sidecar.redis_conn import redis_client, redis_pipe
-from sidecar.redis_pipe import Arg, ReplyError
+from sidecar.redis_pipe import Arg, RedisPipe, ReplyError
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +86,13 @@ def _cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+def _pairs(fields: Sequence[bytes] | None) -> dict[bytes, bytes]:
+    """A stream entry's flat field/value list (RESP2, as hiredis gives it) as a mapping."""
+    if not fields:
+        return {}
+    return dict(zip(fields[::2], fields[1::2], strict=True))
+
+
 @dataclass(frozen=True, slots=True)
 class _Pending:
     entry_id: bytes
@@ -116,6 +123,7 @@ class RedisStreamsPubSub:
         # connection, which is cheaper per command and must never carry a blocking one.
         self._client: aioredis.Redis = redis_client(component)
         self._pipe = redis_pipe(component)
+        self._readers: set[RedisPipe] = set()  #: one per poll loop, for the blocking reads
         self._host = component.metadata.get("redisHost", "")
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -136,6 +144,8 @@ class RedisStreamsPubSub:
         await stop_tasks(self._tasks, self.name)
         await self._client.aclose()
         await self._pipe.close()
+        for reader in list(self._readers):
+            await reader.close()
 
     def _xadd(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> tuple[Arg, ...]:
         encoded = json.dumps(dict(metadata)).encode() if metadata else b"{}"
@@ -196,46 +206,58 @@ class RedisStreamsPubSub:
 
     async def _poll_loop(self, topic: str, queue: asyncio.Queue[_Pending]) -> None:
         group = self.settings.consumer_id
+        read: tuple[Arg, ...] = ("XREADGROUP", "GROUP", group, group)
+        read += ("COUNT", self.settings.queue_depth, "BLOCK", _BLOCK_MS, "STREAMS", topic, ">")
+        # Its own connection: a blocking read must not hold up the shared pipe's callers.
+        reader = redis_pipe(self.component)
+        self._readers.add(reader)
         delay, down = 0.1, False
-        while not self._closed and not _cancelled():
-            try:
-                response: Any = await self._client.xreadgroup(
-                    group, group, {topic: ">"}, count=self.settings.queue_depth, block=_BLOCK_MS
-                )
-                if down:
-                    logger.info("redis streams: reconnected to %s, consuming %s", self._host, topic)
-                    down, delay = False, 0.1
-                for _stream, entries in response or []:
-                    for entry_id, fields in entries:
-                        await queue.put(_Pending(entry_id, _decode(topic, fields)))
-                continue
-            except asyncio.CancelledError:
-                raise
-            except ResponseError as exc:
-                if "NOGROUP" in str(exc):
-                    logger.warning(
-                        "redis streams: consumer group %s does not exist for stream %s "
-                        "(Redis lost its data?); recreating it",
-                        group,
-                        topic,
-                    )
-                    with contextlib.suppress(RedisError, OSError):
-                        await self._ensure_group(topic)
+        try:
+            while not self._closed and not _cancelled():
+                try:
+                    response: Any = await reader.execute(*read)
+                    if down:
+                        logger.info(
+                            "redis streams: reconnected to %s, consuming %s", self._host, topic
+                        )
+                        down, delay = False, 0.1
+                    for _stream, entries in response or []:
+                        for entry_id, fields in entries:
+                            await queue.put(_Pending(entry_id, _decode(topic, _pairs(fields))))
                     continue
-                logger.error("redis streams: error reading from stream %s: %s", topic, exc)
-            except (RedisError, OSError) as exc:
-                if not down:
-                    logger.warning(
-                        "redis streams: lost connection to %s while reading %s: %s; reconnecting",
-                        self._host,
-                        topic,
-                        exc,
+                except asyncio.CancelledError:
+                    raise
+                except (ResponseError, ReplyError) as exc:
+                    if "NOGROUP" in str(exc):
+                        logger.warning(
+                            "redis streams: consumer group %s does not exist for stream %s "
+                            "(Redis lost its data?); recreating it",
+                            group,
+                            topic,
+                        )
+                        with contextlib.suppress(RedisError, OSError):
+                            await self._ensure_group(topic)
+                        continue
+                    logger.error("redis streams: error reading from stream %s: %s", topic, exc)
+                except (RedisError, OSError) as exc:
+                    if not down:
+                        logger.warning(
+                            "redis streams: lost connection to %s while reading %s: %s; "
+                            "reconnecting",
+                            self._host,
+                            topic,
+                            exc,
+                        )
+                    down = True
+                except Exception:
+                    logger.exception(
+                        "redis streams: unexpected error reading from stream %s", topic
                     )
-                down = True
-            except Exception:
-                logger.exception("redis streams: unexpected error reading from stream %s", topic)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _MAX_BACKOFF)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_BACKOFF)
+        finally:
+            self._readers.discard(reader)
+            await reader.close()
 
     async def _worker(self, topic: str, queue: asyncio.Queue[_Pending], handler: Handler) -> None:
         while not _cancelled():
