@@ -76,5 +76,7 @@ class Subscription:
     metadata: Mapping[str, str] = field(default_factory=dict)
     dead_letter_topic: str = ""
     scopes: tuple[str, ...] = ()
-    bulk: bool = False
+    bulk: bool = False  #: bulkSubscribe.enabled
+    bulk_max_messages: int = 0  #: bulkSubscribe.maxMessagesCount; 0 = daprd's default (100)
+    bulk_max_await_ms: int = 0  #: bulkSubscribe.maxAwaitDurationMs; 0 = daprd's default (1000)
     source: str = "programmatic"  #: or the YAML file path

@@ -2,7 +2,8 @@
 
 A message handler returns (so the broker acknowledges) only after success, a drop, or a
 successful dead-letter publish; otherwise it raises and the broker redelivers later. The
-behaviour follows daprd's ``pkg/runtime/subscription`` and its HTTP postman.
+behaviour follows daprd's ``pkg/runtime/subscription`` and its HTTP postman. Subscriptions with
+``bulkSubscribe`` enabled are batched by ``sidecar.bulk_delivery``, which reuses the dead letters.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sidecar import cloudevents
 from sidecar.app_channel import AppChannel, AppUnreachableError
+from sidecar.bulk_delivery import BulkSubscriber
 from sidecar.components import Subscription
 from sidecar.errors import DaprError
 from sidecar.publishing import Publisher
@@ -40,10 +43,6 @@ class Outcome(enum.Enum):
     RETRY = "retry"  #: retried per resiliency policy, then dead-lettered or redelivered
     DROP = "drop"  #: acknowledged; dead-lettered when the subscription has a dead letter topic
     NOT_FOUND = "not_found"  #: HTTP 404: acknowledged without dead letter, as in daprd
-
-
-class UnsupportedSubscriptionError(ValueError):
-    """A subscription asks for something this sidecar does not implement (bulk subscribe)."""
 
 
 class DeliveryFailedError(Exception):
@@ -79,7 +78,7 @@ def interpret_response(status: int, body: bytes) -> tuple[Outcome, str]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Route:
+class Route:
     pubsubname: str
     topic: str
     router: Router
@@ -122,6 +121,7 @@ class Deliverer:
         self._publisher = publisher
         self._resiliency = resiliency
         self._app_id = app_id
+        self._bulk_subscribers: list[BulkSubscriber] = []
         self._closed = False
         self._inflight = 0
         self._idle = asyncio.Event()
@@ -129,7 +129,7 @@ class Deliverer:
 
     async def start(self, subscriptions: Sequence[Subscription]) -> None:
         """Compile every rule first (a bad rule stops startup), then subscribe each once."""
-        routes: list[tuple[_Route, int]] = []
+        routes: list[tuple[Route, Subscription, int]] = []
         seen: set[tuple[str, str]] = set()
         for sub in subscriptions:
             key = (sub.pubsubname, sub.topic)
@@ -141,14 +141,9 @@ class Deliverer:
             if key in seen:
                 logger.warning("duplicate subscription to %s/%s ignored (%s)", *key, sub.source)
                 continue
-            if sub.bulk:
-                raise UnsupportedSubscriptionError(
-                    f"subscription {key[0]}/{key[1]} ({sub.source}) enables bulkSubscribe, which "
-                    "this sidecar does not support; remove bulkSubscribe to receive events singly"
-                )
             seen.add(key)
             where = f"subscription {key[0]}/{key[1]} ({sub.source})"
-            route = _Route(
+            route = Route(
                 pubsubname=sub.pubsubname,
                 topic=sub.topic,
                 router=Router(sub.rules, sub.default_path, where),
@@ -156,12 +151,32 @@ class Deliverer:
                 raw_payload=_is_true(sub.metadata.get("rawPayload")),
                 policy=self._resiliency.pubsub_inbound(sub.pubsubname),
             )
-            routes.append((route, _concurrency(sub)))
-        for route, concurrency in routes:
+            routes.append((route, sub, _concurrency(sub)))
+        for route, sub, concurrency in routes:
+            deliver = self._bulk(route, sub) if sub.bulk else partial(self._handle, route)
             await self._pubsubs[route.pubsubname].subscribe(
-                route.topic, self._handler(route), concurrency=concurrency
+                route.topic, self._handler(deliver), concurrency=concurrency
             )
-            logger.info("subscribed to topic %s on pubsub %s", route.topic, route.pubsubname)
+            logger.info(
+                "subscribed to topic %s on pubsub %s%s",
+                route.topic,
+                route.pubsubname,
+                " (bulk)" if sub.bulk else "",
+            )
+
+    def _bulk(self, route: Route, sub: Subscription) -> Handler:
+        """Start a bulk subscriber (sidecar.bulk_delivery); its handler batches messages."""
+        bulk = BulkSubscriber(
+            route,
+            self._app,
+            max_messages=sub.bulk_max_messages,
+            max_await_ms=sub.bulk_max_await_ms,
+            dead_letter=self._dead_letter,
+            fail=self._fail,
+        )
+        bulk.start()
+        self._bulk_subscribers.append(bulk)
+        return bulk.deliver
 
     async def close(self) -> None:
         """Refuse new messages (left unacknowledged) and wait briefly for in-flight ones."""
@@ -170,15 +185,18 @@ class Deliverer:
             await asyncio.wait_for(self._idle.wait(), timeout=_CLOSE_GRACE)
         except TimeoutError:
             logger.warning("closing with %d pub/sub deliveries still in flight", self._inflight)
+        for bulk in self._bulk_subscribers:
+            await bulk.close()
+        self._bulk_subscribers.clear()
 
-    def _handler(self, route: _Route) -> Handler:
+    def _handler(self, deliver: Handler) -> Handler:
         async def handle(message: Message) -> None:
             if self._closed:
                 raise DeliveryFailedError("subscription is closed")
             self._inflight += 1
             self._idle.clear()
             try:
-                await self._handle(route, message)
+                await deliver(message)
             finally:
                 self._inflight -= 1
                 if not self._inflight:
@@ -186,7 +204,7 @@ class Deliverer:
 
         return handle
 
-    async def _handle(self, route: _Route, message: Message) -> None:
+    async def _handle(self, route: Route, message: Message) -> None:
         try:
             event, body = cloudevents.parse_delivered(
                 message.data,
@@ -237,7 +255,7 @@ class Deliverer:
         await self._deliver(route, message, event, body, path)
 
     async def _deliver(
-        self, route: _Route, message: Message, event: Mapping[str, Any], body: bytes, path: str
+        self, route: Route, message: Message, event: Mapping[str, Any], body: bytes, path: str
     ) -> None:
         """Attempts under the inbound resiliency policy; then ack, dead letter or redeliver."""
         headers = self._headers(route, message, event)
@@ -268,7 +286,7 @@ class Deliverer:
 
     async def _attempt(
         self,
-        route: _Route,
+        route: Route,
         event: Mapping[str, Any],
         body: bytes,
         path: str,
@@ -324,7 +342,7 @@ class Deliverer:
         )
         raise _RetriableError(text)
 
-    def _headers(self, route: _Route, message: Message, event: Mapping[str, Any]) -> dict[str, str]:
+    def _headers(self, route: Route, message: Message, event: Mapping[str, Any]) -> dict[str, str]:
         # daprd forwards the broker message metadata as HTTP headers (WithCustomHTTPMetadata).
         headers = {
             key: value
@@ -345,7 +363,7 @@ class Deliverer:
             headers["tracestate"] = state
         return headers
 
-    async def _dead_letter(self, route: _Route, message: Message) -> bool:
+    async def _dead_letter(self, route: Route, message: Message) -> bool:
         """Publish the original bytes to the dead letter topic; True when the broker took them."""
         try:
             await self._publisher.publish_raw(
@@ -362,7 +380,7 @@ class Deliverer:
             return False
         return True
 
-    async def _fail(self, route: _Route, message: Message, error: Exception) -> None:
+    async def _fail(self, route: Route, message: Message, error: Exception) -> None:
         """Dead-letter the message if possible (then it is acknowledged), else leave it pending."""
         if route.dead_letter_topic and await self._dead_letter(route, message):
             return

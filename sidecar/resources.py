@@ -246,6 +246,8 @@ def _subscription(doc: Mapping[str, Any], label: str, v2: bool) -> Subscription:
         dead_letter_topic=_string(spec.get("deadLetterTopic"), label, "spec.deadLetterTopic"),
         scopes=_scopes(doc, label),
         bulk=enabled,
+        bulk_max_messages=_int(bulk, "maxMessagesCount", label, "spec.bulkSubscribe"),
+        bulk_max_await_ms=_int(bulk, "maxAwaitDurationMs", label, "spec.bulkSubscribe"),
         source=label,
     )
 
@@ -287,6 +289,8 @@ def parse_programmatic_subscriptions(body: Any) -> list[Subscription]:
                 metadata=_string_map(item.get("metadata"), where, "metadata"),
                 dead_letter_topic=_string(item.get("deadLetterTopic"), where, "deadLetterTopic"),
                 bulk=bulk.get("enabled") is True,
+                bulk_max_messages=_int(bulk, "maxMessagesCount", where, "bulkSubscribe"),
+                bulk_max_await_ms=_int(bulk, "maxAwaitDurationMs", where, "bulkSubscribe"),
                 source="programmatic",
             )
         )
@@ -320,6 +324,16 @@ def _string(value: Any, label: str, where: str, *, required: bool = False) -> st
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ResourceError(label, where, f"expected a string, got {type(value).__name__}")
     return str(value)
+
+
+def _int(parent: Mapping[str, Any], key: str, label: str, where: str) -> int:
+    """An optional integer field (int32 in daprd's types); absent or null is 0."""
+    value = parent.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not -(2**31) <= value < 2**31:
+        raise ResourceError(label, f"{where}.{key}", f"expected an integer, got {value!r}")
+    return int(value)
 
 
 def _string_map(value: Any, label: str, where: str) -> dict[str, str]:

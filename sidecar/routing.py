@@ -57,8 +57,12 @@ class Router:
             compiled.append(CompiledRule("", None, default_path))
         self.rules: tuple[CompiledRule, ...] = tuple(compiled)
 
-    def route(self, event: Mapping[str, Any]) -> str | None:
-        """The path of the first matching rule, or None when nothing matches."""
+    def route(self, event: Mapping[str, Any] | str) -> str | None:
+        """The path of the first matching rule, or None when nothing matches.
+
+        ``event`` is the CloudEvent, or for a bulk ``rawPayload`` subscription the payload as a
+        string (daprd's bulk subscriber matches rules against ``string(message.Event)``).
+        """
         context: Any = None
         for rule in self.rules:
             if rule.program is None:
@@ -66,7 +70,7 @@ class Router:
             if context is None:
                 # One conversion of the event into CEL values per message, shared by all rules.
                 context = cel.Context()
-                context.add_variable("event", dict(event))
+                context.add_variable("event", event if isinstance(event, str) else dict(event))
             try:
                 result = rule.program.execute(context)
             except (KeyError, RuntimeError, TypeError, ValueError) as exc:

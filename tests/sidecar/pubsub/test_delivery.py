@@ -17,7 +17,7 @@ from aiohttp import web
 from sidecar.app_channel import AppChannel
 from sidecar.cloudevents import has_expired
 from sidecar.components import RouteRule, Subscription
-from sidecar.delivery import Deliverer, UnsupportedSubscriptionError
+from sidecar.delivery import Deliverer
 from sidecar.publishing import Publisher
 from sidecar.pubsub.redis import RedisStreamsPubSub
 from sidecar.resiliency import Resiliency, parse_resiliency
@@ -379,13 +379,6 @@ async def test_bad_rule_stops_start(stack: StackFactory) -> None:
     s = await stack(rules=(RouteRule("event.type ==", "/x"),), start=False)
     with pytest.raises(RuleCompileError, match="not valid CEL"):
         await s.deliverer.start([s.subscription])
-
-
-async def test_bulk_subscribe_is_refused_clearly(stack: StackFactory) -> None:
-    s = await stack(start=False)
-    bulk = Subscription(pubsubname="pubsub", topic=s.topic, default_path="/b", bulk=True)
-    with pytest.raises(UnsupportedSubscriptionError, match="bulkSubscribe"):
-        await s.deliverer.start([bulk])
 
 
 async def test_expired_event_is_dropped_without_calling_the_app(
