@@ -18,7 +18,7 @@ from dapr.proto.runtime.v1 import dapr_pb2_grpc, pubsub_pb2, state_pb2
 from google.protobuf import any_pb2, empty_pb2
 
 from sidecar.errors import DaprError
-from sidecar.publishing import PublishEntry
+from sidecar.publishing import PublishEntry, publish_failed
 from sidecar.state.base import Concurrency, DeleteRequest, SetRequest
 from sidecar.state.errors import unsupported_operation
 
@@ -231,12 +231,15 @@ class DaprServicer(dapr_pb2_grpc.DaprServicer):
             failed = await self.rt.publisher.bulk_publish(
                 request.pubsub_name, request.topic, entries, _metadata(request.metadata)
             )
+            if failed:
+                # daprd answers the gRPC call with an error and no entries when any entry
+                # failed (HTTP lists them): pkg/api/grpc/grpc.go bulkPublishEvent.
+                raise publish_failed(
+                    request.pubsub_name, request.topic, RuntimeError(failed[0].error)
+                )
         except DaprError as err:
             await abort(context, err)
-        response = pubsub_pb2.BulkPublishResponse()
-        for entry in failed:
-            response.failedEntries.add(entry_id=entry.entry_id, error=entry.error)
-        return response
+        return pubsub_pb2.BulkPublishResponse()
 
     BulkPublishEventAlpha1 = BulkPublishEvent
 

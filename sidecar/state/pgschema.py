@@ -86,8 +86,10 @@ async def migrate(pool: asyncpg.Pool, table: str, metadata_table: str) -> None:
                     " (key text NOT NULL PRIMARY KEY, value text NOT NULL)"
                 )
                 break
-            except asyncpg.UniqueViolationError:
-                # Two sidecars racing on CREATE TABLE IF NOT EXISTS; contrib retries too.
+            except (asyncpg.UniqueViolationError, asyncpg.DuplicateObjectError):
+                # Two sidecars racing on CREATE TABLE IF NOT EXISTS; contrib retries too. When
+                # the other commits between PostgreSQL's relation and type checks, the error is
+                # 'type ... already exists' (42710), not a unique violation.
                 if attempt == 2:
                     raise
                 await asyncio.sleep(0.05)

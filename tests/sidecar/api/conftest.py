@@ -5,14 +5,22 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 
 from tests.conftest import RedisServer
 from tests.procs import PYTHON, ManagedProcess, free_port, wait_until_http
+
+if TYPE_CHECKING:
+    from dapr.clients import DaprClient
+
+    from tests.sidecar.api.conformance import Conformance
+    from tests.sidecar.api.transports import Api
 
 HERE = Path(__file__).resolve().parent
 TINY_APP = HERE / "tiny_app.py"
@@ -190,3 +198,92 @@ def sdk_http_port(sidecar: Sidecar, monkeypatch: pytest.MonkeyPatch) -> int:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{os.urandom(4).hex()}"
+
+
+# --- The conformance sidecar (tests/sidecar/api/conformance.py), shared by the session -------
+
+
+@pytest.fixture(scope="session")
+def conformance(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Conformance]:
+    # Imported here: conformance.py builds on this module's Sidecar and TinyApp.
+    from tests.procs import postgres_bin_dir
+    from tests.sidecar.api import conformance as conf
+
+    folder = tmp_path_factory.mktemp("conformance")
+    wanted = postgres_bin_dir() is not None or os.environ.get("REQUIRE_POSTGRES") == "1"
+    postgres = request.getfixturevalue("postgres_server") if wanted else None
+    sqlite_file = folder / "state.db"
+    # Its own Redis: this sidecar lives for the session, and tests count the shared one's clients.
+    redis_server = RedisServer(free_port(), folder / "redis")
+    doomed = RedisServer(free_port(), folder / "doomed-redis")
+    conf.write_resources(folder / "resources", redis_server, sqlite_file, postgres, doomed)
+    registry = folder / "registry"
+    registry.mkdir()
+    app = TinyApp(conf.subscriptions(), folder).start()
+    car = Sidecar(conf.APP_ID, folder / "resources", registry, app_port=app.port, log_dir=folder)
+    try:
+        car.start()
+        yield conf.Conformance(car, app, redis_server, sqlite_file, postgres, doomed)
+    finally:
+        car.stop()
+        app.proc.stop()
+        doomed.stop()
+        redis_server.stop()
+
+
+@pytest.fixture(scope="module")
+def conformance_sync_client(conformance: Conformance) -> Iterator[DaprClient]:
+    """The sync SDK client, with the SDK's settings on the conformance sidecar for the module."""
+    from dapr.clients import DaprClient
+    from dapr.conf import settings
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(settings, "DAPR_HTTP_PORT", conformance.sidecar.http_port)
+        patch.setattr(settings, "DAPR_API_TOKEN", None)
+        patch.setattr(settings, "DAPR_HTTP_ENDPOINT", None)
+        with DaprClient(address=conformance.sidecar.grpc_address) as client:
+            yield client
+
+
+@asynccontextmanager
+async def open_api(
+    transport: str, conformance: Conformance, sync_client: DaprClient
+) -> AsyncIterator[Api]:
+    """An ``Api`` (tests/sidecar/api/transports.py) of that transport on the conformance sidecar."""
+    from dapr.aio.clients import DaprClient as AioDaprClient
+
+    from tests.sidecar.api import sdk_transports, transports
+
+    car: Sidecar = conformance.sidecar
+    if transport == "http":
+        async with httpx.AsyncClient(base_url=car.http, timeout=10) as http:
+            yield transports.HttpApi(http)
+    elif transport == "sync":
+        yield sdk_transports.SyncSdkApi(sync_client)
+    else:
+        async with AioDaprClient(address=car.grpc_address) as client:
+            yield sdk_transports.AioSdkApi(client)
+
+
+@pytest.fixture(params=["http", "sync", "aio"])
+async def api(
+    request: pytest.FixtureRequest, conformance: Conformance, conformance_sync_client: DaprClient
+) -> AsyncIterator[Api]:
+    """The conformance sidecar through raw HTTP, the sync SDK client and the aio SDK client."""
+    async with open_api(request.param, conformance, conformance_sync_client) as opened:
+        yield opened
+
+
+@pytest.fixture()
+async def apis(
+    conformance: Conformance, conformance_sync_client: DaprClient
+) -> AsyncIterator[list[Api]]:
+    """All three transports at once, for points that wait (TTL) and are checked together."""
+    async with (
+        open_api("http", conformance, conformance_sync_client) as http,
+        open_api("sync", conformance, conformance_sync_client) as sync,
+        open_api("aio", conformance, conformance_sync_client) as aio,
+    ):
+        yield [http, sync, aio]

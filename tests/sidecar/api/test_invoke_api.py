@@ -11,7 +11,9 @@ from dapr.clients import DaprClient
 from dapr.conf import settings
 
 from tests.procs import free_port
+from tests.sidecar.api.conformance import APP_ID, Conformance
 from tests.sidecar.api.conftest import Sidecar, TinyApp
+from tests.sidecar.api.transports import Api, fails
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +107,16 @@ def test_invoke_over_grpc_through_sdk(
         assert echo["path"] == "/grpc-route"
         assert echo["body"] == "over grpc"
         assert reply.content_type == "application/json"
+
+
+async def test_invoke_through_every_client(api: Api, conformance: Conformance) -> None:
+    """HTTP, the sync SDK and the aio SDK (both invoke over HTTP by default) alike."""
+    status, echo = await api.invoke(APP_ID, "orders/eu", b'{"a":1}')
+    assert status == 200
+    assert (echo["method"], echo["path"], echo["body"]) == ("POST", "/orders/eu", '{"a":1}')
+    assert echo["headers"]["dapr-caller-app-id"] == APP_ID
+    teapot = await fails(api.invoke(APP_ID, "status/418", b""))
+    assert teapot.status == "418"  # the app's status passes through
+    unknown = await fails(api.invoke("nobody", "x", b""))
+    assert (unknown.status, unknown.code) == ("500", "ERR_DIRECT_INVOKE")
+    assert "nobody" in unknown.message

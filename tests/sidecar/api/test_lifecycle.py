@@ -15,7 +15,9 @@ from dapr.clients.exceptions import DaprGrpcError
 from dapr.conf import settings
 
 from tests.procs import PYTHON, free_port, wait_until
+from tests.sidecar.api.conformance import APP_ID, STORES, Conformance
 from tests.sidecar.api.conftest import Sidecar, TinyApp, component
+from tests.sidecar.api.transports import Api
 
 
 def test_health_follows_daprd_start_order(resources: Path, registry: Path, workdir: Path) -> None:
@@ -163,3 +165,19 @@ def test_component_init_failure_stops_unless_ignored(tmp_path: Path) -> None:
         assert names == ["mem"]
     finally:
         car.stop()
+
+
+async def test_metadata_through_every_client(api: Api, conformance: Conformance) -> None:
+    attribute = f"attr-{api.name}"
+    await api.set_metadata(attribute, f"set by {api.name}")
+    meta = await api.metadata()
+    assert meta.app_id == APP_ID
+    assert meta.extended[attribute] == f"set by {api.name}"
+    expected = {name: type_ for name, type_ in STORES.items() if conformance.has(name)}
+    expected |= {"redispubsub": "pubsub.redis", "mempubsub": "pubsub.in-memory"}
+    assert {name: meta.components[name][0] for name in expected} == expected
+    for name in expected:
+        capabilities = meta.components[name][1]
+        if name in STORES:
+            assert {"ETAG", "TRANSACTIONAL", "TTL", "ACTOR"} <= capabilities, name
+            assert ("QUERY_API" in capabilities) is (name == "pgstore"), name

@@ -1,42 +1,210 @@
-"""Publishing through a real sidecar (HTTP and SDK gRPC), delivery to a real app, the outbox."""
+"""Publishing through a real sidecar, delivery to a real app, the outbox.
+
+The publish API runs through raw HTTP, the sync and the aio SDK client (fixture ``api``) on both
+pubsub types (``pubsub.redis`` and ``pubsub.in-memory``): envelope fields, metadata overrides,
+rawPayload, CloudEvent pass-through, TTL, bulk publish and daprd's errors (contract section 4).
+"""
 
 from __future__ import annotations
 
+import base64
 import json
+import re
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from dapr.clients import DaprClient
-from dapr.clients.exceptions import DaprGrpcError
 from dapr.clients.grpc._request import TransactionalStateOperation
 
 from tests.procs import wait_until
+from tests.sidecar.api.conformance import APP_ID, PUBSUBS, Conformance
 from tests.sidecar.api.conftest import Sidecar, TinyApp, unique
+from tests.sidecar.api.transports import Api, fails
+
+TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]")
 
 
 def delivered(app: TinyApp, path: str, marker: str) -> list[dict[str, Any]]:
     return [r for r in app.received() if r["path"] == path and marker in json.dumps(r["event"])]
 
 
-def test_http_publish_is_delivered_as_cloudevent(sidecar: Sidecar, app: TinyApp) -> None:
-    marker = unique("order")
-    response = httpx.post(
-        f"{sidecar.http}/v1.0/publish/pubsub/api-orders",
-        json={"order": marker},
-        timeout=10,
-    )
-    assert response.status_code == 204, response.text
-    wait_until(lambda: delivered(app, "/events/orders", marker), timeout=15)
-    record = delivered(app, "/events/orders", marker)[0]
-    event = record["event"]
-    assert record["content_type"] == "application/cloudevents+json"
-    assert event["data"] == {"order": marker}
-    assert event["source"] == "api-app"
+def wait_for(app: TinyApp, path: str, marker: str, count: int = 1) -> list[dict[str, Any]]:
+    wait_until(lambda: len(delivered(app, path, marker)) >= count, timeout=15)
+    found = delivered(app, path, marker)
+    assert len(found) == count, found
+    return [record["event"] for record in found]
+
+
+def stamp(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    assert parsed.tzinfo is not None, value
+    return parsed
+
+
+def assert_envelope(event: dict[str, Any], pubsub: str, topic: str, content_type: str) -> None:
+    """The fields daprd wraps around published data."""
+    assert uuid.UUID(event["id"]).version == 4
+    assert event["source"] == APP_ID
     assert event["type"] == "com.dapr.event.sent"
-    assert event["topic"] == "api-orders"
-    assert event["pubsubname"] == "pubsub"
     assert event["specversion"] == "1.0"
+    assert event["datacontenttype"] == content_type
+    assert (event["topic"], event["pubsubname"]) == (topic, pubsub)
+    assert TRACEPARENT.fullmatch(event["traceparent"]), event
+    assert event["traceid"] == event["traceparent"]
+    assert "tracestate" in event
+    assert abs((stamp(event["time"]) - datetime.now(UTC)).total_seconds()) < 60
+
+
+@pytest.fixture(params=PUBSUBS)
+def pubsub(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+async def test_publish_envelope_and_content_types(
+    api: Api, pubsub: str, conformance: Conformance
+) -> None:
+    marker, app = unique(f"env-{api.name}"), conformance.app
+    await api.publish(pubsub, "conf", json.dumps({"m": marker}).encode(), "application/json", {})
+    await api.publish(pubsub, "conf", f"text {marker}".encode(), "text/plain", {})
+    await api.publish(pubsub, "conf", f"default {marker}".encode(), "", {})
+    events = wait_for(app, f"/events/{pubsub}", marker, 3)
+    by_type = {e["datacontenttype"]: e for e in events}
+    assert by_type["application/json"]["data"] == {"m": marker}
+    assert_envelope(by_type["application/json"], pubsub, "conf", "application/json")
+    texts = sorted(e["data"] for e in events if e["datacontenttype"] == "text/plain")
+    assert texts == [f"default {marker}", f"text {marker}"]  # no content type = text/plain
+    for event in events:
+        assert_envelope(event, pubsub, "conf", event["datacontenttype"])
+    assert len({e["id"] for e in events}) == 3
+    # Bytes go to data_base64, JSON-safe.
+    raw = marker.encode() + b"\x00\xff"
+    await api.publish(pubsub, "conf", raw, "application/octet-stream", {})
+    wait_until(lambda: any(binary_events(app, pubsub, raw)), timeout=15)
+
+
+def binary_events(app: TinyApp, pubsub: str, raw: bytes) -> list[dict[str, Any]]:
+    encoded = base64.b64encode(raw).decode()
+    return [
+        r["event"]
+        for r in app.received()
+        if r["path"] == f"/events/{pubsub}" and r["event"].get("data_base64") == encoded
+    ]
+
+
+async def test_publish_metadata_overrides_and_ttl(
+    api: Api, pubsub: str, conformance: Conformance
+) -> None:
+    marker = unique(f"meta-{api.name}")
+    overrides = {
+        "cloudevent.id": f"id-{marker}",
+        "cloudevent.source": "elsewhere",
+        "cloudevent.type": "conf.type",
+        "cloudevent.subject": f"subject-{marker}",
+        "ttlInSeconds": "120",
+    }
+    await api.publish(pubsub, "conf", json.dumps(marker).encode(), "application/json", overrides)
+    (event,) = wait_for(conformance.app, f"/events/{pubsub}", marker)
+    assert event["id"] == f"id-{marker}"
+    assert (event["source"], event["type"]) == ("elsewhere", "conf.type")
+    assert event["subject"] == f"subject-{marker}"
+    assert event["data"] == marker
+    remaining = (stamp(event["expiration"]) - datetime.now(UTC)).total_seconds()
+    assert 60 < remaining <= 121
+
+
+async def test_publish_cloudevent_passes_through(
+    api: Api, pubsub: str, conformance: Conformance
+) -> None:
+    marker = unique(f"ce-{api.name}")
+    own = {
+        "id": f"own-{marker}",
+        "source": "my-source",
+        "type": "my.type",
+        "specversion": "1.0",
+        "topic": "not-this-one",
+        "datacontenttype": "application/json",
+        "data": {"m": marker},
+    }
+    body = json.dumps(own).encode()
+    await api.publish(pubsub, "conf", body, "application/cloudevents+json", {})
+    minimal = json.dumps({"id": f"min-{marker}", "data": marker}).encode()
+    await api.publish(pubsub, "conf", minimal, "application/cloudevents+json", {})
+    events = {e["id"]: e for e in wait_for(conformance.app, f"/events/{pubsub}", marker, 2)}
+    kept = events[f"own-{marker}"]
+    assert (kept["source"], kept["type"], kept["data"]) == ("my-source", "my.type", {"m": marker})
+    assert (kept["topic"], kept["pubsubname"]) == ("conf", pubsub)  # overwritten
+    assert TRACEPARENT.fullmatch(kept["traceparent"]) and stamp(kept["time"])
+    defaulted = events[f"min-{marker}"]
+    # contrib's FromCloudEvent defaults: source "Dapr" (not the app id), daprd's event type.
+    assert (defaulted["source"], defaulted["type"]) == ("Dapr", "com.dapr.event.sent")
+    assert defaulted["specversion"] == "1.0"
+
+
+async def test_publish_raw_payload(api: Api, pubsub: str, conformance: Conformance) -> None:
+    """rawPayload: the broker gets the bytes alone; a rawPayload subscription wraps them."""
+    raw = unique(f"raw-{api.name}").encode() + b"\x01not an envelope"
+    await api.publish(pubsub, "conf-raw", raw, "text/plain", {"rawPayload": "true"})
+    encoded = base64.b64encode(raw).decode()
+    (event,) = wait_for(conformance.app, f"/events/raw-{pubsub}", encoded)
+    assert event["data_base64"] == encoded
+    assert event["datacontenttype"] == "application/octet-stream"
+    assert (event["topic"], event["pubsubname"]) == ("conf-raw", pubsub)
+
+
+async def test_bulk_publish(api: Api, pubsub: str, conformance: Conformance) -> None:
+    marker = unique(f"bulk-{api.name}")
+    failed = await api.bulk_publish(pubsub, "conf", [f"one {marker}", f"two {marker}"], {})
+    assert failed == []
+    events = wait_for(conformance.app, f"/events/{pubsub}", marker, 2)
+    assert sorted(e["data"] for e in events) == [f"one {marker}", f"two {marker}"]
+    for event in events:
+        assert_envelope(event, pubsub, "conf", "text/plain")
+
+
+async def test_publish_errors(api: Api, conformance: Conformance) -> None:
+    unknown = await fails(api.publish("nosuch", "conf", b"x", "text/plain", {}))
+    unknown.expect(
+        http=(404, "ERR_PUBSUB_NOT_FOUND"), grpc=("INVALID_ARGUMENT", "DAPR_PUBSUB_NOT_FOUND")
+    )
+    assert unknown.resource == ("pubsub", "nosuch")
+    unknown_bulk = await fails(api.bulk_publish("nosuch", "conf", ["x"], {}))
+    unknown_bulk.expect(
+        http=(404, "ERR_PUBSUB_NOT_FOUND"), grpc=("INVALID_ARGUMENT", "DAPR_PUBSUB_NOT_FOUND")
+    )
+    empty_topic = await fails(api.publish("mempubsub", "", b"x", "text/plain", {}))
+    empty_topic.expect(
+        http=(404, "ERR_TOPIC_NAME_EMPTY"),
+        grpc=("INVALID_ARGUMENT", "DAPR_PUBSUB_TOPIC_NAME_EMPTY"),
+    )
+    broken = await fails(
+        api.publish("mempubsub", "conf", b"[1, 2]", "application/cloudevents+json", {})
+    )
+    broken.expect(
+        http=(500, "ERR_PUBSUB_CLOUD_EVENTS_SER"),
+        grpc=("INVALID_ARGUMENT", "DAPR_PUBSUB_CLOUD_EVENT_CREATION"),
+    )
+
+
+async def test_publish_to_a_dead_broker(api: Api, conformance: Conformance) -> None:
+    conformance.doomed_redis.kill9()
+    failure = await fails(api.publish("doomedpubsub", "conf", b"x", "text/plain", {}))
+    failure.expect(
+        http=(500, "ERR_PUBSUB_PUBLISH_MESSAGE"),
+        grpc=("INTERNAL", "DAPR_PUBSUB_PUBLISH_MESSAGE"),
+    )
+    assert "error when publishing to topic conf in pubsub doomedpubsub" in failure.message
+    # Bulk: HTTP answers 500 listing every failed entry; gRPC an error and no entries.
+    bulk = await fails(api.bulk_publish("doomedpubsub", "conf", ["a", "b"], {}))
+    bulk.expect(
+        http=(500, "ERR_PUBSUB_PUBLISH_MESSAGE"),
+        grpc=("INTERNAL", "DAPR_PUBSUB_PUBLISH_MESSAGE"),
+    )
+    if api.name == "http":
+        assert sorted(bulk.failed_entries) == ["0", "1"]
 
 
 def test_http_publish_topic_with_slashes(sidecar: Sidecar, app: TinyApp) -> None:
@@ -53,57 +221,6 @@ def test_http_publish_topic_with_slashes(sidecar: Sidecar, app: TinyApp) -> None
     assert event["topic"] == "orders/eu/new"
     assert event["data"] == marker
     assert event["datacontenttype"] == "text/plain"
-
-
-def test_http_publish_errors(sidecar: Sidecar) -> None:
-    unknown = httpx.post(f"{sidecar.http}/v1.0/publish/nosuch/topic", content=b"x")
-    assert unknown.status_code == 404
-    assert unknown.json()["errorCode"] == "ERR_PUBSUB_NOT_FOUND"
-    empty = httpx.post(f"{sidecar.http}/v1.0/publish/pubsub/", content=b"x")
-    assert empty.status_code == 404
-    assert empty.json()["errorCode"] == "ERR_TOPIC_NAME_EMPTY"
-
-
-def test_http_bulk_publish(sidecar: Sidecar, app: TinyApp) -> None:
-    marker = unique("bulk")
-    entries = [
-        {"entryId": "1", "event": {"n": 1, "m": marker}, "contentType": "application/json"},
-        {"entryId": "2", "event": f"text {marker}", "contentType": "text/plain"},
-    ]
-    response = httpx.post(
-        f"{sidecar.http}/v1.0-alpha1/publish/bulk/pubsub/api-orders", json=entries, timeout=10
-    )
-    assert response.status_code == 204, response.text
-    wait_until(lambda: len(delivered(app, "/events/orders", marker)) == 2, timeout=15)
-
-
-def test_grpc_publish_through_sdk(sidecar: Sidecar, app: TinyApp, sdk_http_port: int) -> None:
-    marker = unique("grpc")
-    with DaprClient(address=sidecar.grpc_address) as client:
-        client.publish_event(
-            "pubsub",
-            "api-orders",
-            json.dumps({"m": marker}),
-            data_content_type="application/json",
-            publish_metadata={"cloudevent.type": "custom.type"},
-        )
-        with pytest.raises(DaprGrpcError) as unknown:
-            client.publish_event("nosuch", "api-orders", b"x")
-        assert unknown.value.error_code() == "DAPR_PUBSUB_NOT_FOUND"
-        bulk = client.publish_events(
-            "pubsub",
-            "api-orders",
-            [f"one {marker}", f"two {marker}"],
-            data_content_type="text/plain",
-        )
-        assert bulk.failed_entries == []
-    wait_until(lambda: len(delivered(app, "/events/orders", marker)) == 3, timeout=15)
-    events = [r["event"] for r in delivered(app, "/events/orders", marker)]
-    assert {e["type"] for e in events if isinstance(e["data"], dict)} == {"custom.type"}
-    assert sorted(e["data"] for e in events if isinstance(e["data"], str)) == [
-        f"one {marker}",
-        f"two {marker}",
-    ]
 
 
 def test_outbox_transaction_publishes_after_commit(

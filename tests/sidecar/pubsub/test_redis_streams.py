@@ -131,9 +131,14 @@ async def test_unacked_message_of_a_dead_consumer_is_reclaimed_with_same_event_i
         redelivered = json.loads(received[0].data)
         assert redelivered["id"] == original["id"]
         assert redelivered["data"] == {"job": 1}
+        # The acknowledgement follows the handler's return; wait for it before closing.
+        for _ in range(250):
+            if (await raw_redis.xpending(topic, group))["pending"] == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert (await raw_redis.xpending(topic, group))["pending"] == 0
     finally:
         await second.close()
-    assert (await raw_redis.xpending(topic, group))["pending"] == 0
 
 
 async def test_failed_handler_is_redelivered_until_it_succeeds(redis_server: RedisServer) -> None:
