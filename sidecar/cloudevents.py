@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import os
 import secrets
 import time
 import uuid
@@ -63,6 +64,15 @@ def dumps(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def new_event_id() -> str:
+    """A random (version 4) UUID as text; ``str(uuid.uuid4())`` costs twice as much."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def new_traceparent() -> str:
     """A fresh sampled W3C traceparent, as daprd starts a span when the caller sent none."""
     ids = secrets.token_hex(24)
@@ -112,7 +122,7 @@ def new_envelope(
     trace = traceparent_override or fields["traceid"]
     content_type = content_type or DEFAULT_DATA_CONTENT_TYPE
     event: dict[str, Any] = {
-        "id": fields["id"] or str(uuid.uuid4()),
+        "id": fields["id"] or new_event_id(),
         "specversion": SPEC_VERSION,
         "datacontenttype": content_type,
         "source": fields["source"] or DEFAULT_SOURCE,

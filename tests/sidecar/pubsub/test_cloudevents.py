@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -166,3 +167,12 @@ def test_raw_payload_subscription_wraps_the_bytes() -> None:
     assert base64.b64decode(str(event["data_base64"])) == b"\x01raw"
     assert (event["topic"], event["pubsubname"], event["source"]) == ("t", "p", "Dapr")
     assert json.loads(body) == event
+
+
+def test_event_ids_are_random_version_4_uuids() -> None:
+    ids = {cloudevents.new_event_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for text in list(ids)[:50]:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
