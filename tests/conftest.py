@@ -61,6 +61,16 @@ def redis_server() -> Iterator[RedisServer]:
     shutil.rmtree(data, ignore_errors=True)
 
 
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis only this test stops, restarts or reconfigures."""
+    data = Path(tempfile.mkdtemp(prefix="redis-own-"))
+    server = RedisServer(free_port(), data)
+    yield server
+    server.stop()
+    shutil.rmtree(data, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresCluster]:
     if postgres_bin_dir() is None:

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import psutil
 import pytest
@@ -15,19 +12,8 @@ import redis
 
 from sidecar.redis_pipe import PipeSettings, RedisPipe, RedisUnavailable, ReplyError
 from tests.conftest import RedisServer
-from tests.procs import free_port
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    """A Redis only this test stops, restarts or reconfigures."""
-    data = Path(tempfile.mkdtemp(prefix="redis-pipe-"))
-    server = RedisServer(free_port(), data)
-    yield server
-    server.stop()
-    shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture

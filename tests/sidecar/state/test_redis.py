@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -33,16 +30,6 @@ async def service(redis_server: RedisServer) -> AsyncIterator[StateService]:
     await store.init()
     yield StateService({S: (store, component(redis_server.host))}, APP_ID)
     await store.close()
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    """A Redis only this test stops and restarts."""
-    data = Path(tempfile.mkdtemp(prefix="redis-state-down-"))
-    server = RedisServer(free_port(), data)
-    yield server
-    server.stop()
-    shutil.rmtree(data, ignore_errors=True)
 
 
 async def test_layout_is_a_hash_with_data_and_version(
