@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 from typing import Any
 
 from job_orchestrator.handlers import JobContext, JobFailure
@@ -33,12 +34,17 @@ class Outcome(enum.Enum):
     TIMED_OUT = "timed_out"  #: ran past runTimeoutSeconds
 
 
+#: How long after our own write of a job its etag is used without reading the job again.
+FRESH_ETAG_SECONDS = 0.05
+
+
 class Run:
     """One job running here: the job as last written, its etag, the context, a wake signal."""
 
     def __init__(self, job: Job, etag: str, loop: asyncio.AbstractEventLoop) -> None:
         self.job = job
-        self.etag = etag  #: of ``job`` when known ("" = read before the next write)
+        self._etag = etag
+        self._etag_at = time.monotonic()
         self.loop = loop
         self.wake = asyncio.Event()
         self.progress: tuple[float, str] | None = None  #: reported, not yet written
@@ -60,6 +66,25 @@ class Run:
         self.ctx = JobContext(self.job.id, self.job.input, self.report)
         if cancelled:
             self.ctx.cancel()
+
+    @property
+    def etag(self) -> str:
+        """The etag of ``job`` when known ("" = read before the next write)."""
+        return self._etag
+
+    @etag.setter
+    def etag(self, etag: str) -> None:
+        self._etag = etag
+        self._etag_at = time.monotonic()
+
+    @property
+    def fresh(self) -> tuple[Job, str] | None:
+        """The job with its etag if we wrote it moments ago (a job that finished right after its
+        claim): a read now would be as old by the time the write lands, so the write skips it.
+        Older knowledge is read again first; see the note in worker.py."""
+        if self._etag and time.monotonic() - self._etag_at < FRESH_ETAG_SECONDS:
+            return self.job, self._etag
+        return None
 
     @property
     def known(self) -> tuple[Job, str] | None:

@@ -67,8 +67,10 @@ class Worker:
 
     async def _start(self, job_id: str) -> Run | Answer:
         # Every job write below is read first: on state.redis a transaction that loses its
-        # etag check is not rolled back as a whole, so the outbox may still publish its event.
-        # Reading right before writing keeps such lost races (and stray events) rare.
+        # etag check is not rolled back as a whole, so under daprd the outbox may still publish
+        # its event. Reading right before writing keeps such lost races (and stray events) rare.
+        # The one exception, a final write within FRESH_ETAG_SECONDS of our own write (a short
+        # job), leaves a window of the same size as read-then-write under load.
         for _ in range(CLAIM_TRIES):
             job, etag = await self._store.get(job_id)
             decision = self._decide(job)
@@ -300,6 +302,8 @@ class Worker:
         """Write a final status unless another writer made the job final first."""
         run = self._runs.get(job_id)
         attempt = run.job.attempt if run is not None else None
+        if known is None and run is not None:
+            known = run.fresh
 
         def change(job: Job) -> Job | None:
             if job.is_final or (attempt is not None and not self._mine(job, attempt)):
