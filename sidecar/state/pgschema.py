@@ -79,18 +79,23 @@ def cleanup_interval(component: Component) -> float:
 async def migrate(pool: asyncpg.Pool, table: str, metadata_table: str) -> None:
     """Bring the tables to contrib's latest v1 schema (level 3), one sidecar at a time."""
     async with pool.acquire() as conn:
-        for attempt in range(3):
+        for attempt in range(5):
             try:
                 await conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {metadata_table}"
                     " (key text NOT NULL PRIMARY KEY, value text NOT NULL)"
                 )
                 break
-            except (asyncpg.UniqueViolationError, asyncpg.DuplicateObjectError):
-                # Two sidecars racing on CREATE TABLE IF NOT EXISTS; contrib retries too. When
-                # the other commits between PostgreSQL's relation and type checks, the error is
-                # 'type ... already exists' (42710), not a unique violation.
-                if attempt == 2:
+            except (
+                asyncpg.UniqueViolationError,
+                asyncpg.DuplicateObjectError,
+                asyncpg.DuplicateTableError,
+            ):
+                # Sidecars racing on CREATE TABLE IF NOT EXISTS; contrib retries too. Depending
+                # on when the other commits between PostgreSQL's catalog checks, the error is a
+                # unique violation, 'type ... already exists' (42710) or 'relation ... already
+                # exists' (42P07). Once the other has committed, the next try sees the table.
+                if attempt == 4:
                     raise
                 await asyncio.sleep(0.05)
         await conn.execute(
