@@ -83,16 +83,8 @@ class Records:
 
     async def get_many(self, keys: list[str]) -> dict[str, bytes]:
         """The values of the keys that exist, in one call."""
-        try:
-            response = await self._clients.current.get_bulk_state(self.store, keys, parallelism=8)
-        except DaprGrpcError as exc:
-            self._clients.failed(exc)
-            raise StoreError(f"bulk read from {self.store!r}: {_reason(exc)}") from exc
-        return {
-            item.key: item.data if isinstance(item.data, bytes) else item.data.encode()
-            for item in response.items
-            if item.data
-        }
+        reads = await self.get_reads(keys)
+        return {key: data for key, (data, _) in reads.items() if data is not None}
 
     async def get_reads(self, keys: list[str]) -> dict[str, Read]:
         """Value and etag of every key (absent: ``(None, None)``), in one call."""
