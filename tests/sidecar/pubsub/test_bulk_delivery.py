@@ -29,7 +29,7 @@ from sidecar.resources import TemplateContext, parse_resources
 from tests.conftest import RedisServer
 from tests.procs import free_port
 from tests.sidecar.api.conftest import Sidecar, component
-from tests.sidecar.pubsub.helpers import eventually, redis_component, unique
+from tests.sidecar.pubsub.helpers import eventually, redis_component, serve_app, unique
 
 Reply = tuple[int, bytes]
 
@@ -83,14 +83,9 @@ class App:
 
 @pytest_asyncio.fixture
 async def app() -> AsyncIterator[App]:
-    application = web.Application()
     state = App(port=free_port())
-    application.router.add_post("/{tail:.*}", state.handle)
-    runner = web.AppRunner(application)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", state.port).start()
-    yield state
-    await runner.cleanup()
+    async with serve_app(state.port, state.handle):
+        yield state
 
 
 @dataclass

@@ -24,7 +24,7 @@ from sidecar.resiliency import Resiliency, parse_resiliency
 from sidecar.routing import RuleCompileError
 from tests.conftest import RedisServer
 from tests.procs import free_port
-from tests.sidecar.pubsub.helpers import eventually, redis_component, unique
+from tests.sidecar.pubsub.helpers import eventually, redis_component, serve_app, unique
 
 Reply = tuple[int, bytes]
 
@@ -66,15 +66,10 @@ def answer(status: int, body: bytes = b"") -> Callable[[Call], Awaitable[Reply]]
 
 @pytest_asyncio.fixture
 async def app() -> AsyncIterator[App]:
-    application = web.Application()
     state = App(port=free_port())
-    application.router.add_post("/{tail:.*}", state.handle)
-    runner = web.AppRunner(application)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", state.port).start()
-    yield state
-    state.release.set()
-    await runner.cleanup()
+    async with serve_app(state.port, state.handle):
+        yield state
+        state.release.set()
 
 
 @dataclass
