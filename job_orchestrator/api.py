@@ -27,7 +27,8 @@ from job_orchestrator.service import JobService, Outcome, Submission
 from job_orchestrator.waiters import is_final
 
 
-def get_service(request: Request) -> JobService:
+async def get_service(request: Request) -> JobService:
+    # async: FastAPI would run a plain def dependency in its thread pool, once per request.
     service: JobService = request.app.state.service
     return service
 

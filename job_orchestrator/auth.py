@@ -99,7 +99,7 @@ _bearer_scheme = HTTPBearer(
 )
 
 
-def caller_owner(
+async def caller_owner(
     request: Request,
     api_key: Annotated[str | None, Security(_api_key_scheme)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer_scheme)],
@@ -123,7 +123,7 @@ def scoped_idempotency_key(key: str | None, caller: str | None) -> str | None:
     return f"{caller}\n{key}"
 
 
-def require_app_token(request: Request) -> None:
+async def require_app_token(request: Request) -> None:
     """Sidecar-only routes: with APP_API_TOKEN set, the caller must be our sidecar."""
     expected: str | None = request.app.state.settings.app_api_token
     if not expected:

@@ -12,7 +12,7 @@ from microservice_x.errors import Unauthorized
 APP_TOKEN_HEADER = "dapr-api-token"
 
 
-def require_app_token(request: Request) -> None:
+async def require_app_token(request: Request) -> None:
     """Refuse a delivery that lacks our sidecar's token; public routes do not use this."""
     expected: str | None = request.app.state.settings.app_api_token
     if not expected:

@@ -1,4 +1,8 @@
-"""FastAPI dependencies: the lifespan's long-lived objects, handed to route handlers."""
+"""FastAPI dependencies: the lifespan's long-lived objects, handed to route handlers.
+
+All are ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop
+per request for what is an attribute read.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +15,17 @@ from microservice_x.settings import Settings
 from microservice_x.store import ViewStore
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_store(request: Request) -> ViewStore:
+async def get_store(request: Request) -> ViewStore:
     store: ViewStore = request.app.state.store
     return store
 
 
-def get_orchestrator(request: Request) -> OrchestratorClient:
+async def get_orchestrator(request: Request) -> OrchestratorClient:
     orchestrator: OrchestratorClient = request.app.state.orchestrator
     return orchestrator
 

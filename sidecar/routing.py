@@ -14,6 +14,7 @@ from typing import Any
 
 import cel
 
+from sidecar.cel_paths import Projection, projection
 from sidecar.components import RouteRule
 
 
@@ -35,7 +36,7 @@ class CompiledRule:
 class Router:
     """The compiled rules of one subscription; ``route`` is all that runs per message."""
 
-    __slots__ = ("rules",)
+    __slots__ = ("rules", "_view")
 
     def __init__(self, rules: Sequence[RouteRule], default_path: str = "", where: str = "") -> None:
         compiled: list[CompiledRule] = []
@@ -56,6 +57,8 @@ class Router:
         if default_path:
             compiled.append(CompiledRule("", None, default_path))
         self.rules: tuple[CompiledRule, ...] = tuple(compiled)
+        #: Only the parts of the event the rules can observe are converted for CEL.
+        self._view: Projection = projection(r.expression for r in self.rules if r.program)
 
     def route(self, event: Mapping[str, Any] | str) -> str | None:
         """The path of the first matching rule, or None when nothing matches.
@@ -70,7 +73,7 @@ class Router:
             if context is None:
                 # One conversion of the event into CEL values per message, shared by all rules.
                 context = cel.Context()
-                context.add_variable("event", event if isinstance(event, str) else dict(event))
+                context.add_variable("event", self._cel_event(event))
             try:
                 result = rule.program.execute(context)
             except (KeyError, RuntimeError, TypeError, ValueError) as exc:
@@ -84,3 +87,8 @@ class Router:
             if result:
                 return rule.path
         return None
+
+    def _cel_event(self, event: Mapping[str, Any] | str) -> Any:
+        if isinstance(event, str):
+            return event
+        return dict(event) if self._view.whole else self._view.apply(event)
