@@ -23,7 +23,7 @@ from sidecar import cloudevents
 from sidecar.components import Component
 from sidecar.errors import DaprError
 from sidecar.pubsub.base import Message, PublishError, PubSub
-from sidecar.state.base import DeleteRequest, SetRequest, StateStore
+from sidecar.state.base import DeleteRequest, PartialTransaction, SetRequest, StateStore
 from sidecar.state_service import StateService
 
 logger = logging.getLogger(__name__)
@@ -186,16 +186,19 @@ class Outbox:
         ]
         topic = internal_topic(self._app_id, config.publish_topic, self._namespace)
         markers: list[SetRequest] = []
-        outcome: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        outcomes: list[tuple[int, asyncio.Future[bool]]] = []  #: (index in kept, outcome)
+        loop = asyncio.get_running_loop()
         try:
-            for op in kept:
+            for index, op in enumerate(kept):
                 if not isinstance(op, SetRequest):
                     continue
                 marker = f"outbox-{uuid.uuid4()}"
                 event = outbox_event(
                     op, projections.get(op.key, op), config, self._app_id, marker, traceparent
                 )
+                outcome: asyncio.Future[bool] = loop.create_future()
                 self._outcomes[marker] = outcome
+                outcomes.append((index, outcome))
                 markers.append(SetRequest(key=marker, value=b"0"))
                 try:
                     await pubsub.publish(
@@ -204,13 +207,22 @@ class Outbox:
                 except (PublishError, OSError) as exc:
                     raise outbox_error(self._app_id, exc) from None
             await self._state.transact(store, [*kept, *markers], metadata)
-        except BaseException:
-            outcome.set_result(False)
-            await self._forget_markers(store, markers)
+        except BaseException as exc:
+            # A non-atomic store may have applied some operations: publish exactly those.
+            partial = exc.__cause__ if isinstance(exc.__cause__, PartialTransaction) else None
+            applied = partial.applied if partial is not None else frozenset()
+            lost = []
+            for (index, outcome), marker in zip(outcomes, markers, strict=False):
+                outcome.set_result(index in applied)
+                if index not in applied:
+                    lost.append(marker)
+            await self._forget_markers(store, lost)
+            loop.call_later(_OUTCOME_TTL, self._drop_outcomes, markers)
             raise
-        outcome.set_result(True)
+        for _, outcome in outcomes:
+            outcome.set_result(True)
         # Entries the consumer never claims (another replica got the message) expire.
-        asyncio.get_running_loop().call_later(_OUTCOME_TTL, self._drop_outcomes, markers)
+        loop.call_later(_OUTCOME_TTL, self._drop_outcomes, markers)
 
     def _drop_outcomes(self, markers: Sequence[SetRequest]) -> None:
         for marker in markers:
@@ -223,8 +235,6 @@ class Outbox:
                 await self._state.delete(store, marker.key)
             except Exception as exc:  # the consumer's own check still guards the publish
                 logger.debug("outbox: could not remove marker %s: %s", marker.key, exc)
-        loop = asyncio.get_running_loop()
-        loop.call_later(_OUTCOME_TTL, self._drop_outcomes, markers)
 
     def _handler(self, config: OutboxConfig) -> Any:
         async def handle(message: Message) -> None:

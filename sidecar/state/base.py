@@ -85,6 +85,18 @@ class StoreUnavailable(StateError):
     """The backend did not answer (connection refused, timeout)."""
 
 
+class PartialTransaction(StateError):
+    """A transaction on a non-atomic store (state.redis) failed with some operations applied.
+
+    ``applied`` holds the indexes of those operations, so the outbox publishes exactly the
+    changes that were stored.
+    """
+
+    def __init__(self, message: str, applied: frozenset[int]) -> None:
+        super().__init__(message)
+        self.applied = applied
+
+
 class StateStore(Protocol):
     """A state store component as the runtime uses it."""
 

@@ -23,6 +23,7 @@ from sidecar.state.base import (
     ETagInvalid,
     GetResponse,
     InvalidRequest,
+    PartialTransaction,
     QueryResponse,
     SetRequest,
     StateError,
@@ -219,8 +220,11 @@ class RedisStateStore:
                 # Nothing ran (Redis restarted and lost the scripts): load them and retry.
                 await self._load_scripts()
                 continue
-            if errors:
+            if len(errors) == len(results):
                 raise StateError(str(errors[0]))
+            if errors:
+                applied = (i for i, r in enumerate(results) if not isinstance(r, Exception))
+                raise PartialTransaction(str(errors[0]), frozenset(applied))
             return
 
     async def _exec_multi(self, calls: list[_Call]) -> list[Any]:

@@ -303,3 +303,39 @@ def test_outbox_projection_and_failed_transaction(sidecar: Sidecar, app: TinyApp
     )
     wait_until(lambda: delivered(app, "/events/outbox", later), timeout=15)
     assert not delivered(app, "/events/outbox", failed_key)
+
+
+def test_outbox_announces_exactly_what_a_partly_applied_redis_transaction_stored(
+    sidecar: Sidecar, app: TinyApp
+) -> None:
+    """state.redis is not atomic: a stale etag fails its own upsert and the others are stored.
+
+    The stored ones must be announced (no gap) and the failed one not (no stray event).
+    """
+    stored_key, stale_key = unique("stored"), unique("stale")
+    http = httpx.Client(base_url=sidecar.http, timeout=10)
+    http.post("/v1.0/state/redisstore", json=[{"key": stale_key, "value": 1}])
+    answer = http.post(
+        "/v1.0/state/redisstore/transaction",
+        json={
+            "operations": [
+                {
+                    "operation": "upsert",
+                    "request": {"key": stale_key, "value": {"x": stale_key}, "etag": "999"},
+                },
+                {"operation": "upsert", "request": {"key": stored_key, "value": stored_key}},
+            ]
+        },
+    )
+    assert answer.status_code == 500
+    assert answer.json()["errorCode"] == "ERR_STATE_TRANSACTION"
+    assert http.get(f"/v1.0/state/redisstore/{stored_key}").json() == stored_key
+    assert http.get(f"/v1.0/state/redisstore/{stale_key}").json() == 1
+    wait_until(lambda: delivered(app, "/events/outbox", stored_key), timeout=15)
+    later = unique("later")
+    http.post(
+        "/v1.0/state/redisstore/transaction",
+        json={"operations": [{"operation": "upsert", "request": {"key": later, "value": later}}]},
+    )
+    wait_until(lambda: delivered(app, "/events/outbox", later), timeout=15)
+    assert not delivered(app, "/events/outbox", stale_key)
