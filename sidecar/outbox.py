@@ -211,11 +211,11 @@ class Outbox:
             # A non-atomic store may have applied some operations: publish exactly those.
             partial = exc.__cause__ if isinstance(exc.__cause__, PartialTransaction) else None
             applied = partial.applied if partial is not None else frozenset()
-            lost = []
-            for (index, outcome), marker in zip(outcomes, markers, strict=False):
+            lost: list[SetRequest] = []
+            for (index, outcome), row in zip(outcomes, markers, strict=False):
                 outcome.set_result(index in applied)
                 if index not in applied:
-                    lost.append(marker)
+                    lost.append(row)
             await self._forget_markers(store, lost)
             loop.call_later(_OUTCOME_TTL, self._drop_outcomes, markers)
             raise
