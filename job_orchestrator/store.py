@@ -23,6 +23,7 @@ from grpc import StatusCode
 from grpc.aio import AioRpcError
 
 from dapr_support.clients import ClientKeeper, message_limit, sidecar_healthy
+from job_orchestrator.batching import Batcher
 from job_orchestrator.errors import StoreUnavailable
 from job_orchestrator.events import event_payload, outbox_metadata
 from job_orchestrator.jobs import Job, valid_job_id
@@ -88,6 +89,15 @@ class Conflict(Exception):
     """A compare-and-swap lost: someone else changed the key since it was read."""
 
 
+class Write(NamedTuple):
+    """One job change: its stored record (as sent) and the transaction operations carrying it."""
+
+    key: str
+    etag: str
+    record: str
+    ops: list[TransactionalStateOperation]
+
+
 class Mutation(NamedTuple):
     current: Job | None  #: the job as last seen (None: it does not exist)
     written: Job | None  #: what was written, None when nothing was
@@ -110,6 +120,9 @@ class JobStore:
         #: Job changes always read first, see worker.py.
         self.counted_etags = False
         self.query_api = False
+        #: Reads and job changes that queue up while a call is in flight share the next call.
+        self._reads: Batcher[str, tuple[Any, str]] = Batcher(self._read_batch, max_batch=64)
+        self._writes: Batcher[Write, None] = Batcher(self._write_batch, max_batch=32)
 
     @property
     def _client(self) -> DaprClient:
@@ -123,7 +136,9 @@ class JobStore:
         return await connect(settings, generation)
 
     async def close(self) -> None:
-        """Close the clients this store made itself after a sidecar restart."""
+        """Finish the calls in flight, then close the clients made after a sidecar restart."""
+        await self._reads.close()
+        await self._writes.close()
         await self._clients.close()
 
     def next_etag(self, etag: str) -> str:
@@ -150,10 +165,28 @@ class JobStore:
 
     async def get_raw(self, key: str) -> tuple[dict[str, Any] | None, str]:
         """The JSON value at ``key`` and its etag; (None, "") when missing."""
-        resp = await self._call(f"reading {key}", lambda: self._client.get_state(self._store, key))
-        if not resp.data:
-            return None, ""
-        return json.loads(resp.data), resp.etag
+        return await self._reads.submit(key)
+
+    async def _read_batch(self, keys: list[str]) -> list[tuple[Any, str] | BaseException]:
+        """One GetState, or one GetBulkState for several keys."""
+        if len(keys) == 1:
+            key = keys[0]
+            resp = await self._call(
+                f"reading {key}", lambda: self._client.get_state(self._store, key)
+            )
+            return [(json.loads(resp.data), resp.etag) if resp.data else (None, "")]
+        wanted = list(dict.fromkeys(keys))
+        bulk = await self._call(
+            f"reading {len(wanted)} keys",
+            lambda: self._client.get_bulk_state(self._store, wanted, parallelism=len(wanted)),
+        )
+        found: dict[str, tuple[Any, str] | BaseException] = {}
+        for item in bulk.items:
+            if item.error:
+                found[item.key] = StoreUnavailable(f"reading {item.key} failed: {item.error}")
+            else:
+                found[item.key] = (json.loads(item.data), item.etag) if item.data else (None, "")
+        return [found.get(key, (None, "")) for key in keys]
 
     async def get(self, job_id: str) -> tuple[Job | None, str]:
         """The job and its etag; a deleted job (tombstone) reads as None with the etag.
@@ -217,12 +250,10 @@ class JobStore:
         stored_meta = dict(event_meta)
         if job.is_final:
             stored_meta["ttlInSeconds"] = str(self._retention)
+        record = json.dumps(job.to_record(), separators=(",", ":"))
         ops = [
             TransactionalStateOperation(
-                key=key,
-                data=json.dumps(job.to_record(), separators=(",", ":")),
-                etag=etag or None,
-                metadata=stored_meta,
+                key=key, data=record, etag=etag or None, metadata=stored_meta
             ),
             TransactionalStateOperation(
                 key=key,
@@ -230,8 +261,43 @@ class JobStore:
                 metadata={**event_meta, "outbox.projection": "true"},
             ),
         ]
-        await self._transact(key, etag, ops)
+        await self._writes.submit(Write(key, etag, record, ops))
         return self.next_etag(etag)
+
+    async def _write_batch(self, writes: list[Write]) -> list[None | BaseException]:
+        """One transaction for all ``writes``; if it fails, find out which of them stand.
+
+        On state.redis an etag failure fails only its own operation (the others are stored,
+        and the sidecar's outbox announces exactly those); the atomic stores store none. So
+        read the keys back: a write whose record is there stands, the others are tried alone,
+        where a lost etag check is told from an outage as for any single write.
+        """
+        if len(writes) == 1:
+            return [await _outcome(self._transact(writes[0]))]
+        ops = [op for write in writes for op in write.ops]
+        try:
+            await self._call(
+                f"saving {len(writes)} jobs",
+                lambda: self._client.execute_state_transaction(self._store, ops),
+            )
+            return [None] * len(writes)
+        except StoreUnavailable:
+            logger.debug("a transaction of %s job changes failed; settling each", len(writes))
+        try:
+            stored = await self.bulk_get(list(dict.fromkeys(w.key for w in writes)))
+        except StoreUnavailable as exc:
+            return [exc] * len(writes)
+        return list(
+            await asyncio.gather(
+                *(
+                    _done() if stored.get(w.key) == json.loads(w.record) else self._retry(w)
+                    for w in writes
+                )
+            )
+        )
+
+    async def _retry(self, write: Write) -> None | BaseException:
+        return await _outcome(self._transact(write))
 
     async def bury(self, job_id: str, etag: str, now: float) -> None:
         """Delete a job by leaving a tombstone (Conflict if ``etag`` is stale).
@@ -243,11 +309,12 @@ class JobStore:
         tombstone = {"kind": "tombstone", "id": job_id, "deletedAt": now}
         await self.save_raw(job_key(job_id), tombstone, etag=etag, ttl_seconds=self._retention)
 
-    async def _transact(self, key: str, etag: str, ops: list[TransactionalStateOperation]) -> None:
+    async def _transact(self, write: Write) -> None:
+        key, etag = write.key, write.etag
         try:
             await self._call(
                 f"saving {key}",
-                lambda: self._client.execute_state_transaction(self._store, ops),
+                lambda: self._client.execute_state_transaction(self._store, write.ops),
             )
         except StoreUnavailable:
             # A stale etag inside a transaction surfaces as a generic transaction error (daprd
@@ -309,3 +376,16 @@ class JobStore:
             "reading jobs", lambda: self._client.get_bulk_state(self._store, keys)
         )
         return {item.key: json.loads(item.data) for item in resp.items if item.data}
+
+
+async def _outcome(call: Awaitable[None]) -> None | BaseException:
+    """What a write ended in, as a value: None when it stands, else its error."""
+    try:
+        await call
+    except (StoreUnavailable, Conflict) as exc:
+        return exc
+    return None
+
+
+async def _done() -> None:
+    return None

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import RedisServer
 from tests.job_orchestrator.inprocess import InProcess, serve_inprocess
+from tests.job_orchestrator.test_store_batching import check_outcomes, conflicting_batch, open_store
 from tests.procs import PostgresCluster, wait_until
 
 # The SDK warns on every query_state call that the query API is alpha (raised in the app).
@@ -65,3 +66,15 @@ def test_jobs_run_and_list_on_other_stores(other_store: InProcess) -> None:
     assert client.delete(f"/jobs/{ids[0]}").status_code == 204
     assert client.get(f"/jobs/{ids[0]}").status_code == 404
     wait_until(lambda: len(listed(limit=10)["items"]) == 2, timeout=10)
+
+
+async def test_a_batch_with_a_stale_etag_fails_alone_on_atomic_stores(
+    other_store: InProcess,
+) -> None:
+    """The store rolls the whole batch back; each write is then settled as if alone."""
+    store = await open_store(other_store)
+    try:
+        done, outcomes = await conflicting_batch(store)
+        await check_outcomes(store, done, outcomes)
+    finally:
+        await store.close()

@@ -1,0 +1,120 @@
+"""Job writes batched into one transaction through a real sidecar: what stands, what conflicts.
+
+state.redis applies all but a failing operation, the atomic stores none (test_other_stores.py
+runs the same checks there); either way every write ends as it would have alone, and on
+state.redis each stored change is announced once and a lost one never.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+import uuid
+from typing import Any
+
+import redis
+
+from job_orchestrator import jobs
+from job_orchestrator.jobs import Job, JobStatus
+from job_orchestrator.store import Conflict, JobStore, connect
+from tests.conftest import RedisServer
+from tests.job_orchestrator.inprocess import InProcess
+from tests.procs import wait_until
+
+
+async def open_store(inproc: InProcess) -> JobStore:
+    """A second client of the app's sidecar, writing as a replica of its own."""
+    settings = dataclasses.replace(inproc.settings, replica_name=f"batch-{uuid.uuid4().hex[:6]}")
+    store = JobStore(await connect(settings), settings)
+    await store.inspect()
+    return store
+
+
+def running_job(worker: str) -> Job:
+    """A job already InProgress, so the app under test has no queue message to act on."""
+    now = time.time()
+    job = jobs.new_job(
+        uuid.uuid4().hex, "wait", {}, owner=None, max_attempts=1, run_timeout_seconds=None, now=now
+    )
+    return jobs.claim(job, worker, now, lease_seconds=60)
+
+
+async def write_together(store: JobStore, writes: list[tuple[Job, str]]) -> list[Any]:
+    """Start all writes in one tick, so they queue for one batch; their outcomes in order."""
+    return await asyncio.wait_for(
+        asyncio.gather(*(store.write(job, etag) for job, etag in writes), return_exceptions=True),
+        30,
+    )
+
+
+async def conflicting_batch(store: JobStore) -> tuple[list[Job], list[Any]]:
+    """Four jobs created in one call, then completed in one batch where one etag is stale."""
+    created = [running_job("batch-test") for _ in range(4)]
+    calls = store.calls
+    made = await write_together(store, [(job, "") for job in created])
+    assert not any(isinstance(outcome, BaseException) for outcome in made), made
+    assert store.calls - calls == 1  # four jobs, one transaction
+    etags = [(await store.get(job.id))[1] for job in created]
+    stale = "999" if store.counted_etags else str(uuid.uuid4())
+    done = [jobs.transition(job, JobStatus.COMPLETED, time.time()) for job in created]
+    outcomes = await write_together(
+        store, [(job, stale if i == 1 else etags[i]) for i, job in enumerate(done)]
+    )
+    return done, outcomes
+
+
+async def check_outcomes(store: JobStore, done: list[Job], outcomes: list[Any]) -> None:
+    assert isinstance(outcomes[1], Conflict), outcomes
+    assert not any(isinstance(o, BaseException) for i, o in enumerate(outcomes) if i != 1)
+    for i, job in enumerate(done):
+        stored, _ = await store.get(job.id)
+        assert stored is not None
+        assert stored.status == (JobStatus.IN_PROGRESS if i == 1 else JobStatus.COMPLETED)
+
+
+async def test_a_batch_with_a_stale_etag_stores_and_announces_exactly_the_others(
+    inproc: InProcess, redis_server: RedisServer
+) -> None:
+    store = await open_store(inproc)
+    try:
+        done, outcomes = await conflicting_batch(store)
+        await check_outcomes(store, done, outcomes)
+    finally:
+        await store.close()
+
+    stream = redis.Redis(host="127.0.0.1", port=redis_server.port)
+
+    def announced() -> dict[str, list[str]]:
+        types: dict[str, list[str]] = {job.id: [] for job in done}
+        for _, fields in stream.xrange(inproc.topic):
+            event = json.loads(fields[b"data"])
+            if event.get("subject") in types:
+                types[event["subject"]].append(event["type"])
+        return types
+
+    expected = {job.id: ["job.updated", "job.completed"] for job in done}
+    expected[done[1].id] = ["job.updated"]  # the lost write published nothing
+    wait_until(lambda: announced() == expected, timeout=15)
+    time.sleep(0.5)  # a stray or duplicate event would come within the relay's first looks
+    assert announced() == expected
+
+
+async def test_two_changes_of_one_job_in_one_batch_end_with_one_winner(
+    inproc: InProcess,
+) -> None:
+    store = await open_store(inproc)
+    try:
+        job = running_job("batch-test")
+        await store.write(job, "")
+        _, etag = await store.get(job.id)
+        now = time.time()
+        completed = jobs.transition(job, JobStatus.COMPLETED, now)
+        canceled = jobs.transition(job, JobStatus.CANCELED, now)
+        outcomes = await write_together(store, [(completed, etag), (canceled, etag)])
+        assert [isinstance(o, Conflict) for o in outcomes] == [False, True], outcomes
+        stored, _ = await store.get(job.id)
+        assert stored is not None and stored.status == JobStatus.COMPLETED
+    finally:
+        await store.close()
