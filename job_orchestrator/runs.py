@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
 from typing import Any
 
 from job_orchestrator.handlers import JobContext, JobFailure
@@ -34,17 +33,13 @@ class Outcome(enum.Enum):
     TIMED_OUT = "timed_out"  #: ran past runTimeoutSeconds
 
 
-#: How long after our own write of a job its etag is used without reading the job again.
-FRESH_ETAG_SECONDS = 0.05
-
-
 class Run:
     """One job running here: the job as last written, its etag, the context, a wake signal."""
 
     def __init__(self, job: Job, etag: str, loop: asyncio.AbstractEventLoop) -> None:
         self.job = job
         self._etag = etag
-        self._etag_at = time.monotonic()
+        self._trusted = True  #: no other writer is known to have changed the job since
         self.loop = loop
         self.wake = asyncio.Event()
         self.progress: tuple[float, str] | None = None  #: reported, not yet written
@@ -57,6 +52,9 @@ class Run:
         self.loop.call_soon_threadsafe(self.wake.set)
 
     def cancel(self) -> None:
+        """Stop the handler. Called when someone else changed the job (cancel request, final
+        elsewhere), so the etag we hold is no longer trusted for a job change."""
+        self._trusted = False
         self.ctx.cancel()
         self.loop.call_soon_threadsafe(self.wake.set)
 
@@ -75,14 +73,19 @@ class Run:
     @etag.setter
     def etag(self, etag: str) -> None:
         self._etag = etag
-        self._etag_at = time.monotonic()
+        self._trusted = True
 
-    @property
-    def fresh(self) -> tuple[Job, str] | None:
-        """The job with its etag if we wrote it moments ago (a job that finished right after its
-        claim): a read now would be as old by the time the write lands, so the write skips it.
-        Older knowledge is read again first; see the note in worker.py."""
-        if self._etag and time.monotonic() - self._etag_at < FRESH_ETAG_SECONDS:
+    def trusted(self, now: float, margin: float) -> tuple[Job, str] | None:
+        """The job with its etag, when a job change may be written without reading it first.
+
+        That is while the etag is our own last write's, our lease has at least ``margin``
+        seconds left (no one may take the job over), and no other writer's change has reached
+        us: other replicas' cancel requests and final writes come by broadcast and call
+        ``cancel``. A change still on its way is the same race a read right before the write
+        has; see the note in worker.py.
+        """
+        lease = self.job.lease_expires_at
+        if self._etag and self._trusted and lease is not None and lease - now >= margin:
             return self.job, self._etag
         return None
 

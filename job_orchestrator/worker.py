@@ -66,11 +66,14 @@ class Worker:
         return await asyncio.shield(run.task)
 
     async def _start(self, job_id: str) -> Run | Answer:
-        # Every job write below is read first: on state.redis a transaction that loses its
-        # etag check is not rolled back as a whole, so under daprd the outbox may still publish
-        # its event. Reading right before writing keeps such lost races (and stray events) rare.
-        # The one exception, a final write within FRESH_ETAG_SECONDS of our own write (a short
-        # job), leaves a window of the same size as read-then-write under load.
+        # A job change is written with an etag known to be current: on state.redis a
+        # transaction that loses its etag check is not rolled back as a whole, so under daprd
+        # the outbox may still publish its event (this project's sidecar never does). The
+        # claim reads first. A run's later changes use the etag of its own last write while
+        # its lease is safe and no other replica's change reached it (Run.trusted): the only
+        # other writers of a leased job are cancel requests and deletes, which every replica
+        # hears by broadcast, so the window for a stray event is that broadcast's latency, the
+        # same order as the gap between a read and the write it precedes.
         for _ in range(CLAIM_TRIES):
             job, etag = await self._store.get(job_id)
             decision = self._decide(job)
@@ -254,7 +257,8 @@ class Worker:
         def guarded(job: Job) -> Job | None:
             return change(job) if self._mine(job, run.job.attempt) else None
 
-        current, written, etag = await self._store.mutate(run.job.id, guarded)
+        trusted = run.trusted(self._clock(), self._settings.lease_seconds / 3)
+        current, written, etag = await self._store.mutate(run.job.id, guarded, known=trusted)
         if written is None:
             run.etag = ""
             self._check(run, current)
@@ -303,7 +307,7 @@ class Worker:
         run = self._runs.get(job_id)
         attempt = run.job.attempt if run is not None else None
         if known is None and run is not None:
-            known = run.fresh
+            known = run.trusted(self._clock(), self._settings.lease_seconds / 3)
 
         def change(job: Job) -> Job | None:
             if job.is_final or (attempt is not None and not self._mine(job, attempt)):

@@ -22,7 +22,7 @@ import orjson
 from sidecar import cloudevents
 from sidecar.components import Component
 from sidecar.errors import DaprError
-from sidecar.pubsub.base import Message, PublishError, PubSub
+from sidecar.pubsub.base import BulkEntry, Message, PublishError, PubSub
 from sidecar.state.base import DeleteRequest, PartialTransaction, SetRequest, StateStore
 from sidecar.state_service import StateService
 
@@ -189,6 +189,7 @@ class Outbox:
         outcomes: list[tuple[int, asyncio.Future[bool]]] = []  #: (index in kept, outcome)
         loop = asyncio.get_running_loop()
         try:
+            internal: list[BulkEntry] = []
             for index, op in enumerate(kept):
                 if not isinstance(op, SetRequest):
                     continue
@@ -200,12 +201,9 @@ class Outbox:
                 self._outcomes[marker] = outcome
                 outcomes.append((index, outcome))
                 markers.append(SetRequest(key=marker, value=b"0"))
-                try:
-                    await pubsub.publish(
-                        topic, orjson.dumps({"marker": marker, "event": event}), {}
-                    )
-                except (PublishError, OSError) as exc:
-                    raise outbox_error(self._app_id, exc) from None
+                data = orjson.dumps({"marker": marker, "event": event})
+                internal.append(BulkEntry(marker, data))
+            await _publish_all(pubsub, topic, internal, self._app_id)
             await self._state.transact(store, [*kept, *markers], metadata)
         except BaseException as exc:
             # A non-atomic store may have applied some operations: publish exactly those.
@@ -282,3 +280,17 @@ class Outbox:
             if found is not None and found.data:
                 return True
         return False
+
+
+async def _publish_all(pubsub: PubSub, topic: str, entries: list[BulkEntry], app_id: str) -> None:
+    """The internal messages of one transaction, in one round trip when there are several
+    (daprd publishes them one by one; nothing a client sees depends on it)."""
+    try:
+        if len(entries) == 1:
+            await pubsub.publish(topic, entries[0].data, {})
+            return
+        failed = await pubsub.bulk_publish(topic, entries) if entries else []
+    except (PublishError, OSError) as exc:
+        raise outbox_error(app_id, exc) from None
+    if failed:
+        raise outbox_error(app_id, PublishError(f"{len(failed)} of {len(entries)} not published"))

@@ -1,4 +1,4 @@
-"""When a running job's own etag is trusted for its next write without a read."""
+"""When a running job's own etag is trusted for its next change without a read."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from job_orchestrator import jobs, runs
+from job_orchestrator import jobs
 from job_orchestrator.runs import Run
+
+CLAIMED_AT = 1000.0
+LEASE = 30.0
+MARGIN = LEASE / 3
 
 
 @pytest.fixture
@@ -22,29 +26,37 @@ def _run(etag: str, loop: asyncio.AbstractEventLoop) -> Run:
     job = jobs.new_job(
         "j1", "wait", {"seconds": 0}, owner=None, max_attempts=1, run_timeout_seconds=None, now=1.0
     )
-    return Run(jobs.claim(job, "replica-a", 1.0, 30.0), etag, loop)
+    return Run(jobs.claim(job, "replica-a", CLAIMED_AT, LEASE), etag, loop)
 
 
-def test_an_etag_just_written_is_fresh(loop: asyncio.AbstractEventLoop) -> None:
-    run = _run("2", loop)
-    assert run.fresh == (run.job, "2")
-    run.etag = "3"
-    assert run.fresh == (run.job, "3")
-
-
-def test_an_unknown_etag_is_never_fresh(loop: asyncio.AbstractEventLoop) -> None:
-    run = _run("", loop)
-    assert run.fresh is None
-    run.etag = "2"
-    run.etag = ""
-    assert run.fresh is None
-
-
-def test_an_etag_older_than_the_window_must_be_read_again(
-    monkeypatch: pytest.MonkeyPatch, loop: asyncio.AbstractEventLoop
+def test_our_own_last_etag_is_trusted_while_the_lease_is_safe(
+    loop: asyncio.AbstractEventLoop,
 ) -> None:
     run = _run("2", loop)
-    later = runs.time.monotonic() + runs.FRESH_ETAG_SECONDS + 0.01
-    monkeypatch.setattr(runs.time, "monotonic", lambda: later)
-    assert run.fresh is None
-    assert run.known == (run.job, "2")  # a lease renewal may still use it
+    assert run.trusted(CLAIMED_AT + 1, MARGIN) == (run.job, "2")
+    run.etag = "3"
+    assert run.trusted(CLAIMED_AT + LEASE - MARGIN, MARGIN) == (run.job, "3")
+
+
+def test_an_unknown_etag_is_never_trusted(loop: asyncio.AbstractEventLoop) -> None:
+    run = _run("", loop)
+    assert run.trusted(CLAIMED_AT, MARGIN) is None
+    run.etag = "2"
+    run.etag = ""
+    assert run.trusted(CLAIMED_AT, MARGIN) is None
+
+
+def test_a_lease_near_its_end_means_reading_first(loop: asyncio.AbstractEventLoop) -> None:
+    run = _run("2", loop)
+    assert run.trusted(CLAIMED_AT + LEASE - MARGIN + 0.01, MARGIN) is None
+    assert run.known == (run.job, "2")  # a lease renewal (no event) may still use it
+
+
+def test_a_change_heard_from_another_writer_means_reading_first(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    run = _run("2", loop)
+    run.cancel()  # a cancel request or a final write elsewhere reached us
+    assert run.trusted(CLAIMED_AT + 1, MARGIN) is None
+    run.etag = "4"  # our own write after reading it again
+    assert run.trusted(CLAIMED_AT + 1, MARGIN) == (run.job, "4")
