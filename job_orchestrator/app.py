@@ -21,7 +21,8 @@ from job_orchestrator.listing import QueryListing
 from job_orchestrator.longpoll import LongPoll
 from job_orchestrator.service import JobService
 from job_orchestrator.settings import Settings
-from job_orchestrator.store import JobStore, connect
+from job_orchestrator.sidecar_client import connect
+from job_orchestrator.store import JobStore
 from job_orchestrator.waiters import Waiters
 from job_orchestrator.worker import Worker
 

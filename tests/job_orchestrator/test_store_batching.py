@@ -18,7 +18,8 @@ import redis
 
 from job_orchestrator import jobs
 from job_orchestrator.jobs import Job, JobStatus
-from job_orchestrator.store import Conflict, JobStore, connect
+from job_orchestrator.sidecar_client import connect
+from job_orchestrator.store import Conflict, JobStore
 from tests.conftest import RedisServer
 from tests.job_orchestrator.inprocess import InProcess
 from tests.procs import wait_until
