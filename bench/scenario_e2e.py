@@ -27,6 +27,7 @@ from .stats import per_op, rate, summarize
 
 WAIT_HEADER = {"Prefer": "wait=30"}
 COUNTED_JOBS = 20
+COUNTED_LOADED_JOBS = 400
 
 
 def _require() -> None:
@@ -171,48 +172,71 @@ async def _celery(
 
 
 async def _count_calls(ctx: Context, result: ScenarioResult) -> None:
-    """A separate pass through counting proxies: sidecar calls per job, in both directions."""
+    """A separate pass through counting proxies: sidecar calls per job, in both directions.
+
+    Counted twice: jobs one at a time (every call a job needs) and jobs at the scenario's
+    concurrency, where calls that queue behind one in flight share the next (batching).
+    """
     stack = Stack(ctx.procs, ctx.root, ctx.subdir("s2-counted"))
     services = [stack.orchestrator(counted=True), stack.microservice_x(counted=True)]
     ctx.progress("scenario 2: counting sidecar calls per job (through counting proxies)")
     wait_services(services)
     pgids = [p.pid for p in ctx.procs.procs]
-    jobs = max(3, min(COUNTED_JOBS, ctx.plan.e2e_count // 4))
-    async with client.session(4) as http:
-        await client.call(
-            http,
-            "POST",
-            f"{services[0].url}/jobs",
-            json_body=client.SHORT_JOB,
-            headers=WAIT_HEADER,
-        )
-        wait_quiet(pgids, timeout=ctx.plan.settle_s)
-        before = [await _snapshot(http, s) for s in services]
-        for _ in range(jobs):
+    alone = max(3, min(COUNTED_JOBS, ctx.plan.e2e_count // 4))
+    loaded = max(alone, min(COUNTED_LOADED_JOBS, ctx.plan.e2e_count))
+    async with client.session(ctx.plan.e2e_concurrency + 4) as http:
+
+        async def job(_: int) -> None:
             await client.call(
                 http,
                 "POST",
                 f"{services[0].url}/jobs",
                 json_body=client.SHORT_JOB,
                 headers=WAIT_HEADER,
+                expect=(200,),
             )
-        wait_quiet(pgids, timeout=ctx.plan.settle_s)
-        after = [await _snapshot(http, s) for s in services]
+
+        await job(0)
+        for label, jobs, concurrency in (
+            ("one at a time", alone, 1),
+            (f"{ctx.plan.e2e_concurrency} at a time", loaded, ctx.plan.e2e_concurrency),
+        ):
+            wait_quiet(pgids, timeout=ctx.plan.settle_s)
+            before = [await _snapshot(http, s) for s in services]
+            load = await run_load(
+                job, count=jobs, concurrency=concurrency, time_limit=ctx.plan.load_time_limit
+            )
+            wait_quiet(pgids, timeout=ctx.plan.settle_s)
+            after = [await _snapshot(http, s) for s in services]
+            _report_calls(result, label, load.ok, services, before, after)
+    result.notes.append(
+        "calls per job: counted through proxies; periodic calls made meanwhile (health checks, "
+        "lease renewals) are included"
+    )
+
+
+def _report_calls(
+    result: ScenarioResult,
+    label: str,
+    jobs: int,
+    services: list[Service],
+    before: list[Snapshot],
+    after: list[Snapshot],
+) -> None:
+    if not jobs:
+        result.notes.append(f"calls per job, {label}: no job completed")
+        return
     calls: dict[str, int] = {}
     for service, old, new in zip(services, before, after, strict=True):
         for name, delta in difference(old, new).items():
             calls[f"{service.sidecar.app_id} {name}"] = delta
     result.row(
-        "sidecar calls per job, all sidecars and both directions",
+        f"sidecar calls per job, {label} ({jobs} jobs), all sidecars and both directions",
         sum(calls.values()) / jobs,
         "calls",
     )
     for name, delta in sorted(calls.items()):
         result.row(f"  {name}", delta / jobs, "calls per job")
-    result.notes.append(
-        f"calls per job: {jobs} jobs one at a time through counting proxies; periodic calls "
-        "made meanwhile (health checks, lease renewals) are included"
-    )
 
 
 async def _snapshot(http: aiohttp.ClientSession, service: Service) -> Snapshot:
