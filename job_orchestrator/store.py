@@ -74,9 +74,8 @@ class JobStore:
         #: sidecar calls made, for the per-job call count the benchmark reports
         self.calls = 0
         #: True when the store's etags are write counters (state.redis: "1", +1 per write), so
-        #: the etag after our own write is known without reading it back. Only lease renewals
-        #: (plain saves, no event) use the guess: a wrong one costs a failed save and a read.
-        #: Job changes always read first, see worker.py.
+        #: the etag after our own write is known without reading it back. A running job's
+        #: next write uses it (see Run.trusted); a wrong one costs a failed write and a read.
         self.counted_etags = False
         self.query_api = False
         #: Reads and job changes that queue up while a call is in flight share the next call.
