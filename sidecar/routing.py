@@ -14,7 +14,7 @@ from typing import Any
 
 import cel
 
-from sidecar.cel_paths import Projection, projection
+from sidecar.cel_paths import Projection, projection, without_lone_surrogates
 from sidecar.components import RouteRule
 
 
@@ -72,8 +72,7 @@ class Router:
                 return rule.path
             if context is None:
                 # One conversion of the event into CEL values per message, shared by all rules.
-                context = cel.Context()
-                context.add_variable("event", self._cel_event(event))
+                context = _context(self._cel_event(event))
             try:
                 result = rule.program.execute(context)
             except (KeyError, RuntimeError, TypeError, ValueError) as exc:
@@ -92,3 +91,17 @@ class Router:
         if isinstance(event, str):
             return event
         return dict(event) if self._view.whole else self._view.apply(event)
+
+
+def _context(event: Any) -> Any:
+    context = cel.Context()
+    try:
+        context.add_variable("event", event)
+    except ValueError:
+        try:  # the one kind of string Go's JSON would have mended
+            context.add_variable("event", without_lone_surrogates(event))
+        except ValueError as exc:
+            raise RuleEvaluationError(
+                f"the event cannot be given to the routing rules: {exc}"
+            ) from exc
+    return context

@@ -57,3 +57,11 @@ def test_non_boolean_result_is_an_error() -> None:
 def test_bad_expression_is_a_startup_error_naming_rule_and_place() -> None:
     with pytest.raises(RuleCompileError, match=r"event.type ==.*in subscription pubsub/jobs"):
         Router((RouteRule("event.type ==", "/x"),), where="subscription pubsub/jobs")
+
+
+def test_lone_surrogate_in_a_string_is_read_as_go_json_reads_it() -> None:
+    # Python's JSON keeps "\ud800" as an unpaired surrogate, which CEL refuses; Go's JSON (daprd)
+    # turns it into U+FFFD, so the rule sees that and the message is routed, not failed.
+    rules = (RouteRule('event.data.owner == "x\ufffd"', "/mended"),)
+    assert Router(rules, "/fallback").route(event("job", owner="x\ud800")) == "/mended"
+    assert Router(RULES, "/fallback").route(event("job.completed", owner="\udc00")) == "/jobs"
