@@ -23,7 +23,13 @@ from sidecar import cloudevents
 from sidecar.components import Component
 from sidecar.errors import DaprError
 from sidecar.pubsub.base import BulkEntry, Message, PublishError, PubSub
-from sidecar.state.base import DeleteRequest, PartialTransaction, SetRequest, StateStore
+from sidecar.state.base import (
+    DeleteRequest,
+    OutcomeUnknown,
+    PartialTransaction,
+    SetRequest,
+    StateStore,
+)
 from sidecar.state_service import StateService
 
 logger = logging.getLogger(__name__)
@@ -124,7 +130,8 @@ class Outbox:
         #: Outcome (committed?) of this process's transactions, by marker: the consumer waits
         #: for it instead of trusting the marker alone, which a non-atomic store (state.redis)
         #: may write even when another operation of the transaction failed.
-        self._outcomes: dict[str, asyncio.Future[bool]] = {}
+        #: None: unknown (the store went away mid-transaction), so the marker decides.
+        self._outcomes: dict[str, asyncio.Future[bool | None]] = {}
         self._closed = False
 
     @classmethod
@@ -186,7 +193,7 @@ class Outbox:
         ]
         topic = internal_topic(self._app_id, config.publish_topic, self._namespace)
         markers: list[SetRequest] = []
-        outcomes: list[tuple[int, asyncio.Future[bool]]] = []  #: (index in kept, outcome)
+        outcomes: list[tuple[int, asyncio.Future[bool | None]]] = []  #: (index in kept, outcome)
         loop = asyncio.get_running_loop()
         try:
             internal: list[BulkEntry] = []
@@ -197,7 +204,7 @@ class Outbox:
                 event = outbox_event(
                     op, projections.get(op.key, op), config, self._app_id, marker, traceparent
                 )
-                outcome: asyncio.Future[bool] = loop.create_future()
+                outcome: asyncio.Future[bool | None] = loop.create_future()
                 self._outcomes[marker] = outcome
                 outcomes.append((index, outcome))
                 markers.append(SetRequest(key=marker, value=b"0"))
@@ -206,6 +213,12 @@ class Outbox:
             await _publish_all(pubsub, topic, internal, self._app_id)
             await self._state.transact(store, [*kept, *markers], metadata)
         except BaseException as exc:
+            if isinstance(exc.__cause__, OutcomeUnknown):
+                # Applied or not, its markers tell (the relays look them up): keep them.
+                for _, outcome in outcomes:
+                    outcome.set_result(None)
+                loop.call_later(_OUTCOME_TTL, self._drop_outcomes, markers)
+                raise
             # A non-atomic store may have applied some operations: publish exactly those.
             partial = exc.__cause__ if isinstance(exc.__cause__, PartialTransaction) else None
             applied = partial.applied if partial is not None else frozenset()
@@ -246,13 +259,11 @@ class Outbox:
         internal = orjson.loads(message.data)
         marker, event = str(internal["marker"]), internal["event"]
         outcome = self._outcomes.pop(marker, None)
-        if outcome is not None:
-            committed = await outcome
-        else:
-            committed = await self._committed(config.store, marker)
-        if outcome is not None and not committed:
+        known = await outcome if outcome is not None else None
+        if known is False:
             logger.info("outbox: the transaction of %s failed; nothing to publish", marker)
             return
+        committed = known or await self._committed(config.store, marker)
         if not committed:
             if config.discard_when_missing:
                 logger.error(

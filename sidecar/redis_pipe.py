@@ -42,6 +42,10 @@ class RedisUnavailable(ConnectionError):
     """Redis could not be reached, or the connection broke before the reply came."""
 
 
+class OutcomeUnknown(RedisUnavailable):
+    """The connection broke after a transaction was written: Redis may have run it or not."""
+
+
 @dataclass(frozen=True, slots=True)
 class PipeSettings:
     host: str
@@ -174,7 +178,11 @@ class RedisPipe:
 
         Raises ReplyError when Redis refused to queue a command (EXECABORT).
         """
-        replies = await self.execute_many([("MULTI",), *commands, ("EXEC",)])
+        commands = [("MULTI",), *commands, ("EXEC",)]
+        packed = b"".join(_pack(tuple(command)) for command in commands)
+        # Never sent twice: its commands need not be idempotent (a second run of a compare-and-
+        # swap that did run the first time would fail, and report a stored change as lost).
+        replies = await self._send(packed, len(commands), resend=False)
         result = replies[-1]
         if isinstance(result, ReplyError):
             queued = [r for r in replies[1:-1] if isinstance(r, ReplyError)]
@@ -183,9 +191,10 @@ class RedisPipe:
             raise ReplyError("transaction aborted")
         return list(result)
 
-    async def _send(self, packed: bytes, count: int) -> Any:
+    async def _send(self, packed: bytes, count: int, *, resend: bool = True) -> Any:
         # Like go-redis, a command whose connection broke is sent again on a new one (after a
         # Redis restart the first command meets the dead socket); it may thus run twice.
+        # Without ``resend``, a break after the write raises OutcomeUnknown instead.
         backoff = self.settings.min_backoff
         for attempt in range(self.settings.max_retries + 1):
             protocol = self._protocol
@@ -195,7 +204,9 @@ class RedisPipe:
             protocol.send(packed, future, count)
             try:
                 return await future
-            except RedisUnavailable:
+            except RedisUnavailable as exc:
+                if not resend:
+                    raise OutcomeUnknown(f"{exc}; the transaction may or may not have run") from exc
                 if attempt == self.settings.max_retries or self._closed:
                     raise
             await asyncio.sleep(backoff)

@@ -85,6 +85,10 @@ class StoreUnavailable(StateError):
     """The backend did not answer (connection refused, timeout)."""
 
 
+class OutcomeUnknown(StoreUnavailable):
+    """The store went away during a transaction, which may or may not have been applied."""
+
+
 class PartialTransaction(StateError):
     """A transaction on a non-atomic store (state.redis) failed with some operations applied.
 

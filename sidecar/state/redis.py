@@ -15,6 +15,7 @@ from typing import Any
 
 from sidecar.components import Component, ComponentError
 from sidecar.redis_conn import redis_pipe
+from sidecar.redis_pipe import OutcomeUnknown as RedisOutcomeUnknown
 from sidecar.redis_pipe import ReplyError
 from sidecar.state.base import (
     BulkGetItem,
@@ -23,6 +24,7 @@ from sidecar.state.base import (
     ETagInvalid,
     GetResponse,
     InvalidRequest,
+    OutcomeUnknown,
     PartialTransaction,
     QueryResponse,
     SetRequest,
@@ -234,6 +236,8 @@ class RedisStateStore:
         ]
         try:
             return await self._redis.transaction(commands)
+        except RedisOutcomeUnknown as exc:
+            raise OutcomeUnknown(str(exc)) from exc
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
         except ReplyError as exc:

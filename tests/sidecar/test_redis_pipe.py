@@ -10,7 +10,13 @@ import psutil
 import pytest
 import redis
 
-from sidecar.redis_pipe import PipeSettings, RedisPipe, RedisUnavailable, ReplyError
+from sidecar.redis_pipe import (
+    OutcomeUnknown,
+    PipeSettings,
+    RedisPipe,
+    RedisUnavailable,
+    ReplyError,
+)
 from tests.conftest import RedisServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -116,6 +122,36 @@ async def test_in_flight_commands_fail_when_the_server_dies(own_redis: RedisServ
         own_redis.kill9()
         with pytest.raises(RedisUnavailable):
             await asyncio.wait_for(blocked, 10)
+    finally:
+        await pipe.close()
+
+
+#: Holds Redis busy for about 0.6 s inside the transaction, so it can be killed mid-way.
+BUSY_SCRIPT = """
+local start = redis.call('TIME')
+while true do
+  local now = redis.call('TIME')
+  if (now[1] - start[1]) * 1000000 + (now[2] - start[2]) > 600000 then return 1 end
+end
+"""
+
+
+async def test_a_transaction_cut_off_mid_way_is_reported_unknown_and_never_resent(
+    own_redis: RedisServer,
+) -> None:
+    """A resent transaction could run twice; its outcome is reported unknown instead."""
+    pipe = RedisPipe(PipeSettings("127.0.0.1", own_redis.port, max_retries=3))
+    try:
+        await pipe.execute("PING")
+        cut = asyncio.ensure_future(pipe.transaction([("INCR", "runs"), ("EVAL", BUSY_SCRIPT, 0)]))
+        await asyncio.sleep(0.2)
+        own_redis.kill9()
+        own_redis.restart()  # back (empty) before the pipe would have resent it
+        with pytest.raises(OutcomeUnknown):
+            await asyncio.wait_for(cut, 10)
+        assert await pipe.execute("GET", "runs") is None  # it was not run again
+        # Plain commands still go through the retry on a new connection.
+        assert await pipe.execute("INCR", "runs") == 1
     finally:
         await pipe.close()
 
