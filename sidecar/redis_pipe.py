@@ -165,12 +165,18 @@ class RedisPipe:
             raise reply
         return reply
 
-    async def execute_many(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
-        """Several commands in one write; replies in order, error replies as ReplyError values."""
+    async def execute_many(
+        self, commands: Sequence[Sequence[Arg]], *, resend: bool = True
+    ) -> list[Any]:
+        """Several commands in one write; replies in order, error replies as ReplyError values.
+
+        Without ``resend`` they are never sent twice: a break after the write raises
+        OutcomeUnknown.
+        """
         if not commands:
             return []
         packed = b"".join(_pack(tuple(command)) for command in commands)
-        replies = await self._send(packed, len(commands))
+        replies = await self._send(packed, len(commands), resend=resend)
         return [replies] if len(commands) == 1 else list(replies)
 
     async def transaction(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
@@ -178,11 +184,9 @@ class RedisPipe:
 
         Raises ReplyError when Redis refused to queue a command (EXECABORT).
         """
-        commands = [("MULTI",), *commands, ("EXEC",)]
-        packed = b"".join(_pack(tuple(command)) for command in commands)
         # Never sent twice: its commands need not be idempotent (a second run of a compare-and-
         # swap that did run the first time would fail, and report a stored change as lost).
-        replies = await self._send(packed, len(commands), resend=False)
+        replies = await self.execute_many([("MULTI",), *commands, ("EXEC",)], resend=False)
         result = replies[-1]
         if isinstance(result, ReplyError):
             queued = [r for r in replies[1:-1] if isinstance(r, ReplyError)]
