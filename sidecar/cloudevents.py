@@ -52,8 +52,15 @@ def is_cloudevent_content_type(content_type: str) -> bool:
 
 
 def loads(data: bytes | str) -> Any:
-    """Parse JSON keeping big integers exact, like Go's UseNumber (orjson turns them to floats)."""
-    return json.loads(data)
+    """Parse JSON keeping big integers exact, like Go's UseNumber (orjson turns them to floats).
+
+    JSON nested deeper than Python's recursion limit is a ValueError like any other bad JSON
+    (Go's decoder also refuses it: "exceeded max depth"), never a RecursionError.
+    """
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON exceeded max depth") from None
 
 
 def dumps(value: Any) -> bytes:

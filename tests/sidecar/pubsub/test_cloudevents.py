@@ -176,3 +176,10 @@ def test_event_ids_are_random_version_4_uuids() -> None:
         parsed = uuid.UUID(text)
         assert str(parsed) == text
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_too_deeply_nested_json_is_bad_json_not_a_crash() -> None:
+    # A RecursionError escaping here failed a whole bulk batch instead of one entry.
+    with pytest.raises(ValueError, match="max depth"):
+        cloudevents.loads("[" * 100_000 + "]" * 100_000)
+    assert cloudevents.loads("[[1]]") == [[1]]
