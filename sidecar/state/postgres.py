@@ -26,6 +26,7 @@ from sidecar.state.base import (
     ETagInvalid,
     GetResponse,
     InvalidRequest,
+    OutcomeUnknown,
     QueryItem,
     QueryResponse,
     SetRequest,
@@ -246,9 +247,21 @@ class PostgresStateStore:
             if len(operations) == 1:  # contrib skips the transaction for a single operation
                 await self._apply(self._db, operations[0])
                 return
-            async with self._db.acquire() as conn, conn.transaction():
-                for op in operations:
-                    await self._apply(conn, op)
+            async with self._db.acquire() as conn:
+                committing = False
+                try:
+                    async with conn.transaction():
+                        for op in operations:
+                            await self._apply(conn, op)
+                        committing = True  # leaving the block sends COMMIT
+                except _UNAVAILABLE as exc:
+                    if committing:
+                        # The server may have committed before the connection went away.
+                        raise OutcomeUnknown(
+                            f"{str(exc) or type(exc).__name__}; the transaction may or may not "
+                            "have been committed"
+                        ) from exc
+                    raise
 
     async def _apply(self, db: Any, op: SetRequest | DeleteRequest) -> None:
         if isinstance(op, SetRequest):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ import pytest
 from sidecar.components import Component, ComponentError
 from sidecar.errors import DaprError
 from sidecar.state import pgschema
-from sidecar.state.base import SetRequest
+from sidecar.state.base import OutcomeUnknown, SetRequest, StateError, StoreUnavailable
 from sidecar.state.postgres import PostgresStateStore
 from sidecar.state_service import StateService
 from tests.procs import PostgresCluster, free_port
@@ -173,3 +174,49 @@ async def test_url_connection_string_and_cleanup(postgres_server: PostgresCluste
             assert await pgschema.collect_expired(pool, name, f"{name}_meta", 3600) == 0
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(
+    ("when", "outcome"),
+    [("DEFERRABLE INITIALLY DEFERRED", OutcomeUnknown), ("", StoreUnavailable)],
+    ids=["lost-during-commit", "lost-before-commit"],
+)
+async def test_connection_lost_mid_transaction(
+    table: tuple[StateService, str],
+    postgres_server: PostgresCluster,
+    when: str,
+    outcome: type[StateError],
+) -> None:
+    """A connection cut during COMMIT leaves the outcome unknown (the outbox then keeps its
+    markers and its relays decide); cut before COMMIT, the server rolls back: unavailable."""
+    service, name = table
+    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{postgres_server.port}/postgres")
+    try:
+        # A trigger that sleeps, at COMMIT when deferred, else at the INSERT itself.
+        await conn.execute(
+            f"CREATE FUNCTION {name}_slow() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN PERFORM pg_sleep(30); RETURN NULL; END $$"
+        )
+        await conn.execute(
+            f"CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON {name} {when} "
+            f"FOR EACH ROW EXECUTE FUNCTION {name}_slow()"
+        )
+        writing = asyncio.create_task(
+            service.transact(S, [SetRequest("a", b"1"), SetRequest("b", b"2")])
+        )
+        step = "COMMIT%" if when else "INSERT%"
+        for _ in range(200):
+            pid = await conn.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE $1",
+                step,
+            )
+            if pid is not None:
+                break
+            await asyncio.sleep(0.025)
+        assert pid is not None, f"the transaction never reached {step}"
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+        with pytest.raises(DaprError) as exc:
+            await asyncio.wait_for(writing, 10)
+        assert type(exc.value.__cause__) is outcome
+    finally:
+        await conn.close()
