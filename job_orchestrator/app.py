@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI
 from job_orchestrator import api, problems, subscriptions
 from job_orchestrator.auth import ApiKeys, document_security, require_app_token
 from job_orchestrator.bodylimit import BodyLimit
+from job_orchestrator.deliveries import SidecarDeliveries
 from job_orchestrator.errors import StoreUnavailable
 from job_orchestrator.handlers import HandlerRegistry, default_registry
 from job_orchestrator.index import JobIndex
@@ -104,6 +105,7 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_body_bytes, exempt_prefix=subscriptions.INTERNAL_PREFIX
     )
+    app.add_middleware(SidecarDeliveries)
     if settings.runs_api:
         # Added last, so outermost: a waiting GET holds as few frames as possible.
         app.add_middleware(LongPoll)

@@ -123,14 +123,17 @@ def scoped_idempotency_key(key: str | None, caller: str | None) -> str | None:
     return f"{caller}\n{key}"
 
 
-async def require_app_token(request: Request) -> None:
+def check_app_token(expected: str | None, given: str) -> None:
     """Sidecar-only routes: with APP_API_TOKEN set, the caller must be our sidecar."""
-    expected: str | None = request.app.state.settings.app_api_token
-    if not expected:
-        return
-    given = request.headers.get(APP_TOKEN_HEADER, "")
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    if expected and not hmac.compare_digest(given.encode(), expected.encode()):
         raise Unauthorized(f"this route is for the Dapr sidecar only ({APP_TOKEN_HEADER})")
+
+
+async def require_app_token(request: Request) -> None:
+    """``check_app_token`` as a FastAPI dependency."""
+    check_app_token(
+        request.app.state.settings.app_api_token, request.headers.get(APP_TOKEN_HEADER, "")
+    )
 
 
 def document_security(schema: dict[str, Any], enabled: bool) -> dict[str, Any]:

@@ -8,13 +8,13 @@ for requests this path does not take (no ``wait``, or a ``wait`` it cannot read)
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from job_orchestrator.asgi import send_json
 from job_orchestrator.auth import ApiKeys
 from job_orchestrator.problems import PROBLEM_JSON, problem_for
 from job_orchestrator.service import JobService
@@ -76,11 +76,4 @@ class LongPoll:
                 logger.error("GET %s failed: %s", scope["path"], exc, exc_info=exc)
             body, status, content_type = problem.body(scope["path"]), problem.status, PROBLEM_JSON
             headers.update(problem.headers)
-        payload = json.dumps(body, separators=(",", ":")).encode()
-        raw_headers = [
-            (b"content-type", content_type.encode()),
-            (b"content-length", str(len(payload)).encode()),
-            *((k.lower().encode(), v.encode()) for k, v in headers.items()),
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-        await send({"type": "http.response.body", "body": payload})
+        await send_json(send, status, body, content_type, headers)

@@ -2,7 +2,8 @@
 
 ``jobqueue`` (competing consumer group) brings job.created to one replica, which runs the job and
 answers when it is final. ``jobbroadcast`` (a group per replica) brings final events and cancel
-requests to every replica, to wake waiting requests and stop handlers.
+requests to every replica, to wake waiting requests and stop handlers. The deliveries themselves
+are served below FastAPI (``deliveries.py``); this module says what they do.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from job_orchestrator import events
 from job_orchestrator.errors import StoreUnavailable
 from job_orchestrator.runs import Answer
 from job_orchestrator.settings import Settings
-from job_orchestrator.waiters import is_final
+from job_orchestrator.waiters import Waiters, is_final
 from job_orchestrator.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -79,36 +80,32 @@ async def dapr_subscribe(request: Request) -> list[dict[str, Any]]:
     return subscriptions(request.app.state.settings, request.app.state.started)
 
 
-@router.post(RUN_PATH)
-async def run_job(request: Request) -> dict[str, str]:
-    """Run a queued job, holding the delivery until it is final."""
-    worker: Worker | None = request.app.state.worker
+async def run_delivery(body: bytes, worker: Worker | None) -> str:
+    """Run a queued job, holding the delivery until it is final; the delivery's status."""
     try:
-        job = events.job_from_event(events.parse_event(await request.body()))
+        job = events.job_from_event(events.parse_event(body))
     except events.MalformedEvent as exc:
         # Answering anything but DROP would have the broker hand the poison back forever.
         logger.warning("dropping a queue message that carries no job: %s", exc)
-        return {"status": "DROP"}
+        return "DROP"
     if worker is None:
-        return {"status": Answer.RETRY.value}
+        return Answer.RETRY.value
     try:
         answer = await worker.deliver(job["id"])
     except StoreUnavailable as exc:
         logger.warning("job %s: %s; the broker will redeliver it", job["id"], exc)
         answer = Answer.RETRY
-    return {"status": answer.value}
+    return answer.value
 
 
-@router.post(CHANGED_PATH)
-async def job_changed(request: Request) -> dict[str, str]:
+def changed_delivery(body: bytes, waiters: Waiters, worker: Worker | None) -> str:
     """Another replica changed a job: wake waiters here, stop a handler running here."""
     try:
-        job = events.job_from_event(events.parse_event(await request.body()))
+        job = events.job_from_event(events.parse_event(body))
     except events.MalformedEvent as exc:
         logger.warning("dropping a broadcast message that carries no job: %s", exc)
-        return {"status": "DROP"}
-    request.app.state.waiters.notify(job)
-    worker: Worker | None = request.app.state.worker
+        return "DROP"
+    waiters.notify(job)
     if worker is not None and (is_final(job) or job.get("cancelRequested")):
         worker.cancel_local(job["id"])
-    return {"status": "SUCCESS"}
+    return "SUCCESS"

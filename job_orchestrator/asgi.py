@@ -1,0 +1,39 @@
+"""Plain ASGI helpers for the paths served below FastAPI (long polls, sidecar deliveries)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.types import Receive, Send
+
+
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body (b"" when the client went away before sending it)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b""
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def send_json(
+    send: Send,
+    status: int,
+    body: Any,
+    content_type: str = "application/json",
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """One complete response with ``body`` as compact JSON."""
+    payload = json.dumps(body, separators=(",", ":")).encode()
+    raw_headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(payload)).encode()),
+        *((k.lower().encode(), v.encode()) for k, v in (headers or {}).items()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": payload})
