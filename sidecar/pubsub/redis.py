@@ -24,6 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sidecar.components import Component, ComponentError
 from sidecar.durations import parse_go_duration
 from sidecar.pubsub.base import BulkEntry, Handler, Message, PublishError, stop_tasks
+from sidecar.pubsub.stream_acks import StreamAcks
 from sidecar.redis_conn import redis_client, redis_pipe
 from sidecar.redis_pipe import Arg, RedisPipe, ReplyError
 
@@ -123,6 +124,7 @@ class RedisStreamsPubSub:
         # connection, which is cheaper per command and must never carry a blocking one.
         self._client: aioredis.Redis = redis_client(component)
         self._pipe = redis_pipe(component)
+        self._acks = StreamAcks(self._pipe, self.settings.consumer_id)
         self._readers: set[RedisPipe] = set()  #: one per poll loop, for the blocking reads
         self._host = component.metadata.get("redisHost", "")
         self._tasks: set[asyncio.Task[None]] = set()
@@ -142,6 +144,7 @@ class RedisStreamsPubSub:
     async def close(self) -> None:
         self._closed = True
         await stop_tasks(self._tasks, self.name)
+        await self._acks.drain()
         await self._client.aclose()
         await self._pipe.close()
         for reader in list(self._readers):
@@ -282,10 +285,7 @@ class RedisStreamsPubSub:
         except Exception as exc:
             logger.error("Error processing Redis message %s: %s", entry, exc or type(exc).__name__)
             return
-        try:
-            await self._pipe.execute("XACK", topic, settings.consumer_id, pending.entry_id)
-        except (ReplyError, OSError) as exc:
-            logger.error("Error acknowledging Redis message %s: %s", entry, exc)
+        self._acks.ack(topic, pending.entry_id)
 
     async def _reclaim_loop(self, topic: str, queue: asyncio.Queue[_Pending]) -> None:
         settings = self.settings
