@@ -20,8 +20,8 @@ from dapr.clients.grpc._state import Concurrency, StateOptions
 from grpc import StatusCode
 from grpc.aio import AioRpcError
 
+from dapr_support.batching import Batcher
 from dapr_support.clients import ClientKeeper, sidecar_healthy
-from job_orchestrator.batching import Batcher
 from job_orchestrator.errors import StoreUnavailable
 from job_orchestrator.events import event_payload, outbox_metadata
 from job_orchestrator.jobs import Job, valid_job_id

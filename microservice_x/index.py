@@ -1,17 +1,18 @@
 """The list of job ids GET /jobs walks, newest last, in one state key.
 
 Every new job must be added before its first event is acknowledged, but one write per job would
-make the key a hot spot; concurrent additions are group-committed: while one write is in flight
-the next ids queue up, and the following write takes them all.
+make the key a hot spot; concurrent additions are group-committed (``dapr_support.batching``):
+while one write is in flight the next ids queue up, and the following write takes them all.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Sequence
 
 import orjson
 
+from dapr_support.batching import Batcher
 from microservice_x.records import Change, Records, decode_list
 
 logger = logging.getLogger(__name__)
@@ -24,8 +25,7 @@ MAX_INDEX = 2_000
 class JobIndex:
     def __init__(self, records: Records) -> None:
         self._records = records
-        self._waiting: dict[str, list[asyncio.Future[None]]] = {}
-        self._flusher: asyncio.Task[None] | None = None
+        self._writes: Batcher[str, None] = Batcher(self._write, max_batch=MAX_INDEX)
 
     async def ids(self) -> list[str]:
         """Indexed job ids, newest first."""
@@ -34,36 +34,16 @@ class JobIndex:
 
     async def add(self, job_id: str) -> None:
         """Return once ``job_id`` is stored in the index (StoreError if the write failed)."""
-        done = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(job_id, []).append(done)
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
-        await done
+        await self._writes.submit(job_id)
 
-    async def _flush(self) -> None:
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting, {}
-                logger.debug("adding %s job id(s) to the index in one write", len(batch))
-                try:
-                    await self._records.update(INDEX_KEY, _adding(list(batch)))
-                except Exception as exc:
-                    for futures in batch.values():
-                        for future in futures:
-                            if not future.done():
-                                future.set_exception(exc)
-                    continue
-                for futures in batch.values():
-                    for future in futures:
-                        if not future.done():
-                            future.set_result(None)
-        finally:
-            self._flusher = None
+    async def _write(self, job_ids: list[str]) -> Sequence[None]:
+        logger.debug("adding %s job id(s) to the index in one write", len(job_ids))
+        await self._records.update(INDEX_KEY, _adding(list(dict.fromkeys(job_ids))))
+        return [None] * len(job_ids)
 
     async def close(self) -> None:
         """Let a write in flight finish (its callers are waiting for it)."""
-        if self._flusher is not None:
-            await self._flusher
+        await self._writes.close()
 
 
 def _adding(job_ids: list[str]) -> Change[None]:

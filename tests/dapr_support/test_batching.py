@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from job_orchestrator.batching import Batcher
+from dapr_support.batching import Batcher
 
 
 class Recorder:
