@@ -18,7 +18,7 @@ from .callcount import Snapshot, difference
 from .celery_peer import make_app, run_clients, worker_ready
 from .job_times import final_received_at
 from .load import LoadResult, run_load
-from .meters import CpuMeter, wait_quiet
+from .meters import CpuMeter, redis_commands, wait_quiet
 from .plan import Context
 from .procs import PYTHON, Proc, wait_for
 from .results import ScenarioResult, Target
@@ -66,6 +66,7 @@ async def _ours(ctx: Context, replicas: int, result: ScenarioResult) -> dict[str
         await job(-1)  # one job to warm every connection and route
         submitted.clear()
         answered_ms.clear()
+        commands_before = redis_commands(stack.redis_port)
         meter.start()
         load = await run_load(
             job,
@@ -75,6 +76,7 @@ async def _ours(ctx: Context, replicas: int, result: ScenarioResult) -> dict[str
         )
         wait_quiet(list(groups.values()), timeout=ctx.plan.settle_s)
         cpu = meter.stop()
+        commands = _command_deltas(commands_before, redis_commands(stack.redis_port))
         views = await client.collect_views(
             http, msx.url, [job_id for job_id, _ in submitted.values()], timeout=ctx.plan.settle_s
         )
@@ -83,7 +85,29 @@ async def _ours(ctx: Context, replicas: int, result: ScenarioResult) -> dict[str
         label = f"{replicas} replica(s): submit -> 200 with the final job"
         result.row(f"{label}, p50", answered.p50, "ms")
         result.row(f"{label}, p99", answered.p99, "ms")
-    return _figures(ctx, replicas, result, load, submitted, views, cpu)
+    figures = _figures(ctx, replicas, result, load, submitted, views, cpu)
+    _command_rows(result, replicas, commands, len(submitted))
+    return figures
+
+
+def _command_deltas(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    deltas = {name: calls - before.get(name, 0) for name, calls in after.items()}
+    deltas.pop("info", None)  # the snapshots themselves
+    return {name: n for name, n in deltas.items() if n > 0}
+
+
+def _command_rows(
+    result: ScenarioResult, replicas: int, commands: dict[str, int], jobs: int
+) -> None:
+    """Redis commands per job (all clients: sidecars' state, streams and outbox), busiest
+    first; Lua scripts' inner commands count separately from their EVALSHA."""
+    if not jobs:
+        return
+    label = f"{replicas} replica(s): Redis commands per job"
+    result.row(f"{label}, all", sum(commands.values()) / jobs, "commands")
+    for name, calls in sorted(commands.items(), key=lambda kv: -kv[1]):
+        if calls / jobs >= 0.5:
+            result.row(f"  {name}", calls / jobs, "per job")
 
 
 def _figures(
