@@ -20,10 +20,22 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
 
+#: Ports this process handed out: the kernel may offer a port again once its probe socket is
+#: closed, before the child given it the first time has bound it (an app and its sidecar then
+#: collide: "address already in use").
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on now and no earlier call returned."""
+    for _ in range(1000):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError(f"no fresh port after 1000 tries ({len(_handed_out)} handed out)")
 
 
 class ManagedProcess:
