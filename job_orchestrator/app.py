@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
+from dapr_support import heap
 from job_orchestrator import api, problems, subscriptions
 from job_orchestrator.auth import ApiKeys, document_security, require_app_token
 from job_orchestrator.bodylimit import BodyLimit
@@ -68,6 +69,7 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
             type(listing).__name__,
             ", ".join(handlers.names),
         )
+        heap.settle()
         try:
             yield
         finally:

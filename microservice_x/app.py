@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
+from dapr_support import heap
 from dapr_support.clients import ClientKeeper
 from microservice_x import api, subscriber
 from microservice_x.apptoken import require_app_token
@@ -41,6 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
             try:
                 app.state.store = store
                 app.state.orchestrator = OrchestratorClient(session, settings)
+                heap.settle()
                 yield
             finally:
                 await store.close()

@@ -7,6 +7,7 @@ the Shutdown API: stop delivering, stop serving, close components, leave the nam
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -339,6 +340,10 @@ async def serve(config: SidecarConfig, env: Mapping[str, str]) -> int:
         loop.add_signal_handler(signum, runtime.request_shutdown)
     try:
         await runtime.start(resources)
+        # What start-up built lives as long as the process: exempt it from the collector, whose
+        # full passes over it took about 50 ms each under load.
+        gc.collect()
+        gc.freeze()
         await runtime.stopping.wait()
         logger.info("shutting down")
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime
 
 import httpx
@@ -11,6 +12,7 @@ from job_orchestrator.settings import Role, Settings
 from job_orchestrator.subscriptions import RUN_RULE, changed_rule
 from sidecar.components import RouteRule
 from sidecar.routing import Router
+from tests.job_orchestrator.inprocess import InProcess
 
 
 async def get(role: Role, path: str) -> httpx.Response:
@@ -70,3 +72,11 @@ def test_broadcast_rule_skips_history_with_daprs_cel() -> None:
     # Changes this replica wrote itself are not delivered back to it; other replicas' are.
     assert route("job.completed", "2026-01-01T12:00:01Z", changedBy="host-1") is None
     assert route("job.completed", "2026-01-01T12:00:01Z", changedBy="host-2") == "/changed"
+
+
+async def test_start_up_objects_are_frozen_before_serving(inproc: InProcess) -> None:
+    # A second app on the same sidecar: its lifespan connects, then settles the heap.
+    gc.unfreeze()
+    app = create_app(inproc.settings)
+    async with app.router.lifespan_context(app):
+        assert gc.get_freeze_count() > 0

@@ -8,6 +8,7 @@ sidecar would deliver, so each answer (SUCCESS / DROP / RETRY) is checked direct
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -404,3 +405,10 @@ async def test_bulk_entry_of_a_corrupt_view_is_retried_alone(
     )
     assert statuses == ["SUCCESS", "RETRY"]
     assert (await client.get(f"/jobs/{healthy}")).json()["status"] == "New"
+
+
+async def test_start_up_objects_are_frozen_before_serving(settings: Settings) -> None:
+    gc.unfreeze()
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        assert gc.get_freeze_count() > 0
