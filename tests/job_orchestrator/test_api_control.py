@@ -153,6 +153,43 @@ def test_validation_errors_name_the_field(inproc: InProcess) -> None:
     assert huge.headers["content-type"] == "application/problem+json"
 
 
+def test_text_that_is_not_unicode_is_422_naming_where(inproc: InProcess) -> None:
+    """JSON's grammar lets an unpaired surrogate escape through; it cannot be stored as UTF-8."""
+    owner = f"surrogates-{uuid.uuid4().hex[:6]}-\U0001f600"  # a well-formed pair: one character
+
+    def post(path: str, body: dict[str, Any], **headers: str) -> httpx.Response:
+        # json.dumps writes a lone surrogate as its escape, as a JavaScript client would.
+        content = json.dumps({"owner": owner, **body})
+        assert "\\ud" in content
+        headers["content-type"] = "application/json"
+        return inproc.client.post(path, content=content, headers=headers)
+
+    bodies = {
+        "input.note[1]": {"input": {"seconds": 0, "note": ["ok", "a\ud800b"]}},
+        "input.\\udc00": {"input": {"\udc00": 1}},
+    }
+    for path in ("/jobs", "/Jobs/StartJobWithTimeout"):
+        for where, body in bodies.items():
+            bad = post(path, body)
+            assert bad.status_code == 422, bad.text
+            assert bad.headers["content-type"] == "application/problem+json"
+            assert bad.json()["errors"][0]["field"] == "input"
+            assert f"the text at {where} holds an unpaired UTF-16 surrogate" in bad.json()["detail"]
+    for field in ("owner", "type"):
+        bad = post("/jobs", {field: "x\ud800"})
+        assert (bad.status_code, bad.json()["errors"][0]["field"]) == (422, field)
+    paired = post("/jobs", {"input": {"seconds": 0}}, Prefer="wait=10")
+    assert paired.status_code == 200, paired.text
+    assert paired.json()["owner"] == owner
+
+    def listed() -> list[str]:
+        page = inproc.client.get("/jobs", params={"owner": owner}).json()
+        return [job["id"] for job in page["items"]]
+
+    # The listing index is written in the background; only the well-formed job was accepted.
+    wait_until(lambda: listed() == [paired.json()["id"]], timeout=10)
+
+
 def test_health_docs_and_subscriptions(inproc: InProcess) -> None:
     health = inproc.client.get("/healthz")
     assert health.status_code == 200 and health.json()["status"] == "ok"
