@@ -20,7 +20,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _CHAIN = re.compile(r"(?<![\w.])event((?:\s*\.\s*[A-Za-z_]\w*)*)")
 _MEMBER = re.compile(r"[A-Za-z_]\w*")
 _SHAPE_ONLY = re.compile(r"(?<![\w.])(?:has|type)\s*\(\s*$")
@@ -66,18 +65,3 @@ def projection(expressions: Iterable[str]) -> Projection:
             else:
                 root._at(path).whole = True
     return root
-
-
-def without_lone_surrogates(value: Any) -> Any:
-    """``value`` with every unpaired UTF-16 surrogate in its strings replaced by U+FFFD.
-
-    Python's JSON parser keeps ``"\\ud800"`` as a lone surrogate, which the CEL engine cannot
-    take; Go's, in daprd, replaces it with U+FFFD, so rules see what they would see there.
-    """
-    if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value)
-    if isinstance(value, Mapping):
-        return {without_lone_surrogates(k): without_lone_surrogates(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [without_lone_surrogates(item) for item in value]
-    return value

@@ -10,6 +10,7 @@ import base64
 import functools
 import json
 import os
+import re
 import secrets
 import time
 import uuid
@@ -27,6 +28,11 @@ CLOUDEVENT_CONTENT_TYPE = "application/cloudevents+json"
 
 #: ``cloudevent.<field>`` publish metadata overriding envelope fields (daprd's mapstructure tags).
 _OVERRIDES = ("id", "source", "type", "subject", "traceid", "traceparent", "tracestate")
+
+
+#: The escape of a UTF-16 surrogate in JSON text (paired or not: the parse tells).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class CloudEventError(ValueError):
@@ -52,15 +58,61 @@ def is_cloudevent_content_type(content_type: str) -> bool:
 
 
 def loads(data: bytes | str) -> Any:
-    """Parse JSON keeping big integers exact, like Go's UseNumber (orjson turns them to floats).
+    """Parse JSON as Go's encoding/json does in daprd, keeping big integers exact (UseNumber).
 
-    JSON nested deeper than Python's recursion limit is a ValueError like any other bad JSON
-    (Go's decoder also refuses it: "exceeded max depth"), never a RecursionError.
+    Text that is not UTF-8, and escapes of unpaired UTF-16 surrogates (``"\\ud800"``, which
+    Python's parser would keep), become U+FFFD, as Go reads them; what is parsed can always be
+    written out again as UTF-8. JSON nested deeper than Python's recursion limit is a ValueError
+    like any other bad JSON (Go's decoder also refuses it: "exceeded max depth").
     """
+    if isinstance(data, str):
+        text, decoded = data, _LONE_SURROGATE.search(data) is not None
+    else:
+        # "replace" never yields a surrogate, so only an escape can bring one in.
+        text, decoded = data.decode("utf-8", "replace"), False
     try:
-        return json.loads(data)
+        value = json.loads(text)
     except RecursionError:
         raise ValueError("JSON exceeded max depth") from None
+    if decoded or _SURROGATE_ESCAPE.search(text):
+        value = _mend_surrogates(value)
+    return value
+
+
+def fast_loads(data: bytes) -> Any:
+    """``loads``, by orjson when it can: it refuses what Go reads (lone surrogate escapes)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return loads(data)
+
+
+def _mend_surrogates(value: Any) -> Any:
+    """``value`` with each unpaired surrogate replaced by U+FFFD; containers mended in place.
+
+    Without recursion: the value may be nested as deep as the parser allowed.
+    """
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    todo: list[Any] = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            pairs = list(item.items())
+            item.clear()
+            for key, child in pairs:
+                if isinstance(child, str):
+                    child = _LONE_SURROGATE.sub("\ufffd", child)
+                elif isinstance(child, dict | list):
+                    todo.append(child)
+                item[_LONE_SURROGATE.sub("\ufffd", key)] = child
+        elif isinstance(item, list):
+            for index, child in enumerate(item):
+                if isinstance(child, str):
+                    item[index] = _LONE_SURROGATE.sub("\ufffd", child)
+                elif isinstance(child, dict | list):
+                    todo.append(child)
+    return value
 
 
 def dumps(value: Any) -> bytes:

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from sidecar import cloudevents
 from sidecar.errors import DaprError
 from sidecar.state.base import Concurrency, DeleteRequest, SetRequest
 from sidecar.state.errors import unsupported_operation
@@ -44,8 +45,8 @@ def _metadata(request: Request) -> dict[str, str]:
 async def _body(request: Request) -> Any:
     raw = await request.body()
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        return cloudevents.fast_loads(raw)
+    except ValueError as exc:
         raise _malformed(exc) from None
 
 
@@ -114,8 +115,8 @@ def delete_request(item: Any, extra_metadata: Mapping[str, str] | None = None) -
 def _raw_json(data: bytes) -> Any:
     """Stored bytes embedded as JSON when they are JSON, else as a string."""
     try:
-        orjson.loads(data)
-    except orjson.JSONDecodeError:
+        cloudevents.fast_loads(data)
+    except ValueError:
         return data.decode("utf-8", "replace")
     return orjson.Fragment(data)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import cel
 
-from sidecar.cel_paths import Projection, projection, without_lone_surrogates
+from sidecar.cel_paths import Projection, projection
 from sidecar.components import RouteRule
 
 
@@ -96,12 +96,8 @@ class Router:
 def _context(event: Any) -> Any:
     context = cel.Context()
     try:
+        # Strings come mended as Go reads them (cloudevents.loads): no lone surrogates.
         context.add_variable("event", event)
-    except ValueError:
-        try:  # the one kind of string Go's JSON would have mended
-            context.add_variable("event", without_lone_surrogates(event))
-        except ValueError as exc:
-            raise RuleEvaluationError(
-                f"the event cannot be given to the routing rules: {exc}"
-            ) from exc
+    except ValueError as exc:
+        raise RuleEvaluationError(f"the event cannot be given to the routing rules: {exc}") from exc
     return context

@@ -12,8 +12,7 @@ import dataclasses
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 
-import orjson
-
+from sidecar import cloudevents
 from sidecar.components import Component
 from sidecar.state import errors as err
 from sidecar.state.base import (
@@ -192,8 +191,8 @@ class StateService:
         if not is_json and item.metadata.get("contentType") == "application/json":
             # daprd's gRPC SaveState decodes such values as JSON before the store sees them.
             try:
-                orjson.loads(item.value)
-            except orjson.JSONDecodeError as exc:
+                cloudevents.fast_loads(item.value)
+            except ValueError as exc:
                 raise err.bad_json(str(exc)) from exc
             is_json = True
         return dataclasses.replace(item, key=full, etag=item.etag or None, is_json=is_json)

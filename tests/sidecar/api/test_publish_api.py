@@ -253,6 +253,41 @@ def test_outbox_transaction_publishes_after_commit(
     assert event["topic"] == "outbox-events"
 
 
+async def test_unpaired_surrogate_escapes_are_published_as_go_reads_them(
+    api: Api, pubsub: str, conformance: Conformance
+) -> None:
+    """JSON data escaping a lone surrogate is published with U+FFFD in its place, as by daprd."""
+    marker = unique(f"surrogate-{api.name}")
+    data = json.dumps({"m": marker, "s": "a\ud800b", "\udc00": ["\U0001f600"]}).encode()
+    assert b"\\ud800" in data and b"\\ud83d\\ude00" in data  # the escapes, as on the wire
+    await api.publish(pubsub, "conf", data, "application/json", {})
+    (event,) = wait_for(conformance.app, f"/events/{pubsub}", marker)
+    assert event["data"] == {"m": marker, "s": "a\ufffdb", "\ufffd": ["\U0001f600"]}
+
+
+def test_outbox_event_of_a_value_with_an_unpaired_surrogate(
+    sidecar: Sidecar, app: TinyApp, sdk_http_port: int
+) -> None:
+    """The value is stored byte for byte; its event carries the data as Go parses it."""
+    key = unique("surrogate")
+    value = json.dumps({"job": key, "note": "x\udfff"})
+    with DaprClient(address=sidecar.grpc_address) as client:
+        client.execute_state_transaction(
+            "redisstore",
+            [
+                TransactionalStateOperation(
+                    key=key,
+                    data=value,
+                    metadata={"contentType": "application/json", "cloudevent.type": "job.created"},
+                )
+            ],
+        )
+        assert client.get_state("redisstore", key).data == value.encode()
+    wait_until(lambda: delivered(app, "/events/created", key), timeout=15)
+    event = delivered(app, "/events/created", key)[0]["event"]
+    assert event["data"] == {"job": key, "note": "x\ufffd"}
+
+
 def test_outbox_projection_and_failed_transaction(sidecar: Sidecar, app: TinyApp) -> None:
     key, failed_key = unique("proj"), unique("failed")
     http = httpx.Client(base_url=sidecar.http, timeout=10)

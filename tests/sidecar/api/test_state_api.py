@@ -295,3 +295,19 @@ async def test_unknown_transaction_operation(conformance: Conformance) -> None:
         response = await http.post("/v1.0/state/memstore/transaction", json=body)
     assert response.status_code == 400
     assert response.json()["errorCode"] == "ERR_NOT_SUPPORTED_STATE_OPERATION"
+
+
+@pytest.mark.parametrize("store", ["redisstore", "sqlitestore"])
+async def test_http_values_are_read_as_gos_json_decoder_reads_them(
+    conformance: Conformance, store: str
+) -> None:
+    """HTTP values are decoded and encoded again (as daprd does): lone surrogates become U+FFFD."""
+    key = unique("surrogate")
+    body = b'[{"key": "%s", "value": {"s": "a\\ud800", "pair": "\\ud83d\\ude00"}}]' % key.encode()
+    async with httpx.AsyncClient(base_url=conformance.sidecar.http, timeout=10) as http:
+        saved = await http.post(f"/v1.0/state/{store}", content=body)
+        assert saved.status_code == 204, saved.text
+        found = await http.get(f"/v1.0/state/{store}/{key}")
+        assert found.json() == {"s": "a\ufffd", "pair": "\U0001f600"}
+        bulk = await http.post(f"/v1.0/state/{store}/bulk", json={"keys": [key]})
+        assert bulk.json()[0]["data"] == {"s": "a\ufffd", "pair": "\U0001f600"}

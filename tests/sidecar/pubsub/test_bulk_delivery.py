@@ -487,3 +487,20 @@ async def test_programmatic_bulk_subscription_through_a_sidecar_process(
     finally:
         await asyncio.to_thread(car.stop)
         await runner.cleanup()
+
+
+async def test_an_unpaired_surrogate_escape_is_delivered_mended_with_its_batch(
+    stack: StackFactory, app: App
+) -> None:
+    """Another publisher's event may escape a lone surrogate; Go reads it as U+FFFD, as here."""
+    s = await stack(max_messages=2)
+    lone = {"specversion": "1.0", "id": unique("e"), "source": "js", "type": "t", "data": {"n": 0}}
+    lone["data"]["text"] = "a\ud800b"
+    wire = json.dumps(lone).encode()  # writes the escape "\ud800"
+    assert b"\\ud800" in wire
+    await s.redis.xadd(s.topic, {"data": wire})
+    await s.publish({"n": 1})
+    await eventually(lambda: len(app.delivered()) == 2)
+    await settled(s)
+    assert len(app.calls) == 1  # one batch, nothing failed or retried
+    assert sorted(app.delivered(), key=lambda d: d["n"]) == [{"n": 0, "text": "a\ufffdb"}, {"n": 1}]

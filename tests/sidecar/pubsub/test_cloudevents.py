@@ -183,3 +183,39 @@ def test_too_deeply_nested_json_is_bad_json_not_a_crash() -> None:
     with pytest.raises(ValueError, match="max depth"):
         cloudevents.loads("[" * 100_000 + "]" * 100_000)
     assert cloudevents.loads("[[1]]") == [[1]]
+
+
+def test_json_is_read_as_gos_decoder_reads_it() -> None:
+    # Unpaired surrogate escapes, in values and keys, become U+FFFD; a pair is one character.
+    wire = b'{"a\\ud800": ["x\\udc00y", {"k": "\\ud83d\\ude00", "n": 1}], "s": "\\uDBFF"}'
+    expected = {"a\ufffd": ["x\ufffdy", {"k": "\U0001f600", "n": 1}], "s": "\ufffd"}
+    assert cloudevents.loads(wire) == expected
+    assert cloudevents.fast_loads(wire) == expected
+    # Bytes that are no UTF-8 become one U+FFFD each, as Go's utf8.DecodeRune reads them.
+    assert cloudevents.loads(b'"\xed\xa0\x80-\xff"') == "\ufffd\ufffd\ufffd-\ufffd"
+    # Text that only looks like an escape (an escaped backslash) is left alone.
+    assert cloudevents.loads(b'"\\\\ud800"') == "\\ud800"
+    assert cloudevents.loads('"\ud800"') == "\ufffd"
+    # What was read can always be written out again.
+    assert json.loads(cloudevents.dumps(cloudevents.loads(wire))) == expected
+
+
+def test_mending_handles_json_as_deep_as_the_parser_takes() -> None:
+    deep = b'{"k":' * 500 + b'"\\ud800"' + b"}" * 500
+    value = cloudevents.loads(deep)
+    for _ in range(500):
+        value = value["k"]
+    assert value == "\ufffd"
+
+
+def test_envelope_of_json_data_with_a_lone_surrogate_escape_serializes() -> None:
+    event = cloudevents.new_envelope(
+        data=b'{"note": "a\\ud800"}',
+        content_type="application/json",
+        topic="t",
+        pubsubname="p",
+        source="app",
+        traceparent="",
+    )
+    assert event["data"] == {"note": "a\ufffd"}
+    assert json.loads(cloudevents.dumps(event))["data"] == {"note": "a\ufffd"}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from sidecar import cloudevents
 from sidecar.components import RouteRule
 from sidecar.routing import Router, RuleCompileError, RuleEvaluationError
 
@@ -61,7 +64,16 @@ def test_bad_expression_is_a_startup_error_naming_rule_and_place() -> None:
 
 def test_lone_surrogate_in_a_string_is_read_as_go_json_reads_it() -> None:
     # Python's JSON keeps "\ud800" as an unpaired surrogate, which CEL refuses; Go's JSON (daprd)
-    # turns it into U+FFFD, so the rule sees that and the message is routed, not failed.
+    # turns it into U+FFFD at decoding, so the rule sees that and the message is routed.
     rules = (RouteRule('event.data.owner == "x\ufffd"', "/mended"),)
-    assert Router(rules, "/fallback").route(event("job", owner="x\ud800")) == "/mended"
-    assert Router(RULES, "/fallback").route(event("job.completed", owner="\udc00")) == "/jobs"
+    wire = json.dumps(event("job", owner="x\ud800")).encode()
+    assert b"\\ud800" in wire
+    assert Router(rules, "/fallback").route(cloudevents.loads(wire)) == "/mended"
+    wire = json.dumps(event("job.completed", owner="\udc00")).encode()
+    assert Router(RULES, "/fallback").route(cloudevents.loads(wire)) == "/jobs"
+
+
+def test_an_event_cel_cannot_take_is_an_evaluation_error() -> None:
+    # A lone surrogate that did not come through the JSON reader is refused, not routed.
+    with pytest.raises(RuleEvaluationError, match="cannot be given to the routing rules"):
+        Router(RULES, "/fallback").route(event("job", owner="x\ud800"))
