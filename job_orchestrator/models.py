@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
+from dapr_support.text import unicode_problem
 from job_orchestrator.jobs import JobStatus
 
 WAIT_EXAMPLE: dict[str, JsonValue] = {
@@ -21,33 +21,6 @@ FAIL_EXAMPLE: dict[str, JsonValue] = {
     "input": {"seconds": 1, "fail": True},
     "timeoutSeconds": 5,
 }
-
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def lone_surrogate_at(value: Any, path: str) -> str | None:
-    """The path of a string in ``value`` holding an unpaired UTF-16 surrogate, or None.
-
-    JSON lets ``"\\ud800"`` through and Python's parser keeps it, but it is no Unicode text:
-    it cannot be stored, published or answered as UTF-8. Walked without recursion, so input as
-    deep as the JSON parser accepted is no problem here.
-    """
-    todo: list[tuple[str, Any]] = [(path, value)]
-    while todo:
-        where, item = todo.pop()
-        if isinstance(item, str):
-            if _LONE_SURROGATE.search(item):
-                return where
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                step = f"{where}.{ascii(key)[1:-1]}"
-                if _LONE_SURROGATE.search(key):
-                    return step
-                todo.append((step, child))
-        elif isinstance(item, list):
-            todo.extend((f"{where}[{i}]", child) for i, child in enumerate(item))
-    return None
 
 
 class JobRequest(BaseModel):
@@ -80,12 +53,9 @@ class JobRequest(BaseModel):
     @field_validator("input")
     @classmethod
     def _unicode_text(cls, value: dict[str, Any]) -> dict[str, Any]:
-        where = lone_surrogate_at(value, "input")
-        if where is not None:
-            raise ValueError(
-                f"the text at {where} holds an unpaired UTF-16 surrogate (a \\ud800 to \\udfff "
-                "escape without its partner), which is not Unicode; send well-formed text"
-            )
+        problem = unicode_problem(value, "input")
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
 

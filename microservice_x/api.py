@@ -6,8 +6,9 @@ import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from dapr_support.text import unicode_problem
 from microservice_x.deadletters import DeadLetter
 from microservice_x.deps import OrchestratorDep, SettingsDep, StoreDep
 from microservice_x.errors import InvalidRequest, JobNotFound
@@ -32,6 +33,14 @@ class StartJobRequest(BaseModel):
     owner: str | None = Field(
         default=None, description="Always this service; another owner is refused"
     )
+
+    @model_validator(mode="after")
+    def _unicode_text(self) -> StartJobRequest:
+        # Strings are checked by pydantic; the input and extra fields are passed on unchecked.
+        problem = unicode_problem({"input": self.input, **(self.model_extra or {})}, "body")
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
 
 class StartedJob(BaseModel):

@@ -246,6 +246,16 @@ async def test_start_job_validates_before_invoking(client: httpx.AsyncClient) ->
     assert_problem(
         await client.post("/jobs", content=b"[1", headers={"content-type": "application/json"}), 422
     )
+    # JSON lets an unpaired surrogate escape through; it is no text the orchestrator can take.
+    for body, where in (
+        (b'{"input": {"s": ["a", "b\\ud800"]}}', "body.input.s[1]"),
+        (b'{"input": {}, "tag": "\\udc00"}', "body.tag"),
+    ):
+        response = await client.post(
+            "/jobs", content=body, headers={"content-type": "application/json"}
+        )
+        problem = assert_problem(response, 422)
+        assert f"the text at {where} holds an unpaired UTF-16 surrogate" in problem["detail"]
 
 
 async def test_start_job_without_an_orchestrator_is_a_503_problem(
