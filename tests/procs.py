@@ -6,7 +6,6 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,26 +15,11 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+# One registry of handed-out ports for the bench and the tests (see bench.procs.free_port).
+from bench.procs import free_port as free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-
-
-#: Ports this process handed out: the kernel may offer a port again once its probe socket is
-#: closed, before the child given it the first time has bound it (an app and its sidecar then
-#: collide: "address already in use").
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now and no earlier call returned."""
-    for _ in range(1000):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
-    raise RuntimeError(f"no fresh port after 1000 tries ({len(_handed_out)} handed out)")
 
 
 class ManagedProcess:
