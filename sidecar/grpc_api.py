@@ -12,11 +12,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
-import orjson
 from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import dapr_pb2_grpc, pubsub_pb2, state_pb2
 from google.protobuf import any_pb2, empty_pb2
 
+from sidecar.cloudevents import fast_loads
 from sidecar.errors import DaprError
 from sidecar.publishing import PublishEntry, publish_failed
 from sidecar.state.base import Concurrency, DeleteRequest, SetRequest
@@ -190,8 +190,8 @@ class DaprServicer(dapr_pb2_grpc.DaprServicer):
     async def QueryStateAlpha1(self, request: Any, context: Any) -> Any:
         try:
             try:
-                query = orjson.loads(request.query)
-            except orjson.JSONDecodeError as exc:
+                query = fast_loads(request.query.encode())
+            except ValueError as exc:
                 raise DaprError(
                     "ERR_MALFORMED_REQUEST",
                     f"failed to parse JSON query body: {exc}",

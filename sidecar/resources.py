@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from sidecar.cloudevents import fast_loads
 from sidecar.components import Component, RouteRule, Subscription
 from sidecar.durations import parse_go_duration
 
@@ -250,6 +251,16 @@ def _subscription(doc: Mapping[str, Any], label: str, v2: bool) -> Subscription:
         bulk_max_await_ms=_int(bulk, "maxAwaitDurationMs", label, "spec.bulkSubscribe"),
         source=label,
     )
+
+
+def read_programmatic_subscriptions(body: bytes) -> list[Subscription]:
+    """``parse_programmatic_subscriptions`` of the raw answer, read as Go's JSON decoder reads
+    it (invalid UTF-8 and unpaired surrogate escapes become U+FFFD, not errors)."""
+    try:
+        parsed = fast_loads(body)
+    except ValueError as exc:
+        raise ResourceError("GET /dapr/subscribe", "", f"not JSON: {exc}") from None
+    return parse_programmatic_subscriptions(parsed)
 
 
 def parse_programmatic_subscriptions(body: Any) -> list[Subscription]:

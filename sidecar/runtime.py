@@ -15,8 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from sidecar.app_channel import AppChannel, AppUnreachableError
 from sidecar.components import Component, ComponentError, Subscription
 from sidecar.config import SidecarConfig
@@ -36,7 +34,7 @@ from sidecar.resources import (
     Resources,
     TemplateContext,
     load_resources,
-    parse_programmatic_subscriptions,
+    read_programmatic_subscriptions,
 )
 from sidecar.servers import GrpcServer, HttpServer
 from sidecar.state.base import DeleteRequest, SetRequest, StateStore
@@ -293,8 +291,8 @@ class Runtime:
             logger.warning("GET /dapr/subscribe answered %s; no programmatic subscriptions", status)
             return []
         try:
-            return parse_programmatic_subscriptions(orjson.loads(body))
-        except (orjson.JSONDecodeError, ResourceError) as exc:
+            return read_programmatic_subscriptions(body)
+        except ResourceError as exc:
             logger.error("the app's subscriptions cannot be used: %s", exc)
             return []
 

@@ -362,6 +362,10 @@ def test_grpc_query_bad_input(stub: dapr_pb2_grpc.DaprStub) -> None:
     # daprd's state.redis is a Querier: the text is parsed first (malformed: InvalidArgument),
     # then the store fails without RedisJSON (Internal). state.sqlite is none: Internal.
     assert query("redisstore", "{not json").code() == grpc.StatusCode.INVALID_ARGUMENT
+    # Go's decoder reads an unpaired surrogate escape as U+FFFD: the query parses, and fails
+    # only where any query fails on this store.
+    lone = '{"filter": {"EQ": {"tag": "\\ud800"}}}'
+    assert query("redisstore", lone).code() == grpc.StatusCode.INTERNAL
     assert query("redisstore", '{"filter": {}}').code() == grpc.StatusCode.INTERNAL
     assert query("sqlitestore", '{"filter": {}}').code() == grpc.StatusCode.INTERNAL
     assert query("nosuch", "{}").code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -14,6 +14,7 @@ from sidecar.resources import (
     parse_duration,
     parse_programmatic_subscriptions,
     parse_resources,
+    read_programmatic_subscriptions,
 )
 
 CTX = TemplateContext(app_id="myapp", namespace="ns", env={"REDIS_PW": "from-env"})
@@ -152,6 +153,23 @@ def test_programmatic_subscriptions() -> None:
     assert subs[1].dead_letter_topic == "dlq"
     with pytest.raises(ResourceError, match="topic: is required"):
         parse_programmatic_subscriptions([{"pubsubname": "p"}])
+
+
+def test_programmatic_subscriptions_are_read_as_gos_json_decoder_reads_them() -> None:
+    # daprd unmarshals the answer with encoding/json: an unpaired surrogate escape and a byte
+    # that is not UTF-8 each become U+FFFD instead of failing every subscription of the app.
+    body = (
+        b'[{"pubsubname": "p", "topic": "t", "routes": {"rules": '
+        b'[{"match": "event.data.note == \\"\\ud800\\"", "path": "/r\xff"}]}}]'
+    )
+    (sub,) = read_programmatic_subscriptions(body)
+    assert [(r.match, r.path) for r in sub.rules] == [('event.data.note == "\ufffd"', "/r\ufffd")]
+    (sub,) = read_programmatic_subscriptions(
+        b'[{"pubsubname": "p", "topic": "t", "route": "/\\udc00"}]'
+    )
+    assert sub.default_path == "/\ufffd"
+    with pytest.raises(ResourceError, match="GET /dapr/subscribe: not JSON"):
+        read_programmatic_subscriptions(b"[{")
 
 
 @pytest.mark.parametrize(
