@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
+from collections.abc import Callable
 
 import uvicorn
 
-from job_orchestrator.app import create_app
+from job_orchestrator.app import begin_shutdown, create_app
 from job_orchestrator.settings import Settings, SettingsError
+
+#: How long running jobs (whose deliveries are open requests) may still finish after SIGTERM.
+SHUTDOWN_GRACE_SECONDS = 10
 
 
 def main() -> int:
@@ -22,16 +27,34 @@ def main() -> int:
     except SettingsError as exc:
         logging.getLogger("job_orchestrator").error("bad configuration: %s", exc)
         return 2
+    app = create_app(settings)
     # Access logs cost CPU on every request; uvicorn's own errors are still logged.
-    uvicorn.run(
-        create_app(settings),
+    config = uvicorn.Config(
+        app,
         host=settings.bind_host,
         port=settings.app_port,
         access_log=False,
         log_level="warning",
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
+    Server(config, on_shutdown=lambda: begin_shutdown(app)).run()
     return 0
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, telling the app as soon as a shutdown (SIGTERM, Ctrl-C) begins.
+
+    uvicorn's lifespan shutdown comes only after every open request ended or the grace time
+    ran out, too late for requests that are merely waiting.
+    """
+
+    def __init__(self, config: uvicorn.Config, on_shutdown: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_shutdown = on_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._on_shutdown()
+        await super().shutdown(sockets)
 
 
 if __name__ == "__main__":

@@ -122,6 +122,20 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
     return app
 
 
+def begin_shutdown(app: FastAPI) -> None:
+    """The server stops taking connections: answer every waiting request now.
+
+    Waits (``timeoutSeconds``, ``Prefer: wait``, ``?wait``) get the job as last known (202 with
+    its ``Location``) and event streams end, so callers poll another replica instead of being
+    cut off when the graceful-shutdown timeout runs out. Running jobs keep their deliveries
+    open meanwhile and may still finish.
+    """
+    waiters: Waiters | None = getattr(app.state, "waiters", None)
+    if waiters is not None:
+        waiters.release()
+        logger.info("shutting down: released %s waiting request(s)", len(waiters))
+
+
 async def _inspect(store: JobStore) -> None:
     try:
         await store.inspect()

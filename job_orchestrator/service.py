@@ -124,6 +124,10 @@ class JobService:
         final = await watch.final(wait)
         if final is not None:
             return dict(final)
+        if watch.released and watch.latest is not None:
+            # Shutting down: answer now with what we know (202 + Location to poll elsewhere);
+            # the sidecar may be stopping too, so no read.
+            return dict(watch.latest)
         # The one state read of a wait: a notification may have been lost (e.g. a broadcast
         # delivery still in flight), so look at the record once at the deadline.
         return await self.get(watch.job_id)
@@ -250,6 +254,8 @@ class JobService:
             last = int(current["sequence"])
             while not is_final(current):
                 if not await watch.changed(refresh):
+                    if watch.released:
+                        return  # shutting down; the client reconnects to another replica
                     running_here = self.worker is not None and self.worker.runs(job_id)
                     if not running_here:
                         # Progress made on another replica is not broadcast; re-read at the

@@ -1,7 +1,9 @@
 """Requests waiting on a job, woken by notifications (local runner, broadcast events); no polling.
 
 A watch is registered BEFORE the caller reads the job, so a change that lands between the read and
-the wait still wakes it.
+the wait still wakes it. When the server begins to shut down, ``release`` ends every wait at once
+(and any wait begun later), so waiting requests are answered with what is known instead of being
+cut off when the graceful-shutdown timeout runs out.
 """
 
 from __future__ import annotations
@@ -24,13 +26,19 @@ class Watch:
     Kept small (one future, one timer while waiting, no task): a replica holds thousands.
     """
 
-    __slots__ = ("_dirty", "_waiter", "job_id", "latest")
+    __slots__ = ("_dirty", "_waiter", "job_id", "latest", "released")
 
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, job_id: str, *, released: bool = False) -> None:
         self.job_id = job_id
         self.latest: dict[str, Any] | None = None
+        self.released = released  #: the server is shutting down: no more waiting
         self._dirty = False  #: a newer version arrived since the last ``changed``
         self._waiter: asyncio.Future[None] | None = None
+
+    def release(self) -> None:
+        """Stop waiting now and from now on (``changed`` returns at once)."""
+        self.released = True
+        _wake(self._waiter)
 
     def offer(self, job: dict[str, Any]) -> None:
         """Keep ``job`` if it is newer than what we hold (events may arrive twice or late).
@@ -47,8 +55,9 @@ class Watch:
             _wake(self._waiter)
 
     async def changed(self, timeout: float) -> bool:
-        """Wait until a newer version arrives; False when ``timeout`` passed first."""
-        if not self._dirty and timeout > 0:
+        """Wait until a newer version arrives; False when ``timeout`` passed first (or the
+        watch was released)."""
+        if not self._dirty and timeout > 0 and not self.released:
             loop = asyncio.get_running_loop()
             waiter = self._waiter = loop.create_future()
             timer = loop.call_later(timeout, _wake, waiter)
@@ -80,10 +89,11 @@ class Waiters:
 
     def __init__(self) -> None:
         self._watches: dict[str, set[Watch]] = {}
+        self.released = False
 
     @contextmanager
     def watch(self, job_id: str) -> Iterator[Watch]:
-        watch = Watch(job_id)
+        watch = Watch(job_id, released=self.released)
         self._watches.setdefault(job_id, set()).add(watch)
         try:
             yield watch
@@ -97,6 +107,13 @@ class Waiters:
     def notify(self, job: dict[str, Any]) -> None:
         for watch in self._watches.get(str(job.get("id")), ()):
             watch.offer(job)
+
+    def release(self) -> None:
+        """The server is shutting down: wake every waiter, and let no later one sleep."""
+        self.released = True
+        for watches in self._watches.values():
+            for watch in watches:
+                watch.release()
 
     def __len__(self) -> int:
         return sum(len(w) for w in self._watches.values())

@@ -41,3 +41,19 @@ async def test_a_final_version_wins_at_an_equal_sequence() -> None:
         waiters.notify(job(2, "Canceled"))
         waiters.notify(job(2))
         assert watch.latest == job(2, "Canceled")
+
+
+async def test_release_ends_every_wait_now_and_later() -> None:
+    waiters = Waiters()
+    with waiters.watch("j") as watch:
+        watch.offer(job(2))
+        asyncio.get_running_loop().call_later(0.05, waiters.release)
+        # Without the release this waits 60 s: wait_for fails the test after 5.
+        assert await asyncio.wait_for(watch.final(60), 5) is None
+        assert watch.latest == job(2)
+    with waiters.watch("j") as later:
+        assert later.released
+        assert await asyncio.wait_for(later.final(60), 5) is None
+        assert await asyncio.wait_for(later.changed(60), 5) is False
+        waiters.notify(job(3, "Completed"))  # a change that already arrived is still seen
+        assert await later.final(60) == job(3, "Completed")

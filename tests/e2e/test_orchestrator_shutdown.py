@@ -1,0 +1,86 @@
+"""A replica told to stop (SIGTERM, as Kubernetes and Ctrl-C do) answers its waiting requests
+at once and lets its running jobs finish within the grace time."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import RedisServer
+from tests.job_orchestrator.stack import Replica, log_dir_for, sidecar_state, write_components
+from tests.procs import wait_until
+
+pytestmark = pytest.mark.e2e
+
+JOB_SECONDS = 4.0  #: shorter than the orchestrator's 10 s grace, far longer than the answers
+
+
+@pytest.fixture
+def replica(redis_server: RedisServer, tmp_path: Path) -> Iterator[Replica]:
+    topic = f"job-events-{uuid.uuid4().hex[:8]}"
+    resources = write_components(tmp_path / "resources", redis_server.host, topic)
+    logs = log_dir_for(tmp_path)
+    one = Replica("stopping")
+    try:
+        one.start_sidecar(resources, logs)
+        one.start_app(topic, logs)
+        yield one
+    finally:
+        one.stop()
+
+
+def _events(url: str) -> list[str]:
+    """The event types of a Server-Sent Events stream, read until the server ends it."""
+    types = []
+    with httpx.stream("GET", url, timeout=30) as resp:
+        assert resp.status_code == 200
+        for line in resp.iter_lines():
+            if line.startswith("event: "):
+                types.append(line.removeprefix("event: "))
+    return types
+
+
+def test_sigterm_answers_waiting_requests_and_lets_running_jobs_finish(replica: Replica) -> None:
+    assert replica.app is not None
+    body = {"input": {"seconds": JOB_SECONDS}, "timeoutSeconds": 30}
+    with httpx.Client(base_url=replica.url, timeout=30) as client:
+        started = client.post("/jobs", json=body)
+        assert started.status_code == 202, started.text
+        job_id = started.json()["id"]
+        wait_until(
+            lambda: client.get(f"/jobs/{job_id}").json()["status"] == "InProgress", timeout=10
+        )
+        with ThreadPoolExecutor(3) as pool:
+            waiting = pool.submit(client.post, "/Jobs/StartJobWithTimeout", json=body)
+            polling = pool.submit(client.get, f"/jobs/{job_id}", params={"wait": 30})
+            streaming = pool.submit(_events, f"{replica.url}/jobs/{job_id}/events")
+            time.sleep(0.5)  # let the three requests reach their waits
+            os.killpg(replica.app.pid, signal.SIGTERM)
+            answered: Any = waiting.result(timeout=30)
+            polled: Any = polling.result(timeout=30)
+            streamed = streaming.result(timeout=30)
+
+    # Answered with what was known, well before the jobs end: 202 and where to poll.
+    assert answered.status_code == 202, answered.text
+    assert answered.headers["Location"] == f"/jobs/{answered.json()['id']}"
+    assert answered.headers["Retry-After"]
+    assert answered.json()["status"] in ("New", "InProgress")
+    assert polled.status_code == 200
+    assert polled.json()["status"] == "InProgress"
+    assert polled.headers["Retry-After"]
+    assert streamed and "job.completed" not in streamed  # ended, not run to the end
+
+    # The running jobs still finish within the grace time, then the process exits.
+    replica.app.proc.wait(timeout=30)  # type: ignore[union-attr]
+    for finished in (job_id, answered.json()["id"]):
+        record = sidecar_state(replica.http_port, f"job-{finished}")
+        assert record["status"] == "Completed", record
