@@ -262,16 +262,43 @@ async def delete_job(job_id: str, service: ServiceDep, caller: CallerDep) -> Res
     "/jobs/{job_id}/events",
     tags=["jobs"],
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}, **_NOT_FOUND},
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        204: {"description": "The job is final and `Last-Event-ID` says the client saw that."},
+        **_NOT_FOUND,
+    },
 )
-async def job_events(job_id: str, service: ServiceDep, caller: CallerDep) -> StreamingResponse:
-    """Server-Sent Events: the job now, then every change until it is final."""
+async def job_events(
+    job_id: str,
+    service: ServiceDep,
+    caller: CallerDep,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            description="Sent by a reconnecting EventSource: the `sequence` it saw last",
+        ),
+    ] = None,
+) -> Response:
+    """Server-Sent Events: the job now, then every change until it is final.
+
+    Each event's `id` is the job's `sequence`. A reconnecting client (`Last-Event-ID`) gets no
+    version it already has: once it holds the final one the answer is 204, which tells a
+    browser's EventSource to stop reconnecting.
+    """
     changes = service.changes(job_id, service.settings.progress_interval_seconds, caller)
-    first = await anext(changes)  # 404 before the stream starts
+    first: dict[str, Any] | None = await anext(changes)  # 404 before the stream starts
+    seen = _sequence(last_event_id)
+    if seen is not None and first is not None and int(first["sequence"]) <= seen:
+        if is_final(first):
+            await changes.aclose()
+            return Response(status_code=204)
+        first = None
 
     async def stream() -> AsyncIterator[bytes]:
         try:
-            yield _sse(first)
+            if first is not None:
+                yield _sse(first)
             async for job in changes:
                 yield _sse(job)
         finally:
@@ -282,6 +309,12 @@ async def job_events(job_id: str, service: ServiceDep, caller: CallerDep) -> Str
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def _sequence(last_event_id: str | None) -> int | None:
+    """The sequence in a ``Last-Event-ID`` header; anything else is no id at all."""
+    text = (last_event_id or "").strip()
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def _sse(job: dict[str, Any]) -> bytes:

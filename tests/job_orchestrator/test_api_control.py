@@ -101,6 +101,31 @@ def test_events_stream_until_final(inproc: InProcess) -> None:
     assert any(e[0] == "job.updated" for e in events)
 
 
+def _stream(inproc: InProcess, job_id: str, headers: dict[str, str]) -> list[int]:
+    """The ids (sequences) of a Server-Sent Events stream, read until the server ends it."""
+    with inproc.client.stream("GET", f"/jobs/{job_id}/events", headers=headers) as resp:
+        assert resp.status_code == 200
+        return [int(line[4:]) for line in resp.iter_lines() if line.startswith("id: ")]
+
+
+def test_a_reconnecting_event_stream_gets_only_what_it_has_not_seen(inproc: InProcess) -> None:
+    job = inproc.client.post("/jobs", json={"input": {"seconds": 1.2}}).json()
+    wait_until(lambda: inproc.client.get(f"/jobs/{job['id']}").json()["status"] == "InProgress")
+    now = inproc.client.get(f"/jobs/{job['id']}").json()["sequence"]
+    # EventSource sends back the last id it saw: the version it holds is not sent again.
+    ids = _stream(inproc, job["id"], {"Last-Event-ID": str(now)})
+    assert ids and ids[0] > now
+    assert ids == sorted(set(ids))
+    final = inproc.client.get(f"/jobs/{job['id']}").json()
+    assert final["status"] == "Completed" and ids[-1] == final["sequence"]
+    # Holding the final version: 204, so a browser's EventSource stops reconnecting.
+    last = {"Last-Event-ID": str(final["sequence"])}
+    assert inproc.client.get(f"/jobs/{job['id']}/events", headers=last).status_code == 204
+    # An older or unreadable id is no id: the stream starts with the job as it is.
+    for given in (str(final["sequence"] - 1), "abc", "-1"):
+        assert _stream(inproc, job["id"], {"Last-Event-ID": given}) == [final["sequence"]]
+
+
 def test_every_change_is_a_cloudevent_on_the_topic(
     inproc: InProcess, redis_server: RedisServer
 ) -> None:
