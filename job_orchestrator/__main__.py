@@ -11,6 +11,7 @@ from collections.abc import Callable
 import uvicorn
 
 from job_orchestrator.app import begin_shutdown, create_app
+from job_orchestrator.handler_modules import HandlerModuleError, load_registry
 from job_orchestrator.settings import Settings, SettingsError
 
 #: How long running jobs (whose deliveries are open requests) may still finish after SIGTERM.
@@ -24,10 +25,11 @@ def main() -> int:
     )
     try:
         settings = Settings.from_env(os.environ)
-    except SettingsError as exc:
+        registry = load_registry(settings.job_handlers)
+    except (SettingsError, HandlerModuleError) as exc:
         logging.getLogger("job_orchestrator").error("bad configuration: %s", exc)
         return 2
-    app = create_app(settings)
+    app = create_app(settings, registry)
     # Access logs cost CPU on every request; uvicorn's own errors are still logged.
     config = uvicorn.Config(
         app,

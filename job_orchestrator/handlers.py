@@ -89,6 +89,13 @@ class HandlerRegistry:
 
         return decorator
 
+    def include(self, other: HandlerRegistry) -> None:
+        """Add every job type of ``other``; a name both hold is an error, not an override."""
+        clash = sorted(self._handlers.keys() & other._handlers.keys())
+        if clash:
+            raise ValueError(f"job type(s) registered twice: {', '.join(clash)}")
+        self._handlers.update(other._handlers)
+
     @property
     def names(self) -> list[str]:
         return sorted(self._handlers)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from job_orchestrator.handler_modules import HandlerModuleError, load_registry
 from job_orchestrator.handlers import (
     HandlerRegistry,
     InvalidJobInput,
@@ -79,3 +80,35 @@ def test_context_cancel_flag() -> None:
     assert not ctx.cancelled
     ctx.cancel()
     assert ctx.cancelled
+
+
+def test_job_handlers_add_the_users_job_types_to_the_built_in_ones() -> None:
+    registry = load_registry(["tests.job_orchestrator.sample_jobs:jobs"])
+    assert registry.names == ["echo", "shout", "wait"]
+    assert registry.validate_input("shout", {"text": "hi"}) == {"text": "hi"}
+    with pytest.raises(InvalidJobInput):
+        registry.validate_input("shout", {"text": 3})
+
+
+@pytest.mark.parametrize(
+    ("spec", "why"),
+    [
+        ("tests.job_orchestrator.sample_jobs", "expected module:attribute"),
+        ("no_such_module_here:jobs", "cannot import no_such_module_here"),
+        ("tests.job_orchestrator.sample_jobs:missing", "sample_jobs.missing is nothing"),
+        ("tests.job_orchestrator.sample_jobs:not_a_registry", "is str, not a HandlerRegistry"),
+    ],
+)
+def test_a_job_handlers_entry_that_cannot_be_used_says_why(spec: str, why: str) -> None:
+    with pytest.raises(HandlerModuleError, match=why):
+        load_registry([spec])
+
+
+def test_a_job_type_registered_twice_is_refused() -> None:
+    twice = ["tests.job_orchestrator.sample_jobs:jobs"] * 2
+    with pytest.raises(HandlerModuleError, match="registered twice: echo, shout"):
+        load_registry(twice)
+    builtin = HandlerRegistry()
+    builtin.register("wait")(lambda ctx: None)
+    with pytest.raises(ValueError, match="registered twice: wait"):
+        default_registry().include(builtin)

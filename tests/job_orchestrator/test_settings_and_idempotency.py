@@ -16,6 +16,9 @@ def test_defaults_and_overrides() -> None:
     s = Settings.from_env({"APP_PORT": "9000", "APP_ENV": "Worker", "DAPR_GRPC_PORT": "1234"})
     assert (s.app_port, s.role, s.dapr_grpc_port) == (9000, Role.WORKER, 1234)
     assert s.runs_worker and not s.runs_api
+    assert default.job_handlers == ()
+    handlers = Settings.from_env({"JOB_HANDLERS": " a.b:jobs, ,c:reg "}).job_handlers
+    assert handlers == ("a.b:jobs", "c:reg")
 
 
 @pytest.mark.parametrize("env", [{"APP_ENV": "batch"}, {"APP_PORT": "eighty"}])

@@ -1,0 +1,64 @@
+"""The user's own job types, loaded by `python -m job_orchestrator` from JOB_HANDLERS."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import RedisServer
+from tests.job_orchestrator.stack import Replica, log_dir_for, write_components
+from tests.procs import PYTHON, ManagedProcess
+
+pytestmark = pytest.mark.e2e
+
+SAMPLE = "tests.job_orchestrator.sample_jobs"
+
+
+@pytest.fixture(scope="module")
+def replica(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Replica]:
+    tmp = tmp_path_factory.mktemp("own-job-types")
+    topic = f"job-events-{uuid.uuid4().hex[:8]}"
+    resources = write_components(tmp / "resources", redis_server.host, topic)
+    logs = log_dir_for(tmp)
+    one = Replica("own-types")
+    try:
+        one.start_sidecar(resources, logs)
+        one.start_app(topic, logs, JOB_HANDLERS=f"{SAMPLE}:jobs")
+        yield one
+    finally:
+        one.stop()
+
+
+def test_the_users_job_types_run_beside_the_built_in_one(replica: Replica) -> None:
+    with httpx.Client(base_url=replica.url, timeout=30) as client:
+        start = "/Jobs/StartJobWithTimeout"
+        echoed = client.post(start, json={"type": "echo", "input": {"n": 7}, "timeoutSeconds": 20})
+        assert echoed.status_code == 200, echoed.text
+        assert echoed.json()["result"] == {"n": 7}
+        shout = {"type": "shout", "input": {"text": "hi"}, "timeoutSeconds": 20}
+        shouted = client.post(start, json=shout)
+        assert shouted.status_code == 200, shouted.text
+        assert shouted.json()["result"] == {"text": "HI"}
+        bad = client.post(start, json={"type": "shout", "input": {"text": 1}})
+        assert bad.status_code == 422
+        unknown = client.post(start, json={"type": "resize"})
+        assert unknown.status_code == 422
+        assert "echo, shout, wait" in unknown.json()["detail"]
+
+
+def test_a_job_handlers_entry_that_cannot_load_stops_the_start(tmp_path: Path) -> None:
+    app = ManagedProcess(
+        "orchestrator-bad-handlers",
+        [PYTHON, "-m", "job_orchestrator"],
+        env={**Replica("bad").env("unused"), "JOB_HANDLERS": f"{SAMPLE}:not_a_registry"},
+        log_dir=tmp_path,
+    ).start()
+    assert app.proc is not None
+    assert app.proc.wait(timeout=30) == 2
+    assert "is str, not a HandlerRegistry" in app.log_tail()

@@ -1,0 +1,31 @@
+"""A user's own job types, loaded by the orchestrator through ``JOB_HANDLERS`` in tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from job_orchestrator.handlers import HandlerRegistry, JobContext
+
+jobs = HandlerRegistry()
+not_a_registry = "jobs"
+
+
+class ShoutInput(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+    text: str
+
+
+@jobs.register("echo")
+async def echo(ctx: JobContext) -> Any:
+    """Answer with the input."""
+    ctx.report_progress(50, "echoing")
+    return ctx.input
+
+
+@jobs.register("shout", input_model=ShoutInput)
+def shout(ctx: JobContext) -> dict[str, str]:
+    """Upper-case `text` (a plain function: it runs in a thread)."""
+    return {"text": str(ctx.input["text"]).upper()}
