@@ -7,6 +7,9 @@ from typing import Any
 
 import yaml
 
+from job_orchestrator.__main__ import SHUTDOWN_GRACE_SECONDS
+from sidecar.durations import parse_go_duration
+
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "kubernetes"
 
@@ -54,6 +57,17 @@ def test_every_app_of_the_run_template_is_deployed_with_the_same_id_and_port() -
 def test_the_orchestrator_runs_several_replicas() -> None:
     deployments = _by_kind(_documents(sorted(K8S.glob("*.yaml"))), "Deployment")
     assert deployments["job-orchestrator"]["spec"]["replicas"] >= 2
+
+
+def test_daprd_outlives_the_orchestrators_shutdown_grace() -> None:
+    # Jobs still running at SIGTERM get SHUTDOWN_GRACE_SECONDS to finish, and their final
+    # writes need the sidecar's API: daprd must block its own shutdown at least that long.
+    pod = _by_kind(_documents([K8S / "job-orchestrator.yaml"]), "Deployment")["job-orchestrator"]
+    annotations = pod["spec"]["template"]["metadata"]["annotations"]
+    block = parse_go_duration(annotations["dapr.io/block-shutdown-duration"])
+    graceful = int(annotations["dapr.io/graceful-shutdown-seconds"])
+    assert block > SHUTDOWN_GRACE_SECONDS
+    assert pod["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= block + graceful
 
 
 def test_cluster_components_match_the_local_components() -> None:
