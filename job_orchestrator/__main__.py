@@ -14,9 +14,6 @@ from job_orchestrator.app import begin_shutdown, create_app
 from job_orchestrator.handler_modules import HandlerModuleError, load_registry
 from job_orchestrator.settings import Settings, SettingsError
 
-#: How long running jobs (whose deliveries are open requests) may still finish after SIGTERM.
-SHUTDOWN_GRACE_SECONDS = 10
-
 
 def main() -> int:
     logging.basicConfig(
@@ -37,7 +34,7 @@ def main() -> int:
         port=settings.app_port,
         access_log=False,
         log_level="warning",
-        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
     Server(config, on_shutdown=lambda: begin_shutdown(app)).run()
     return 0

@@ -87,6 +87,8 @@ class Job:
     attempt: int = 0  #: handler runs started, takeovers included
     failures: int = 0  #: handler runs that raised
     takeovers: int = 0  #: runs taken over after a lost lease
+    #: its worker stopped gracefully and gave the lease up: the next claim is no lost worker
+    handed_back: bool = False
     max_attempts: int = 1
     run_timeout_seconds: float | None = None
     worker: str | None = None
@@ -132,6 +134,7 @@ class Job:
             kind="job",
             failures=self.failures,
             takeovers=self.takeovers,
+            handedBack=self.handed_back,
             leaseExpiresAt=self.lease_expires_at,
             resultDropped=self.result_dropped,
         )
@@ -158,6 +161,7 @@ class Job:
             attempt=int(data.get("attempt", 0)),
             failures=int(data.get("failures", 0)),
             takeovers=int(data.get("takeovers", 0)),
+            handed_back=bool(data.get("handedBack", False)),
             max_attempts=int(data.get("maxAttempts", 1)),
             run_timeout_seconds=data.get("runTimeoutSeconds"),
             worker=data.get("worker"),
@@ -226,14 +230,14 @@ def decide_delivery(job: Job | None, now: float, max_takeovers: int) -> Delivery
         return Delivery.BUSY
     if job.cancel_requested:
         return Delivery.CANCEL
-    if job.takeovers >= max_takeovers:
+    if job.takeovers >= max_takeovers and not job.handed_back:
         return Delivery.GIVE_UP
     return Delivery.TAKE_OVER
 
 
 def claim(job: Job, worker: str, now: float, lease_seconds: float) -> Job:
     """``job`` started (or taken over) by ``worker`` with a fresh lease."""
-    takeover = job.status is JobStatus.IN_PROGRESS
+    takeover = job.status is JobStatus.IN_PROGRESS and not job.handed_back
     return transition(
         job,
         JobStatus.IN_PROGRESS,
@@ -241,6 +245,7 @@ def claim(job: Job, worker: str, now: float, lease_seconds: float) -> Job:
         worker=worker,
         attempt=job.attempt + 1,
         takeovers=job.takeovers + (1 if takeover else 0),
+        handed_back=False,
         started_at=job.started_at if job.started_at is not None else now,
         lease_expires_at=now + lease_seconds,
     )
@@ -249,6 +254,12 @@ def claim(job: Job, worker: str, now: float, lease_seconds: float) -> Job:
 def renew(job: Job, lease_expires_at: float) -> Job:
     """The same job with a longer lease; not a published change, so no new sequence."""
     return dataclasses.replace(job, lease_expires_at=lease_expires_at)
+
+
+def hand_back(job: Job, now: float) -> Job:
+    """``job`` given up by a worker that is stopping: its lease ends now, so the next delivery
+    takes it over at once, and that takeover does not count towards ``max_takeovers``."""
+    return dataclasses.replace(job, lease_expires_at=now, handed_back=True)
 
 
 def retry_delay(failures: int, base: float, cap: float) -> float:

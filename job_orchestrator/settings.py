@@ -60,6 +60,8 @@ class Settings:
     max_waiters: int = 20000
     retry_after_seconds: int = 1
     listing_flush_seconds: float = 1.0
+    #: After SIGTERM, how long running jobs (their deliveries are open requests) may finish.
+    shutdown_grace_seconds: int = 10
     #: JOB_HANDLERS: ``module:attribute`` registries of the user's own job types.
     job_handlers: tuple[str, ...] = ()
 
@@ -110,6 +112,9 @@ class Settings:
             max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes),
             max_input_bytes=_int(env, "MAX_INPUT_BYTES", cls.max_input_bytes),
             max_waiters=_int(env, "MAX_WAITERS", cls.max_waiters),
+            shutdown_grace_seconds=_int(
+                env, "JOB_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
+            ),
             job_handlers=tuple(
                 spec.strip() for spec in env.get("JOB_HANDLERS", "").split(",") if spec.strip()
             ),

@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 #: Claims re-read this often after losing a race before leaving the job to a redelivery.
 CLAIM_TRIES = 4
+#: How long a stopping replica tries to hand a running job back.
+HAND_BACK_SECONDS = 2.0
 
 
 class Worker:
@@ -324,9 +326,28 @@ class Worker:
             logger.info("job %s is %s", job_id, status)
 
     async def close(self) -> None:
-        """Stop local handlers without writing: their leases expire and others take over."""
+        """Stop local handlers and hand their jobs back (lease ended, no event), so another
+        replica takes them over at the broker's next redelivery; if that write fails, when
+        the lease runs out."""
         runs = list(self._runs.values())
         for run in runs:
             if run.task is not None:
                 run.task.cancel()
         await asyncio.gather(*(r.task for r in runs if r.task is not None), return_exceptions=True)
+        await asyncio.gather(*(self._hand_back(run) for run in runs))
+
+    async def _hand_back(self, run: Run) -> None:
+        known = run.known
+        if known is None or known[0].is_final:
+            return
+        job, etag = known
+        try:
+            await asyncio.wait_for(
+                self._store.renew_lease(jobs.hand_back(job, self._clock()), etag),
+                HAND_BACK_SECONDS,
+            )
+            logger.info("job %s handed back by %s", job.id, self._me)
+        except (Conflict, StoreUnavailable, TimeoutError) as exc:
+            logger.warning(
+                "job %s: could not hand it back (%s); its lease will run out", job.id, exc
+            )

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from job_orchestrator.__main__ import SHUTDOWN_GRACE_SECONDS
+from job_orchestrator.settings import Settings
 from sidecar.durations import parse_go_duration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,13 +60,13 @@ def test_the_orchestrator_runs_several_replicas() -> None:
 
 
 def test_daprd_outlives_the_orchestrators_shutdown_grace() -> None:
-    # Jobs still running at SIGTERM get SHUTDOWN_GRACE_SECONDS to finish, and their final
+    # Jobs still running at SIGTERM get the shutdown grace to finish, and their final
     # writes need the sidecar's API: daprd must block its own shutdown at least that long.
     pod = _by_kind(_documents([K8S / "job-orchestrator.yaml"]), "Deployment")["job-orchestrator"]
     annotations = pod["spec"]["template"]["metadata"]["annotations"]
     block = parse_go_duration(annotations["dapr.io/block-shutdown-duration"])
     graceful = int(annotations["dapr.io/graceful-shutdown-seconds"])
-    assert block > SHUTDOWN_GRACE_SECONDS
+    assert block > Settings().shutdown_grace_seconds
     assert pod["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= block + graceful
 
 

@@ -84,3 +84,43 @@ def test_sigterm_answers_waiting_requests_and_lets_running_jobs_finish(replica: 
     for finished in (job_id, answered.json()["id"]):
         record = sidecar_state(replica.http_port, f"job-{finished}")
         assert record["status"] == "Completed", record
+
+
+def test_a_job_still_running_after_the_grace_is_handed_back_and_taken_over(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    topic = f"job-events-{uuid.uuid4().hex[:8]}"
+    resources = write_components(
+        tmp_path / "resources", redis_server.host, topic, lease="3s", redeliver="1s"
+    )
+    logs = log_dir_for(tmp_path)
+    fast = {"JOB_LEASE_SECONDS": "3", "JOB_SHUTDOWN_GRACE_SECONDS": "1"}
+    stopping, taking_over = Replica("stopping"), Replica("taking-over")
+    try:
+        stopping.start_sidecar(resources, logs)
+        app = stopping.start_app(topic, logs, **fast)
+        with httpx.Client(base_url=stopping.url, timeout=30) as client:
+            job_id = client.post("/jobs", json={"input": {"seconds": 6}}).json()["id"]
+            wait_until(
+                lambda: client.get(f"/jobs/{job_id}").json()["status"] == "InProgress",
+                timeout=10,
+            )
+        os.killpg(app.pid, signal.SIGTERM)
+        app.proc.wait(timeout=30)  # type: ignore[union-attr]
+        handed = sidecar_state(stopping.http_port, f"job-{job_id}")
+        assert handed["handedBack"] is True, handed
+        assert handed["leaseExpiresAt"] <= time.time()
+        assert (handed["status"], handed["takeovers"]) == ("InProgress", 0)
+        stopping.stop()
+
+        taking_over.start_sidecar(resources, logs)
+        successor = taking_over.start_app(topic, logs, **fast)
+        with httpx.Client(base_url=taking_over.url, timeout=30) as client:
+            done = client.get(f"/jobs/{job_id}", params={"wait": 30}).json()
+        assert done["status"] == "Completed", done
+        assert (done["worker"], done["attempt"]) == (successor.env["REPLICA_NAME"], 2)
+        final = sidecar_state(taking_over.http_port, f"job-{job_id}")
+        assert final["takeovers"] == 0  # a hand-back is no lost worker
+    finally:
+        stopping.stop()
+        taking_over.stop()

@@ -77,6 +77,23 @@ def test_claim_and_takeover() -> None:
     assert taken.started_at == T0 + 1  # the job started with its first attempt
 
 
+def test_a_handed_back_job_is_taken_over_at_once_without_counting_a_lost_worker() -> None:
+    claimed = jobs.claim(make(), "w1", T0, lease_seconds=30)
+    back = jobs.hand_back(claimed, T0 + 5)
+    assert back.sequence == claimed.sequence  # not a published change
+    assert jobs.decide_delivery(back, T0 + 6, 3) is Delivery.TAKE_OVER  # not BUSY until T0+30
+    taken = jobs.claim(back, "w2", T0 + 6, lease_seconds=30)
+    assert (taken.worker, taken.attempt, taken.takeovers) == ("w2", 2, 0)
+    assert not taken.handed_back
+    assert Job.from_record(back.to_record()) == back
+    # A hand-back is no lost worker: even after max_takeovers real losses it is taken over.
+    lost = make(status=JobStatus.IN_PROGRESS, takeovers=3, lease_expires_at=T0)
+    assert jobs.decide_delivery(lost, T0 + 1, 3) is Delivery.GIVE_UP
+    assert jobs.decide_delivery(jobs.hand_back(lost, T0), T0 + 1, 3) is Delivery.TAKE_OVER
+    again = jobs.claim(jobs.hand_back(taken, T0 + 7), "w3", T0 + 8, lease_seconds=30)
+    assert again.takeovers == 0
+
+
 def test_renew_is_not_a_published_change() -> None:
     claimed = jobs.claim(make(), "w1", T0, lease_seconds=30)
     renewed = jobs.renew(claimed, T0 + 60)
