@@ -16,7 +16,13 @@ import httpx
 import pytest
 
 from tests.conftest import RedisServer
-from tests.job_orchestrator.stack import Replica, log_dir_for, sidecar_state, write_components
+from tests.job_orchestrator.stack import (
+    Replica,
+    log_dir_for,
+    one_replica,
+    sidecar_state,
+    write_components,
+)
 from tests.procs import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -26,16 +32,8 @@ JOB_SECONDS = 4.0  #: shorter than the orchestrator's 10 s grace, far longer tha
 
 @pytest.fixture
 def replica(redis_server: RedisServer, tmp_path: Path) -> Iterator[Replica]:
-    topic = f"job-events-{uuid.uuid4().hex[:8]}"
-    resources = write_components(tmp_path / "resources", redis_server.host, topic)
-    logs = log_dir_for(tmp_path)
-    one = Replica("stopping")
-    try:
-        one.start_sidecar(resources, logs)
-        one.start_app(topic, logs)
+    with one_replica(redis_server.host, tmp_path, "stopping") as one:
         yield one
-    finally:
-        one.stop()
 
 
 def _events(url: str) -> list[str]:

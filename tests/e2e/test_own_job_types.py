@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import RedisServer
-from tests.job_orchestrator.stack import Replica, log_dir_for, write_components
+from tests.job_orchestrator.stack import Replica, one_replica
 from tests.procs import PYTHON, ManagedProcess
 
 pytestmark = pytest.mark.e2e
@@ -23,16 +22,8 @@ def replica(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Replica]:
     tmp = tmp_path_factory.mktemp("own-job-types")
-    topic = f"job-events-{uuid.uuid4().hex[:8]}"
-    resources = write_components(tmp / "resources", redis_server.host, topic)
-    logs = log_dir_for(tmp)
-    one = Replica("own-types")
-    try:
-        one.start_sidecar(resources, logs)
-        one.start_app(topic, logs, JOB_HANDLERS=f"{SAMPLE}:jobs")
+    with one_replica(redis_server.host, tmp, "own-types", JOB_HANDLERS=f"{SAMPLE}:jobs") as one:
         yield one
-    finally:
-        one.stop()
 
 
 def test_the_users_job_types_run_beside_the_built_in_one(replica: Replica) -> None:

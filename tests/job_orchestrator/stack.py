@@ -6,6 +6,8 @@ import json
 import os
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +148,18 @@ def log_dir_for(tmp: Path) -> Path:
     path = tmp / "logs"
     os.makedirs(path, exist_ok=True)
     return path
+
+
+@contextmanager
+def one_replica(redis_host: str, tmp: Path, name: str, **env: str) -> Iterator[Replica]:
+    """One orchestrator replica (sidecar and app) on a topic of its own; stopped on exit."""
+    topic = f"job-events-{uuid.uuid4().hex[:8]}"
+    resources = write_components(tmp / "resources", redis_host, topic)
+    logs = log_dir_for(tmp)
+    replica = Replica(name)
+    try:
+        replica.start_sidecar(resources, logs)
+        replica.start_app(topic, logs, **env)
+        yield replica
+    finally:
+        replica.stop()
