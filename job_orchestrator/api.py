@@ -287,17 +287,16 @@ async def job_events(
     browser's EventSource to stop reconnecting.
     """
     changes = service.changes(job_id, service.settings.progress_interval_seconds, caller)
-    first: dict[str, Any] | None = await anext(changes)  # 404 before the stream starts
+    first = await anext(changes)  # 404 before the stream starts
     seen = _sequence(last_event_id)
-    if seen is not None and first is not None and int(first["sequence"]) <= seen:
-        if is_final(first):
-            await changes.aclose()
-            return Response(status_code=204)
-        first = None
+    has_first = seen is not None and int(first["sequence"]) <= seen
+    if has_first and is_final(first):
+        await changes.aclose()
+        return Response(status_code=204)
 
     async def stream() -> AsyncIterator[bytes]:
         try:
-            if first is not None:
+            if not has_first:
                 yield _sse(first)
             async for job in changes:
                 yield _sse(job)
