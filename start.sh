@@ -48,15 +48,15 @@ setup_venv() {
 }
 
 CHILD_PIDS=()
+# Stop what was started in reverse order, each to the end: the apps (through the runner) before
+# Redis, so a stopping orchestrator can still finish or hand back its running jobs. The runner
+# gives each app 30 s and each sidecar 10 s, hence the 45 s bound before SIGKILL.
 cleanup() {
-    local pid
-    for pid in "${CHILD_PIDS[@]:-}"; do
-        [ -n "$pid" ] || continue
+    local i pid
+    for ((i = ${#CHILD_PIDS[@]} - 1; i >= 0; i--)); do
+        pid=${CHILD_PIDS[i]}
         kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${CHILD_PIDS[@]:-}"; do
-        [ -n "$pid" ] || continue
-        for _ in $(seq 1 100); do
+        for _ in $(seq 1 450); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done

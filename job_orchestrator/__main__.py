@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import sys
@@ -13,6 +14,7 @@ import uvicorn
 from job_orchestrator.app import begin_shutdown, create_app
 from job_orchestrator.handler_modules import HandlerModuleError, load_registry
 from job_orchestrator.settings import Settings, SettingsError
+from job_orchestrator.worker import HAND_BACK_SECONDS
 
 
 def main() -> int:
@@ -34,7 +36,11 @@ def main() -> int:
         port=settings.app_port,
         access_log=False,
         log_level="warning",
-        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        # The worker hands back what still runs when the grace ends; uvicorn only cuts off
+        # what is left after that (the hand-back itself is bounded).
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds
+        + math.ceil(HAND_BACK_SECONDS)
+        + 1,
     )
     Server(config, on_shutdown=lambda: begin_shutdown(app)).run()
     return 0

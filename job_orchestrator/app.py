@@ -127,13 +127,16 @@ def begin_shutdown(app: FastAPI) -> None:
 
     Waits (``timeoutSeconds``, ``Prefer: wait``, ``?wait``) get the job as last known (202 with
     its ``Location``) and event streams end, so callers poll another replica instead of being
-    cut off when the graceful-shutdown timeout runs out. Running jobs keep their deliveries
-    open meanwhile and may still finish.
+    cut off when the graceful-shutdown timeout runs out. The worker claims nothing new; its
+    running jobs may still finish within the grace, and are handed back when it ends.
     """
     waiters: Waiters | None = getattr(app.state, "waiters", None)
     if waiters is not None:
         waiters.release()
         logger.info("shutting down: released %s waiting request(s)", len(waiters))
+    worker: Worker | None = getattr(app.state, "worker", None)
+    if worker is not None:
+        worker.begin_shutdown(app.state.settings.shutdown_grace_seconds)
 
 
 async def _inspect(store: JobStore) -> None:

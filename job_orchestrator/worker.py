@@ -47,6 +47,10 @@ class Worker:
         self._me = settings.replica_name
         self._clock = clock
         self._runs: dict[str, Run] = {}
+        #: Set once the replica begins to stop: no new claims; runs cancelled now are handed back.
+        self._stopping = False
+        self._grace: asyncio.Task[None] | None = None  #: waits out the grace, then closes
+        self._closing: asyncio.Task[None] | None = None
 
     @property
     def running(self) -> int:
@@ -59,13 +63,20 @@ class Worker:
         """A job.created delivery from the queue: run the job (or decide it needs nothing)."""
         run = self._runs.get(job_id)
         if run is None:
+            if self._stopping:
+                return Answer.RETRY  # a stopping replica claims nothing new
             started = await self._start(job_id)
             if isinstance(started, Answer):
                 return started
             run = started
         assert run.task is not None
-        # shield: the sidecar dropping this request must not stop the job.
-        return await asyncio.shield(run.task)
+        try:
+            # shield: the sidecar dropping this request must not stop the job.
+            return await asyncio.shield(run.task)
+        except asyncio.CancelledError:
+            if self._stopping and run.task.cancelled():
+                return Answer.RETRY  # stopped before it began: nothing to hand back
+            raise
 
     async def _start(self, job_id: str) -> Run | Answer:
         # A job change is written with an etag known to be current: on state.redis a
@@ -140,6 +151,15 @@ class Worker:
             logger.warning(
                 "job %s: store unavailable (%s); leaving it to the lease", run.job.id, exc
             )
+            return Answer.RETRY
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            # Cancelled by close(): hand the job back; the delivery stays pending at the broker.
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            await self._hand_back(run)
             return Answer.RETRY
         finally:
             self._runs.pop(run.job.id, None)
@@ -325,16 +345,35 @@ class Worker:
         if written is not None:
             logger.info("job %s is %s", job_id, status)
 
+    def begin_shutdown(self, grace: float) -> None:
+        """The replica is stopping: claim nothing new, let running jobs finish for ``grace``
+        seconds, then hand back what still runs while the server and the sidecar are up."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._grace = asyncio.create_task(self._close_after(grace), name="shutdown-grace")
+
+    async def _close_after(self, grace: float) -> None:
+        await asyncio.sleep(grace)
+        self._grace = None
+        await self.close()
+
     async def close(self) -> None:
-        """Stop local handlers and hand their jobs back (lease ended, no event), so another
-        replica takes them over at the broker's next redelivery; if that write fails, when
-        the lease runs out."""
-        runs = list(self._runs.values())
-        for run in runs:
-            if run.task is not None:
-                run.task.cancel()
-        await asyncio.gather(*(r.task for r in runs if r.task is not None), return_exceptions=True)
-        await asyncio.gather(*(self._hand_back(run) for run in runs))
+        """Stop local handlers and hand their jobs back (lease ended, no event): their
+        deliveries answer RETRY, so another replica takes them over at the broker's next
+        redelivery; if the hand-back write fails, when the lease runs out. Once only."""
+        self._stopping = True
+        if self._closing is None:
+            if self._grace is not None:
+                self._grace.cancel()  # still waiting out the grace
+            self._closing = asyncio.create_task(self._stop_runs())
+        await asyncio.shield(self._closing)
+
+    async def _stop_runs(self) -> None:
+        tasks = [run.task for run in self._runs.values() if run.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _hand_back(self, run: Run) -> None:
         known = run.known

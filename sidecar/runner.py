@@ -1,7 +1,9 @@
 """``python -m sidecar run``: start apps with their sidecars like ``dapr run`` / ``dapr run -f``.
 
-Each sidecar and each app runs in its own process group; Ctrl-C or SIGTERM stops them all, and
-an app or sidecar that exits on its own is reported with its name and exit code.
+Each sidecar and each app runs in its own process group; Ctrl-C or SIGTERM stops them all, each
+app before its sidecar so the app's last state writes and publishes still land (the Dapr CLI
+stops daprd first). An app or sidecar that exits on its own is reported with its name and exit
+code.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ from sidecar.runfile import AppSpec
 
 logger = logging.getLogger(__name__)
 
-_STOP_GRACE = 10.0  #: seconds between SIGTERM and SIGKILL
+#: Seconds between SIGTERM and SIGKILL for an app: Kubernetes' default termination grace, so an
+#: app finishing its running work (the orchestrator takes up to 10 s, then hands back) gets to.
+_APP_STOP_GRACE = 30.0
+#: The same for a sidecar, stopped once its app has exited (daprd's own default grace is 5 s).
+_SIDECAR_STOP_GRACE = 10.0
 _SIDECAR_START_TIMEOUT = 30.0
 _PR_SET_PDEATHSIG = 1  #: prctl option, linux/prctl.h
 
@@ -125,13 +131,13 @@ class Child:
         )
         return cls(name, proc, output)
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float) -> None:
         if self.proc.returncode is None:
             self._signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(self.proc.wait(), _STOP_GRACE)
+                await asyncio.wait_for(self.proc.wait(), grace)
             except TimeoutError:
-                logger.warning("%s did not stop within %ss; killing it", self.name, _STOP_GRACE)
+                logger.warning("%s did not stop within %ss; killing it", self.name, grace)
         # Kill what is left of the group (the app's own children included) either way.
         self._signal(signal.SIGKILL)
         await self.proc.wait()
@@ -224,9 +230,10 @@ class AppRun:
                 return self._report(exited[0], "exited")
             return 0
         finally:
+            # The app first, while its sidecar still serves it: its last writes still land.
             if app is not None:
-                await app.stop()
-            await sidecar.stop()
+                await app.stop(_APP_STOP_GRACE)
+            await sidecar.stop(_SIDECAR_STOP_GRACE)
             for log_file in self._files:
                 log_file.close()
 

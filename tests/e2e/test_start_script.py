@@ -1,10 +1,12 @@
-"""`./start.sh` brings the pair up on the ports it is given, and Ctrl-C leaves no process behind."""
+"""`./start.sh` brings the pair up on the ports it is given; Ctrl-C lets running jobs finish or
+hands them back, then leaves no process behind."""
 
 from __future__ import annotations
 
 import json
 import os
 import pty
+import shutil
 import time
 import urllib.error
 import urllib.request
@@ -12,8 +14,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+import redis
 
-from tests.procs import ROOT, free_port, wait_until_http
+from sidecar.localredis import start_redis
+from tests.procs import ROOT, free_port, wait_until, wait_until_http
 
 pytestmark = pytest.mark.e2e
 
@@ -40,6 +44,26 @@ def _post_json(url: str, body: dict[str, object]) -> dict[str, object]:
     with urllib.request.urlopen(request, timeout=10) as response:
         result: dict[str, object] = json.loads(response.read())
         return result
+
+
+def _get_json(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        result: dict[str, object] = json.loads(response.read())
+        return result
+
+
+def _stored_jobs(port: int, job_ids: list[str]) -> list[dict[str, object]]:
+    """The orchestrator's records as start.sh's Redis kept them (append-only files), read by
+    starting a Redis on its folder once everything has stopped."""
+    server = start_redis(port, ROOT / "data" / f"redis-{port}")
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port)
+        records = [client.hget(f"job-orchestrator||job-{job_id}", "data") for job_id in job_ids]
+        client.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    return [json.loads(record) for record in records if record is not None]
 
 
 @pytest.mark.timeout(180)
@@ -87,19 +111,37 @@ def test_start_runs_the_pair_and_ctrl_c_stops_everything() -> None:
         assert status == "Completed"
         assert len(_processes_with(marker)) >= 6  # redis, runner, 2 sidecars, 2 apps
 
+        # Running at Ctrl-C: one job within the orchestrator's 10 s grace, one far beyond it.
+        running = [
+            str(_post_json(f"{orchestrator}/jobs", {"input": {"seconds": s}})["id"])
+            for s in (3, 120)
+        ]
+        wait_until(
+            lambda: all(
+                _get_json(f"{orchestrator}/jobs/{job_id}")["status"] == "InProgress"
+                for job_id in running
+            ),
+            timeout=20,
+        )
         os.write(terminal, b"\x03")  # Ctrl-C
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 45
         while time.monotonic() < deadline:
             done, _ = os.waitpid(pid, os.WNOHANG)
             if done:
                 break
             time.sleep(0.1)
         else:
-            pytest.fail("start.sh did not exit within 30 s of Ctrl-C")
+            pytest.fail("start.sh did not exit within 45 s of Ctrl-C")
         leftovers_deadline = time.monotonic() + 10
         while _processes_with(marker) and time.monotonic() < leftovers_deadline:
             time.sleep(0.1)
         assert _processes_with(marker) == []
+
+        # Redis outlived the apps: the short job's completion landed, and the long one was
+        # handed back (lease ended), for the next run's orchestrator to take over at once.
+        finished, handed = _stored_jobs(ports["REDIS_PORT"], running)
+        assert finished["status"] == "Completed", finished
+        assert (handed["status"], handed["handedBack"]) == ("InProgress", True), handed
     finally:
         for leftover in [pid, *_processes_with(marker)]:
             try:
@@ -107,3 +149,4 @@ def test_start_runs_the_pair_and_ctrl_c_stops_everything() -> None:
             except (ProcessLookupError, ChildProcessError):
                 pass
         os.close(terminal)
+        shutil.rmtree(ROOT / "data" / f"redis-{ports['REDIS_PORT']}", ignore_errors=True)

@@ -1,0 +1,102 @@
+"""A stopping worker (through a real sidecar): it claims nothing new, lets running jobs finish
+within the grace, then hands back what still runs and answers those deliveries RETRY."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from job_orchestrator import jobs
+from job_orchestrator.handlers import default_registry
+from job_orchestrator.jobs import Job, JobStatus
+from job_orchestrator.runs import Answer
+from job_orchestrator.sidecar_client import connect
+from job_orchestrator.store import JobStore, job_key
+from job_orchestrator.waiters import Waiters
+from job_orchestrator.worker import Worker
+from tests.job_orchestrator.inprocess import InProcess
+
+GRACE = 1.0
+
+
+@pytest.fixture
+async def worker(inproc: InProcess) -> AsyncIterator[tuple[Worker, JobStore]]:
+    """A worker of its own beside the app's, on the app's sidecar."""
+    settings = dataclasses.replace(inproc.settings, replica_name=f"stop-{uuid.uuid4().hex[:6]}")
+    store = JobStore(await connect(settings), settings)
+    await store.inspect()
+    worker = Worker(store, default_registry(), Waiters(), settings)
+    try:
+        yield worker, store
+    finally:
+        await worker.close()
+        await store.close()
+
+
+async def queued(store: JobStore, seconds: float) -> Job:
+    """A New `wait` job stored without its event, so only the test's worker ever runs it."""
+    job = jobs.new_job(
+        uuid.uuid4().hex,
+        "wait",
+        {"seconds": seconds},
+        owner=None,
+        max_attempts=1,
+        run_timeout_seconds=None,
+        now=time.time(),
+    )
+    await store.save_raw(job_key(job.id), job.to_record())
+    return job
+
+
+async def stored(store: JobStore, job_id: str) -> Job:
+    job, _ = await store.get(job_id)
+    assert job is not None
+    return job
+
+
+async def until_running(store: JobStore, job_id: str) -> None:
+    for _ in range(100):
+        if (await stored(store, job_id)).status is JobStatus.IN_PROGRESS:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"job {job_id} never started")
+
+
+async def test_a_stopping_worker_claims_nothing_new(worker: tuple[Worker, JobStore]) -> None:
+    runner, store = worker
+    runner.begin_shutdown(GRACE)
+    job = await queued(store, 0.1)
+
+    assert await asyncio.wait_for(runner.deliver(job.id), 5) is Answer.RETRY
+    assert (await stored(store, job.id)).status is JobStatus.NEW  # left for another replica
+
+
+async def test_jobs_finish_within_the_grace_and_the_rest_are_handed_back(
+    worker: tuple[Worker, JobStore],
+) -> None:
+    runner, store = worker
+    short, long = await queued(store, 0.3), await queued(store, 60)
+    deliveries = [asyncio.create_task(runner.deliver(job.id)) for job in (short, long)]
+    await until_running(store, short.id)
+    await until_running(store, long.id)
+
+    began = time.monotonic()
+    runner.begin_shutdown(GRACE)
+    answers = await asyncio.wait_for(asyncio.gather(*deliveries), 10)
+    took = time.monotonic() - began
+
+    # The short job finished; the long one was handed back once the grace ran out, and its
+    # delivery answered RETRY so the broker redelivers it to another replica.
+    assert answers == [Answer.SUCCESS, Answer.RETRY]
+    assert (await stored(store, short.id)).status is JobStatus.COMPLETED
+    back = await stored(store, long.id)
+    assert (back.status, back.handed_back, back.takeovers) == (JobStatus.IN_PROGRESS, True, 0)
+    assert back.lease_expires_at is not None and back.lease_expires_at <= time.time()
+    assert took >= GRACE  # not before the grace ended
+    assert runner.running == 0
+    await asyncio.wait_for(runner.close(), 5)  # closing again is harmless
