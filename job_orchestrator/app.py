@@ -48,15 +48,18 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
         client = await connect(settings)
         store = JobStore(client, settings)
         waiters = Waiters()
-        worker = Worker(store, handlers, waiters, settings) if settings.runs_worker else None
         tasks: list[asyncio.Task[None]] = []
         listing: QueryListing | JobIndex
         await _inspect(store)
         if store.query_api:
             listing = QueryListing(store)
         else:
-            listing = JobIndex(store, settings.retention_seconds)
-            tasks.append(asyncio.create_task(listing.run(settings.listing_flush_seconds)))
+            listing = JobIndex(store, settings.retention_seconds, settings.listing_flush_seconds)
+            tasks.append(asyncio.create_task(listing.run()))
+        worker = None
+        if settings.runs_worker:
+            on_claim = listing.claimed if isinstance(listing, JobIndex) else None
+            worker = Worker(store, handlers, waiters, settings, on_claim=on_claim)
         app.state.settings = settings
         app.state.store = store
         app.state.waiters = waiters

@@ -4,15 +4,24 @@ Each replica writes its own part per minute (``jobindex-<day>-<HHMM>-<instance>`
 key, so no compare-and-swap, no contention between replicas and one save per flush. A per-day
 directory (``jobindex-<day>``) names the parts; a replica adds itself once per minute with
 compare-and-swap. Parts stay small (one minute of one replica) and expire after the retention.
+
+Entries are saved in the background, so a replica that dies right after accepting jobs would
+take their entries with it. Each job therefore carries the number its creator gave it
+(``indexedAs``), and each replica saves the highest number below which everything it gave out
+is saved (``jobindex-mark-<instance>``). A replica that claims a job another replica created
+checks that mark a little later; when it has not passed the job's number in time, it indexes
+the job itself (a duplicate entry, should the creator still save it, is dropped when read).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,6 +35,11 @@ logger = logging.getLogger(__name__)
 MINUTES_PER_READ = 10
 #: Jobs read per bulk call while listing.
 JOBS_PER_READ = 100
+#: Flush intervals after a claim before checking that the job's creator indexed it.
+CHECK_AFTER_FLUSHES = 2
+#: A creator whose mark has not passed a job this long after its claim (or ten flush intervals,
+#: if longer) is taken to have stopped, and the claiming replica indexes the job.
+STOPPED_AFTER_SECONDS = 10.0
 
 
 def minute_of(ts: float) -> tuple[str, str]:
@@ -42,23 +56,101 @@ def part_key(day: str, minute: str, instance: str) -> str:
     return f"jobindex-{day}-{minute}-{instance}"
 
 
+def mark_key(instance: str) -> str:
+    return f"jobindex-mark-{instance}"
+
+
+def entry_of(job: Job) -> list[Any]:
+    return [job.created_at, job.id, job.owner]
+
+
+def read_ref(ref: str | None) -> tuple[str, int] | None:
+    """``(instance, number)`` from a job's ``indexedAs``; None when absent or malformed."""
+    instance, _, number = (ref or "").rpartition(":")
+    return (instance, int(number)) if instance and number.isdigit() else None
+
+
+def mark_after(last: int, unsaved: set[int]) -> int:
+    """The highest number below which every number given out (up to ``last``) is saved."""
+    return min(unsaved) - 1 if unsaved else last
+
+
+@dataclass(slots=True)
+class Claimed:
+    """A job another replica created, claimed here: is it in its creator's part yet?"""
+
+    since: float  #: monotonic time of the claim
+    instance: str
+    number: int
+    entry: list[Any]
+
+
+def sort_claims(
+    claims: list[Claimed], marks: dict[str, int], now: float, stopped_after: float
+) -> tuple[list[Claimed], list[Claimed]]:
+    """(still waiting, orphaned) claims, given the marks read for some creators: a claim whose
+    creator's mark passed its number is done; one unpassed ``stopped_after`` is an orphan."""
+    waiting: list[Claimed] = []
+    orphans: list[Claimed] = []
+    for claim in claims:
+        mark = marks.get(claim.instance)
+        if mark is not None and mark >= claim.number:
+            continue
+        if mark is not None and now - claim.since >= stopped_after:
+            orphans.append(claim)
+        else:
+            waiting.append(claim)
+    return waiting, orphans
+
+
 class JobIndex:
-    def __init__(self, store: JobStore, retention_seconds: int) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        retention_seconds: int,
+        flush_seconds: float,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
         self._days = retention_seconds // 86400 + 1
         self._ttl = retention_seconds + 86400
+        self._flush_seconds = flush_seconds
+        self._monotonic = monotonic
         #: Names this process's parts: unique per process, even when a pod keeps its name.
-        self._instance = uuid.uuid4().hex[:12]
+        self.instance = uuid.uuid4().hex[:12]
         self._pending: dict[tuple[str, str], list[list[Any]]] = defaultdict(list)
         #: Entries already saved in this process's recent parts (each save rewrites its part).
         self._parts: dict[tuple[str, str], list[list[Any]]] = {}
+        self._given = 0  #: the last number given out
+        self._unsaved: set[int] = set()  #: numbers given out whose entries are not saved yet
+        self._pending_numbers: dict[tuple[str, str], list[int]] = defaultdict(list)
+        self._saved_mark = 0
+        self._claimed: list[Claimed] = []
+
+    def reserve(self) -> str:
+        """The ``indexedAs`` of a job about to be created here; ``add`` it once written."""
+        self._given += 1
+        self._unsaved.add(self._given)
+        return f"{self.instance}:{self._given}"
 
     def add(self, job: Job) -> None:
-        """Queue a new job for the next flush."""
-        self._pending[minute_of(job.created_at)].append([job.created_at, job.id, job.owner])
+        """Queue a job created here for the next flush (written or not: a failed write's entry
+        is skipped when read, and a write that failed late may have stored the job after all)."""
+        minute = minute_of(job.created_at)
+        self._pending[minute].append(entry_of(job))
+        ref = read_ref(job.indexed_as)
+        if ref is not None and ref[0] == self.instance:
+            self._pending_numbers[minute].append(ref[1])
+
+    def claimed(self, job: Job) -> None:
+        """A job was claimed here: check later that the replica that created it indexed it."""
+        ref = read_ref(job.indexed_as)
+        if ref is not None and ref[0] != self.instance:
+            self._claimed.append(Claimed(self._monotonic(), ref[0], ref[1], entry_of(job)))
 
     async def flush(self) -> None:
         pending, self._pending = self._pending, defaultdict(list)
+        numbers, self._pending_numbers = self._pending_numbers, defaultdict(list)
         for (day, minute), entries in sorted(pending.items()):
             try:
                 await self._save(day, minute, entries)
@@ -67,19 +159,37 @@ class JobIndex:
                     "could not index %s jobs; retrying at the next flush", len(entries)
                 )
                 self._pending[(day, minute)].extend(entries)
+                self._pending_numbers[(day, minute)].extend(numbers.get((day, minute), []))
+                continue
+            self._unsaved.difference_update(numbers.get((day, minute), []))
         # Only the current minute or so still gets entries; forget older parts.
         for stale in sorted(self._parts)[:-2]:
             del self._parts[stale]
+        await self._save_mark()
+
+    async def _save_mark(self) -> None:
+        mark = mark_after(self._given, self._unsaved)
+        if mark <= self._saved_mark:
+            return
+        try:
+            await self._store.save_raw(
+                mark_key(self.instance), {"number": mark}, ttl_seconds=self._ttl
+            )
+            self._saved_mark = mark
+        except Exception as exc:  # saved again at the next flush
+            logger.warning("could not save the index mark: %s", exc)
 
     async def _save(self, day: str, minute: str, entries: list[list[Any]]) -> None:
+        key = part_key(day, minute, self.instance)
         saved = self._parts.get((day, minute))
         if saved is None:
             # Listed in the directory before the part exists: a reader may find the name
             # without the part (skipped), never a part it cannot find.
             await self._register(day, minute)
-            saved = []
+            # A part this process wrote before and forgot (an older minute indexed late).
+            current, _ = await self._store.get_raw(key)
+            saved = list((current or {}).get("jobs", []))
         merged = saved + entries
-        key = part_key(day, minute, self._instance)
         await self._store.save_raw(key, {"jobs": merged}, ttl_seconds=self._ttl)
         self._parts[(day, minute)] = merged
 
@@ -88,12 +198,12 @@ class JobIndex:
         for _ in range(16):
             current, etag = await self._store.get_raw(key)
             parts = (current or {}).get("parts", [])
-            if [minute, self._instance] in parts:
+            if [minute, self.instance] in parts:
                 return
             try:
                 await self._store.save_raw(
                     key,
-                    {"parts": [*parts, [minute, self._instance]]},
+                    {"parts": [*parts, [minute, self.instance]]},
                     etag=etag or None,
                     first_write=not etag,
                     ttl_seconds=self._ttl,
@@ -103,11 +213,34 @@ class JobIndex:
                 continue
         raise Conflict(key)
 
-    async def run(self, interval: float) -> None:
-        """Flush forever (a lifespan background task)."""
+    async def check_claimed(self) -> None:
+        """Index the claimed jobs whose creators' marks have not passed them in time."""
+        now = self._monotonic()
+        check_after = CHECK_AFTER_FLUSHES * self._flush_seconds
+        due = {c.instance for c in self._claimed if now - c.since >= check_after}
+        if not due:
+            return
+        found = await self._store.bulk_get([mark_key(i) for i in sorted(due)])
+        marks = {i: int(found.get(mark_key(i), {}).get("number", 0)) for i in due}
+        stopped_after = max(STOPPED_AFTER_SECONDS, 10 * self._flush_seconds)
+        self._claimed, orphans = sort_claims(self._claimed, marks, now, stopped_after)
+        for claim in orphans:
+            logger.info(
+                "job %s: its creator %s did not index it; indexing it here",
+                claim.entry[1],
+                claim.instance,
+            )
+            self._pending[minute_of(claim.entry[0])].append(claim.entry)
+
+    async def run(self) -> None:
+        """Check claims and flush forever (a lifespan background task)."""
         while True:
-            await asyncio.sleep(interval)
-            if self._pending:
+            await asyncio.sleep(self._flush_seconds)
+            try:
+                await self.check_claimed()
+            except Exception as exc:  # checked again at the next flush
+                logger.warning("could not check claimed jobs' index entries: %s", exc)
+            if self._pending or self._saved_mark < mark_after(self._given, self._unsaved):
                 await self.flush()
 
     async def page(

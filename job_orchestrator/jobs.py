@@ -95,6 +95,8 @@ class Job:
     lease_expires_at: float | None = None
     cancel_requested: bool = False
     sequence: int = 1  #: grows with every published change
+    #: ``<instance>:<n>``: the listing index part and number its creating process gave it
+    indexed_as: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -138,6 +140,8 @@ class Job:
             leaseExpiresAt=self.lease_expires_at,
             resultDropped=self.result_dropped,
         )
+        if self.indexed_as is not None:
+            record["indexedAs"] = self.indexed_as
         return record
 
     @classmethod
@@ -168,6 +172,7 @@ class Job:
             lease_expires_at=data.get("leaseExpiresAt"),
             cancel_requested=bool(data.get("cancelRequested", False)),
             sequence=int(data.get("sequence", 1)),
+            indexed_as=data.get("indexedAs"),
         )
 
 
@@ -180,6 +185,7 @@ def new_job(
     max_attempts: int,
     run_timeout_seconds: float | None,
     now: float,
+    indexed_as: str | None = None,
 ) -> Job:
     return Job(
         id=job_id,
@@ -191,6 +197,7 @@ def new_job(
         input=job_input,
         max_attempts=max_attempts,
         run_timeout_seconds=run_timeout_seconds,
+        indexed_as=indexed_as,
     )
 
 

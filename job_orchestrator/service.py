@@ -100,6 +100,7 @@ class JobService:
             job_id, fresh = claim.job_id, claim.fresh
         with self.waiters.watch(job_id) as watch:
             if fresh:
+                index = self.listing if isinstance(self.listing, JobIndex) else None
                 job = jobs.new_job(
                     job_id,
                     sub.type,
@@ -108,10 +109,13 @@ class JobService:
                     max_attempts=sub.max_attempts or self.settings.default_max_attempts,
                     run_timeout_seconds=sub.run_timeout_seconds,
                     now=now,
+                    indexed_as=index.reserve() if index is not None else None,
                 )
-                await self.store.write(job, "")
-                if isinstance(self.listing, JobIndex):
-                    self.listing.add(job)
+                try:
+                    await self.store.write(job, "")
+                finally:
+                    if index is not None:
+                        index.add(job)
                 current = job.public()
             else:
                 current = await self.get(job_id)

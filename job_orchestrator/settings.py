@@ -115,6 +115,9 @@ class Settings:
             shutdown_grace_seconds=_int(
                 env, "JOB_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
             ),
+            listing_flush_seconds=_positive(
+                env, "JOB_LISTING_FLUSH_SECONDS", cls.listing_flush_seconds
+            ),
             job_handlers=tuple(
                 spec.strip() for spec in env.get("JOB_HANDLERS", "").split(",") if spec.strip()
             ),
@@ -154,3 +157,10 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r}: expected a number") from None
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if value <= 0:
+        raise SettingsError(f"{name}={value:g}: expected a number above 0")
+    return value

@@ -39,6 +39,7 @@ class Worker:
         waiters: Waiters,
         settings: Settings,
         clock: Callable[[], float] = time.time,
+        on_claim: Callable[[Job], None] | None = None,
     ) -> None:
         self._store = store
         self._registry = registry
@@ -46,6 +47,8 @@ class Worker:
         self._settings = settings
         self._me = settings.replica_name
         self._clock = clock
+        #: Told of every job claimed here (the listing index checks its creator indexed it).
+        self._on_claim = on_claim
         self._runs: dict[str, Run] = {}
         #: Set once the replica begins to stop: no new claims; runs cancelled now are handed back.
         self._stopping = False
@@ -121,6 +124,8 @@ class Worker:
     def _launch(self, claimed: Job, etag: str) -> Run:
         logger.info("job %s claimed by %s (attempt %s)", claimed.id, self._me, claimed.attempt)
         self._waiters.notify(claimed.public())
+        if self._on_claim is not None:
+            self._on_claim(claimed)
         job_id = claimed.id
         run = Run(claimed, etag, asyncio.get_running_loop())
         run.task = asyncio.create_task(self._supervise(run), name=f"job-{job_id}")

@@ -14,6 +14,7 @@ from job_orchestrator.index import directory_key, minute_of, part_key
 from job_orchestrator.jobs import iso
 from tests.conftest import RedisServer
 from tests.job_orchestrator.inprocess import InProcess
+from tests.job_orchestrator.stack import sidecar_state
 from tests.procs import wait_until
 
 
@@ -81,6 +82,23 @@ def test_listing_filters_and_pages(inproc: InProcess) -> None:
     assert none_failed["items"] == []
     assert inproc.client.get("/jobs", params={"status": "Done"}).status_code == 422
     assert inproc.client.get("/jobs", params={"cursor": "garbage!"}).status_code == 422
+
+
+def test_the_index_mark_passes_each_job_once_its_entry_is_saved(inproc: InProcess) -> None:
+    """What other replicas read to know a job they claimed is indexed (index.py)."""
+    job = inproc.client.post("/jobs", json={"input": {"seconds": 0}}).json()
+    record = sidecar_state(inproc.replica.http_port, f"job-{job['id']}")
+    instance, _, number = record["indexedAs"].rpartition(":")
+    mark_key = f"jobindex-mark-{instance}"
+
+    def mark() -> int:
+        saved = sidecar_state(inproc.replica.http_port, mark_key)
+        return int(saved["number"]) if saved else 0
+
+    wait_until(lambda: mark() >= int(number), timeout=10)
+    listed = inproc.client.get("/jobs", params={"limit": 100}).json()["items"]
+    assert job["id"] in [j["id"] for j in listed]
+    assert "indexedAs" not in job  # internal: stored, never shown
 
 
 def test_events_stream_until_final(inproc: InProcess) -> None:

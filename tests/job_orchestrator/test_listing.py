@@ -1,10 +1,19 @@
-"""Listing helpers: cursors, the query, index ordering."""
+"""Listing helpers: cursors, the query, index ordering, the index marks."""
 
 from __future__ import annotations
 
 import pytest
 
-from job_orchestrator.index import directory_key, minute_of, part_key
+from job_orchestrator.index import (
+    Claimed,
+    directory_key,
+    mark_after,
+    mark_key,
+    minute_of,
+    part_key,
+    read_ref,
+    sort_claims,
+)
 from job_orchestrator.listing import (
     BadCursor,
     after,
@@ -48,3 +57,31 @@ def test_index_keys_are_per_day_minute_and_instance() -> None:
     assert minute_of(86399.9) == ("19700101", "2359")
     assert directory_key("20260101") == "jobindex-20260101"
     assert part_key("20260101", "0930", "abc") == "jobindex-20260101-0930-abc"
+
+
+def test_index_refs_and_marks() -> None:
+    assert read_ref("abc:12") == ("abc", 12)
+    assert read_ref("a:b:3") == ("a:b", 3)
+    for bad in (None, "", "abc", "abc:", ":3", "abc:-1", "abc:x"):
+        assert read_ref(bad) is None
+    assert mark_key("abc") == "jobindex-mark-abc"
+    # Everything given out is saved: the mark is the last number; else just below the lowest
+    # number still unsaved, however many higher ones are saved already.
+    assert mark_after(7, set()) == 7
+    assert mark_after(7, {5, 3}) == 2
+    assert mark_after(0, set()) == 0
+
+
+def test_claims_are_settled_by_their_creators_marks_or_orphaned_when_late() -> None:
+    def claim(instance: str, number: int, since: float) -> Claimed:
+        return Claimed(since, instance, number, [since, f"{instance}{number}", None])
+
+    indexed = claim("a", 3, since=0)  # a's mark passed it
+    behind = claim("a", 9, since=5)  # a's mark behind, not long enough yet
+    orphan = claim("b", 1, since=0)  # b never saved a mark (read as 0), long ago
+    unread = claim("c", 4, since=0)  # c's mark was not read this time: keep waiting
+    waiting, orphans = sort_claims(
+        [indexed, behind, orphan, unread], {"a": 5, "b": 0}, now=12, stopped_after=10
+    )
+    assert waiting == [behind, unread]
+    assert orphans == [orphan]

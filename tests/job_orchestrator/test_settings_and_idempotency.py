@@ -19,9 +19,19 @@ def test_defaults_and_overrides() -> None:
     assert default.job_handlers == ()
     handlers = Settings.from_env({"JOB_HANDLERS": " a.b:jobs, ,c:reg "}).job_handlers
     assert handlers == ("a.b:jobs", "c:reg")
+    assert default.listing_flush_seconds == 1.0
+    assert Settings.from_env({"JOB_LISTING_FLUSH_SECONDS": "0.25"}).listing_flush_seconds == 0.25
 
 
-@pytest.mark.parametrize("env", [{"APP_ENV": "batch"}, {"APP_PORT": "eighty"}])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"APP_ENV": "batch"},
+        {"APP_PORT": "eighty"},
+        {"JOB_LISTING_FLUSH_SECONDS": "0"},
+        {"JOB_LISTING_FLUSH_SECONDS": "soon"},
+    ],
+)
 def test_bad_values_name_the_variable(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError, match=next(iter(env))):
         Settings.from_env(env)
