@@ -11,28 +11,22 @@ import httpx
 import pytest
 
 from tests.conftest import RedisServer
-from tests.job_orchestrator.stack import Replica, log_dir_for, sidecar_state, write_components
+from tests.job_orchestrator.stack import Replica, replicas, sidecar_state
 from tests.procs import wait_until
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def pair(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[Replica, Replica]]:
+def pair(redis_server: RedisServer, tmp_path: Path) -> Iterator[list[Replica]]:
     """An API-only replica that never gets to save its index, and a replica that runs jobs."""
-    topic = f"job-events-{uuid.uuid4().hex[:8]}"
-    resources = write_components(tmp_path / "resources", redis_server.host, topic)
-    logs = log_dir_for(tmp_path)
-    creator, runner = Replica("creator"), Replica("runner")
-    try:
-        for replica in (creator, runner):
-            replica.start_sidecar(resources, logs)
-        creator.start_app(topic, logs, APP_ENV="api", JOB_LISTING_FLUSH_SECONDS="3600")
-        runner.start_app(topic, logs, JOB_LISTING_FLUSH_SECONDS="0.2")
-        yield creator, runner
-    finally:
-        creator.stop()
-        runner.stop()
+    with replicas(
+        redis_server.host,
+        tmp_path,
+        ("creator", {"APP_ENV": "api", "JOB_LISTING_FLUSH_SECONDS": "3600"}),
+        ("runner", {"JOB_LISTING_FLUSH_SECONDS": "0.2"}),
+    ) as started:
+        yield started
 
 
 def _listed(url: str, owner: str) -> list[str]:
@@ -43,7 +37,7 @@ def _listed(url: str, owner: str) -> list[str]:
 
 @pytest.mark.timeout(120)
 def test_a_job_from_a_replica_killed_before_its_index_flush_is_still_listed(
-    pair: tuple[Replica, Replica],
+    pair: list[Replica],
 ) -> None:
     creator, runner = pair
     owner = f"owner-{uuid.uuid4().hex[:8]}"

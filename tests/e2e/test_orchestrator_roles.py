@@ -3,14 +3,13 @@ APP_ENV=worker replica runs the job, and the waiting request is answered across 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from tests.conftest import RedisServer
-from tests.job_orchestrator.stack import Replica, log_dir_for, write_components
+from tests.job_orchestrator.stack import Replica, replicas
 
 pytestmark = pytest.mark.e2e
 
@@ -20,19 +19,9 @@ def api_and_worker(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Replica, Replica]]:
     tmp = tmp_path_factory.mktemp("orchestrator-roles")
-    topic = f"job-events-{uuid.uuid4().hex[:8]}"
-    resources = write_components(tmp / "resources", redis_server.host, topic)
-    logs = log_dir_for(tmp)
-    api, worker = Replica("api"), Replica("worker")
-    try:
-        for replica in (api, worker):
-            replica.start_sidecar(resources, logs)
-        api.start_app(topic, logs, APP_ENV="api")
-        worker.start_app(topic, logs, APP_ENV="worker")
+    roles = [("api", {"APP_ENV": "api"}), ("worker", {"APP_ENV": "worker"})]
+    with replicas(redis_server.host, tmp, *roles) as (api, worker):
         yield api, worker
-    finally:
-        api.stop()
-        worker.stop()
 
 
 def test_api_replica_answers_with_the_worker_replicas_result(

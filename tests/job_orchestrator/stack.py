@@ -151,15 +151,28 @@ def log_dir_for(tmp: Path) -> Path:
 
 
 @contextmanager
-def one_replica(redis_host: str, tmp: Path, name: str, **env: str) -> Iterator[Replica]:
-    """One orchestrator replica (sidecar and app) on a topic of its own; stopped on exit."""
+def replicas(
+    redis_host: str, tmp: Path, *specs: tuple[str, dict[str, str]]
+) -> Iterator[list[Replica]]:
+    """Orchestrator replicas (name, app environment), each with its sidecar, on a topic of
+    their own; every sidecar starts before any app. Stopped on exit."""
     topic = f"job-events-{uuid.uuid4().hex[:8]}"
     resources = write_components(tmp / "resources", redis_host, topic)
     logs = log_dir_for(tmp)
-    replica = Replica(name)
+    started = [Replica(name) for name, _ in specs]
     try:
-        replica.start_sidecar(resources, logs)
-        replica.start_app(topic, logs, **env)
-        yield replica
+        for replica in started:
+            replica.start_sidecar(resources, logs)
+        for replica, (_, env) in zip(started, specs, strict=True):
+            replica.start_app(topic, logs, **env)
+        yield started
     finally:
-        replica.stop()
+        for replica in started:
+            replica.stop()
+
+
+@contextmanager
+def one_replica(redis_host: str, tmp: Path, name: str, **env: str) -> Iterator[Replica]:
+    """One orchestrator replica (sidecar and app) on a topic of its own; stopped on exit."""
+    with replicas(redis_host, tmp, (name, env)) as (replica,):
+        yield replica
