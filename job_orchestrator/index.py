@@ -3,7 +3,10 @@
 Each replica writes its own part per minute (``jobindex-<day>-<HHMM>-<instance>``): one writer per
 key, so no compare-and-swap, no contention between replicas and one save per flush. A per-day
 directory (``jobindex-<day>``) names the parts; a replica adds itself once per minute with
-compare-and-swap. Parts stay small (one minute of one replica) and expire after the retention.
+compare-and-swap. A part holds at most about ``segment_entries`` entries: beyond that it seals
+them into a segment of its own (``<part>-<n>``, written once) and counts it, so a flush never
+rewrites more than one segment's worth however busy the minute. Everything expires after the
+retention.
 
 Entries are saved in the background, so a replica that dies right after accepting jobs would
 take their entries with it. Each job therefore carries the number its creator gave it
@@ -35,6 +38,8 @@ logger = logging.getLogger(__name__)
 MINUTES_PER_READ = 10
 #: Jobs read per bulk call while listing.
 JOBS_PER_READ = 100
+#: Entries a part holds before it seals them into a segment (about 70 bytes each).
+SEGMENT_ENTRIES = 1000
 #: Flush intervals after a claim before checking that the job's creator indexed it.
 CHECK_AFTER_FLUSHES = 2
 #: A creator whose mark has not passed a job this long after its claim (or ten flush intervals,
@@ -56,6 +61,10 @@ def part_key(day: str, minute: str, instance: str) -> str:
     return f"jobindex-{day}-{minute}-{instance}"
 
 
+def segment_key(part: str, number: int) -> str:
+    return f"{part}-{number}"
+
+
 def mark_key(instance: str) -> str:
     return f"jobindex-mark-{instance}"
 
@@ -73,6 +82,14 @@ def read_ref(ref: str | None) -> tuple[str, int] | None:
 def mark_after(last: int, unsaved: set[int]) -> int:
     """The highest number below which every number given out (up to ``last``) is saved."""
     return min(unsaved) - 1 if unsaved else last
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """What this process last saved in one of its parts: the open entries and sealed count."""
+
+    entries: list[list[Any]]
+    sealed: int
 
 
 @dataclass(slots=True)
@@ -110,17 +127,19 @@ class JobIndex:
         retention_seconds: int,
         flush_seconds: float,
         monotonic: Callable[[], float] = time.monotonic,
+        segment_entries: int = SEGMENT_ENTRIES,
     ) -> None:
         self._store = store
         self._days = retention_seconds // 86400 + 1
         self._ttl = retention_seconds + 86400
         self._flush_seconds = flush_seconds
         self._monotonic = monotonic
+        self._segment_entries = segment_entries
         #: Names this process's parts: unique per process, even when a pod keeps its name.
         self.instance = uuid.uuid4().hex[:12]
         self._pending: dict[tuple[str, str], list[list[Any]]] = defaultdict(list)
-        #: Entries already saved in this process's recent parts (each save rewrites its part).
-        self._parts: dict[tuple[str, str], list[list[Any]]] = {}
+        #: This process's recent parts as last saved (each save rewrites the open entries).
+        self._parts: dict[tuple[str, str], Part] = {}
         self._given = 0  #: the last number given out
         self._unsaved: set[int] = set()  #: numbers given out whose entries are not saved yet
         self._pending_numbers: dict[tuple[str, str], list[int]] = defaultdict(list)
@@ -181,17 +200,28 @@ class JobIndex:
 
     async def _save(self, day: str, minute: str, entries: list[list[Any]]) -> None:
         key = part_key(day, minute, self.instance)
-        saved = self._parts.get((day, minute))
-        if saved is None:
+        part = self._parts.get((day, minute))
+        if part is None:
             # Listed in the directory before the part exists: a reader may find the name
             # without the part (skipped), never a part it cannot find.
             await self._register(day, minute)
             # A part this process wrote before and forgot (an older minute indexed late).
             current, _ = await self._store.get_raw(key)
-            saved = list((current or {}).get("jobs", []))
-        merged = saved + entries
-        await self._store.save_raw(key, {"jobs": merged}, ttl_seconds=self._ttl)
-        self._parts[(day, minute)] = merged
+            part = Part(
+                list((current or {}).get("jobs", [])), int((current or {}).get("sealed", 0))
+            )
+        if len(part.entries) >= self._segment_entries:
+            # Sealed before the part counts it: a crash in between leaves the entries in both
+            # (dropped as duplicates when read), never in neither.
+            await self._store.save_raw(
+                segment_key(key, part.sealed), {"jobs": part.entries}, ttl_seconds=self._ttl
+            )
+            part = Part([], part.sealed + 1)
+        saved = Part(part.entries + entries, part.sealed)
+        await self._store.save_raw(
+            key, {"jobs": saved.entries, "sealed": saved.sealed}, ttl_seconds=self._ttl
+        )
+        self._parts[(day, minute)] = saved
 
     async def _register(self, day: str, minute: str) -> None:
         key = directory_key(day)
@@ -262,6 +292,13 @@ class JobIndex:
                 chosen = set(minutes[first : first + MINUTES_PER_READ])
                 keys = [part_key(day, m, inst) for m, inst in parts if m in chosen]
                 found = await self._store.bulk_get(keys)
+                sealed = [
+                    segment_key(key, n)
+                    for key, value in found.items()
+                    for n in range(int(value.get("sealed", 0)))
+                ]
+                if sealed:
+                    found |= await self._store.bulk_get(sealed)
                 entries = newer_first([e for v in found.values() for e in v.get("jobs", [])])
                 entries = after(entries, position)
                 if owner:

@@ -1,0 +1,87 @@
+"""The listing index's parts through a real sidecar: a busy minute seals full segments instead
+of rewriting them, a part this process forgot is continued, and the listing reads it all."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from job_orchestrator import jobs
+from job_orchestrator.index import JobIndex, minute_of, part_key, segment_key
+from job_orchestrator.jobs import Job
+from job_orchestrator.sidecar_client import connect
+from job_orchestrator.store import JobStore, job_key
+from tests.job_orchestrator.inprocess import InProcess
+
+SEGMENT = 3
+
+
+@pytest.fixture
+async def store(inproc: InProcess) -> AsyncIterator[JobStore]:
+    settings = dataclasses.replace(inproc.settings, replica_name=f"idx-{uuid.uuid4().hex[:6]}")
+    opened = JobStore(await connect(settings), settings)
+    await opened.inspect()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def make_index(store: JobStore) -> JobIndex:
+    return JobIndex(store, 86400, flush_seconds=1.0, segment_entries=SEGMENT)
+
+
+async def stored_jobs(store: JobStore, owner: str, count: int, minute_start: float) -> list[Job]:
+    made = []
+    for i in range(count):
+        job = jobs.new_job(
+            uuid.uuid4().hex,
+            "wait",
+            {},
+            owner=owner,
+            max_attempts=1,
+            run_timeout_seconds=None,
+            now=minute_start + 1 + i / 1000,
+        )
+        await store.save_raw(job_key(job.id), job.to_record())
+        made.append(job)
+    return made
+
+
+async def test_a_busy_part_seals_segments_and_lists_every_entry(store: JobStore) -> None:
+    owner = f"parts-{uuid.uuid4().hex[:8]}"
+    minute_start = time.time() // 60 * 60  # all in one minute, so in one part
+    made = await stored_jobs(store, owner, 9, minute_start)
+    index = make_index(store)
+    for first in range(0, 8, 2):  # four flushes of two entries
+        for job in made[first : first + 2]:
+            index.add(job)
+        await index.flush()
+
+    day, minute = minute_of(minute_start + 1)
+    part = part_key(day, minute, index.instance)
+    head, _ = await store.get_raw(part)
+    sealed, _ = await store.get_raw(segment_key(part, 0))
+    assert head is not None and sealed is not None
+    # 2, 4 (rewritten), then 4 >= 3: sealed as segment 0; the part starts again with 2, 4.
+    assert [e[1] for e in sealed["jobs"]] == [j.id for j in made[:4]]
+    assert (head["sealed"], [e[1] for e in head["jobs"]]) == (1, [j.id for j in made[4:8]])
+
+    # A process that forgot the part (another minute indexed late) continues it.
+    again = make_index(store)
+    again.instance = index.instance
+    again.add(made[8])
+    await again.flush()
+    head, _ = await store.get_raw(part)
+    assert head is not None and head["sealed"] == 2
+    assert [e[1] for e in head["jobs"]] == [made[8].id]
+
+    page = await index.page(owner, None, 100, None, time.time())
+    assert [j["id"] for j in page.items] == [j.id for j in reversed(made)]
+    halves = await index.page(owner, None, 5, None, time.time())
+    rest = await index.page(owner, None, 5, halves.next_cursor, time.time())
+    assert [j["id"] for j in halves.items + rest.items] == [j.id for j in reversed(made)]
