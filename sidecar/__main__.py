@@ -88,6 +88,13 @@ def run_apps_main(argv: Sequence[str]) -> int:
         except RunFileError as exc:
             logger.error("%s", exc)
             return 2
+        unapplied = sorted({field for spec in specs for field in spec.unapplied})
+        if unapplied:
+            logger.warning(
+                "%s: not applied by the local sidecar (the Dapr CLI's daprd would): %s",
+                options.run_file,
+                ", ".join(unapplied),
+            )
         return asyncio.run(run_apps(specs, dict(os.environ), single=False))
     if not options.app_id:
         parser.error("--app-id is required (or -f RUN_FILE)")

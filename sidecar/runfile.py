@@ -15,6 +15,30 @@ from typing import Any
 import yaml
 
 LOG_DESTINATIONS = ("file", "console", "fileAndConsole")
+#: Fields an app (or ``common``) may set that the local runner applies. The CLI knows more
+#: (health checks, max concurrency, ...): those are reported, never silently dropped.
+SETTINGS = frozenset(
+    {
+        "appProtocol",
+        "appChannelAddress",
+        "appHealthCheckPath",
+        "logLevel",
+        "daprdLogDestination",
+        "appLogDestination",
+    }
+)
+APP_FIELDS = SETTINGS | {
+    "appID",
+    "appDirPath",
+    "command",
+    "appPort",
+    "daprHTTPPort",
+    "daprGRPCPort",
+    "resourcesPaths",
+    "resourcesPath",
+    "env",
+}
+COMMON_FIELDS = SETTINGS | {"resourcesPaths", "resourcesPath", "env"}
 
 
 class RunFileError(Exception):
@@ -39,6 +63,8 @@ class AppSpec:
     log_level: str = ""
     daprd_log: str = "file"  #: where the sidecar's output goes (CLI default: file)
     app_log: str = "fileAndConsole"  #: where the app's output goes (CLI default)
+    #: Fields of the template the local runner does not apply (``apps[0].enableApiLogging``).
+    unapplied: tuple[str, ...] = ()
 
 
 def load_run_file(path: Path) -> list[AppSpec]:
@@ -114,6 +140,10 @@ def parse_run_file(text: str, path: Path) -> list[AppSpec]:
             log_level=_str(setting("logLevel"), path, f"{where}.logLevel"),
             daprd_log=_destination(setting("daprdLogDestination"), "file", path, where),
             app_log=_destination(setting("appLogDestination"), "fileAndConsole", path, where),
+            unapplied=tuple(
+                [f"common.{k}" for k in sorted(set(common) - COMMON_FIELDS)]
+                + [f"{where}.{k}" for k in sorted(set(app) - APP_FIELDS)]
+            ),
         )
         if spec.app_protocol != "http":
             raise RunFileError(

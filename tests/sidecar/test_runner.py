@@ -136,6 +136,7 @@ apps:
     appPort: {port_b}
     daprHTTPPort: {http_b}
     command: ["{python}", "{app}"]
+    enableAppHealthCheck: true
 """
 
 
@@ -163,6 +164,8 @@ def test_run_file_starts_every_app(tmp_path: Path, resources: Path) -> None:
         assert across.json()["path"] == "/x"
         wait_until(lambda: len(app_pids(runner.log_tail())) == 2)
         log = runner.log_tail()
+        assert "not applied by the local sidecar" in log
+        assert "apps[1].enableAppHealthCheck" in log
         assert "== APP - run-a == tiny app run-a pid" in log
         assert "== APP - run-b == tiny app run-b pid" in log
         assert list((tmp_path / "b" / ".dapr" / "logs").glob("run-b_app_*.log"))

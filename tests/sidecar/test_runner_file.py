@@ -24,6 +24,7 @@ def test_project_run_file() -> None:
     assert orchestrator.app_dir == ROOT
     assert orchestrator.env["PYTHONUNBUFFERED"] == "1"
     assert orchestrator.app_health_check_path == "/healthz"
+    assert [s.unapplied for s in specs] == [(), ()]  # the project's template is applied in full
 
 
 def test_paths_precedence_env_merge_and_defaults(tmp_path: Path) -> None:
@@ -54,6 +55,27 @@ apps:
     assert first.app_log == "fileAndConsole"
     assert second.resources_paths == ((tmp_path / "shared").resolve(),)
     assert second.http_port is None
+
+
+def test_fields_the_local_runner_does_not_apply_are_named(tmp_path: Path) -> None:
+    text = """\
+version: 1
+common:
+  enableApiLogging: true
+  logLevel: debug
+apps:
+  - appDirPath: .
+    command: [x]
+    enableAppHealthCheck: true
+    appMaxConcurrency: 2
+    appPort: 8000
+"""
+    (spec,) = parse_run_file(text, tmp_path / "dapr.yaml")
+    assert spec.unapplied == (
+        "common.enableApiLogging",
+        "apps[0].appMaxConcurrency",
+        "apps[0].enableAppHealthCheck",
+    )
 
 
 @pytest.mark.parametrize(
