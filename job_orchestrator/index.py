@@ -23,7 +23,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,8 +34,9 @@ from job_orchestrator.store import Conflict, JobStore, job_key
 
 logger = logging.getLogger(__name__)
 
-#: Minutes of parts read per bulk call while listing.
-MINUTES_PER_READ = 10
+#: Minutes of parts read per bulk call while listing, at most: a page starts with one minute
+#: (a busy minute alone can fill it) and doubles the span while it finds too few jobs.
+MINUTES_PER_READ = 16
 #: Jobs read per bulk call while listing.
 JOBS_PER_READ = 100
 #: Entries a part holds before it seals them into a segment (about 70 bytes each).
@@ -77,6 +78,14 @@ def read_ref(ref: str | None) -> tuple[str, int] | None:
     """``(instance, number)`` from a job's ``indexedAs``; None when absent or malformed."""
     instance, _, number = (ref or "").rpartition(":")
     return (instance, int(number)) if instance and number.isdigit() else None
+
+
+def spans(minutes: list[str], widest: int) -> Iterator[set[str]]:
+    """``minutes`` in consecutive groups of 1, 2, 4, ... up to ``widest`` each."""
+    first, width = 0, 1
+    while first < len(minutes):
+        yield set(minutes[first : first + width])
+        first, width = first + width, min(width * 2, widest)
 
 
 def mark_after(last: int, unsaved: set[int]) -> int:
@@ -288,8 +297,7 @@ class JobIndex:
             minutes = sorted({m for m, _ in parts}, reverse=True)
             if back == 0:
                 minutes = [m for m in minutes if m <= last_minute]
-            for first in range(0, len(minutes), MINUTES_PER_READ):
-                chosen = set(minutes[first : first + MINUTES_PER_READ])
+            for chosen in spans(minutes, MINUTES_PER_READ):
                 keys = [part_key(day, m, inst) for m, inst in parts if m in chosen]
                 found = await self._store.bulk_get(keys)
                 sealed = [

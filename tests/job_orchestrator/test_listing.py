@@ -13,6 +13,7 @@ from job_orchestrator.index import (
     part_key,
     read_ref,
     sort_claims,
+    spans,
 )
 from job_orchestrator.listing import (
     BadCursor,
@@ -85,3 +86,12 @@ def test_claims_are_settled_by_their_creators_marks_or_orphaned_when_late() -> N
     )
     assert waiting == [behind, unread]
     assert orphans == [orphan]
+
+
+def test_a_page_reads_one_minute_first_then_doubles_the_span() -> None:
+    minutes = [f"{m:04d}" for m in range(2359, 2359 - 40, -1)]  # newest first
+    groups = list(spans(minutes, 16))
+    assert [len(g) for g in groups] == [1, 2, 4, 8, 16, 9]
+    assert set().union(*groups) == set(minutes)
+    assert groups[0] == {"2359"} and groups[1] == {"2358", "2357"}
+    assert list(spans([], 16)) == []
