@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sidecar.app_health import HealthCheck
+
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
 
@@ -25,6 +27,8 @@ class SidecarConfig:
     app_api_token: str | None = None  #: APP_API_TOKEN: sent to the app as dapr-api-token
     namespace: str = ""  #: NAMESPACE, for the {namespace} template and keyPrefix namespace
     app_health_check_path: str = "/healthz"
+    #: ``--enable-app-health-check`` and its probe settings; None = no health checks
+    app_health: HealthCheck | None = None
     config_file: str = ""  #: daprd's --config: Configuration resources are not applied
 
 
@@ -35,6 +39,16 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
     if not 0 < value < 65536:
         raise argparse.ArgumentTypeError(f"port {value} is outside 1-65535")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {value}")
     return value
 
 
@@ -67,6 +81,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     parser.add_argument("--app-health-check-path", default="/healthz")
     parser.add_argument(
+        "--enable-app-health-check",
+        action="store_true",
+        help="probe the app; while unhealthy, deliver no messages and refuse invocations",
+    )
+    parser.add_argument(
+        "--app-health-probe-interval", type=_positive, default=5, help="seconds between probes"
+    )
+    parser.add_argument(
+        "--app-health-probe-timeout", type=_positive, default=500, help="probe timeout in ms"
+    )
+    parser.add_argument(
+        "--app-health-threshold",
+        type=_positive,
+        default=3,
+        help="failed probes in a row that make the app unhealthy",
+    )
+    parser.add_argument(
         "--config", default="", help="accepted for daprd compatibility; not applied (warned)"
     )
     return parser
@@ -93,5 +124,13 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> SidecarConfig:
         app_api_token=env.get("APP_API_TOKEN") or None,
         namespace=env.get("NAMESPACE", ""),
         app_health_check_path=options.app_health_check_path,
+        app_health=HealthCheck(
+            options.app_health_check_path,
+            interval=options.app_health_probe_interval,
+            timeout=options.app_health_probe_timeout / 1000,
+            threshold=options.app_health_threshold,
+        )
+        if options.enable_app_health_check
+        else None,
         config_file=options.config,
     )

@@ -123,6 +123,10 @@ class Deliverer:
         self._app_id = app_id
         self._bulk_subscribers: list[BulkSubscriber] = []
         self._closed = False
+        #: Set while messages may go to the app: cleared while it is unhealthy (health checks)
+        #: and set for good at close, so waiting deliveries end.
+        self._open = asyncio.Event()
+        self._open.set()
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -178,9 +182,19 @@ class Deliverer:
         self._bulk_subscribers.append(bulk)
         return bulk.deliver
 
+    def pause(self) -> None:
+        """The app is unhealthy: hold every delivery (unacknowledged) until ``resume``. Once
+        each subscription's slots hold one, nothing more is read from the broker, as daprd
+        reads nothing while it is unsubscribed."""
+        self._open.clear()
+
+    def resume(self) -> None:
+        self._open.set()
+
     async def close(self) -> None:
         """Refuse new messages (left unacknowledged) and wait briefly for in-flight ones."""
         self._closed = True
+        self._open.set()
         try:
             await asyncio.wait_for(self._idle.wait(), timeout=_CLOSE_GRACE)
         except TimeoutError:
@@ -191,6 +205,8 @@ class Deliverer:
 
     def _handler(self, deliver: Handler) -> Handler:
         async def handle(message: Message) -> None:
+            if not self._open.is_set():
+                await self._open.wait()
             if self._closed:
                 raise DeliveryFailedError("subscription is closed")
             self._inflight += 1

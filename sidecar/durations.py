@@ -32,3 +32,16 @@ def parse_go_duration(text: str) -> float:
     if not body or pos != len(body):
         raise ValueError(f"invalid duration {text!r} (expected e.g. 500ms, 5s, 1m30s)")
     return sign * total
+
+
+def format_go_duration(seconds: float) -> str:
+    """How Go prints a duration of whole milliseconds: ``5s``, ``500ms``, ``1.5s``, ``2m0s``."""
+    millis = round(seconds * 1000)
+    if millis < 1000:
+        return f"{millis}ms"
+    minutes, rest = divmod(millis, 60_000)
+    hours, minutes = divmod(minutes, 60)
+    text = f"{rest / 1000:g}s"
+    if hours:
+        return f"{hours}h{minutes}m{text}"
+    return f"{minutes}m{text}" if minutes else text

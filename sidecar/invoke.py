@@ -17,6 +17,7 @@ import grpc
 from yarl import URL
 
 from sidecar.app_channel import AppChannel, AppUnreachableError
+from sidecar.app_health import UNHEALTHY_MESSAGE
 from sidecar.errors import DaprError
 from sidecar.nameresolution import AppNotFound, Instance, Registry
 
@@ -77,6 +78,8 @@ class Invoker:
         self.api_token = api_token
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+        #: False while app health checks find the app unhealthy: invocations are refused.
+        self.app_healthy = True
 
     async def close(self) -> None:
         if self._session is not None:
@@ -113,6 +116,8 @@ class Invoker:
     ) -> InvokeResult:
         if self.app_channel is None:
             raise direct_invoke_error(self.app_id, "app channel is not initialized")
+        if not self.app_healthy:
+            raise direct_invoke_error(self.app_id, UNHEALTHY_MESSAGE)
         path = "/" + method.lstrip("/")
         if query:
             path = f"{path}?{query}"

@@ -12,7 +12,9 @@ from typing import Any
 
 from dapr.proto.runtime.v1 import metadata_pb2
 
+from sidecar.app_health import HealthCheck
 from sidecar.components import Component, Subscription
+from sidecar.durations import format_go_duration
 
 RUNTIME_VERSION = "1.18.0-local"  #: daprd's API level this sidecar follows, marked as ours
 
@@ -22,7 +24,7 @@ class AppConnection:
     port: int | None
     protocol: str
     channel_address: str
-    health_check_path: str
+    health: HealthCheck | None = None  #: only with --enable-app-health-check, as daprd
 
 
 def build_metadata(
@@ -41,6 +43,14 @@ def build_metadata(
             port=app.port or 0,
             protocol=app.protocol,
             channel_address=app.channel_address,
+            health=metadata_pb2.AppConnectionHealthProperties(
+                health_check_path=app.health.path,
+                health_probe_interval=format_go_duration(app.health.interval),
+                health_probe_timeout=format_go_duration(app.health.timeout),
+                health_threshold=app.health.threshold,
+            )
+            if app.health is not None
+            else None,
         ),
         actor_runtime=metadata_pb2.ActorRuntime(
             runtime_status=metadata_pb2.ActorRuntime.DISABLED, host_ready=False
@@ -101,6 +111,14 @@ def metadata_json(response: metadata_pb2.GetMetadataResponse) -> dict[str, Any]:
             "maxConcurrency": connection.max_concurrency,
         }
     )
+    if connection.HasField("health"):
+        health = connection.health
+        body["appConnectionProperties"]["health"] = {
+            "healthCheckPath": health.health_check_path,
+            "healthProbeInterval": health.health_probe_interval,
+            "healthProbeTimeout": health.health_probe_timeout,
+            "healthThreshold": health.health_threshold,
+        }
     body["actorRuntime"] = {
         "runtimeStatus": metadata_pb2.ActorRuntime.ActorRuntimeStatus.Name(
             response.actor_runtime.runtime_status

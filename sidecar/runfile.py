@@ -7,7 +7,7 @@ what an app leaves unset. Every error names the file, the field and why.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,10 @@ SETTINGS = frozenset(
         "appProtocol",
         "appChannelAddress",
         "appHealthCheckPath",
+        "enableAppHealthCheck",
+        "appHealthProbeInterval",
+        "appHealthProbeTimeout",
+        "appHealthThreshold",
         "logLevel",
         "daprdLogDestination",
         "appLogDestination",
@@ -60,6 +64,8 @@ class AppSpec:
     app_protocol: str = "http"
     app_channel_address: str = ""
     app_health_check_path: str = ""
+    #: daprd's health-check flags, from enableAppHealthCheck and appHealthProbe*/Threshold
+    app_health_flags: tuple[str, ...] = ()
     log_level: str = ""
     daprd_log: str = "file"  #: where the sidecar's output goes (CLI default: file)
     app_log: str = "fileAndConsole"  #: where the app's output goes (CLI default)
@@ -137,6 +143,7 @@ def parse_run_file(text: str, path: Path) -> list[AppSpec]:
             app_health_check_path=_str(
                 setting("appHealthCheckPath"), path, f"{where}.appHealthCheckPath"
             ),
+            app_health_flags=_health_flags(setting, path, where),
             log_level=_str(setting("logLevel"), path, f"{where}.logLevel"),
             daprd_log=_destination(setting("daprdLogDestination"), "file", path, where),
             app_log=_destination(setting("appLogDestination"), "fileAndConsole", path, where),
@@ -155,6 +162,31 @@ def parse_run_file(text: str, path: Path) -> list[AppSpec]:
     if duplicates:
         raise RunFileError(path, "apps", f"duplicate appID {', '.join(duplicates)}")
     return specs
+
+
+def _health_flags(setting: Callable[[str], Any], path: Path, where: str) -> tuple[str, ...]:
+    enabled = setting("enableAppHealthCheck")
+    if enabled is None:
+        enabled = False
+    if not isinstance(enabled, bool):
+        raise RunFileError(path, f"{where}.enableAppHealthCheck", "expected true or false")
+    if not enabled:
+        return ()
+    flags = ["--enable-app-health-check"]
+    for key, flag in (
+        ("appHealthProbeInterval", "--app-health-probe-interval"),
+        ("appHealthProbeTimeout", "--app-health-probe-timeout"),
+        ("appHealthThreshold", "--app-health-threshold"),
+    ):
+        value = setting(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise RunFileError(
+                path, f"{where}.{key}", f"expected a whole number above 0, got {value!r}"
+            )
+        flags += [flag, str(value)]
+    return tuple(flags)
 
 
 def _mapping(value: Any, path: Path, where: str) -> dict[str, Any]:

@@ -13,9 +13,11 @@ import os
 import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sidecar.app_channel import AppChannel, AppUnreachableError
+from sidecar.app_health import AppHealth
 from sidecar.components import Component, ComponentError, Subscription
 from sidecar.config import SidecarConfig
 from sidecar.delivery import Deliverer
@@ -163,6 +165,8 @@ class Runtime:
         self._deliverer: Deliverer | None = None
         self._servers: list[HttpServer | GrpcServer] = []
         self._startup: asyncio.Task[None] | None = None
+        self.app_health: AppHealth | None = None  #: with --enable-app-health-check
+        self._health_task: asyncio.Task[None] | None = None
         self.exit_code = 0  #: 1 when the sidecar stops itself because of a failure
 
     def request_shutdown(self) -> None:
@@ -191,7 +195,7 @@ class Runtime:
                 port=self.config.app_port,
                 protocol=self.config.app_protocol,
                 channel_address=self.config.app_channel_address,
-                health_check_path=self.config.app_health_check_path,
+                health=self.config.app_health,
             ),
         )
 
@@ -252,6 +256,16 @@ class Runtime:
         deliverer = Deliverer(
             self.app_channel, self.components.pubsubs, self.publisher, resiliency, self.app_id
         )
+        if self.config.app_health is not None:
+            # Like daprd: nothing is delivered or invoked until the first probe succeeds.
+            deliverer.pause()
+            self.invoker.app_healthy = False
+            self.app_health = AppHealth(
+                self.app_channel,
+                self.config.app_health,
+                partial(self._app_health_changed, deliverer),
+            )
+            self._health_task = asyncio.create_task(self.app_health.run(), name="app-health")
         try:
             await deliverer.start(self.subscriptions)
         except Exception as exc:
@@ -261,6 +275,13 @@ class Runtime:
             return
         self._deliverer = deliverer
         self._mark_ready()
+
+    async def _app_health_changed(self, deliverer: Deliverer, healthy: bool) -> None:
+        self.invoker.app_healthy = healthy
+        if healthy:
+            deliverer.resume()
+        else:
+            deliverer.pause()
 
     def _mark_ready(self) -> None:
         self.health.ready = True
@@ -301,6 +322,8 @@ class Runtime:
         self.health.ready = False
         if self._startup is not None and not self._startup.done():
             self._startup.cancel()
+        if self._health_task is not None:
+            self._health_task.cancel()
         if self._deliverer is not None:
             await self._deliverer.close()
         if self.outbox is not None:

@@ -71,11 +71,38 @@ apps:
     appPort: 8000
 """
     (spec,) = parse_run_file(text, tmp_path / "dapr.yaml")
-    assert spec.unapplied == (
-        "common.enableApiLogging",
-        "apps[0].appMaxConcurrency",
-        "apps[0].enableAppHealthCheck",
+    assert spec.unapplied == ("common.enableApiLogging", "apps[0].appMaxConcurrency")
+    assert spec.app_health_flags == ("--enable-app-health-check",)
+
+
+def test_health_check_fields_become_daprd_flags(tmp_path: Path) -> None:
+    text = """\
+version: 1
+common:
+  enableAppHealthCheck: true
+  appHealthProbeInterval: 2
+apps:
+  - appDirPath: .
+    command: [x]
+    appHealthThreshold: 4
+  - appID: quiet
+    appDirPath: .
+    command: [y]
+    enableAppHealthCheck: false
+"""
+    first, second = parse_run_file(text, tmp_path / "dapr.yaml")
+    assert first.app_health_flags == (
+        "--enable-app-health-check",
+        "--app-health-probe-interval",
+        "2",
+        "--app-health-threshold",
+        "4",
     )
+    assert second.app_health_flags == ()
+    assert "--app-health-threshold" in sidecar_command(first, Ports(3500, 50001))
+    bad = text.replace("appHealthThreshold: 4", "appHealthThreshold: many")
+    with pytest.raises(RunFileError, match="apps\\[0\\].appHealthThreshold"):
+        parse_run_file(bad, tmp_path / "dapr.yaml")
 
 
 @pytest.mark.parametrize(

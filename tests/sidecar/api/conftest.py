@@ -74,6 +74,7 @@ class Sidecar:
         app_port: int | None = None,
         env: Mapping[str, str] | None = None,
         log_dir: Path | None = None,
+        flags: tuple[str, ...] = (),
     ) -> None:
         self.app_id = app_id
         self.http_port = free_port()
@@ -94,6 +95,7 @@ class Sidecar:
         ]
         if app_port is not None:
             args += ["--app-port", str(app_port)]
+        args += flags
         self.proc = ManagedProcess(
             f"sidecar-{app_id}",
             args,

@@ -2,6 +2,7 @@
 
 Env: APP_PORT; SUBSCRIPTIONS (JSON answered on GET /dapr/subscribe; unset = 404).
 Routes: POST /events/* records the body and answers 200; GET /received lists the bodies;
+GET /healthz answers 200, or 503 after POST /health/down (until POST /health/up);
 any other path echoes method, path, query, headers and body as JSON; /status/NNN answers NNN.
 """
 
@@ -15,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 RECEIVED: list[object] = []
 LOCK = threading.Lock()
+HEALTHY = threading.Event()
+HEALTHY.set()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -55,6 +58,13 @@ class Handler(BaseHTTPRequestHandler):
                     }
                 )
             self._answer(200, b'{"status":"SUCCESS"}')
+            return
+        if path == "/healthz":
+            self._answer(200 if HEALTHY.is_set() else 503, b"{}")
+            return
+        if path in ("/health/down", "/health/up"):
+            (HEALTHY.clear if path == "/health/down" else HEALTHY.set)()
+            self._answer(200, b"{}")
             return
         if path == "/received":
             with LOCK:
