@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sidecar.app_health import HealthCheck
+from sidecar.durations import parse_go_duration
 
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
@@ -29,6 +30,9 @@ class SidecarConfig:
     app_health_check_path: str = "/healthz"
     #: ``--enable-app-health-check`` and its probe settings; None = no health checks
     app_health: HealthCheck | None = None
+    #: ``--dapr-block-shutdown-duration``: after SIGTERM, keep the APIs up this long (or until
+    #: the app reports unhealthy); None = shut down at once
+    block_shutdown_seconds: float | None = None
     config_file: str = ""  #: daprd's --config: Configuration resources are not applied
 
 
@@ -50,6 +54,16 @@ def _positive(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a number above 0, got {value}")
     return value
+
+
+def _duration(text: str) -> float:
+    try:
+        seconds = parse_go_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"expected a duration of 0 or more, got {text!r}")
+    return seconds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="failed probes in a row that make the app unhealthy",
     )
     parser.add_argument(
+        "--dapr-block-shutdown-duration",
+        type=_duration,
+        default=None,
+        help="after SIGTERM, keep serving the APIs (no deliveries) this long, e.g. 10s",
+    )
+    parser.add_argument(
         "--config", default="", help="accepted for daprd compatibility; not applied (warned)"
     )
     return parser
@@ -133,4 +153,5 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> SidecarConfig:
         if options.enable_app_health_check
         else None,
         config_file=options.config,
+        block_shutdown_seconds=options.dapr_block_shutdown_duration,
     )

@@ -21,6 +21,7 @@ from sidecar.app_health import AppHealth
 from sidecar.components import Component, ComponentError, Subscription
 from sidecar.config import SidecarConfig
 from sidecar.delivery import Deliverer
+from sidecar.durations import format_go_duration
 from sidecar.grpc_api import create_grpc_server
 from sidecar.http_api import create_http_app
 from sidecar.invoke import Invoker
@@ -317,6 +318,27 @@ class Runtime:
             logger.error("the app's subscriptions cannot be used: %s", exc)
             return []
 
+    async def block_shutdown(self, seconds: float) -> None:
+        """``--dapr-block-shutdown-duration``, after a signal: deliver nothing more but keep
+        serving the APIs (the app may still save and publish) until ``seconds`` passed or,
+        with health checks, the app reports unhealthy."""
+        logger.info(
+            "Blocking graceful shutdown for %s or until app reports unhealthy...",
+            format_go_duration(seconds),
+        )
+        if self._deliverer is not None:
+            await self._deliverer.close()
+        if self.app_health is None:
+            await asyncio.sleep(seconds)
+        else:
+            try:
+                await asyncio.wait_for(self.app_health.unhealthy.wait(), seconds)
+                logger.info("App reported unhealthy, entering shutdown...")
+                return
+            except TimeoutError:
+                pass
+        logger.info("Block shutdown period expired, entering shutdown...")
+
     async def stop(self) -> None:
         """Graceful shutdown: stop delivering, stop serving, close components."""
         self.health.ready = False
@@ -357,8 +379,14 @@ async def serve(config: SidecarConfig, env: Mapping[str, str]) -> int:
         )
     runtime = Runtime(config, env)
     loop = asyncio.get_running_loop()
+    signalled = asyncio.Event()  #: a signal, not the Shutdown API, asked to stop
+
+    def on_signal() -> None:
+        signalled.set()
+        runtime.request_shutdown()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, runtime.request_shutdown)
+        loop.add_signal_handler(signum, on_signal)
     try:
         await runtime.start(resources)
         # What start-up built lives as long as the process: exempt it from the collector, whose
@@ -366,6 +394,8 @@ async def serve(config: SidecarConfig, env: Mapping[str, str]) -> int:
         gc.collect()
         gc.freeze()
         await runtime.stopping.wait()
+        if signalled.is_set() and config.block_shutdown_seconds is not None:
+            await runtime.block_shutdown(config.block_shutdown_seconds)
         logger.info("shutting down")
     finally:
         await runtime.stop()

@@ -1,9 +1,13 @@
 """App health checks (``--enable-app-health-check``) through a real sidecar and app: while the
 app is unhealthy, invocations are refused with daprd's error and messages wait; both resume
-when it is healthy again. Plus the pure state rules and the flags."""
+when it is healthy again. ``--dapr-block-shutdown-duration``: after SIGTERM the APIs stay up,
+with nothing delivered, until the time runs out or the app reports unhealthy. Plus the pure
+state rules and the flags."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,6 +92,62 @@ def test_an_unhealthy_app_gets_no_invocations_and_no_messages_until_it_recovers(
     assert _invoke(car).status_code == 200
 
 
+def _save_and_read(car: Sidecar, value: str) -> str:
+    url = f"{car.http}/v1.0/state/redisstore"
+    key = unique("blocked")
+    saved = httpx.post(url, json=[{"key": key, "value": value}], timeout=10)
+    assert saved.status_code == 204, saved.text
+    read: str = httpx.get(f"{url}/{key}", timeout=10).json()
+    return read
+
+
+@pytest.mark.parametrize("health_checked", [True, False])
+def test_a_blocked_shutdown_keeps_the_apis_up_and_delivers_nothing(
+    workdir: Path, resources: Path, registry: Path, health_checked: bool
+) -> None:
+    app = TinyApp(
+        [{"pubsubname": "pubsub", "topic": TOPIC + "-block", "route": "/events/block"}], workdir
+    ).start()
+    block = "30s" if health_checked else "3s"
+    flags = ("--dapr-block-shutdown-duration", block)
+    if health_checked:
+        flags += ("--enable-app-health-check", "--app-health-probe-interval", "1")
+        flags += ("--app-health-threshold", "1")
+    car = Sidecar(
+        unique("blocking"), resources, registry, app_port=app.port, log_dir=workdir, flags=flags
+    )
+    try:
+        car.start()
+        assert car.proc.proc is not None
+        wait_until(lambda: "subscribed to topic" in car.proc.log_tail(), timeout=20)
+        os.kill(car.proc.pid, signal.SIGTERM)
+        began = time.monotonic()
+        wait_until(lambda: "Blocking graceful shutdown for" in car.proc.log_tail(), timeout=10)
+
+        assert _save_and_read(car, "still served") == "still served"
+        marker = unique("after-sigterm")
+        topic = f"{car.http}/v1.0/publish/pubsub/{TOPIC}-block"
+        assert httpx.post(topic, json={"m": marker}, timeout=10).status_code == 204
+        time.sleep(1.5)
+        assert not _delivered(app, marker)  # subscriptions closed at the signal
+        assert car.proc.alive()
+
+        if health_checked:
+            _set_health(app, False)  # ends the block long before its 30 s
+        car.proc.proc.wait(timeout=20)
+        took = time.monotonic() - began
+        log = car.proc.log_tail()
+        if health_checked:
+            assert "App reported unhealthy, entering shutdown..." in log
+            assert took < 15
+        else:
+            assert "Block shutdown period expired, entering shutdown..." in log
+            assert took >= 3
+    finally:
+        car.stop()
+        app.proc.stop()
+
+
 def test_health_changes_follow_daprd_rules() -> None:
     state = HealthState(threshold=2)
     assert state.healthy is False  # unhealthy until the first success
@@ -120,6 +180,11 @@ def test_health_flags_and_their_metadata_form() -> None:
     assert parse_config(["--app-id", "a"], {}).app_health is None
     with pytest.raises(SystemExit):
         parse_config(["--app-id", "a", "--app-health-threshold", "0"], {})
+    blocked = parse_config(["--app-id", "a", "--dapr-block-shutdown-duration", "1m30s"], {})
+    assert blocked.block_shutdown_seconds == 90
+    for bad in ("soon", "-5s"):
+        with pytest.raises(SystemExit):
+            parse_config(["--app-id", "a", "--dapr-block-shutdown-duration", bad], {})
     assert [format_go_duration(s) for s in (5, 0.5, 1.5, 90, 3600)] == [
         "5s",
         "500ms",
