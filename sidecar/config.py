@@ -27,7 +27,6 @@ class SidecarConfig:
     api_token: str | None = None  #: DAPR_API_TOKEN: required on every API call but healthz
     app_api_token: str | None = None  #: APP_API_TOKEN: sent to the app as dapr-api-token
     namespace: str = ""  #: NAMESPACE, for the {namespace} template and keyPrefix namespace
-    app_health_check_path: str = "/healthz"
     #: ``--enable-app-health-check`` and its probe settings; None = no health checks
     app_health: HealthCheck | None = None
     #: ``--dapr-block-shutdown-duration``: after SIGTERM, keep the APIs up this long (or until
@@ -143,7 +142,6 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> SidecarConfig:
         api_token=env.get("DAPR_API_TOKEN") or None,
         app_api_token=env.get("APP_API_TOKEN") or None,
         namespace=env.get("NAMESPACE", ""),
-        app_health_check_path=options.app_health_check_path,
         app_health=HealthCheck(
             options.app_health_check_path,
             interval=options.app_health_probe_interval,
