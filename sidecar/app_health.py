@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sidecar.app_channel import AppChannel, AppUnreachableError
@@ -58,7 +58,7 @@ class AppHealth:
         self,
         channel: AppChannel,
         check: HealthCheck,
-        on_change: Callable[[bool], Awaitable[None]],
+        on_change: Callable[[bool], None],
     ) -> None:
         self._channel = channel
         self._check = check
@@ -66,10 +66,6 @@ class AppHealth:
         self._state = HealthState(check.threshold)
         self.unhealthy = asyncio.Event()  #: set while the app is unhealthy (it starts so)
         self.unhealthy.set()
-
-    @property
-    def healthy(self) -> bool:
-        return self._state.healthy
 
     async def probe(self) -> bool:
         try:
@@ -89,5 +85,5 @@ class AppHealth:
                     self.unhealthy.clear()
                 else:
                     self.unhealthy.set()
-                await self._on_change(change)
+                self._on_change(change)
             await asyncio.sleep(self._check.interval)

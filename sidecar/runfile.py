@@ -166,12 +166,10 @@ def parse_run_file(text: str, path: Path) -> list[AppSpec]:
 
 def _health_flags(setting: Callable[[str], Any], path: Path, where: str) -> tuple[str, ...]:
     enabled = setting("enableAppHealthCheck")
-    if enabled is None:
-        enabled = False
-    if not isinstance(enabled, bool):
-        raise RunFileError(path, f"{where}.enableAppHealthCheck", "expected true or false")
-    if not enabled:
+    if enabled is None or enabled is False:
         return ()
+    if enabled is not True:
+        raise RunFileError(path, f"{where}.enableAppHealthCheck", "expected true or false")
     flags = ["--enable-app-health-check"]
     for key, flag in (
         ("appHealthProbeInterval", "--app-health-probe-interval"),

@@ -277,7 +277,7 @@ class Runtime:
         self._deliverer = deliverer
         self._mark_ready()
 
-    async def _app_health_changed(self, deliverer: Deliverer, healthy: bool) -> None:
+    def _app_health_changed(self, deliverer: Deliverer, healthy: bool) -> None:
         self.invoker.app_healthy = healthy
         if healthy:
             deliverer.resume()
