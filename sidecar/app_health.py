@@ -64,8 +64,9 @@ class AppHealth:
         self._check = check
         self._on_change = on_change
         self._state = HealthState(check.threshold)
-        self.unhealthy = asyncio.Event()  #: set while the app is unhealthy (it starts so)
-        self.unhealthy.set()
+        #: Set once probes found the app unhealthy, until it is healthy again; not before the
+        #: first report (a blocked shutdown waits for a report, as daprd's does).
+        self.unhealthy = asyncio.Event()
 
     async def probe(self) -> bool:
         try:

@@ -120,6 +120,8 @@ def test_a_blocked_shutdown_keeps_the_apis_up_and_delivers_nothing(
         car.start()
         assert car.proc.proc is not None
         wait_until(lambda: "subscribed to topic" in car.proc.log_tail(), timeout=20)
+        if health_checked:
+            wait_until(lambda: "app is healthy" in car.proc.log_tail(), timeout=20)
         os.kill(car.proc.pid, signal.SIGTERM)
         began = time.monotonic()
         wait_until(lambda: "Blocking graceful shutdown for" in car.proc.log_tail(), timeout=10)
