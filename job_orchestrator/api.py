@@ -181,7 +181,12 @@ async def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> JobPage:
-    """List jobs, newest first, filtered by owner and status; follow `nextCursor` for more."""
+    """List jobs, newest first, filtered by owner and status; follow `nextCursor` for more.
+
+    Without the state store's query API (Redis, SQLite), a page examines a bounded part of the
+    index: when a filter matches few jobs, a page may hold fewer than `limit` jobs, even none,
+    with a `nextCursor` to go on from. The list ends when `nextCursor` is null.
+    """
     if caller is not None:
         if owner is not None and owner != caller:
             # Only the key's own jobs exist for this caller.

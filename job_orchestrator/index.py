@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from job_orchestrator.jobs import Job
-from job_orchestrator.listing import Page, after, decode_cursor, encode_cursor, newer_first
+from job_orchestrator.index_scan import Entry, Scan, bounds_of
+from job_orchestrator.jobs import Job, iso, parse_iso
+from job_orchestrator.listing import Page, decode_cursor, encode_cursor
 from job_orchestrator.store import Conflict, JobStore, job_key
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,10 @@ logger = logging.getLogger(__name__)
 MINUTES_PER_READ = 16
 #: Jobs read per bulk call while listing.
 JOBS_PER_READ = 100
+#: Index entries one page examines at most (about 70 bytes each), and jobs it reads at most:
+#: a filter that matches little answers a short page with a cursor instead of reading on.
+MAX_ENTRIES_PER_PAGE = 10_000
+MAX_JOB_READS_PER_PAGE = 1_000
 #: Entries a part holds before it seals them into a segment (about 70 bytes each).
 SEGMENT_ENTRIES = 1000
 #: Flush intervals after a claim before checking that the job's creator indexed it.
@@ -70,8 +75,10 @@ def mark_key(instance: str) -> str:
     return f"jobindex-mark-{instance}"
 
 
-def entry_of(job: Job) -> list[Any]:
-    return [job.created_at, job.id, job.owner]
+def entry_of(job: Job) -> Entry:
+    """``[createdAt, id, owner]``, createdAt as stored (milliseconds): the creator's entry and
+    one recovered from the stored job are the same, and sort the way the listing shows them."""
+    return [parse_iso(iso(job.created_at)), job.id, job.owner]
 
 
 def read_ref(ref: str | None) -> tuple[str, int] | None:
@@ -95,10 +102,23 @@ def mark_after(last: int, unsaved: set[int]) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Part:
-    """What this process last saved in one of its parts: the open entries and sealed count."""
+    """What this process last saved in one of its parts: the open entries, and the
+    ``[oldest, newest]`` createdAt of each segment sealed (how many: its length)."""
 
-    entries: list[list[Any]]
-    sealed: int
+    entries: list[Entry]
+    bounds: list[list[float]]
+
+    @classmethod
+    def read(cls, value: dict[str, Any] | None, day: str, minute: str) -> Part:
+        """A saved part; a segment sealed before bounds were recorded gets its minute's."""
+        value = value or {}
+        bounds = [list(b) for b in value.get("bounds", [])][: int(value.get("sealed", 0))]
+        start = datetime.strptime(day + minute, "%Y%m%d%H%M").replace(tzinfo=UTC).timestamp()
+        bounds += [[start, start + 60]] * (int(value.get("sealed", 0)) - len(bounds))
+        return cls(list(value.get("jobs", [])), bounds)
+
+    def value(self) -> dict[str, Any]:
+        return {"jobs": self.entries, "sealed": len(self.bounds), "bounds": self.bounds}
 
 
 @dataclass(slots=True)
@@ -137,6 +157,8 @@ class JobIndex:
         flush_seconds: float,
         monotonic: Callable[[], float] = time.monotonic,
         segment_entries: int = SEGMENT_ENTRIES,
+        max_entries: int = MAX_ENTRIES_PER_PAGE,
+        max_job_reads: int = MAX_JOB_READS_PER_PAGE,
     ) -> None:
         self._store = store
         self._days = retention_seconds // 86400 + 1
@@ -144,6 +166,8 @@ class JobIndex:
         self._flush_seconds = flush_seconds
         self._monotonic = monotonic
         self._segment_entries = segment_entries
+        self._max_entries = max_entries
+        self._max_job_reads = max_job_reads
         #: Names this process's parts: unique per process, even when a pod keeps its name.
         self.instance = uuid.uuid4().hex[:12]
         self._pending: dict[tuple[str, str], list[list[Any]]] = defaultdict(list)
@@ -216,20 +240,16 @@ class JobIndex:
             await self._register(day, minute)
             # A part this process wrote before and forgot (an older minute indexed late).
             current, _ = await self._store.get_raw(key)
-            part = Part(
-                list((current or {}).get("jobs", [])), int((current or {}).get("sealed", 0))
-            )
+            part = Part.read(current, day, minute)
         if len(part.entries) >= self._segment_entries:
             # Sealed before the part counts it: a crash in between leaves the entries in both
             # (dropped as duplicates when read), never in neither.
             await self._store.save_raw(
-                segment_key(key, part.sealed), {"jobs": part.entries}, ttl_seconds=self._ttl
+                segment_key(key, len(part.bounds)), {"jobs": part.entries}, ttl_seconds=self._ttl
             )
-            part = Part([], part.sealed + 1)
-        saved = Part(part.entries + entries, part.sealed)
-        await self._store.save_raw(
-            key, {"jobs": saved.entries, "sealed": saved.sealed}, ttl_seconds=self._ttl
-        )
+            part = Part([], [*part.bounds, bounds_of(part.entries)])
+        saved = Part(part.entries + entries, part.bounds)
+        await self._store.save_raw(key, saved.value(), ttl_seconds=self._ttl)
         self._parts[(day, minute)] = saved
 
     async def _register(self, day: str, minute: str) -> None:
@@ -285,11 +305,46 @@ class JobIndex:
     async def page(
         self, owner: str | None, status: str | None, limit: int, cursor: str | None, now: float
     ) -> Page:
-        """Newest first; the cursor is the last job returned (``[createdAt, id]``)."""
+        """Newest first; the cursor is the last job returned (``[createdAt, id]``).
+
+        A page examines at most ``max_entries`` index entries and reads at most
+        ``max_job_reads`` jobs, so a filter that matches little costs a bounded amount per
+        request: a page that runs out first holds fewer than ``limit`` jobs (maybe none) and
+        the cursor of the last entry it examined.
+        """
         position = decode_cursor(cursor).get("after") if cursor else None
         start = datetime.fromtimestamp(float(position[0]) if position else now, UTC)
-        last_minute = start.strftime("%H%M")
         items: list[dict[str, Any]] = []
+        batch: list[list[Any]] = []  #: entries whose jobs are read next, in one bulk call
+        examined = job_reads = 0
+        entries = self._entries(start, position)
+        while True:
+            entry = await anext(entries, None)
+            spent = False
+            if entry is not None:
+                examined += 1
+                if not owner or entry[2] == owner:
+                    batch.append(entry)
+                spent = (
+                    examined >= self._max_entries or job_reads + len(batch) >= self._max_job_reads
+                )
+                if not spent and len(batch) < (JOBS_PER_READ if status else limit - len(items)):
+                    continue
+            job_reads += len(batch)
+            async for listed, job in self._jobs(batch, status):
+                items.append(job)
+                if len(items) == limit:
+                    return Page(items, encode_cursor({"after": listed[:2]}))
+            batch = []
+            if entry is None:
+                return Page(items, None)
+            if spent:
+                return Page(items, encode_cursor({"after": entry[:2]}))
+
+    async def _entries(self, start: datetime, position: list[Any] | None) -> AsyncIterator[Entry]:
+        """Every index entry after ``position``, newest first, from ``start``'s minute back
+        through the retention. A minute's entries are all newer than an earlier minute's."""
+        last_minute = start.strftime("%H%M")
         for back in range(self._days):
             day = (start - timedelta(days=back)).strftime("%Y%m%d")
             directory, _ = await self._store.get_raw(directory_key(day))
@@ -298,24 +353,24 @@ class JobIndex:
             if back == 0:
                 minutes = [m for m in minutes if m <= last_minute]
             for chosen in spans(minutes, MINUTES_PER_READ):
-                keys = [part_key(day, m, inst) for m, inst in parts if m in chosen]
-                found = await self._store.bulk_get(keys)
-                sealed = [
-                    segment_key(key, n)
-                    for key, value in found.items()
-                    for n in range(int(value.get("sealed", 0)))
-                ]
-                if sealed:
-                    found |= await self._store.bulk_get(sealed)
-                entries = newer_first([e for v in found.values() for e in v.get("jobs", [])])
-                entries = after(entries, position)
-                if owner:
-                    entries = [e for e in entries if e[2] == owner]
-                async for entry, job in self._jobs(entries, status):
-                    items.append(job)
-                    if len(items) == limit:
-                        return Page(items, encode_cursor({"after": entry[:2]}))
-        return Page(items, None)
+                minute_of_key = {part_key(day, m, i): m for m, i in parts if m in chosen}
+                scan = Scan(position)
+                for key, value in (await self._store.bulk_get(list(minute_of_key))).items():
+                    part = Part.read(value, day, minute_of_key[key])
+                    scan.add(part.entries)
+                    for n, (oldest, newest) in enumerate(part.bounds):
+                        scan.add_segment(segment_key(key, n), oldest, newest)
+                while True:
+                    wanted = scan.wanted()
+                    if wanted:
+                        found = await self._store.bulk_get(wanted)
+                        for key in wanted:
+                            scan.add(found.get(key, {}).get("jobs", []))
+                        continue
+                    entry = scan.next()
+                    if entry is None:
+                        break
+                    yield entry
 
     async def _jobs(
         self, entries: list[list[Any]], status: str | None

@@ -59,20 +59,6 @@ def query_for(
     }
 
 
-def newer_first(entries: list[list[Any]]) -> list[list[Any]]:
-    """Index entries ``[createdAt, id, owner]`` sorted newest first, duplicates dropped."""
-    unique = {e[1]: e for e in entries}
-    return sorted(unique.values(), key=lambda e: (-float(e[0]), str(e[1])))
-
-
-def after(entries: list[list[Any]], position: list[Any] | None) -> list[list[Any]]:
-    """The entries strictly after ``position`` (``[createdAt, id]``) in newest-first order."""
-    if position is None:
-        return entries
-    mark = (-float(position[0]), str(position[1]))
-    return [e for e in entries if (-float(e[0]), str(e[1])) > mark]
-
-
 class QueryListing:
     """Listing through the state store's query API (e.g. state.postgresql)."""
 

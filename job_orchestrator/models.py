@@ -119,7 +119,10 @@ class JobView(BaseModel):
 class JobPage(BaseModel):
     items: list[JobView]
     nextCursor: str | None = Field(
-        description="Pass as `cursor` for the next page; null on the last page."
+        description=(
+            "Pass as `cursor` for the next page; null on the last page. A page may hold fewer "
+            "than `limit` jobs and still have a next page."
+        )
     )
 
 

@@ -4,6 +4,7 @@ of rewriting them, a part this process forgot is continued, and the listing read
 from __future__ import annotations
 
 import dataclasses
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ import pytest
 
 from job_orchestrator import jobs
 from job_orchestrator.index import JobIndex, minute_of, part_key, segment_key
-from job_orchestrator.jobs import Job
+from job_orchestrator.jobs import Job, iso, parse_iso
 from job_orchestrator.sidecar_client import connect
 from job_orchestrator.store import JobStore, job_key
 from tests.job_orchestrator.inprocess import InProcess
@@ -85,3 +86,65 @@ async def test_a_busy_part_seals_segments_and_lists_every_entry(store: JobStore)
     halves = await index.page(owner, None, 5, None, time.time())
     rest = await index.page(owner, None, 5, halves.next_cursor, time.time())
     assert [j["id"] for j in halves.items + rest.items] == [j.id for j in reversed(made)]
+
+
+async def test_sealed_segments_record_their_bounds_and_older_parts_still_list(
+    store: JobStore,
+) -> None:
+    owner = f"bounds-{uuid.uuid4().hex[:8]}"
+    minute_start = time.time() // 60 * 60
+    made = await stored_jobs(store, owner, 5, minute_start)
+    index = make_index(store)
+    for job in made[:3]:
+        index.add(job)
+    await index.flush()
+    for job in made[3:]:
+        index.add(job)
+    await index.flush()  # 3 >= 3: the first three sealed, with their oldest and newest
+    day, minute = minute_of(minute_start + 1)
+    part = part_key(day, minute, index.instance)
+    head, _ = await store.get_raw(part)
+    assert head is not None
+    stamps = [parse_iso(iso(j.created_at)) for j in made[:3]]
+    assert (head["sealed"], head["bounds"]) == (1, [[min(stamps), max(stamps)]])
+
+    # A part saved before bounds were recorded: its segment is read all the same.
+    del head["bounds"]
+    await store.save_raw(part, head)
+    page = await index.page(owner, None, 100, None, time.time())
+    assert [j["id"] for j in page.items] == [j.id for j in reversed(made)]
+
+
+async def test_a_page_stops_at_its_budget_and_hands_on_a_cursor(store: JobStore) -> None:
+    owner = f"budget-{uuid.uuid4().hex[:8]}"
+    # A minute of its own, hours back: the other tests' entries are all newer.
+    minute_start = (time.time() // 60 - 120 - random.randrange(600)) * 60
+    made = await stored_jobs(store, owner, 9, minute_start)
+    wanted = made[0]  # the oldest: the only Completed one
+    await store.save_raw(
+        job_key(wanted.id),
+        dataclasses.replace(wanted, status=jobs.JobStatus.COMPLETED).to_record(),
+    )
+    writer = make_index(store)
+    for job in made:
+        writer.add(job)
+    await writer.flush()
+
+    async def pages(index: JobIndex) -> list[list[str]]:
+        found, cursor = [], None
+        for _ in range(20):
+            page = await index.page(owner, "Completed", 10, cursor, minute_start + 59)
+            found.append([j["id"] for j in page.items])
+            cursor = page.next_cursor
+            if cursor is None:
+                return found
+        raise AssertionError("the cursor never ran out")
+
+    # Four entries per page: two empty pages with cursors, then the job, then nothing more.
+    few_entries = JobIndex(store, 86400, flush_seconds=1.0, max_entries=4)
+    assert await pages(few_entries) == [[], [], [wanted.id]]
+    # Three job reads per page: the same, in three pages of three.
+    few_reads = JobIndex(store, 86400, flush_seconds=1.0, max_job_reads=3)
+    assert await pages(few_reads) == [[], [], [wanted.id], []]
+    # Without limits, one page.
+    assert await pages(make_index(store)) == [[wanted.id]]

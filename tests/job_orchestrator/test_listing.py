@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from job_orchestrator.index import (
@@ -15,14 +17,8 @@ from job_orchestrator.index import (
     sort_claims,
     spans,
 )
-from job_orchestrator.listing import (
-    BadCursor,
-    after,
-    decode_cursor,
-    encode_cursor,
-    newer_first,
-    query_for,
-)
+from job_orchestrator.index_scan import Scan, bounds_of
+from job_orchestrator.listing import BadCursor, decode_cursor, encode_cursor, query_for
 
 
 def test_cursor_round_trip_and_garbage() -> None:
@@ -46,11 +42,65 @@ def test_query_filters_and_pages() -> None:
     assert q["page"] == {"limit": 10, "token": "20"}
 
 
-def test_index_order_and_continuation() -> None:
-    entries = newer_first([[1.0, "a", None], [3.0, "c", "o"], [2.0, "b", None], [3.0, "c", "o"]])
-    assert [e[1] for e in entries] == ["c", "b", "a"]
-    assert [e[1] for e in after(entries, [3.0, "c"])] == ["b", "a"]
-    assert after(entries, None) == entries
+def drain(scan: Scan, segments: dict[str, list[list[Any]]]) -> tuple[list[str], list[str]]:
+    """(ids in the order the scan gives them, segments in the order it asked for them)."""
+    ids: list[str] = []
+    read: list[str] = []
+    while True:
+        wanted = scan.wanted()
+        for key in wanted:
+            read.append(key)
+            scan.add(segments[key])
+        if wanted:
+            continue
+        entry = scan.next()
+        if entry is None:
+            return ids, read
+        ids.append(entry[1])
+
+
+def test_index_order_continuation_and_duplicates() -> None:
+    def scanned(position: list[Any] | None) -> list[str]:
+        scan = Scan(position)
+        scan.add([[1.0, "a", None], [3.0, "c", "o"], [2.0, "b", None]])
+        scan.add([[3.0, "c", "o"], [3.0, "d", None]])  # c again: a recovered entry
+        return drain(scan, {})[0]
+
+    assert scanned(None) == ["c", "d", "b", "a"]  # same time: by id
+    assert scanned([3.0, "c"]) == ["d", "b", "a"]
+    assert scanned([2.0, "b"]) == ["a"]
+
+
+def test_index_segments_are_read_only_when_they_may_hold_the_next_entry() -> None:
+    segments = {
+        "s0": [[10.0, "a", None], [12.0, "b", None]],
+        "s1": [[13.0, "c", None], [15.0, "d", None], [11.0, "late", None]],
+        "s2": [[16.0, "e", None], [18.0, "f", None]],
+    }
+    scan = Scan(None)
+    scan.add([[19.0, "g", None], [17.5, "h", None]])  # the part's open entries
+    for key, entries in segments.items():
+        scan.add_segment(key, *bounds_of(entries))
+    ids, read = [], []
+    for _ in range(3):  # a page of three reads only the newest segment
+        wanted = scan.wanted()
+        read += wanted
+        for key in wanted:
+            scan.add(segments[key])
+        entry = scan.next()
+        assert entry is not None
+        ids.append(entry[1])
+    assert (ids, read) == (["g", "f", "h"], ["s2"])
+    rest, more = drain(scan, segments)
+    assert ids + rest == ["g", "f", "h", "e", "d", "c", "b", "late", "a"]
+    assert more == ["s1", "s0"]
+
+    # The next page, from the cursor after "d": s2 is newer than the cursor, so never read.
+    scan = Scan([15.0, "d"])
+    for key, entries in segments.items():
+        scan.add_segment(key, *bounds_of(entries))
+    assert drain(scan, segments) == (["c", "b", "late", "a"], ["s1", "s0"])
+    assert bounds_of(segments["s1"]) == [11.0, 15.0]
 
 
 def test_index_keys_are_per_day_minute_and_instance() -> None:
