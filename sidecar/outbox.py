@@ -39,7 +39,7 @@ _TRUTHY = frozenset({"true", "1", "yes", "on", "y", "t"})
 #: daprd). The message of a transaction made by ANOTHER sidecar of the app (the internal topic's
 #: group is the app id, so replicas compete) is often read a few milliseconds before that
 #: sidecar commits: look again soon, or the event is late by the first pause.
-_MARKER_WAITS = (0.0, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 3.0)
+_MARKER_WAITS = (0.0, 0.001, 0.002, 0.004, 0.008, 0.016, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 3.0)
 _CONSUMERS = 10
 _OUTCOME_TTL = 120.0  #: seconds an unclaimed transaction outcome is kept
 
