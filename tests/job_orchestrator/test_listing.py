@@ -9,6 +9,7 @@ import pytest
 from job_orchestrator.index import (
     Claimed,
     directory_key,
+    entry_of,
     mark_after,
     mark_key,
     minute_of,
@@ -18,6 +19,7 @@ from job_orchestrator.index import (
     spans,
 )
 from job_orchestrator.index_scan import Scan, bounds_of
+from job_orchestrator.jobs import Job, new_job
 from job_orchestrator.listing import BadCursor, decode_cursor, encode_cursor, query_for
 
 
@@ -101,6 +103,14 @@ def test_index_segments_are_read_only_when_they_may_hold_the_next_entry() -> Non
         scan.add_segment(key, *bounds_of(entries))
     assert drain(scan, segments) == (["c", "b", "late", "a"], ["s1", "s0"])
     assert bounds_of(segments["s1"]) == [11.0, 15.0]
+
+
+def test_an_entry_recovered_from_the_stored_job_equals_the_creators() -> None:
+    job = new_job(
+        "j1", "wait", {}, owner="o", max_attempts=1, run_timeout_seconds=None, now=1763870221.0157
+    )
+    recovered = Job.from_record(job.to_record())
+    assert entry_of(job) == entry_of(recovered) == [1763870221.015, "j1", "o"]
 
 
 def test_index_keys_are_per_day_minute_and_instance() -> None:
