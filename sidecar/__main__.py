@@ -44,7 +44,8 @@ def configure_logging(level: str, app_id: str) -> None:
 
 
 def run_sidecar(argv: Sequence[str]) -> int:
-    from sidecar.runtime import SidecarStartError, serve
+    from sidecar.loading import SidecarStartError
+    from sidecar.runtime import serve
 
     config = parse_config(argv, os.environ)
     configure_logging(config.log_level, config.app_id)

@@ -8,6 +8,18 @@ from pathlib import Path
 
 
 @dataclass(frozen=True, slots=True)
+class SecretRef:
+    """A metadata value read from a secret store (``secretKeyRef``) when the component loads."""
+
+    name: str  #: the secret
+    key: str = ""  #: the key within it; "" = the secret's own name
+
+    @property
+    def field(self) -> str:
+        return self.key or self.name
+
+
+@dataclass(frozen=True, slots=True)
 class Component:
     name: str
     type: str  #: e.g. "state.redis", "pubsub.redis"
@@ -17,6 +29,9 @@ class Component:
     ignore_errors: bool = False
     init_timeout: float = 5.0  #: seconds
     source: Path | None = None  #: the YAML file it came from, for error messages
+    #: metadata fields whose value comes from a secret, resolved by the runtime at load
+    secret_refs: Mapping[str, SecretRef] = field(default_factory=dict)
+    secret_store: str = ""  #: ``auth.secretStore``: where ``secret_refs`` are read
 
     def where(self) -> str:
         return f"component {self.name!r} ({self.type}) in {self.source or '<memory>'}"

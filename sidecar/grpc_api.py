@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 from dapr.proto.common.v1 import common_pb2
-from dapr.proto.runtime.v1 import dapr_pb2_grpc, pubsub_pb2, state_pb2
+from dapr.proto.runtime.v1 import dapr_pb2_grpc, pubsub_pb2, secret_pb2, state_pb2
 from google.protobuf import any_pb2, empty_pb2
 
 from sidecar.cloudevents import fast_loads
@@ -55,6 +55,8 @@ IMPLEMENTED = frozenset(
         "InvokeService",
         "GetMetadata",
         "SetMetadata",
+        "GetSecret",
+        "GetBulkSecret",
         "Shutdown",
     }
 )
@@ -265,6 +267,25 @@ class DaprServicer(dapr_pb2_grpc.DaprServicer):
         return common_pb2.InvokeResponse(
             data=any_pb2.Any(value=result.body), content_type=content_type
         )
+
+    async def GetSecret(self, request: Any, context: Any) -> Any:
+        try:
+            data = await self.rt.secrets.get(
+                request.store_name, request.key, _metadata(request.metadata)
+            )
+        except DaprError as err:
+            await abort(context, err)
+        return secret_pb2.GetSecretResponse(data=data)
+
+    async def GetBulkSecret(self, request: Any, context: Any) -> Any:
+        try:
+            found = await self.rt.secrets.bulk_get(request.store_name, _metadata(request.metadata))
+        except DaprError as err:
+            await abort(context, err)
+        response = secret_pb2.GetBulkSecretResponse()
+        for name, data in found.items():
+            response.data[name].secrets.update(data)
+        return response
 
     async def GetMetadata(self, request: Any, context: Any) -> Any:
         return self.rt.metadata()

@@ -202,6 +202,17 @@ class HttpApi:
         }
         return Response(orjson.dumps(body), 500, media_type=_JSON)
 
+    async def get_secret(self, request: Request) -> Response:
+        params = request.path_params
+        data = await self.rt.secrets.get(params["store"], params["key"], request_metadata(request))
+        return Response(orjson.dumps(data), 200, media_type=_JSON)
+
+    async def bulk_secrets(self, request: Request) -> Response:
+        data = await self.rt.secrets.bulk_get(
+            request.path_params["store"], request_metadata(request)
+        )
+        return Response(orjson.dumps(data), 200, media_type=_JSON)
+
     async def invoke(self, request: Request) -> Response:
         """``/v1.0/invoke/{app-id}/method/{method}``, or any path with a dapr-app-id header."""
         target, method = _target_and_method(request)
@@ -289,6 +300,8 @@ def create_http_app(runtime: Runtime) -> ASGIApp:
         Route("/v1.0/metadata/{key}", api.put_metadata, methods=["PUT"]),
         Route("/v1.0/shutdown", api.shutdown, methods=["POST"]),
         *state_routes(runtime, dapr_errors),
+        Route("/v1.0/secrets/{store}/bulk", dapr_errors(api.bulk_secrets), methods=["GET"]),
+        Route("/v1.0/secrets/{store}/{key}", dapr_errors(api.get_secret), methods=["GET"]),
         Route(
             "/v1.0-alpha1/publish/bulk/{pubsub}/{topic:path}",
             dapr_errors(api.bulk_publish),

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from sidecar.cloudevents import fast_loads
-from sidecar.components import Component, RouteRule, Subscription
+from sidecar.components import Component, RouteRule, SecretRef, Subscription
 from sidecar.durations import parse_go_duration
 
 logger = logging.getLogger(__name__)
@@ -155,6 +155,7 @@ def _component(
     type_ = _string(spec.get("type"), label, "spec.type", required=True)
     version = _string(spec.get("version"), label, "spec.version") or "v1"
     metadata: dict[str, str] = {}
+    secret_refs: dict[str, SecretRef] = {}
     items = spec.get("metadata") or []
     if not isinstance(items, list):
         raise ResourceError(label, "spec.metadata", "expected a list of {name, value} items")
@@ -166,6 +167,8 @@ def _component(
         if key in metadata:
             raise ResourceError(label, f"{where}.name", f"metadata {key!r} is given twice")
         metadata[key] = _metadata_value(item, label, f"{where} ({key})", ctx)
+        if "secretKeyRef" in item:
+            secret_refs[key] = _secret_ref(item["secretKeyRef"], label, f"{where} ({key})")
     ignore_errors = spec.get("ignoreErrors", False)
     if not isinstance(ignore_errors, bool):
         raise ResourceError(
@@ -186,20 +189,31 @@ def _component(
         ignore_errors=ignore_errors,
         init_timeout=init_timeout,
         source=Path(source),
+        secret_refs=secret_refs,
+        secret_store=_string(
+            _mapping(doc.get("auth"), label, "auth").get("secretStore"), label, "auth.secretStore"
+        ),
     )
 
 
+def env_ref_allowed(name: str, allowlist: str) -> bool:
+    """daprd's rule for ``envRef``: never ``APP_API_TOKEN`` or ``DAPR_*``, and only the
+    variables ``DAPR_ENV_KEYS`` names when it is set (Kubernetes sets it)."""
+    upper = name.upper()
+    if not upper or upper == "APP_API_TOKEN" or upper.startswith("DAPR_") or " " in upper:
+        return False
+    return not allowlist or upper in allowlist.split(" ")
+
+
 def _metadata_value(item: Mapping[str, Any], label: str, where: str, ctx: TemplateContext) -> str:
-    if "secretKeyRef" in item:
-        raise ResourceError(
-            label,
-            f"{where}.secretKeyRef",
-            "secret stores are not supported by the local sidecar; use value or envRef",
-        )
-    if "envRef" in item:
-        env_name = _string(item.get("envRef"), label, f"{where}.envRef", required=True)
-        return ctx.env.get(env_name, "")
     value = item.get("value")
+    if value is None and "envRef" in item:
+        # daprd reads envRef only when there is no value.
+        env_name = _string(item.get("envRef"), label, f"{where}.envRef", required=True)
+        if env_ref_allowed(env_name, ctx.env.get("DAPR_ENV_KEYS", "")):
+            return ctx.env.get(env_name, "")
+        logger.warning("%s references an env variable that isn't allowed: %s", label, env_name)
+        return ""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -207,6 +221,14 @@ def _metadata_value(item: Mapping[str, Any], label: str, where: str, ctx: Templa
     if isinstance(value, int | float | str):
         return ctx.render(str(value))
     raise ResourceError(label, f"{where}.value", f"expected a scalar, got {type(value).__name__}")
+
+
+def _secret_ref(raw: Any, label: str, where: str) -> SecretRef:
+    ref = _mapping(raw, label, f"{where}.secretKeyRef")
+    return SecretRef(
+        name=_string(ref.get("name"), label, f"{where}.secretKeyRef.name", required=True),
+        key=_string(ref.get("key"), label, f"{where}.secretKeyRef.key"),
+    )
 
 
 def _subscription(doc: Mapping[str, Any], label: str, v2: bool) -> Subscription:

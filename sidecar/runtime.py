@@ -12,25 +12,24 @@ import logging
 import os
 import signal
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from sidecar.app_channel import AppChannel, AppUnreachableError
 from sidecar.app_health import AppHealth
-from sidecar.components import Component, ComponentError, Subscription
+from sidecar.components import Subscription
 from sidecar.config import SidecarConfig
 from sidecar.delivery import Deliverer
 from sidecar.durations import format_go_duration
 from sidecar.grpc_api import create_grpc_server
 from sidecar.http_api import create_http_app
 from sidecar.invoke import Invoker
+from sidecar.loading import Components, SidecarStartError, create_components
 from sidecar.metadata import AppConnection, build_metadata
 from sidecar.nameresolution import Instance, Registry, registry_dir
 from sidecar.outbox import Outbox
 from sidecar.publishing import Publisher
-from sidecar.pubsub.base import PubSub
-from sidecar.pubsub.registry import PUBSUB_TYPES, create_pubsub
 from sidecar.resiliency import Resiliency, ResiliencyError, parse_resiliency
 from sidecar.resources import (
     ResourceError,
@@ -39,9 +38,9 @@ from sidecar.resources import (
     load_resources,
     read_programmatic_subscriptions,
 )
+from sidecar.secretstores.service import Secrets
 from sidecar.servers import GrpcServer, HttpServer
-from sidecar.state.base import DeleteRequest, SetRequest, StateStore
-from sidecar.state.registry import STATE_TYPES, capabilities, create_state_store
+from sidecar.state.base import DeleteRequest, SetRequest
 from sidecar.state_service import StateService
 
 logger = logging.getLogger(__name__)
@@ -49,95 +48,11 @@ logger = logging.getLogger(__name__)
 _APP_WAIT_LOG_EVERY = 10.0  #: seconds between "waiting for the app" log lines
 
 
-class SidecarStartError(Exception):
-    """The sidecar cannot start (a component failed, a port is taken); the message says why."""
-
-
 @dataclass
 class Health:
     outbound_ready: bool = False  #: components loaded, APIs served
     ready: bool = False  #: and the app's subscriptions are being delivered
     not_ready_reason: str = "dapr is starting"
-
-
-@dataclass
-class Components:
-    """The loaded component instances, by name."""
-
-    stores: dict[str, tuple[StateStore, Component]] = field(default_factory=dict)
-    pubsubs: dict[str, PubSub] = field(default_factory=dict)
-    loaded: list[tuple[Component, tuple[str, ...]]] = field(default_factory=list)  #: + features
-
-    async def close(self) -> None:
-        closers = [s.close() for s, _ in self.stores.values()]
-        closers += [p.close() for p in self.pubsubs.values()]
-        for result in await asyncio.gather(*closers, return_exceptions=True):
-            if isinstance(result, Exception):
-                logger.warning("error closing a component: %s", result)
-
-
-async def create_components(components: tuple[Component, ...], app_id: str) -> Components:
-    """Create and init every component concurrently; ignoreErrors ones may fail quietly."""
-    loaded = Components()
-
-    async def init(component: Component) -> tuple[Component, Any] | None:
-        kind = component.type.split(".", 1)[0]
-        instance: Any = None
-        try:
-            if kind == "state":
-                instance = create_state_store(component, app_id)
-            elif kind == "pubsub":
-                instance = create_pubsub(component, app_id)
-            else:
-                supported = ", ".join(sorted(STATE_TYPES | PUBSUB_TYPES))
-                raise ComponentError(
-                    component,
-                    "spec.type",
-                    f"type {component.type!r} is not supported by this sidecar; "
-                    f"use one of: {supported}",
-                )
-            await asyncio.wait_for(instance.init(), component.init_timeout)
-        except Exception as exc:  # any failure of a component's own code stops startup
-            why = (
-                f"init timed out after {component.init_timeout}s"
-                if isinstance(exc, TimeoutError)
-                else str(exc)
-            )
-            if instance is not None:
-                await _close_quietly(instance)
-            if component.ignore_errors:
-                logger.warning("ignoring failed %s: %s", component.where(), why)
-                return None
-            if isinstance(exc, ComponentError):
-                raise SidecarStartError(str(exc)) from None
-            raise SidecarStartError(f"{component.where()}: init failed: {why}") from None
-        logger.info(
-            "component loaded: %s (%s/%s)", component.name, component.type, component.version
-        )
-        return component, instance
-
-    results = await asyncio.gather(*(init(c) for c in components), return_exceptions=True)
-    failures = [r for r in results if isinstance(r, BaseException)]
-    for result in results:
-        if isinstance(result, tuple):
-            component, instance = result
-            if component.type.startswith("state."):
-                loaded.stores[component.name] = (instance, component)
-            else:
-                loaded.pubsubs[component.name] = instance
-            features = capabilities(instance) if component.type.startswith("state.") else []
-            loaded.loaded.append((component, tuple(features or sorted(instance.features))))
-    if failures:
-        await loaded.close()
-        raise failures[0]
-    return loaded
-
-
-async def _close_quietly(instance: Any) -> None:
-    try:
-        await instance.close()
-    except Exception as exc:  # already failing; the init error is the one to report
-        logger.debug("closing a failed component: %s", exc)
 
 
 class Runtime:
@@ -162,6 +77,7 @@ class Runtime:
         # Filled in by start(); the API layers only run after that.
         self.state: StateService = StateService({}, self.app_id)
         self.publisher: Publisher = Publisher({}, self.app_id)
+        self.secrets = Secrets({})
         self.outbox: Outbox | None = None
         self._deliverer: Deliverer | None = None
         self._servers: list[HttpServer | GrpcServer] = []
@@ -208,10 +124,11 @@ class Runtime:
             )
         except ResiliencyError as exc:
             raise SidecarStartError(f"resiliency: {exc}") from None
-        self.components = await create_components(resources.components, self.app_id)
+        self.components = await create_components(resources.components, self.app_id, self.env)
         stores, pubsubs = self.components.stores, self.components.pubsubs
         self.state = StateService(stores, self.app_id, self.config.namespace)
         self.publisher = Publisher(pubsubs, self.app_id)
+        self.secrets = Secrets(self.components.secrets)
         self.outbox = Outbox.from_components(stores, pubsubs, self.state, self.app_id)
         if self.outbox is not None:
             await self.outbox.start()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
+
+from sidecar.gofmt import go_format
 
 _COMPARISONS = {"EQ": "=", "NEQ": "!=", "GT": ">", "GTE": ">=", "LT": "<", "LTE": "<="}
 _ORDERING = frozenset({"GT", "GTE", "LT", "LTE"})
@@ -32,37 +33,6 @@ class SqlQuery:
     def next_token(self, returned: int) -> str:
         """Contrib's token: the next offset whenever a limit was given, else ""."""
         return str(self.skip + returned) if self.limit else ""
-
-
-def go_format(value: object) -> str:
-    """``fmt.Sprintf("%v", v)`` of a value Go decoded from JSON (numbers are float64)."""
-    if value is None:
-        return "<nil>"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return _go_float(float(value))
-    if isinstance(value, list):
-        return "[" + " ".join(go_format(v) for v in value) + "]"
-    if isinstance(value, dict):
-        inner = " ".join(f"{k}:{go_format(value[k])}" for k in sorted(value))
-        return f"map[{inner}]"
-    return str(value)
-
-
-def _go_float(number: float) -> str:
-    """Go's %v for float64: shortest digits, exponent form when exp < -4 or exp >= 6."""
-    if number == 0:
-        return "0"
-    sign = "-" if number < 0 else ""
-    shortest = Decimal(repr(abs(number))).normalize()
-    parts = shortest.as_tuple()
-    digits = "".join(str(d) for d in parts.digits)
-    exponent = len(digits) - 1 + int(parts.exponent)
-    if exponent < -4 or exponent >= 6:
-        body = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        return f"{sign}{body}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
-    return sign + format(shortest, "f")
 
 
 def field_path(key: str) -> str:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,13 +70,20 @@ def make_registry() -> HandlerRegistry:
 def serve_inprocess(
     redis_host: str,
     tmp: Path,
-    state: tuple[str, list[dict[str, str]]] | None = None,
+    state: tuple[str, list[dict[str, Any]]] | None = None,
+    secrets: Mapping[str, str] | None = None,
     **overrides: Any,
 ) -> Iterator[InProcess]:
     """A real sidecar process and the app served by uvicorn in a thread of this process."""
     topic = f"job-events-{uuid.uuid4().hex[:8]}"
     resources = write_components(
-        tmp / "resources", redis_host, topic, lease="3s", redeliver="1s", state=state
+        tmp / "resources",
+        redis_host,
+        topic,
+        lease="3s",
+        redeliver="1s",
+        state=state,
+        secrets=secrets,
     )
     replica = Replica("inproc")
     replica.start_sidecar(resources, log_dir_for(tmp))

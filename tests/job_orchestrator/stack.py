@@ -6,7 +6,7 @@ import json
 import os
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,15 +22,18 @@ def write_components(
     lease: str = "30s",
     redeliver: str = "5s",
     concurrency: int = 32,
-    state: tuple[str, list[dict[str, str]]] | None = None,
+    state: tuple[str, list[dict[str, Any]]] | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> Path:
     """The orchestrator's four components, on ``redis_host``, publishing to ``topic``.
 
-    ``state`` swaps the state store: (type, metadata) of another backend.
+    ``state`` swaps the state store: (type, metadata) of another backend. ``secrets`` adds a
+    ``secretstores.local.file`` store holding them, named by the state store's auth.secretStore,
+    so the state metadata may use secretKeyRef.
     """
     directory.mkdir(parents=True, exist_ok=True)
     redis = [{"name": "redisHost", "value": redis_host}, {"name": "redisPassword", "value": ""}]
-    docs: dict[str, tuple[str, list[dict[str, str]]]] = {
+    docs: dict[str, tuple[str, list[dict[str, Any]]]] = {
         "statestore": (
             "state.redis",
             [
@@ -53,14 +56,23 @@ def write_components(
     if state is not None:
         outbox = docs["statestore"][1]
         docs["statestore"] = (state[0], state[1] + outbox)
+    if secrets is not None:
+        secrets_file = directory.parent / "secrets.json"
+        secrets_file.write_text(json.dumps(dict(secrets)))
+        docs["localsecrets"] = (
+            "secretstores.local.file",
+            [{"name": "secretsFile", "value": str(secrets_file)}],
+        )
     for name, (kind, extra) in docs.items():
-        meta = extra if name == "statestore" and state is not None else redis + extra
-        doc = {
+        own = name == "localsecrets" or (name == "statestore" and state is not None)
+        doc: dict[str, Any] = {
             "apiVersion": "dapr.io/v1alpha1",
             "kind": "Component",
             "metadata": {"name": name},
-            "spec": {"type": kind, "version": "v1", "metadata": meta},
+            "spec": {"type": kind, "version": "v1", "metadata": extra if own else redis + extra},
         }
+        if name == "statestore" and secrets is not None:
+            doc["auth"] = {"secretStore": "localsecrets"}
         # JSON is YAML; no YAML writer needed.
         (directory / f"{name}.yaml").write_text(json.dumps(doc, indent=2))
     return directory

@@ -24,17 +24,20 @@ def other_store(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[InProcess]:
     tmp = tmp_path_factory.mktemp(f"store-{request.param}")
+    secrets = None
     if request.param == "postgresql":
         pg: PostgresCluster = request.getfixturevalue("postgres_server")
         table = f"state_{uuid.uuid4().hex[:8]}"
-        meta = [
-            {"name": "connectionString", "value": pg.dsn},
+        # The connection string from a secrets file, as a deployment keeps it out of the YAML.
+        secrets = {"pgConnection": pg.dsn}
+        meta: list[dict[str, Any]] = [
+            {"name": "connectionString", "secretKeyRef": {"name": "pgConnection"}},
             {"name": "tableName", "value": table},
         ]
         state = ("state.postgresql", meta)
     else:
         state = ("state.sqlite", [{"name": "connectionString", "value": str(tmp / "state.db")}])
-    with serve_inprocess(redis_server.host, tmp, state=state) as served:
+    with serve_inprocess(redis_server.host, tmp, state=state, secrets=secrets) as served:
         yield served
 
 

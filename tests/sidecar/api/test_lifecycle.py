@@ -135,7 +135,7 @@ def run_sidecar(folder: Path) -> subprocess.CompletedProcess[str]:
             "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: x\nspec:\n"
             "  type: state.redis\n  metadata:\n  - name: redisPassword\n    secretKeyRef:\n"
             "      name: s\n      key: k\n",
-            "secret stores are not supported",
+            "redisPassword use secretKeyRef, so auth.secretStore must name a secret store",
         ),
     ],
     ids=["bad-yaml", "missing-type", "unknown-type", "secret-ref"],

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from sidecar.components import SecretRef
 from sidecar.resources import (
     ResourceError,
     TemplateContext,
+    env_ref_allowed,
     load_resources,
     parse_duration,
     parse_programmatic_subscriptions,
@@ -200,9 +202,9 @@ def test_programmatic_subscriptions_are_read_as_gos_json_decoder_reads_them() ->
         ),
         (
             "kind: Component\napiVersion: dapr.io/v1alpha1\nmetadata:\n  name: x\nspec:\n"
-            "  type: state.redis\n  metadata:\n  - name: p\n    secretKeyRef: {name: s, key: k}\n",
-            "secretKeyRef",
-            "secret stores are not supported",
+            "  type: state.redis\n  metadata:\n  - name: p\n    secretKeyRef: {key: k}\n",
+            "secretKeyRef.name",
+            "is required",
         ),
         ("a: [unclosed\n", "line 2", "invalid YAML"),
     ],
@@ -230,3 +232,48 @@ def test_go_durations() -> None:
     assert parse_duration("10") == 10
     with pytest.raises(ValueError):
         parse_duration("5 s")
+
+
+def test_secret_refs_auth_and_env_refs_as_daprd_reads_them() -> None:
+    text = """\
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: pg
+spec:
+  type: state.postgresql
+  metadata:
+  - name: connectionString
+    secretKeyRef: {name: pg, key: dsn}
+  - name: password
+    secretKeyRef: {name: pgpass}
+  - name: user
+    value: given
+    envRef: REDIS_PW
+  - name: fromenv
+    envRef: REDIS_PW
+  - name: token
+    envRef: DAPR_API_TOKEN
+auth:
+  secretStore: localsecrets
+"""
+    ctx = TemplateContext(app_id="a", env={"REDIS_PW": "pw", "DAPR_API_TOKEN": "t"})
+    (pg,) = parse_resources(text, "pg.yaml", ctx).components
+    assert pg.secret_store == "localsecrets"
+    assert pg.secret_refs == {
+        "connectionString": SecretRef("pg", "dsn"),
+        "password": SecretRef("pgpass"),
+    }
+    assert pg.secret_refs["password"].field == "pgpass"  # no key: the secret's own name
+    # A value wins over envRef; DAPR_* variables are never read.
+    assert dict(pg.metadata) == {
+        "connectionString": "",
+        "password": "",
+        "user": "given",
+        "fromenv": "pw",
+        "token": "",
+    }
+    assert env_ref_allowed("PGPASS", "")
+    assert not env_ref_allowed("app_api_token", "")
+    assert not env_ref_allowed("dapr_anything", "")
+    assert env_ref_allowed("PGPASS", "OTHER PGPASS") and not env_ref_allowed("PGPASS", "OTHER")

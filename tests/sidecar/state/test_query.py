@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.state.query import QueryError, build_query, field_path, go_format
+from sidecar.gofmt import go_format
+from sidecar.state.query import QueryError, build_query, field_path
 
 
 def test_field_paths() -> None:

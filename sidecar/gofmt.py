@@ -1,0 +1,50 @@
+"""How Go's ``fmt`` prints values that Go's ``encoding/json`` decoded (numbers are float64).
+
+Components that turn such values into strings (query parameters, secrets files) print them
+this way, so the same input gives the same strings as under daprd.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+
+def go_format(value: object) -> str:
+    """``fmt.Sprintf("%v", v)`` of a value Go decoded from JSON (numbers are float64)."""
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return _go_float(float(value))
+    if isinstance(value, list):
+        return "[" + " ".join(go_format(v) for v in value) + "]"
+    if isinstance(value, dict):
+        inner = " ".join(f"{k}:{go_format(value[k])}" for k in sorted(value))
+        return f"map[{inner}]"
+    return str(value)
+
+
+def _go_float(number: float) -> str:
+    """Go's %v for float64: shortest digits, exponent form when exp < -4 or exp >= 6."""
+    if number == 0:
+        return "0"
+    sign = "-" if number < 0 else ""
+    shortest = Decimal(repr(abs(number))).normalize()
+    parts = shortest.as_tuple()
+    digits = "".join(str(d) for d in parts.digits)
+    exponent = len(digits) - 1 + int(parts.exponent)
+    if exponent < -4 or exponent >= 6:
+        body = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{sign}{body}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
+    return sign + format(shortest, "f")
+
+
+def go_sprint_s(value: object) -> str:
+    """``fmt.Sprintf("%s", v)``: strings as they are; other values as Go marks a wrong verb."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "%!s(<nil>)"
+    kind = "bool" if isinstance(value, bool) else "float64"
+    return f"%!s({kind}={go_format(value)})"

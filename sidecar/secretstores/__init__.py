@@ -1,0 +1,1 @@
+"""Secret store components (``secretstores.*``): the secrets API and ``secretKeyRef``."""
