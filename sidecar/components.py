@@ -74,6 +74,23 @@ class ComponentError(Exception):
         super().__init__(f"{where}: metadata {field_name!r}: {problem}")
 
 
+def check_type(component: Component, supported: frozenset[str], kind: str) -> None:
+    """ComponentError unless ``component`` is one of the ``supported`` types, at v1."""
+    if component.type not in supported:
+        raise ComponentError(
+            component,
+            "spec.type",
+            f"{kind} type {component.type!r} is not supported by this sidecar; "
+            f"use one of: {', '.join(sorted(supported))}",
+        )
+    if component.version not in ("", "v1"):
+        raise ComponentError(
+            component,
+            "spec.version",
+            f"version {component.version!r} of {component.type} is not supported; use v1",
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class RouteRule:
     match: str  #: a CEL expression over ``event``

@@ -73,6 +73,9 @@ async def test_a_file_store_reads_gets_and_refuses(tmp_path: Path) -> None:
         create_secret_store(store_component("secretstores.local.file"), {})
     with pytest.raises(ComponentError, match="secretstores.local.env, secretstores.local.file"):
         create_secret_store(store_component("secretstores.azure.keyvault"), {})
+    v2 = Component(name="s", type="secretstores.local.env", version="v2", metadata={})
+    with pytest.raises(ComponentError, match="version 'v2' of secretstores.local.env"):
+        create_secret_store(v2, {})
 
 
 async def test_the_env_store_adds_its_prefix_and_hides_dapr_variables() -> None:
