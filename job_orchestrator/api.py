@@ -341,3 +341,21 @@ async def healthz(request: Request) -> Health:
         waitingRequests=len(state.waiters),
         sidecarCalls=state.store.calls,
     )
+
+
+@health_router.get(
+    "/metrics",
+    tags=["health"],
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text format (OpenMetrics when the Accept header asks)",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this replica: jobs created, run and made final here (by type and
+    status), queue and run times, running handlers, waiting requests, sidecar calls."""
+    body, media_type = request.app.state.metrics.exposition(request.headers.get("accept", ""))
+    return Response(body, media_type=media_type)

@@ -21,6 +21,7 @@ from job_orchestrator.handlers import HandlerRegistry, default_registry
 from job_orchestrator.index import JobIndex
 from job_orchestrator.listing import QueryListing
 from job_orchestrator.longpoll import LongPoll
+from job_orchestrator.metrics import JobMetrics, LiveCounts
 from job_orchestrator.service import JobService
 from job_orchestrator.settings import Settings
 from job_orchestrator.sidecar_client import connect
@@ -42,6 +43,7 @@ Every change is published as a CloudEvent on the Dapr pub/sub topic `job-events`
 def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> FastAPI:
     """The orchestrator app; nothing connects until the lifespan starts."""
     handlers = registry or default_registry()
+    metrics = JobMetrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,12 +61,14 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
         worker = None
         if settings.runs_worker:
             on_claim = listing.claimed if isinstance(listing, JobIndex) else None
-            worker = Worker(store, handlers, waiters, settings, on_claim=on_claim)
+            worker = Worker(store, handlers, waiters, settings, on_claim=on_claim, metrics=metrics)
+        service = JobService(store, handlers, waiters, worker, listing, settings, metrics=metrics)
         app.state.settings = settings
         app.state.store = store
         app.state.waiters = waiters
         app.state.worker = worker
-        app.state.service = JobService(store, handlers, waiters, worker, listing, settings)
+        app.state.service = service
+        metrics.watch(_live_counts(service))
         logger.info(
             "job-orchestrator %s up as %s (listing via %s, job types: %s)",
             settings.replica_name,
@@ -84,6 +88,7 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
             if isinstance(listing, JobIndex):
                 with contextlib.suppress(Exception):
                     await listing.flush()
+            metrics.unwatch()
             await store.close()
             await client.close()  # type: ignore[no-untyped-call]
 
@@ -94,6 +99,7 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = metrics
     app.state.api_keys = ApiKeys(settings.api_keys)
     app.state.worker = None
     app.state.started = datetime.now(UTC)
@@ -140,6 +146,17 @@ def begin_shutdown(app: FastAPI) -> None:
     worker: Worker | None = getattr(app.state, "worker", None)
     if worker is not None:
         worker.begin_shutdown(app.state.settings.shutdown_grace_seconds)
+
+
+def _live_counts(service: JobService) -> LiveCounts:
+    worker, slots, store = service.worker, service.waiter_slots, service.store
+    return LiveCounts(
+        running=lambda: worker.running if worker is not None else 0,
+        waiting=lambda: slots.in_use,
+        waiting_capacity=slots.capacity,
+        sidecar_calls=lambda: store.calls,
+        sidecar_failures=lambda: store.failed_calls,
+    )
 
 
 async def _inspect(store: JobStore) -> None:

@@ -23,6 +23,7 @@ from job_orchestrator.index import JobIndex
 from job_orchestrator.jobs import Job, JobStatus
 from job_orchestrator.limits import WaiterSlots, check_input_size
 from job_orchestrator.listing import Page, QueryListing
+from job_orchestrator.metrics import JobMetrics
 from job_orchestrator.settings import Settings
 from job_orchestrator.store import Conflict, JobStore, job_key
 from job_orchestrator.waiters import Waiters, Watch, is_final
@@ -57,6 +58,7 @@ class JobService:
         listing: QueryListing | JobIndex,
         settings: Settings,
         clock: Callable[[], float] = time.time,
+        metrics: JobMetrics | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -66,6 +68,7 @@ class JobService:
         self.settings = settings
         self.waiter_slots = WaiterSlots(settings.max_waiters)
         self._clock = clock
+        self._metrics = metrics or JobMetrics()
 
     def _slot(self, wait: float) -> AbstractContextManager[None]:
         """A waiter slot when the request will wait; raises TooManyWaiters when none is free."""
@@ -116,6 +119,7 @@ class JobService:
                 finally:
                     if index is not None:
                         index.add(job)
+                self._metrics.submitted(job)
                 current = job.public()
             else:
                 current = await self.get(job_id)
@@ -204,6 +208,7 @@ class JobService:
                 written = before
             self.waiters.notify(written.public())
             if written.is_final:
+                self._metrics.finished(written)
                 return written.public()
             if self.worker is not None:
                 self.worker.cancel_local(job_id)
@@ -227,6 +232,7 @@ class JobService:
                 known = (job, etag)
                 _, canceled, _ = await self.store.mutate(job_id, self._cancel_now, known=known)
                 if canceled is not None:
+                    self._metrics.finished(canceled)
                     self.waiters.notify(canceled.public())
                 if self.worker is not None:
                     self.worker.cancel_local(job_id)

@@ -73,6 +73,8 @@ class JobStore:
         self._retention = settings.retention_seconds
         #: sidecar calls made, for the per-job call count the benchmark reports
         self.calls = 0
+        #: of those, the ones that failed (StoreUnavailable), for the replica's metrics
+        self.failed_calls = 0
         #: True when the store's etags are write counters (state.redis: "1", +1 per write), so
         #: the etag after our own write is known without reading it back. A running job's
         #: next write uses it (see Run.trusted); a wrong one costs a failed write and a read.
@@ -109,6 +111,13 @@ class JobStore:
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         self.calls += 1
+        try:
+            return await self._answer(what, call)
+        except StoreUnavailable:
+            self.failed_calls += 1
+            raise
+
+    async def _answer(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         try:
             return await asyncio.wait_for(call(), CALL_TIMEOUT_SECONDS)
         except (DaprGrpcError, AioRpcError) as exc:

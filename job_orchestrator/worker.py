@@ -18,6 +18,7 @@ from job_orchestrator import jobs
 from job_orchestrator.errors import StoreUnavailable
 from job_orchestrator.handlers import HandlerRegistry
 from job_orchestrator.jobs import Delivery, Job, JobStatus
+from job_orchestrator.metrics import JobMetrics
 from job_orchestrator.runs import Answer, LostJob, Outcome, Run
 from job_orchestrator.settings import Settings
 from job_orchestrator.store import Conflict, JobStore
@@ -40,6 +41,7 @@ class Worker:
         settings: Settings,
         clock: Callable[[], float] = time.time,
         on_claim: Callable[[Job], None] | None = None,
+        metrics: JobMetrics | None = None,
     ) -> None:
         self._store = store
         self._registry = registry
@@ -49,6 +51,7 @@ class Worker:
         self._clock = clock
         #: Told of every job claimed here (the listing index checks its creator indexed it).
         self._on_claim = on_claim
+        self._metrics = metrics or JobMetrics()
         self._runs: dict[str, Run] = {}
         #: Set once the replica begins to stop: no new claims; runs cancelled now are handed back.
         self._stopping = False
@@ -118,6 +121,7 @@ class Worker:
                 new_etag = await self._store.write(claimed, etag)
             except Conflict:
                 continue
+            self._metrics.claimed(job, claimed)
             return self._launch(claimed, new_etag)
         return Answer.RETRY
 
@@ -314,6 +318,7 @@ class Worker:
                 lease_expires_at=self._clock() + self._settings.lease_seconds + delay,
             ),
         )
+        self._metrics.retried(run.job)
         run.new_context()
         run.wake.clear()
         if not run.ctx.cancelled:
@@ -348,6 +353,7 @@ class Worker:
         if final is not None:
             self._waiters.notify(final.public())
         if written is not None:
+            self._metrics.finished(written)
             logger.info("job %s is %s", job_id, status)
 
     def begin_shutdown(self, grace: float) -> None:
