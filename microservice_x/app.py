@@ -38,7 +38,7 @@ def create_app(settings: Settings) -> FastAPI:
             await wait_for_sidecar(session, settings)
             client = open_dapr_client(settings)
             clients = ClientKeeper(client, lambda n: renew_dapr_client(session, settings, n))
-            store = ViewStore(clients, settings.state_store)
+            store = ViewStore(clients, settings.state_store, settings.view_retention_seconds)
             try:
                 app.state.store = store
                 app.state.orchestrator = OrchestratorClient(session, settings)

@@ -63,6 +63,10 @@ def decode_list(key: str, data: bytes | None) -> list[Any]:
     return value
 
 
+def _ttl_metadata(ttl_seconds: int | None) -> dict[str, str] | None:
+    return None if ttl_seconds is None else {"ttlInSeconds": str(ttl_seconds)}
+
+
 class Records:
     """Keys of one app id in one state store (Dapr prefixes them with the app id)."""
 
@@ -101,8 +105,11 @@ class Records:
             reads[item.key] = (data or None), (item.etag or None)
         return reads
 
-    async def save_many(self, writes: dict[str, tuple[bytes, str | None]]) -> bool:
-        """Save several keys in one call, each with its etag (None: insert-only).
+    async def save_many(
+        self, writes: dict[str, tuple[bytes, str | None]], ttl_seconds: int | None = None
+    ) -> bool:
+        """Save several keys in one call, each with its etag (None: insert-only) and, when
+        given, a time to live counted from this write (Dapr's ``ttlInSeconds``).
 
         True when all were saved. False when the call failed: some keys may have been saved and
         others not (Dapr saves the items one by one), so the caller re-reads each and retries.
@@ -110,8 +117,11 @@ class Records:
         # SDK 1.18's save_bulk_state copies `options` into the request as they are, so it needs
         # the protobuf message rather than the StateOptions its signature names.
         insert_only: Any = self._first_write.get_proto()  # type: ignore[no-untyped-call]
+        metadata = _ttl_metadata(ttl_seconds)
         items = [
-            StateItem(key, value, etag=etag, options=None if etag else insert_only)
+            StateItem(
+                key, value, etag=etag, options=None if etag else insert_only, metadata=metadata
+            )
             for key, (value, etag) in writes.items()
         ]
         try:
@@ -122,13 +132,18 @@ class Records:
             return False
         return True
 
-    async def _save(self, key: str, value: bytes, etag: str | None) -> None:
+    async def _save(
+        self, key: str, value: bytes, etag: str | None, ttl_seconds: int | None
+    ) -> None:
         client = self._clients.current
+        metadata = _ttl_metadata(ttl_seconds)
         try:
             if etag is None:
-                await client.save_state(self.store, key, value, options=self._first_write)
+                await client.save_state(
+                    self.store, key, value, options=self._first_write, state_metadata=metadata
+                )
             else:
-                await client.save_state(self.store, key, value, etag=etag)
+                await client.save_state(self.store, key, value, etag=etag, state_metadata=metadata)
         except (DaprGrpcError, DaprInternalError) as exc:
             self._clients.failed(exc)
             if _is_conflict(exc):
@@ -140,8 +155,15 @@ class Records:
                 raise _Conflict from exc
             raise StoreError(f"writing {key!r} to {self.store!r}: {_reason(exc)}") from exc
 
-    async def update(self, key: str, change: Change[T], first_read: Read | None = None) -> T:
-        """Apply ``change`` to the key by compare-and-swap; ``first_read`` saves one read."""
+    async def update(
+        self,
+        key: str,
+        change: Change[T],
+        first_read: Read | None = None,
+        ttl_seconds: int | None = None,
+    ) -> T:
+        """Apply ``change`` to the key by compare-and-swap; ``first_read`` saves one read.
+        With ``ttl_seconds`` the key expires that long after the write."""
         read = first_read
         for attempt in range(1, MAX_CAS_ATTEMPTS + 1):
             current, etag = read if read is not None else await self.get(key)
@@ -150,7 +172,7 @@ class Records:
             if new is None:
                 return result
             try:
-                await self._save(key, new, etag)
+                await self._save(key, new, etag, ttl_seconds)
             except _Conflict:
                 logger.debug("etag conflict on %s (attempt %s), re-reading", key, attempt)
                 continue

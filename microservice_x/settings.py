@@ -36,6 +36,20 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _retention(env: Mapping[str, str], name: str, default: int | None) -> int | None:
+    """Whole seconds; 0 means keep forever (None)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise SettingsError(f"{name} must be 0 (keep forever) or more, got {value}")
+    return value or None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the service needs to know about itself and its sidecar."""
@@ -59,6 +73,9 @@ class Settings:
     invoke_timeout_seconds: float = 10.0
     #: How long startup waits for the sidecar's outbound health (the SDK's own wait is 60 s).
     sidecar_wait_seconds: float = 60.0
+    #: VIEW_RETENTION_SECONDS: a job view expires this long after the last event that changed
+    #: it, as the orchestrator keeps a final job for 7 days (0 in the environment: never).
+    view_retention_seconds: int | None = 7 * 24 * 3600
     log_level: str = "INFO"
 
     @classmethod
@@ -82,6 +99,9 @@ class Settings:
             ),
             sidecar_wait_seconds=_positive_float(
                 env, "DAPR_HEALTH_TIMEOUT", cls.sidecar_wait_seconds
+            ),
+            view_retention_seconds=_retention(
+                env, "VIEW_RETENTION_SECONDS", cls.view_retention_seconds
             ),
             log_level=(env.get("LOG_LEVEL", "").strip() or cls.log_level).upper(),
         )

@@ -61,8 +61,12 @@ class _Queued:
 class ViewStore:
     """What microservice-x knows of its jobs, kept under its own app id in one state store."""
 
-    def __init__(self, clients: ClientKeeper, store_name: str) -> None:
+    def __init__(
+        self, clients: ClientKeeper, store_name: str, view_ttl_seconds: int | None = None
+    ) -> None:
         self._records = Records(clients, store_name)
+        #: A view expires this long after the last event that changed it (None: never).
+        self._view_ttl = view_ttl_seconds
         self._index = JobIndex(self._records)
         #: Per job key: events waiting for the next read-fold-write of that key.
         self._queued: dict[str, list[_Queued]] = {}
@@ -126,7 +130,7 @@ class ViewStore:
             # Index first: if the process dies before the view is saved, the redelivery finds the
             # id indexed already; a listed id whose view is missing is simply skipped.
             await self._index.add(job_id)
-        return await self._records.update(key, _folding(key, events), first_read)
+        return await self._records.update(key, _folding(key, events), first_read, self._view_ttl)
 
     async def apply_many(self, events: list[tuple[JobEvent, str]]) -> list[Reduction | StoreError]:
         """Fold a bulk delivery's events (with their arrival times) into their views.
@@ -154,10 +158,12 @@ class ViewStore:
             outcomes[key] = reductions
             if value is not None:
                 writes[key] = (value, reads[key][1])
-        if writes and not await self._records.save_many(writes):
+        if writes and not await self._records.save_many(writes, self._view_ttl):
             for key in writes:
                 try:
-                    outcomes[key] = await self._records.update(key, _folding(key, by_key[key]))
+                    outcomes[key] = await self._records.update(
+                        key, _folding(key, by_key[key]), ttl_seconds=self._view_ttl
+                    )
                 except StoreError as exc:
                     outcomes[key] = exc
         answers: list[Reduction | StoreError] = []

@@ -8,6 +8,7 @@ sidecar would deliver, so each answer (SUCCESS / DROP / RETRY) is checked direct
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+import redis
 
 from microservice_x.app import create_app
 from microservice_x.settings import Settings
@@ -422,3 +424,40 @@ async def test_start_up_objects_are_frozen_before_serving(settings: Settings) ->
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         assert gc.get_freeze_count() > 0
+
+
+async def test_views_expire_after_the_retention_and_the_index_does_not(
+    client: httpx.AsyncClient, redis_server: RedisServer, settings: Settings
+) -> None:
+    single, batched = new_id(), new_id()
+    assert await deliver(client, event(single, "job.created", 1)) == "SUCCESS"
+    assert await deliver_bulk(client, bulk(event(batched, "job.created", 1))) == ["SUCCESS"]
+    keys = redis.Redis(port=redis_server.port, db=REDIS_DB)
+    try:
+        for job_id in (single, batched):
+            ttl = keys.ttl(f"{APP_ID}||job:{job_id}")
+            assert settings.view_retention_seconds is not None
+            assert settings.view_retention_seconds - 60 < ttl <= settings.view_retention_seconds
+        assert keys.ttl(f"{APP_ID}||jobs-index") == -1  # bounded by size instead
+    finally:
+        keys.close()
+
+
+async def test_an_expired_view_is_gone_from_reads_and_listing(settings: Settings) -> None:
+    short = create_app(dataclasses.replace(settings, view_retention_seconds=1))
+    async with short.router.lifespan_context(short):
+        transport = httpx.ASGITransport(app=short)
+        async with httpx.AsyncClient(transport=transport, base_url="http://mx") as mx:
+            job_id = new_id()
+            assert await deliver(mx, event(job_id, "job.created", 1)) == "SUCCESS"
+            assert (await mx.get(f"/jobs/{job_id}")).status_code == 200
+            for _ in range(50):
+                await asyncio.sleep(0.1)
+                if (await mx.get(f"/jobs/{job_id}")).status_code == 404:
+                    break
+            assert_problem(await mx.get(f"/jobs/{job_id}"), 404)
+            listed = (await mx.get("/jobs", params={"limit": 500})).json()
+            assert job_id not in {j["id"] for j in listed}
+            # A late event builds the view again from the job it carries.
+            assert await deliver(mx, event(job_id, "job.completed", 3)) == "SUCCESS"
+            assert (await mx.get(f"/jobs/{job_id}")).json()["status"] == "Completed"

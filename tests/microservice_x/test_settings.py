@@ -17,6 +17,12 @@ def test_defaults() -> None:
     assert settings.dapr_api_token is None
     assert settings.state_store == "statestore"
     assert settings.orchestrator_app_id == "job-orchestrator"
+    assert settings.view_retention_seconds == 7 * 24 * 3600
+
+
+def test_view_retention_may_be_set_or_turned_off() -> None:
+    assert Settings.from_env({"VIEW_RETENTION_SECONDS": "60"}).view_retention_seconds == 60
+    assert Settings.from_env({"VIEW_RETENTION_SECONDS": "0"}).view_retention_seconds is None
 
 
 def test_dapr_environment_is_read() -> None:
@@ -44,6 +50,8 @@ def test_dapr_environment_is_read() -> None:
         ({"APP_PORT": "eighty"}, "APP_PORT must be a port number"),
         ({"DAPR_HTTP_PORT": "70000"}, "DAPR_HTTP_PORT must be between"),
         ({"INVOKE_TIMEOUT_SECONDS": "0"}, "must be positive"),
+        ({"VIEW_RETENTION_SECONDS": "1.5"}, "whole number of seconds"),
+        ({"VIEW_RETENTION_SECONDS": "-1"}, "0 \\(keep forever\\) or more"),
     ],
 )
 def test_bad_values_are_refused_clearly(env: dict[str, str], message: str) -> None:
