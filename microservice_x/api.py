@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dapr_support.text import unicode_problem
@@ -127,17 +128,43 @@ async def start_job(
 @router.get(
     "/jobs",
     response_model=list[JobView],
-    responses=_problems({422: _INVALID, 503: _STORE_DOWN}),
+    responses={
+        200: {
+            "description": "A page of jobs, newest first",
+            "headers": {
+                "Link": {
+                    "description": 'The next page (`rel="next"`, RFC 8288), when one follows',
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+        **_problems({422: _INVALID, 503: _STORE_DOWN}),
+    },
 )
 async def list_jobs(
+    request: Request,
+    response: Response,
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     status: Annotated[
         Literal["New", "InProgress", "Completed", "Failed", "Canceled"] | None, Query()
     ] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=MAX_JOB_ID_LENGTH,
+            description="Where the previous page ended: take it from that page's Link header",
+        ),
+    ] = None,
 ) -> list[JobView]:
-    """The jobs this service owns, newest first, as their events described them."""
-    return await store.list_jobs(limit, status)
+    """The jobs this service owns, newest first, as their events described them (its newest
+    2,000 jobs). When more follow, the `Link` header points to the next page."""
+    views, next_cursor = await store.list_jobs(limit, status, cursor)
+    if next_cursor is not None:
+        query = urlencode({**request.query_params, "cursor": next_cursor})
+        response.headers["Link"] = f'<{request.url.path}?{query}>; rel="next"'
+    return views
 
 
 @router.get(

@@ -178,22 +178,36 @@ class ViewStore:
                 positions[key] += 1
         return answers
 
-    async def list_jobs(self, limit: int, status: str | None = None) -> list[JobView]:
-        """The newest jobs first, optionally only those in one status."""
+    async def list_jobs(
+        self, limit: int, status: str | None = None, after: str | None = None
+    ) -> tuple[list[JobView], str | None]:
+        """The newest jobs first, optionally only those in one status, starting after the job
+        ``after`` (a cursor); with the cursor for the next page, None when none follows.
+
+        A cursor whose job has left the index (the oldest go once it holds MAX_INDEX) is past
+        every job still listed, so its page is empty.
+        """
         ids = await self._index.ids()
+        start = 0
+        if after is not None:
+            try:
+                start = ids.index(after) + 1
+            except ValueError:
+                return [], None
         found: list[JobView] = []
         # Fetch in pages of `limit` so a status filter can look past non-matching jobs.
-        for start in range(0, len(ids), limit):
-            keys = [JOB_KEY_PREFIX + job_id for job_id in ids[start : start + limit]]
+        for chunk in range(start, len(ids), limit):
+            keys = [JOB_KEY_PREFIX + job_id for job_id in ids[chunk : chunk + limit]]
             values = await self._records.get_many(keys)
-            for key in keys:
+            for position, key in enumerate(keys, chunk):
                 if key in values:
                     view = _decode_view(key, values[key])
                     if status is None or view.status == status:
                         found.append(view)
                         if len(found) == limit:
-                            return found
-        return found
+                            more = position + 1 < len(ids)
+                            return found, ids[position] if more else None
+        return found, None
 
     async def add_dead_letter(self, entry: DeadLetter) -> bool:
         """Record a dead letter once (by id); False if it was there already."""

@@ -233,11 +233,59 @@ async def test_listing_is_newest_first_and_filters_by_status(client: httpx.Async
     assert len((await client.get("/jobs", params={"limit": 1})).json()) == 1
 
 
+def next_link(response: httpx.Response) -> str | None:
+    """The target of the response's ``Link: <...>; rel="next"``, if any."""
+    link = response.links.get("next")
+    return None if link is None else str(link["url"])
+
+
+async def test_listing_pages_follow_the_link_header(client: httpx.AsyncClient) -> None:
+    ids = [new_id() for _ in range(5)]
+    for job_id in ids:
+        await deliver(client, event(job_id, "job.created", 1))
+    for job_id in ids[1::2]:
+        await deliver(client, event(job_id, "job.completed", 2))
+    newest_first = list(reversed(ids))
+
+    pages: list[list[str]] = []
+    url: str | None = "/jobs?limit=2"
+    for _ in range(3):
+        assert url is not None
+        response = await client.get(url)
+        assert response.status_code == 200
+        pages.append([j["id"] for j in response.json()])
+        url = next_link(response)
+    assert pages[0] + pages[1] + pages[2][:1] == newest_first
+    assert url is not None and "limit=2" in url and "cursor=" in url
+
+    # A status filter is kept in the next page's link, and pages look past other statuses.
+    first = await client.get("/jobs", params={"limit": 1, "status": "Completed"})
+    url = next_link(first)
+    assert url is not None and "status=Completed" in url
+    second = await client.get(url)
+    completed = [j["id"] for j in first.json() + second.json()]
+    assert completed == [ids[3], ids[1]]
+
+    # The last page has no link; a cursor no longer in the index is past every job.
+    url = "/jobs?limit=500"
+    for _ in range(20):
+        response = await client.get(url)
+        following = next_link(response)
+        if following is None:
+            break
+        url = following
+    assert next_link(response) is None
+    gone = await client.get("/jobs", params={"cursor": new_id()})
+    assert gone.status_code == 200 and gone.json() == []
+    assert "link" not in gone.headers
+
+
 async def test_bad_query_parameters_are_422_problems(client: httpx.AsyncClient) -> None:
     body = assert_problem(await client.get("/jobs", params={"limit": 0}), 422)
     assert body["errors"][0]["field"] == "query.limit"
     assert_problem(await client.get("/jobs", params={"status": "Running"}), 422)
     assert_problem(await client.get("/dead-letters", params={"limit": 9999}), 422)
+    assert_problem(await client.get("/jobs", params={"cursor": "x" * 1000}), 422)
 
 
 async def test_start_job_validates_before_invoking(client: httpx.AsyncClient) -> None:
