@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dapr_support.text import unicode_problem
 from microservice_x.deadletters import DeadLetter
-from microservice_x.deps import OrchestratorDep, SettingsDep, StoreDep
+from microservice_x.deps import MetricsDep, OrchestratorDep, SettingsDep, StoreDep
 from microservice_x.errors import InvalidRequest, JobNotFound
 from microservice_x.events import MAX_JOB_ID_LENGTH
 from microservice_x.view import JobView
@@ -102,6 +102,7 @@ async def start_job(
     response: Response,
     orchestrator: OrchestratorDep,
     settings: SettingsDep,
+    metrics: MetricsDep,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> StartedJob:
     """Start a job on the orchestrator (Dapr service invocation) with this service as owner."""
@@ -112,6 +113,7 @@ async def start_job(
     body = request.model_dump(exclude_unset=True)
     body["owner"] = settings.app_id
     job = await orchestrator.start_job(body, idempotency_key)
+    metrics.started(request.type)
     location = f"/jobs/{job['id']}"
     response.headers["Location"] = location
     status = job.get("status")
@@ -199,3 +201,20 @@ async def list_dead_letters(
 async def healthz(settings: SettingsDep) -> Health:
     """Liveness: the process answers."""
     return Health(appId=settings.app_id)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text format (OpenMetrics when the Accept header asks)",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def metrics(request: Request, metrics: MetricsDep) -> Response:
+    """Prometheus metrics: job events delivered here by type and what became of them, their
+    delay from the job change, dead letters recorded, jobs started."""
+    body, media_type = metrics.exposition(request.headers.get("accept", ""))
+    return Response(body, media_type=media_type)

@@ -18,6 +18,7 @@ from microservice_x.connections import (
     renew_dapr_client,
     wait_for_sidecar,
 )
+from microservice_x.metrics import EventMetrics
 from microservice_x.orchestrator import OrchestratorClient
 from microservice_x.problems import install_problem_handlers
 from microservice_x.settings import Settings
@@ -58,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = EventMetrics()
     install_problem_handlers(app)
     app.include_router(api.router)
     # Only the sidecar may deliver events (APP_API_TOKEN, when configured).

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from microservice_x.metrics import EventMetrics
 from microservice_x.orchestrator import OrchestratorClient
 from microservice_x.settings import Settings
 from microservice_x.store import ViewStore
@@ -30,6 +31,12 @@ async def get_orchestrator(request: Request) -> OrchestratorClient:
     return orchestrator
 
 
+async def get_metrics(request: Request) -> EventMetrics:
+    metrics: EventMetrics = request.app.state.metrics
+    return metrics
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[ViewStore, Depends(get_store)]
 OrchestratorDep = Annotated[OrchestratorClient, Depends(get_orchestrator)]
+MetricsDep = Annotated[EventMetrics, Depends(get_metrics)]

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import RedisServer
@@ -98,6 +99,16 @@ def test_a_job_started_here_runs_there_and_its_events_come_back(pair: Pair) -> N
     sequences = [e["sequence"] for e in view["events"]]
     assert sequences == list(range(1, final["sequence"] + 1))
     assert job_id in [j["id"] for j in get_json(f"{pair.mx.url}/jobs?limit=500")]
+    # Both services count it: started here, created and made final there.
+    assert 'microservice_x_jobs_started_total{type="wait"}' in _metrics(pair.mx.url)
+    orchestrator = _metrics(pair.orchestrator.url)
+    assert 'job_orchestrator_jobs_finished_total{status="Completed",type="wait"}' in orchestrator
+
+
+def _metrics(url: str) -> str:
+    response = httpx.get(f"{url}/metrics", timeout=10)
+    assert response.status_code == 200
+    return response.text
 
 
 def test_a_failing_job_started_on_the_orchestrator_ends_failed_here(pair: Pair) -> None:

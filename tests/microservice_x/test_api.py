@@ -19,6 +19,7 @@ import httpx
 import pytest
 import pytest_asyncio
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from microservice_x.app import create_app
 from microservice_x.settings import Settings
@@ -109,7 +110,13 @@ async def test_healthz(client: httpx.AsyncClient) -> None:
 
 async def test_openapi_documents_the_public_routes_only(client: httpx.AsyncClient) -> None:
     schema = (await client.get("/openapi.json")).json()
-    assert set(schema["paths"]) == {"/jobs", "/jobs/{job_id}", "/dead-letters", "/healthz"}
+    assert set(schema["paths"]) == {
+        "/jobs",
+        "/jobs/{job_id}",
+        "/dead-letters",
+        "/healthz",
+        "/metrics",
+    }
     assert "202" in schema["paths"]["/jobs"]["post"]["responses"]
     assert (await client.get("/docs")).status_code == 200
 
@@ -509,3 +516,52 @@ async def test_an_expired_view_is_gone_from_reads_and_listing(settings: Settings
             # A late event builds the view again from the job it carries.
             assert await deliver(mx, event(job_id, "job.completed", 3)) == "SUCCESS"
             assert (await mx.get(f"/jobs/{job_id}")).json()["status"] == "Completed"
+
+
+async def scrape(client: httpx.AsyncClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+async def test_metrics_count_what_became_of_each_event(client: httpx.AsyncClient) -> None:
+    before = await scrape(client)
+    job_id, other = new_id(), new_id()
+    completed = event(job_id, "job.completed", 3)
+    assert await deliver(client, event(job_id, "job.created", 1)) == "SUCCESS"
+    assert await deliver(client, completed) == "SUCCESS"
+    assert await deliver(client, completed) == "SUCCESS"  # duplicate
+    assert await deliver(client, event(job_id, "job.updated", 2)) == "SUCCESS"  # stale
+    assert await deliver(client, event(other, "job.created", 1, owner="else")) == "SUCCESS"
+    assert await deliver(client, {"id": "x", "type": "job.created"}) == "DROP"
+    statuses = await deliver_bulk(
+        client, bulk(event(other, "job.created", 1), {"id": "y", "type": "job.failed"})
+    )
+    assert statuses == ["SUCCESS", "DROP"]
+    poison = event(job_id, "job.updated", 4, event_id=f"poison-{job_id}")
+    poison["data"]["sequence"] = "four"
+    for _ in range(2):  # recorded once
+        response = await client.post("/events/dead-letters", json=poison)
+        assert response.json() == {"status": "SUCCESS"}
+    after = await scrape(client)
+
+    def delta(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    events = "microservice_x_job_events_total"
+    assert delta(events, type="job.created", outcome="applied") == 2
+    assert delta(events, type="job.completed", outcome="applied") == 1
+    assert delta(events, type="job.completed", outcome="duplicate") == 1
+    assert delta(events, type="job.updated", outcome="stale") == 1
+    assert delta(events, type="job.created", outcome="not_ours") == 1
+    assert delta(events, type="", outcome="malformed") == 2
+    delay = "microservice_x_job_event_delay_seconds_count"
+    assert delta(delay, type="job.created") == 2
+    assert delta(delay, type="job.completed") == 1
+    assert delta("microservice_x_dead_letters_recorded_total") == 1
