@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from dapr_support.metrics import METRICS_RESPONSES, metrics_response
 from job_orchestrator.auth import CallerDep, scoped_idempotency_key
 from job_orchestrator.errors import OwnerMismatch
 from job_orchestrator.events import event_type_name
@@ -344,18 +345,10 @@ async def healthz(request: Request) -> Health:
 
 
 @health_router.get(
-    "/metrics",
-    tags=["health"],
-    response_class=Response,
-    responses={
-        200: {
-            "description": "Prometheus text format (OpenMetrics when the Accept header asks)",
-            "content": {"text/plain": {"schema": {"type": "string"}}},
-        }
-    },
+    "/metrics", tags=["health"], response_class=Response, responses=METRICS_RESPONSES
 )
 async def metrics(request: Request) -> Response:
     """Prometheus metrics of this replica: jobs created, run and made final here (by type and
     status), queue and run times, running handlers, waiting requests, sidecar calls."""
-    body, media_type = request.app.state.metrics.exposition(request.headers.get("accept", ""))
-    return Response(body, media_type=media_type)
+    registry = request.app.state.metrics.registry
+    return metrics_response(registry, request.headers.get("accept", ""))

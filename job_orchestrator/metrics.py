@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from job_orchestrator.jobs import Job
@@ -153,9 +152,3 @@ class JobMetrics:
         if job.started_at is not None and job.completed_at is not None:
             duration = max(0.0, job.completed_at - job.started_at)
             self._duration.labels(job.type, status).observe(duration)
-
-    def exposition(self, accept: str) -> tuple[bytes, str]:
-        """Every metric, and its media type: OpenMetrics when ``accept`` asks for it (as
-        Prometheus does), else the classic text format."""
-        encode, media_type = choose_encoder(accept)
-        return encode(self.registry), media_type

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from dapr_support.metrics import METRICS_RESPONSES, metrics_response
 from dapr_support.text import unicode_problem
 from microservice_x.deadletters import DeadLetter
 from microservice_x.deps import MetricsDep, OrchestratorDep, SettingsDep, StoreDep
@@ -203,18 +204,8 @@ async def healthz(settings: SettingsDep) -> Health:
     return Health(appId=settings.app_id)
 
 
-@router.get(
-    "/metrics",
-    response_class=Response,
-    responses={
-        200: {
-            "description": "Prometheus text format (OpenMetrics when the Accept header asks)",
-            "content": {"text/plain": {"schema": {"type": "string"}}},
-        }
-    },
-)
+@router.get("/metrics", response_class=Response, responses=METRICS_RESPONSES)
 async def metrics(request: Request, metrics: MetricsDep) -> Response:
     """Prometheus metrics: job events delivered here by type and what became of them, their
     delay from the job change, dead letters recorded, jobs started."""
-    body, media_type = metrics.exposition(request.headers.get("accept", ""))
-    return Response(body, media_type=media_type)
+    return metrics_response(metrics.registry, request.headers.get("accept", ""))

@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.exposition import choose_encoder
 
 from microservice_x.events import JobEvent
 from microservice_x.view import Outcome
@@ -87,8 +86,3 @@ class EventMetrics:
 
     def started(self, job_type: str) -> None:
         self._started.labels(job_type).inc()
-
-    def exposition(self, accept: str) -> tuple[bytes, str]:
-        """Every metric, and its media type (OpenMetrics when ``accept`` asks for it)."""
-        encode, media_type = choose_encoder(accept)
-        return encode(self.registry), media_type
