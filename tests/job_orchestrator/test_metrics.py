@@ -6,14 +6,11 @@ The app is shared by the package, so every figure is read as a difference around
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import RedisServer
-from tests.job_orchestrator.inprocess import InProcess, serve_inprocess
+from tests.job_orchestrator.inprocess import InProcess
 from tests.job_orchestrator.test_api_control import seed_new_job
 from tests.procs import wait_until
 
@@ -120,23 +117,3 @@ def test_openmetrics_when_asked(inproc: InProcess) -> None:
     assert resp.headers["content-type"].startswith("application/openmetrics-text")
     assert resp.text.endswith("# EOF\n")
     assert "# TYPE job_orchestrator_jobs_finished counter" in resp.text
-
-
-@pytest.fixture
-def fragile(
-    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[InProcess]:
-    with serve_inprocess(redis_server.host, tmp_path_factory.mktemp("fragile")) as served:
-        yield served
-
-
-def test_failed_sidecar_calls_are_counted(fragile: InProcess) -> None:
-    before = scrape(fragile)
-    assert value(before, "job_orchestrator_sidecar_call_failures_total") == 0
-    assert fragile.replica.sidecar is not None
-    fragile.replica.sidecar.kill9()
-    assert fragile.client.get("/jobs/some-id").status_code == 503
-    after = scrape(fragile)
-    assert value(after, "job_orchestrator_sidecar_call_failures_total") >= 1
-    calls = "job_orchestrator_sidecar_calls_total"
-    assert value(after, calls) > value(before, calls)

@@ -8,6 +8,7 @@ import pytest
 
 from tests.conftest import RedisServer
 from tests.job_orchestrator.inprocess import InProcess, serve_inprocess
+from tests.job_orchestrator.test_metrics import scrape, value
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +21,8 @@ def lonely(
 
 def test_sidecar_killed_gives_503_with_retry_after(lonely: InProcess) -> None:
     assert lonely.client.post("/jobs", json={"input": {"seconds": 0}}).status_code == 202
+    failures = "job_orchestrator_sidecar_call_failures_total"
+    assert value(scrape(lonely), failures) == 0
     assert lonely.replica.sidecar is not None
     lonely.replica.sidecar.kill9()
     for method, path in [("POST", "/jobs"), ("GET", "/jobs/some-id"), ("GET", "/jobs")]:
@@ -29,3 +32,4 @@ def test_sidecar_killed_gives_503_with_retry_after(lonely: InProcess) -> None:
         assert resp.headers["retry-after"] == "1"
         assert "Traceback" not in resp.text
     assert lonely.client.get("/healthz").status_code == 200
+    assert value(scrape(lonely), failures) >= 3  # one call per request at least, all failed
