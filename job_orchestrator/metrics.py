@@ -80,8 +80,8 @@ class JobMetrics:
         )
         self._runs = Counter(
             "job_orchestrator_job_runs",
-            "Jobs claimed by this replica to run (a takeover or a retry after a lost lease is "
-            "another run)",
+            "Jobs claimed by this replica to run (a takeover after a lost lease is another run; "
+            "a retry of a failed handler, within the same run, is not)",
             ["type"],
             registry=registry,
         )
