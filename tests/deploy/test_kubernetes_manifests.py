@@ -11,7 +11,7 @@ from job_orchestrator.settings import Settings
 from sidecar.durations import parse_go_duration
 
 ROOT = Path(__file__).resolve().parents[2]
-K8S = ROOT / "deploy" / "kubernetes"
+K8S = ROOT / "deploy" / "kubernetes" / "base"
 
 #: Connection settings legitimately differ between a laptop and a cluster.
 _ENDPOINT_FIELDS = {"redisHost", "connectionString"}
@@ -95,7 +95,7 @@ def test_cluster_alternatives_cover_the_local_alternatives() -> None:
     local = _by_kind(
         _documents(sorted((ROOT / "components" / "alternatives").glob("*.yaml"))), "Component"
     )
-    cluster_docs = _documents(sorted((K8S / "alternatives").glob("*.yaml")))
+    cluster_docs = _documents(sorted((K8S.parent / "alternatives").glob("*.yaml")))
     cluster_types = {doc["spec"]["type"] for doc in cluster_docs if doc.get("kind") == "Component"}
     assert "state.postgresql" in cluster_types
     for doc in cluster_docs:
