@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from dapr_support.metrics import METRICS_RESPONSES, metrics_response
+from dapr_support.tracecontext import request_traceparent
 from job_orchestrator.auth import CallerDep, scoped_idempotency_key
 from job_orchestrator.errors import OwnerMismatch
 from job_orchestrator.events import event_type_name
@@ -35,6 +36,9 @@ async def get_service(request: Request) -> JobService:
 
 
 ServiceDep = Annotated[JobService, Depends(get_service)]
+
+#: The caller's W3C trace, which the job's events continue.
+TraceDep = Annotated[str | None, Depends(request_traceparent)]
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -120,13 +124,18 @@ def _replay_headers(outcome: Outcome) -> dict[str, str]:
     responses={**_ACCEPTED, **_SUBMIT_ERRORS},
 )
 async def start_job_with_timeout(
-    body: JobBody, service: ServiceDep, caller: CallerDep, idempotency_key: IdempotencyKey = None
+    body: JobBody,
+    service: ServiceDep,
+    caller: CallerDep,
+    trace: TraceDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Start a job and wait up to `timeoutSeconds` for it: 200 with the result, else 202."""
     outcome = await service.submit(
         _submission(body, caller),
         wait=service.wait_budget(body.timeoutSeconds),
         idempotency_key=scoped_idempotency_key(idempotency_key, caller),
+        traceparent=trace,
     )
     return job_response(outcome.job, service.settings.retry_after_seconds, _replay_headers(outcome))
 
@@ -146,6 +155,7 @@ async def submit_job(
     request: Request,
     service: ServiceDep,
     caller: CallerDep,
+    trace: TraceDep,
     idempotency_key: IdempotencyKey = None,
     prefer: Annotated[
         str | None,
@@ -160,6 +170,7 @@ async def submit_job(
         _submission(body, caller),
         wait=wait,
         idempotency_key=scoped_idempotency_key(idempotency_key, caller),
+        traceparent=trace,
     )
     headers = {"Vary": "Prefer", **_replay_headers(outcome)}
     applied = prefs.applied(wait if prefs.wait is not None else None)

@@ -37,12 +37,16 @@ def event_type_name(job: dict[str, Any]) -> str:
 
 
 def outbox_metadata(job: Job) -> dict[str, str]:
-    """Per-operation metadata that makes the outbox publish a well-typed CloudEvent."""
-    return {
-        "cloudevent.type": event_type(job),
-        "cloudevent.subject": job.id,
-        "contentType": "application/json",
-    }
+    """Per-operation metadata that makes the outbox publish a well-typed CloudEvent.
+
+    daprd's outbox copies an operation's metadata onto its event as is (``cloudevent.``
+    overrides are for plain publishes only), so the fields are named as in the event. The job's
+    trace goes in both trace fields: subscribers continue the trace of the creating request.
+    """
+    meta = {"type": event_type(job), "subject": job.id, "contentType": "application/json"}
+    if job.traceparent is not None:
+        meta["traceparent"] = meta["traceid"] = job.traceparent
+    return meta
 
 
 def event_payload(job: Job, changed_by: str) -> bytes:

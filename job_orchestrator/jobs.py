@@ -97,6 +97,8 @@ class Job:
     sequence: int = 1  #: grows with every published change
     #: ``<instance>:<n>``: the listing index part and number its creating process gave it
     indexed_as: str | None = None
+    #: W3C trace context of the request that created the job; every event of the job carries it
+    traceparent: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -142,6 +144,8 @@ class Job:
         )
         if self.indexed_as is not None:
             record["indexedAs"] = self.indexed_as
+        if self.traceparent is not None:
+            record["traceparent"] = self.traceparent
         return record
 
     @classmethod
@@ -173,6 +177,7 @@ class Job:
             cancel_requested=bool(data.get("cancelRequested", False)),
             sequence=int(data.get("sequence", 1)),
             indexed_as=data.get("indexedAs"),
+            traceparent=data.get("traceparent"),
         )
 
 
@@ -186,6 +191,7 @@ def new_job(
     run_timeout_seconds: float | None,
     now: float,
     indexed_as: str | None = None,
+    traceparent: str | None = None,
 ) -> Job:
     return Job(
         id=job_id,
@@ -198,6 +204,7 @@ def new_job(
         max_attempts=max_attempts,
         run_timeout_seconds=run_timeout_seconds,
         indexed_as=indexed_as,
+        traceparent=traceparent,
     )
 
 

@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+from dapr_support.tracecontext import new_traceparent
 from job_orchestrator import jobs
 from job_orchestrator.auth import owns
 from job_orchestrator.errors import JobConflict, JobNotFound, ResultGone, StoreUnavailable
@@ -80,15 +81,26 @@ class JobService:
         return max(0.0, min(wanted, self.settings.max_wait_seconds))
 
     async def submit(
-        self, sub: Submission, *, wait: float, idempotency_key: str | None = None
+        self,
+        sub: Submission,
+        *,
+        wait: float,
+        idempotency_key: str | None = None,
+        traceparent: str | None = None,
     ) -> Outcome:
-        """Create the job (one transactional-outbox call) and wait up to ``wait`` s for it."""
+        """Create the job (one transactional-outbox call) and wait up to ``wait`` s for it.
+
+        ``traceparent``: the caller's trace, which the job's events continue (a new trace when
+        None); not part of the Idempotency-Key fingerprint, since a retry is a new request.
+        """
         check_input_size(sub.input, self.settings.max_input_bytes)
         # The slot is taken before anything is written (key claim, job): a 503 leaves no trace.
         with self._slot(wait):
-            return await self._submit(sub, wait, idempotency_key)
+            return await self._submit(sub, wait, idempotency_key, traceparent or new_traceparent())
 
-    async def _submit(self, sub: Submission, wait: float, idempotency_key: str | None) -> Outcome:
+    async def _submit(
+        self, sub: Submission, wait: float, idempotency_key: str | None, traceparent: str
+    ) -> Outcome:
         job_input = self.registry.validate_input(sub.type, sub.input)
         now = self._clock()
         job_id, fresh = str(uuid.uuid4()), True
@@ -113,6 +125,7 @@ class JobService:
                     run_timeout_seconds=sub.run_timeout_seconds,
                     now=now,
                     indexed_as=index.reserve() if index is not None else None,
+                    traceparent=traceparent,
                 )
                 try:
                     await self.store.write(job, "")

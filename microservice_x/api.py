@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from dapr_support.metrics import METRICS_RESPONSES, metrics_response
 from dapr_support.text import unicode_problem
 from microservice_x.deadletters import DeadLetter
-from microservice_x.deps import MetricsDep, OrchestratorDep, SettingsDep, StoreDep
+from microservice_x.deps import MetricsDep, OrchestratorDep, SettingsDep, StoreDep, TraceDep
 from microservice_x.errors import InvalidRequest, JobNotFound
 from microservice_x.events import MAX_JOB_ID_LENGTH
 from microservice_x.view import JobView
@@ -104,6 +104,7 @@ async def start_job(
     orchestrator: OrchestratorDep,
     settings: SettingsDep,
     metrics: MetricsDep,
+    trace: TraceDep,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> StartedJob:
     """Start a job on the orchestrator (Dapr service invocation) with this service as owner."""
@@ -113,7 +114,7 @@ async def start_job(
         )
     body = request.model_dump(exclude_unset=True)
     body["owner"] = settings.app_id
-    job = await orchestrator.start_job(body, idempotency_key)
+    job = await orchestrator.start_job(body, idempotency_key, trace)
     metrics.started(request.type)
     location = f"/jobs/{job['id']}"
     response.headers["Location"] = location

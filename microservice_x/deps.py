@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from dapr_support.tracecontext import request_traceparent
 from microservice_x.metrics import EventMetrics
 from microservice_x.orchestrator import OrchestratorClient
 from microservice_x.settings import Settings
@@ -40,3 +41,5 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[ViewStore, Depends(get_store)]
 OrchestratorDep = Annotated[OrchestratorClient, Depends(get_orchestrator)]
 MetricsDep = Annotated[EventMetrics, Depends(get_metrics)]
+#: The caller's W3C trace, handed on to the orchestrator so the job's events continue it.
+TraceDep = Annotated[str | None, Depends(request_traceparent)]

@@ -31,8 +31,13 @@ class OrchestratorClient:
             f"{settings.dapr_http_url}/v1.0/invoke/{settings.orchestrator_app_id}/method/jobs"
         )
 
-    async def start_job(self, body: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
-        """Submit a job; return the job the orchestrator answered with (it has an `id`)."""
+    async def start_job(
+        self, body: dict[str, Any], idempotency_key: str | None, traceparent: str | None = None
+    ) -> dict[str, Any]:
+        """Submit a job; return the job the orchestrator answered with (it has an `id`).
+
+        ``traceparent`` goes along (Dapr passes it on), so the job's events continue that trace.
+        """
         headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
@@ -40,6 +45,8 @@ class OrchestratorClient:
         }
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
+        if traceparent:
+            headers["traceparent"] = traceparent
         try:
             async with self._session.post(
                 self._url, data=orjson.dumps(body), headers=headers

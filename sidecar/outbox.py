@@ -95,20 +95,26 @@ def outbox_event(
     marker: str,
     traceparent: str,
 ) -> dict[str, Any]:
-    """The CloudEvent announcing one upsert; ``payload`` is the op itself or its projection."""
-    overrides = {"cloudevent.id": marker, **op.metadata}
+    """The CloudEvent announcing one upsert; ``payload`` is the op itself or its projection.
+
+    As daprd builds it (pkg/runtime/pubsub/outbox.go): the marker as id, the app as source, the
+    default type, the call's trace in ``traceid`` (``traceparent`` stays empty), the internal
+    topic's pubsub; then every metadata entry of the stored op is copied on as is, but ``data``
+    and ``id``. So ``type``, ``subject`` or ``traceparent`` there set those fields, while
+    ``cloudevent.type`` is no override here but a field of that very name.
+    """
     event = cloudevents.new_envelope(
         data=payload.value,
         content_type=payload.metadata.get("contentType", ""),
-        topic=config.publish_topic,
-        pubsubname=config.publish_pubsub,
+        topic="",
+        pubsubname=config.outbox_pubsub,
         source=app_id,
-        traceparent=traceparent or cloudevents.new_traceparent(),
-        metadata=overrides,
+        traceparent="",
+        metadata={"cloudevent.id": marker},
     )
-    # daprd also copies every op metadata entry onto the event as is, but never data or id.
+    event["traceid"] = traceparent or cloudevents.new_traceparent()
     for key, value in op.metadata.items():
-        if key not in ("data", "id", "data_base64"):
+        if key not in ("data", "id"):
             event[key] = value
     return event
 

@@ -5,6 +5,7 @@ started as `python -m job_orchestrator` / `python -m microservice_x`.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from tests.conftest import RedisServer
 from tests.microservice_x.stack import MX, App, Sidecar, get_json, http, wait_for, write_components
@@ -103,6 +105,31 @@ def test_a_job_started_here_runs_there_and_its_events_come_back(pair: Pair) -> N
     assert 'microservice_x_jobs_started_total{type="wait"}' in _metrics(pair.mx.url)
     orchestrator = _metrics(pair.orchestrator.url)
     assert 'job_orchestrator_jobs_finished_total{status="Completed",type="wait"}' in orchestrator
+
+
+def test_the_trace_of_a_request_to_microservice_x_reaches_the_jobs_events(
+    pair: Pair, redis_server: RedisServer
+) -> None:
+    """microservice-x hands the caller's traceparent on through invocation; the orchestrator
+    keeps it with the job, and every event of the job carries it."""
+    trace = "00-" + uuid.uuid4().hex + "-00f067aa0ba902b7-01"
+    status, _, started = http(
+        "POST",
+        f"{pair.mx.url}/jobs",
+        {"type": "wait", "input": {"seconds": 0}},
+        headers={"traceparent": trace},
+    )
+    assert status == 202, started
+    pair.wait_view(started["id"], "Completed")
+    conn = redis.Redis(port=redis_server.port, db=REDIS_DB)
+    try:
+        entries = conn.xrange("job-events")
+    finally:
+        conn.close()
+    events = [json.loads(fields[b"data"]) for _, fields in entries]
+    mine = [e for e in events if e.get("subject") == started["id"]]
+    assert [e["type"] for e in mine][-1] == "job.completed"
+    assert {e["traceparent"] for e in mine} == {trace}
 
 
 def _metrics(url: str) -> str:

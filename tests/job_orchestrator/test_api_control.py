@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import redis
 
+from dapr_support.tracecontext import trace_id, valid_traceparent
 from job_orchestrator.index import directory_key, minute_of, part_key
 from job_orchestrator.jobs import iso
 from tests.conftest import RedisServer
@@ -144,6 +145,17 @@ def test_a_reconnecting_event_stream_gets_only_what_it_has_not_seen(inproc: InPr
         assert _stream(inproc, job["id"], {"Last-Event-ID": given}) == [final["sequence"]]
 
 
+def _events_of(inproc: InProcess, redis_server: RedisServer, job_id: str) -> list[dict[str, Any]]:
+    """The CloudEvents of one job on the topic, in order, as the broker holds them."""
+    conn = redis.Redis(port=redis_server.port)
+    try:
+        entries = conn.xrange(inproc.topic)
+    finally:
+        conn.close()
+    events = (json.loads(fields[b"data"]) for _, fields in entries)
+    return [event for event in events if event.get("subject") == job_id]
+
+
 def test_every_change_is_a_cloudevent_on_the_topic(
     inproc: InProcess, redis_server: RedisServer
 ) -> None:
@@ -153,23 +165,47 @@ def test_every_change_is_a_cloudevent_on_the_topic(
     assert job["status"] == "Completed"
     conn = redis.Redis(port=redis_server.port)
     try:
-        entries = conn.xrange(inproc.topic)
         ttl = conn.ttl(f"job-orchestrator||job-{job['id']}")
     finally:
         conn.close()
     retention = inproc.settings.retention_seconds
     assert retention - 60 < ttl <= retention  # final jobs expire through ttlInSeconds
-    mine = []
-    for _, fields in entries:
-        event = json.loads(fields[b"data"])
-        if event.get("subject") == job["id"]:
-            mine.append(event)
+    mine = _events_of(inproc, redis_server, job["id"])
     types = [e["type"] for e in mine]
     assert types[0] == "job.created" and types[-1] == "job.completed"
     assert "job.updated" in types
     assert all(e["data"]["owner"] == "events" for e in mine)
     assert [e["data"]["sequence"] for e in mine] == list(range(1, len(mine) + 1))  # no gaps
     assert all("leaseExpiresAt" not in e["data"] for e in mine)  # the public projection
+    # The fields are set as daprd's outbox sets them, from plain op metadata.
+    assert all("cloudevent.type" not in e for e in mine)
+
+
+def test_a_jobs_events_continue_the_trace_of_the_request_that_created_it(
+    inproc: InProcess, redis_server: RedisServer
+) -> None:
+    caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    body = {"input": {"seconds": 0}}
+    traced = inproc.client.post(
+        "/Jobs/StartJobWithTimeout", json=body, headers={"traceparent": caller}
+    ).json()
+    assert traced["status"] == "Completed"
+    events = _events_of(inproc, redis_server, traced["id"])
+    assert [e["type"] for e in events][-1] == "job.completed"
+    assert {(e["traceparent"], e["traceid"]) for e in events} == {(caller, caller)}
+
+    # No usable traceparent (none, or all-zero ids): each job starts a trace of its own, which
+    # all its events share; the request is not refused.
+    traces = []
+    for headers in ({}, {"traceparent": "00-" + "0" * 32 + "-00f067aa0ba902b7-01"}):
+        response = inproc.client.post("/jobs", json=body, headers={"Prefer": "wait=5", **headers})
+        assert response.status_code == 200
+        events = _events_of(inproc, redis_server, response.json()["id"])
+        assert len(events) >= 3
+        (trace,) = {e["traceparent"] for e in events}
+        assert valid_traceparent(trace) == trace
+        traces.append(trace_id(trace))
+    assert len({trace_id(caller), *traces}) == 3
 
 
 def test_validation_errors_name_the_field(inproc: InProcess) -> None:

@@ -226,7 +226,8 @@ def test_http_publish_topic_with_slashes(sidecar: Sidecar, app: TinyApp) -> None
 def test_outbox_transaction_publishes_after_commit(
     sidecar: Sidecar, app: TinyApp, sdk_http_port: int
 ) -> None:
-    """A transaction on the outbox store is stored and announced, with overridden fields."""
+    """A transaction on the outbox store is stored and announced, its op metadata copied onto the
+    event as daprd copies it: ``type`` sets the type, ``cloudevent.type`` is only a field."""
     key = unique("job")
     with DaprClient(address=sidecar.grpc_address) as client:
         client.execute_state_transaction(
@@ -237,8 +238,9 @@ def test_outbox_transaction_publishes_after_commit(
                     data=json.dumps({"job": key, "status": "created"}),
                     metadata={
                         "contentType": "application/json",
-                        "cloudevent.type": "job.created",
-                        "cloudevent.subject": key,
+                        "type": "job.created",
+                        "subject": key,
+                        "cloudevent.type": "not-an-override",
                     },
                 )
             ],
@@ -248,9 +250,15 @@ def test_outbox_transaction_publishes_after_commit(
     event = delivered(app, "/events/created", key)[0]["event"]
     assert event["type"] == "job.created"
     assert event["subject"] == key
+    assert event["cloudevent.type"] == "not-an-override"
+    assert event["contentType"] == "application/json"
     assert event["data"] == {"job": key, "status": "created"}
     assert event["id"].startswith("outbox-")
+    assert event["source"] == "api-app"
     assert event["topic"] == "outbox-events"
+    # The transaction's trace is in traceid; daprd leaves traceparent empty.
+    assert event["traceparent"] == ""
+    assert TRACEPARENT.fullmatch(event["traceid"]), event["traceid"]
 
 
 async def test_unpaired_surrogate_escapes_are_published_as_go_reads_them(
@@ -278,7 +286,7 @@ def test_outbox_event_of_a_value_with_an_unpaired_surrogate(
                 TransactionalStateOperation(
                     key=key,
                     data=value,
-                    metadata={"contentType": "application/json", "cloudevent.type": "job.created"},
+                    metadata={"contentType": "application/json", "type": "job.created"},
                 )
             ],
         )
