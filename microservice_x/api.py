@@ -15,6 +15,7 @@ from microservice_x.deadletters import DeadLetter
 from microservice_x.deps import MetricsDep, OrchestratorDep, SettingsDep, StoreDep, TraceDep
 from microservice_x.errors import InvalidRequest, JobNotFound
 from microservice_x.events import MAX_JOB_ID_LENGTH
+from microservice_x.index import CURSOR_PATTERN, Position
 from microservice_x.view import JobView
 
 logger = logging.getLogger(__name__)
@@ -156,17 +157,18 @@ async def list_jobs(
     cursor: Annotated[
         str | None,
         Query(
-            min_length=1,
-            max_length=MAX_JOB_ID_LENGTH,
+            pattern=CURSOR_PATTERN,
             description="Where the previous page ended: take it from that page's Link header",
         ),
     ] = None,
 ) -> list[JobView]:
-    """The jobs this service owns, newest first, as their events described them (its newest
-    2,000 jobs). When more follow, the `Link` header points to the next page."""
-    views, next_cursor = await store.list_jobs(limit, status, cursor)
-    if next_cursor is not None:
-        query = urlencode({**request.query_params, "cursor": next_cursor})
+    """The jobs this service owns, newest first, as their events described them. When more
+    follow, the `Link` header points to the next page. One request looks at no more than 2,000
+    jobs, so a page filtered by `status` may hold fewer than `limit` and still have a next one."""
+    after = None if cursor is None else Position.parse(cursor)
+    views, next_position = await store.list_jobs(limit, status, after)
+    if next_position is not None:
+        query = urlencode({**request.query_params, "cursor": next_position.cursor()})
         response.headers["Link"] = f'<{request.url.path}?{query}>; rel="next"'
     return views
 

@@ -155,6 +155,25 @@ class Records:
                 raise _Conflict from exc
             raise StoreError(f"writing {key!r} to {self.store!r}: {_reason(exc)}") from exc
 
+    async def put(self, key: str, value: bytes, ttl_seconds: int | None = None) -> None:
+        """Save the key whatever it holds (last write wins)."""
+        try:
+            await self._clients.current.save_state(
+                self.store, key, value, state_metadata=_ttl_metadata(ttl_seconds)
+            )
+        except (DaprGrpcError, DaprInternalError) as exc:
+            self._clients.failed(exc)
+            raise StoreError(f"writing {key!r} to {self.store!r}: {_reason(exc)}") from exc
+
+    async def compare_and_set(self, key: str, value: bytes, etag: str | None) -> bool:
+        """Save the key if it still has ``etag`` (None: if it is still absent); False if another
+        writer changed it first."""
+        try:
+            await self._save(key, value, etag, None)
+        except _Conflict:
+            return False
+        return True
+
     async def update(
         self,
         key: str,

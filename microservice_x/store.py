@@ -7,7 +7,10 @@ an outbox, and every transactional upsert on it would be published as a job even
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
+from typing import TypeVar
 
 import orjson
 from pydantic import ValidationError
@@ -16,13 +19,30 @@ from dapr_support.clients import ClientKeeper
 from microservice_x.deadletters import DeadLetter
 from microservice_x.errors import CorruptRecord, StoreError
 from microservice_x.events import JobEvent
-from microservice_x.index import JobIndex
+from microservice_x.index import SEGMENT_SIZE, JobIndex, Position
 from microservice_x.records import Change, Records, decode_list
 from microservice_x.view import JobView, Outcome, Reduction, apply_event
+
+T = TypeVar("T")
 
 JOB_KEY_PREFIX = "job:"
 DEAD_LETTERS_KEY = "dead-letters"
 MAX_DEAD_LETTERS = 500
+#: Indexed jobs one listing call looks at, at most.
+MAX_SCAN = 2_000
+#: Views read at once while a status filter looks for matches.
+STATUS_CHUNK = 100
+
+
+async def _take(entries: AsyncIterator[T], count: int) -> list[T]:
+    """Up to ``count`` next items of ``entries``."""
+    taken: list[T] = []
+    while len(taken) < count:
+        item = await anext(entries, None)
+        if item is None:
+            break
+        taken.append(item)
+    return taken
 
 
 def _decode_view(key: str, data: bytes) -> JobView:
@@ -62,12 +82,16 @@ class ViewStore:
     """What microservice-x knows of its jobs, kept under its own app id in one state store."""
 
     def __init__(
-        self, clients: ClientKeeper, store_name: str, view_ttl_seconds: int | None = None
+        self,
+        clients: ClientKeeper,
+        store_name: str,
+        view_ttl_seconds: int | None = None,
+        index_segment_size: int = SEGMENT_SIZE,
     ) -> None:
         self._records = Records(clients, store_name)
         #: A view expires this long after the last event that changed it (None: never).
         self._view_ttl = view_ttl_seconds
-        self._index = JobIndex(self._records)
+        self._index = JobIndex(self._records, view_ttl_seconds, index_segment_size)
         #: Per job key: events waiting for the next read-fold-write of that key.
         self._queued: dict[str, list[_Queued]] = {}
         self._writers: set[asyncio.Task[None]] = set()
@@ -179,35 +203,41 @@ class ViewStore:
         return answers
 
     async def list_jobs(
-        self, limit: int, status: str | None = None, after: str | None = None
-    ) -> tuple[list[JobView], str | None]:
-        """The newest jobs first, optionally only those in one status, starting after the job
-        ``after`` (a cursor); with the cursor for the next page, None when none follows.
+        self, limit: int, status: str | None = None, after: Position | None = None
+    ) -> tuple[list[JobView], Position | None]:
+        """The newest jobs first, optionally only those in one status, starting after the
+        position ``after`` (a cursor); with the position to continue from, None when none follows.
 
-        A cursor whose job has left the index (the oldest go once it holds MAX_INDEX) is past
-        every job still listed, so its page is empty.
+        One call looks at no more than MAX_SCAN indexed jobs, so a page filtered by status may
+        hold fewer than ``limit`` jobs and still have a next one. A cursor in a segment that has
+        expired is past every job still listed, so its page is empty.
         """
-        ids = await self._index.ids()
-        start = 0
-        if after is not None:
-            try:
-                start = ids.index(after) + 1
-            except ValueError:
-                return [], None
         found: list[JobView] = []
-        # Fetch in pages of `limit` so a status filter can look past non-matching jobs.
-        for chunk in range(start, len(ids), limit):
-            keys = [JOB_KEY_PREFIX + job_id for job_id in ids[chunk : chunk + limit]]
-            values = await self._records.get_many(keys)
-            for position, key in enumerate(keys, chunk):
-                if key in values:
+        seen: set[str] = set()
+        scanned = 0
+        chunk_size = limit if status is None else max(limit, STATUS_CHUNK)
+        async with aclosing(self._index.walk(after)) as entries:
+            while scanned < MAX_SCAN:
+                chunk = await _take(entries, min(chunk_size, MAX_SCAN - scanned))
+                if not chunk:
+                    return found, None
+                scanned += len(chunk)
+                keys = [JOB_KEY_PREFIX + job_id for _, job_id in chunk]
+                values = await self._records.get_many(keys)
+                for place, ((position, job_id), key) in enumerate(zip(chunk, keys, strict=True)):
+                    # An id added again after its view expired is listed where it is newest.
+                    if key not in values or job_id in seen:
+                        continue
+                    seen.add(job_id)
                     view = _decode_view(key, values[key])
-                    if status is None or view.status == status:
-                        found.append(view)
-                        if len(found) == limit:
-                            more = position + 1 < len(ids)
-                            return found, ids[position] if more else None
-        return found, None
+                    if status is not None and view.status != status:
+                        continue
+                    found.append(view)
+                    if len(found) == limit:
+                        more = place + 1 < len(chunk) or bool(await _take(entries, 1))
+                        return found, position if more else None
+            more = bool(await _take(entries, 1))
+            return found, chunk[-1][0] if more else None
 
     async def add_dead_letter(self, entry: DeadLetter) -> bool:
         """Record a dead letter once (by id); False if it was there already."""

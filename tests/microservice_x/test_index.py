@@ -1,0 +1,195 @@
+"""microservice-x's job index in segments, on a real sidecar and a real Redis.
+
+The view store is driven directly (its SDK client on the sidecar's gRPC port) with segments of
+four ids, so a few jobs seal several segments; Redis is read to check what was stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import pytest_asyncio
+import redis
+
+from dapr_support.clients import ClientKeeper
+from microservice_x.connections import close_dapr_client, open_dapr_client
+from microservice_x.events import JobEvent, parse_event
+from microservice_x.index import Position
+from microservice_x.settings import Settings
+from microservice_x.store import ViewStore
+from tests.conftest import RedisServer
+from tests.microservice_x.stack import Sidecar, cloud_event, job_data, write_components
+
+APP_ID = "microservice-x-index-test"
+REDIS_DB = 7
+SEGMENT = 4
+RETENTION = 3600
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture(scope="module")
+def sidecar(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Sidecar]:
+    base: Path = tmp_path_factory.mktemp("mx-index")
+    components = write_components(
+        base / "components", redis_server.host, REDIS_DB, subscriptions=False
+    )
+    started = Sidecar(APP_ID, components, base / "registry", log_dir=base).start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def keys(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """This module's Redis database, its app's keys deleted before each test."""
+    client = redis.Redis(port=redis_server.port, db=REDIS_DB)
+    for key in client.scan_iter(f"{APP_ID}||*"):
+        client.delete(key)
+    yield client
+    client.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def store(sidecar: Sidecar, keys: redis.Redis) -> AsyncIterator[ViewStore]:
+    async def no_renewal(generation: int) -> None:
+        return None
+
+    settings = Settings(
+        app_id=APP_ID, dapr_http_port=sidecar.http_port, dapr_grpc_port=sidecar.grpc_port
+    )
+    client = open_dapr_client(settings)
+    views = ViewStore(ClientKeeper(client, no_renewal), settings.state_store, RETENTION, SEGMENT)
+    yield views
+    await views.close()
+    await close_dapr_client(client)
+
+
+def created(job_id: str, event_type: str = "job.created", sequence: int = 1) -> JobEvent:
+    data = job_data(job_id, event_type, sequence, APP_ID)
+    return parse_event(cloud_event(job_id, event_type, data))
+
+
+def stored(keys: redis.Redis, key: str) -> Any:
+    data = keys.hget(f"{APP_ID}||{key}", "data")
+    assert isinstance(data, bytes), key
+    return orjson.loads(data)
+
+
+async def list_all(store: ViewStore, limit: int, status: str | None = None) -> list[list[str]]:
+    pages: list[list[str]] = []
+    after: Position | None = None
+    for _ in range(50):
+        views, after = await store.list_jobs(limit, status, after)
+        pages.append([v.id for v in views])
+        if after is None:
+            return pages
+    raise AssertionError("listing did not end")
+
+
+async def test_full_heads_are_sealed_into_segments_with_the_retention(
+    store: ViewStore, keys: redis.Redis
+) -> None:
+    ids = [uuid.uuid4().hex for _ in range(10)]
+    for job_id in ids[:5]:  # one by one
+        await store.apply(created(job_id), "2026-11-22T10:00:01.000Z")
+    # The rest at once, as a bulk delivery: one index write for all of them.
+    await store.apply_many([(created(job_id), "2026-11-22T10:00:02.000Z") for job_id in ids[5:]])
+
+    head = stored(keys, "jobs-index")
+    assert isinstance(head, dict)
+    sealed = [stored(keys, f"jobs-index-{n}") for n in range(head["segment"])]
+    # A head is sealed once it holds SEGMENT ids; a batch added to it may take it past that.
+    assert sealed and all(isinstance(s, list) and len(s) >= SEGMENT for s in sealed)
+    flat = [i for segment in sealed for i in segment] + head["ids"]
+    assert flat == ids
+    for n in range(head["segment"]):
+        assert RETENTION - 60 < keys.ttl(f"{APP_ID}||jobs-index-{n}") <= RETENTION
+    assert keys.ttl(f"{APP_ID}||jobs-index") == -1
+
+
+async def test_pages_walk_every_segment_newest_first(store: ViewStore) -> None:
+    ids = [uuid.uuid4().hex for _ in range(11)]
+    for job_id in ids:
+        await store.apply(created(job_id), "2026-11-22T10:00:01.000Z")
+    for job_id in ids[::3]:
+        await store.apply(created(job_id, "job.completed", 2), "2026-11-22T10:00:03.000Z")
+    newest_first = list(reversed(ids))
+
+    pages = await list_all(store, 3)
+    assert [len(p) for p in pages] == [3, 3, 3, 2]
+    assert [i for page in pages for i in page] == newest_first
+    completed = await list_all(store, 2, "Completed")
+    assert [i for page in completed for i in page] == [i for i in newest_first if i in ids[::3]]
+    everything, after = await store.list_jobs(500)
+    assert [v.id for v in everything] == newest_first and after is None
+
+
+async def test_a_cursor_past_the_stored_segments_gives_an_empty_page(
+    store: ViewStore, keys: redis.Redis
+) -> None:
+    ids = [uuid.uuid4().hex for _ in range(9)]
+    for job_id in ids:
+        await store.apply(created(job_id), "2026-11-22T10:00:01.000Z")
+    first, after = await store.list_jobs(2)
+    assert [v.id for v in first] == [ids[8], ids[7]] and after is not None
+    # Segment 0 (the four oldest ids) expires: the listing ends at segment 1.
+    keys.delete(f"{APP_ID}||jobs-index-0")
+    listed = [i for page in await list_all(store, 100) for i in page]
+    assert listed == list(reversed(ids[4:]))
+    assert (await store.list_jobs(5, after=Position(0, 3))) == ([], None)
+    assert (await store.list_jobs(5, after=Position(99, 0))) == ([], None)
+
+
+async def test_a_head_of_the_single_key_index_is_read_and_sealed(
+    store: ViewStore, keys: redis.Redis
+) -> None:
+    """A store written by the earlier single-key index (a plain list) keeps its jobs listed."""
+    old = [uuid.uuid4().hex for _ in range(6)]
+    for job_id in old:
+        await store.apply(created(job_id), "2026-11-22T10:00:01.000Z")
+    keys.hset(f"{APP_ID}||jobs-index", "data", orjson.dumps(old))
+    for n in range(3):
+        keys.delete(f"{APP_ID}||jobs-index-{n}")
+    new = uuid.uuid4().hex
+    await store.apply(created(new), "2026-11-22T10:00:02.000Z")
+    assert stored(keys, "jobs-index-0") == old
+    assert stored(keys, "jobs-index") == {"segment": 1, "ids": [new]}
+    listed = [i for page in await list_all(store, 4) for i in page]
+    assert listed == [new, *reversed(old)]
+
+
+async def test_concurrent_first_events_are_each_indexed_once(
+    store: ViewStore, keys: redis.Redis
+) -> None:
+    ids = [uuid.uuid4().hex for _ in range(25)]
+    events = [created(job_id) for job_id in ids]
+    await asyncio.gather(*(store.apply(e, "2026-11-22T10:00:01.000Z") for e in events))
+    await asyncio.gather(*(store.apply(e, "2026-11-22T10:00:01.000Z") for e in events[:5]))
+    head = stored(keys, "jobs-index")
+    assert isinstance(head, dict)
+    sealed = [stored(keys, f"jobs-index-{n}") for n in range(head["segment"])]
+    flat = [i for segment in sealed for i in segment] + head["ids"]
+    assert sorted(flat) == sorted(ids)
+    listed = [i for page in await list_all(store, 7) for i in page]
+    assert sorted(listed) == sorted(ids)
+
+
+async def test_an_id_added_again_is_listed_once_where_it_is_newest(
+    store: ViewStore, keys: redis.Redis
+) -> None:
+    ids = [uuid.uuid4().hex for _ in range(6)]
+    for job_id in ids:
+        await store.apply(created(job_id), "2026-11-22T10:00:01.000Z")
+    # The oldest job's view expires, then a late event of that job arrives.
+    keys.delete(f"{APP_ID}||job:{ids[0]}")
+    await store.apply(created(ids[0], "job.completed", 3), "2026-11-22T10:00:09.000Z")
+    listed = [i for page in await list_all(store, 100) for i in page]
+    assert listed == [ids[0], *reversed(ids[1:])]
