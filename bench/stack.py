@@ -74,6 +74,7 @@ class Stack:
         http_port, grpc_port = free_port(), free_port()
         args = [PYTHON, "-m", "sidecar", "--app-id", app_id, "--dapr-http-port", str(http_port)]
         args += ["--dapr-grpc-port", str(grpc_port), "--resources-path", str(self.resources)]
+        args += ["--metrics-port", str(free_port())]
         args += ["--log-level", "warn"]
         if app_port is not None:
             args += ["--app-port", str(app_port)]

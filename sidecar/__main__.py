@@ -68,6 +68,7 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--app-port", "-p", type=int)
     parser.add_argument("--dapr-http-port", "-H", type=int)
     parser.add_argument("--dapr-grpc-port", "-G", type=int)
+    parser.add_argument("--metrics-port", "-M", type=int, help="default: a free port")
     parser.add_argument("--app-protocol", "-P", default="http", choices=["http"])
     parser.add_argument("--app-channel-address", default="")
     parser.add_argument("--resources-path", "-d", action="append", default=[], type=Path)
@@ -108,6 +109,7 @@ def run_apps_main(argv: Sequence[str]) -> int:
         app_port=options.app_port,
         http_port=options.dapr_http_port,
         grpc_port=options.dapr_grpc_port,
+        metrics_port=options.metrics_port,
         resources_paths=tuple(p.resolve() for p in options.resources_path),
         app_protocol=options.app_protocol,
         app_channel_address=options.app_channel_address,

@@ -33,6 +33,9 @@ class SidecarConfig:
     #: the app reports unhealthy); None = shut down at once
     block_shutdown_seconds: float | None = None
     config_file: str = ""  #: daprd's --config: Configuration resources are not applied
+    #: ``--enable-metrics`` / ``--metrics-port`` / ``--metrics-listen-address``: where daprd's
+    #: Prometheus metrics are served; None = not served
+    metrics_address: tuple[str, int] | None = None
 
 
 def _port(text: str) -> int:
@@ -63,6 +66,15 @@ def _duration(text: str) -> float:
     if seconds < 0:
         raise argparse.ArgumentTypeError(f"expected a duration of 0 or more, got {text!r}")
     return seconds
+
+
+def _go_bool(text: str) -> bool:
+    """A Go bool flag's value (strconv.ParseBool)."""
+    if text in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if text in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,6 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="after SIGTERM, keep serving the APIs (no deliveries) this long, e.g. 10s",
     )
     parser.add_argument(
+        "--enable-metrics",
+        type=_go_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        help="serve Prometheus metrics (default true; --enable-metrics=false turns them off)",
+    )
+    parser.add_argument("--metrics-port", type=_port, default=9090)
+    parser.add_argument("--metrics-listen-address", default="127.0.0.1")
+    parser.add_argument(
         "--config", default="", help="accepted for daprd compatibility; not applied (warned)"
     )
     return parser
@@ -151,5 +173,8 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> SidecarConfig:
         if options.enable_app_health_check
         else None,
         config_file=options.config,
+        metrics_address=(options.metrics_listen_address, options.metrics_port)
+        if options.enable_metrics
+        else None,
         block_shutdown_seconds=options.dapr_block_shutdown_duration,
     )

@@ -24,6 +24,7 @@ from sidecar.app_channel import AppChannel, AppUnreachableError
 from sidecar.bulk_delivery import BulkSubscriber
 from sidecar.components import Subscription
 from sidecar.errors import DaprError
+from sidecar.metrics import ComponentMetrics
 from sidecar.publishing import Publisher
 from sidecar.pubsub.base import Handler, Message, PubSub
 from sidecar.resiliency import InboundPolicy, Resiliency
@@ -43,6 +44,16 @@ class Outcome(enum.Enum):
     RETRY = "retry"  #: retried per resiliency policy, then dead-lettered or redelivered
     DROP = "drop"  #: acknowledged; dead-lettered when the subscription has a dead letter topic
     NOT_FOUND = "not_found"  #: HTTP 404: acknowledged without dead letter, as in daprd
+
+
+#: daprd's ingress metric labels (process_status, status) per outcome: an app's DROP is a drop
+#: with status success, a 404 a plain drop.
+_INGRESS = {
+    Outcome.SUCCESS: ("success", ""),
+    Outcome.RETRY: ("retry", ""),
+    Outcome.DROP: ("drop", "success"),
+    Outcome.NOT_FOUND: ("drop", ""),
+}
 
 
 class DeliveryFailedError(Exception):
@@ -115,8 +126,10 @@ class Deliverer:
         publisher: Publisher,
         resiliency: Resiliency,
         app_id: str,
+        metrics: ComponentMetrics | None = None,
     ) -> None:
         self._app = app_channel
+        self._metrics = metrics
         self._pubsubs = pubsubs
         self._publisher = publisher
         self._resiliency = resiliency
@@ -309,9 +322,11 @@ class Deliverer:
         headers: Mapping[str, str],
     ) -> Outcome:
         event_id = event.get("id")
+        started = time.perf_counter()
         try:
             status, _, reply = await self._app.request("POST", path, headers, body)
         except AppUnreachableError as exc:
+            self._ingress(route, "retry", "", started)
             message = f"error returned from app channel while sending pub/sub event to app: {exc}"
             logger.warning(
                 "encountered a retriable error while publishing a subscribed message to topic "
@@ -321,6 +336,7 @@ class Deliverer:
             )
             raise _RetriableError(message) from None
         outcome, app_status = interpret_response(status, reply)
+        self._ingress(route, *_INGRESS[outcome], started)
         if outcome is Outcome.SUCCESS:
             return outcome
         if outcome is Outcome.DROP:
@@ -357,6 +373,14 @@ class Deliverer:
             text,
         )
         raise _RetriableError(text)
+
+    def _ingress(self, route: Route, process_status: str, status: str, started: float) -> None:
+        """One attempt's outcome, recorded as daprd's HTTP postman records it."""
+        if self._metrics is not None:
+            elapsed = (time.perf_counter() - started) * 1000
+            self._metrics.pubsub_ingress(
+                route.pubsubname, process_status, status, route.topic, elapsed
+            )
 
     def _headers(self, route: Route, message: Message, event: Mapping[str, Any]) -> dict[str, str]:
         # daprd forwards the broker message metadata as HTTP headers (WithCustomHTTPMetadata).

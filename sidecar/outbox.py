@@ -131,6 +131,8 @@ class Outbox:
         self._configs = configs
         self._pubsubs = pubsubs
         self._state = state
+        #: Marker reads and deletes are the runtime's own, not API calls: not in the metrics.
+        self._markers = state.unrecorded()
         self._app_id = app_id
         self._namespace = namespace
         #: Outcome (committed?) of this process's transactions, by marker: the consumer waits
@@ -249,7 +251,7 @@ class Outbox:
         """Best effort: remove markers a partly applied transaction may have written."""
         for marker in markers:
             try:
-                await self._state.delete(store, marker.key)
+                await self._markers.delete(store, marker.key)
             except Exception as exc:  # the consumer's own check still guards the publish
                 logger.debug("outbox: could not remove marker %s: %s", marker.key, exc)
 
@@ -288,12 +290,12 @@ class Outbox:
         event["topic"] = config.publish_topic
         event["pubsubname"] = config.publish_pubsub
         await target.publish(config.publish_topic, cloudevents.dumps(event), {})
-        await self._state.delete(config.store, marker)
+        await self._markers.delete(config.store, marker)
 
     async def _committed(self, store: str, marker: str) -> bool:
         for wait in _MARKER_WAITS:
             await asyncio.sleep(wait)
-            found = await self._state.get(store, marker, {})
+            found = await self._markers.get(store, marker, {})
             if found is not None and found.data:
                 return True
         return False

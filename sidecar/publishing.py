@@ -7,6 +7,7 @@ observe (CloudEvent fields, error codes) is decided here.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -14,6 +15,7 @@ import grpc
 
 from sidecar import cloudevents
 from sidecar.errors import DaprError
+from sidecar.metrics import ComponentMetrics
 from sidecar.pubsub.base import BulkEntry, PublishError, PubSub
 
 logger = logging.getLogger(__name__)
@@ -99,9 +101,15 @@ def bad_entries(name: str, topic: str) -> DaprError:
 
 
 class Publisher:
-    def __init__(self, pubsubs: Mapping[str, PubSub], app_id: str) -> None:
+    def __init__(
+        self,
+        pubsubs: Mapping[str, PubSub],
+        app_id: str,
+        metrics: ComponentMetrics | None = None,
+    ) -> None:
         self._pubsubs = pubsubs
         self._app_id = app_id
+        self._metrics = metrics
 
     def _component(self, pubsubname: str, topic: str) -> PubSub:
         component = self._pubsubs.get(pubsubname)
@@ -169,10 +177,19 @@ class Publisher:
             )
         except cloudevents.CloudEventError as exc:
             raise cloudevent_failed(pubsubname, exc) from None
+        started = time.perf_counter()
         try:
             await component.publish(topic, body, metadata)
         except PublishError as exc:
+            self._egress(pubsubname, topic, False, started)
             raise publish_failed(pubsubname, topic, exc) from None
+        self._egress(pubsubname, topic, True, started)
+
+    def _egress(self, pubsubname: str, topic: str, success: bool, started: float) -> None:
+        """An API publish, recorded as daprd's PubsubEgressEvent."""
+        if self._metrics is not None:
+            elapsed = (time.perf_counter() - started) * 1000
+            self._metrics.pubsub_egress(pubsubname, topic, success, elapsed)
 
     async def publish_raw(
         self, pubsubname: str, topic: str, data: bytes, metadata: Mapping[str, str]

@@ -38,6 +38,7 @@ APP_FIELDS = SETTINGS | {
     "appPort",
     "daprHTTPPort",
     "daprGRPCPort",
+    "metricsPort",
     "resourcesPaths",
     "resourcesPath",
     "env",
@@ -59,6 +60,7 @@ class AppSpec:
     app_port: int | None = None
     http_port: int | None = None  #: None = a free port is picked
     grpc_port: int | None = None
+    metrics_port: int | None = None
     resources_paths: tuple[Path, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     app_protocol: str = "http"
@@ -134,6 +136,7 @@ def parse_run_file(text: str, path: Path) -> list[AppSpec]:
             app_port=_port(app.get("appPort"), path, f"{where}.appPort"),
             http_port=_port(app.get("daprHTTPPort"), path, f"{where}.daprHTTPPort"),
             grpc_port=_port(app.get("daprGRPCPort"), path, f"{where}.daprGRPCPort"),
+            metrics_port=_port(app.get("metricsPort"), path, f"{where}.metricsPort"),
             resources_paths=resources,
             env={**common_env, **_env(app.get("env"), path, f"{where}.env")},
             app_protocol=_str(setting("appProtocol"), path, f"{where}.appProtocol") or "http",

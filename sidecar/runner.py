@@ -45,11 +45,13 @@ def free_port() -> int:
 class Ports:
     http: int
     grpc: int
+    metrics: int
 
 
 def sidecar_command(spec: AppSpec, ports: Ports) -> list[str]:
     args = [sys.executable, "-m", "sidecar", "--app-id", spec.app_id]
     args += ["--dapr-http-port", str(ports.http), "--dapr-grpc-port", str(ports.grpc)]
+    args += ["--metrics-port", str(ports.metrics)]
     if spec.app_port is not None:
         args += ["--app-port", str(spec.app_port)]
     args += ["--app-protocol", spec.app_protocol]
@@ -173,7 +175,11 @@ class AppRun:
         self.spec = spec
         self.base_env = base_env
         self.single = single
-        self.ports = Ports(spec.http_port or free_port(), spec.grpc_port or free_port())
+        self.ports = Ports(
+            spec.http_port or free_port(),
+            spec.grpc_port or free_port(),
+            spec.metrics_port or free_port(),
+        )
         self.exit_code = 0
         self._files: list[BinaryIO] = []
 

@@ -27,6 +27,7 @@ from sidecar.http_api import create_http_app
 from sidecar.invoke import Invoker
 from sidecar.loading import Components, SidecarStartError, create_components
 from sidecar.metadata import AppConnection, build_metadata
+from sidecar.metrics import ComponentMetrics, metrics_app
 from sidecar.nameresolution import Instance, Registry, registry_dir
 from sidecar.outbox import Outbox
 from sidecar.publishing import Publisher
@@ -85,6 +86,11 @@ class Runtime:
         self.app_health: AppHealth | None = None  #: with --enable-app-health-check
         self._health_task: asyncio.Task[None] | None = None
         self.exit_code = 0  #: 1 when the sidecar stops itself because of a failure
+        self.metrics = (
+            ComponentMetrics(self.app_id, config.namespace)
+            if config.metrics_address is not None
+            else None
+        )
 
     def request_shutdown(self) -> None:
         self.stopping.set()
@@ -126,8 +132,8 @@ class Runtime:
             raise SidecarStartError(f"resiliency: {exc}") from None
         self.components = await create_components(resources.components, self.app_id, self.env)
         stores, pubsubs = self.components.stores, self.components.pubsubs
-        self.state = StateService(stores, self.app_id, self.config.namespace)
-        self.publisher = Publisher(pubsubs, self.app_id)
+        self.state = StateService(stores, self.app_id, self.config.namespace, self.metrics)
+        self.publisher = Publisher(pubsubs, self.app_id, self.metrics)
         self.secrets = Secrets(self.components.secrets)
         self.outbox = Outbox.from_components(stores, pubsubs, self.state, self.app_id)
         if self.outbox is not None:
@@ -137,7 +143,10 @@ class Runtime:
         grpc_server = GrpcServer(
             create_grpc_server(self), self.config.listen_address, self.config.grpc_port
         )
-        for server in (grpc_server, http):
+        servers: list[HttpServer | GrpcServer] = [grpc_server, http]
+        if self.metrics is not None and self.config.metrics_address is not None:
+            servers.append(HttpServer(metrics_app(self.metrics), *self.config.metrics_address))
+        for server in servers:
             try:
                 await server.start()
             except OSError as exc:
@@ -172,7 +181,12 @@ class Runtime:
         programmatic = await self._app_subscriptions(self.app_channel)
         self.subscriptions = declarative + programmatic
         deliverer = Deliverer(
-            self.app_channel, self.components.pubsubs, self.publisher, resiliency, self.app_id
+            self.app_channel,
+            self.components.pubsubs,
+            self.publisher,
+            resiliency,
+            self.app_id,
+            self.metrics,
         )
         if self.config.app_health is not None:
             # Like daprd: nothing is delivered or invoked until the first probe succeeds.

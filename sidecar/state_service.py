@@ -8,11 +8,15 @@ pkg/messages and the HTTP/gRPC handlers). HTTP and gRPC layers only parse and fo
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
+import time
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sidecar import cloudevents
+from sidecar import metrics as m
 from sidecar.components import Component
 from sidecar.state import errors as err
 from sidecar.state.base import (
@@ -27,6 +31,8 @@ from sidecar.state.base import (
     StateStore,
 )
 from sidecar.state.keys import illegal_key_message, key_prefix, original_key
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +55,10 @@ class StateService:
         stores: Mapping[str, tuple[StateStore, Component]],
         app_id: str,
         namespace: str = "",
+        metrics: m.ComponentMetrics | None = None,
     ) -> None:
         self.app_id = app_id
+        self._metrics = metrics
         self._stores = {
             name: _Store(store, component, key_prefix(component, app_id, namespace))
             for name, (store, component) in stores.items()
@@ -63,6 +71,32 @@ class StateService:
         if entry is None:
             raise err.not_found(name, self.app_id)
         return entry
+
+    def unrecorded(self) -> StateService:
+        """The same stores, with no metrics: for the runtime's own calls (outbox markers),
+        which daprd makes on the store directly, not through its API."""
+        twin = copy.copy(self)
+        twin._metrics = None
+        return twin
+
+    async def _timed(self, store: str, operation: str, call: Awaitable[T]) -> T:
+        """Await the store call, recorded as daprd's StateInvoked (success: no StateError)."""
+        if self._metrics is None:
+            return await call
+        started = time.perf_counter()
+        try:
+            result = await call
+        except StateError:
+            self._metrics.state_invoked(store, operation, False, _ms_since(started))
+            raise
+        self._metrics.state_invoked(store, operation, True, _ms_since(started))
+        return result
+
+    def _outcomes(
+        self, store: str, operation: str, started: float, failures: list[StateError]
+    ) -> None:
+        if self._metrics is not None:
+            self._metrics.state_invoked(store, operation, not failures, _ms_since(started))
 
     @staticmethod
     def _full_key(entry: _Store, key: str) -> str:
@@ -81,7 +115,7 @@ class StateService:
         entry = self._lookup(store)
         full = self._full_key(entry, key)
         try:
-            return await entry.store.get(full)
+            return await self._timed(store, m.GET, entry.store.get(full))
         except StateError as exc:
             raise err.get_failed(store, key, exc) from exc
 
@@ -94,7 +128,7 @@ class StateService:
         if not full:
             return []
         try:
-            items = await entry.store.bulk_get(full)
+            items = await self._timed(store, m.BULK_GET, entry.store.bulk_get(full))
         except StateError as exc:
             raise err.bulk_get_failed(exc) from exc
         return [dataclasses.replace(item, key=original_key(item.key)) for item in items]
@@ -106,11 +140,13 @@ class StateService:
         requests = [self._set_request(entry, item, empty_key_error=True) for item in items]
         if not requests:
             return
+        started = time.perf_counter()
         if len(requests) == 1:
             outcomes: list[StateError | None] = [await _attempt(entry.store.set(requests[0]))]
         else:
             outcomes = list(await asyncio.gather(*(_attempt(entry.store.set(r)) for r in requests)))
         failures = [o for o in outcomes if o is not None]
+        self._outcomes(store, m.SET, started, failures)
         if failures:
             raise err.operation_failed(err.SAVE, store, "", failures)
 
@@ -126,7 +162,9 @@ class StateService:
         entry = self._lookup(store)
         item = DeleteRequest(key, etag, metadata or {}, concurrency or Concurrency.LAST_WRITE)
         request = self._delete_request(entry, item)
+        started = time.perf_counter()
         failure = await _attempt(entry.store.delete(request))
+        self._outcomes(store, m.DELETE, started, [] if failure is None else [failure])
         if failure is not None:
             raise err.operation_failed(err.DELETE, store, key, [failure]) from failure
 
@@ -134,8 +172,10 @@ class StateService:
         """gRPC DeleteBulkState (USER keys): each key deleted on its own, failures together."""
         entry = self._lookup(store)
         requests = [self._delete_request(entry, item) for item in items]
+        started = time.perf_counter()
         outcomes = await asyncio.gather(*(_attempt(entry.store.delete(r)) for r in requests))
         failures = [o for o in outcomes if o is not None]
+        self._outcomes(store, m.BULK_DELETE, started, failures)
         if failures:
             raise err.operation_failed(err.BULK_DELETE, store, "", failures)
 
@@ -162,7 +202,7 @@ class StateService:
         if not requests:
             return
         try:
-            await entry.store.transact(requests)
+            await self._timed(store, m.TRANSACTION, entry.store.transact(requests))
         except StateError as exc:
             raise err.transaction_failed(exc) from exc
 
@@ -173,7 +213,7 @@ class StateService:
         (HTTP answers 204)."""
         entry = self._lookup(store)
         try:
-            response = await entry.store.query(query)
+            response = await self._timed(store, m.QUERY, entry.store.query(query))
         except NotImplementedError as exc:
             raise err.query_unsupported(store) from exc
         except StateError as exc:
@@ -209,3 +249,7 @@ async def _attempt(call: Awaitable[None]) -> StateError | None:
     except StateError as exc:
         return exc
     return None
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000

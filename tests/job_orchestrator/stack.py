@@ -120,6 +120,8 @@ class Replica:
                 str(self.http_port),
                 "--dapr-grpc-port",
                 str(self.grpc_port),
+                "--metrics-port",
+                str(free_port()),
                 "--resources-path",
                 str(resources),
             ],

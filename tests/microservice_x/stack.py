@@ -149,6 +149,7 @@ class Sidecar:
         args = [
             PYTHON, "-m", "sidecar", "--app-id", self.app_id,
             "--dapr-http-port", str(self.http_port), "--dapr-grpc-port", str(self.grpc_port),
+            "--metrics-port", str(free_port()),
             "--resources-path", str(self.components),
         ]  # fmt: skip
         if self.app_port is not None:

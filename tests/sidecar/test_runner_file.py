@@ -99,7 +99,7 @@ apps:
         "4",
     )
     assert second.app_health_flags == ()
-    assert "--app-health-threshold" in sidecar_command(first, Ports(3500, 50001))
+    assert "--app-health-threshold" in sidecar_command(first, Ports(3500, 50001, 9090))
     bad = text.replace("appHealthThreshold: 4", "appHealthThreshold: many")
     with pytest.raises(RunFileError, match="apps\\[0\\].appHealthThreshold"):
         parse_run_file(bad, tmp_path / "dapr.yaml")
@@ -136,9 +136,10 @@ def test_errors_name_file_and_field(tmp_path: Path, text: str, field: str) -> No
 
 def test_sidecar_command_and_app_env() -> None:
     spec = load_run_file(ROOT / "dapr.yaml")[1]
-    ports = Ports(http=3501, grpc=50002)
+    ports = Ports(http=3501, grpc=50002, metrics=9091)
     args = sidecar_command(spec, ports)
     assert args[1:5] == ["-m", "sidecar", "--app-id", "microservice-x"]
+    assert args[args.index("--metrics-port") + 1] == "9091"
     assert "--app-port" in args
     assert args[args.index("--app-port") + 1] == "8001"
     env = app_environment(spec, ports, {"PATH": "/bin", "PYTHONUNBUFFERED": "0"})

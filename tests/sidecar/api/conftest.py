@@ -79,6 +79,7 @@ class Sidecar:
         self.app_id = app_id
         self.http_port = free_port()
         self.grpc_port = free_port()
+        self.metrics_port = free_port()
         self.app_port = app_port
         args = [
             PYTHON,
@@ -90,6 +91,8 @@ class Sidecar:
             str(self.http_port),
             "--dapr-grpc-port",
             str(self.grpc_port),
+            "--metrics-port",
+            str(self.metrics_port),
             "--resources-path",
             str(resources),
         ]

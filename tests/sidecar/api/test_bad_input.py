@@ -499,6 +499,8 @@ def start_with(folder: Path, *extra: str) -> subprocess.CompletedProcess[str]:
             str(free_port()),
             "--dapr-grpc-port",
             str(free_port()),
+            "--metrics-port",
+            str(free_port()),
         ]
     )
 

@@ -115,6 +115,8 @@ def run_sidecar(folder: Path) -> subprocess.CompletedProcess[str]:
             str(free_port()),
             "--dapr-grpc-port",
             str(free_port()),
+            "--metrics-port",
+            str(free_port()),
         ],
         capture_output=True,
         text=True,
