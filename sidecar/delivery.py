@@ -24,7 +24,7 @@ from sidecar.app_channel import AppChannel, AppUnreachableError
 from sidecar.bulk_delivery import BulkSubscriber
 from sidecar.components import Subscription
 from sidecar.errors import DaprError
-from sidecar.metrics import ComponentMetrics
+from sidecar.metrics import ComponentMetrics, ms_since
 from sidecar.publishing import Publisher
 from sidecar.pubsub.base import Handler, Message, PubSub
 from sidecar.resiliency import InboundPolicy, Resiliency
@@ -377,7 +377,7 @@ class Deliverer:
     def _ingress(self, route: Route, process_status: str, status: str, started: float) -> None:
         """One attempt's outcome, recorded as daprd's HTTP postman records it."""
         if self._metrics is not None:
-            elapsed = (time.perf_counter() - started) * 1000
+            elapsed = ms_since(started)
             self._metrics.pubsub_ingress(
                 route.pubsubname, process_status, status, route.topic, elapsed
             )

@@ -15,7 +15,7 @@ import grpc
 
 from sidecar import cloudevents
 from sidecar.errors import DaprError
-from sidecar.metrics import ComponentMetrics
+from sidecar.metrics import ComponentMetrics, ms_since
 from sidecar.pubsub.base import BulkEntry, PublishError, PubSub
 
 logger = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ class Publisher:
     def _egress(self, pubsubname: str, topic: str, success: bool, started: float) -> None:
         """An API publish, recorded as daprd's PubsubEgressEvent."""
         if self._metrics is not None:
-            elapsed = (time.perf_counter() - started) * 1000
+            elapsed = ms_since(started)
             self._metrics.pubsub_egress(pubsubname, topic, success, elapsed)
 
     async def publish_raw(

@@ -87,16 +87,16 @@ class StateService:
         try:
             result = await call
         except StateError:
-            self._metrics.state_invoked(store, operation, False, _ms_since(started))
+            self._metrics.state_invoked(store, operation, False, m.ms_since(started))
             raise
-        self._metrics.state_invoked(store, operation, True, _ms_since(started))
+        self._metrics.state_invoked(store, operation, True, m.ms_since(started))
         return result
 
     def _outcomes(
         self, store: str, operation: str, started: float, failures: list[StateError]
     ) -> None:
         if self._metrics is not None:
-            self._metrics.state_invoked(store, operation, not failures, _ms_since(started))
+            self._metrics.state_invoked(store, operation, not failures, m.ms_since(started))
 
     @staticmethod
     def _full_key(entry: _Store, key: str) -> str:
@@ -249,7 +249,3 @@ async def _attempt(call: Awaitable[None]) -> StateError | None:
     except StateError as exc:
         return exc
     return None
-
-
-def _ms_since(started: float) -> float:
-    return (time.perf_counter() - started) * 1000
