@@ -387,17 +387,26 @@ class Worker:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _hand_back(self, run: Run) -> None:
-        known = run.known
-        if known is None or known[0].is_final:
-            return
-        job, etag = known
+        """End the lease of a job we still run (no event), so the next delivery takes it over
+        at once. Our etag may be stale: a progress write cut off by the cancellation may have
+        landed without our hearing its etag, so a lost race re-reads while the job is ours."""
+        attempt = run.job.attempt
         try:
-            await asyncio.wait_for(
-                self._store.renew_lease(jobs.hand_back(job, self._clock()), etag),
-                HAND_BACK_SECONDS,
-            )
-            logger.info("job %s handed back by %s", job.id, self._me)
+            async with asyncio.timeout(HAND_BACK_SECONDS):
+                known = run.known
+                for _ in range(CLAIM_TRIES):
+                    job, etag = known if known is not None else await self._store.get(run.job.id)
+                    known = None
+                    if job is None or not self._mine(job, attempt):
+                        return
+                    try:
+                        await self._store.renew_lease(jobs.hand_back(job, self._clock()), etag)
+                    except Conflict:
+                        continue
+                    logger.info("job %s handed back by %s", job.id, self._me)
+                    return
+                raise Conflict(f"job {run.job.id} kept changing")
         except (Conflict, StoreUnavailable, TimeoutError) as exc:
             logger.warning(
-                "job %s: could not hand it back (%s); its lease will run out", job.id, exc
+                "job %s: could not hand it back (%s); its lease will run out", run.job.id, exc
             )

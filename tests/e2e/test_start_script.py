@@ -7,6 +7,8 @@ import json
 import os
 import pty
 import shutil
+import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -52,6 +54,25 @@ def _get_json(url: str) -> dict[str, object]:
         return result
 
 
+def _drain(terminal: int, into: bytearray) -> threading.Thread:
+    """Read start.sh's terminal as a user's screen would, so its output never fills the pty
+    and blocks the processes writing to it; the bytes are kept for the failure report."""
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(terminal, 65536)
+            except OSError:  # the terminal closed: everything on it has exited
+                return
+            if not chunk:
+                return
+            into.extend(chunk)
+
+    reader = threading.Thread(target=read, name="start.sh terminal", daemon=True)
+    reader.start()
+    return reader
+
+
 def _stored_jobs(port: int, job_ids: list[str]) -> list[dict[str, object]]:
     """The orchestrator's records as start.sh's Redis kept them (append-only files), read by
     starting a Redis on its folder once everything has stopped."""
@@ -91,6 +112,8 @@ def test_start_runs_the_pair_and_ctrl_c_stops_everything() -> None:
     if pid == 0:  # the child: start.sh on a terminal, as a user runs it
         os.chdir(ROOT)
         os.execve(str(ROOT / "start.sh"), [str(ROOT / "start.sh")], env)
+    screen = bytearray()
+    reader = _drain(terminal, screen)
     try:
         orchestrator = f"http://127.0.0.1:{ports['ORCHESTRATOR_PORT']}"
         microservice = f"http://127.0.0.1:{ports['MICROSERVICE_X_PORT']}"
@@ -142,11 +165,15 @@ def test_start_runs_the_pair_and_ctrl_c_stops_everything() -> None:
         finished, handed = _stored_jobs(ports["REDIS_PORT"], running)
         assert finished["status"] == "Completed", finished
         assert (handed["status"], handed["handedBack"]) == ("InProgress", True), handed
+    except BaseException:
+        sys.stderr.write(f"start.sh printed:\n{screen.decode(errors='replace')}\n")
+        raise
     finally:
         for leftover in [pid, *_processes_with(marker)]:
             try:
                 os.kill(leftover, 9)
             except (ProcessLookupError, ChildProcessError):
                 pass
+        reader.join(timeout=10)  # ends once every process on the terminal is gone (EIO)
         os.close(terminal)
         shutil.rmtree(ROOT / "data" / f"redis-{ports['REDIS_PORT']}", ignore_errors=True)
