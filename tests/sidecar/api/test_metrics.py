@@ -180,3 +180,29 @@ def test_metrics_can_be_turned_off_and_a_taken_port_stops_startup(
         )  # fmt: skip
     assert result.returncode != 0
     assert f"127.0.0.1:{port}" in result.stderr
+
+
+def test_the_metrics_port_cannot_be_the_http_apis(resources: Path, registry: Path) -> None:
+    """The same port for both fails startup, naming it, as daprd fails to bind it twice."""
+    port = free_port()
+    result = subprocess.run(
+        [PYTHON, "-m", "sidecar", "--app-id", "metrics-same", "--resources-path", str(resources),
+         "--dapr-http-port", str(port), "--dapr-grpc-port", str(free_port()),
+         "--metrics-port", str(port)],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        env={**os.environ, "DAPR_LOCAL_REGISTRY_DIR": str(registry)},
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert f"127.0.0.1:{port}" in result.stderr
+
+
+def test_the_api_and_the_metrics_answer_on_their_own_ports(resources: Path, registry: Path) -> None:
+    sidecar = Sidecar("metrics-ports", resources, registry).start()
+    try:
+        api = httpx.get(f"http://127.0.0.1:{sidecar.http_port}/v1.0/healthz", timeout=5)
+        scraped = httpx.get(f"http://127.0.0.1:{sidecar.metrics_port}/v1.0/healthz", timeout=5)
+    finally:
+        sidecar.stop()
+    assert api.status_code == 204
+    assert scraped.status_code == 200
+    assert scraped.headers["content-type"].startswith("text/plain; version=0.0.4")
