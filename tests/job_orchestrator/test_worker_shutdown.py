@@ -102,22 +102,30 @@ async def test_jobs_finish_within_the_grace_and_the_rest_are_handed_back(
     await asyncio.wait_for(runner.close(), 5)  # closing again is harmless
 
 
+async def running_long_job(
+    runner: Worker, store: JobStore
+) -> tuple[asyncio.Task[Answer], Job, str]:
+    """A job the worker runs (its delivery still open), as stored, with its etag."""
+    job = await queued(store, 60)
+    delivery = asyncio.create_task(runner.deliver(job.id))
+    await until_running(store, job.id)
+    running, etag = await store.get(job.id)
+    assert running is not None
+    return delivery, running, etag
+
+
 async def test_a_job_is_handed_back_though_the_etag_the_worker_holds_is_stale(
     worker: tuple[Worker, JobStore],
 ) -> None:
     """As when the cancellation cuts off a progress write that still landed: the worker never
     heard the new etag, yet the job is still its own, so the hand-back re-reads and lands."""
     runner, store = worker
-    long = await queued(store, 60)
-    delivery = asyncio.create_task(runner.deliver(long.id))
-    await until_running(store, long.id)
-    running, etag = await store.get(long.id)
-    assert running is not None
-    await store.save_raw(job_key(long.id), running.to_record(), etag=etag)  # a new etag
+    delivery, running, etag = await running_long_job(runner, store)
+    await store.save_raw(job_key(running.id), running.to_record(), etag=etag)  # a new etag
 
     runner.begin_shutdown(0)
     assert await asyncio.wait_for(delivery, 10) is Answer.RETRY
-    back = await stored(store, long.id)
+    back = await stored(store, running.id)
     assert (back.status, back.handed_back, back.worker) == (
         JobStatus.IN_PROGRESS,
         True,
@@ -127,15 +135,11 @@ async def test_a_job_is_handed_back_though_the_etag_the_worker_holds_is_stale(
 
 async def test_a_job_no_longer_ours_is_not_handed_back(worker: tuple[Worker, JobStore]) -> None:
     runner, store = worker
-    long = await queued(store, 60)
-    delivery = asyncio.create_task(runner.deliver(long.id))
-    await until_running(store, long.id)
-    running, etag = await store.get(long.id)
-    assert running is not None
+    delivery, running, etag = await running_long_job(runner, store)
     taken = dataclasses.replace(running, worker="another-replica")
-    await store.save_raw(job_key(long.id), taken.to_record(), etag=etag)
+    await store.save_raw(job_key(running.id), taken.to_record(), etag=etag)
 
     runner.begin_shutdown(0)
     await asyncio.wait_for(delivery, 10)
-    back = await stored(store, long.id)
+    back = await stored(store, running.id)
     assert (back.worker, back.handed_back) == ("another-replica", False)

@@ -171,27 +171,28 @@ def test_metrics_can_be_turned_off_and_a_taken_port_stops_startup(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [PYTHON, "-m", "sidecar", "--app-id", "metrics-clash", "--resources-path",
-             str(resources), "--dapr-http-port", str(free_port()), "--dapr-grpc-port",
-             str(free_port()), "--metrics-port", str(port)],
-            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-            env={**os.environ, "DAPR_LOCAL_REGISTRY_DIR": str(registry)},
-        )  # fmt: skip
+        result = _start(resources, registry, http_port=free_port(), metrics_port=port)
     assert result.returncode != 0
     assert f"127.0.0.1:{port}" in result.stderr
+
+
+def _start(
+    resources: Path, registry: Path, *, http_port: int, metrics_port: int
+) -> subprocess.CompletedProcess[str]:
+    """A sidecar run to its end (expected at startup, as these ports cannot be had)."""
+    return subprocess.run(
+        [PYTHON, "-m", "sidecar", "--app-id", "metrics-clash", "--resources-path",
+         str(resources), "--dapr-http-port", str(http_port), "--dapr-grpc-port",
+         str(free_port()), "--metrics-port", str(metrics_port)],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        env={**os.environ, "DAPR_LOCAL_REGISTRY_DIR": str(registry)},
+    )  # fmt: skip
 
 
 def test_the_metrics_port_cannot_be_the_http_apis(resources: Path, registry: Path) -> None:
     """The same port for both fails startup, naming it, as daprd fails to bind it twice."""
     port = free_port()
-    result = subprocess.run(
-        [PYTHON, "-m", "sidecar", "--app-id", "metrics-same", "--resources-path", str(resources),
-         "--dapr-http-port", str(port), "--dapr-grpc-port", str(free_port()),
-         "--metrics-port", str(port)],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-        env={**os.environ, "DAPR_LOCAL_REGISTRY_DIR": str(registry)},
-    )  # fmt: skip
+    result = _start(resources, registry, http_port=port, metrics_port=port)
     assert result.returncode != 0
     assert f"127.0.0.1:{port}" in result.stderr
 
