@@ -6,12 +6,14 @@ and each stack gets its own name-resolution folder so it never finds another run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,6 +185,22 @@ class Sidecar:
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.stop()
+
+
+@contextlib.contextmanager
+def state_sidecar(
+    app_id: str, base: Path, redis_host: str, db: int, extra_env: dict[str, str] | None = None
+) -> Iterator[Sidecar]:
+    """A running sidecar with the state store only (no subscriptions) on Redis database ``db``,
+    its components, registry and logs under ``base``; stopped on exit."""
+    components = write_components(base / "components", redis_host, db, subscriptions=False)
+    started = Sidecar(
+        app_id, components, base / "registry", log_dir=base, extra_env=extra_env or {}
+    ).start()
+    try:
+        yield started
+    finally:
+        started.stop()
 
 
 @dataclass

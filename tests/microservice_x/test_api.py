@@ -12,7 +12,6 @@ import dataclasses
 import gc
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,12 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from microservice_x.app import create_app
 from microservice_x.settings import Settings
 from tests.conftest import RedisServer
-from tests.microservice_x.stack import (
-    Sidecar,
-    cloud_event,
-    job_data,
-    write_components,
-)
+from tests.microservice_x.stack import Sidecar, cloud_event, job_data, state_sidecar
 
 #: Its own app id, so its keys (`<app id>||...`) never meet the e2e tests' in the shared Redis.
 APP_ID = "microservice-x-api-test"
@@ -45,13 +39,10 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 def sidecar(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Sidecar]:
-    base: Path = tmp_path_factory.mktemp("mx-api")
-    components = write_components(
-        base / "components", redis_server.host, REDIS_DB, subscriptions=False
-    )
-    started = Sidecar(APP_ID, components, base / "registry", log_dir=base).start()
-    yield started
-    started.stop()
+    with state_sidecar(
+        APP_ID, tmp_path_factory.mktemp("mx-api"), redis_server.host, REDIS_DB
+    ) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest_asyncio
 from microservice_x.app import create_app
 from microservice_x.settings import Settings
 from tests.conftest import RedisServer
-from tests.microservice_x.stack import Sidecar, cloud_event, job_data, write_components
+from tests.microservice_x.stack import Sidecar, cloud_event, job_data, state_sidecar
 
 APP_ID = "microservice-x-token-test"
 TOKEN = "s3cret-token"
@@ -31,18 +31,9 @@ def sidecar(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Sidecar]:
     base = tmp_path_factory.mktemp("mx-token")
-    components = write_components(
-        base / "components", redis_server.host, REDIS_DB, subscriptions=False
-    )
-    started = Sidecar(
-        APP_ID,
-        components,
-        base / "registry",
-        extra_env={"DAPR_API_TOKEN": TOKEN},
-        log_dir=base,
-    ).start()
-    yield started
-    started.stop()
+    token = {"DAPR_API_TOKEN": TOKEN}
+    with state_sidecar(APP_ID, base, redis_server.host, REDIS_DB, token) as started:
+        yield started
 
 
 def settings_for(sidecar: Sidecar, token: str | None) -> Settings:

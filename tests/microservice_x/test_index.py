@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,7 +23,7 @@ from microservice_x.index import Position
 from microservice_x.settings import Settings
 from microservice_x.store import ViewStore
 from tests.conftest import RedisServer
-from tests.microservice_x.stack import Sidecar, cloud_event, job_data, write_components
+from tests.microservice_x.stack import Sidecar, cloud_event, job_data, state_sidecar
 
 APP_ID = "microservice-x-index-test"
 REDIS_DB = 7
@@ -38,13 +37,10 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 def sidecar(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Sidecar]:
-    base: Path = tmp_path_factory.mktemp("mx-index")
-    components = write_components(
-        base / "components", redis_server.host, REDIS_DB, subscriptions=False
-    )
-    started = Sidecar(APP_ID, components, base / "registry", log_dir=base).start()
-    yield started
-    started.stop()
+    with state_sidecar(
+        APP_ID, tmp_path_factory.mktemp("mx-index"), redis_server.host, REDIS_DB
+    ) as started:
+        yield started
 
 
 @pytest.fixture
