@@ -4,8 +4,9 @@ and in time."""
 from __future__ import annotations
 
 import asyncio
+import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 
@@ -27,19 +28,37 @@ class LoadResult:
         self.errors[key] = self.errors.get(key, 0) + 1
 
 
+def paced(count: int, rate: float) -> list[float]:
+    """Start offsets (s) of ``count`` calls evenly spaced at ``rate`` calls/s."""
+    return [i / rate for i in range(count)]
+
+
+def poisson(count: int, rate: float, seed: int = 1) -> list[float]:
+    """Start offsets (s) of ``count`` calls arriving as a Poisson process of ``rate`` calls/s:
+    independent arrivals, which bunch up now and then as real traffic does (seeded, so every
+    run offers the same schedule)."""
+    rng = random.Random(seed)
+    offsets: list[float] = []
+    moment = 0.0
+    for _ in range(count):
+        offsets.append(moment)
+        moment += rng.expovariate(rate)
+    return offsets
+
+
 async def run_load(
     call: Callable[[int], Awaitable[None]],
     *,
     count: int,
     concurrency: int,
     time_limit: float,
-    rate: float | None = None,
+    start_at: Sequence[float] | None = None,
 ) -> LoadResult:
     """Run call(0..count-1) with at most `concurrency` in flight; stop starting new ones at
     time_limit, and cancel stragglers shortly after it so a stuck target cannot hang the run.
 
-    With `rate` (calls/s), call i starts no earlier than i / rate seconds after the start: the
-    same offered load for every target, so CPU per call is compared at the same throughput.
+    With `start_at` (see `paced` and `poisson`), call i starts no earlier than start_at[i]
+    seconds after the start: an open loop, offering every target the same load.
     """
     result = LoadResult()
     next_index = 0
@@ -51,8 +70,8 @@ async def run_load(
         while next_index < count and time.perf_counter() < deadline:
             index = next_index
             next_index += 1
-            if rate:
-                delay = started + index / rate - time.perf_counter()
+            if start_at is not None:
+                delay = started + start_at[index] - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
             t0 = time.perf_counter()

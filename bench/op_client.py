@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .load import run_load
+from .load import paced, run_load
 from .procs import cpu_seconds
 
 STORE = "statestore"
@@ -55,7 +55,11 @@ async def _timed(job: Job, calls: Mapping[str, Callable[[int], Awaitable[Any]]])
         for concurrency, count, rate in job.phases:
             cpu_before = cpu_seconds(job.server_pgid) if job.server_pgid else 0.0
             result = await run_load(
-                call, count=count, concurrency=concurrency, time_limit=job.time_limit, rate=rate
+                call,
+                count=count,
+                concurrency=concurrency,
+                time_limit=job.time_limit,
+                start_at=paced(count, rate) if rate else None,
             )
             cpu_after = cpu_seconds(job.server_pgid) if job.server_pgid else 0.0
             phases.append(

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench.job_times import delivery_ms, final_received_at, parse_time
+from bench.load import paced, poisson, run_load
 from bench.meters import reads_and_writes, state_commands
 from bench.results import NotRun
 from bench.stack import require_runnable
@@ -64,6 +65,33 @@ def test_rates_ratios_and_targets() -> None:
         per_op(1.0, 0)
     assert at_most(10.0, 10.0) and not at_most(10.1, 10.0)
     assert at_least(1.0, 1.0) and not at_least(0.99, 1.0)
+
+
+def test_load_schedules() -> None:
+    assert paced(4, 2.0) == [0.0, 0.5, 1.0, 1.5]
+    arrivals = poisson(20_000, 100.0, seed=7)
+    assert arrivals == poisson(20_000, 100.0, seed=7)  # the same schedule every run
+    assert arrivals[0] == 0.0
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    assert min(gaps) >= 0.0
+    assert 0.0097 < sum(gaps) / len(gaps) < 0.0103  # 1 / rate on average
+    # Independent arrivals bunch up: about 1 - e^(-0.1) = 9.5 % come within 1 ms of the last.
+    close = sum(1 for gap in gaps if gap < 0.001) / len(gaps)
+    assert 0.085 < close < 0.105
+
+
+async def test_open_loop_starts_calls_on_schedule() -> None:
+    schedule = [0.0, 0.2, 0.4]
+    started: dict[int, float] = {}
+    origin = time.perf_counter()
+
+    async def call(i: int) -> None:
+        started[i] = time.perf_counter() - origin
+
+    result = await run_load(call, count=3, concurrency=3, time_limit=5.0, start_at=schedule)
+    assert result.ok == 3 and not result.timed_out
+    # No call starts before its time (asyncio's timers may fire up to a clock tick early).
+    assert all(started[i] >= offset - 0.002 for i, offset in enumerate(schedule))
 
 
 def test_job_times_read_the_services_timestamps() -> None:
