@@ -24,7 +24,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -122,6 +122,19 @@ class Part:
 
 
 @dataclass(slots=True)
+class Pending:
+    """What waits for the next flush into one minute's part: its entries, and the numbers
+    this process gave out among them (saved: the mark may pass them)."""
+
+    entries: list[Entry] = field(default_factory=list)
+    numbers: list[int] = field(default_factory=list)
+
+    def extend(self, other: Pending) -> None:
+        self.entries.extend(other.entries)
+        self.numbers.extend(other.numbers)
+
+
+@dataclass(slots=True)
 class Claimed:
     """A job another replica created, claimed here: is it in its creator's part yet?"""
 
@@ -170,12 +183,11 @@ class JobIndex:
         self._max_job_reads = max_job_reads
         #: Names this process's parts: unique per process, even when a pod keeps its name.
         self.instance = uuid.uuid4().hex[:12]
-        self._pending: dict[tuple[str, str], list[list[Any]]] = defaultdict(list)
+        self._pending: dict[tuple[str, str], Pending] = defaultdict(Pending)
         #: This process's recent parts as last saved (each save rewrites the open entries).
         self._parts: dict[tuple[str, str], Part] = {}
         self._given = 0  #: the last number given out
         self._unsaved: set[int] = set()  #: numbers given out whose entries are not saved yet
-        self._pending_numbers: dict[tuple[str, str], list[int]] = defaultdict(list)
         self._saved_mark = 0
         self._claimed: list[Claimed] = []
 
@@ -188,11 +200,11 @@ class JobIndex:
     def add(self, job: Job) -> None:
         """Queue a job created here for the next flush (written or not: a failed write's entry
         is skipped when read, and a write that failed late may have stored the job after all)."""
-        minute = minute_of(job.created_at)
-        self._pending[minute].append(entry_of(job))
+        pending = self._pending[minute_of(job.created_at)]
+        pending.entries.append(entry_of(job))
         ref = read_ref(job.indexed_as)
         if ref is not None and ref[0] == self.instance:
-            self._pending_numbers[minute].append(ref[1])
+            pending.numbers.append(ref[1])
 
     def claimed(self, job: Job) -> None:
         """A job was claimed here: check later that the replica that created it indexed it."""
@@ -201,19 +213,18 @@ class JobIndex:
             self._claimed.append(Claimed(self._monotonic(), ref[0], ref[1], entry_of(job)))
 
     async def flush(self) -> None:
-        pending, self._pending = self._pending, defaultdict(list)
-        numbers, self._pending_numbers = self._pending_numbers, defaultdict(list)
-        for (day, minute), entries in sorted(pending.items()):
+        pending, self._pending = self._pending, defaultdict(Pending)
+        for day, minute in sorted(pending):
+            batch = pending[(day, minute)]
             try:
-                await self._save(day, minute, entries)
+                await self._save(day, minute, batch.entries)
             except Exception:
                 logger.exception(
-                    "could not index %s jobs; retrying at the next flush", len(entries)
+                    "could not index %s jobs; retrying at the next flush", len(batch.entries)
                 )
-                self._pending[(day, minute)].extend(entries)
-                self._pending_numbers[(day, minute)].extend(numbers.get((day, minute), []))
+                self._pending[(day, minute)].extend(batch)
                 continue
-            self._unsaved.difference_update(numbers.get((day, minute), []))
+            self._unsaved.difference_update(batch.numbers)
         # Only the current minute or so still gets entries; forget older parts.
         for stale in sorted(self._parts)[:-2]:
             del self._parts[stale]
@@ -231,7 +242,7 @@ class JobIndex:
         except Exception as exc:  # saved again at the next flush
             logger.warning("could not save the index mark: %s", exc)
 
-    async def _save(self, day: str, minute: str, entries: list[list[Any]]) -> None:
+    async def _save(self, day: str, minute: str, entries: list[Entry]) -> None:
         key = part_key(day, minute, self.instance)
         part = self._parts.get((day, minute))
         if part is None:
@@ -289,7 +300,7 @@ class JobIndex:
                 claim.entry[1],
                 claim.instance,
             )
-            self._pending[minute_of(claim.entry[0])].append(claim.entry)
+            self._pending[minute_of(claim.entry[0])].entries.append(claim.entry)
 
     async def run(self) -> None:
         """Check claims and flush forever (a lifespan background task)."""

@@ -3,20 +3,26 @@ of rewriting them, a part this process forgot is continued, and the listing read
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import random
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from job_orchestrator import jobs
-from job_orchestrator.index import JobIndex, minute_of, part_key, segment_key
+from job_orchestrator.errors import StoreUnavailable
+from job_orchestrator.index import JobIndex, mark_key, minute_of, part_key, segment_key
 from job_orchestrator.jobs import Job, iso, parse_iso
 from job_orchestrator.sidecar_client import connect
 from job_orchestrator.store import JobStore, job_key
+from tests.conftest import RedisServer
 from tests.job_orchestrator.inprocess import InProcess
+from tests.job_orchestrator.stack import Replica, log_dir_for, sidecar_state, write_components
 
 SEGMENT = 3
 
@@ -148,3 +154,54 @@ async def test_a_page_stops_at_its_budget_and_hands_on_a_cursor(store: JobStore)
     assert await pages(few_reads) == [[], [], [wanted.id], []]
     # Without limits, one page.
     assert await pages(make_index(store)) == [[wanted.id]]
+
+
+@pytest.mark.timeout(120)
+async def test_a_flush_that_fails_keeps_its_jobs_and_holds_the_mark_back(
+    inproc: InProcess, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The sidecar is killed (-9) under a flush: the entries and the numbers they carry wait
+    for a later flush, and until then the mark does not pass them."""
+    replica = Replica("flush")
+    resources = write_components(tmp_path / "resources", redis_server.host, inproc.topic)
+    sidecar = replica.start_sidecar(resources, log_dir_for(tmp_path))
+    settings = dataclasses.replace(
+        inproc.settings,
+        dapr_http_port=replica.http_port,
+        dapr_grpc_port=replica.grpc_port,
+        replica_name="flush",
+    )
+    store = JobStore(await connect(settings), settings)
+    try:
+        index = make_index(store)
+        indexed_as = index.reserve()
+        number = int(indexed_as.rpartition(":")[2])
+        job = dataclasses.replace(
+            (await stored_jobs(store, "flusher", 1, time.time() // 60 * 60))[0],
+            indexed_as=indexed_as,
+        )
+        index.add(job)
+        sidecar.kill9()
+        await index.flush()  # fails: logged, kept for the next one
+
+        replica.start_sidecar(resources, log_dir_for(tmp_path))
+        part = part_key(*minute_of(job.created_at), index.instance)
+        for _ in range(100):  # the client's channel reconnects after its backoff
+            await index.flush()
+            with contextlib.suppress(StoreUnavailable):
+                saved, _ = await store.get_raw(part)
+                if saved and job.id in [entry[1] for entry in saved["jobs"]]:
+                    break
+            await asyncio.sleep(0.2)
+        else:
+            raise AssertionError("the job was never indexed after the sidecar came back")
+        assert await saved_mark(inproc, index.instance) == number
+    finally:
+        await store.close()
+        replica.stop()
+
+
+async def saved_mark(inproc: InProcess, instance: str) -> int:
+    """The index mark of ``instance``, read through the package's own sidecar."""
+    saved = await asyncio.to_thread(sidecar_state, inproc.replica.http_port, mark_key(instance))
+    return int(saved["number"]) if saved else 0
