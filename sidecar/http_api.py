@@ -18,12 +18,12 @@ import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sidecar import cloudevents
 from sidecar.bodylimit import MaxBodySize
 from sidecar.errors import DaprError
+from sidecar.http_paths import DaprRoute, EscapedPaths
 from sidecar.http_state import state_routes
 from sidecar.invoke import InvokeResult
 from sidecar.metadata import metadata_json
@@ -294,30 +294,30 @@ def _bulk_entry(item: Any, pubsub: str, topic: str) -> PublishEntry:
 def create_http_app(runtime: Runtime) -> ASGIApp:
     api = HttpApi(runtime)
     routes = [
-        Route("/v1.0/healthz", api.healthz, methods=["GET"]),
-        Route("/v1.0/healthz/outbound", api.healthz_outbound, methods=["GET"]),
-        Route("/v1.0/metadata", api.get_metadata, methods=["GET"]),
-        Route("/v1.0/metadata/{key}", api.put_metadata, methods=["PUT"]),
-        Route("/v1.0/shutdown", api.shutdown, methods=["POST"]),
+        DaprRoute("/v1.0/healthz", api.healthz, methods=["GET"]),
+        DaprRoute("/v1.0/healthz/outbound", api.healthz_outbound, methods=["GET"]),
+        DaprRoute("/v1.0/metadata", api.get_metadata, methods=["GET"]),
+        DaprRoute("/v1.0/metadata/{key}", api.put_metadata, methods=["PUT"]),
+        DaprRoute("/v1.0/shutdown", api.shutdown, methods=["POST"]),
         *state_routes(runtime, dapr_errors),
-        Route("/v1.0/secrets/{store}/bulk", dapr_errors(api.bulk_secrets), methods=["GET"]),
-        Route("/v1.0/secrets/{store}/{key}", dapr_errors(api.get_secret), methods=["GET"]),
-        Route(
+        DaprRoute("/v1.0/secrets/{store}/bulk", dapr_errors(api.bulk_secrets), methods=["GET"]),
+        DaprRoute("/v1.0/secrets/{store}/{key}", dapr_errors(api.get_secret), methods=["GET"]),
+        DaprRoute(
             "/v1.0-alpha1/publish/bulk/{pubsub}/{topic:path}",
             dapr_errors(api.bulk_publish),
             methods=["POST", "PUT"],
         ),
-        Route(
+        DaprRoute(
             "/v1.0/publish/bulk/{pubsub}/{topic:path}",
             dapr_errors(api.bulk_publish),
             methods=["POST", "PUT"],
         ),
-        Route(
+        DaprRoute(
             "/v1.0/publish/{pubsub}/{topic:path}", dapr_errors(api.publish), methods=["POST", "PUT"]
         ),
-        Route("/{path:path}", dapr_errors(api.invoke), methods=_ALL_METHODS),
+        DaprRoute("/{path:path}", dapr_errors(api.invoke), methods=_ALL_METHODS),
     ]
-    app: ASGIApp = MaxBodySize(Starlette(routes=routes))
+    app: ASGIApp = MaxBodySize(EscapedPaths(Starlette(routes=routes)))
     if runtime.config.api_token:
         app = ApiTokenMiddleware(app, runtime.config.api_token)
     return app

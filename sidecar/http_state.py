@@ -13,10 +13,10 @@ import grpc
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from sidecar import cloudevents
 from sidecar.errors import DaprError
+from sidecar.http_paths import DaprRoute
 from sidecar.state.base import Concurrency, DeleteRequest, SetRequest
 from sidecar.state.errors import unsupported_operation
 
@@ -224,14 +224,14 @@ class StateHttp:
         return Response(orjson.dumps(out), media_type=_JSON)
 
 
-def state_routes(runtime: Runtime, wrap: Callable[[Handler], Handler]) -> list[Route]:
+def state_routes(runtime: Runtime, wrap: Callable[[Handler], Handler]) -> list[DaprRoute]:
     api = StateHttp(runtime)
     write = ["POST", "PUT"]
     return [
-        Route("/v1.0/state/{store}", wrap(api.save), methods=write),
-        Route("/v1.0/state/{store}/bulk", wrap(api.bulk), methods=write),
-        Route("/v1.0/state/{store}/transaction", wrap(api.transaction), methods=write),
-        Route("/v1.0-alpha1/state/{store}/query", wrap(api.query), methods=write),
-        Route("/v1.0/state/{store}/{key}", wrap(api.get), methods=["GET"]),
-        Route("/v1.0/state/{store}/{key}", wrap(api.delete), methods=["DELETE"]),
+        DaprRoute("/v1.0/state/{store}", wrap(api.save), methods=write),
+        DaprRoute("/v1.0/state/{store}/bulk", wrap(api.bulk), methods=write),
+        DaprRoute("/v1.0/state/{store}/transaction", wrap(api.transaction), methods=write),
+        DaprRoute("/v1.0-alpha1/state/{store}/query", wrap(api.query), methods=write),
+        DaprRoute("/v1.0/state/{store}/{key}", wrap(api.get), methods=["GET"]),
+        DaprRoute("/v1.0/state/{store}/{key}", wrap(api.delete), methods=["DELETE"]),
     ]

@@ -7,6 +7,8 @@ included, are daprd's for that transport (contract section 3).
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -311,3 +313,32 @@ async def test_http_values_are_read_as_gos_json_decoder_reads_them(
         assert found.json() == {"s": "a\ufffd", "pair": "\U0001f600"}
         bulk = await http.post(f"/v1.0/state/{store}/bulk", json={"keys": [key]})
         assert bulk.json()[0]["data"] == {"s": "a\ufffd", "pair": "\U0001f600"}
+
+
+def test_http_keys_are_unescaped_after_routing_as_daprd_does(
+    conformance: Conformance, conformance_sync_client: DaprClient
+) -> None:
+    """daprd routes on the escaped path, then unescapes each parameter (url.QueryUnescape):
+    ``%2F`` is a slash inside the key, ``+`` a space, ``%2B`` a plus."""
+    base = unique("esc")
+    keys = {"a%2Fb": "a/b", "a+b": "a b", "a%2Bb": "a+b", "caf%C3%A9": "café"}
+    for sent, key in keys.items():
+        conformance_sync_client.save_state("redisstore", base + key, json.dumps({"k": key}))
+        url = f"{conformance.sidecar.http}/v1.0/state/redisstore/{base}{sent}"
+        found = httpx.get(url, timeout=10)
+        assert found.status_code == 200 and found.json() == {"k": key}, (sent, found.text)
+        assert httpx.delete(url, timeout=10).status_code == 204
+        assert conformance_sync_client.get_state("redisstore", base + key).data == b""
+    # A broken escape is refused before routing, as Go's HTTP server refuses the request line.
+    assert raw_request(conformance, b"/v1.0/state/redisstore/a%2s") == (400, b"400 Bad Request")
+
+
+def raw_request(conformance: Conformance, target: bytes) -> tuple[int, bytes]:
+    """A GET with the request target's bytes exactly as given (clients would escape them)."""
+    with socket.create_connection(("127.0.0.1", conformance.sidecar.http_port), 10) as conn:
+        conn.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body

@@ -1,0 +1,69 @@
+"""Routing on the path as sent, as daprd's chi router does (pkg/api/http/server.go).
+
+daprd matches routes against the escaped path, then unescapes each route parameter with Go's
+``url.QueryUnescape``. So ``/v1.0/state/store/a%2Fb`` reads the key ``a/b`` (a decoded path would
+have one segment too many and match no state route), and ``+`` in a parameter is a space. A
+path with a broken escape never gets that far: Go's server refuses the request line itself.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import unquote_plus
+
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+_BROKEN_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+
+
+class EscapedPaths:
+    """Routes the app below on the raw path; answers a broken escape as Go's server does."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw: bytes | None = scope.get("raw_path") if scope["type"] == "http" else None
+        if raw is None:
+            await self.app(scope, receive, send)
+            return
+        if _BROKEN_ESCAPE.search(raw):
+            await _bad_request(send)
+            return
+        # httptools refuses bytes outside ASCII in the request line: the raw path is ASCII.
+        await self.app({**scope, "path": raw.decode("latin-1")}, receive, send)
+
+
+class DaprRoute(Route):
+    """A route whose parameters are unescaped after matching (``url.QueryUnescape``)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        params: dict[str, Any] | None = child.get("path_params")
+        if params:
+            child["path_params"] = {k: _unescape(v) for k, v in params.items()}
+        return match, child
+
+
+def _unescape(value: Any) -> Any:
+    """Percent-escapes as UTF-8 (invalid bytes replaced, as in the rest of the HTTP API)."""
+    return unquote_plus(value, errors="replace") if isinstance(value, str) else value
+
+
+async def _bad_request(send: Send) -> None:
+    """net/http's answer to a request line it cannot parse."""
+    body = b"400 Bad Request"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 400,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"connection", b"close"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
