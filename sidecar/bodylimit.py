@@ -10,6 +10,8 @@ from __future__ import annotations
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sidecar.asgi import send_response
+
 #: daprd's default ``--max-body-size``.
 MAX_BODY_BYTES = 4 << 20
 
@@ -63,14 +65,4 @@ async def _too_large(send: Send) -> None:
     body = orjson.dumps(
         {"errorCode": "ERR_BODY_READ", "message": "failed to read request body: stream too large"}
     )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 400,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_response(send, 400, body, b"application/json")

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sidecar import cloudevents
+from sidecar.asgi import TEXT, send_response
 from sidecar.bodylimit import MaxBodySize
 from sidecar.errors import DaprError
 from sidecar.http_paths import DaprRoute, EscapedPaths
@@ -94,19 +95,8 @@ class ApiTokenMiddleware:
         if scope["type"] == "http":
             given = next((v for k, v in scope["headers"] if k == b"dapr-api-token"), None)
             if given != self.token and not self._excluded(scope):
-                body = b"invalid api token\n"
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [
-                            (b"content-type", b"text/plain; charset=utf-8"),
-                            (b"x-content-type-options", b"nosniff"),
-                            (b"content-length", str(len(body)).encode()),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                nosniff = [(b"x-content-type-options", b"nosniff")]  # Go's http.Error
+                await send_response(send, 401, b"invalid api token\n", TEXT, nosniff)
                 return
         await self.app(scope, receive, send)
 

@@ -15,6 +15,8 @@ from urllib.parse import unquote_plus
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sidecar.asgi import TEXT, send_response
+
 _BROKEN_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 
 
@@ -30,7 +32,8 @@ class EscapedPaths:
             await self.app(scope, receive, send)
             return
         if _BROKEN_ESCAPE.search(raw):
-            await _bad_request(send)
+            # net/http's answer to a request line it cannot parse.
+            await send_response(send, 400, b"400 Bad Request", TEXT, [(b"connection", b"close")])
             return
         # httptools refuses bytes outside ASCII in the request line: the raw path is ASCII.
         await self.app({**scope, "path": raw.decode("latin-1")}, receive, send)
@@ -50,20 +53,3 @@ class DaprRoute(Route):
 def _unescape(value: Any) -> Any:
     """Percent-escapes as UTF-8 (invalid bytes replaced, as in the rest of the HTTP API)."""
     return unquote_plus(value, errors="replace") if isinstance(value, str) else value
-
-
-async def _bad_request(send: Send) -> None:
-    """net/http's answer to a request line it cannot parse."""
-    body = b"400 Bad Request"
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 400,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"connection", b"close"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
