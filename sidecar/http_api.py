@@ -27,6 +27,7 @@ from sidecar.errors import DaprError
 from sidecar.http_paths import DaprRoute, EscapedPaths
 from sidecar.http_state import state_routes
 from sidecar.invoke import InvokeResult
+from sidecar.invoke_method import http_target_and_method
 from sidecar.metadata import metadata_json
 from sidecar.publishing import PublishEntry
 
@@ -228,12 +229,10 @@ class HttpApi:
 
 
 def _target_and_method(request: Request) -> tuple[str, str]:
+    """From the decoded path, as daprd 1.18 reads it (Go's r.URL.Path)."""
     raw_path: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
-    path = raw_path.decode("latin-1")
-    if path.startswith("/v1.0/invoke/"):
-        target, _, method = path[len("/v1.0/invoke/") :].partition("/method/")
-        return unquote(target), method
-    return request.headers.get("dapr-app-id", ""), path.lstrip("/")
+    path = unquote(raw_path.decode("latin-1"), errors="replace")
+    return http_target_and_method(path, request.headers.get("dapr-app-id", ""))
 
 
 def _invoke_response(result: InvokeResult) -> Response:

@@ -19,6 +19,7 @@ from yarl import URL
 from sidecar.app_channel import AppChannel, AppUnreachableError
 from sidecar.app_health import UNHEALTHY_MESSAGE
 from sidecar.errors import DaprError
+from sidecar.invoke_method import InvalidMethod, normalize_method
 from sidecar.nameresolution import AppNotFound, Instance, Registry
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 _FORWARDED_MARK = "dapr-caller-app-id"
+_PATH_SAFE = "$&+,/:;=@"  #: what Go's URL.EscapedPath leaves as it is, besides letters and digits
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +108,13 @@ class Invoker:
         headers: Iterable[tuple[str, str]],
         body: bytes,
     ) -> InvokeResult:
-        """Call ``method`` on app ``target``; raise DaprError ERR_DIRECT_INVOKE if unreachable."""
+        """Call ``method`` on app ``target``; raise DaprError ERR_DIRECT_INVOKE if unreachable
+        or if daprd would refuse the method (normalized first, as daprd's directMessaging)."""
+        try:
+            method = normalize_method(method)
+        except InvalidMethod as exc:
+            why = f"rpc error: code = InvalidArgument desc = invalid method: {exc}"
+            raise direct_invoke_error(target, why) from None
         if target == self.app_id:
             return await self.call_app(method, verb, query, forwardable(headers), body)
         return await self._forward(target, method, verb, query, forwardable(headers), body)
@@ -168,7 +176,8 @@ class Invoker:
         body: bytes,
     ) -> InvokeResult:
         base = f"http://{instance.address}:{instance.http_port}"
-        url = f"{base}/v1.0/invoke/{quote(target, safe='')}/method/{method}"
+        # Escaped as Go escapes a path; the target sidecar decodes it back to the same method.
+        url = f"{base}/v1.0/invoke/{quote(target, safe='')}/method/{quote(method, _PATH_SAFE)}"
         if query:
             url = f"{url}?{query}"
         sent = [(k, v) for k, v in headers if k.lower() != _FORWARDED_MARK]

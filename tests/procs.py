@@ -6,6 +6,7 @@ import glob
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -225,3 +226,19 @@ class PostgresCluster:
         if self.proc is not None:
             self.proc.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def raw_get(
+    port: int, target: bytes, headers: Mapping[str, str] | None = None
+) -> tuple[int, bytes]:
+    """A GET on 127.0.0.1 with the request target's bytes as given: HTTP clients would escape
+    them or resolve ``..`` first. Returns the status and the body."""
+    lines = [b"GET " + target + b" HTTP/1.1", b"Host: 127.0.0.1", b"Connection: close"]
+    lines += [f"{name}: {value}".encode() for name, value in (headers or {}).items()]
+    with socket.create_connection(("127.0.0.1", port), 10) as conn:
+        conn.sendall(b"\r\n".join(lines) + b"\r\n\r\n")
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body

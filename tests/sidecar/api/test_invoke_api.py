@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from dapr.clients import DaprClient
 from dapr.conf import settings
 
-from tests.procs import free_port
+from tests.procs import free_port, raw_get
 from tests.sidecar.api.conformance import APP_ID, Conformance
 from tests.sidecar.api.conftest import Sidecar, TinyApp
 from tests.sidecar.api.transports import Api, fails
@@ -35,7 +36,8 @@ def test_invoke_forwards_request_and_response(caller: Sidecar, app: TinyApp) -> 
     assert response.headers["x-tiny-app"] == "yes"
     echo = response.json()
     assert echo["method"] == "POST"
-    assert echo["path"] == "/echo/deep%2Fpath"
+    # daprd 1.18 takes the method from the decoded path (an escaped slash is a slash).
+    assert echo["path"] == "/echo/deep/path"
     assert echo["query"] == "x=1&y=two"
     assert echo["body"] == "payload"
     assert echo["headers"]["x-custom"] == "abc"
@@ -52,6 +54,45 @@ def test_invoke_passes_app_status_and_header_form(caller: Sidecar, app: TinyApp)
     assert by_header.status_code == 200
     assert by_header.json()["path"] == "/some/route"
     assert by_header.json()["method"] == "PUT"
+
+
+@pytest.mark.parametrize(
+    ("sent", "received"),
+    [
+        ("admin/../public", "/public"),  # traversal resolved before the app sees it
+        ("admin%2F..%2Fpublic", "/public"),  # ... escaped or not
+        ("../../etc", "/etc"),  # never above the app's root
+        ("a//b/./c/", "/a/b/c"),
+        ("a%20b+c", "/a%20b+c"),  # decoded, then escaped again on the way to the app
+    ],
+)
+def test_invoke_normalizes_the_method_as_daprd(
+    caller: Sidecar, app: TinyApp, sent: str, received: str
+) -> None:
+    """daprd 1.18's NormalizeMethod (pkg/messaging/method), through two sidecars. Sent raw:
+    HTTP clients resolve ``..`` themselves."""
+    status, body = raw_get(caller.http_port, f"/v1.0/invoke/api-app/method/{sent}".encode())
+    assert (status, json.loads(body)["path"]) == (200, received), body
+    status, body = raw_get(caller.http_port, f"/{sent}".encode(), {"dapr-app-id": "api-app"})
+    assert (status, json.loads(body)["path"]) == (200, received), body
+
+
+@pytest.mark.parametrize(
+    ("sent", "why"),
+    [
+        ("a%3Fb", 'method contains forbidden character: "a?b"'),
+        ("a%23b", 'method contains forbidden character: "a#b"'),
+        ("x/caf%C3%A9%0Ab", 'method contains control character at position 7: "x/café\\nb"'),
+    ],
+)
+def test_invoke_refuses_methods_daprd_refuses(caller: Sidecar, sent: str, why: str) -> None:
+    answer = httpx.get(f"{caller.http}/v1.0/invoke/api-app/method/{sent}", timeout=10)
+    assert answer.status_code == 500
+    assert answer.json() == {
+        "errorCode": "ERR_DIRECT_INVOKE",
+        "message": "failed to invoke, id: api-app, err: rpc error: code = InvalidArgument "
+        f"desc = invalid method: {why}",
+    }
 
 
 def test_invoke_errors(caller: Sidecar) -> None:

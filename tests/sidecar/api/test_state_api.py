@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from dapr.clients.exceptions import DaprGrpcError
 from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import dapr_pb2_grpc, state_pb2
 
+from tests.procs import raw_get
 from tests.sidecar.api.conformance import BACKENDS, PREFIXES, STORES, Conformance, prefix_store
 from tests.sidecar.api.conftest import unique
 from tests.sidecar.api.transports import Api, Op, fails
@@ -330,15 +330,5 @@ def test_http_keys_are_unescaped_after_routing_as_daprd_does(
         assert httpx.delete(url, timeout=10).status_code == 204
         assert conformance_sync_client.get_state("redisstore", base + key).data == b""
     # A broken escape is refused before routing, as Go's HTTP server refuses the request line.
-    assert raw_request(conformance, b"/v1.0/state/redisstore/a%2s") == (400, b"400 Bad Request")
-
-
-def raw_request(conformance: Conformance, target: bytes) -> tuple[int, bytes]:
-    """A GET with the request target's bytes exactly as given (clients would escape them)."""
-    with socket.create_connection(("127.0.0.1", conformance.sidecar.http_port), 10) as conn:
-        conn.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        answer = b""
-        while chunk := conn.recv(65536):
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body
+    broken = raw_get(conformance.sidecar.http_port, b"/v1.0/state/redisstore/a%2s")
+    assert broken == (400, b"400 Bad Request")

@@ -1,0 +1,82 @@
+"""The method of a service invocation, as daprd 1.18 reads and normalizes it.
+
+Over HTTP the method comes from the decoded request path (``%2F`` is a slash) and is cleaned
+like Go's ``path.Clean``; every invocation, HTTP or gRPC, then goes through daprd's
+``NormalizeMethod`` (pkg/messaging/method/normalize.go): ``#``, ``?``, NUL and control
+characters are refused, and ``..`` cannot climb above the app's root. So the target app gets
+the same path whatever escapes or traversal the caller used.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from urllib.parse import unquote_plus
+
+from sidecar.gofmt import go_quote
+
+_INVOKE_PREFIX = ("v1.0", "invoke")
+_METHOD_MARK = "/method/"
+
+
+class InvalidMethod(ValueError):
+    """daprd's message for a method it refuses (the invocation fails with InvalidArgument)."""
+
+
+def go_path_clean(path: str) -> str:
+    """Go's ``path.Clean``: one slash between names, no ``.``, ``..`` resolved, no trailing
+    slash; "" is "." (POSIX's normpath differs only in keeping two leading slashes)."""
+    cleaned = posixpath.normpath(path) if path else "."
+    return cleaned[1:] if cleaned.startswith("//") else cleaned
+
+
+def http_target_and_method(path: str, app_id_header: str) -> tuple[str, str]:
+    """The target app and method of an HTTP invocation, from the decoded request path.
+
+    ``/v1.0/invoke/<id>/method/<method>``, or any path with a ``dapr-app-id`` header; an empty
+    target means the request names no app.
+    """
+    if app_id_header:
+        return app_id_header, go_path_clean(path).removeprefix("/")
+    start = _after_prefix(path, _INVOKE_PREFIX)
+    if start <= 0:
+        return "", ""
+    target, mark, method = path[start:].partition(_METHOD_MARK)
+    if not mark or not target:
+        return "", ""
+    cleaned = go_path_clean(method)
+    # daprd unescapes the target once more (url.QueryUnescape), keeping it if that fails.
+    return unquote_plus(target) or target, "" if cleaned == "." else cleaned
+
+
+def _after_prefix(path: str, parts: tuple[str, ...]) -> int:
+    """daprd's pathHasPrefix: where ``path`` goes on after the segments ``parts`` (any number
+    of slashes between them), or -1."""
+    found = start = 0
+    for i, char in enumerate(path):
+        if char != "/":
+            if found >= len(parts):
+                return i
+            continue
+        if i > start:
+            if path[start:i] != parts[found]:
+                return -1
+            found += 1
+        start = i + 1
+    return len(path) if found >= len(parts) else -1
+
+
+def normalize_method(method: str) -> str:
+    """daprd's NormalizeMethod; raises InvalidMethod with its message."""
+    if any(c in method for c in "#?\x00"):
+        raise InvalidMethod(f"method contains forbidden character: {go_quote(method)}")
+    position = 0
+    for char in method:
+        if char < " " or char == "\x7f":
+            raise InvalidMethod(
+                f"method contains control character at position {position}: {go_quote(method)}"
+            )
+        position += len(char.encode("utf-8", "surrogatepass"))
+    cleaned = go_path_clean(method)
+    while cleaned.startswith("../"):
+        cleaned = cleaned[3:]
+    return "" if cleaned in ("..", ".") else cleaned
