@@ -1,6 +1,7 @@
 """Routing on the path as sent, as daprd's chi router does (pkg/api/http/server.go).
 
-daprd matches routes against the escaped path, then unescapes each route parameter with Go's
+daprd matches routes against the escaped path, cleaned by Go's ``path.Clean`` (``//`` and
+``.`` gone, ``..`` resolved, no trailing slash), then unescapes each route parameter with Go's
 ``url.QueryUnescape``. So ``/v1.0/state/store/a%2Fb`` reads the key ``a/b`` (a decoded path would
 have one segment too many and match no state route), and ``+`` in a parameter is a space. A
 path with a broken escape never gets that far: Go's server refuses the request line itself.
@@ -8,6 +9,7 @@ path with a broken escape never gets that far: Go's server refuses the request l
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import Any
 from urllib.parse import unquote_plus
@@ -20,8 +22,16 @@ from sidecar.asgi import TEXT, send_response
 _BROKEN_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 
 
+def go_path_clean(path: str) -> str:
+    """Go's ``path.Clean``: one slash between names, no ``.``, ``..`` resolved, no trailing
+    slash; "" is "." (POSIX's normpath differs only in keeping two leading slashes)."""
+    cleaned = posixpath.normpath(path) if path else "."
+    return cleaned[1:] if cleaned.startswith("//") else cleaned
+
+
 class EscapedPaths:
-    """Routes the app below on the raw path; answers a broken escape as Go's server does."""
+    """Routes the app below on the raw path, cleaned; answers a broken escape as Go's server
+    does. (Service invocation reads the method from the raw path itself.)"""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -36,7 +46,8 @@ class EscapedPaths:
             await send_response(send, 400, b"400 Bad Request", TEXT, [(b"connection", b"close")])
             return
         # httptools refuses bytes outside ASCII in the request line: the raw path is ASCII.
-        await self.app({**scope, "path": raw.decode("latin-1")}, receive, send)
+        path = go_path_clean(raw.decode("latin-1"))  # daprd's CleanPathMiddleware
+        await self.app({**scope, "path": path}, receive, send)
 
 
 class DaprRoute(Route):

@@ -9,10 +9,10 @@ the same path whatever escapes or traversal the caller used.
 
 from __future__ import annotations
 
-import posixpath
 from urllib.parse import unquote_plus
 
 from sidecar.gofmt import go_quote
+from sidecar.http_paths import go_path_clean
 
 _INVOKE_PREFIX = ("v1.0", "invoke")
 _METHOD_MARK = "/method/"
@@ -20,13 +20,6 @@ _METHOD_MARK = "/method/"
 
 class InvalidMethod(ValueError):
     """daprd's message for a method it refuses (the invocation fails with InvalidArgument)."""
-
-
-def go_path_clean(path: str) -> str:
-    """Go's ``path.Clean``: one slash between names, no ``.``, ``..`` resolved, no trailing
-    slash; "" is "." (POSIX's normpath differs only in keeping two leading slashes)."""
-    cleaned = posixpath.normpath(path) if path else "."
-    return cleaned[1:] if cleaned.startswith("//") else cleaned
 
 
 def http_target_and_method(path: str, app_id_header: str) -> tuple[str, str]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from sidecar.gofmt import go_quote
+from sidecar.http_paths import go_path_clean
 from sidecar.invoke_method import (
     InvalidMethod,
-    go_path_clean,
     http_target_and_method,
     normalize_method,
 )
