@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import RedisServer
 from tests.sidecar.api.conftest import Sidecar, component, unique
 
-SECRETS = {"plain": "p4ss", "port": 5432, "flags": [True, None]}
+SECRETS = {"plain": "p4ss", "port": 5432, "flags": [True, None], "team/db pass": "s/ash"}
 
 
 def secret_resources(folder: Path, redis: RedisServer) -> Path:
@@ -70,6 +70,9 @@ def test_secrets_over_http_as_daprd_answers(
 ) -> None:
     base = f"{secret_sidecar.http}/v1.0/secrets"
     assert httpx.get(f"{base}/files/plain", timeout=10).json() == {"plain": "p4ss"}
+    # A name is unescaped after routing, as daprd does: an escaped slash stays in the name.
+    slashed = httpx.get(f"{base}/files/team%2Fdb+pass", timeout=10)
+    assert slashed.json() == {"team/db pass": "s/ash"}
     # Nested keys join with ":"; values that are not strings read as Go's fmt prints them.
     assert httpx.get(f"{base}/files/port", timeout=10).json() == {"port": "%!s(float64=5432)"}
     assert httpx.get(f"{base}/files/flags:0", timeout=10).json() == {"flags:0": "%!s(bool=true)"}
