@@ -98,7 +98,7 @@ async def run(ctx: Context, result: ScenarioResult) -> None:
         result.targets.append(target)
         ctx.progress(f"scenario 3: {CONCURRENCY} at a time: p99 {bursts:.1f} ms")
 
-        offered = rate(load.ok, load.elapsed_s) if load.ok else 10.0
+        offered = rate(load.ok, load.elapsed_s)  # some answered: _report raised otherwise
         schedule = poisson(count, offered)
         load = await run_load(
             waits.one, count=count, concurrency=OPEN_LOOP_CAP, time_limit=limit, start_at=schedule
