@@ -2,7 +2,8 @@
 
 Handlers only parse and format; the state, publish, invoke and metadata logic lives in the
 runtime's services. Any route that matches nothing is service invocation through the
-``dapr-app-id`` header, as in daprd (pkg/api/http/directmessaging.go).
+``dapr-app-id`` header or ``dapr-app-id:<app>`` Basic credentials, as in daprd
+(pkg/api/http/directmessaging.go).
 """
 
 from __future__ import annotations
@@ -232,7 +233,10 @@ def _target_and_method(request: Request) -> tuple[str, str]:
     """From the decoded path, as daprd 1.18 reads it (Go's r.URL.Path)."""
     raw_path: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
     path = unquote(raw_path.decode("latin-1"), errors="replace")
-    return http_target_and_method(path, request.headers.get("dapr-app-id", ""))
+    headers = request.headers
+    return http_target_and_method(
+        path, headers.get("dapr-app-id", ""), headers.get("authorization", "")
+    )
 
 
 def _invoke_response(result: InvokeResult) -> Response:

@@ -42,6 +42,10 @@ HOP_BY_HOP = frozenset(
     }
 )
 _FORWARDED_MARK = "dapr-caller-app-id"
+#: The caller's Authorization on the hop between sidecars: under its own name there, it could
+#: name an app by Basic credentials (``dapr-app-id:<app>``), which would win over the hop's
+#: path at the target sidecar. The target's app gets it back as Authorization, as under daprd.
+_HOP_AUTHORIZATION = "dapr-hop-authorization"
 _PATH_SAFE = "$&+,/:;=@"  #: what Go's URL.EscapedPath leaves as it is, besides letters and digits
 
 
@@ -116,7 +120,11 @@ class Invoker:
             why = f"rpc error: code = InvalidArgument desc = invalid method: {exc}"
             raise direct_invoke_error(target, why) from None
         if target == self.app_id:
-            return await self.call_app(method, verb, query, forwardable(headers), body)
+            received = [
+                ("authorization" if k.lower() == _HOP_AUTHORIZATION else k, v)
+                for k, v in forwardable(headers)
+            ]
+            return await self.call_app(method, verb, query, received, body)
         return await self._forward(target, method, verb, query, forwardable(headers), body)
 
     async def call_app(
@@ -180,7 +188,11 @@ class Invoker:
         url = f"{base}/v1.0/invoke/{quote(target, safe='')}/method/{quote(method, _PATH_SAFE)}"
         if query:
             url = f"{url}?{query}"
-        sent = [(k, v) for k, v in headers if k.lower() != _FORWARDED_MARK]
+        sent = [
+            (_HOP_AUTHORIZATION if k.lower() == "authorization" else k, v)
+            for k, v in headers
+            if k.lower() != _FORWARDED_MARK
+        ]
         sent.append((_FORWARDED_MARK, self.app_id))
         if self.api_token:
             sent.append(("dapr-api-token", self.api_token))

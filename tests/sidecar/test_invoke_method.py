@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from sidecar.gofmt import go_quote
 from sidecar.http_paths import go_path_clean
 from sidecar.invoke_method import (
     InvalidMethod,
+    basic_auth_app_id,
     http_target_and_method,
     normalize_method,
 )
@@ -39,6 +42,46 @@ def test_target_and_method_from_the_decoded_path() -> None:
         "other",
         "v1.0/invoke/app/method/x",
     )
+
+
+def basic(credentials: str) -> str:
+    return "Basic " + base64.b64encode(credentials.encode()).decode()
+
+
+def test_target_from_basic_credentials_wins_over_the_path_not_the_header() -> None:
+    """daprd's findTargetIDAndMethod: header, then ``dapr-app-id:<app>`` Basic credentials."""
+    assert http_target_and_method("/a/./b", "", basic("dapr-app-id:app")) == ("app", "a/b")
+    assert http_target_and_method("/v1.0/invoke/x/method/m", "", basic("Dapr-App-Id:app")) == (
+        "app",
+        "v1.0/invoke/x/method/m",
+    )
+    assert http_target_and_method("/m", "header", basic("dapr-app-id:app")) == ("header", "m")
+    # Other credentials leave the path to name the app.
+    assert http_target_and_method("/v1.0/invoke/x/method/m", "", basic("user:pw")) == ("x", "m")
+    # Empty credentials name no app (404 in daprd), rather than falling back to the path.
+    assert http_target_and_method("/v1.0/invoke/x/method/m", "", basic("dapr-app-id:")) == (
+        "",
+        "v1.0/invoke/x/method/m",
+    )
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "",
+        "Bearer abc",
+        "basic " + base64.b64encode(b"dapr-app-id:app").decode(),  # Go's prefix check is exact
+        # Padding Go's StdEncoding refuses: after a whole quad, too much, missing.
+        "Basic ZGFwci1hcHAtaWQ6YXBw=",
+        "Basic ZGFwci1hcHAtaWQ6YXBwYQ===",
+        "Basic ZGFwci1hcHAtaWQ6YXBwYQ",
+        "Basic !!!!",
+        basic("dapr-app-id:a:b"),  # a second colon: not a pair
+        basic("dapr-app-idx:app"),
+    ],
+)
+def test_basic_credentials_that_name_no_app(authorization: str) -> None:
+    assert basic_auth_app_id(authorization) is None
 
 
 def test_normalize_method() -> None:

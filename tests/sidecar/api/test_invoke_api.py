@@ -56,6 +56,30 @@ def test_invoke_passes_app_status_and_header_form(caller: Sidecar, app: TinyApp)
     assert by_header.json()["method"] == "PUT"
 
 
+def test_invoke_by_basic_credentials_as_daprd(caller: Sidecar, app: TinyApp) -> None:
+    """``http://dapr-app-id:<app>@host/<method>``: the whole path is the method (even one that
+    looks like an invocation path), and the app gets the Authorization header as it was sent
+    (daprd forwards it; on the hop between sidecars it must not name the app a second time)."""
+    auth = ("dapr-app-id", "api-app")
+    for path in ("/orders/7", "/v1.0/invoke/someone-else/method/x"):
+        answer = httpx.post(f"{caller.http}{path}", auth=auth, content=b"b", timeout=10)
+        assert answer.status_code == 200, answer.text
+        echo = answer.json()
+        assert echo["path"] == path
+        assert echo["headers"]["authorization"] == answer.request.headers["authorization"]
+        assert "dapr-hop-authorization" not in echo["headers"]
+    # Other credentials are the app's business: they pass through, and the path names the app.
+    plain = httpx.get(
+        f"{caller.http}/v1.0/invoke/api-app/method/secure", auth=("alice", "pw"), timeout=10
+    )
+    assert plain.status_code == 200, plain.text
+    assert plain.json()["path"] == "/secure"
+    assert plain.json()["headers"]["authorization"] == plain.request.headers["authorization"]
+    nobody = httpx.get(f"{caller.http}/orders", auth=("dapr-app-id", ""), timeout=10)
+    assert nobody.status_code == 404
+    assert nobody.json()["errorCode"] == "ERR_DIRECT_INVOKE"
+
+
 @pytest.mark.parametrize(
     ("sent", "received"),
     [
