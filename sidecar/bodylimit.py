@@ -12,14 +12,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sidecar.asgi import send_response
 
-#: daprd's default ``--max-body-size``.
-MAX_BODY_BYTES = 4 << 20
-
 
 class MaxBodySize:
     """Answer 400 ERR_BODY_READ to a request whose body is longer than ``limit`` bytes."""
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
         self.limit = limit
 

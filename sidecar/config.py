@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sidecar.app_health import HealthCheck
 from sidecar.durations import parse_go_duration
+from sidecar.quantity import QuantityError, parse_bytes
 
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
@@ -36,6 +37,11 @@ class SidecarConfig:
     #: ``--enable-metrics`` / ``--metrics-port`` / ``--metrics-listen-address``: where daprd's
     #: Prometheus metrics are served; None = not served
     metrics_address: tuple[str, int] | None = None
+    #: ``--max-body-size``: the longest request body the HTTP and gRPC APIs take; 0 or less:
+    #: no limit
+    max_body_bytes: int = 4 << 20
+    #: ``--read-buffer-size``: Go's MaxHeaderBytes for the HTTP API (request line and headers)
+    read_buffer_bytes: int = 4 << 10
 
 
 def _port(text: str) -> int:
@@ -66,6 +72,30 @@ def _duration(text: str) -> float:
     if seconds < 0:
         raise argparse.ArgumentTypeError(f"expected a duration of 0 or more, got {text!r}")
     return seconds
+
+
+def _quantity(text: str) -> int:
+    try:
+        return parse_bytes(text)
+    except QuantityError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _go_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _size(quantity: int | None, deprecated: int | None, shift: int, default: int) -> int:
+    """daprd's rule: the quantity flag wins; the deprecated flag counts in KB or MB when above
+    0 and is taken as is otherwise; neither: the default."""
+    if quantity is not None:
+        return quantity
+    if deprecated is not None:
+        return deprecated << shift if deprecated > 0 else deprecated
+    return default
 
 
 def _go_bool(text: str) -> bool:
@@ -141,6 +171,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", default="", help="accepted for daprd compatibility; not applied (warned)"
     )
+    parser.add_argument(
+        "--max-body-size",
+        type=_quantity,
+        default=None,
+        help="longest request body of the HTTP and gRPC APIs, a quantity (default 4Mi)",
+    )
+    parser.add_argument(
+        "--dapr-http-max-request-size",
+        type=_go_int,
+        default=None,
+        help="deprecated: --max-body-size in MB",
+    )
+    parser.add_argument(
+        "--read-buffer-size",
+        type=_quantity,
+        default=None,
+        help="room for an HTTP request's line and headers, a quantity (default 4Ki)",
+    )
+    parser.add_argument(
+        "--dapr-http-read-buffer-size",
+        type=_go_int,
+        default=None,
+        help="deprecated: --read-buffer-size in KB",
+    )
     return parser
 
 
@@ -177,4 +231,10 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> SidecarConfig:
         if options.enable_metrics
         else None,
         block_shutdown_seconds=options.dapr_block_shutdown_duration,
+        max_body_bytes=_size(
+            options.max_body_size, options.dapr_http_max_request_size, 20, 4 << 20
+        ),
+        read_buffer_bytes=_size(
+            options.read_buffer_size, options.dapr_http_read_buffer_size, 10, 4 << 10
+        ),
     )

@@ -367,12 +367,14 @@ def create_grpc_server(runtime: Runtime) -> grpc.aio.Server:
     interceptors = (
         [ApiTokenInterceptor(runtime.config.api_token)] if runtime.config.api_token else []
     )
+    # daprd gives grpc-go --max-body-size for both directions; 0 or less is no limit here.
+    limit = runtime.config.max_body_bytes if runtime.config.max_body_bytes > 0 else -1
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[
             ("grpc.so_reuseport", 0),
-            ("grpc.max_receive_message_length", 4 * 1024 * 1024),
-            ("grpc.max_send_message_length", 4 * 1024 * 1024),
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
         ],
     )
     dapr_pb2_grpc.add_DaprServicer_to_server(DaprServicer(runtime), server)  # type: ignore[no-untyped-call]

@@ -25,6 +25,7 @@ from sidecar import cloudevents
 from sidecar.asgi import TEXT, send_response
 from sidecar.bodylimit import MaxBodySize
 from sidecar.errors import DaprError
+from sidecar.headlimit import MaxHeadSize
 from sidecar.http_paths import DaprRoute, EscapedPaths
 from sidecar.http_state import state_routes
 from sidecar.invoke import InvokeResult
@@ -310,7 +311,10 @@ def create_http_app(runtime: Runtime) -> ASGIApp:
         ),
         DaprRoute("/{path:path}", dapr_errors(api.invoke), methods=_ALL_METHODS),
     ]
-    app: ASGIApp = MaxBodySize(EscapedPaths(Starlette(routes=routes)))
-    if runtime.config.api_token:
-        app = ApiTokenMiddleware(app, runtime.config.api_token)
-    return app
+    config = runtime.config
+    app: ASGIApp = EscapedPaths(Starlette(routes=routes))
+    if config.max_body_bytes > 0:  # daprd adds no limit for 0 or less
+        app = MaxBodySize(app, config.max_body_bytes)
+    if config.api_token:
+        app = ApiTokenMiddleware(app, config.api_token)
+    return MaxHeadSize(app, config.read_buffer_bytes)

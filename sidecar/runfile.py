@@ -26,6 +26,8 @@ SETTINGS = frozenset(
         "appHealthProbeInterval",
         "appHealthProbeTimeout",
         "appHealthThreshold",
+        "daprHTTPMaxRequestSize",
+        "daprHTTPReadBufferSize",
         "logLevel",
         "daprdLogDestination",
         "appLogDestination",
@@ -68,6 +70,8 @@ class AppSpec:
     app_health_check_path: str = ""
     #: daprd's health-check flags, from enableAppHealthCheck and appHealthProbe*/Threshold
     app_health_flags: tuple[str, ...] = ()
+    #: daprd's size flags, from daprHTTPMaxRequestSize (MB) and daprHTTPReadBufferSize (KB)
+    size_flags: tuple[str, ...] = ()
     log_level: str = ""
     daprd_log: str = "file"  #: where the sidecar's output goes (CLI default: file)
     app_log: str = "fileAndConsole"  #: where the app's output goes (CLI default)
@@ -147,6 +151,7 @@ def parse_run_file(text: str, path: Path) -> list[AppSpec]:
                 setting("appHealthCheckPath"), path, f"{where}.appHealthCheckPath"
             ),
             app_health_flags=_health_flags(setting, path, where),
+            size_flags=_size_flags(setting, path, where),
             log_level=_str(setting("logLevel"), path, f"{where}.logLevel"),
             daprd_log=_destination(setting("daprdLogDestination"), "file", path, where),
             app_log=_destination(setting("appLogDestination"), "fileAndConsole", path, where),
@@ -186,6 +191,21 @@ def _health_flags(setting: Callable[[str], Any], path: Path, where: str) -> tupl
             raise RunFileError(
                 path, f"{where}.{key}", f"expected a whole number above 0, got {value!r}"
             )
+        flags += [flag, str(value)]
+    return tuple(flags)
+
+
+def _size_flags(setting: Callable[[str], Any], path: Path, where: str) -> tuple[str, ...]:
+    flags: list[str] = []
+    for key, flag in (
+        ("daprHTTPMaxRequestSize", "--dapr-http-max-request-size"),
+        ("daprHTTPReadBufferSize", "--dapr-http-read-buffer-size"),
+    ):
+        value = setting(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RunFileError(path, f"{where}.{key}", f"expected a whole number, got {value!r}")
         flags += [flag, str(value)]
     return tuple(flags)
 

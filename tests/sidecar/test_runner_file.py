@@ -105,6 +105,34 @@ apps:
         parse_run_file(bad, tmp_path / "dapr.yaml")
 
 
+def test_size_fields_become_daprd_flags(tmp_path: Path) -> None:
+    text = """\
+version: 1
+common:
+  daprHTTPReadBufferSize: 16
+apps:
+  - appDirPath: .
+    command: [x]
+    daprHTTPMaxRequestSize: 8
+"""
+    (spec,) = parse_run_file(text, tmp_path / "dapr.yaml")
+    assert spec.unapplied == ()
+    assert spec.size_flags == (
+        "--dapr-http-max-request-size",
+        "8",
+        "--dapr-http-read-buffer-size",
+        "16",
+    )
+    command = sidecar_command(spec, Ports(3500, 50001, 9090))
+    for flag, value in (
+        ("--dapr-http-max-request-size", "8"),
+        ("--dapr-http-read-buffer-size", "16"),
+    ):
+        assert command[command.index(flag) + 1] == value
+    with pytest.raises(RunFileError, match=r"apps\[0\].daprHTTPMaxRequestSize"):
+        parse_run_file(text.replace("Size: 8", "Size: 8MB"), tmp_path / "dapr.yaml")
+
+
 @pytest.mark.parametrize(
     ("text", "field"),
     [

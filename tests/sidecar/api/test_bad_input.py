@@ -244,6 +244,42 @@ def test_http_oversized_bodies_are_refused(http: httpx.Client) -> None:
     assert http.post("/v1.0/state/redisstore", json=fits).status_code == 204
 
 
+def test_http_oversized_request_heads_get_gos_431(http: httpx.Client) -> None:
+    """daprd's Go server reads a request line and headers of --read-buffer-size (4 KiB) plus
+    4 KiB of slack; a longer head is a plain-text 431 before any handler, connection closed."""
+    assert http.get("/v1.0/healthz", headers={"x-big": "a" * 7000}).status_code == 204
+    refused = http.get("/v1.0/healthz", headers={"x-big": "a" * 8200})
+    assert refused.status_code == 431
+    assert refused.text == "431 Request Header Fields Too Large"
+    assert refused.headers["content-type"] == "text/plain; charset=utf-8"
+    assert refused.headers["connection"] == "close"
+    # The request line counts too: a long key in the path is refused alike.
+    assert http.get(f"/v1.0/state/redisstore/{'k' * 8200}").status_code == 431
+
+
+def test_size_flags_move_both_limits(resources: Path, registry: Path, workdir: Path) -> None:
+    flags = ("--read-buffer-size", "16Ki", "--dapr-http-max-request-size", "1")
+    car = Sidecar("sized", resources, registry, log_dir=workdir, flags=flags).start()
+    try:
+        with httpx.Client(base_url=car.http, timeout=20) as client:
+            roomy = client.get("/v1.0/healthz", headers={"x-big": "a" * 16000})
+            assert roomy.status_code == 204
+            assert client.get("/v1.0/healthz", headers={"x-big": "a" * 20600}).status_code == 431
+            key = unique("sized")
+            over = [{"key": key, "value": "z" * (1 << 20)}]
+            assert_error(client.post("/v1.0/state/redisstore", json=over), 400, "ERR_BODY_READ")
+            fits = [{"key": key, "value": "z" * ((1 << 20) - 1024)}]
+            assert client.post("/v1.0/state/redisstore", json=fits).status_code == 204
+        with grpc.insecure_channel(car.grpc_address) as channel:
+            stub = dapr_pb2_grpc.DaprStub(channel)
+            item = common_pb2.StateItem(key=key, value=b"x" * (1 << 20))
+            request = state_pb2.SaveStateRequest(store_name="redisstore", states=[item])
+            refused = grpc_error(lambda: stub.SaveState(request, timeout=20))
+            assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        car.stop()
+
+
 def test_http_garbage_and_cut_connections(sidecar: Sidecar) -> None:
     with socket.create_connection(("127.0.0.1", sidecar.http_port), timeout=10) as raw:
         raw.sendall(b"\x16\x03\x01 not http at all\r\n\r\n")
