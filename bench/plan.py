@@ -18,7 +18,7 @@ class Plan:
     submit_concurrency: tuple[int, ...]
     e2e_count: int  #: short jobs per replica count, and Celery tasks
     e2e_concurrency: int
-    wait_count: int
+    wait_count: int  #: jobs of scenario 3's closed loop and of its Poisson arrivals
     waiters: tuple[int, ...]
     waiter_hold_s: float  #: how long the waiters are held while memory/CPU/reads are taken
     event_count: int
@@ -32,7 +32,7 @@ PLANS = {
     "tiny": Plan("tiny", 12, (1, 16, 64), 12, 8, 6, (50,), 1.0, 4, 120, 1, 10.0, 6.0),
     "quick": Plan("quick", 200, (1, 16, 64), 150, 16, 40, (1000,), 2.0, 20, 1000, 2, 15.0, 15.0),
     "full": Plan(
-        "full", 1500, (1, 16, 64), 1000, 16, 200, (1000, 10000), 5.0, 100, 4000, 3, 60.0, 30.0
+        "full", 1500, (1, 16, 64), 1000, 16, 600, (1000, 10000), 5.0, 100, 4000, 3, 60.0, 30.0
     ),
 }
 

@@ -29,6 +29,8 @@ CONCURRENCY = 8
 #: Room for the Poisson arrivals that bunch up: the cap must not shape the offered load.
 OPEN_LOOP_CAP = 64
 P99_LIMIT_MS = 10.0
+#: Jobs run one at a time at most (each takes its 100 ms and the answer's round trip).
+ALONE_MAX = 100
 
 
 @dataclass
@@ -107,7 +109,7 @@ async def run(ctx: Context, result: ScenarioResult) -> None:
         spread = _report(result, label, waits.take(), load, split=False)
         ctx.progress(f"scenario 3: Poisson arrivals: p99 {spread:.1f} ms")
 
-        alone = max(2, count // 2)
+        alone = max(2, min(count // 2, ALONE_MAX))
         load = await run_load(waits.one, count=alone, concurrency=1, time_limit=limit)
         single = _report(result, "one at a time: ", waits.take(), load, split=False)
         ctx.progress(f"scenario 3: one at a time: p99 {single:.1f} ms")
