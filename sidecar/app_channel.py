@@ -1,7 +1,9 @@
 """The sidecar's HTTP client to its app: one pooled aiohttp session, daprd's headers.
 
 Like daprd's app channel it sends ``dapr-api-token`` when ``APP_API_TOKEN`` is configured and
-has no timeout of its own (resiliency policies bound the calls).
+has no timeout of its own (resiliency policies bound the calls). With ``--app-max-concurrency``
+at most that many invocations and deliveries are at the app at once, the others wait their turn;
+health probes are not counted, as in daprd (pkg/channel/http/http_channel.go).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class AppChannel:
         *,
         max_connections: int = 100,
         timeout: float | None = None,
+        max_concurrency: int = -1,
     ) -> None:
         self.address = address
         self.port = port
@@ -37,6 +40,8 @@ class AppChannel:
         self._max_connections = max_connections
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
+        #: daprd limits only for a value above 0
+        self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency > 0 else None
 
     def _get_session(self) -> aiohttp.ClientSession:
         # Created on first use: aiohttp sessions must be born inside the running event loop.
@@ -50,6 +55,16 @@ class AppChannel:
     async def request(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes
     ) -> AppResponse:
+        """An invocation or delivery: it waits for a slot under ``--app-max-concurrency``."""
+        if self._slots is None:
+            return await self.send(method, path, headers, body)
+        async with self._slots:
+            return await self.send(method, path, headers, body)
+
+    async def send(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> AppResponse:
+        """One request to the app, outside the concurrency limit (health probes)."""
         url = f"{self._base}/{path.lstrip('/')}"
         all_headers = {**headers, **self._token_headers}
         try:

@@ -71,7 +71,7 @@ class AppHealth:
     async def probe(self) -> bool:
         try:
             status, _, _ = await asyncio.wait_for(
-                self._channel.request("GET", self._check.path, {}, b""), self._check.timeout
+                self._channel.send("GET", self._check.path, {}, b""), self._check.timeout
             )
         except (AppUnreachableError, TimeoutError):
             return False

@@ -20,6 +20,9 @@ class SidecarConfig:
     app_port: int | None = None  #: None = no app: no subscriptions, invoke answers an error
     app_protocol: str = "http"
     app_channel_address: str = "127.0.0.1"
+    #: ``--app-max-concurrency``: invocations and deliveries at the app at once; -1 (or any
+    #: value below 1): no limit
+    app_max_concurrency: int = -1
     http_port: int = 3500
     grpc_port: int = 50001
     listen_address: str = "127.0.0.1"
@@ -116,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--app-port", type=_port, default=None, help="the port the app listens on")
     parser.add_argument("--app-protocol", default="http", choices=["http"])
     parser.add_argument("--app-channel-address", default="127.0.0.1")
+    parser.add_argument(
+        "--app-max-concurrency",
+        type=_go_int,
+        default=-1,
+        help="invocations and deliveries at the app at once (-1: no limit)",
+    )
     parser.add_argument("--dapr-http-port", type=_port, default=3500)
     parser.add_argument("--dapr-grpc-port", type=_port, default=50001)
     parser.add_argument("--dapr-listen-addresses", default="127.0.0.1")
@@ -210,6 +219,7 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> SidecarConfig:
         app_port=options.app_port,
         app_protocol=options.app_protocol,
         app_channel_address=options.app_channel_address,
+        app_max_concurrency=options.app_max_concurrency,
         http_port=options.dapr_http_port,
         grpc_port=options.dapr_grpc_port,
         listen_address=options.dapr_listen_addresses,

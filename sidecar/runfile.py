@@ -28,6 +28,7 @@ SETTINGS = frozenset(
         "appHealthThreshold",
         "daprHTTPMaxRequestSize",
         "daprHTTPReadBufferSize",
+        "appMaxConcurrency",
         "logLevel",
         "daprdLogDestination",
         "appLogDestination",
@@ -70,8 +71,9 @@ class AppSpec:
     app_health_check_path: str = ""
     #: daprd's health-check flags, from enableAppHealthCheck and appHealthProbe*/Threshold
     app_health_flags: tuple[str, ...] = ()
-    #: daprd's size flags, from daprHTTPMaxRequestSize (MB) and daprHTTPReadBufferSize (KB)
-    size_flags: tuple[str, ...] = ()
+    #: daprd's flags from daprHTTPMaxRequestSize (MB), daprHTTPReadBufferSize (KB) and
+    #: appMaxConcurrency
+    number_flags: tuple[str, ...] = ()
     log_level: str = ""
     daprd_log: str = "file"  #: where the sidecar's output goes (CLI default: file)
     app_log: str = "fileAndConsole"  #: where the app's output goes (CLI default)
@@ -151,7 +153,7 @@ def parse_run_file(text: str, path: Path) -> list[AppSpec]:
                 setting("appHealthCheckPath"), path, f"{where}.appHealthCheckPath"
             ),
             app_health_flags=_health_flags(setting, path, where),
-            size_flags=_size_flags(setting, path, where),
+            number_flags=_number_flags(setting, path, where),
             log_level=_str(setting("logLevel"), path, f"{where}.logLevel"),
             daprd_log=_destination(setting("daprdLogDestination"), "file", path, where),
             app_log=_destination(setting("appLogDestination"), "fileAndConsole", path, where),
@@ -195,11 +197,12 @@ def _health_flags(setting: Callable[[str], Any], path: Path, where: str) -> tupl
     return tuple(flags)
 
 
-def _size_flags(setting: Callable[[str], Any], path: Path, where: str) -> tuple[str, ...]:
+def _number_flags(setting: Callable[[str], Any], path: Path, where: str) -> tuple[str, ...]:
     flags: list[str] = []
     for key, flag in (
         ("daprHTTPMaxRequestSize", "--dapr-http-max-request-size"),
         ("daprHTTPReadBufferSize", "--dapr-http-read-buffer-size"),
+        ("appMaxConcurrency", "--app-max-concurrency"),
     ):
         value = setting(key)
         if value is None:

@@ -60,7 +60,7 @@ def sidecar_command(spec: AppSpec, ports: Ports) -> list[str]:
     if spec.app_health_check_path:
         args += ["--app-health-check-path", spec.app_health_check_path]
     args += spec.app_health_flags
-    args += spec.size_flags
+    args += spec.number_flags
     if spec.log_level:
         args += ["--log-level", spec.log_level]
     for folder in spec.resources_paths:

@@ -72,7 +72,10 @@ class Runtime:
         self.app_channel: AppChannel | None = None
         if config.app_port is not None:
             self.app_channel = AppChannel(
-                config.app_channel_address, config.app_port, config.app_api_token
+                config.app_channel_address,
+                config.app_port,
+                config.app_api_token,
+                max_concurrency=config.app_max_concurrency,
             )
         self.invoker = Invoker(self.app_id, self.registry, self.app_channel, config.api_token)
         # Filled in by start(); the API layers only run after that.

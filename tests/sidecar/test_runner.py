@@ -136,7 +136,7 @@ apps:
     appPort: {port_b}
     daprHTTPPort: {http_b}
     command: ["{python}", "{app}"]
-    appMaxConcurrency: 2
+    enableProfiling: true
 """
 
 
@@ -165,7 +165,7 @@ def test_run_file_starts_every_app(tmp_path: Path, resources: Path) -> None:
         wait_until(lambda: len(app_pids(runner.log_tail())) == 2)
         log = runner.log_tail()
         assert "not applied by the local sidecar" in log
-        assert "apps[1].appMaxConcurrency" in log
+        assert "apps[1].enableProfiling" in log
         assert "== APP - run-a == tiny app run-a pid" in log
         assert "== APP - run-b == tiny app run-b pid" in log
         assert list((tmp_path / "b" / ".dapr" / "logs").glob("run-b_app_*.log"))

@@ -67,11 +67,11 @@ apps:
   - appDirPath: .
     command: [x]
     enableAppHealthCheck: true
-    appMaxConcurrency: 2
+    enableProfiling: true
     appPort: 8000
 """
     (spec,) = parse_run_file(text, tmp_path / "dapr.yaml")
-    assert spec.unapplied == ("common.enableApiLogging", "apps[0].appMaxConcurrency")
+    assert spec.unapplied == ("common.enableApiLogging", "apps[0].enableProfiling")
     assert spec.app_health_flags == ("--enable-app-health-check",)
 
 
@@ -105,7 +105,7 @@ apps:
         parse_run_file(bad, tmp_path / "dapr.yaml")
 
 
-def test_size_fields_become_daprd_flags(tmp_path: Path) -> None:
+def test_size_and_concurrency_fields_become_daprd_flags(tmp_path: Path) -> None:
     text = """\
 version: 1
 common:
@@ -114,20 +114,18 @@ apps:
   - appDirPath: .
     command: [x]
     daprHTTPMaxRequestSize: 8
+    appMaxConcurrency: 3
 """
     (spec,) = parse_run_file(text, tmp_path / "dapr.yaml")
     assert spec.unapplied == ()
-    assert spec.size_flags == (
-        "--dapr-http-max-request-size",
-        "8",
-        "--dapr-http-read-buffer-size",
-        "16",
-    )
+    flags = {
+        "--dapr-http-max-request-size": "8",
+        "--dapr-http-read-buffer-size": "16",
+        "--app-max-concurrency": "3",
+    }
+    assert spec.number_flags == tuple(part for pair in flags.items() for part in pair)
     command = sidecar_command(spec, Ports(3500, 50001, 9090))
-    for flag, value in (
-        ("--dapr-http-max-request-size", "8"),
-        ("--dapr-http-read-buffer-size", "16"),
-    ):
+    for flag, value in flags.items():
         assert command[command.index(flag) + 1] == value
     with pytest.raises(RunFileError, match=r"apps\[0\].daprHTTPMaxRequestSize"):
         parse_run_file(text.replace("Size: 8", "Size: 8MB"), tmp_path / "dapr.yaml")

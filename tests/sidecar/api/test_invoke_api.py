@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -117,6 +118,31 @@ def test_invoke_refuses_methods_daprd_refuses(caller: Sidecar, sent: str, why: s
         "message": "failed to invoke, id: api-app, err: rpc error: code = InvalidArgument "
         f"desc = invalid method: {why}",
     }
+
+
+def test_app_max_concurrency_holds_calls_to_the_app(
+    caller: Sidecar, app: TinyApp, resources: Path, registry: Path, workdir: Path
+) -> None:
+    """``--app-max-concurrency 1``: invocations reach the app one at a time (daprd's semaphore
+    in its app channel); without the flag they all go in together."""
+
+    def peak_of_four(sidecar: Sidecar, target: str) -> int:
+        url = f"{sidecar.http}/v1.0/invoke/{target}/method/slow/300"
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: httpx.get(url, timeout=20), range(4)))
+        assert [a.status_code for a in answers] == [200] * 4
+        return int(httpx.get(f"http://127.0.0.1:{app.port}/peak", timeout=10).json())
+
+    httpx.get(f"http://127.0.0.1:{app.port}/peak", timeout=10)  # reset
+    assert peak_of_four(caller, "api-app") == 4
+    flags = ("--app-max-concurrency", "1")
+    limited = Sidecar(
+        "api-app-limited", resources, registry, app_port=app.port, log_dir=workdir, flags=flags
+    ).start()
+    try:
+        assert peak_of_four(limited, limited.app_id) == 1
+    finally:
+        limited.stop()
 
 
 def test_invoke_errors(caller: Sidecar) -> None:

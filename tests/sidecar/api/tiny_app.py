@@ -3,7 +3,8 @@
 Env: APP_PORT; SUBSCRIPTIONS (JSON answered on GET /dapr/subscribe; unset = 404).
 Routes: POST /events/* records the body and answers 200; GET /received lists the bodies;
 GET /healthz answers 200, or 503 after POST /health/down (until POST /health/up);
-any other path echoes method, path, query, headers and body as JSON; /status/NNN answers NNN.
+any other path echoes method, path, query, headers and body as JSON; /status/NNN answers NNN;
+/slow/MS answers after MS milliseconds, and GET /peak tells (and resets) how many were in at once.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import json
 import os
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 RECEIVED: list[object] = []
 LOCK = threading.Lock()
 HEALTHY = threading.Event()
 HEALTHY.set()
+SLOW = {"in": 0, "peak": 0}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -69,6 +72,20 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/received":
             with LOCK:
                 self._answer(200, json.dumps(RECEIVED).encode())
+            return
+        if path.startswith("/slow/"):
+            with LOCK:
+                SLOW["in"] += 1
+                SLOW["peak"] = max(SLOW["peak"], SLOW["in"])
+            time.sleep(int(path.rsplit("/", 1)[1]) / 1000)
+            with LOCK:
+                SLOW["in"] -= 1
+            self._answer(200, b"{}")
+            return
+        if path == "/peak":
+            with LOCK:
+                peak, SLOW["peak"] = SLOW["peak"], 0
+            self._answer(200, json.dumps(peak).encode())
             return
         if path.startswith("/status/"):
             self._answer(int(path.rsplit("/", 1)[1]), b'{"failed":true}')
