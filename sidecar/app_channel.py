@@ -3,7 +3,9 @@
 Like daprd's app channel it sends ``dapr-api-token`` when ``APP_API_TOKEN`` is configured and
 has no timeout of its own (resiliency policies bound the calls). With ``--app-max-concurrency``
 at most that many invocations and deliveries are at the app at once, the others wait their turn;
-health probes are not counted, as in daprd (pkg/channel/http/http_channel.go).
+health probes are not counted, as in daprd (pkg/channel/http/http_channel.go). An answer whose
+status line and headers are longer than ``--read-buffer-size`` fails as under daprd, whose client
+to the app has that as Go's ``MaxResponseHeaderBytes`` (pkg/runtime/channels).
 """
 
 from __future__ import annotations
@@ -16,6 +18,17 @@ import aiohttp
 
 #: Status, response headers, body.
 AppResponse = tuple[int, Mapping[str, str], bytes]
+
+
+#: Go's http.Transport limit on a response's head when MaxResponseHeaderBytes is 0.
+GO_DEFAULT_MAX_RESPONSE_HEAD = 10 << 20
+
+
+def response_head_size(response: aiohttp.ClientResponse) -> int:
+    """Bytes of the status line and headers as the app sent them (CRLFs included)."""
+    major, minor = response.version or (1, 1)
+    line = len(f"HTTP/{major}.{minor} {response.status} {response.reason or ''}\r\n")
+    return line + sum(len(k) + 2 + len(v) + 2 for k, v in response.raw_headers) + 2
 
 
 class AppUnreachableError(Exception):
@@ -32,6 +45,7 @@ class AppChannel:
         max_connections: int = 100,
         timeout: float | None = None,
         max_concurrency: int = -1,
+        max_header_bytes: int = 4 << 10,
     ) -> None:
         self.address = address
         self.port = port
@@ -42,13 +56,23 @@ class AppChannel:
         self._session: aiohttp.ClientSession | None = None
         #: daprd limits only for a value above 0
         self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency > 0 else None
+        #: Go's Transport takes 0 (or less, here) as its default, 10 MiB
+        self._max_head = max_header_bytes if max_header_bytes > 0 else GO_DEFAULT_MAX_RESPONSE_HEAD
 
     def _get_session(self) -> aiohttp.ClientSession:
         # Created on first use: aiohttp sessions must be born inside the running event loop.
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30)
+            # Go bounds only the head's total size: aiohttp's own per-line and count limits are
+            # kept out of its way.
+            room = max(self._max_head, 8190)
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, auto_decompress=True
+                connector=connector,
+                timeout=self._timeout,
+                auto_decompress=True,
+                max_line_size=room,
+                max_field_size=room,
+                max_headers=max(128, room // 4),
             )
         return self._session
 
@@ -71,6 +95,11 @@ class AppChannel:
             async with self._get_session().request(
                 method, url, headers=all_headers, data=body
             ) as response:
+                if response_head_size(response) > self._max_head:
+                    raise AppUnreachableError(
+                        f"{method} {url}: net/http: server response headers exceeded "
+                        f"{self._max_head} bytes; aborted"
+                    )
                 content = await response.read()
                 return response.status, dict(response.headers), content
         except (aiohttp.ClientError, OSError) as exc:

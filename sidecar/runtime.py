@@ -76,6 +76,7 @@ class Runtime:
                 config.app_port,
                 config.app_api_token,
                 max_concurrency=config.app_max_concurrency,
+                max_header_bytes=config.read_buffer_bytes,
             )
         self.invoker = Invoker(self.app_id, self.registry, self.app_channel, config.api_token)
         # Filled in by start(); the API layers only run after that.

@@ -145,6 +145,19 @@ def test_app_max_concurrency_holds_calls_to_the_app(
         limited.stop()
 
 
+def test_app_answers_with_too_long_a_head_fail_as_under_daprd(
+    caller: Sidecar, app: TinyApp
+) -> None:
+    """daprd's client to its app takes --read-buffer-size (4 KiB) of status line and headers."""
+    fits = httpx.get(f"{caller.http}/v1.0/invoke/api-app/method/bighead/3500", timeout=10)
+    assert fits.status_code == 200
+    assert len(fits.headers["x-big"]) == 3500
+    refused = httpx.get(f"{caller.http}/v1.0/invoke/api-app/method/bighead/4100", timeout=10)
+    assert refused.status_code == 500
+    assert refused.json()["errorCode"] == "ERR_DIRECT_INVOKE"
+    assert "server response headers exceeded 4096 bytes" in refused.json()["message"]
+
+
 def test_invoke_errors(caller: Sidecar) -> None:
     unknown = httpx.post(f"{caller.http}/v1.0/invoke/nobody/method/x", timeout=10)
     assert unknown.status_code == 500

@@ -4,7 +4,8 @@ Env: APP_PORT; SUBSCRIPTIONS (JSON answered on GET /dapr/subscribe; unset = 404)
 Routes: POST /events/* records the body and answers 200; GET /received lists the bodies;
 GET /healthz answers 200, or 503 after POST /health/down (until POST /health/up);
 any other path echoes method, path, query, headers and body as JSON; /status/NNN answers NNN;
-/slow/MS answers after MS milliseconds, and GET /peak tells (and resets) how many were in at once.
+/slow/MS answers after MS milliseconds, and GET /peak tells (and resets) how many were in at once;
+/bighead/N answers with an X-Big header of N bytes.
 """
 
 from __future__ import annotations
@@ -29,8 +30,12 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         return
 
-    def _answer(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+    def _answer(
+        self, status: int, body: bytes, content_type: str = "application/json", big: int = 0
+    ) -> None:
         self.send_response(status)
+        if big:
+            self.send_header("X-Big", "b" * big)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Tiny-App", "yes")
@@ -81,6 +86,9 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 SLOW["in"] -= 1
             self._answer(200, b"{}")
+            return
+        if path.startswith("/bighead/"):
+            self._answer(200, b"{}", big=int(path.rsplit("/", 1)[1]))
             return
         if path == "/peak":
             with LOCK:
