@@ -174,41 +174,51 @@ def parse_run_file(text: str, path: Path) -> list[AppSpec]:
     return specs
 
 
+#: Run-template fields that become daprd flags of the same meaning: health-check settings
+#: (above 0) and the size and concurrency settings (any whole number).
+_HEALTH_FIELDS = (
+    ("appHealthProbeInterval", "--app-health-probe-interval"),
+    ("appHealthProbeTimeout", "--app-health-probe-timeout"),
+    ("appHealthThreshold", "--app-health-threshold"),
+)
+_NUMBER_FIELDS = (
+    ("daprHTTPMaxRequestSize", "--dapr-http-max-request-size"),
+    ("daprHTTPReadBufferSize", "--dapr-http-read-buffer-size"),
+    ("appMaxConcurrency", "--app-max-concurrency"),
+)
+
+
 def _health_flags(setting: Callable[[str], Any], path: Path, where: str) -> tuple[str, ...]:
     enabled = setting("enableAppHealthCheck")
     if enabled is None or enabled is False:
         return ()
     if enabled is not True:
         raise RunFileError(path, f"{where}.enableAppHealthCheck", "expected true or false")
-    flags = ["--enable-app-health-check"]
-    for key, flag in (
-        ("appHealthProbeInterval", "--app-health-probe-interval"),
-        ("appHealthProbeTimeout", "--app-health-probe-timeout"),
-        ("appHealthThreshold", "--app-health-threshold"),
-    ):
-        value = setting(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise RunFileError(
-                path, f"{where}.{key}", f"expected a whole number above 0, got {value!r}"
-            )
-        flags += [flag, str(value)]
-    return tuple(flags)
+    values = _whole_numbers(setting, _HEALTH_FIELDS, path, where, positive=True)
+    return ("--enable-app-health-check", *values)
 
 
 def _number_flags(setting: Callable[[str], Any], path: Path, where: str) -> tuple[str, ...]:
+    return _whole_numbers(setting, _NUMBER_FIELDS, path, where, positive=False)
+
+
+def _whole_numbers(
+    setting: Callable[[str], Any],
+    fields: tuple[tuple[str, str], ...],
+    path: Path,
+    where: str,
+    *,
+    positive: bool,
+) -> tuple[str, ...]:
+    """``flag value`` for each field set, a whole number (above 0 where ``positive``)."""
     flags: list[str] = []
-    for key, flag in (
-        ("daprHTTPMaxRequestSize", "--dapr-http-max-request-size"),
-        ("daprHTTPReadBufferSize", "--dapr-http-read-buffer-size"),
-        ("appMaxConcurrency", "--app-max-concurrency"),
-    ):
+    for key, flag in fields:
         value = setting(key)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise RunFileError(path, f"{where}.{key}", f"expected a whole number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or (positive and value <= 0):
+            wanted = "a whole number above 0" if positive else "a whole number"
+            raise RunFileError(path, f"{where}.{key}", f"expected {wanted}, got {value!r}")
         flags += [flag, str(value)]
     return tuple(flags)
 
