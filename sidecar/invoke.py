@@ -41,7 +41,8 @@ HOP_BY_HOP = frozenset(
         "dapr-app-id",
     }
 )
-_FORWARDED_MARK = "dapr-caller-app-id"
+#: Added to the invocations a sidecar forwards to another (and given to the app, as daprd does).
+FORWARDED_MARK = "dapr-caller-app-id"
 #: The caller's Authorization on the hop between sidecars: under its own name there, it could
 #: name an app by Basic credentials (``dapr-app-id:<app>``), which would win over the hop's
 #: path at the target sidecar. The target's app gets it back as Authorization, as under daprd.
@@ -138,7 +139,7 @@ class Invoker:
         if query:
             path = f"{path}?{query}"
         sent = dict(headers)
-        sent.setdefault(_FORWARDED_MARK, self.app_id)
+        sent.setdefault(FORWARDED_MARK, self.app_id)
         sent["dapr-callee-app-id"] = self.app_id
         try:
             status, reply_headers, reply = await self.app_channel.request(verb, path, sent, body)
@@ -191,9 +192,9 @@ class Invoker:
         sent = [
             (_HOP_AUTHORIZATION if k.lower() == "authorization" else k, v)
             for k, v in headers
-            if k.lower() != _FORWARDED_MARK
+            if k.lower() != FORWARDED_MARK
         ]
-        sent.append((_FORWARDED_MARK, self.app_id))
+        sent.append((FORWARDED_MARK, self.app_id))
         if self.api_token:
             sent.append(("dapr-api-token", self.api_token))
         request = self._client().request(verb, URL(url, encoded=True), headers=sent, data=body)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from starlette.types import Message, Receive, Scope, Send
 
 from sidecar.config import parse_config
-from sidecar.headlimit import head_size
+from sidecar.headlimit import MaxHeadSize, head_size
 from sidecar.quantity import QuantityError, parse_bytes
 
 
@@ -81,3 +82,34 @@ def test_head_size_counts_the_request_line_and_headers_as_sent() -> None:
     }
     sent = b"GET /v1.0/state/s/k?a=1 HTTP/1.1\r\nhost: x\r\nx-long: yyyyyyyyyy\r\n\r\n"
     assert head_size(scope) == len(sent)
+
+
+async def test_a_forwarded_invocation_is_not_held_to_the_head_limit_again() -> None:
+    """The caller's sidecar held the request to its limit; the hop between sidecars (daprd's
+    internal gRPC call) adds headers of its own and must not be refused for them."""
+    reached: list[bytes] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        reached.append(scope["path"].encode())
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    limited = MaxHeadSize(app, 1024)  # 1 KiB + Go's 4 KiB slack
+    big = [(b"x-big", b"a" * 5200)]
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1.0/invoke/b/method/m",
+        "query_string": b"",
+        "http_version": "1.1",
+    }
+    await limited({**scope, "headers": big}, receive, send)
+    assert (reached, sent[0]["status"]) == ([], 431)
+    await limited({**scope, "headers": [*big, (b"dapr-caller-app-id", b"a")]}, receive, send)
+    assert reached == [b"/v1.0/invoke/b/method/m"]
