@@ -47,6 +47,7 @@ FORWARDED_MARK = "dapr-caller-app-id"
 #: name an app by Basic credentials (``dapr-app-id:<app>``), which would win over the hop's
 #: path at the target sidecar. The target's app gets it back as Authorization, as under daprd.
 _HOP_AUTHORIZATION = "dapr-hop-authorization"
+_HOP_HEAD_ROOM = 10 << 20  #: Go's default limit on a response head
 _PATH_SAFE = "$&+,/:;=@"  #: what Go's URL.EscapedPath leaves as it is, besides letters and digits
 
 
@@ -101,6 +102,11 @@ class Invoker:
                 timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=5),
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Content-Type", "Accept", "Accept-Encoding"),
+                # The target sidecar held its app's answer to its own --read-buffer-size; this
+                # hop (daprd's internal gRPC call) adds no limit of its own.
+                max_line_size=_HOP_HEAD_ROOM,
+                max_field_size=_HOP_HEAD_ROOM,
+                max_headers=_HOP_HEAD_ROOM // 4,
             )
         return self._session
 

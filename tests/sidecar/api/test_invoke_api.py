@@ -158,6 +158,24 @@ def test_app_answers_with_too_long_a_head_fail_as_under_daprd(
     assert "server response headers exceeded 4096 bytes" in refused.json()["message"]
 
 
+def test_the_target_sidecars_read_buffer_bounds_its_apps_answers(
+    caller: Sidecar, app: TinyApp, resources: Path, registry: Path, workdir: Path
+) -> None:
+    """With ``--read-buffer-size 16Ki`` on the target, a 10 KB answer header passes, whatever
+    the caller's own limit: between daprds it travels over their internal gRPC hop."""
+    flags = ("--read-buffer-size", "16Ki")
+    roomy = Sidecar(
+        "api-app-roomy", resources, registry, app_port=app.port, log_dir=workdir, flags=flags
+    ).start()
+    try:
+        url = f"{caller.http}/v1.0/invoke/{roomy.app_id}/method/bighead/10000"
+        answer = httpx.get(url, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert len(answer.headers["x-big"]) == 10000
+    finally:
+        roomy.stop()
+
+
 def test_invoke_errors(caller: Sidecar) -> None:
     unknown = httpx.post(f"{caller.http}/v1.0/invoke/nobody/method/x", timeout=10)
     assert unknown.status_code == 500
