@@ -45,6 +45,10 @@ class SidecarConfig:
     max_body_bytes: int = 4 << 20
     #: ``--read-buffer-size``: Go's MaxHeaderBytes for the HTTP API (request line and headers)
     read_buffer_bytes: int = 4 << 10
+    #: ``--enable-api-logging``: a log line for every HTTP and gRPC API call
+    api_logging: bool = False
+    #: ``--log-as-json``: log lines as JSON objects
+    log_as_json: bool = False
 
 
 def _port(text: str) -> int:
@@ -181,6 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", default="", help="accepted for daprd compatibility; not applied (warned)"
     )
     parser.add_argument(
+        "--enable-api-logging",
+        type=_go_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="log every API call (method, code, duration), as daprd does",
+    )
+    parser.add_argument(
+        "--log-as-json", type=_go_bool, nargs="?", const=True, default=False, help="JSON log lines"
+    )
+    parser.add_argument(
         "--max-body-size",
         type=_quantity,
         default=None,
@@ -241,6 +256,8 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> SidecarConfig:
         if options.enable_metrics
         else None,
         block_shutdown_seconds=options.dapr_block_shutdown_duration,
+        api_logging=options.enable_api_logging,
+        log_as_json=options.log_as_json,
         max_body_bytes=_size(
             options.max_body_size, options.dapr_http_max_request_size, 20, 4 << 20
         ),

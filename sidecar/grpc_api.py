@@ -16,6 +16,7 @@ from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import dapr_pb2_grpc, pubsub_pb2, secret_pb2, state_pb2
 from google.protobuf import any_pb2, empty_pb2
 
+from sidecar.api_logging import GrpcApiLogging
 from sidecar.cloudevents import fast_loads
 from sidecar.errors import DaprError
 from sidecar.publishing import PublishEntry, publish_failed
@@ -364,9 +365,11 @@ def _denied(handler: Any, message: str) -> Any:
 
 
 def create_grpc_server(runtime: Runtime) -> grpc.aio.Server:
-    interceptors = (
-        [ApiTokenInterceptor(runtime.config.api_token)] if runtime.config.api_token else []
-    )
+    interceptors: list[grpc.aio.ServerInterceptor] = []
+    if runtime.config.api_token:
+        interceptors.append(ApiTokenInterceptor(runtime.config.api_token))
+    if runtime.config.api_logging:  # after authentication, as in daprd
+        interceptors.append(GrpcApiLogging())
     # daprd gives grpc-go --max-body-size for both directions; 0 or less is no limit here.
     limit = runtime.config.max_body_bytes if runtime.config.max_body_bytes > 0 else -1
     server = grpc.aio.server(

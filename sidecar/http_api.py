@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sidecar import cloudevents
+from sidecar.api_logging import HttpApiLogging
 from sidecar.asgi import TEXT, send_response
 from sidecar.bodylimit import MaxBodySize
 from sidecar.errors import DaprError
@@ -315,6 +316,8 @@ def create_http_app(runtime: Runtime) -> ASGIApp:
     app: ASGIApp = EscapedPaths(Starlette(routes=routes))
     if config.max_body_bytes > 0:  # daprd adds no limit for 0 or less
         app = MaxBodySize(app, config.max_body_bytes)
+    if config.api_logging:  # after authentication, as in daprd: refused calls go unlogged
+        app = HttpApiLogging(app)
     if config.api_token:
         app = ApiTokenMiddleware(app, config.api_token)
     return MaxHeadSize(app, config.read_buffer_bytes)

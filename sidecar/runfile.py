@@ -23,6 +23,7 @@ SETTINGS = frozenset(
         "appChannelAddress",
         "appHealthCheckPath",
         "enableAppHealthCheck",
+        "enableApiLogging",
         "appHealthProbeInterval",
         "appHealthProbeTimeout",
         "appHealthThreshold",
@@ -74,10 +75,11 @@ class AppSpec:
     #: daprd's flags from daprHTTPMaxRequestSize (MB), daprHTTPReadBufferSize (KB) and
     #: appMaxConcurrency
     number_flags: tuple[str, ...] = ()
+    api_logging: bool = False  #: enableApiLogging: daprd's --enable-api-logging
     log_level: str = ""
     daprd_log: str = "file"  #: where the sidecar's output goes (CLI default: file)
     app_log: str = "fileAndConsole"  #: where the app's output goes (CLI default)
-    #: Fields of the template the local runner does not apply (``apps[0].enableApiLogging``).
+    #: Fields of the template the local runner does not apply (``apps[0].enableProfiling``).
     unapplied: tuple[str, ...] = ()
 
 
@@ -154,6 +156,7 @@ def parse_run_file(text: str, path: Path) -> list[AppSpec]:
             ),
             app_health_flags=_health_flags(setting, path, where),
             number_flags=_number_flags(setting, path, where),
+            api_logging=_switch(setting, "enableApiLogging", path, where),
             log_level=_str(setting("logLevel"), path, f"{where}.logLevel"),
             daprd_log=_destination(setting("daprdLogDestination"), "file", path, where),
             app_log=_destination(setting("appLogDestination"), "fileAndConsole", path, where),
@@ -188,12 +191,16 @@ _NUMBER_FIELDS = (
 )
 
 
+def _switch(setting: Callable[[str], Any], key: str, path: Path, where: str) -> bool:
+    value = setting(key)
+    if value is not None and not isinstance(value, bool):
+        raise RunFileError(path, f"{where}.{key}", "expected true or false")
+    return bool(value)
+
+
 def _health_flags(setting: Callable[[str], Any], path: Path, where: str) -> tuple[str, ...]:
-    enabled = setting("enableAppHealthCheck")
-    if enabled is None or enabled is False:
+    if not _switch(setting, "enableAppHealthCheck", path, where):
         return ()
-    if enabled is not True:
-        raise RunFileError(path, f"{where}.enableAppHealthCheck", "expected true or false")
     values = _whole_numbers(setting, _HEALTH_FIELDS, path, where, positive=True)
     return ("--enable-app-health-check", *values)
 

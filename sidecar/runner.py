@@ -61,6 +61,8 @@ def sidecar_command(spec: AppSpec, ports: Ports) -> list[str]:
         args += ["--app-health-check-path", spec.app_health_check_path]
     args += spec.app_health_flags
     args += spec.number_flags
+    if spec.api_logging:
+        args.append("--enable-api-logging")
     if spec.log_level:
         args += ["--log-level", spec.log_level]
     for folder in spec.resources_paths:

@@ -61,7 +61,7 @@ def test_fields_the_local_runner_does_not_apply_are_named(tmp_path: Path) -> Non
     text = """\
 version: 1
 common:
-  enableApiLogging: true
+  placementHostAddress: localhost:50005
   logLevel: debug
 apps:
   - appDirPath: .
@@ -71,7 +71,7 @@ apps:
     appPort: 8000
 """
     (spec,) = parse_run_file(text, tmp_path / "dapr.yaml")
-    assert spec.unapplied == ("common.enableApiLogging", "apps[0].enableProfiling")
+    assert spec.unapplied == ("common.placementHostAddress", "apps[0].enableProfiling")
     assert spec.app_health_flags == ("--enable-app-health-check",)
 
 
@@ -115,9 +115,12 @@ apps:
     command: [x]
     daprHTTPMaxRequestSize: 8
     appMaxConcurrency: 3
+    enableApiLogging: true
 """
     (spec,) = parse_run_file(text, tmp_path / "dapr.yaml")
     assert spec.unapplied == ()
+    assert spec.api_logging
+    assert "--enable-api-logging" in sidecar_command(spec, Ports(3500, 50001, 9090))
     flags = {
         "--dapr-http-max-request-size": "8",
         "--dapr-http-read-buffer-size": "16",
