@@ -25,6 +25,7 @@ class AppConnection:
     protocol: str
     channel_address: str
     health: HealthCheck | None = None  #: only with --enable-app-health-check, as daprd
+    max_concurrency: int = 0  #: --app-max-concurrency; 0 = no limit (left out of the JSON)
 
 
 def build_metadata(
@@ -43,6 +44,7 @@ def build_metadata(
             port=app.port or 0,
             protocol=app.protocol,
             channel_address=app.channel_address,
+            max_concurrency=app.max_concurrency,
             health=metadata_pb2.AppConnectionHealthProperties(
                 health_check_path=app.health.path,
                 health_probe_interval=format_go_duration(app.health.interval),

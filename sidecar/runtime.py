@@ -123,6 +123,10 @@ class Runtime:
                 protocol=self.config.app_protocol,
                 channel_address=self.config.app_channel_address,
                 health=self.config.app_health,
+                # daprd's runtime config turns the flag's default, -1, into 0 (not shown).
+                max_concurrency=0
+                if self.config.app_max_concurrency == -1
+                else self.config.app_max_concurrency,
             ),
         )
 

@@ -141,6 +141,11 @@ def test_app_max_concurrency_holds_calls_to_the_app(
     ).start()
     try:
         assert peak_of_four(limited, limited.app_id) == 1
+        # The metadata API shows the limit (daprd leaves it out when no limit is set).
+        shown = httpx.get(f"{limited.http}/v1.0/metadata", timeout=10).json()
+        assert shown["appConnectionProperties"]["maxConcurrency"] == 1
+        unset = httpx.get(f"{caller.http}/v1.0/metadata", timeout=10).json()
+        assert "maxConcurrency" not in unset["appConnectionProperties"]
     finally:
         limited.stop()
 
