@@ -134,7 +134,8 @@ def test_app_max_concurrency_holds_calls_to_the_app(
         return int(httpx.get(f"http://127.0.0.1:{app.port}/peak", timeout=10).json())
 
     httpx.get(f"http://127.0.0.1:{app.port}/peak", timeout=10)  # reset
-    assert peak_of_four(caller, "api-app") == 4
+    # Without the flag they overlap (all four, unless the machine delays one by 300 ms).
+    assert peak_of_four(caller, "api-app") >= 2
     flags = ("--app-max-concurrency", "1")
     limited = Sidecar(
         "api-app-limited", resources, registry, app_port=app.port, log_dir=workdir, flags=flags
