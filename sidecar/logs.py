@@ -45,11 +45,14 @@ class DaprdFormatter(logging.Formatter):
             **getattr(record, "fields", {}),
         }
         message = record.getMessage()
-        if record.exc_info:
-            message = f"{message}\n{self.formatException(record.exc_info)}"
+        trace = self.formatException(record.exc_info) if record.exc_info else ""
         level = LEVELS.get(record.levelno, record.levelname.lower())
         if self.as_json:
             line = {"time": moment, "level": level, "msg": message, **fields}
+            if trace:
+                line["error"] = trace
             return json.dumps(line, sort_keys=True, ensure_ascii=False)
         head = f"time={_text(moment)} level={level} msg={_text(message)}"
-        return " ".join([head, *(f"{k}={_text(v)}" for k, v in sorted(fields.items()))])
+        text = " ".join([head, *(f"{k}={_text(v)}" for k, v in sorted(fields.items()))])
+        # A traceback stays readable below its line rather than escaped into it.
+        return f"{text}\n{trace}" if trace else text
