@@ -26,7 +26,8 @@ class QuantityError(ValueError):
 
 def parse_bytes(text: str) -> int:
     """The whole number of bytes ``text`` stands for; QuantityError with daprd's reason."""
-    match = re.match(_PATTERN, text)
+    # fullmatch: Python's `$` would also match before a trailing newline, which Go refuses.
+    match = re.fullmatch(_PATTERN, text)
     if match is None:
         raise QuantityError(f"quantities must match the regular expression '{_PATTERN}'")
     number, suffix = match.groups()

@@ -37,6 +37,7 @@ def test_quantities(text: str, size: int) -> None:
         ("4MB", "must match the regular expression"),
         ("4iM", "unable to parse quantity's suffix"),
         ("4 Mi", "must match the regular expression"),
+        ("4Mi\n", "must match the regular expression"),
         ("Mi", "must match the regular expression"),
         ("1.2.3", "must match the regular expression"),
         ("", "must match the regular expression"),
