@@ -16,10 +16,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import unquote
 
 import grpc
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sidecar.http_paths import decoded_path
 
 HTTP_SCOPE = "dapr.runtime.http-info"
 GRPC_SCOPE = "dapr.runtime.grpc.api-info"
@@ -54,11 +55,9 @@ class HttpApiLogging:
         try:
             await self.app(scope, receive, recording)
         finally:
-            raw: bytes = scope.get("raw_path") or scope["path"].encode()
-            path = unquote(raw.decode("latin-1"), errors="replace")
             fields: dict[str, Any] = {
                 "duration": _elapsed_ms(start),
-                "method": f"{scope['method']} {path}",
+                "method": f"{scope['method']} {decoded_path(scope)}",
             }
             agent = next((v for k, v in scope["headers"] if k == b"user-agent"), None)
             if agent:

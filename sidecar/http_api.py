@@ -12,7 +12,6 @@ import asyncio
 import base64
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 import grpc
 import orjson
@@ -27,7 +26,7 @@ from sidecar.asgi import TEXT, send_response
 from sidecar.bodylimit import MaxBodySize
 from sidecar.errors import DaprError
 from sidecar.headlimit import MaxHeadSize
-from sidecar.http_paths import DaprRoute, EscapedPaths
+from sidecar.http_paths import DaprRoute, EscapedPaths, decoded_path
 from sidecar.http_state import state_routes
 from sidecar.invoke import InvokeResult
 from sidecar.invoke_method import http_target_and_method
@@ -233,11 +232,11 @@ class HttpApi:
 
 def _target_and_method(request: Request) -> tuple[str, str]:
     """From the decoded path, as daprd 1.18 reads it (Go's r.URL.Path)."""
-    raw_path: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
-    path = unquote(raw_path.decode("latin-1"), errors="replace")
     headers = request.headers
     return http_target_and_method(
-        path, headers.get("dapr-app-id", ""), headers.get("authorization", "")
+        decoded_path(request.scope),
+        headers.get("dapr-app-id", ""),
+        headers.get("authorization", ""),
     )
 
 

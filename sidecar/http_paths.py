@@ -12,7 +12,7 @@ from __future__ import annotations
 import posixpath
 import re
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -27,6 +27,12 @@ def go_path_clean(path: str) -> str:
     slash; "" is "." (POSIX's normpath differs only in keeping two leading slashes)."""
     cleaned = posixpath.normpath(path) if path else "."
     return cleaned[1:] if cleaned.startswith("//") else cleaned
+
+
+def decoded_path(scope: Scope) -> str:
+    """The request path decoded once, as Go's ``r.URL.Path`` holds it (``%2F`` is a slash)."""
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
+    return unquote(raw.decode("latin-1"), errors="replace")
 
 
 class EscapedPaths:
