@@ -5,16 +5,24 @@ internal topic together with the key of a marker row that the transaction itself
 sidecar consumes the internal topic, publishes the event to the user's topic only once the
 marker is committed, then deletes the marker; so a crash between commit and publish leaves an
 unacknowledged internal message that is redelivered, and a failed commit publishes nothing.
+
+When the store is ``state.redis`` and the publishing pubsub ``pubsub.redis`` on the same Redis
+(as ``dapr init`` sets them up), there is a shorter way to the same guarantee: each upsert's
+script also appends its event to the topic's stream, so the write and its event are one atomic
+step, and the internal topic, the marker and the relay are not needed. What subscribers receive
+is the same event, sooner; the internal topic is still consumed, for messages left there by
+daprd or by a sidecar that went the long way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import grpc
 import orjson
@@ -23,12 +31,16 @@ from sidecar import cloudevents
 from sidecar.components import Component
 from sidecar.errors import DaprError
 from sidecar.pubsub.base import BulkEntry, Message, PublishError, PubSub
+from sidecar.redis_endpoint import RedisEndpoint
 from sidecar.state.base import (
     DeleteRequest,
     OutcomeUnknown,
     PartialTransaction,
     SetRequest,
     StateStore,
+    StoreUnavailable,
+    StreamAppend,
+    StreamAppendingStore,
 )
 from sidecar.state_service import StateService
 
@@ -55,6 +67,8 @@ class OutboxConfig:
     publish_topic: str  #: outboxPublishTopic
     outbox_pubsub: str  #: outboxPubsub: carries the internal topic (default publish_pubsub)
     discard_when_missing: bool  #: outboxDiscardWhenMissingState
+    #: The store writes each upsert's event itself (same Redis): no internal topic, no marker.
+    direct: bool = False
 
 
 def outbox_config(component: Component) -> OutboxConfig | None:
@@ -152,10 +166,11 @@ class Outbox:
         namespace: str = "",
     ) -> Outbox | None:
         configs = {}
-        for name, (_, component) in stores.items():
+        for name, (store, component) in stores.items():
             config = outbox_config(component)
             if config is not None:
-                configs[name] = config
+                direct = _same_redis(store, pubsubs.get(config.publish_pubsub))
+                configs[name] = dataclasses.replace(config, direct=direct)
         return cls(configs, pubsubs, state, app_id, namespace) if configs else None
 
     def enabled(self, store: str) -> bool:
@@ -199,6 +214,9 @@ class Outbox:
             for op in operations
             if not (isinstance(op, SetRequest) and _truthy(op.metadata.get("outbox.projection")))
         ]
+        if config.direct:
+            await self._transact_direct(config, kept, projections, metadata, traceparent)
+            return
         topic = internal_topic(self._app_id, config.publish_topic, self._namespace)
         markers: list[SetRequest] = []
         outcomes: list[tuple[int, asyncio.Future[bool | None]]] = []  #: (index in kept, outcome)
@@ -242,6 +260,43 @@ class Outbox:
             outcome.set_result(True)
         # Entries the consumer never claims (another replica got the message) expire.
         loop.call_later(_OUTCOME_TTL, self._drop_outcomes, markers)
+
+    async def _transact_direct(
+        self,
+        config: OutboxConfig,
+        operations: Sequence[SetRequest | DeleteRequest],
+        projections: Mapping[str, SetRequest],
+        metadata: Mapping[str, str],
+        traceparent: str,
+    ) -> None:
+        """Commit with each upsert's event appended by the store in the same step."""
+        pubsub = self._pubsubs[config.publish_pubsub]
+        assert isinstance(pubsub, StreamPublisher)
+        appends: dict[int, StreamAppend] = {}
+        for index, op in enumerate(operations):
+            if not isinstance(op, SetRequest):
+                continue
+            event = outbox_event(
+                op,
+                projections.get(op.key, op),
+                config,
+                self._app_id,
+                f"outbox-{uuid.uuid4()}",
+                traceparent,
+            )
+            event["topic"] = config.publish_topic
+            event["pubsubname"] = config.publish_pubsub
+            data = cloudevents.dumps(event)
+            appends[index] = pubsub.stream_append(config.publish_topic, data, {})
+        try:
+            await self._state.transact(config.store, operations, metadata, appends)
+        except DaprError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, StoreUnavailable) and not isinstance(cause, OutcomeUnknown):
+                # Nothing reached Redis. daprd fails here too, at the internal publish that
+                # comes before its commit, and says so with the outbox's error.
+                raise outbox_error(self._app_id, cause) from None
+            raise
 
     def _drop_outcomes(self, markers: Sequence[SetRequest]) -> None:
         for marker in markers:
@@ -299,6 +354,26 @@ class Outbox:
             if found is not None and found.data:
                 return True
         return False
+
+
+@runtime_checkable
+class StreamPublisher(Protocol):
+    """A pubsub whose topics are streams on a Redis that a store may append to."""
+
+    endpoint: RedisEndpoint
+
+    def stream_append(
+        self, topic: str, data: bytes, metadata: Mapping[str, str]
+    ) -> StreamAppend: ...
+
+
+def _same_redis(store: StateStore, pubsub: PubSub | None) -> bool:
+    """Whether the store can write the pubsub's stream entries itself (the direct path)."""
+    return (
+        isinstance(store, StreamAppendingStore)
+        and isinstance(pubsub, StreamPublisher)
+        and store.endpoint == pubsub.endpoint
+    )
 
 
 async def _publish_all(pubsub: PubSub, topic: str, entries: list[BulkEntry], app_id: str) -> None:

@@ -19,6 +19,8 @@ from typing import Any
 
 import hiredis
 
+from sidecar.redis_endpoint import RedisEndpoint
+
 Arg = str | bytes | int | float
 
 
@@ -58,6 +60,10 @@ class PipeSettings:
     max_retries: int = 3  #: connection attempts after the first, go-redis' default
     min_backoff: float = 0.008
     max_backoff: float = 0.512
+
+    @property
+    def endpoint(self) -> RedisEndpoint:
+        return RedisEndpoint(self.host, self.port, self.db, self.username, self.password, self.tls)
 
 
 class _Waiter:

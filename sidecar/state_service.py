@@ -29,6 +29,8 @@ from sidecar.state.base import (
     SetRequest,
     StateError,
     StateStore,
+    StreamAppend,
+    StreamAppendingStore,
 )
 from sidecar.state.keys import illegal_key_message, key_prefix, original_key
 
@@ -184,11 +186,13 @@ class StateService:
         store: str,
         operations: Sequence[SetRequest | DeleteRequest],
         metadata: Mapping[str, str] | None = None,
+        appends: Mapping[int, StreamAppend] | None = None,
     ) -> None:
         """Apply upserts and deletes (USER keys); atomic where the store is (see each store).
 
         ``metadata`` is the request-level metadata; the stores here read only each
-        operation's own metadata.
+        operation's own metadata. ``appends`` (the outbox's direct path) are stream entries
+        written with the operations at their indexes, by a store that can.
         """
         entry = self._lookup(store)
         if "TRANSACTIONAL" not in entry.store.features:
@@ -201,8 +205,14 @@ class StateService:
         ]
         if not requests:
             return
+        if appends:
+            if not isinstance(entry.store, StreamAppendingStore):
+                raise TypeError(f"state store {store} cannot append stream entries")
+            call = entry.store.transact_appending(requests, appends)
+        else:
+            call = entry.store.transact(requests)
         try:
-            await self._timed(store, m.TRANSACTION, entry.store.transact(requests))
+            await self._timed(store, m.TRANSACTION, call)
         except StateError as exc:
             raise err.transaction_failed(exc) from exc
 

@@ -26,7 +26,9 @@ from sidecar.durations import parse_go_duration
 from sidecar.pubsub.base import BulkEntry, Handler, Message, PublishError, stop_tasks
 from sidecar.pubsub.stream_acks import StreamAcks
 from sidecar.redis_conn import redis_client, redis_pipe
+from sidecar.redis_endpoint import RedisEndpoint
 from sidecar.redis_pipe import Arg, RedisPipe, ReplyError
+from sidecar.state.base import StreamAppend
 
 logger = logging.getLogger(__name__)
 
@@ -150,12 +152,21 @@ class RedisStreamsPubSub:
         for reader in list(self._readers):
             await reader.close()
 
-    def _xadd(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> tuple[Arg, ...]:
+    @property
+    def endpoint(self) -> RedisEndpoint:
+        return self._pipe.settings.endpoint
+
+    def stream_append(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> StreamAppend:
+        """The XADD that ``publish`` would send, for a store on the same Redis to run."""
         encoded = json.dumps(dict(metadata)).encode() if metadata else b"{}"
         fields = (b"data", data, b"metadata", encoded)
         if self.settings.max_len_approx is None:
-            return ("XADD", topic, "*", *fields)
-        return ("XADD", topic, "MAXLEN", "~", self.settings.max_len_approx, "*", *fields)
+            return StreamAppend(topic, ("*", *fields))
+        return StreamAppend(topic, ("MAXLEN", "~", self.settings.max_len_approx, "*", *fields))
+
+    def _xadd(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> tuple[Arg, ...]:
+        append = self.stream_append(topic, data, metadata)
+        return ("XADD", append.stream, *append.args)
 
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
         if self._closed:

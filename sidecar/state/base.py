@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+from sidecar.redis_endpoint import RedisEndpoint
 
 
 class Concurrency(StrEnum):
@@ -36,6 +38,18 @@ class DeleteRequest:
     etag: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     concurrency: Concurrency = Concurrency.LAST_WRITE
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAppend:
+    """An entry for a Redis stream on the store's own server: ``XADD <stream> <args>``.
+
+    The outbox hands these to ``state.redis`` when its pubsub is on the same Redis, so each
+    upsert and its event are written by one script: both or neither.
+    """
+
+    stream: str
+    args: tuple[str | bytes | int, ...]  #: everything after the stream's name
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,3 +140,18 @@ class StateStore(Protocol):
 
     async def query(self, query: Mapping[str, object]) -> QueryResponse:
         """The alpha query API; only stores whose features include QUERY_API."""
+
+
+@runtime_checkable
+class StreamAppendingStore(Protocol):
+    """A store that can append stream entries in the same atomic step as its writes."""
+
+    #: Where the store's Redis is; an append is only possible to a stream on the same one.
+    endpoint: RedisEndpoint
+
+    async def transact_appending(
+        self,
+        operations: Sequence[SetRequest | DeleteRequest],
+        appends: Mapping[int, StreamAppend],
+    ) -> None:
+        """``transact``, where ``appends[i]`` is written if and only if operation i is."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from sidecar.components import Component, ComponentError
 from sidecar.redis_conn import redis_pipe
+from sidecar.redis_endpoint import RedisEndpoint
 from sidecar.redis_pipe import OutcomeUnknown as RedisOutcomeUnknown
 from sidecar.redis_pipe import ReplyError
 from sidecar.state.base import (
@@ -30,6 +31,7 @@ from sidecar.state.base import (
     SetRequest,
     StateError,
     StoreUnavailable,
+    StreamAppend,
 )
 from sidecar.state.metadata import etag_mismatch, go_atoi, parse_ttl
 
@@ -64,6 +66,25 @@ end
 return redis.error_reply("failed to set key " .. KEYS[1])
 """
 
+# SET_SCRIPT, then XADD KEYS[2] ARGV[5..] if and only if the set was applied. Redis does not undo
+# a script's writes when a later command fails, so what could fail the XADD (the key holding
+# another type) is checked before anything is written; a full memory fails the first write.
+SET_APPEND_SCRIPT = f"""
+local kind = redis.call("TYPE", KEYS[2])["ok"]
+if kind ~= "none" and kind ~= "stream" then
+  return redis.error_reply("WRONGTYPE " .. KEYS[2] .. " is not a stream")
+end
+local function set()
+{SET_SCRIPT}
+end
+local version = set()
+if type(version) == "table" then
+  return version
+end
+redis.call("XADD", KEYS[2], unpack(ARGV, 5))
+return version
+"""
+
 DELETE_SCRIPT = """
 local etag = redis.pcall("HGET", KEYS[1], "version")
 if not etag or type(etag) == "table" or etag == ARGV[1] or etag == "" or ARGV[1] == "0" then
@@ -72,7 +93,8 @@ end
 return redis.error_reply("failed to delete " .. KEYS[1])
 """
 
-_Call = tuple[bool, str, tuple[str | bytes, ...]]  #: (is a set, key, script arguments)
+#: (script, keys, arguments): an EVALSHA of one of the scripts above
+_Call = tuple[str, tuple[str, ...], tuple[str | bytes | int, ...]]
 _UNAVAILABLE = (OSError, TimeoutError)  #: RedisUnavailable is a ConnectionError
 
 
@@ -104,6 +126,11 @@ class RedisStateStore:
                 raise ComponentError(component, "ttlInSeconds", str(exc)) from None
         self._set_sha = ""
         self._delete_sha = ""
+        self._set_append_sha = ""
+
+    @property
+    def endpoint(self) -> RedisEndpoint:
+        return self._redis.settings.endpoint
 
     async def init(self) -> None:
         try:
@@ -117,13 +144,12 @@ class RedisStateStore:
             ) from exc
 
     async def _load_scripts(self) -> None:
-        set_sha, delete_sha = await self._redis.execute_many(
-            [("SCRIPT", "LOAD", SET_SCRIPT), ("SCRIPT", "LOAD", DELETE_SCRIPT)]
-        )
-        for sha in (set_sha, delete_sha):
+        scripts = (SET_SCRIPT, DELETE_SCRIPT, SET_APPEND_SCRIPT)
+        shas = await self._redis.execute_many([("SCRIPT", "LOAD", script) for script in scripts])
+        for sha in shas:
             if isinstance(sha, ReplyError):
                 raise sha
-        self._set_sha, self._delete_sha = set_sha.decode(), delete_sha.decode()
+        self._set_sha, self._delete_sha, self._set_append_sha = (sha.decode() for sha in shas)
 
     async def close(self) -> None:
         await self._redis.close()
@@ -206,15 +232,26 @@ class RedisStateStore:
             raise etag_mismatch(exc) from exc
 
     async def transact(self, operations: Sequence[SetRequest | DeleteRequest]) -> None:
+        await self.transact_appending(operations, {})
+
+    async def transact_appending(
+        self,
+        operations: Sequence[SetRequest | DeleteRequest],
+        appends: Mapping[int, StreamAppend],
+    ) -> None:
         # Parse everything first: like contrib, a bad etag or TTL sends nothing to Redis.
         calls: list[_Call] = []
-        for op in operations:
+        for index, op in enumerate(operations):
             if isinstance(op, SetRequest):
                 # Contrib's Multi passes no first-write flag to the script.
                 args = (_etag_arg(op), op.value, "1", self._ttl_arg(op))
-                calls.append((True, op.key, args))
+                append = appends.get(index)
+                if append is None:
+                    calls.append(("_set_sha", (op.key,), args))
+                else:
+                    calls.append(("_set_append_sha", (op.key, append.stream), args + append.args))
             else:
-                calls.append((False, op.key, (op.etag or "0",)))
+                calls.append(("_delete_sha", (op.key,), (op.etag or "0",)))
         for attempt in range(2):
             results = await self._exec_multi(calls)
             errors = [r for r in results if isinstance(r, Exception)]
@@ -231,8 +268,8 @@ class RedisStateStore:
 
     async def _exec_multi(self, calls: list[_Call]) -> list[Any]:
         commands = [
-            ("EVALSHA", self._set_sha if is_set else self._delete_sha, 1, key, *args)
-            for is_set, key, args in calls
+            ("EVALSHA", getattr(self, script), len(keys), *keys, *args)
+            for script, keys, args in calls
         ]
         try:
             return await self._redis.transaction(commands)

@@ -38,7 +38,12 @@ def component(name: str, type_: str, metadata: Mapping[str, str] | None = None) 
 
 
 def standard_resources(folder: Path, redis: RedisServer, sqlite_file: Path) -> Path:
-    """Three state stores (redis with outbox, sqlite, in-memory) and a Redis Streams pubsub."""
+    """State stores (redis with outbox, sqlite, in-memory) and a Redis Streams pubsub.
+
+    ``redisstore`` shares the pubsub's Redis, so its outbox takes the direct path (the event is
+    appended by the write's own script); ``relaystore`` is in another database of that Redis, so
+    its outbox goes daprd's way (internal topic, marker, relay).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     docs = [
         component(
@@ -46,6 +51,16 @@ def standard_resources(folder: Path, redis: RedisServer, sqlite_file: Path) -> P
             "state.redis",
             {
                 "redisHost": redis.host,
+                "outboxPublishPubsub": "pubsub",
+                "outboxPublishTopic": "outbox-events",
+            },
+        ),
+        component(
+            "relaystore",
+            "state.redis",
+            {
+                "redisHost": redis.host,
+                "redisDB": "1",
                 "outboxPublishPubsub": "pubsub",
                 "outboxPublishTopic": "outbox-events",
             },

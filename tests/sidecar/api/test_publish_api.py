@@ -16,9 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from dapr.clients import DaprClient
 from dapr.clients.grpc._request import TransactionalStateOperation
 
+from sidecar.outbox import internal_topic
+from tests.conftest import RedisServer
 from tests.procs import wait_until
 from tests.sidecar.api.conformance import APP_ID, PUBSUBS, Conformance
 from tests.sidecar.api.conftest import Sidecar, TinyApp, unique
@@ -225,15 +228,20 @@ def test_http_publish_topic_with_slashes(sidecar: Sidecar, app: TinyApp) -> None
     assert event["datacontenttype"] == "text/plain"
 
 
+#: The outbox's two paths: the event appended by the write's script, and daprd's relay.
+OUTBOX_STORES = pytest.mark.parametrize("store", ["redisstore", "relaystore"])
+
+
+@OUTBOX_STORES
 def test_outbox_transaction_publishes_after_commit(
-    sidecar: Sidecar, app: TinyApp, sdk_http_port: int
+    sidecar: Sidecar, app: TinyApp, sdk_http_port: int, store: str
 ) -> None:
     """A transaction on the outbox store is stored and announced, its op metadata copied onto the
     event as daprd copies it: ``type`` sets the type, ``cloudevent.type`` is only a field."""
     key = unique("job")
     with DaprClient(address=sidecar.grpc_address) as client:
         client.execute_state_transaction(
-            "redisstore",
+            store,
             [
                 TransactionalStateOperation(
                     key=key,
@@ -247,7 +255,7 @@ def test_outbox_transaction_publishes_after_commit(
                 )
             ],
         )
-        assert json.loads(client.get_state("redisstore", key).data)["status"] == "created"
+        assert json.loads(client.get_state(store, key).data)["status"] == "created"
     wait_until(lambda: delivered(app, "/events/created", key), timeout=15)
     event = delivered(app, "/events/created", key)[0]["event"]
     assert event["type"] == "job.created"
@@ -275,15 +283,16 @@ async def test_unpaired_surrogate_escapes_are_published_as_go_reads_them(
     assert event["data"] == {"m": marker, "s": "a\ufffdb", "\ufffd": ["\U0001f600"]}
 
 
+@OUTBOX_STORES
 def test_outbox_event_of_a_value_with_an_unpaired_surrogate(
-    sidecar: Sidecar, app: TinyApp, sdk_http_port: int
+    sidecar: Sidecar, app: TinyApp, sdk_http_port: int, store: str
 ) -> None:
     """The value is stored byte for byte; its event carries the data as Go parses it."""
     key = unique("surrogate")
     value = json.dumps({"job": key, "note": "x\udfff"})
     with DaprClient(address=sidecar.grpc_address) as client:
         client.execute_state_transaction(
-            "redisstore",
+            store,
             [
                 TransactionalStateOperation(
                     key=key,
@@ -292,17 +301,20 @@ def test_outbox_event_of_a_value_with_an_unpaired_surrogate(
                 )
             ],
         )
-        assert client.get_state("redisstore", key).data == value.encode()
+        assert client.get_state(store, key).data == value.encode()
     wait_until(lambda: delivered(app, "/events/created", key), timeout=15)
     event = delivered(app, "/events/created", key)[0]["event"]
     assert event["data"] == {"job": key, "note": "x\ufffd"}
 
 
-def test_outbox_projection_and_failed_transaction(sidecar: Sidecar, app: TinyApp) -> None:
+@OUTBOX_STORES
+def test_outbox_projection_and_failed_transaction(
+    sidecar: Sidecar, app: TinyApp, store: str
+) -> None:
     key, failed_key = unique("proj"), unique("failed")
     http = httpx.Client(base_url=sidecar.http, timeout=10)
     response = http.post(
-        "/v1.0/state/redisstore/transaction",
+        f"/v1.0/state/{store}/transaction",
         json={
             "operations": [
                 {"operation": "upsert", "request": {"key": key, "value": {"full": True}}},
@@ -321,14 +333,14 @@ def test_outbox_projection_and_failed_transaction(sidecar: Sidecar, app: TinyApp
         },
     )
     assert response.status_code == 204, response.text
-    assert http.get(f"/v1.0/state/redisstore/{key}").json() == {"full": True}
+    assert http.get(f"/v1.0/state/{store}/{key}").json() == {"full": True}
     wait_until(lambda: delivered(app, "/events/outbox", key), timeout=15)
     assert delivered(app, "/events/outbox", key)[0]["event"]["data"] == {"projected": key}
 
     # A transaction that fails (stale etag) must not announce anything.
-    http.post("/v1.0/state/redisstore", json=[{"key": failed_key, "value": 1}])
+    http.post(f"/v1.0/state/{store}", json=[{"key": failed_key, "value": 1}])
     stale = http.post(
-        "/v1.0/state/redisstore/transaction",
+        f"/v1.0/state/{store}/transaction",
         json={
             "operations": [
                 {
@@ -343,15 +355,16 @@ def test_outbox_projection_and_failed_transaction(sidecar: Sidecar, app: TinyApp
     # A later successful outbox event proves the consumer went past the failed one.
     later = unique("later")
     http.post(
-        "/v1.0/state/redisstore/transaction",
+        f"/v1.0/state/{store}/transaction",
         json={"operations": [{"operation": "upsert", "request": {"key": later, "value": later}}]},
     )
     wait_until(lambda: delivered(app, "/events/outbox", later), timeout=15)
     assert not delivered(app, "/events/outbox", failed_key)
 
 
+@OUTBOX_STORES
 def test_outbox_announces_exactly_what_a_partly_applied_redis_transaction_stored(
-    sidecar: Sidecar, app: TinyApp
+    sidecar: Sidecar, app: TinyApp, store: str
 ) -> None:
     """state.redis is not atomic: a stale etag fails its own upsert and the others are stored.
 
@@ -359,9 +372,9 @@ def test_outbox_announces_exactly_what_a_partly_applied_redis_transaction_stored
     """
     stored_key, stale_key = unique("stored"), unique("stale")
     http = httpx.Client(base_url=sidecar.http, timeout=10)
-    http.post("/v1.0/state/redisstore", json=[{"key": stale_key, "value": 1}])
+    http.post(f"/v1.0/state/{store}", json=[{"key": stale_key, "value": 1}])
     answer = http.post(
-        "/v1.0/state/redisstore/transaction",
+        f"/v1.0/state/{store}/transaction",
         json={
             "operations": [
                 {
@@ -374,13 +387,36 @@ def test_outbox_announces_exactly_what_a_partly_applied_redis_transaction_stored
     )
     assert answer.status_code == 500
     assert answer.json()["errorCode"] == "ERR_STATE_TRANSACTION"
-    assert http.get(f"/v1.0/state/redisstore/{stored_key}").json() == stored_key
-    assert http.get(f"/v1.0/state/redisstore/{stale_key}").json() == 1
+    assert http.get(f"/v1.0/state/{store}/{stored_key}").json() == stored_key
+    assert http.get(f"/v1.0/state/{store}/{stale_key}").json() == 1
     wait_until(lambda: delivered(app, "/events/outbox", stored_key), timeout=15)
     later = unique("later")
     http.post(
-        "/v1.0/state/redisstore/transaction",
+        f"/v1.0/state/{store}/transaction",
         json={"operations": [{"operation": "upsert", "request": {"key": later, "value": later}}]},
     )
     wait_until(lambda: delivered(app, "/events/outbox", later), timeout=15)
     assert not delivered(app, "/events/outbox", stale_key)
+
+
+@pytest.mark.parametrize(("store", "relayed"), [("redisstore", False), ("relaystore", True)])
+def test_outbox_takes_the_direct_path_only_on_the_pubsubs_own_redis(
+    sidecar: Sidecar, app: TinyApp, redis_server: RedisServer, store: str, relayed: bool
+) -> None:
+    """On the pubsub's Redis and database the write's script appends the event itself, so no
+    internal message is published; anywhere else daprd's internal topic carries it."""
+    internal = internal_topic(sidecar.app_id, "outbox-events")
+    broker = redis.Redis(port=redis_server.port)
+    try:
+        before = broker.xlen(internal)
+        key = unique(f"path-{store}")
+        answer = httpx.post(
+            f"{sidecar.http}/v1.0/state/{store}/transaction",
+            json={"operations": [{"operation": "upsert", "request": {"key": key, "value": key}}]},
+            timeout=10,
+        )
+        assert answer.status_code == 204, answer.text
+        wait_until(lambda: delivered(app, "/events/outbox", key), timeout=15)
+        assert broker.xlen(internal) - before == (1 if relayed else 0)
+    finally:
+        broker.close()

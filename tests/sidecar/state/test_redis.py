@@ -11,7 +11,7 @@ import redis
 
 from sidecar.components import Component, ComponentError
 from sidecar.errors import DaprError
-from sidecar.state.base import Concurrency, SetRequest, StoreUnavailable
+from sidecar.state.base import Concurrency, SetRequest, StoreUnavailable, StreamAppend
 from sidecar.state.redis import RedisStateStore
 from sidecar.state_service import StateService
 from tests.conftest import RedisServer
@@ -121,3 +121,42 @@ async def test_scripts_reloaded_after_script_flush(
     found = await service.get(S, "flushed")
     assert found is not None and (found.data, found.etag) == (b"3", "2")
     assert await service.get(S, "flushed2") is None
+
+
+async def test_an_append_is_written_exactly_when_its_operation_is(
+    service: StateService, redis_server: RedisServer
+) -> None:
+    """The outbox's direct path: each upsert's stream entry comes and goes with the upsert."""
+    raw = redis.Redis(port=redis_server.port)
+    stream, wrong = f"appends-{free_port()}", f"not-a-stream-{free_port()}"
+    raw.set(wrong, "x")
+    await service.save(S, [SetRequest("stale", b"1")])
+
+    def entry(text: bytes) -> StreamAppend:
+        return StreamAppend(stream, ("*", b"data", text))
+
+    try:
+        with pytest.raises(DaprError):
+            await service.transact(
+                S,
+                [
+                    SetRequest("fresh", b"new"),
+                    SetRequest("stale", b"lost", etag="999"),
+                    SetRequest("elsewhere", b"lost"),
+                ],
+                appends={
+                    0: entry(b"fresh"),
+                    1: entry(b"stale"),
+                    2: StreamAppend(wrong, ("*", b"data", b"elsewhere")),
+                },
+            )
+        # Only the applied upsert was announced; the others changed neither key nor stream.
+        assert [fields for _, fields in raw.xrange(stream)] == [{b"data": b"fresh"}]
+        fresh, stale = await service.get(S, "fresh"), await service.get(S, "stale")
+        assert fresh is not None and fresh.data == b"new"
+        assert stale is not None and stale.data == b"1"
+        assert await service.get(S, "elsewhere") is None
+        assert raw.get(wrong) == b"x"
+    finally:
+        raw.delete(stream, wrong)
+        raw.close()
