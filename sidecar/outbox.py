@@ -17,12 +17,11 @@ daprd or by a sidecar that went the long way.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import grpc
 import orjson
@@ -67,8 +66,6 @@ class OutboxConfig:
     publish_topic: str  #: outboxPublishTopic
     outbox_pubsub: str  #: outboxPubsub: carries the internal topic (default publish_pubsub)
     discard_when_missing: bool  #: outboxDiscardWhenMissingState
-    #: The store writes each upsert's event itself (same Redis): no internal topic, no marker.
-    direct: bool = False
 
 
 def outbox_config(component: Component) -> OutboxConfig | None:
@@ -141,8 +138,11 @@ class Outbox:
         state: StateService,
         app_id: str,
         namespace: str = "",
+        direct: Mapping[str, StreamPublisher] | None = None,
     ) -> None:
         self._configs = configs
+        #: Stores whose events their own writes append to the publishing pubsub's streams.
+        self._direct = direct or {}
         self._pubsubs = pubsubs
         self._state = state
         #: Marker reads and deletes are the runtime's own, not API calls: not in the metrics.
@@ -166,12 +166,15 @@ class Outbox:
         namespace: str = "",
     ) -> Outbox | None:
         configs = {}
+        direct: dict[str, StreamPublisher] = {}
         for name, (store, component) in stores.items():
             config = outbox_config(component)
             if config is not None:
-                direct = _same_redis(store, pubsubs.get(config.publish_pubsub))
-                configs[name] = dataclasses.replace(config, direct=direct)
-        return cls(configs, pubsubs, state, app_id, namespace) if configs else None
+                configs[name] = config
+                publisher = pubsubs.get(config.publish_pubsub)
+                if _same_redis(store, publisher):
+                    direct[name] = cast(StreamPublisher, publisher)
+        return cls(configs, pubsubs, state, app_id, namespace, direct) if configs else None
 
     def enabled(self, store: str) -> bool:
         return store in self._configs
@@ -214,8 +217,9 @@ class Outbox:
             for op in operations
             if not (isinstance(op, SetRequest) and _truthy(op.metadata.get("outbox.projection")))
         ]
-        if config.direct:
-            await self._transact_direct(config, kept, projections, metadata, traceparent)
+        publisher = self._direct.get(store)
+        if publisher is not None:
+            await self._transact_direct(config, publisher, kept, projections, metadata, traceparent)
             return
         topic = internal_topic(self._app_id, config.publish_topic, self._namespace)
         markers: list[SetRequest] = []
@@ -264,14 +268,13 @@ class Outbox:
     async def _transact_direct(
         self,
         config: OutboxConfig,
+        pubsub: StreamPublisher,
         operations: Sequence[SetRequest | DeleteRequest],
         projections: Mapping[str, SetRequest],
         metadata: Mapping[str, str],
         traceparent: str,
     ) -> None:
         """Commit with each upsert's event appended by the store in the same step."""
-        pubsub = self._pubsubs[config.publish_pubsub]
-        assert isinstance(pubsub, StreamPublisher)
         appends: dict[int, StreamAppend] = {}
         for index, op in enumerate(operations):
             if not isinstance(op, SetRequest):

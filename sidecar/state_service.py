@@ -42,6 +42,9 @@ class _Store:
     store: StateStore
     component: Component
     prefix: str  #: "<appid>||" etc.; "" for keyPrefix none
+    #: The store again when it can append stream entries with its writes (the outbox's
+    #: direct path); checked once here, as a Protocol isinstance check is slow.
+    appending: StreamAppendingStore | None
 
 
 class StateService:
@@ -62,7 +65,12 @@ class StateService:
         self.app_id = app_id
         self._metrics = metrics
         self._stores = {
-            name: _Store(store, component, key_prefix(component, app_id, namespace))
+            name: _Store(
+                store,
+                component,
+                key_prefix(component, app_id, namespace),
+                store if isinstance(store, StreamAppendingStore) else None,
+            )
             for name, (store, component) in stores.items()
         }
 
@@ -206,9 +214,9 @@ class StateService:
         if not requests:
             return
         if appends:
-            if not isinstance(entry.store, StreamAppendingStore):
+            if entry.appending is None:
                 raise TypeError(f"state store {store} cannot append stream entries")
-            call = entry.store.transact_appending(requests, appends)
+            call = entry.appending.transact_appending(requests, appends)
         else:
             call = entry.store.transact(requests)
         try:
