@@ -23,6 +23,11 @@ LEVELS = {
     logging.CRITICAL: "fatal",
 }
 _PLAIN = re.compile(r"[A-Za-z0-9\-._/@^+]+")
+#: What Go's encoding/json escapes in strings beyond Python's json (logrus keeps its default
+#: HTML escaping); these characters only ever occur inside strings of a JSON text.
+_GO_JSON_ESCAPES = str.maketrans(
+    {c: f"\\u{ord(c):04x}" for c in ("<", ">", "&", "\u2028", "\u2029")}
+)
 
 
 def _text(value: Any) -> str:
@@ -51,7 +56,8 @@ class DaprdFormatter(logging.Formatter):
             line = {"time": moment, "level": level, "msg": message, **fields}
             if trace:
                 line["error"] = trace
-            return json.dumps(line, sort_keys=True, ensure_ascii=False)
+            text = json.dumps(line, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+            return text.translate(_GO_JSON_ESCAPES)
         head = f"time={_text(moment)} level={level} msg={_text(message)}"
         text = " ".join([head, *(f"{k}={_text(v)}" for k, v in sorted(fields.items()))])
         # A traceback stays readable below its line rather than escaped into it.

@@ -38,3 +38,11 @@ def test_a_traceback_goes_below_its_line_in_text_and_into_error_in_json() -> Non
     line = json.loads(DaprdFormatter("a", as_json=True).format(failed))
     assert (line["msg"], line["level"], line["type"]) == ("it failed", "warning", "log")
     assert line["error"].endswith("ValueError: bad")
+
+
+def test_json_lines_are_written_as_gos_encoder_writes_them() -> None:
+    """No spaces between tokens, and <, >, &, U+2028 and U+2029 escaped (logrus' default)."""
+    line = DaprdFormatter("a", as_json=True).format(record("<b> & \u2028\u2029 é", {"n": 1}))
+    assert line.startswith('{"app_id":"a","level":"warning","msg":')
+    assert '"msg":"\\u003cb\\u003e \\u0026 \\u2028\\u2029 é","n":1,"scope":' in line
+    assert json.loads(line)["msg"] == "<b> & \u2028\u2029 é"
