@@ -5,8 +5,27 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+#: The libraries on every job's path, and the peer's: the figures move with their releases.
+PACKAGES = (
+    "dapr",
+    "grpcio",
+    "protobuf",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "httptools",
+    "uvloop",
+    "pydantic",
+    "aiohttp",
+    "redis",
+    "hiredis",
+    "orjson",
+    "celery",
+)
 
 
 def cpu_model() -> str:
@@ -19,8 +38,18 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
 def describe() -> dict[str, Any]:
-    """CPU model, cores, memory, OS and Python version."""
+    """CPU model, cores, memory, OS, Python version and the versions of PACKAGES."""
     try:
         mem_kb = next(
             int(line.split()[1])
@@ -40,4 +69,5 @@ def describe() -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "python": sys.version.split()[0],
         "load_average_1m_at_start": round(load, 2),
+        "packages": package_versions(),
     }

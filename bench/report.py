@@ -47,6 +47,7 @@ def markdown(machine: dict[str, Any], mode: str, results: Sequence[ScenarioResul
         f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB, "
         f"{machine['os']}, Python {machine['python']} "
         f"(1-min load average at start: {machine['load_average_1m_at_start']}).",
+        "Libraries: " + ", ".join(f"{k} {v}" for k, v in machine.get("packages", {}).items()) + ".",
         "Every ratio compares two figures measured in the same run on this machine.",
         "",
     ]

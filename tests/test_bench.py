@@ -172,6 +172,7 @@ def test_tiny_run_measures_every_scenario(tmp_path: Path) -> None:
     document = json.loads((tmp_path / "results.json").read_text())
     assert document["mode"] == "tiny"
     assert document["machine"]["cores"] >= 1 and document["machine"]["python"]
+    assert document["machine"]["packages"]["dapr"] == "1.18.3"
     scenarios = document["scenarios"]
     assert sorted(scenarios) == sorted(SCENARIOS)
     for key, scenario in scenarios.items():
@@ -184,6 +185,7 @@ def test_tiny_run_measures_every_scenario(tmp_path: Path) -> None:
             assert math.isfinite(row["value"]), (key, row)
     markdown = (tmp_path / "results.md").read_text()
     assert "Machine:" in markdown and "## Targets" in markdown
+    assert "Libraries: dapr 1.18.3, grpcio " in markdown
     assert (tmp_path / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
