@@ -24,6 +24,7 @@ from . import (
     report,
     scenario_e2e,
     scenario_events,
+    scenario_outbox,
     scenario_sidecar,
     scenario_submit,
     scenario_wait,
@@ -42,6 +43,7 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "waiters": ("4. Many concurrent waiters on one replica", scenario_waiters.run),
     "events": ("5. Event delivery: orchestrator -> microservice-x", scenario_events.run),
     "sidecar": ("6. Sidecar cost per operation (SDK)", scenario_sidecar.run),
+    "outbox": ("7. Outbox transactions: the direct path vs daprd's relay", scenario_outbox.run),
 }
 #: Wall-clock budget of one scenario per mode, set-up included.
 BUDGET_S = {"tiny": 40.0, "quick": 75.0, "full": 420.0}

@@ -23,7 +23,7 @@ from bench.stack import require_runnable
 from bench.stats import at_least, at_most, per_op, percentile, rate, ratio, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("submit", "e2e", "wait", "waiters", "events", "sidecar")
+SCENARIOS = ("submit", "e2e", "wait", "waiters", "events", "sidecar", "outbox")
 TINY_LIMIT_S = 100  # the tiny mode aims at under 60 s; the margin is for a busy shared machine
 
 
