@@ -36,6 +36,9 @@ class SidecarConfig:
     #: ``--dapr-block-shutdown-duration``: after SIGTERM, keep the APIs up this long (or until
     #: the app reports unhealthy); None = shut down at once
     block_shutdown_seconds: float | None = None
+    #: ``--dapr-graceful-shutdown-seconds``: how long the shutdown may wait for deliveries in
+    #: flight and for components to close before it gives up (exit 1); None = no limit
+    graceful_shutdown_seconds: float | None = 5.0
     config_file: str = ""  #: daprd's --config: Configuration resources are not applied
     #: ``--enable-metrics`` / ``--metrics-port`` / ``--metrics-listen-address``: where daprd's
     #: Prometheus metrics are served; None = not served
@@ -172,6 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="after SIGTERM, keep serving the APIs (no deliveries) this long, e.g. 10s",
     )
     parser.add_argument(
+        "--dapr-graceful-shutdown-seconds",
+        type=_go_int,
+        default=5,
+        help="how long shutdown waits for deliveries in flight and components to close "
+        "(default 5; 0: no limit)",
+    )
+    parser.add_argument(
         "--enable-metrics",
         type=_go_bool,
         nargs="?",
@@ -222,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def graceful_shutdown(seconds: int) -> float | None:
+    """daprd's reading of the flag: negative means its default, 5 s; 0 means no limit."""
+    if seconds < 0:
+        return 5.0
+    return float(seconds) if seconds > 0 else None
+
+
 def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> SidecarConfig:
     """Flags from argv, tokens and namespace from env (read once by __main__)."""
     options = build_parser().parse_args(list(argv))
@@ -256,6 +273,7 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> SidecarConfig:
         if options.enable_metrics
         else None,
         block_shutdown_seconds=options.dapr_block_shutdown_duration,
+        graceful_shutdown_seconds=graceful_shutdown(options.dapr_graceful_shutdown_seconds),
         api_logging=options.enable_api_logging,
         log_as_json=options.log_as_json,
         max_body_bytes=_size(

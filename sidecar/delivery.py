@@ -36,7 +36,6 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _RESERVED_HEADERS = frozenset(
     {"content-type", "content-length", "host", "traceparent", "tracestate", "dapr-api-token"}
 )
-_CLOSE_GRACE = 5.0  #: seconds close() waits for in-flight deliveries
 
 
 class Outcome(enum.Enum):
@@ -204,14 +203,16 @@ class Deliverer:
     def resume(self) -> None:
         self._open.set()
 
-    async def close(self) -> None:
-        """Refuse new messages (left unacknowledged) and wait briefly for in-flight ones."""
+    def refuse(self) -> None:
+        """Take no new messages (they are left unacknowledged); those in flight go on."""
         self._closed = True
         self._open.set()
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout=_CLOSE_GRACE)
-        except TimeoutError:
-            logger.warning("closing with %d pub/sub deliveries still in flight", self._inflight)
+
+    async def close(self) -> None:
+        """Refuse new messages and wait for the ones in flight, however long they take (the
+        runtime bounds the whole shutdown by ``--dapr-graceful-shutdown-seconds``)."""
+        self.refuse()
+        await self._idle.wait()
         for bulk in self._bulk_subscribers:
             await bulk.close()
         self._bulk_subscribers.clear()

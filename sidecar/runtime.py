@@ -11,7 +11,7 @@ import gc
 import logging
 import os
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -266,7 +266,7 @@ class Runtime:
             format_go_duration(seconds),
         )
         if self._deliverer is not None:
-            await self._deliverer.close()
+            self._deliverer.refuse()
         if self.app_health is None:
             await asyncio.sleep(seconds)
         else:
@@ -279,14 +279,21 @@ class Runtime:
         logger.info("Block shutdown period expired, entering shutdown...")
 
     async def stop(self) -> None:
-        """Graceful shutdown: stop delivering, stop serving, close components."""
+        """Graceful shutdown: stop delivering, stop serving, close components.
+
+        As daprd's grace period (``--dapr-graceful-shutdown-seconds``) bounds its closers,
+        the waits for deliveries in flight and for components to close share one budget;
+        ShutdownTimeout when it runs out.
+        """
+        budget = self.config.graceful_shutdown_seconds
+        deadline = None if budget is None else asyncio.get_running_loop().time() + budget
         self.health.ready = False
         if self._startup is not None and not self._startup.done():
             self._startup.cancel()
         if self._health_task is not None:
             self._health_task.cancel()
         if self._deliverer is not None:
-            await self._deliverer.close()
+            await _by(deadline, self._deliverer.close())
         if self.outbox is not None:
             await self.outbox.close()
         for server in reversed(self._servers):
@@ -294,9 +301,22 @@ class Runtime:
         await self.invoker.close()
         if self.app_channel is not None:
             await self.app_channel.close()
-        await self.components.close()
+        await _by(deadline, self.components.close())
         self.registry.unregister()
         logger.info("dapr shut down gracefully")
+
+
+class ShutdownTimeout(Exception):
+    """The graceful shutdown ran out of time (daprd then exits with status 1)."""
+
+
+async def _by(deadline: float | None, step: Awaitable[None]) -> None:
+    """Await a shutdown step, bounded by the shutdown's deadline (None: no limit)."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            await step
+    except TimeoutError:
+        raise ShutdownTimeout from None
 
 
 async def serve(config: SidecarConfig, env: Mapping[str, str]) -> int:
@@ -316,6 +336,8 @@ async def serve(config: SidecarConfig, env: Mapping[str, str]) -> int:
             "resources (tracing, middleware, access control)",
             config.config_file,
         )
+    if config.graceful_shutdown_seconds is None:
+        logger.warning("Graceful shutdown timeout is infinite, will wait indefinitely to shutdown")
     runtime = Runtime(config, env)
     loop = asyncio.get_running_loop()
     signalled = asyncio.Event()  #: a signal, not the Shutdown API, asked to stop
@@ -337,5 +359,13 @@ async def serve(config: SidecarConfig, env: Mapping[str, str]) -> int:
             await runtime.block_shutdown(config.block_shutdown_seconds)
         logger.info("shutting down")
     finally:
-        await runtime.stop()
+        try:
+            await runtime.stop()
+        except ShutdownTimeout:
+            # daprd's log.Fatal: out at once, whatever is still in flight or open (undelivered
+            # messages stay unacknowledged at the broker and are delivered again).
+            logger.critical("Graceful shutdown timeout exceeded, forcing shutdown")
+            runtime.registry.unregister()
+            logging.shutdown()
+            os._exit(1)
     return runtime.exit_code

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import grpc
@@ -16,7 +17,7 @@ from dapr.conf import settings
 
 from tests.procs import PYTHON, free_port, wait_until
 from tests.sidecar.api.conformance import APP_ID, STORES, Conformance
-from tests.sidecar.api.conftest import Sidecar, TinyApp, component
+from tests.sidecar.api.conftest import Sidecar, TinyApp, component, unique
 from tests.sidecar.api.transports import Api
 
 
@@ -99,6 +100,51 @@ def test_shutdown_api_and_sigterm(resources: Path, registry: Path, workdir: Path
     os.kill(again.proc.pid, signal.SIGTERM)
     assert again.proc.proc.wait(timeout=15) == 0
     assert not list(registry.glob("stopper.*.json"))
+
+
+@pytest.mark.parametrize(("budget", "slow_ms"), [("1", 30_000), ("0", 3_000)])
+def test_graceful_shutdown_seconds_bound_the_wait_for_deliveries_in_flight(
+    resources: Path, registry: Path, workdir: Path, budget: str, slow_ms: int
+) -> None:
+    """As daprd: a delivery still in flight when the budget runs out ends the sidecar with exit
+    status 1 and "Graceful shutdown timeout exceeded"; with 0 there is no limit, so the sidecar
+    waits for the app's answer and stops cleanly."""
+    topic = unique("held")
+    app = TinyApp(
+        [{"pubsubname": "pubsub", "topic": topic, "route": f"/slow/{slow_ms}"}], workdir
+    ).start()
+    car = Sidecar(
+        unique("graceful"),
+        resources,
+        registry,
+        app_port=app.port,
+        log_dir=workdir,
+        flags=("--dapr-graceful-shutdown-seconds", budget),
+    )
+    try:
+        car.start()
+        published = httpx.post(f"{car.http}/v1.0/publish/pubsub/{topic}", json={"n": 1})
+        assert published.status_code == 204
+        peak = f"http://127.0.0.1:{app.port}/peak"
+        wait_until(lambda: httpx.get(peak, timeout=5).json() >= 1, timeout=20)
+        assert car.proc.proc is not None
+        started = time.monotonic()
+        os.kill(car.proc.pid, signal.SIGTERM)
+        status = car.proc.proc.wait(timeout=60)
+        waited = time.monotonic() - started
+        log = car.proc.log_path.read_text()
+        if budget == "1":
+            assert status == 1, log[-2000:]
+            assert "Graceful shutdown timeout exceeded, forcing shutdown" in log
+            assert waited < slow_ms / 1000  # it did not wait for the app's answer
+        else:
+            assert status == 0, log[-2000:]
+            assert "Graceful shutdown timeout is infinite" in log
+            assert "dapr shut down gracefully" in log
+            assert waited >= 1.0  # the delivery had over 2 s to go: it waited for it
+    finally:
+        car.stop()
+        app.proc.stop()
 
 
 def run_sidecar(folder: Path) -> subprocess.CompletedProcess[str]:
