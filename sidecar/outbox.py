@@ -21,7 +21,7 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import Any, cast
 
 import grpc
 import orjson
@@ -29,8 +29,7 @@ import orjson
 from sidecar import cloudevents
 from sidecar.components import Component
 from sidecar.errors import DaprError
-from sidecar.pubsub.base import BulkEntry, Message, PublishError, PubSub
-from sidecar.redis_endpoint import RedisEndpoint
+from sidecar.pubsub.base import BulkEntry, Message, PublishError, PubSub, StreamPublisher
 from sidecar.state.base import (
     DeleteRequest,
     OutcomeUnknown,
@@ -357,17 +356,6 @@ class Outbox:
             if found is not None and found.data:
                 return True
         return False
-
-
-@runtime_checkable
-class StreamPublisher(Protocol):
-    """A pubsub whose topics are streams on a Redis that a store may append to."""
-
-    endpoint: RedisEndpoint
-
-    def stream_append(
-        self, topic: str, data: bytes, metadata: Mapping[str, str]
-    ) -> StreamAppend: ...
 
 
 def _same_redis(store: StateStore, pubsub: PubSub | None) -> bool:

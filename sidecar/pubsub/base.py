@@ -11,7 +11,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+from sidecar.redis_endpoint import RedisEndpoint
+from sidecar.state.base import StreamAppend
 
 logger = logging.getLogger(__name__)
 
@@ -69,3 +72,14 @@ async def stop_tasks(tasks: set[asyncio.Task[None]], owner: str) -> None:
         if stuck:
             logger.warning("%s: %d consumer tasks did not stop in time", owner, len(stuck))
     tasks.clear()
+
+
+@runtime_checkable
+class StreamPublisher(Protocol):
+    """A pubsub whose topics are streams on a Redis that a store may append to."""
+
+    endpoint: RedisEndpoint
+
+    def stream_append(
+        self, topic: str, data: bytes, metadata: Mapping[str, str]
+    ) -> StreamAppend: ...
