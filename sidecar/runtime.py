@@ -301,9 +301,10 @@ class Runtime:
         await self.invoker.close()
         if self.app_channel is not None:
             await self.app_channel.close()
+        logger.info("Dapr is shutting down")
         await _by(deadline, self.components.close())
+        logger.info("Dapr runtime stopped")
         self.registry.unregister()
-        logger.info("dapr shut down gracefully")
 
 
 class ShutdownTimeout(Exception):
@@ -368,4 +369,5 @@ async def serve(config: SidecarConfig, env: Mapping[str, str]) -> int:
             runtime.registry.unregister()
             logging.shutdown()
             os._exit(1)
+    logger.info("Daprd shutdown gracefully")
     return runtime.exit_code
