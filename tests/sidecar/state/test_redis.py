@@ -116,11 +116,19 @@ async def test_scripts_reloaded_after_script_flush(
         await service.save(S, [SetRequest("flushed", b"3")])
         raw.script_flush()
         await service.delete(S, "flushed2")
+        raw.script_flush()
+        stream = f"flushed-{free_port()}"
+        appended = StreamAppend(stream, ("*", b"data", b"flushed3"))
+        await service.transact(S, [SetRequest("flushed3", b"4")], appends={0: appended})
+        assert [fields for _, fields in raw.xrange(stream)] == [{b"data": b"flushed3"}]
+        raw.delete(stream)
     finally:
         raw.close()
     found = await service.get(S, "flushed")
     assert found is not None and (found.data, found.etag) == (b"3", "2")
     assert await service.get(S, "flushed2") is None
+    appended_key = await service.get(S, "flushed3")
+    assert appended_key is not None and appended_key.data == b"4"
 
 
 async def test_an_append_is_written_exactly_when_its_operation_is(
