@@ -79,6 +79,13 @@ def state_commands(before: Mapping[str, int], after: Mapping[str, int]) -> dict[
     return diff
 
 
+def command_deltas(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """Calls per command between two redis_commands() readings, the readings' own INFO left out."""
+    deltas = {name: calls - before.get(name, 0) for name, calls in after.items()}
+    deltas.pop("info", None)
+    return {name: n for name, n in deltas.items() if n > 0}
+
+
 def wait_quiet(
     pgids: list[int], *, timeout: float, window: float = 0.3, idle: float = 0.03
 ) -> bool:

@@ -18,7 +18,7 @@ from .callcount import Snapshot, difference
 from .celery_peer import make_app, run_clients, worker_ready
 from .job_times import final_received_at
 from .load import LoadResult, run_load
-from .meters import CpuMeter, redis_commands, wait_quiet
+from .meters import CpuMeter, command_deltas, redis_commands, wait_quiet
 from .plan import Context
 from .procs import PYTHON, Proc, wait_for
 from .results import ScenarioResult, Target
@@ -76,7 +76,7 @@ async def _ours(ctx: Context, replicas: int, result: ScenarioResult) -> dict[str
         )
         wait_quiet(list(groups.values()), timeout=ctx.plan.settle_s)
         cpu = meter.stop()
-        commands = _command_deltas(commands_before, redis_commands(stack.redis_port))
+        commands = command_deltas(commands_before, redis_commands(stack.redis_port))
         views = await client.collect_views(
             http, msx.url, [job_id for job_id, _ in submitted.values()], timeout=ctx.plan.settle_s
         )
@@ -88,12 +88,6 @@ async def _ours(ctx: Context, replicas: int, result: ScenarioResult) -> dict[str
     figures = _figures(ctx, replicas, result, load, submitted, views, cpu)
     _command_rows(result, replicas, commands, len(submitted))
     return figures
-
-
-def _command_deltas(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    deltas = {name: calls - before.get(name, 0) for name, calls in after.items()}
-    deltas.pop("info", None)  # the snapshots themselves
-    return {name: n for name, n in deltas.items() if n > 0}
 
 
 def _command_rows(

@@ -20,7 +20,7 @@ from pathlib import Path
 import redis
 
 from .load import run_load
-from .meters import CpuMeter, redis_commands, wait_quiet
+from .meters import CpuMeter, command_deltas, redis_commands, wait_quiet
 from .plan import Context
 from .results import ScenarioResult
 from .stack import Stack, require_runnable, wait_sidecar_outbound
@@ -83,8 +83,8 @@ async def run(ctx: Context, result: ScenarioResult) -> None:
 
     stack = Stack(ctx.procs, ctx.root, ctx.subdir("s7"))
     folder = ctx.subdir("s7") / "outbox-components"
-    stack.resources = _components(folder, f"127.0.0.1:{stack.redis_port}")
-    sidecar = stack.sidecar("bench-outbox")
+    resources = _components(folder, f"127.0.0.1:{stack.redis_port}")
+    sidecar = stack.sidecar("bench-outbox", resources=resources)
     ctx.progress("scenario 7: waiting for the sidecar")
     wait_sidecar_outbound(sidecar)
     # Where the SDK checks health before a call (its settings are set dynamically at import).
@@ -138,11 +138,9 @@ async def run(ctx: Context, result: ScenarioResult) -> None:
                     total.seconds += load.elapsed_s
                     total.sidecar_cpu_s += cpu["sidecar"]
                     total.redis_cpu_s += cpu["redis"]
-                    total.commands += sum(
-                        n - commands.get(name, 0)
-                        for name, n in after.items()
-                        if name not in ("info", "xlen")
-                    )
+                    deltas = command_deltas(commands, after)
+                    deltas.pop("xlen", None)  # this scenario's own look at the stream
+                    total.commands += sum(deltas.values())
                     latencies[path] += load.latencies_ms
     finally:
         broker.close()

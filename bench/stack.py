@@ -69,11 +69,15 @@ class Stack:
     def redis_alive(self) -> bool:
         return redis_answers(self.redis_port)
 
-    def sidecar(self, app_id: str, app_port: int | None = None) -> Sidecar:
-        """Start `python -m sidecar` for app_id (not waiting for it)."""
+    def sidecar(
+        self, app_id: str, app_port: int | None = None, resources: Path | None = None
+    ) -> Sidecar:
+        """Start `python -m sidecar` for app_id (not waiting for it), on the stack's components
+        unless given other ``resources``."""
         http_port, grpc_port = free_port(), free_port()
+        folder = resources or self.resources
         args = [PYTHON, "-m", "sidecar", "--app-id", app_id, "--dapr-http-port", str(http_port)]
-        args += ["--dapr-grpc-port", str(grpc_port), "--resources-path", str(self.resources)]
+        args += ["--dapr-grpc-port", str(grpc_port), "--resources-path", str(folder)]
         args += ["--metrics-port", str(free_port())]
         args += ["--log-level", "warn"]
         if app_port is not None:
