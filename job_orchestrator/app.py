@@ -60,8 +60,10 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
             tasks.append(asyncio.create_task(listing.run()))
         worker = None
         if settings.runs_worker:
-            on_claim = listing.claimed if isinstance(listing, JobIndex) else None
-            worker = Worker(store, handlers, waiters, settings, on_claim=on_claim, metrics=metrics)
+            on_delivered = listing.delivered if isinstance(listing, JobIndex) else None
+            worker = Worker(
+                store, handlers, waiters, settings, on_delivered=on_delivered, metrics=metrics
+            )
         service = JobService(store, handlers, waiters, worker, listing, settings, metrics=metrics)
         app.state.settings = settings
         app.state.store = store

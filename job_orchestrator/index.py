@@ -11,9 +11,10 @@ retention.
 Entries are saved in the background, so a replica that dies right after accepting jobs would
 take their entries with it. Each job therefore carries the number its creator gave it
 (``indexedAs``), and each replica saves the highest number below which everything it gave out
-is saved (``jobindex-mark-<instance>``). A replica that claims a job another replica created
-checks that mark a little later; when it has not passed the job's number in time, it indexes
-the job itself (a duplicate entry, should the creator still save it, is dropped when read).
+is saved (``jobindex-mark-<instance>``). The queue brings every job to some replica: the one
+that gets a job another replica created (to claim it, or to find it already canceled) checks
+that mark a little later; when it has not passed the job's number in time, it indexes the job
+itself (a duplicate entry, should the creator still save it, is dropped when read).
 """
 
 from __future__ import annotations
@@ -206,8 +207,9 @@ class JobIndex:
         if ref is not None and ref[0] == self.instance:
             pending.numbers.append(ref[1])
 
-    def claimed(self, job: Job) -> None:
-        """A job was claimed here: check later that the replica that created it indexed it."""
+    def delivered(self, job: Job) -> None:
+        """The queue brought a job here: check later that the replica that created it indexed
+        it (a job canceled while New is never claimed, but it is delivered)."""
         ref = read_ref(job.indexed_as)
         if ref is not None and ref[0] != self.instance:
             self._claimed.append(Claimed(self._monotonic(), ref[0], ref[1], entry_of(job)))

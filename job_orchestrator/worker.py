@@ -40,7 +40,7 @@ class Worker:
         waiters: Waiters,
         settings: Settings,
         clock: Callable[[], float] = time.time,
-        on_claim: Callable[[Job], None] | None = None,
+        on_delivered: Callable[[Job], None] | None = None,
         metrics: JobMetrics | None = None,
     ) -> None:
         self._store = store
@@ -49,8 +49,9 @@ class Worker:
         self._settings = settings
         self._me = settings.replica_name
         self._clock = clock
-        #: Told of every job claimed here (the listing index checks its creator indexed it).
-        self._on_claim = on_claim
+        #: Told of every job a queue delivery brought here, claimed or already settled (the
+        #: listing index checks that its creator indexed it).
+        self._on_delivered = on_delivered
         self._metrics = metrics or JobMetrics()
         self._runs: dict[str, Run] = {}
         #: Set once the replica begins to stop: no new claims; runs cancelled now are handed back.
@@ -96,7 +97,10 @@ class Worker:
         for _ in range(CLAIM_TRIES):
             job, etag = await self._store.get(job_id)
             decision = self._decide(job)
-            if job is None or decision is Delivery.DONE:
+            if job is None:
+                return Answer.SUCCESS
+            if decision is Delivery.DONE:
+                self._delivered(job)
                 return Answer.SUCCESS
             if decision is Delivery.BUSY:
                 logger.info(
@@ -115,6 +119,7 @@ class Worker:
                     known=(job, etag),
                     guard=functools.partial(self._still, decision),
                 )
+                self._delivered(job)
                 return Answer.SUCCESS
             claimed = jobs.claim(job, self._me, self._clock(), self._settings.lease_seconds)
             try:
@@ -128,13 +133,16 @@ class Worker:
     def _launch(self, claimed: Job, etag: str) -> Run:
         logger.info("job %s claimed by %s (attempt %s)", claimed.id, self._me, claimed.attempt)
         self._waiters.notify(claimed.public())
-        if self._on_claim is not None:
-            self._on_claim(claimed)
+        self._delivered(claimed)
         job_id = claimed.id
         run = Run(claimed, etag, asyncio.get_running_loop())
         run.task = asyncio.create_task(self._supervise(run), name=f"job-{job_id}")
         self._runs[job_id] = run
         return run
+
+    def _delivered(self, job: Job) -> None:
+        if self._on_delivered is not None:
+            self._on_delivered(job)
 
     def _still(self, decision: Delivery, job: Job) -> bool:
         return self._decide(job) is decision

@@ -62,3 +62,30 @@ def test_a_job_from_a_replica_killed_before_its_index_flush_is_still_listed(
     # the job itself (after about 10 s), exactly once.
     wait_until(lambda: job_id in _listed(runner.url, owner), timeout=40, interval=0.5)
     assert _listed(runner.url, owner) == [job_id]
+
+
+@pytest.mark.timeout(150)
+def test_a_job_canceled_while_new_is_listed_though_its_creator_was_killed(
+    pair: list[Replica],
+) -> None:
+    """Never claimed, the job is still delivered: the replica the queue brings it to finds it
+    canceled and indexes it for its dead creator."""
+    creator, runner = pair
+    runner.stop()  # no replica takes the job off the queue until it is canceled
+    owner = f"owner-{uuid.uuid4().hex[:8]}"
+    made = httpx.post(
+        f"{creator.url}/jobs", json={"input": {"seconds": 0.1}, "owner": owner}, timeout=10
+    )
+    assert made.status_code == 202, made.text
+    job_id = made.json()["id"]
+    canceled = httpx.post(f"{creator.url}/jobs/{job_id}/cancel", timeout=10)
+    assert canceled.status_code == 200, canceled.text
+    assert canceled.json()["status"] == "Canceled"
+    assert creator.app is not None
+    creator.app.kill9()
+
+    runner.start_again()
+    wait_until(lambda: job_id in _listed(runner.url, owner), timeout=60, interval=0.5)
+    assert _listed(runner.url, owner) == [job_id]
+    job = httpx.get(f"{runner.url}/jobs/{job_id}", timeout=10).json()
+    assert job["status"] == "Canceled"

@@ -88,6 +88,9 @@ class Replica:
         self.grpc_port = free_port()
         self.sidecar: ManagedProcess | None = None
         self.app: ManagedProcess | None = None
+        #: How the sidecar and the app were last started, for start_again().
+        self._sidecar_args: tuple[Path, Path] | None = None
+        self._app_args: tuple[str, Path, dict[str, str]] | None = None
 
     @property
     def url(self) -> str:
@@ -106,6 +109,7 @@ class Replica:
         }
 
     def start_sidecar(self, resources: Path, log_dir: Path) -> ManagedProcess:
+        self._sidecar_args = (resources, log_dir)
         self.sidecar = ManagedProcess(
             f"sidecar-{self.name}",
             [
@@ -133,6 +137,7 @@ class Replica:
         return self.sidecar
 
     def start_app(self, topic: str, log_dir: Path, **env: str) -> ManagedProcess:
+        self._app_args = (topic, log_dir, env)
         self.app = ManagedProcess(
             f"orchestrator-{self.name}",
             [PYTHON, "-m", "job_orchestrator"],
@@ -148,6 +153,13 @@ class Replica:
         for proc in (self.app, self.sidecar):
             if proc is not None:
                 proc.stop()
+
+    def start_again(self) -> None:
+        """Start the sidecar and the app again after stop(), as they were started before."""
+        assert self._sidecar_args is not None and self._app_args is not None
+        self.start_sidecar(*self._sidecar_args)
+        topic, log_dir, env = self._app_args
+        self.start_app(topic, log_dir, **env)
 
 
 def sidecar_state(http_port: int, key: str) -> Any:
