@@ -173,7 +173,9 @@ async def submit_job(
         traceparent=trace,
     )
     headers = {"Vary": "Prefer", **_replay_headers(outcome)}
-    applied = prefs.applied(wait if prefs.wait is not None else None)
+    applied = prefs.applied(
+        wait if prefs.wait is not None else None, answered_async=not is_final(outcome.job)
+    )
     if applied:
         headers["Preference-Applied"] = applied
     return job_response(outcome.job, service.settings.retry_after_seconds, headers)
@@ -330,11 +332,17 @@ async def job_events(
 def _sequence(last_event_id: str | None) -> int | None:
     """The sequence in a ``Last-Event-ID`` header; anything else is no id at all."""
     text = (last_event_id or "").strip()
-    return int(text) if text.isascii() and text.isdigit() else None
+    if not (text.isascii() and text.isdigit()):
+        return None
+    try:
+        return int(text)
+    except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
+        return None
 
 
 def _sse(job: dict[str, Any]) -> bytes:
-    data = json.dumps(job, separators=(",", ":"))
+    # allow_nan=False: a ValueError rather than an event no EventSource can parse.
+    data = json.dumps(job, separators=(",", ":"), allow_nan=False)
     return f"id: {job['sequence']}\nevent: {event_type_name(job)}\ndata: {data}\n\n".encode()
 
 

@@ -28,8 +28,11 @@ async def send_json(
     content_type: str = "application/json",
     headers: Mapping[str, str] | None = None,
 ) -> None:
-    """One complete response with ``body`` as compact JSON."""
-    payload = json.dumps(body, separators=(",", ":")).encode()
+    """One complete response with ``body`` as compact JSON.
+
+    NaN or Infinity in ``body`` is a ValueError, as in Starlette's JSONResponse: no invalid JSON.
+    """
+    payload = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
     raw_headers = [
         (b"content-type", content_type.encode()),
         (b"content-length", str(len(payload)).encode()),

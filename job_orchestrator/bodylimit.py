@@ -31,19 +31,27 @@ class BodyLimit:
                 await self._refuse(scope, send)
                 return
         seen = 0
-        started = False
+        too_large = started = refused = False
 
         async def counting_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    too_large = True
                     raise BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, refused
+            if too_large and not started:
+                # The app may have caught BodyTooLarge: FastAPI answers any failed body read
+                # with 400, which would reach the client as an invalid JSON body. It is a 413.
+                started = refused = True
+                await self._refuse(scope, send)
+            if refused:
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -13,6 +14,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 ProgressSink = Callable[[float, str], None]
+
+#: Why a number JSON cannot carry is refused (Python's parser reads NaN, Infinity and 1e400).
+NOT_FINITE = "Input should be a finite number; JSON has no NaN or Infinity"
 
 
 class JobFailure(Exception):
@@ -109,12 +113,16 @@ class HandlerRegistry:
     def validate_input(self, name: str, job_input: dict[str, Any]) -> dict[str, Any]:
         """The input as the handler will see it (defaults filled in), or InvalidJobInput."""
         spec = self.get(name)
+        _require_finite(name, job_input)
         if spec.input_model is None:
             return job_input
         try:
-            return spec.input_model.model_validate(job_input).model_dump(mode="json")
+            validated = spec.input_model.model_validate(job_input).model_dump(mode="json")
         except ValidationError as exc:
             raise InvalidJobInput(name, [dict(e) for e in exc.errors(include_url=False)]) from None
+        # A lax float field reads the text "inf" as a number and model_dump keeps it.
+        _require_finite(name, validated)
+        return validated
 
     async def run(self, name: str, ctx: JobContext) -> Any:
         """Run the handler; a plain function runs in a thread so the event loop stays free."""
@@ -122,6 +130,35 @@ class HandlerRegistry:
         if inspect.iscoroutinefunction(func):
             return await func(ctx)
         return await asyncio.to_thread(func, ctx)
+
+
+def non_finite_at(value: Any) -> tuple[str | int, ...] | None:
+    """Where ``value`` holds NaN or an infinity (a pydantic-style ``loc``), or None.
+
+    Such a number cannot be written as JSON: stored, it would make every answer carrying the
+    job fail. Walked without recursion, so input as deep as the JSON parser accepted is fine.
+    """
+    # Each item's path is (parent's path, step), spelled out only for the one found.
+    todo: list[tuple[Any, Any]] = [(None, value)]
+    while todo:
+        path, item = todo.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            steps: list[str | int] = []
+            while path is not None:
+                path, step = path
+                steps.append(step)
+            return tuple(reversed(steps))
+        if isinstance(item, dict):
+            todo.extend(((path, str(key)), child) for key, child in item.items())
+        elif isinstance(item, list | tuple):
+            todo.extend(((path, i), child) for i, child in enumerate(item))
+    return None
+
+
+def _require_finite(job_type: str, job_input: dict[str, Any]) -> None:
+    loc = non_finite_at(job_input)
+    if loc is not None:
+        raise InvalidJobInput(job_type, [{"loc": loc, "msg": NOT_FINITE, "type": "finite_number"}])
 
 
 class WaitInput(BaseModel):

@@ -31,7 +31,7 @@ from typing import Any
 
 from job_orchestrator.index_scan import Entry, Scan, bounds_of
 from job_orchestrator.jobs import Job, iso, parse_iso
-from job_orchestrator.listing import Page, decode_cursor, encode_cursor
+from job_orchestrator.listing import Page, decode_position, encode_cursor
 from job_orchestrator.store import Conflict, JobStore, job_key
 
 logger = logging.getLogger(__name__)
@@ -325,7 +325,7 @@ class JobIndex:
         request: a page that runs out first holds fewer than ``limit`` jobs (maybe none) and
         the cursor of the last entry it examined.
         """
-        position = decode_cursor(cursor).get("after") if cursor else None
+        position = decode_position(cursor) if cursor else None
         start = datetime.fromtimestamp(float(position[0]) if position else now, UTC)
         items: list[dict[str, Any]] = []
         batch: list[list[Any]] = []  #: entries whose jobs are read next, in one bulk call

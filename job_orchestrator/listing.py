@@ -29,15 +29,46 @@ def encode_cursor(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+_NOT_OURS = "cursor: not a cursor this API returned"
+
+#: The latest ``createdAt`` a datetime can hold (9999-12-31T23:59:59Z): a page starts there.
+_LAST_STAMP = 253402300799.0
+
+
 def decode_cursor(cursor: str) -> dict[str, Any]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError):
-        raise BadCursor("cursor: not a cursor this API returned") from None
+        raise BadCursor(_NOT_OURS) from None
     if not isinstance(data, dict):
-        raise BadCursor("cursor: not a cursor this API returned")
+        raise BadCursor(_NOT_OURS)
     return data
+
+
+def decode_position(cursor: str) -> list[Any]:
+    """``[createdAt, id]`` of an index cursor (``{"after": ...}``), or BadCursor.
+
+    The cursor comes from the client: anything decodable reaches here, so its shape is checked
+    before the scan takes ``createdAt`` as a time and a sort key.
+    """
+    after = decode_cursor(cursor).get("after")
+    if not (isinstance(after, list) and len(after) == 2 and isinstance(after[1], str)):
+        raise BadCursor(_NOT_OURS)
+    stamp = after[0]
+    if isinstance(stamp, bool) or not isinstance(stamp, int | float):
+        raise BadCursor(_NOT_OURS)
+    if not 0 <= stamp <= _LAST_STAMP:  # also refuses NaN
+        raise BadCursor(_NOT_OURS)
+    return after
+
+
+def decode_token(cursor: str) -> str:
+    """The query API's page token of a query cursor (``{"token": ...}``), or BadCursor."""
+    token = decode_cursor(cursor).get("token")
+    if not isinstance(token, str) or not token:
+        raise BadCursor(_NOT_OURS)
+    return token
 
 
 def query_for(
@@ -68,7 +99,7 @@ class QueryListing:
     async def page(
         self, owner: str | None, status: str | None, limit: int, cursor: str | None
     ) -> Page:
-        token = decode_cursor(cursor).get("token") if cursor else None
+        token = decode_token(cursor) if cursor else None
         values, next_token = await self._store.query(query_for(owner, status, limit, token))
         items = [Job.from_record(v).public() for v in values]
         next_cursor = encode_cursor({"token": next_token}) if next_token and items else None

@@ -11,10 +11,14 @@ class Preferences:
     wait: float | None = None  #: seconds the client is willing to wait, if it said
     respond_async: bool = False
 
-    def applied(self, waited: float | None) -> str:
-        """The ``Preference-Applied`` value for what the server honoured."""
+    def applied(self, waited: float | None, *, answered_async: bool) -> str:
+        """The ``Preference-Applied`` value for what the server honoured.
+
+        Only a 202 honours ``respond-async`` (RFC 7240 §4.1): a 200 with the final job did not,
+        and the header names only preferences that were (§3).
+        """
         parts = []
-        if self.respond_async:
+        if self.respond_async and answered_async:
             parts.append("respond-async")
         if waited is not None and self.wait is not None:
             parts.append(f"wait={_fmt(waited)}")

@@ -71,6 +71,20 @@ def test_post_jobs_is_async_unless_prefer_wait(inproc: InProcess) -> None:
     assert async_.headers["preference-applied"] == "respond-async"
 
 
+def test_respond_async_is_applied_only_by_a_202(inproc: InProcess) -> None:
+    """RFC 7240: Preference-Applied names only what was honoured; a 200 did not respond async."""
+    prefer = {"Prefer": "respond-async, wait=5"}
+    done = inproc.client.post("/jobs", json={"input": {"seconds": 0}}, headers=prefer)
+    assert done.status_code == 200 and done.json()["status"] == "Completed"
+    assert done.headers["preference-applied"] == "wait=5"
+
+    prefer = {"Prefer": "respond-async, wait=0.2"}
+    running = inproc.client.post("/jobs", json={"input": {"seconds": 3}}, headers=prefer)
+    assert running.status_code == 202
+    assert running.headers["preference-applied"] == "respond-async, wait=0.2"
+    inproc.client.delete(f"/jobs/{running.json()['id']}")
+
+
 def test_idempotency_key_gives_back_the_same_job(inproc: InProcess) -> None:
     key = {"Idempotency-Key": f"order-{time.time_ns()}"}
     body = {"input": {"seconds": 0.1}, "owner": "idem"}

@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from job_orchestrator.handler_modules import HandlerModuleError, load_registry
 from job_orchestrator.handlers import (
@@ -15,6 +16,7 @@ from job_orchestrator.handlers import (
     JobFailure,
     UnknownJobType,
     default_registry,
+    non_finite_at,
 )
 
 
@@ -45,6 +47,38 @@ def test_wait_input_is_validated_with_field_names() -> None:
     with pytest.raises(InvalidJobInput) as info:
         registry.validate_input("wait", {"seconds": "soon"})
     assert info.value.errors[0]["loc"] == ("seconds",)
+
+
+def test_non_finite_numbers_are_found_wherever_they_are() -> None:
+    assert non_finite_at({"a": [1, {"b": float("inf")}]}) == ("a", 1, "b")
+    assert non_finite_at([0.5, float("nan")]) == (1,)
+    assert non_finite_at({"a": 1e308, "b": None, "c": ["x", True]}) is None
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(5000):  # deeper than the recursion limit
+        node["k"] = node = {}
+    node["x"] = float("-inf")
+    assert non_finite_at(deep) == ("k",) * 5000 + ("x",)
+
+
+class LaxInput(BaseModel):
+    scale: float = 1.0
+
+
+def test_input_with_a_non_finite_number_is_invalid_naming_where() -> None:
+    registry = default_registry()
+    registry.register("lax", input_model=LaxInput)(lambda ctx: None)
+    registry.register("free")(lambda ctx: None)
+    for name, job_input, loc in [
+        ("free", {"x": [float("nan")]}, ("x", 0)),
+        ("wait", {"seconds": float("inf")}, ("seconds",)),
+        ("wait", {"seconds": 1, "ignored": float("nan")}, ("ignored",)),
+        ("lax", {"scale": "inf"}, ("scale",)),  # the model made the text a number
+    ]:
+        with pytest.raises(InvalidJobInput) as info:
+            registry.validate_input(name, job_input)
+        assert info.value.errors[0]["loc"] == loc
+        assert "finite number" in info.value.errors[0]["msg"]
 
 
 async def test_plain_function_runs_in_a_thread() -> None:

@@ -20,7 +20,14 @@ from job_orchestrator.index import (
 )
 from job_orchestrator.index_scan import Scan, bounds_of
 from job_orchestrator.jobs import Job, new_job
-from job_orchestrator.listing import BadCursor, decode_cursor, encode_cursor, query_for
+from job_orchestrator.listing import (
+    BadCursor,
+    decode_cursor,
+    decode_position,
+    decode_token,
+    encode_cursor,
+    query_for,
+)
 
 
 def test_cursor_round_trip_and_garbage() -> None:
@@ -29,6 +36,17 @@ def test_cursor_round_trip_and_garbage() -> None:
     for garbage in ["%%%", "bm90IGpzb24", encode_cursor([1])]:  # type: ignore[arg-type]
         with pytest.raises(BadCursor):
             decode_cursor(garbage)
+
+
+def test_cursors_of_the_wrong_shape_are_bad_cursors() -> None:
+    assert decode_position(encode_cursor({"after": [1.5, "abc"]})) == [1.5, "abc"]
+    assert decode_token(encode_cursor({"token": "t1"})) == "t1"
+    for after in ("abc", 5, [1e20, "x"], [float("nan"), "x"], ["x", "y"], [True, "x"], [-1, "x"]):
+        with pytest.raises(BadCursor):
+            decode_position(encode_cursor({"after": after}))
+    for cursor in ({}, {"token": 5}, {"token": ""}, {"after": [1.5, "abc"]}):
+        with pytest.raises(BadCursor):
+            decode_token(encode_cursor(cursor))
 
 
 def test_query_filters_and_pages() -> None:

@@ -24,6 +24,11 @@ def test_parse_prefer(headers: list[str], expected: Preferences) -> None:
 
 
 def test_preference_applied() -> None:
-    assert Preferences(wait=10).applied(5.0) == "wait=5"
-    assert Preferences(respond_async=True).applied(None) == "respond-async"
-    assert Preferences().applied(None) == ""
+    assert Preferences(wait=10).applied(5.0, answered_async=False) == "wait=5"
+    assert Preferences(respond_async=True).applied(None, answered_async=True) == "respond-async"
+    assert Preferences().applied(None, answered_async=True) == ""
+    both = Preferences(wait=5, respond_async=True)
+    assert both.applied(5.0, answered_async=True) == "respond-async, wait=5"
+    # A 200 with the final job did not respond asynchronously (RFC 7240 §3: only honoured ones).
+    assert both.applied(5.0, answered_async=False) == "wait=5"
+    assert Preferences(respond_async=True).applied(None, answered_async=False) == ""

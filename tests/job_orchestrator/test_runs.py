@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from job_orchestrator import jobs
-from job_orchestrator.runs import Run
+from job_orchestrator.runs import Outcome, Run
 
 CLAIMED_AT = 1000.0
 LEASE = 30.0
@@ -60,3 +60,20 @@ def test_a_change_heard_from_another_writer_means_reading_first(
     assert run.trusted(CLAIMED_AT + 1, MARGIN) is None
     run.etag = "4"  # our own write after reading it again
     assert run.trusted(CLAIMED_AT + 1, MARGIN) == (run.job, "4")
+
+
+def test_a_result_json_cannot_carry_fails_the_run(loop: asyncio.AbstractEventLoop) -> None:
+    """Stored, NaN would make every answer carrying the job fail; the run fails instead."""
+
+    async def handler(result: object) -> object:
+        return result
+
+    run = _run("2", loop)
+    done = loop.create_task(handler({"scores": [1.0, float("nan")]}))
+    loop.run_until_complete(done)
+    outcome, error = run.outcome(done)
+    assert outcome is Outcome.FAILED
+    assert error == "the handler returned a non-finite number at result.scores.1"
+    fine = loop.create_task(handler({"scores": [1.0]}))
+    loop.run_until_complete(fine)
+    assert run.outcome(fine) == (Outcome.DONE, {"scores": [1.0]})

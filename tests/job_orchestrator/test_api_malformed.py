@@ -1,0 +1,110 @@
+"""In-process API tests: requests that are malformed in ways the parsers let through.
+
+Each is refused with problem+json (or read as absent, as a header's rule says), never a 500.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import httpx
+
+from job_orchestrator.listing import encode_cursor
+from tests.job_orchestrator.inprocess import InProcess
+from tests.procs import wait_until
+
+
+def _post_json(inproc: InProcess, path: str, text: str, **headers: str) -> httpx.Response:
+    headers["content-type"] = "application/json"
+    return inproc.client.post(path, content=text, headers=headers)
+
+
+def test_non_finite_numbers_are_422_naming_the_field_before_anything_is_written(
+    inproc: InProcess,
+) -> None:
+    """Python's JSON parser reads NaN, Infinity and 1e400; no JSON answer can carry them."""
+    owner = f"non-finite-{uuid.uuid4().hex[:6]}"
+    key = f"non-finite-{uuid.uuid4().hex}"
+    fields = {
+        '"type": "plain", "input": {"x": NaN}': "input.x",
+        '"type": "plain", "input": {"x": -Infinity}': "input.x",
+        '"type": "plain", "input": {"x": 1e400}': "input.x",
+        '"type": "plain", "input": {"a": [1, {"b": Infinity}]}': "input.a.1.b",
+        '"type": "wait", "input": {"seconds": NaN}': "input.seconds",
+        '"type": "wait", "input": {"seconds": 0, "extra": NaN}': "input.extra",
+        '"type": "plain", "timeoutSeconds": Infinity': "timeoutSeconds",
+    }
+    for path in ("/jobs", "/Jobs/StartJobWithTimeout"):
+        for body, field in fields.items():
+            text = f'{{"owner": "{owner}", {body}}}'
+            bad = _post_json(inproc, path, text, **{"Idempotency-Key": key, "Prefer": "wait=5"})
+            assert bad.status_code == 422, (path, body, bad.text)
+            assert bad.headers["content-type"] == "application/problem+json"
+            assert bad.json()["errors"][0]["field"] == field, bad.text
+            assert "finite number" in bad.json()["detail"]
+
+    # Nothing was written: the key was never claimed, and only this job is listed.
+    good = inproc.client.post(
+        "/jobs",
+        json={"type": "plain", "owner": owner},
+        headers={"Idempotency-Key": key, "Prefer": "wait=10"},
+    )
+    assert good.status_code == 200, good.text
+    assert "idempotent-replayed" not in good.headers
+
+    def listed() -> list[str]:
+        page = inproc.client.get("/jobs", params={"owner": owner}).json()
+        return [job["id"] for job in page["items"]]
+
+    wait_until(lambda: listed() == [good.json()["id"]], timeout=10)
+
+
+def test_a_decodable_cursor_of_the_wrong_shape_is_422(inproc: InProcess) -> None:
+    shapes = [
+        {"after": "abc"},
+        {"after": 5},
+        {"after": [1e20, "x"]},
+        {"after": [float("nan"), "x"]},
+        {"after": ["x", "y"]},
+        {"after": [1.5]},
+        {"token": "t"},
+    ]
+    for shape in shapes:
+        resp = inproc.client.get("/jobs", params={"cursor": encode_cursor(shape)})
+        assert resp.status_code == 422, (shape, resp.text)
+        assert resp.headers["content-type"] == "application/problem+json"
+        assert resp.json()["detail"].startswith("cursor:")
+
+
+def test_a_chunked_body_over_the_limit_is_413(inproc: InProcess) -> None:
+    def chunks(pad: int) -> Iterator[bytes]:
+        yield b'{"type": "wait", "input": {"seconds": 0, "pad": "'
+        yield b"x" * pad
+        yield b'"}}'
+
+    json_type = {"content-type": "application/json"}
+    # A generator has no length: httpx sends it chunked, without Content-Length.
+    fits = inproc.client.post("/jobs", content=chunks(100), headers=json_type)
+    assert fits.request.headers["transfer-encoding"] == "chunked"
+    assert fits.status_code == 202, fits.text
+
+    limit = inproc.settings.max_body_bytes
+    big = inproc.client.post("/jobs", content=chunks(limit), headers=json_type)
+    assert big.request.headers["transfer-encoding"] == "chunked"
+    assert big.status_code == 413, big.text
+    assert big.headers["content-type"] == "application/problem+json"
+    assert big.json()["title"] == "Request body too large"
+
+
+def test_a_last_event_id_of_too_many_digits_is_no_id(inproc: InProcess) -> None:
+    """More digits than int() reads (4300): no id at all, so the stream starts with the job."""
+    job = inproc.client.post(
+        "/jobs", json={"input": {"seconds": 0}}, headers={"Prefer": "wait=10"}
+    ).json()
+    assert job["status"] == "Completed"
+    headers = {"Last-Event-ID": "9" * 5000}
+    with inproc.client.stream("GET", f"/jobs/{job['id']}/events", headers=headers) as resp:
+        assert resp.status_code == 200
+        ids = [int(line[4:]) for line in resp.iter_lines() if line.startswith("id: ")]
+    assert ids == [job["sequence"]]
