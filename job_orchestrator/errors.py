@@ -36,6 +36,12 @@ class RequestInProgress(JobConflict):
     title = "Request with this Idempotency-Key in progress"
 
 
+class KeyJobDeleted(JobConflict):
+    """The job an earlier request with the same Idempotency-Key made has been deleted."""
+
+    title = "Job of this Idempotency-Key deleted"
+
+
 class ResultGone(OrchestratorError):
     status = 410
     title = "Result deleted"

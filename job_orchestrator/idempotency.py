@@ -1,7 +1,9 @@
 """``Idempotency-Key`` for job submission: the same key and body give back the same job.
 
 The key is claimed with a first-write save before the job is created, so two replicas racing on
-one key agree on one job id. The record expires after the configured retention (default 24 h).
+one key agree on one job id. The record expires after the configured retention (default 24 h),
+which is at most the jobs' own retention (settings.py), so a key never outlives its job
+unnoticed: a job deleted through the API leaves a tombstone, and its key answers 409.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from job_orchestrator.errors import IdempotencyKeyReused, RequestInProgress
+from job_orchestrator.errors import IdempotencyKeyReused, KeyJobDeleted, RequestInProgress
 from job_orchestrator.store import Conflict, JobStore
 
 #: A claimed key whose job is still missing after this long lost its creator (it died).
@@ -64,9 +66,14 @@ async def claim_key(
             "this Idempotency-Key was already used with a different request body; "
             "use a new key for a different job"
         )
-    job, _ = await store.get(str(existing["jobId"]))
+    job, etag = await store.get(str(existing["jobId"]))
     if job is not None:
         return Claim(job.id, fresh=False)
+    if etag:  # a tombstone: never create the job again under its old id
+        raise KeyJobDeleted(
+            f"the job this Idempotency-Key created ({existing['jobId']}) was deleted; "
+            "use a new key to start another job"
+        )
     if now - float(existing.get("claimedAt", 0.0)) > ORPHAN_AFTER_SECONDS:
         return Claim(str(existing["jobId"]), fresh=True)
     raise RequestInProgress(

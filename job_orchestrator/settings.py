@@ -83,7 +83,7 @@ class Settings:
             allowed = ", ".join(r.value for r in Role)
             raise SettingsError(f"APP_ENV={role_raw!r}: expected one of {allowed}") from None
         host = env.get("HOSTNAME") or socket.gethostname()
-        return cls(
+        settings = cls(
             app_id=env.get("APP_ID", cls.app_id),
             app_port=_int(env, "APP_PORT", cls.app_port),
             bind_host=env.get("APP_HOST", cls.bind_host),
@@ -122,6 +122,15 @@ class Settings:
                 spec.strip() for spec in env.get("JOB_HANDLERS", "").split(",") if spec.strip()
             ),
         )
+        if settings.idempotency_retention_seconds > settings.retention_seconds:
+            # A key outliving its job would take the job's absence for a creator that died
+            # and start the job again under the same id.
+            raise SettingsError(
+                f"IDEMPOTENCY_RETENTION_SECONDS={settings.idempotency_retention_seconds} is "
+                f"longer than JOB_RETENTION_SECONDS={settings.retention_seconds}; a key must "
+                "not outlive its job"
+            )
+        return settings
 
 
 def _api_keys(env: Mapping[str, str]) -> dict[str, str]:

@@ -6,6 +6,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
+
+from job_orchestrator.idempotency import record_key
 from tests.job_orchestrator.inprocess import InProcess
 from tests.job_orchestrator.stack import sidecar_state
 from tests.procs import wait_until
@@ -98,6 +101,31 @@ def test_idempotency_key_gives_back_the_same_job(inproc: InProcess) -> None:
     assert other.status_code == 422
     assert other.headers["content-type"] == "application/problem+json"
     assert "Idempotency-Key" in other.json()["detail"]
+
+
+def test_the_key_of_a_deleted_job_never_starts_it_again(inproc: InProcess) -> None:
+    key = {"Idempotency-Key": f"deleted-{time.time_ns()}"}
+    body = {"input": {"seconds": 0}}
+    done = inproc.client.post("/jobs", json=body, headers={**key, "Prefer": "wait=5"})
+    assert done.status_code == 200, done.text
+    job_id = done.json()["id"]
+    assert inproc.client.delete(f"/jobs/{job_id}").status_code == 204
+    # Long past the claim's orphan time, where a missing job reads as a creator that died.
+    record = record_key(key["Idempotency-Key"])
+    state_url = f"http://127.0.0.1:{inproc.replica.http_port}/v1.0/state/statestore"
+    read = httpx.get(f"{state_url}/{record}")
+    claimed = read.json()
+    claimed["claimedAt"] -= 3600
+    # Claimed first-write: overwritten only with its etag.
+    item = {"key": record, "value": claimed, "etag": read.headers["etag"]}
+    saved = httpx.post(state_url, json=[item])
+    assert saved.status_code == 204, saved.text
+    for _ in range(2):
+        again = inproc.client.post("/jobs", json=body, headers=key)
+        assert again.status_code == 409, again.text
+        assert again.headers["content-type"] == "application/problem+json"
+        assert job_id in again.json()["detail"] and "deleted" in again.json()["detail"]
+    assert inproc.client.get(f"/jobs/{job_id}").status_code == 404
 
 
 def test_concurrent_requests_with_one_key_make_one_job(inproc: InProcess) -> None:

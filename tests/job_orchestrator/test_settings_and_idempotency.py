@@ -30,6 +30,8 @@ def test_defaults_and_overrides() -> None:
         {"APP_PORT": "eighty"},
         {"JOB_LISTING_FLUSH_SECONDS": "0"},
         {"JOB_LISTING_FLUSH_SECONDS": "soon"},
+        # A key outliving its job would start the job again once the job expired.
+        {"IDEMPOTENCY_RETENTION_SECONDS": "3600", "JOB_RETENTION_SECONDS": "600"},
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str]) -> None:
