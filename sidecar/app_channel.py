@@ -5,13 +5,17 @@ has no timeout of its own (resiliency policies bound the calls). With ``--app-ma
 at most that many invocations and deliveries are at the app at once, the others wait their turn;
 health probes are not counted, as in daprd (pkg/channel/http/http_channel.go). An answer whose
 status line and headers are longer than ``--read-buffer-size`` fails as under daprd, whose client
-to the app has that as Go's ``MaxResponseHeaderBytes`` (pkg/runtime/channels).
+to the app has that as Go's ``MaxResponseHeaderBytes`` (pkg/runtime/channels). Headers are
+those of Go's client: the caller's own, plus a default User-Agent and, when the caller accepts no
+encoding of its own, ``Accept-Encoding: gzip`` with the gzip answer handed back decompressed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import time
+import zlib
 from collections.abc import Mapping
 
 import aiohttp
@@ -22,6 +26,43 @@ AppResponse = tuple[int, Mapping[str, str], bytes]
 
 #: Go's http.Transport limit on a response's head when MaxResponseHeaderBytes is 0.
 GO_DEFAULT_MAX_RESPONSE_HEAD = 10 << 20
+#: What Go's http.Client sends as User-Agent when the request has none.
+GO_USER_AGENT = "Go-http-client/1.1"
+#: Headers aiohttp would add on its own; Go's client adds none of them (or its own, below).
+_AIOHTTP_AUTO_HEADERS = ("User-Agent", "Content-Type", "Accept", "Accept-Encoding")
+
+
+def go_request_headers(method: str, headers: Mapping[str, str]) -> tuple[dict[str, str], bool]:
+    """The headers Go's http.Transport sends, and whether it asked for gzip itself.
+
+    Go names itself when the request has no User-Agent, and asks for gzip when the request has
+    no Accept-Encoding nor Range and is no HEAD: only then does it decompress the answer.
+    """
+    sent = dict(headers)
+    present = {key.lower(): value for key, value in headers.items()}
+    if "user-agent" not in present:
+        sent["User-Agent"] = GO_USER_AGENT
+    asks_gzip = not present.get("accept-encoding") and not present.get("range")
+    asks_gzip = asks_gzip and method.upper() != "HEAD"
+    if asks_gzip:
+        for key in [k for k in sent if k.lower() == "accept-encoding"]:
+            del sent[key]
+        sent["Accept-Encoding"] = "gzip"
+    return sent, asks_gzip
+
+
+def gunzipped(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, str], bytes]:
+    """A gzip answer to Go's own gzip request: the plain body, without the Content-Encoding
+    and Content-Length that described the compressed one (raises ValueError if broken)."""
+    encoding = next((v for k, v in headers.items() if k.lower() == "content-encoding"), "")
+    if encoding.lower() != "gzip" or not body:
+        return dict(headers), body
+    try:
+        plain = gzip.decompress(body)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(f"gzip: {exc}") from None
+    dropped = ("content-encoding", "content-length")
+    return {k: v for k, v in headers.items() if k.lower() not in dropped}, plain
 
 
 def response_head_size(response: aiohttp.ClientResponse) -> int:
@@ -69,7 +110,8 @@ class AppChannel:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self._timeout,
-                auto_decompress=True,
+                auto_decompress=False,
+                skip_auto_headers=_AIOHTTP_AUTO_HEADERS,
                 max_line_size=room,
                 max_field_size=room,
                 max_headers=max(128, room // 4),
@@ -90,10 +132,10 @@ class AppChannel:
     ) -> AppResponse:
         """One request to the app, outside the concurrency limit (health probes)."""
         url = f"{self._base}/{path.lstrip('/')}"
-        all_headers = {**headers, **self._token_headers}
+        sent, asks_gzip = go_request_headers(method, {**headers, **self._token_headers})
         try:
             async with self._get_session().request(
-                method, url, headers=all_headers, data=body
+                method, url, headers=sent, data=body
             ) as response:
                 if response_head_size(response) > self._max_head:
                     raise AppUnreachableError(
@@ -101,9 +143,16 @@ class AppChannel:
                         f"{self._max_head} bytes; aborted"
                     )
                 content = await response.read()
-                return response.status, dict(response.headers), content
+                reply_headers = dict(response.headers)
         except (aiohttp.ClientError, OSError) as exc:
             raise AppUnreachableError(f"{method} {url}: {exc}") from exc
+        if not asks_gzip:
+            return response.status, reply_headers, content
+        try:
+            reply_headers, content = gunzipped(reply_headers, content)
+        except ValueError as exc:
+            raise AppUnreachableError(f"{method} {url}: {exc}") from None
+        return response.status, reply_headers, content
 
     async def wait_ready(self, timeout: float) -> None:
         """Wait until the app port accepts TCP connections, as daprd does before subscribing."""

@@ -105,10 +105,16 @@ class BulkSubscriber:
         """Route each entry, post one request per path, then settle every entry."""
         entries = [_Entry(held) for held in batch]
         by_path: dict[str, list[_Entry]] = {}
-        for entry in entries:
-            path = await self._prepare(entry)
-            if path is not None:
-                by_path.setdefault(path, []).append(entry)
+        if self._route.metadata_error:
+            # daprd fails (or dead-letters) the whole batch when rawPayload is unreadable.
+            logger.error("error deserializing pubsub metadata: %s", self._route.metadata_error)
+            for entry in entries:
+                entry.error = BulkEntryError(self._route.metadata_error)
+        else:
+            for entry in entries:
+                path = await self._prepare(entry)
+                if path is not None:
+                    by_path.setdefault(path, []).append(entry)
         for path, routed in by_path.items():
             await self._deliver(path, routed)
         for entry in entries:

@@ -226,10 +226,13 @@ def from_cloudevent(
         raise CloudEventError("cannot create cloudevent: the body is not a JSON object")
     if "time" not in event:
         event["time"] = rfc3339(now) if now else rfc3339_now()
-    # contrib's FromCloudEvent overwrites the trace fields with the request's trace context.
-    event["traceid"] = traceparent
-    event["traceparent"] = traceparent
-    event["tracestate"] = tracestate
+    # contrib's FromCloudEvent adds the request's trace context only where the event has none:
+    # traceid and traceparent together when traceid is absent, tracestate when it is absent.
+    if "traceid" not in event:
+        event["traceid"] = traceparent
+        event["traceparent"] = traceparent
+    if "tracestate" not in event:
+        event["tracestate"] = tracestate
     event["topic"] = topic
     event["pubsubname"] = pubsubname
     for key, default in (("source", DEFAULT_SOURCE), ("type", DEFAULT_TYPE)):
@@ -238,6 +241,22 @@ def from_cloudevent(
     if event.get("specversion") is None:
         event["specversion"] = SPEC_VERSION
     return event
+
+
+#: The texts Go's strconv.ParseBool reads as true and as false; it refuses any other.
+_GO_TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})
+_GO_FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
+
+
+def is_raw_payload(metadata: Mapping[str, str]) -> bool:
+    """contrib's metadata.IsRawPayload: ``rawPayload`` by strconv.ParseBool, empty or absent is
+    false, any other text a ValueError (daprd refuses such a publish or delivery)."""
+    value = metadata.get("rawPayload", "")
+    if not value or value in _GO_FALSE:
+        return False
+    if value in _GO_TRUE:
+        return True
+    raise ValueError(f"rawPayload value must be a valid boolean: actual is '{value}'")
 
 
 def ttl_seconds(metadata: Mapping[str, str]) -> int | None:

@@ -16,6 +16,7 @@ from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import dapr_pb2_grpc, pubsub_pb2, secret_pb2, state_pb2
 from google.protobuf import any_pb2, empty_pb2
 
+from sidecar import invoke_status
 from sidecar.api_logging import GrpcApiLogging
 from sidecar.cloudevents import fast_loads
 from sidecar.errors import DaprError
@@ -30,17 +31,6 @@ _EMPTY = empty_pb2.Empty()
 _NO_METADATA: Mapping[str, str] = {}
 _FIRST_WRITE = common_pb2.StateOptions.CONCURRENCY_FIRST_WRITE
 _VERBS = {v: k for k, v in common_pb2.HTTPExtension.Verb.items()}
-_HTTP_TO_GRPC = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
-    401: grpc.StatusCode.UNAUTHENTICATED,
-    403: grpc.StatusCode.PERMISSION_DENIED,
-    404: grpc.StatusCode.NOT_FOUND,
-    409: grpc.StatusCode.ABORTED,
-    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    501: grpc.StatusCode.UNIMPLEMENTED,
-    503: grpc.StatusCode.UNAVAILABLE,
-    504: grpc.StatusCode.DEADLINE_EXCEEDED,
-}
 IMPLEMENTED = frozenset(
     {
         "GetState",
@@ -226,8 +216,9 @@ class DaprServicer(dapr_pb2_grpc.DaprServicer):
         return _EMPTY
 
     async def BulkPublishEvent(self, request: Any, context: Any) -> Any:
+        # An empty protobuf map is Go's nil map: such an entry gets no request metadata.
         entries = [
-            PublishEntry(e.entry_id, e.event, e.content_type, _metadata(e.metadata))
+            PublishEntry(e.entry_id, e.event, e.content_type, dict(e.metadata) or None)
             for e in request.entries
         ]
         try:
@@ -261,9 +252,18 @@ class DaprServicer(dapr_pb2_grpc.DaprServicer):
             )
         except DaprError as err:
             await abort(context, err)
-        if not 200 <= result.status < 300:
-            code = _HTTP_TO_GRPC.get(result.status, grpc.StatusCode.UNKNOWN)
-            await context.abort(code, result.body.decode("utf-8", "replace"))
+        # daprd sends the app's headers and status as header metadata, error or not.
+        await context.send_initial_metadata(
+            invoke_status.response_metadata(result.status, result.headers)
+        )
+        code = invoke_status.grpc_code(result.status)
+        if code is not grpc.StatusCode.OK:
+            status = invoke_status.error_status(result.status, result.body)
+            await context.abort(
+                code,
+                status.message,
+                trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
+            )
         content_type = next((v for k, v in result.headers if k.lower() == "content-type"), "")
         return common_pb2.InvokeResponse(
             data=any_pb2.Any(value=result.body), content_type=content_type

@@ -274,14 +274,15 @@ def _bulk_entry(item: Any, pubsub: str, topic: str) -> PublishEntry:
             400,
             grpc.StatusCode.INVALID_ARGUMENT,
         ) from None
-    metadata = item.get("metadata") or {}
-    if not isinstance(metadata, dict):
+    metadata = item.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
         raise malformed("entry metadata must be an object")
     return PublishEntry(
         entry_id=str(item.get("entryId") or ""),
         data=data,
         content_type=content_type,
-        metadata={str(k): str(v) for k, v in metadata.items()},
+        # Absent or null is Go's nil map, {} an empty one: daprd merges only into the latter.
+        metadata=None if metadata is None else {str(k): str(v) for k, v in metadata.items()},
     )
 
 

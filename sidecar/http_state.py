@@ -37,9 +37,15 @@ def _malformed(exc: object) -> DaprError:
 
 
 def _metadata(request: Request) -> dict[str, str]:
+    """The ``metadata.*`` query parameters; a repeated one by its first value, as daprd's
+    getMetadataFromRequest reads Go's url.Values."""
     if not request.scope["query_string"]:
         return {}
-    return {k[9:]: v for k, v in request.query_params.items() if k.startswith("metadata.")}
+    metadata: dict[str, str] = {}
+    for key, value in request.query_params.multi_items():
+        if key.startswith("metadata."):
+            metadata.setdefault(key[9:], value)
+    return metadata
 
 
 async def _body(request: Request) -> Any:
@@ -186,16 +192,19 @@ class StateHttp:
         body = await _body(request)
         if not isinstance(body, dict) or not isinstance(body.get("operations", []), list):
             raise _malformed("expected an object with an operations array")
-        metadata = _string_map(body.get("metadata"), "metadata")
+        # daprd's onPostStateTransaction: each operation gets the query's metadata.* on top of
+        # its own; the body's metadata (the query's on top) is the transaction's only.
+        query = _metadata(request)
+        metadata = {**_string_map(body.get("metadata"), "metadata"), **query}
         operations: list[SetRequest | DeleteRequest] = []
         for op in body.get("operations") or []:
             if not isinstance(op, dict):
                 raise _malformed("each operation must be an object")
             kind = op.get("operation")
             if kind == "upsert":
-                operations.append(set_request(op.get("request"), metadata))
+                operations.append(set_request(op.get("request"), query))
             elif kind == "delete":
-                operations.append(delete_request(op.get("request"), metadata))
+                operations.append(delete_request(op.get("request"), query))
             else:
                 raise unsupported_operation(kind)
         await self.rt.transact(

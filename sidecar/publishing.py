@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import grpc
 
@@ -28,17 +28,15 @@ class PublishEntry:
     entry_id: str
     data: bytes
     content_type: str = ""
-    metadata: Mapping[str, str] = field(default_factory=dict)
+    #: The entry's own metadata; None when it has none (Go's nil map: daprd then gives it no
+    #: metadata at all, not even the request's).
+    metadata: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class FailedEntry:
     entry_id: str
     error: str
-
-
-def _is_true(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"true", "1", "yes", "on", "y"}
 
 
 def pubsub_not_found(name: str) -> DaprError:
@@ -71,6 +69,19 @@ def publish_failed(name: str, topic: str, exc: Exception) -> DaprError:
         grpc_code=grpc.StatusCode.INTERNAL,
         reason="DAPR_PUBSUB_PUBLISH_MESSAGE",
         metadata={"topic": topic, "error": str(exc)},
+        resource=("pubsub", name),
+    )
+
+
+def metadata_unreadable(name: str, metadata: Mapping[str, str], exc: Exception) -> DaprError:
+    """daprd's DeserializeError: the publish metadata's rawPayload is no Go boolean."""
+    return DaprError(
+        error_code="ERR_PUBSUB_REQUEST_METADATA",
+        message=f"failed deserializing metadata. Error: {exc}",
+        http_status=400,
+        grpc_code=grpc.StatusCode.INVALID_ARGUMENT,
+        reason="DAPR_PUBSUB_METADATA_DESERIALIZATION",
+        metadata=dict(metadata),
         resource=("pubsub", name),
     )
 
@@ -119,6 +130,16 @@ class Publisher:
             raise topic_empty(pubsubname)
         return component
 
+    def _validated(
+        self, pubsubname: str, topic: str, metadata: Mapping[str, str]
+    ) -> tuple[PubSub, bool]:
+        """The pubsub and the request's rawPayload, as daprd's validateAndGetPubsubAndTopic."""
+        component = self._component(pubsubname, topic)
+        try:
+            return component, cloudevents.is_raw_payload(metadata)
+        except ValueError as exc:
+            raise metadata_unreadable(pubsubname, metadata, exc) from None
+
     def envelope(
         self,
         pubsubname: str,
@@ -127,11 +148,12 @@ class Publisher:
         content_type: str,
         metadata: Mapping[str, str],
         *,
+        raw: bool,
         traceparent: str = "",
         tracestate: str = "",
     ) -> bytes:
         """The bytes daprd hands the broker for one event (raises CloudEventError)."""
-        if _is_true(metadata.get("rawPayload")):
+        if raw:
             return data
         trace = traceparent or cloudevents.new_traceparent()
         if cloudevents.is_cloudevent_content_type(content_type):
@@ -164,7 +186,7 @@ class Publisher:
         tracestate: str = "",
     ) -> None:
         """Wrap ``data`` as daprd does and hand it to the broker; raises DaprError."""
-        component = self._component(pubsubname, topic)
+        component, raw = self._validated(pubsubname, topic, metadata)
         try:
             body = self.envelope(
                 pubsubname,
@@ -172,6 +194,7 @@ class Publisher:
                 data,
                 content_type,
                 metadata,
+                raw=raw,
                 traceparent=traceparent,
                 tracestate=tracestate,
             )
@@ -211,14 +234,18 @@ class Publisher:
         traceparent: str = "",
         tracestate: str = "",
     ) -> list[FailedEntry]:
-        """Publish every entry; returns the ones the broker refused. Raises DaprError."""
-        component = self._component(pubsubname, topic)
+        """Publish every entry; returns the ones the broker refused. Raises DaprError.
+
+        As daprd's bulk publish: the request's rawPayload decides for every entry, and an entry
+        gets the request's metadata (under its own) only when it has metadata of its own.
+        """
+        component, raw = self._validated(pubsubname, topic, metadata)
         ids = [entry.entry_id for entry in entries]
         if any(not entry_id for entry_id in ids) or len(set(ids)) != len(ids):
             raise bad_entries(pubsubname, topic)
         prepared: list[BulkEntry] = []
         for entry in entries:
-            merged = {**metadata, **entry.metadata}
+            merged = {} if entry.metadata is None else {**metadata, **entry.metadata}
             try:
                 body = self.envelope(
                     pubsubname,
@@ -226,6 +253,7 @@ class Publisher:
                     entry.data,
                     entry.content_type,
                     merged,
+                    raw=raw,
                     traceparent=traceparent,
                     tracestate=tracestate,
                 )

@@ -8,15 +8,47 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
+import time
 from collections.abc import Iterator
+from email.utils import formatdate
 from typing import Any
 
 import grpc
 import uvicorn
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _HTTP_STOP_GRACE = 5.0
 _GRPC_STOP_GRACE = 5.0
+
+
+@functools.lru_cache(maxsize=2)
+def _http_date(second: int) -> bytes:
+    return formatdate(second, usegmt=True).encode()
+
+
+class GoDateHeader:
+    """Go's HTTP server adds ``Date`` only to an answer that has none: an invocation answers
+    with the app's own (uvicorn's date header, which it adds to every answer, is off)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                if not any(name.lower() == b"date" for name, _ in headers):
+                    headers.insert(0, (b"date", _http_date(int(time.time()))))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, dated)
 
 
 class _QuietServer(uvicorn.Server):
@@ -32,13 +64,14 @@ class HttpServer:
         self._port = port
         self._server = _QuietServer(
             uvicorn.Config(
-                app,
+                GoDateHeader(app),
                 lifespan="off",
                 access_log=False,
                 log_level="warning",
                 http="httptools",
                 loop="none",
                 server_header=False,
+                date_header=False,
                 timeout_keep_alive=60,
                 backlog=1024,
             )

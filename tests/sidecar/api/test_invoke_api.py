@@ -6,11 +6,17 @@ import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
+import grpc
 import httpx
 import pytest
 from dapr.clients import DaprClient
+from dapr.clients.exceptions import DaprGrpcError
 from dapr.conf import settings
+from dapr.proto.common.v1 import common_pb2
+from dapr.proto.runtime.v1 import dapr_pb2_grpc, invoke_pb2
 
 from tests.procs import free_port, raw_get
 from tests.sidecar.api.conformance import APP_ID, Conformance
@@ -55,6 +61,31 @@ def test_invoke_passes_app_status_and_header_form(caller: Sidecar, app: TinyApp)
     assert by_header.status_code == 200
     assert by_header.json()["path"] == "/some/route"
     assert by_header.json()["method"] == "PUT"
+
+
+def test_invoke_answers_with_body_and_encoding_that_agree(caller: Sidecar, app: TinyApp) -> None:
+    """daprd's Go client to the app: a caller that accepts gzip gets the app's gzip answer as
+    it was; for one that does not, daprd asks the app for gzip itself and hands back the plain
+    body without Content-Encoding. It adds no Content-Type or Accept the caller did not send,
+    names itself as Go does, and the answer carries one Date: the app's."""
+    url = f"{caller.http}/v1.0/invoke/api-app/method/gzip"
+    with httpx.Client(timeout=10) as client:
+        passed = client.post(url, content=b"x", headers={"Accept-Encoding": "gzip"})
+        assert passed.status_code == 200, passed.text
+        assert passed.headers["content-encoding"] == "gzip"
+        assert passed.json()["headers"]["accept-encoding"] == "gzip"  # decoded by httpx
+        bare = client.build_request("POST", url, content=b"x")
+        for name in ("accept-encoding", "accept", "user-agent"):
+            del bare.headers[name]
+        plain = client.send(bare)
+    assert plain.status_code == 200, plain.text
+    assert "content-encoding" not in plain.headers
+    echo = json.loads(plain.content)
+    assert echo["headers"]["accept-encoding"] == "gzip"
+    assert echo["headers"]["user-agent"] == "Go-http-client/1.1"
+    assert "content-type" not in echo["headers"] and "accept" not in echo["headers"]
+    assert len(plain.headers.get_list("date")) == 1
+    assert int(plain.headers["content-length"]) == len(plain.content)
 
 
 def test_invoke_by_basic_credentials_as_daprd(caller: Sidecar, app: TinyApp) -> None:
@@ -248,3 +279,67 @@ async def test_invoke_through_every_client(api: Api, conformance: Conformance) -
     unknown = await fails(api.invoke("nobody", "x", b""))
     assert (unknown.status, unknown.code) == ("500", "ERR_DIRECT_INVOKE")
     assert "nobody" in unknown.message
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "text"),
+    [
+        (400, grpc.StatusCode.INTERNAL, "Bad Request"),
+        (404, grpc.StatusCode.NOT_FOUND, "Not Found"),
+        (408, grpc.StatusCode.CANCELLED, "Request Timeout"),
+        (409, grpc.StatusCode.ALREADY_EXISTS, "Conflict"),
+        (418, grpc.StatusCode.UNKNOWN, "I'm a teapot"),
+        (500, grpc.StatusCode.UNKNOWN, "Internal Server Error"),
+        (503, grpc.StatusCode.UNAVAILABLE, "Service Unavailable"),
+    ],
+)
+def test_grpc_invoke_of_an_app_error_as_daprd_reports_it(
+    caller: Sidecar, app: TinyApp, status: int, code: grpc.StatusCode, text: str
+) -> None:
+    """daprd's invokev1.ErrorFromHTTPResponseCode: its code map, Go's status text as message
+    and ErrorInfo reason, the body cut to 63 bytes; the app's headers and dapr-http-status as
+    header metadata (permanent HTTP headers under ``dapr-``)."""
+    body = "é" + "x" * 70
+    request = invoke_pb2.InvokeServiceRequest(
+        id="api-app",
+        message=common_pb2.InvokeRequest(
+            method=f"status/{status}",
+            http_extension=common_pb2.HTTPExtension(
+                verb=common_pb2.HTTPExtension.Verb.GET, querystring=f"body={quote(body)}"
+            ),
+        ),
+    )
+    with grpc.insecure_channel(caller.grpc_address) as channel:
+        stub = dapr_pb2_grpc.DaprStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.InvokeService(request, timeout=10)
+    error: Any = caught.value
+    assert (error.code(), error.details()) == (code, text)
+    headers = dict(error.initial_metadata())
+    assert headers["dapr-http-status"] == str(status)
+    assert headers["x-tiny-app"] == "yes"
+    assert headers["dapr-content-type"] == "application/json"
+    details = DaprGrpcError(error).status_details()
+    assert details.error_info == {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": text,
+        "domain": "dapr.io",
+        "metadata": {"http.code": str(status), "http.error_message": body.encode()[:63].decode()},
+    }
+
+
+def test_grpc_invoke_success_carries_the_apps_headers(caller: Sidecar, app: TinyApp) -> None:
+    request = invoke_pb2.InvokeServiceRequest(
+        id="api-app",
+        message=common_pb2.InvokeRequest(
+            method="echo",
+            http_extension=common_pb2.HTTPExtension(verb=common_pb2.HTTPExtension.Verb.GET),
+        ),
+    )
+    with grpc.insecure_channel(caller.grpc_address) as channel:
+        reply, call = dapr_pb2_grpc.DaprStub(channel).InvokeService.with_call(request, timeout=10)
+    headers = dict(call.initial_metadata())
+    assert headers["dapr-http-status"] == "200"
+    assert headers["x-tiny-app"] == "yes"
+    assert reply.content_type == "application/json"
+    assert json.loads(reply.data.value)["path"] == "/echo"

@@ -14,11 +14,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 import redis
 from dapr.clients import DaprClient
 from dapr.clients.grpc._request import TransactionalStateOperation
+from dapr.proto.runtime.v1 import dapr_pb2_grpc, pubsub_pb2
 
 from sidecar.outbox import internal_topic
 from tests.conftest import RedisServer
@@ -420,3 +422,119 @@ def test_outbox_takes_the_direct_path_only_on_the_pubsubs_own_redis(
         assert broker.xlen(internal) - before == (1 if relayed else 0)
     finally:
         broker.close()
+
+
+async def test_bulk_publish_gives_request_metadata_only_to_entries_with_their_own(
+    conformance: Conformance,
+) -> None:
+    """daprd merges the request's metadata into an entry only when the entry has metadata
+    (``if entry.Metadata != nil``): over HTTP an empty object counts, over gRPC an empty map is
+    no map at all. An entry without gets neither the request's TTL nor its overrides."""
+    marker, car = unique("bulk-meta"), conformance.sidecar
+    request_meta = {"cloudevent.type": "from.request", "ttlInSeconds": "120"}
+    own = {"cloudevent.subject": "own"}
+    entries: list[tuple[str, dict[str, str] | None]] = [
+        ("none", None),
+        ("empty", {}),
+        ("own", own),
+    ]
+    http_entries = [
+        {
+            "entryId": entry_id,
+            "event": f"http-{entry_id} {marker}",
+            "contentType": "text/plain",
+            **({} if meta is None else {"metadata": meta}),
+        }
+        for entry_id, meta in entries
+    ]
+    async with httpx.AsyncClient(base_url=car.http, timeout=10) as http:
+        answer = await http.post(
+            "/v1.0-alpha1/publish/bulk/redispubsub/conf",
+            json=http_entries,
+            params={f"metadata.{k}": v for k, v in request_meta.items()},
+        )
+    assert answer.status_code == 204, answer.text
+    request = pubsub_pb2.BulkPublishRequest(
+        pubsub_name="redispubsub",
+        topic="conf",
+        metadata=request_meta,
+        entries=[
+            pubsub_pb2.BulkPublishRequestEntry(
+                entry_id=entry_id,
+                event=f"grpc-{entry_id} {marker}".encode(),
+                content_type="text/plain",
+                metadata=meta,
+            )
+            for entry_id, meta in entries
+        ],
+    )
+    with grpc.insecure_channel(car.grpc_address) as channel:
+        dapr_pb2_grpc.DaprStub(channel).BulkPublishEventAlpha1(request, timeout=10)
+    events = {
+        e["data"].split()[0]: e for e in wait_for(conformance.app, "/events/redispubsub", marker, 6)
+    }
+    merged = {"http-empty", "http-own", "grpc-own"}
+    for name, event in events.items():
+        assert event["type"] == ("from.request" if name in merged else "com.dapr.event.sent")
+        assert ("expiration" in event) is (name in merged), name
+        assert (event.get("subject") == "own") is name.endswith("-own"), name
+
+
+async def test_published_cloudevent_keeps_its_own_trace_fields(conformance: Conformance) -> None:
+    """contrib's FromCloudEvent adds the request's traceid and traceparent only when the event
+    has no traceid, and its tracestate only when the event has none."""
+    marker, trace_id = unique("ce-trace"), "0af7651916cd43dd8448eb211c80319c"
+    request_trace = {"traceparent": f"00-{trace_id}-b7ad6b7169203331-01", "tracestate": "req=1"}
+    events = {
+        "own": {"traceid": "own-id", "traceparent": "own-parent", "tracestate": "own=1"},
+        "parent-only": {"traceparent": "own-parent"},
+        "state-only": {"tracestate": "own=1"},
+    }
+    async with httpx.AsyncClient(base_url=conformance.sidecar.http, timeout=10) as http:
+        for name, fields in events.items():
+            body = {"id": f"{name}-{marker}", "data": marker, "specversion": "1.0", **fields}
+            answer = await http.post(
+                "/v1.0/publish/redispubsub/conf",
+                json=body,
+                headers={"Content-Type": "application/cloudevents+json", **request_trace},
+            )
+            assert answer.status_code == 204, answer.text
+    got = {
+        e["id"].removesuffix(f"-{marker}"): e
+        for e in wait_for(conformance.app, "/events/redispubsub", marker, 3)
+    }
+    own = got["own"]
+    assert (own["traceid"], own["traceparent"], own["tracestate"]) == (
+        "own-id",
+        "own-parent",
+        "own=1",
+    )
+    for name in ("parent-only", "state-only"):
+        event = got[name]
+        assert event["traceid"] == event["traceparent"], event
+        assert event["traceparent"].split("-")[1] == trace_id, event
+    assert got["parent-only"]["tracestate"] == "req=1"
+    assert got["state-only"]["tracestate"] == "own=1"
+
+
+async def test_publish_reads_raw_payload_as_gos_parse_bool(
+    api: Api, pubsub: str, conformance: Conformance
+) -> None:
+    """contrib's IsRawPayload: strconv.ParseBool, so ``t`` is true, and a value it refuses
+    fails the publish with daprd's ERR_PUBSUB_REQUEST_METADATA."""
+    raw = unique(f"parse-bool-{api.name}").encode()
+    await api.publish(pubsub, "conf-raw", raw, "text/plain", {"rawPayload": "t"})
+    encoded = base64.b64encode(raw).decode()
+    (event,) = wait_for(conformance.app, f"/events/raw-{pubsub}", encoded)
+    assert event["data_base64"] == encoded
+    refused = await fails(api.publish(pubsub, "conf", b"x", "text/plain", {"rawPayload": "yes"}))
+    refused.expect(
+        http=(400, "ERR_PUBSUB_REQUEST_METADATA"),
+        grpc=("INVALID_ARGUMENT", "DAPR_PUBSUB_METADATA_DESERIALIZATION"),
+    )
+    assert "rawPayload value must be a valid boolean: actual is 'yes'" in refused.message
+    bulk = await fails(api.bulk_publish(pubsub, "conf", ["x"], {"rawPayload": "yes"}))
+    bulk.expect(
+        http=(400, "ERR_PUBSUB_REQUEST_METADATA"),
+        grpc=("INVALID_ARGUMENT", "DAPR_PUBSUB_METADATA_DESERIALIZATION"),
+    )

@@ -16,6 +16,7 @@ from datetime import datetime
 import grpc
 import httpx
 import pytest
+import redis
 from dapr.aio.clients import DaprClient as AioDaprClient
 from dapr.clients import DaprClient
 from dapr.clients.exceptions import DaprGrpcError
@@ -23,7 +24,14 @@ from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import dapr_pb2_grpc, state_pb2
 
 from tests.procs import raw_get
-from tests.sidecar.api.conformance import BACKENDS, PREFIXES, STORES, Conformance, prefix_store
+from tests.sidecar.api.conformance import (
+    APP_ID,
+    BACKENDS,
+    PREFIXES,
+    STORES,
+    Conformance,
+    prefix_store,
+)
 from tests.sidecar.api.conftest import unique
 from tests.sidecar.api.transports import Api, Op, fails
 
@@ -337,3 +345,28 @@ def test_http_keys_are_unescaped_after_routing_as_daprd_does(
     assert (status, json.loads(body)) == (200, {"k": "clean"})
     broken = raw_get(conformance.sidecar.http_port, b"/v1.0/state/redisstore/a%2s")
     assert broken == (400, b"400 Bad Request")
+
+
+async def test_http_transaction_metadata_reaches_operations_only_from_the_query(
+    conformance: Conformance,
+) -> None:
+    """daprd's onPostStateTransaction copies the query's ``metadata.*`` into every operation;
+    the body's ``metadata`` is the transaction's only, and state.redis reads the TTL per op."""
+    by_query, by_body = unique("tx-query"), unique("tx-body")
+
+    def upsert(key: str) -> list[dict[str, object]]:
+        return [{"operation": "upsert", "request": {"key": key, "value": 1}}]
+
+    async with httpx.AsyncClient(base_url=conformance.sidecar.http, timeout=10) as http:
+        query = await http.post(
+            "/v1.0/state/redisstore/transaction?metadata.ttlInSeconds=60",
+            json={"operations": upsert(by_query)},
+        )
+        body = await http.post(
+            "/v1.0/state/redisstore/transaction",
+            json={"metadata": {"ttlInSeconds": "60"}, "operations": upsert(by_body)},
+        )
+    assert (query.status_code, body.status_code) == (204, 204), (query.text, body.text)
+    with redis.Redis(host="127.0.0.1", port=conformance.redis.port) as client:
+        assert 0 < int(client.ttl(f"{APP_ID}||{by_query}")) <= 60
+        assert int(client.ttl(f"{APP_ID}||{by_body}")) == -1  # a key without a TTL

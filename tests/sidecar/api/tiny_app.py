@@ -3,19 +3,23 @@
 Env: APP_PORT; SUBSCRIPTIONS (JSON answered on GET /dapr/subscribe; unset = 404).
 Routes: POST /events/* records the body and answers 200; GET /received lists the bodies;
 GET /healthz answers 200, or 503 after POST /health/down (until POST /health/up);
-any other path echoes method, path, query, headers and body as JSON; /status/NNN answers NNN;
+any other path echoes method, path, query, headers and body as JSON; /status/NNN answers NNN
+(with the body of query ``body=...`` if given);
 /slow/MS answers after MS milliseconds, and GET /peak tells (and resets) how many were in at once;
-/bighead/N answers with an X-Big header of N bytes.
+/bighead/N answers with an X-Big header of N bytes; /gzip echoes as any path does, gzipped (with
+Content-Encoding: gzip) when the request accepts gzip.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
 
 RECEIVED: list[object] = []
 LOCK = threading.Lock()
@@ -31,11 +35,18 @@ class Handler(BaseHTTPRequestHandler):
         return
 
     def _answer(
-        self, status: int, body: bytes, content_type: str = "application/json", big: int = 0
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json",
+        big: int = 0,
+        encoding: str = "",
     ) -> None:
         self.send_response(status)
         if big:
             self.send_header("X-Big", "b" * big)
+        if encoding:
+            self.send_header("Content-Encoding", encoding)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Tiny-App", "yes")
@@ -96,7 +107,8 @@ class Handler(BaseHTTPRequestHandler):
             self._answer(200, json.dumps(peak).encode())
             return
         if path.startswith("/status/"):
-            self._answer(int(path.rsplit("/", 1)[1]), b'{"failed":true}')
+            reply = unquote(query[5:]).encode() if query.startswith("body=") else b'{"failed":true}'
+            self._answer(int(path.rsplit("/", 1)[1]), reply)
             return
         echo = {
             "method": self.command,
@@ -105,6 +117,9 @@ class Handler(BaseHTTPRequestHandler):
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "body": body.decode("utf-8", "replace"),
         }
+        if path == "/gzip" and "gzip" in (self.headers.get("Accept-Encoding") or ""):
+            self._answer(200, gzip.compress(json.dumps(echo).encode()), encoding="gzip")
+            return
         self._answer(200, json.dumps(echo).encode())
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
