@@ -16,12 +16,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sidecar.pubsub.base import Message
+from sidecar.pubsub.base import Message, SubscriptionClosedError
 
 logger = logging.getLogger(__name__)
 
 
-class BatchClosedError(Exception):
+class BatchClosedError(SubscriptionClosedError):
     """The subscription closed before the message was handled; the broker keeps it."""
 
 

@@ -26,7 +26,7 @@ from sidecar.components import Subscription
 from sidecar.errors import DaprError
 from sidecar.metrics import ComponentMetrics, ms_since
 from sidecar.publishing import Publisher
-from sidecar.pubsub.base import Handler, Message, PubSub
+from sidecar.pubsub.base import Handler, Message, PubSub, SubscriptionClosedError
 from sidecar.resiliency import InboundPolicy, Resiliency
 from sidecar.routing import Router, RuleEvaluationError
 
@@ -42,7 +42,7 @@ class Outcome(enum.Enum):
     SUCCESS = "success"  #: acknowledged
     RETRY = "retry"  #: retried per resiliency policy, then dead-lettered or redelivered
     DROP = "drop"  #: acknowledged; dead-lettered when the subscription has a dead letter topic
-    NOT_FOUND = "not_found"  #: HTTP 404: acknowledged without dead letter, as in daprd
+    NOT_FOUND = "not_found"  #: HTTP 404: a drop too (daprd's ErrMessageDropped), logged apart
 
 
 #: daprd's ingress metric labels (process_status, status) per outcome: an app's DROP is a drop
@@ -56,7 +56,8 @@ _INGRESS = {
 
 
 class DeliveryFailedError(Exception):
-    """Delivery failed for good this time; the broker keeps the message for redelivery."""
+    """Delivery failed for good this time; what becomes of the message is the component's
+    (pubsub.redis keeps it only when the failure came after processingTimeout)."""
 
 
 def interpret_response(status: int, body: bytes) -> tuple[Outcome, str]:
@@ -95,14 +96,21 @@ class Route:
     dead_letter_topic: str
     raw_payload: bool
     policy: InboundPolicy
+    #: Why the subscription's rawPayload is unreadable ("" when it is fine): daprd then fails
+    #: (or dead-letters) every message of the subscription.
+    metadata_error: str = ""
 
 
 class _RetriableError(Exception):
     pass
 
 
-def _is_true(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"true", "1", "yes", "on", "y"}
+def _raw_payload(subscription: Subscription) -> tuple[bool, str]:
+    """The subscription's rawPayload as contrib's IsRawPayload reads it, and the error if any."""
+    try:
+        return cloudevents.is_raw_payload(subscription.metadata), ""
+    except ValueError as exc:
+        return False, str(exc)
 
 
 def _concurrency(subscription: Subscription) -> int:
@@ -159,13 +167,15 @@ class Deliverer:
                 continue
             seen.add(key)
             where = f"subscription {key[0]}/{key[1]} ({sub.source})"
+            raw_payload, metadata_error = _raw_payload(sub)
             route = Route(
                 pubsubname=sub.pubsubname,
                 topic=sub.topic,
                 router=Router(sub.rules, sub.default_path, where),
                 dead_letter_topic=sub.dead_letter_topic,
-                raw_payload=_is_true(sub.metadata.get("rawPayload")),
+                raw_payload=raw_payload,
                 policy=self._resiliency.pubsub_inbound(sub.pubsubname),
+                metadata_error=metadata_error,
             )
             routes.append((route, sub, _concurrency(sub)))
         for route, sub, concurrency in routes:
@@ -222,7 +232,7 @@ class Deliverer:
             if not self._open.is_set():
                 await self._open.wait()
             if self._closed:
-                raise DeliveryFailedError("subscription is closed")
+                raise SubscriptionClosedError("subscription is closed")
             self._inflight += 1
             self._idle.clear()
             try:
@@ -235,6 +245,10 @@ class Deliverer:
         return handle
 
     async def _handle(self, route: Route, message: Message) -> None:
+        if route.metadata_error:
+            logger.error("error deserializing pubsub metadata: %s", route.metadata_error)
+            await self._fail(route, message, ValueError(route.metadata_error))
+            return
         try:
             event, body = cloudevents.parse_delivered(
                 message.data,
@@ -296,7 +310,9 @@ class Deliverer:
             try:
                 async with asyncio.timeout(route.policy.timeout):
                     outcome = await self._attempt(route, event, body, path, headers)
-                if outcome is not Outcome.DROP or not route.dead_letter_topic:
+                # daprd's postman drops on the app's DROP and on 404 (ErrMessageDropped), and
+                # every dropped message goes to the dead letter topic when there is one.
+                if outcome is Outcome.SUCCESS or not route.dead_letter_topic:
                     return
                 if await self._dead_letter(route, message):
                     return
@@ -305,6 +321,10 @@ class Deliverer:
                 error = _RetriableError(f"timeout delivering pub/sub event {event.get('id')}")
             except _RetriableError as exc:
                 error = exc
+            if self._closed:
+                # daprd: a delivery failing while its subscription closes waits for the
+                # handler's context instead of failing, so the broker keeps the message.
+                raise SubscriptionClosedError(str(error))
             if retry_policy is None:
                 break
             delay = retry_policy.delay(retry, time.monotonic() - started)
@@ -422,7 +442,10 @@ class Deliverer:
         return True
 
     async def _fail(self, route: Route, message: Message, error: Exception) -> None:
-        """Dead-letter the message if possible (then it is acknowledged), else leave it pending."""
+        """Dead-letter the message if possible (then it is acknowledged), else fail it; while
+        the subscription closes, neither (the broker keeps it, as daprd's does)."""
+        if self._closed:
+            raise SubscriptionClosedError(str(error))
         if route.dead_letter_topic and await self._dead_letter(route, message):
             return
         raise DeliveryFailedError(str(error))

@@ -1,8 +1,10 @@
 """What every pub/sub component offers the runtime.
 
 A component moves opaque bytes (the runtime builds the CloudEvent envelope) and acknowledges
-a message only when the handler returns normally; a handler that raises leaves the message
-unacknowledged so the broker redelivers it (contract section 5 and 6).
+a message when the handler returns normally. What a handler that raises means is the
+component's, as in components-contrib: pubsub.redis acknowledges it too unless it came late
+(see redis.py), the in-memory bus retries it. A handler that raises SubscriptionClosedError
+took nothing, and every component leaves that message for redelivery.
 """
 
 from __future__ import annotations
@@ -29,8 +31,13 @@ class Message:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
-#: Called once per delivered message; returning acknowledges it, raising means "redeliver".
+#: Called once per delivered message; returning acknowledges it, raising is a failure.
 Handler = Callable[[Message], Awaitable[None]]
+
+
+class SubscriptionClosedError(Exception):
+    """The subscription is closing and took nothing: leave the message unacknowledged (as
+    contrib components do when the handler's context is cancelled)."""
 
 
 class PublishError(Exception):

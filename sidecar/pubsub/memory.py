@@ -1,8 +1,9 @@
 """``pubsub.in-memory``: an event bus inside this sidecar process, like daprd's in-memory one.
 
 Every subscription of a topic gets every message (there are no consumer groups, and nothing
-crosses processes). Each subscription handles its messages one at a time, and a failed
-delivery is retried 10 times, 100 ms apart, then dropped, as contrib's component does.
+crosses processes). Each subscription handles its messages one at a time. A failed delivery
+is logged and dropped, as contrib 1.18's component does ("Remove in-memory pubsub retries"):
+retrying is the resiliency policy's job.
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ from sidecar.components import Component
 from sidecar.pubsub.base import BulkEntry, Handler, Message, PublishError, stop_tasks
 
 logger = logging.getLogger(__name__)
-
-_ATTEMPTS = 10
-_RETRY_DELAY = 0.1
 
 
 class InMemoryPubSub:
@@ -64,13 +62,9 @@ class InMemoryPubSub:
     async def _consume(self, queue: asyncio.Queue[Message], handler: Handler) -> None:
         while not self._closed:
             message = await queue.get()
-            for attempt in range(_ATTEMPTS):
-                try:
-                    await handler(message)
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    logger.error("in-memory pubsub: delivery on %s failed: %s", message.topic, exc)
-                    if attempt + 1 < _ATTEMPTS:
-                        await asyncio.sleep(_RETRY_DELAY)
+            try:
+                await handler(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.error("in-memory pubsub: delivery on %s failed: %s", message.topic, exc)

@@ -1,9 +1,16 @@
 """``pubsub.redis``: Redis Streams with consumer groups, as components-contrib's redis pubsub.
 
 One stream per topic; entries carry ``data`` and ``metadata`` (JSON) fields. Consumers of one
-``consumerID`` share a group (competing); messages are acknowledged only after the handler
-returns, and ones left pending longer than ``processingTimeout`` are reclaimed every
-``redeliverInterval``. The loops survive Redis restarts and recreate a lost group.
+``consumerID`` share a group (competing); ones left pending longer than ``processingTimeout``
+are reclaimed every ``redeliverInterval``. The loops survive Redis restarts and recreate a lost
+group.
+
+When a message is acknowledged follows contrib 1.18 (``processMessage``; since "Make Redis
+Streams PubSub honor resiliency policy"): when the handler returns, and also when it fails,
+since retrying is the resiliency policy's job. Only a failure that comes after
+``processingTimeout`` (with redelivery on), or from a subscription that is closing, leaves the
+message pending for the reclaimer. The handler itself is never cut off: daprd delivers under a
+context of its own, so a slow success is still acknowledged.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +31,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sidecar.components import Component, ComponentError
 from sidecar.durations import parse_go_duration
-from sidecar.pubsub.base import BulkEntry, Handler, Message, PublishError, stop_tasks
+from sidecar.pubsub.base import (
+    BulkEntry,
+    Handler,
+    Message,
+    PublishError,
+    SubscriptionClosedError,
+    stop_tasks,
+)
 from sidecar.pubsub.stream_acks import StreamAcks
 from sidecar.redis_conn import redis_client, redis_pipe
 from sidecar.redis_endpoint import RedisEndpoint
@@ -282,21 +297,27 @@ class RedisStreamsPubSub:
                 queue.task_done()
 
     async def _process(self, topic: str, pending: _Pending, handler: Handler) -> None:
-        settings = self.settings
-        limit = settings.processing_timeout
-        # contrib bounds a handler by processingTimeout when redelivery is on, so a stuck
-        # delivery is given up before the reclaimer hands the message out again.
-        bound = limit if limit and settings.redeliver_interval else None
-        entry = pending.entry_id.decode()
+        started = time.monotonic()
         try:
-            async with asyncio.timeout(bound):
-                await handler(pending.message)
+            await handler(pending.message)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            entry = pending.entry_id.decode()
             logger.error("Error processing Redis message %s: %s", entry, exc or type(exc).__name__)
-            return
+            if self._keeps_pending(exc, time.monotonic() - started):
+                return
         self._acks.ack(topic, pending.entry_id)
+
+    def _keeps_pending(self, exc: Exception, elapsed: float) -> bool:
+        """Whether a failed message stays pending: contrib's ``ctx.Err() != nil``, its
+        handler context being bounded by processingTimeout (when redelivery is on) and ended
+        by the subscription closing."""
+        if self._closed or isinstance(exc, SubscriptionClosedError):
+            return True
+        settings = self.settings
+        bounded = settings.processing_timeout and settings.redeliver_interval
+        return bool(bounded) and elapsed >= settings.processing_timeout
 
     async def _reclaim_loop(self, topic: str, queue: asyncio.Queue[_Pending]) -> None:
         settings = self.settings

@@ -73,7 +73,7 @@ def test_daprd_outlives_the_orchestrators_shutdown_grace() -> None:
 def test_cluster_components_match_the_local_components() -> None:
     local = _documents(sorted((ROOT / "components").glob("*.yaml")))
     cluster = _documents(sorted(K8S.glob("*.yaml")))
-    for kind in ("Component", "Subscription"):
+    for kind in ("Component", "Subscription", "Resiliency"):
         local_kind = _by_kind(local, kind)
         cluster_kind = _by_kind(cluster, kind)
         assert set(local_kind) == set(cluster_kind), kind

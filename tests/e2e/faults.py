@@ -24,6 +24,7 @@ import yaml
 from redis import Redis
 
 from tests.conftest import RedisServer
+from tests.job_orchestrator.stack import write_resiliency
 from tests.microservice_x.stack import MX, App, Sidecar, write_components
 from tests.procs import free_port
 
@@ -47,6 +48,7 @@ def fault_components(target: Path, redis_host: str) -> Path:
         items[:] = [i for i in items if i["name"] not in quick]
         items += [{"name": k, "value": v} for k, v in quick.items()]
     path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    write_resiliency(target, LEASE_SECONDS)
     return target
 
 

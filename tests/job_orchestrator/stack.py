@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import urllib.request
 import uuid
@@ -11,7 +12,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from sidecar.durations import parse_go_duration
 from tests.procs import PYTHON, ManagedProcess, free_port, wait_until_http
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_components(
@@ -63,6 +69,7 @@ def write_components(
             "secretstores.local.file",
             [{"name": "secretsFile", "value": str(secrets_file)}],
         )
+    write_resiliency(directory, parse_go_duration(lease))
     for name, (kind, extra) in docs.items():
         own = name == "localsecrets" or (name == "statestore" and state is not None)
         doc: dict[str, Any] = {
@@ -160,6 +167,21 @@ class Replica:
         self.start_sidecar(*self._sidecar_args)
         topic, log_dir, env = self._app_args
         self.start_app(topic, log_dir, **env)
+
+
+def write_resiliency(directory: Path, lease_seconds: float) -> Path:
+    """The project's resiliency.yaml with its queue retries scaled to a test's shorter lease
+    (the retries must outlast jobqueue's processingTimeout, as the project's do)."""
+    source = (ROOT / "components" / "resiliency.yaml").read_text()
+    docs = [doc for doc in yaml.safe_load_all(source) if doc]
+    step = min(5.0, max(0.2, lease_seconds / 4))
+    for doc in docs:
+        if doc["metadata"]["name"] == "job-orchestrator":
+            for policy in doc["spec"]["policies"]["retries"].values():
+                policy.update(duration=f"{step}s", maxRetries=math.ceil(lease_seconds / step) + 3)
+    path = directory / "resiliency.yaml"
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return path
 
 
 def sidecar_state(http_port: int, key: str) -> Any:

@@ -1,4 +1,4 @@
-"""pubsub.in-memory: every subscription gets every message; failures retried 10 times."""
+"""pubsub.in-memory: every subscription gets every message; a failure is dropped (contrib 1.18)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ async def test_every_subscription_gets_every_message() -> None:
         await pubsub.close()
 
 
-async def test_failing_handler_is_retried_ten_times_then_dropped() -> None:
+async def test_a_failed_delivery_is_dropped_not_retried() -> None:
     pubsub = memory()
     attempts: list[bytes] = []
 
@@ -53,6 +53,6 @@ async def test_failing_handler_is_retried_ten_times_then_dropped() -> None:
         await pubsub.publish("t", b"bad", {})
         await pubsub.publish("t", b"good", {})
         await eventually(lambda: attempts[-1:] == [b"good"], 5)
-        assert attempts == [b"bad"] * 10 + [b"good"]
+        assert attempts == [b"bad", b"good"]
     finally:
         await pubsub.close()

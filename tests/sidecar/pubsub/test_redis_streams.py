@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from sidecar.components import Component, ComponentError
 from sidecar.localredis import start_redis
 from sidecar.publishing import Publisher
-from sidecar.pubsub.base import Message
+from sidecar.pubsub.base import Message, SubscriptionClosedError
 from sidecar.pubsub.redis import RedisStreamsPubSub, parse_settings
 from sidecar.pubsub.registry import PUBSUB_TYPES, create_pubsub
 from tests.conftest import RedisServer
@@ -141,30 +141,126 @@ async def test_unacked_message_of_a_dead_consumer_is_reclaimed_with_same_event_i
         await second.close()
 
 
-async def test_failed_handler_is_redelivered_until_it_succeeds(redis_server: RedisServer) -> None:
-    topic = unique("redeliver")
+async def _pending(raw_redis: aioredis.Redis, topic: str, group: str) -> int:
+    return int((await raw_redis.xpending(topic, group))["pending"])
+
+
+async def test_a_failure_is_acknowledged_as_contrib_1_18_does(
+    redis_server: RedisServer, raw_redis: aioredis.Redis
+) -> None:
+    """Retries are the resiliency policy's job: a handler that fails in time is acknowledged,
+    so the reclaimer never hands the message out again."""
+    topic, group = unique("failfast"), unique("g")
     pubsub = await started(
         redis_component(
-            redis_server.host,
-            consumerID=unique("g"),
-            processingTimeout="200",
-            redeliverInterval="50",
+            redis_server.host, consumerID=group, processingTimeout="200", redeliverInterval="50"
         )
     )
     attempts: list[bytes] = []
 
-    async def flaky(message: Message) -> None:
+    async def failing(message: Message) -> None:
         attempts.append(message.data)
-        if len(attempts) < 3:
-            raise RuntimeError("not yet")
+        raise RuntimeError("no")
 
     try:
-        await pubsub.subscribe(topic, flaky, concurrency=1)
+        await pubsub.subscribe(topic, failing, concurrency=1)
         await pubsub.publish(topic, b"m", {})
-        await eventually(lambda: len(attempts) >= 3)
-        assert set(attempts) == {b"m"}
+        await eventually(lambda: len(attempts) == 1)
+        await asyncio.sleep(0.8)  # four processing timeouts: a pending message would be back
+        assert attempts == [b"m"]
+        assert await _pending(raw_redis, topic, group) == 0
     finally:
         await pubsub.close()
+
+
+async def test_a_failure_after_processing_timeout_leaves_the_message_for_the_reclaimer(
+    redis_server: RedisServer, raw_redis: aioredis.Redis
+) -> None:
+    """contrib skips the acknowledgement when the handler's context (bounded by
+    processingTimeout) has ended: the message is handed out again and succeeds."""
+    topic, group = unique("faillate"), unique("g")
+    # The reclaimer ticks at subscribe and then every second: the late failure (0.4 s) comes
+    # between two ticks, so only a message left pending by it can be handed out again.
+    pubsub = await started(
+        redis_component(
+            redis_server.host, consumerID=group, processingTimeout="300", redeliverInterval="1s"
+        )
+    )
+    attempts: list[bytes] = []
+
+    async def late_then_fine(message: Message) -> None:
+        attempts.append(message.data)
+        if len(attempts) == 1:
+            await asyncio.sleep(0.4)
+            raise RuntimeError("late")
+
+    try:
+        await pubsub.subscribe(topic, late_then_fine, concurrency=1)
+        await pubsub.publish(topic, b"m", {})
+        await eventually(lambda: len(attempts) == 2, 10)
+        await eventually_async(lambda: _pending(raw_redis, topic, group), 0)
+        assert attempts == [b"m", b"m"]
+    finally:
+        await pubsub.close()
+
+
+async def test_a_slow_handler_is_not_cut_off_and_its_success_acknowledged(
+    redis_server: RedisServer, raw_redis: aioredis.Redis
+) -> None:
+    """daprd delivers under a context of its own: processingTimeout does not end the call."""
+    topic, group = unique("slow"), unique("g")
+    pubsub = await started(
+        redis_component(
+            redis_server.host, consumerID=group, processingTimeout="200", redeliverInterval="5s"
+        )
+    )
+    finished: list[bytes] = []
+
+    async def slow(message: Message) -> None:
+        await asyncio.sleep(0.6)
+        finished.append(message.data)
+
+    try:
+        await pubsub.subscribe(topic, slow, concurrency=1)
+        await pubsub.publish(topic, b"m", {})
+        await eventually(lambda: finished == [b"m"], 10)
+        await eventually_async(lambda: _pending(raw_redis, topic, group), 0)
+    finally:
+        await pubsub.close()
+
+
+async def test_a_closing_subscription_leaves_the_message_pending(
+    redis_server: RedisServer, raw_redis: aioredis.Redis
+) -> None:
+    topic, group = unique("closing"), unique("g")
+    pubsub = await started(
+        redis_component(
+            redis_server.host, consumerID=group, processingTimeout="60s", redeliverInterval="5s"
+        )
+    )
+    refused: list[bytes] = []
+
+    async def closing(message: Message) -> None:
+        refused.append(message.data)
+        raise SubscriptionClosedError("subscription is closed")
+
+    try:
+        await pubsub.subscribe(topic, closing, concurrency=1)
+        await pubsub.publish(topic, b"m", {})
+        await eventually(lambda: refused == [b"m"])
+        await asyncio.sleep(0.2)  # an acknowledgement would have been sent by now
+        assert await _pending(raw_redis, topic, group) == 1
+    finally:
+        await pubsub.close()
+
+
+async def eventually_async(read: Any, expected: int, timeout: float = 5.0) -> None:
+    """Poll an async reading until it equals ``expected`` (bounded)."""
+    for _ in range(int(timeout / 0.02)):
+        if await read() == expected:
+            return
+        await asyncio.sleep(0.02)
+    assert await read() == expected
 
 
 async def test_consumer_recovers_after_redis_restart_and_recreates_lost_group(
