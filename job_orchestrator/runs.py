@@ -58,6 +58,10 @@ class Run:
         self.ctx.cancel()
         self.loop.call_soon_threadsafe(self.wake.set)
 
+    def distrust(self) -> None:
+        """Someone else may have changed the job: re-read before the next job change."""
+        self._trusted = False
+
     def new_context(self) -> None:
         """A fresh context for the next attempt; a cancellation carries over."""
         cancelled = self.ctx.cancelled

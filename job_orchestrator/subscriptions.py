@@ -107,5 +107,5 @@ def changed_delivery(body: bytes, waiters: Waiters, worker: Worker | None) -> st
         return "DROP"
     waiters.notify(job)
     if worker is not None and (is_final(job) or job.get("cancelRequested")):
-        worker.cancel_local(job["id"])
+        worker.recheck(job["id"])
     return "SUCCESS"

@@ -58,6 +58,7 @@ class Worker:
         self._stopping = False
         self._grace: asyncio.Task[None] | None = None  #: waits out the grace, then closes
         self._closing: asyncio.Task[None] | None = None
+        self._rechecks: set[asyncio.Task[None]] = set()  #: reads after broadcasts, in flight
 
     @property
     def running(self) -> int:
@@ -157,6 +158,27 @@ class Worker:
             return False
         run.cancel()
         return True
+
+    def recheck(self, job_id: str) -> None:
+        """Another replica announced that a job running here was canceled or finished: read
+        the job, and stop its handler if the store says so. The announcement itself is not
+        trusted, since any app allowed to publish on the topic could send one."""
+        run = self._runs.get(job_id)
+        if run is None:
+            return
+        run.distrust()
+        task = asyncio.create_task(self._recheck(run), name=f"recheck-{job_id}")
+        self._rechecks.add(task)
+        task.add_done_callback(self._rechecks.discard)
+
+    async def _recheck(self, run: Run) -> None:
+        try:
+            job, _ = await self._store.get(run.job.id)
+        except StoreUnavailable as exc:  # the lease renewal reads it again soon
+            logger.warning("job %s: could not re-read it after a broadcast: %s", run.job.id, exc)
+            return
+        if job is None or job.cancel_requested or not self._mine(job, run.job.attempt):
+            run.cancel()
 
     async def _supervise(self, run: Run) -> Answer:
         try:

@@ -369,3 +369,26 @@ def test_subscription_routes_drop_what_is_no_job_event(inproc: InProcess) -> Non
         ):
             assert deliver(path, body) == "DROP", (path, body[:20])
     assert deliver("/internal/jobs/run", event()) == "SUCCESS"  # a job that does not exist
+
+
+def test_a_forged_broadcast_does_not_stop_a_running_job(inproc: InProcess) -> None:
+    """Any app allowed to publish on the topic can send a final event for a job running here;
+    the replica believes the store, not the event."""
+    job = inproc.client.post("/jobs", json={"input": {"seconds": 1.5}}).json()
+    wait_until(
+        lambda: inproc.client.get(f"/jobs/{job['id']}").json()["status"] == "InProgress",
+        timeout=10,
+    )
+    forged = {**job, "status": "Canceled", "sequence": 99, "changedBy": "not-a-replica"}
+    url = f"http://127.0.0.1:{inproc.replica.http_port}/v1.0/publish/pubsub/{inproc.topic}"
+    sent = httpx.post(url, params={"metadata.cloudevent.type": "job.canceled"}, json=forged)
+    assert sent.status_code == 204, sent.text
+
+    def stored() -> dict[str, Any]:
+        answer: dict[str, Any] = inproc.client.get(f"/jobs/{job['id']}").json()
+        return answer
+
+    wait_until(lambda: stored()["status"] != "InProgress", timeout=10)
+    done = stored()
+    assert done["status"] == "Completed", done
+    assert done["result"] == {"waitedSeconds": 1.5}
