@@ -99,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown scenario(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="[bench] %(levelname)s %(message)s")
+    # Ctrl-C too: asyncio.run's own SIGINT handling only cancels the running task, which a
+    # scenario's clean-up may absorb, and the run would then go on.
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
     options.out.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-run-"))
     procs = ProcessSet(workdir / "logs", ROOT)

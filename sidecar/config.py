@@ -30,7 +30,10 @@ class SidecarConfig:
     log_level: str = "info"
     api_token: str | None = None  #: DAPR_API_TOKEN: required on every API call but healthz
     app_api_token: str | None = None  #: APP_API_TOKEN: sent to the app as dapr-api-token
-    namespace: str = ""  #: NAMESPACE, for the {namespace} template and keyPrefix namespace
+    namespace: str = ""  #: NAMESPACE as set ("" when unset): keyPrefix namespace, metrics
+    #: NAMESPACE, or "default" when it is not set (daprd's security.CurrentNamespace): the
+    #: ``{namespace}`` template and the outbox's internal topic
+    current_namespace: str = "default"
     #: ``--enable-app-health-check`` and its probe settings; None = no health checks
     app_health: HealthCheck | None = None
     #: ``--dapr-block-shutdown-duration``: after SIGTERM, keep the APIs up this long (or until
@@ -260,6 +263,7 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> SidecarConfig:
         api_token=env.get("DAPR_API_TOKEN") or None,
         app_api_token=env.get("APP_API_TOKEN") or None,
         namespace=env.get("NAMESPACE", ""),
+        current_namespace=env.get("NAMESPACE", "default"),
         app_health=HealthCheck(
             options.app_health_check_path,
             interval=options.app_health_probe_interval,

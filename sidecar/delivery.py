@@ -27,6 +27,7 @@ from sidecar.errors import DaprError
 from sidecar.metrics import ComponentMetrics, ms_since
 from sidecar.publishing import Publisher
 from sidecar.pubsub.base import Handler, Message, PubSub, SubscriptionClosedError
+from sidecar.pubsub.scopes import UNSCOPED, TopicScopes
 from sidecar.resiliency import InboundPolicy, Resiliency
 from sidecar.routing import Router, RuleEvaluationError
 
@@ -134,10 +135,12 @@ class Deliverer:
         resiliency: Resiliency,
         app_id: str,
         metrics: ComponentMetrics | None = None,
+        scopes: Mapping[str, TopicScopes] | None = None,
     ) -> None:
         self._app = app_channel
         self._metrics = metrics
         self._pubsubs = pubsubs
+        self._scopes = scopes or {}
         self._publisher = publisher
         self._resiliency = resiliency
         self._app_id = app_id
@@ -164,6 +167,17 @@ class Deliverer:
                 continue
             if key in seen:
                 logger.warning("duplicate subscription to %s/%s ignored (%s)", *key, sub.source)
+                continue
+            if not self._scopes.get(sub.pubsubname, UNSCOPED).may_subscribe(sub.topic):
+                # daprd logs this and never delivers (its retries fail the same way).
+                logger.error(
+                    "Failed to start subscription for pubsub %s, topic %s: subscription to "
+                    "topic '%s' on pubsub '%s' is not allowed",
+                    sub.pubsubname,
+                    sub.topic,
+                    sub.topic,
+                    sub.pubsubname,
+                )
                 continue
             seen.add(key)
             where = f"subscription {key[0]}/{key[1]} ({sub.source})"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -30,6 +30,7 @@ from sidecar import cloudevents
 from sidecar.components import Component
 from sidecar.errors import DaprError
 from sidecar.pubsub.base import BulkEntry, Message, PublishError, PubSub, StreamPublisher
+from sidecar.pubsub.scopes import not_allowed_message
 from sidecar.state.base import (
     DeleteRequest,
     OutcomeUnknown,
@@ -81,8 +82,9 @@ def outbox_config(component: Component) -> OutboxConfig | None:
     )
 
 
-def internal_topic(app_id: str, topic: str, namespace: str = "") -> str:
-    """daprd's name for the internal topic: namespace + app id + topic + "outbox"."""
+def internal_topic(app_id: str, topic: str, namespace: str) -> str:
+    """daprd's name for the internal topic: namespace + app id + topic + "outbox" (outside
+    Kubernetes the namespace is "default", unless NAMESPACE is set)."""
     return f"{namespace}{app_id}{topic}outbox"
 
 
@@ -136,10 +138,14 @@ class Outbox:
         pubsubs: Mapping[str, PubSub],
         state: StateService,
         app_id: str,
-        namespace: str = "",
+        namespace: str = "default",
         direct: Mapping[str, StreamPublisher] | None = None,
+        may_publish: Callable[[str, str], bool] | None = None,
     ) -> None:
         self._configs = configs
+        #: The app's topic scopes (pubsub, topic): daprd's outbox publishes through the same
+        #: checks as the publish API, both to the internal topic and to the user's.
+        self._may_publish = may_publish or _anything
         #: Stores whose events their own writes append to the publishing pubsub's streams.
         self._direct = direct or {}
         self._pubsubs = pubsubs
@@ -162,7 +168,9 @@ class Outbox:
         pubsubs: Mapping[str, PubSub],
         state: StateService,
         app_id: str,
-        namespace: str = "",
+        *,
+        namespace: str = "default",
+        may_publish: Callable[[str, str], bool] | None = None,
     ) -> Outbox | None:
         configs = {}
         direct: dict[str, StreamPublisher] = {}
@@ -173,7 +181,9 @@ class Outbox:
                 publisher = pubsubs.get(config.publish_pubsub)
                 if _same_redis(store, publisher):
                     direct[name] = cast(StreamPublisher, publisher)
-        return cls(configs, pubsubs, state, app_id, namespace, direct) if configs else None
+        if not configs:
+            return None
+        return cls(configs, pubsubs, state, app_id, namespace, direct, may_publish)
 
     def enabled(self, store: str) -> bool:
         return store in self._configs
@@ -206,6 +216,9 @@ class Outbox:
         pubsub = self._pubsubs.get(config.outbox_pubsub)
         if pubsub is None:
             raise outbox_error(self._app_id, Exception(f"pubsub {config.outbox_pubsub} not found"))
+        topic = internal_topic(self._app_id, config.publish_topic, self._namespace)
+        if not self._may_publish(config.outbox_pubsub, topic):
+            raise outbox_error(self._app_id, Exception(not_allowed_message(topic, self._app_id)))
         projections = {
             op.key: op
             for op in operations
@@ -217,10 +230,11 @@ class Outbox:
             if not (isinstance(op, SetRequest) and _truthy(op.metadata.get("outbox.projection")))
         ]
         publisher = self._direct.get(store)
-        if publisher is not None:
+        # Where the app may not publish the event, daprd's relay fails after the commit: the
+        # long way does the same.
+        if publisher is not None and self._may_publish(config.publish_pubsub, config.publish_topic):
             await self._transact_direct(config, publisher, kept, projections, metadata, traceparent)
             return
-        topic = internal_topic(self._app_id, config.publish_topic, self._namespace)
         markers: list[SetRequest] = []
         outcomes: list[tuple[int, asyncio.Future[bool | None]]] = []  #: (index in kept, outcome)
         loop = asyncio.get_running_loop()
@@ -344,6 +358,12 @@ class Outbox:
         target = self._pubsubs.get(config.publish_pubsub)
         if target is None:
             raise LookupError(f"outbox: pubsub {config.publish_pubsub} not found")
+        if not self._may_publish(config.publish_pubsub, config.publish_topic):
+            raise PermissionError(
+                "failed to publish outbox topic to pubsub "
+                f"{config.publish_pubsub}: "
+                + not_allowed_message(config.publish_topic, self._app_id)
+            )
         event["topic"] = config.publish_topic
         event["pubsubname"] = config.publish_pubsub
         await target.publish(config.publish_topic, cloudevents.dumps(event), {})
@@ -356,6 +376,10 @@ class Outbox:
             if found is not None and found.data:
                 return True
         return False
+
+
+def _anything(pubsub: str, topic: str) -> bool:
+    return True
 
 
 def _same_redis(store: StateStore, pubsub: PubSub | None) -> bool:

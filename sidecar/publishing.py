@@ -17,6 +17,7 @@ from sidecar import cloudevents
 from sidecar.errors import DaprError
 from sidecar.metrics import ComponentMetrics, ms_since
 from sidecar.pubsub.base import BulkEntry, PublishError, PubSub
+from sidecar.pubsub.scopes import UNSCOPED, TopicScopes, not_allowed_message
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,20 @@ def publish_failed(name: str, topic: str, exc: Exception) -> DaprError:
     )
 
 
+def publish_forbidden(name: str, topic: str, app_id: str) -> DaprError:
+    """The topic is outside the app's scopes on the pubsub (daprd's PublishForbidden)."""
+    message = not_allowed_message(topic, app_id)
+    return DaprError(
+        error_code="ERR_PUBSUB_FORBIDDEN",
+        message=message,
+        http_status=403,
+        grpc_code=grpc.StatusCode.PERMISSION_DENIED,
+        reason="DAPR_PUBSUB_FORBIDDEN",
+        metadata={"topic": topic, "error": message},
+        resource=("pubsub", name),
+    )
+
+
 def metadata_unreadable(name: str, metadata: Mapping[str, str], exc: Exception) -> DaprError:
     """daprd's DeserializeError: the publish metadata's rawPayload is no Go boolean."""
     return DaprError(
@@ -117,10 +132,21 @@ class Publisher:
         pubsubs: Mapping[str, PubSub],
         app_id: str,
         metrics: ComponentMetrics | None = None,
+        scopes: Mapping[str, TopicScopes] | None = None,
     ) -> None:
         self._pubsubs = pubsubs
         self._app_id = app_id
         self._metrics = metrics
+        self._scopes = scopes or {}
+
+    def may_publish(self, pubsubname: str, topic: str) -> bool:
+        """Whether the app's scopes on the pubsub let it publish to ``topic``."""
+        return self._scopes.get(pubsubname, UNSCOPED).may_publish(topic)
+
+    def _check_scope(self, pubsubname: str, topic: str) -> None:
+        """As daprd's publisher: after the request is read and enveloped, before the broker."""
+        if not self.may_publish(pubsubname, topic):
+            raise publish_forbidden(pubsubname, topic, self._app_id)
 
     def _component(self, pubsubname: str, topic: str) -> PubSub:
         component = self._pubsubs.get(pubsubname)
@@ -201,6 +227,9 @@ class Publisher:
         except cloudevents.CloudEventError as exc:
             raise cloudevent_failed(pubsubname, exc) from None
         started = time.perf_counter()
+        if not self.may_publish(pubsubname, topic):
+            self._egress(pubsubname, topic, False, started)
+            raise publish_forbidden(pubsubname, topic, self._app_id)
         try:
             await component.publish(topic, body, metadata)
         except PublishError as exc:
@@ -219,6 +248,7 @@ class Publisher:
     ) -> None:
         """Publish bytes as they are (dead letters keep the original event); raises DaprError."""
         component = self._component(pubsubname, topic)
+        self._check_scope(pubsubname, topic)
         try:
             await component.publish(topic, data, metadata)
         except PublishError as exc:
@@ -260,6 +290,7 @@ class Publisher:
             except cloudevents.CloudEventError as exc:
                 raise cloudevent_failed(pubsubname, exc) from None
             prepared.append(BulkEntry(entry.entry_id, body, merged))
+        self._check_scope(pubsubname, topic)
         try:
             failed_ids = await component.bulk_publish(topic, prepared)
         except (TimeoutError, PublishError, OSError) as exc:

@@ -31,6 +31,7 @@ from sidecar.metrics import ComponentMetrics, metrics_app
 from sidecar.nameresolution import Instance, Registry, registry_dir
 from sidecar.outbox import Outbox
 from sidecar.publishing import Publisher
+from sidecar.pubsub.scopes import TopicScopes, scopes_by_pubsub
 from sidecar.resiliency import Resiliency, ResiliencyError, parse_resiliency
 from sidecar.resources import (
     ResourceError,
@@ -84,6 +85,7 @@ class Runtime:
         self.publisher: Publisher = Publisher({}, self.app_id)
         self.secrets = Secrets({})
         self.outbox: Outbox | None = None
+        self.topic_scopes: dict[str, TopicScopes] = {}  #: by pubsub name
         self._deliverer: Deliverer | None = None
         self._servers: list[HttpServer | GrpcServer] = []
         self._startup: asyncio.Task[None] | None = None
@@ -141,9 +143,18 @@ class Runtime:
         self.components = await create_components(resources.components, self.app_id, self.env)
         stores, pubsubs = self.components.stores, self.components.pubsubs
         self.state = StateService(stores, self.app_id, self.config.namespace, self.metrics)
-        self.publisher = Publisher(pubsubs, self.app_id, self.metrics)
+        scopes = scopes_by_pubsub((c for c, _ in self.components.loaded), self.app_id)
+        self.publisher = Publisher(pubsubs, self.app_id, self.metrics, scopes)
         self.secrets = Secrets(self.components.secrets)
-        self.outbox = Outbox.from_components(stores, pubsubs, self.state, self.app_id)
+        self.topic_scopes = scopes
+        self.outbox = Outbox.from_components(
+            stores,
+            pubsubs,
+            self.state,
+            self.app_id,
+            namespace=self.config.current_namespace,
+            may_publish=self.publisher.may_publish,
+        )
         if self.outbox is not None:
             await self.outbox.start()
 
@@ -195,6 +206,7 @@ class Runtime:
             resiliency,
             self.app_id,
             self.metrics,
+            self.topic_scopes,
         )
         if self.config.app_health is not None:
             # Like daprd: nothing is delivered or invoked until the first probe succeeds.
@@ -326,7 +338,7 @@ async def serve(config: SidecarConfig, env: Mapping[str, str]) -> int:
         config.resources_paths,
         TemplateContext(
             app_id=config.app_id,
-            namespace=config.namespace,
+            namespace=config.current_namespace,
             pod_name=env.get("POD_NAME", ""),
             env=env,
         ),

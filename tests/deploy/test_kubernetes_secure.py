@@ -177,7 +177,7 @@ def test_redis_requires_the_password_every_component_sends(secure: Docs) -> None
     assert args[args.index("--requirepass") + 1] == "redis-secret"
     components = [doc for (kind, _), doc in secure.items() if kind == "Component"]
     redis_components = [c for c in components if c["spec"]["type"].endswith(".redis")]
-    assert len(redis_components) == 4
+    assert len(redis_components) == 5
     for component in redis_components:
         (entry,) = (m for m in component["spec"]["metadata"] if m["name"] == "redisPassword")
         assert "value" not in entry, component["metadata"]["name"]

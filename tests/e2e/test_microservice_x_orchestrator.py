@@ -184,3 +184,40 @@ def test_an_unknown_job_type_is_refused_by_the_orchestrator_as_a_problem(pair: P
     assert status == 422, problem
     assert headers["content-type"] == "application/problem+json"
     assert "wait" in problem["detail"]
+
+
+def test_only_the_orchestrator_publishes_job_events(
+    pair: Pair, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """components/pubsub.yaml protects the job topics: an event forged by any other app is
+    refused by its own sidecar, so it reaches neither a waiting request nor microservice-x (the
+    orchestrator's events flow, as the tests above show)."""
+    base = tmp_path_factory.mktemp("intruder")
+    intruder = Sidecar(
+        "intruder", pair.mx.sidecar.components, pair.mx.sidecar.registry, log_dir=base
+    ).start()
+    try:
+        forged = {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": "job-orchestrator",
+            "type": "job.completed",
+            "datacontenttype": "application/json",
+            "data": {"id": "forged", "owner": MX, "status": "Completed"},
+        }
+        attempts = [
+            (intruder, "job-events"),
+            (intruder, "job-events-deadletter"),
+            (pair.mx.sidecar, "job-events"),
+        ]
+        for sidecar, topic in attempts:
+            status, _, body = http(
+                "POST",
+                f"{sidecar.url}/v1.0/publish/pubsub/{topic}",
+                forged,
+                content_type="application/cloudevents+json",
+            )
+            assert status == 403, (sidecar.app_id, topic, body)
+            assert body["errorCode"] == "ERR_PUBSUB_FORBIDDEN", body
+    finally:
+        intruder.stop()

@@ -50,19 +50,41 @@ def app(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> 
         sidecar.stop()
 
 
+@pytest.fixture(scope="module")
+def orchestrator_sidecar(app: App, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
+    """A sidecar with the orchestrator's app id, the only app the components let publish job
+    events (no app behind it)."""
+    base = tmp_path_factory.mktemp("mx-security-orchestrator")
+    sidecar = Sidecar(
+        "job-orchestrator",
+        app.sidecar.components,
+        app.sidecar.registry,
+        extra_env={"DAPR_API_TOKEN": DAPR_TOKEN},
+        log_dir=base,
+    ).start()
+    yield sidecar
+    sidecar.stop()
+
+
 def event() -> tuple[str, dict[str, object]]:
     job_id = uuid.uuid4().hex
     return job_id, cloud_event(job_id, "job.created", job_data(job_id, "job.created", 1))
 
 
-def test_events_from_the_sidecar_are_applied(app: App) -> None:
+def test_events_from_the_sidecar_are_applied(app: App, orchestrator_sidecar: Sidecar) -> None:
     job_id, created = event()
-    url = f"{app.sidecar.url}/v1.0/publish/pubsub/job-events"
+    path = "/v1.0/publish/pubsub/job-events"
     kind = "application/cloudevents+json"
+    token = {"dapr-api-token": DAPR_TOKEN}
     # The sidecar itself wants DAPR_API_TOKEN from its callers.
-    assert http("POST", url, created, content_type=kind)[0] == 401
+    assert http("POST", app.sidecar.url + path, created, content_type=kind)[0] == 401
+    # Even with it, microservice-x may not publish job events (components/pubsub.yaml).
     status, _, body = http(
-        "POST", url, created, content_type=kind, headers={"dapr-api-token": DAPR_TOKEN}
+        "POST", app.sidecar.url + path, created, content_type=kind, headers=token
+    )
+    assert (status, body["errorCode"]) == (403, "ERR_PUBSUB_FORBIDDEN"), body
+    status, _, body = http(
+        "POST", orchestrator_sidecar.url + path, created, content_type=kind, headers=token
     )
     assert status == 204, body
     # Delivered with APP_API_TOKEN, stored through the SDK with DAPR_API_TOKEN.

@@ -104,7 +104,8 @@ def write_resources(
             {"redisHost": redis_server.host, "processingTimeout": "2s"},
         )
     )
-    docs.append(component("mempubsub", "pubsub.in-memory"))
+    # No app may publish to a protected topic unless its publishingScopes name it.
+    docs.append(component("mempubsub", "pubsub.in-memory", {"protectedTopics": "conf-protected"}))
     docs.append(component("doomedpubsub", "pubsub.redis", {"redisHost": doomed_redis.host}))
     (folder / "components.yaml").write_text("\n---\n".join(docs))
 

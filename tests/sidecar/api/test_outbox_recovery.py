@@ -63,7 +63,7 @@ def test_relay_after_crash(
         f"{writer.http}/v1.0/state/crashstore", json=[{"key": marker, "value": "0"}], timeout=10
     )
     assert saved.status_code == 204
-    topic = internal_topic("recovering", "recovered-events")
+    topic = internal_topic("recovering", "recovered-events", "default")
     published = httpx.post(
         f"{writer.http}/v1.0/publish/pubsub/{topic}?metadata.rawPayload=true",
         content=json.dumps({"marker": marker, "event": event}),

@@ -22,7 +22,6 @@ from dapr.clients import DaprClient
 from dapr.clients.grpc._request import TransactionalStateOperation
 from dapr.proto.runtime.v1 import dapr_pb2_grpc, pubsub_pb2
 
-from sidecar.outbox import internal_topic
 from tests.conftest import RedisServer
 from tests.procs import wait_until
 from tests.sidecar.api.conformance import APP_ID, PUBSUBS, Conformance
@@ -193,6 +192,16 @@ async def test_publish_errors(api: Api, conformance: Conformance) -> None:
     broken.expect(
         http=(500, "ERR_PUBSUB_CLOUD_EVENTS_SER"),
         grpc=("INVALID_ARGUMENT", "DAPR_PUBSUB_CLOUD_EVENT_CREATION"),
+    )
+    forbidden = await fails(api.publish("mempubsub", "conf-protected", b"x", "text/plain", {}))
+    forbidden.expect(
+        http=(403, "ERR_PUBSUB_FORBIDDEN"), grpc=("PERMISSION_DENIED", "DAPR_PUBSUB_FORBIDDEN")
+    )
+    assert forbidden.message == f"topic conf-protected is not allowed for app id {APP_ID}"
+    assert forbidden.resource == ("pubsub", "mempubsub")
+    forbidden_bulk = await fails(api.bulk_publish("mempubsub", "conf-protected", ["x"], {}))
+    forbidden_bulk.expect(
+        http=(403, "ERR_PUBSUB_FORBIDDEN"), grpc=("PERMISSION_DENIED", "DAPR_PUBSUB_FORBIDDEN")
     )
 
 
@@ -407,7 +416,8 @@ def test_outbox_takes_the_direct_path_only_on_the_pubsubs_own_redis(
 ) -> None:
     """On the pubsub's Redis and database the write's script appends the event itself, so no
     internal message is published; anywhere else daprd's internal topic carries it."""
-    internal = internal_topic(sidecar.app_id, "outbox-events")
+    # daprd's name: NAMESPACE, "default" when unset, then app id, topic and "outbox".
+    internal = f"default{sidecar.app_id}outbox-eventsoutbox"
     broker = redis.Redis(port=redis_server.port)
     try:
         before = broker.xlen(internal)
