@@ -1,4 +1,4 @@
-"""Topic scoping across apps: who may subscribe, and what the outbox may publish.
+"""Topic scoping across apps: who may subscribe, and where the outbox and dead letters go.
 
 One ``pubsub.redis`` component protects a topic and scopes five apps: ``writer`` may publish it
 (and its outbox's internal topic), ``reader`` may subscribe to it, ``stranger`` is listed nowhere,
@@ -25,6 +25,9 @@ from tests.sidecar.api.conftest import Sidecar, TinyApp, component, unique
 SUFFIX = os.urandom(3).hex()
 GUARDED = f"guarded-{SUFFIX}"
 OPEN = f"open-{SUFFIX}"
+#: Topics whose messages the apps refuse (404), dead-lettered to GUARDED and to OPEN.
+REFUSED_GUARDED = f"refused-guarded-{SUFFIX}"
+REFUSED_OPEN = f"refused-open-{SUFFIX}"
 
 
 def internal(app_id: str) -> str:
@@ -63,7 +66,7 @@ def apps(workdir: Path, registry: Path, redis_server: RedisServer) -> Iterator[A
                 "redisHost": redis_server.host,
                 "protectedTopics": GUARDED,
                 "publishingScopes": publishing,
-                "subscriptionScopes": f"reader={GUARDED},{OPEN}",
+                "subscriptionScopes": f"reader={GUARDED},{OPEN},{REFUSED_GUARDED},{REFUSED_OPEN}",
             },
         ),
         component(
@@ -80,6 +83,18 @@ def apps(workdir: Path, registry: Path, redis_server: RedisServer) -> Iterator[A
     routes = [
         {"pubsubname": "scoped", "topic": GUARDED, "route": "/events/guarded"},
         {"pubsubname": "scoped", "topic": OPEN, "route": "/events/open"},
+        {
+            "pubsubname": "scoped",
+            "topic": REFUSED_GUARDED,
+            "route": "/status/404",
+            "deadLetterTopic": GUARDED,
+        },
+        {
+            "pubsubname": "scoped",
+            "topic": REFUSED_OPEN,
+            "route": "/status/404",
+            "deadLetterTopic": OPEN,
+        },
     ]
     started: list[Sidecar | TinyApp] = []
     try:
@@ -198,5 +213,25 @@ def test_an_outbox_not_granted_its_topic_commits_but_announces_nothing(
         # ...and the relay, which consumes it at once, publishes nothing.
         time.sleep(2)
         assert broker.xlen(GUARDED) == events_before
+    finally:
+        broker.close()
+
+
+def test_a_dead_letter_goes_only_where_the_app_may_publish(
+    apps: Apps, redis_server: RedisServer
+) -> None:
+    """daprd publishes dead letters through the app's scopes: the reader may not publish the
+    protected topic, so that dead letter is lost (logged), while the one to OPEN arrives."""
+    broker = redis.Redis(port=redis_server.port)
+    try:
+        guarded_before = broker.xlen(GUARDED)
+        lost, kept = unique("lost"), unique("kept")
+        assert publish(apps.stranger, REFUSED_GUARDED, lost).status_code == 204
+        assert publish(apps.stranger, REFUSED_OPEN, kept).status_code == 204
+        wait_until(lambda: received(apps.reader_app, "/events/open", kept), timeout=15)
+        # Both were refused at once; the first one's dead letter was refused by the scopes.
+        time.sleep(1)
+        assert broker.xlen(GUARDED) == guarded_before
+        assert not received(apps.reader_app, "/events/guarded", lost)
     finally:
         broker.close()
