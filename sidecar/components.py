@@ -32,6 +32,9 @@ class Component:
     #: metadata fields whose value comes from a secret, resolved by the runtime at load
     secret_refs: Mapping[str, SecretRef] = field(default_factory=dict)
     secret_store: str = ""  #: ``auth.secretStore``: where ``secret_refs`` are read
+    #: Why the metadata cannot be resolved (daprd fails the component's init with it): the
+    #: name of the item that uses ``{podName}`` when POD_NAME is not set, else "".
+    unresolved: str = ""
 
     def where(self) -> str:
         return f"component {self.name!r} ({self.type}) in {self.source or '<memory>'}"

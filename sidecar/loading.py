@@ -123,6 +123,13 @@ async def _load(
     """The initialised instance; None if it failed and ``ignoreErrors`` is set."""
     instance: Any = None
     try:
+        if component.unresolved:
+            raise ComponentError(
+                component,
+                component.unresolved,
+                f"failed to parse metadata: property {component.unresolved} refers to "
+                "{podName} but podName is not set",
+            )
         component = await resolve_secrets(component, secrets)
         instance = _create(component, app_id, env)
         await asyncio.wait_for(instance.init(), component.init_timeout)

@@ -61,6 +61,10 @@ class Resources:
     resiliencies: tuple[Resiliency, ...] = ()
 
 
+class PodNameUnset(Exception):
+    """A metadata value uses ``{podName}`` but POD_NAME is not set (only Kubernetes sets it)."""
+
+
 @dataclass(frozen=True, slots=True)
 class TemplateContext:
     """Values for the ``{appID}``, ``{podName}``, ``{namespace}`` templates and ``envRef``."""
@@ -71,10 +75,13 @@ class TemplateContext:
     env: Mapping[str, str] = field(default_factory=dict)
 
     def render(self, value: str) -> str:
+        """The value with its templates resolved; PodNameUnset if it needs an unset POD_NAME."""
         if "{" not in value:
             return value
+        if "{podName}" in value and not self.pod_name:
+            raise PodNameUnset
         value = value.replace("{appID}", self.app_id)
-        value = value.replace("{podName}", self.pod_name or self.app_id)
+        value = value.replace("{podName}", self.pod_name)
         value = value.replace("{namespace}", f"{self.namespace}.{self.app_id}")
         # Every occurrence gets its own uuid, as daprd does.
         while "{uuid}" in value:
@@ -156,6 +163,7 @@ def _component(
     version = _string(spec.get("version"), label, "spec.version") or "v1"
     metadata: dict[str, str] = {}
     secret_refs: dict[str, SecretRef] = {}
+    unresolved = ""
     items = spec.get("metadata") or []
     if not isinstance(items, list):
         raise ResourceError(label, "spec.metadata", "expected a list of {name, value} items")
@@ -166,7 +174,11 @@ def _component(
         key = _string(item.get("name"), label, f"{where}.name", required=True)
         if key in metadata:
             raise ResourceError(label, f"{where}.name", f"metadata {key!r} is given twice")
-        metadata[key] = _metadata_value(item, label, f"{where} ({key})", ctx)
+        try:
+            metadata[key] = _metadata_value(item, label, f"{where} ({key})", ctx)
+        except PodNameUnset:
+            metadata[key] = str(item.get("value"))
+            unresolved = unresolved or key
         if "secretKeyRef" in item:
             secret_refs[key] = _secret_ref(item["secretKeyRef"], label, f"{where} ({key})")
     ignore_errors = spec.get("ignoreErrors", False)
@@ -190,6 +202,7 @@ def _component(
         init_timeout=init_timeout,
         source=Path(source),
         secret_refs=secret_refs,
+        unresolved=unresolved,
         secret_store=_string(
             _mapping(doc.get("auth"), label, "auth").get("secretStore"), label, "auth.secretStore"
         ),

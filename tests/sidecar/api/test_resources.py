@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from pathlib import Path
 
 import pytest
 
 from sidecar.components import SecretRef
+from sidecar.loading import SidecarStartError, create_components
 from sidecar.resources import (
     ResourceError,
     TemplateContext,
@@ -19,7 +21,9 @@ from sidecar.resources import (
     read_programmatic_subscriptions,
 )
 
-CTX = TemplateContext(app_id="myapp", namespace="ns", env={"REDIS_PW": "from-env"})
+CTX = TemplateContext(
+    app_id="myapp", namespace="ns", pod_name="pod-1", env={"REDIS_PW": "from-env"}
+)
 
 COMPONENT = """\
 apiVersion: dapr.io/v1alpha1
@@ -58,10 +62,27 @@ def test_component_fields_and_templates() -> None:
     uuid_part, app = comp.metadata["consumerID"].rsplit("-", 1)
     assert app == "myapp"
     uuid.UUID(uuid_part)
-    assert comp.metadata["group"] == "ns.myapp/myapp"
+    assert comp.metadata["group"] == "ns.myapp/pod-1"
     assert comp.metadata["redisPassword"] == "from-env"
     assert comp.metadata["maxLen"] == "10"
     assert comp.metadata["enabled"] == "true"
+
+
+async def test_pod_name_unset_fails_the_component_as_daprd_does() -> None:
+    """Only Kubernetes sets POD_NAME; daprd then fails the component's init, which
+    ignoreErrors may skip."""
+    no_pod = TemplateContext(app_id="myapp", namespace="ns", env={"REDIS_PW": "x"})
+    (comp,) = parse_resources(COMPONENT.format(name="s", scopes=""), "c.yaml", no_pod).components
+    assert comp.unresolved == "group"
+    assert comp.ignore_errors is True
+    assert not (await create_components((comp,), "myapp", {})).stores
+    strict = dataclasses.replace(comp, ignore_errors=False)
+    with pytest.raises(SidecarStartError) as raised:
+        await create_components((strict,), "myapp", {})
+    assert (
+        "failed to parse metadata: property group refers to {podName} but podName is not set"
+        in (str(raised.value))
+    )
 
 
 def test_uuid_is_fresh_per_occurrence() -> None:
