@@ -73,6 +73,18 @@ def _drain(terminal: int, into: bytearray) -> threading.Thread:
     return reader
 
 
+def _signal_state(pid: int) -> str:
+    """What the kernel says of a process's signals and where it sleeps (seen once in a full
+    run: start.sh still running 45 s after Ctrl-C, its runner never told to stop)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+    except OSError as exc:
+        return f"/proc/{pid}: {exc}"
+    wanted = ("State", "SigQ", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
+    return "\n".join([*(line for line in status if line.startswith(wanted)), f"wchan: {wchan}"])
+
+
 def _stored_jobs(port: int, job_ids: list[str]) -> list[dict[str, object]]:
     """The orchestrator's records as start.sh's Redis kept them (append-only files), read by
     starting a Redis on its folder once everything has stopped."""
@@ -154,7 +166,7 @@ def test_start_runs_the_pair_and_ctrl_c_stops_everything() -> None:
                 break
             time.sleep(0.1)
         else:
-            pytest.fail("start.sh did not exit within 45 s of Ctrl-C")
+            pytest.fail(f"start.sh did not exit within 45 s of Ctrl-C\n{_signal_state(pid)}")
         leftovers_deadline = time.monotonic() + 10
         while _processes_with(marker) and time.monotonic() < leftovers_deadline:
             time.sleep(0.1)
