@@ -16,12 +16,14 @@ import asyncio
 import gzip
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import aiohttp
 
+#: Header fields in order, a name repeated as often as it was sent (two Set-Cookie, say).
+Headers = list[tuple[str, str]]
 #: Status, response headers, body.
-AppResponse = tuple[int, Mapping[str, str], bytes]
+AppResponse = tuple[int, Headers, bytes]
 
 
 #: Go's http.Transport limit on a response's head when MaxResponseHeaderBytes is 0.
@@ -32,37 +34,46 @@ GO_USER_AGENT = "Go-http-client/1.1"
 _AIOHTTP_AUTO_HEADERS = ("User-Agent", "Content-Type", "Accept", "Accept-Encoding")
 
 
-def go_request_headers(method: str, headers: Mapping[str, str]) -> tuple[dict[str, str], bool]:
+def header_list(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> Headers:
+    """Header fields as (name, value) pairs, whichever form they come in."""
+    return list(headers.items() if isinstance(headers, Mapping) else headers)
+
+
+def replaced(headers: Headers, name: str, value: str) -> Headers:
+    """``headers`` with every field called ``name`` (in any case) replaced by one."""
+    wanted = name.lower()
+    return [(k, v) for k, v in headers if k.lower() != wanted] + [(name, value)]
+
+
+def go_request_headers(method: str, headers: Headers) -> tuple[Headers, bool]:
     """The headers Go's http.Transport sends, and whether it asked for gzip itself.
 
     Go names itself when the request has no User-Agent, and asks for gzip when the request has
     no Accept-Encoding nor Range and is no HEAD: only then does it decompress the answer.
     """
-    sent = dict(headers)
-    present = {key.lower(): value for key, value in headers.items()}
+    sent = list(headers)
+    present = {key.lower(): value for key, value in headers}
     if "user-agent" not in present:
-        sent["User-Agent"] = GO_USER_AGENT
+        sent.append(("User-Agent", GO_USER_AGENT))
     asks_gzip = not present.get("accept-encoding") and not present.get("range")
     asks_gzip = asks_gzip and method.upper() != "HEAD"
     if asks_gzip:
-        for key in [k for k in sent if k.lower() == "accept-encoding"]:
-            del sent[key]
-        sent["Accept-Encoding"] = "gzip"
+        sent = replaced(sent, "Accept-Encoding", "gzip")
     return sent, asks_gzip
 
 
-def gunzipped(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, str], bytes]:
+def gunzipped(headers: Headers, body: bytes) -> tuple[Headers, bytes]:
     """A gzip answer to Go's own gzip request: the plain body, without the Content-Encoding
     and Content-Length that described the compressed one (raises ValueError if broken)."""
-    encoding = next((v for k, v in headers.items() if k.lower() == "content-encoding"), "")
+    encoding = next((v for k, v in headers if k.lower() == "content-encoding"), "")
     if encoding.lower() != "gzip" or not body:
-        return dict(headers), body
+        return headers, body
     try:
         plain = gzip.decompress(body)
     except (OSError, EOFError, zlib.error) as exc:
         raise ValueError(f"gzip: {exc}") from None
     dropped = ("content-encoding", "content-length")
-    return {k: v for k, v in headers.items() if k.lower() not in dropped}, plain
+    return [(k, v) for k, v in headers if k.lower() not in dropped], plain
 
 
 def response_head_size(response: aiohttp.ClientResponse) -> int:
@@ -91,7 +102,7 @@ class AppChannel:
         self.address = address
         self.port = port
         self._base = f"http://{address}:{port}"
-        self._token_headers = {"dapr-api-token": app_token} if app_token else {}
+        self._app_token = app_token or None
         self._max_connections = max_connections
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -119,7 +130,11 @@ class AppChannel:
         return self._session
 
     async def request(
-        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]],
+        body: bytes,
     ) -> AppResponse:
         """An invocation or delivery: it waits for a slot under ``--app-max-concurrency``."""
         if self._slots is None:
@@ -128,11 +143,19 @@ class AppChannel:
             return await self.send(method, path, headers, body)
 
     async def send(
-        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]],
+        body: bytes,
     ) -> AppResponse:
-        """One request to the app, outside the concurrency limit (health probes)."""
+        """One request to the app, outside the concurrency limit (health probes); a header
+        sent several times reaches the app several times, as each of the app's does back."""
         url = f"{self._base}/{path.lstrip('/')}"
-        sent, asks_gzip = go_request_headers(method, {**headers, **self._token_headers})
+        pairs = header_list(headers)
+        if self._app_token is not None:
+            pairs = replaced(pairs, "dapr-api-token", self._app_token)
+        sent, asks_gzip = go_request_headers(method, pairs)
         try:
             async with self._get_session().request(
                 method, url, headers=sent, data=body
@@ -143,7 +166,7 @@ class AppChannel:
                         f"{self._max_head} bytes; aborted"
                     )
                 content = await response.read()
-                reply_headers = dict(response.headers)
+                reply_headers = list(response.headers.items())
         except (aiohttp.ClientError, OSError) as exc:
             raise AppUnreachableError(f"{method} {url}: {exc}") from exc
         if not asks_gzip:

@@ -16,7 +16,7 @@ import aiohttp
 import grpc
 from yarl import URL
 
-from sidecar.app_channel import AppChannel, AppUnreachableError
+from sidecar.app_channel import AppChannel, AppUnreachableError, replaced
 from sidecar.app_health import UNHEALTHY_MESSAGE
 from sidecar.errors import DaprError
 from sidecar.invoke_method import InvalidMethod, normalize_method
@@ -144,14 +144,14 @@ class Invoker:
         path = "/" + method.lstrip("/")
         if query:
             path = f"{path}?{query}"
-        sent = dict(headers)
-        sent.setdefault(FORWARDED_MARK, self.app_id)
-        sent["dapr-callee-app-id"] = self.app_id
+        sent = replaced(headers, "dapr-callee-app-id", self.app_id)
+        if not any(k.lower() == FORWARDED_MARK for k, _ in sent):
+            sent.append((FORWARDED_MARK, self.app_id))
         try:
             status, reply_headers, reply = await self.app_channel.request(verb, path, sent, body)
         except (AppUnreachableError, TimeoutError) as exc:
             raise direct_invoke_error(self.app_id, f"error invoking app channel: {exc}") from exc
-        return InvokeResult(status, forwardable(reply_headers.items()), reply)
+        return InvokeResult(status, forwardable(reply_headers), reply)
 
     async def _forward(
         self,

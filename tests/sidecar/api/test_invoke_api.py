@@ -51,6 +51,19 @@ def test_invoke_forwards_request_and_response(caller: Sidecar, app: TinyApp) -> 
     assert echo["headers"]["dapr-caller-app-id"] == "caller"
 
 
+def test_a_header_sent_twice_arrives_twice_both_ways(caller: Sidecar, app: TinyApp) -> None:
+    """Go keeps every value of a header, in both directions: two cookies stay two."""
+    response = httpx.get(
+        f"{caller.http}/v1.0/invoke/api-app/method/cookies",
+        headers=[("X-Multi", "one"), ("X-Multi", "two")],
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers.get_list("set-cookie") == ["a=1; Path=/", "b=2; Path=/"]
+    received = [v for k, v in response.json()["header_list"] if k == "x-multi"]
+    assert received == ["one", "two"]
+
+
 def test_invoke_passes_app_status_and_header_form(caller: Sidecar, app: TinyApp) -> None:
     teapot = httpx.get(f"{caller.http}/v1.0/invoke/api-app/method/status/418", timeout=10)
     assert teapot.status_code == 418

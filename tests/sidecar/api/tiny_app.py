@@ -7,7 +7,8 @@ any other path echoes method, path, query, headers and body as JSON; /status/NNN
 (with the body of query ``body=...`` if given);
 /slow/MS answers after MS milliseconds, and GET /peak tells (and resets) how many were in at once;
 /bighead/N answers with an X-Big header of N bytes; /gzip echoes as any path does, gzipped (with
-Content-Encoding: gzip) when the request accepts gzip.
+Content-Encoding: gzip) when the request accepts gzip; /cookies echoes with two Set-Cookie
+headers. The echo's ``header_list`` keeps a header sent twice twice.
 """
 
 from __future__ import annotations
@@ -41,8 +42,11 @@ class Handler(BaseHTTPRequestHandler):
         content_type: str = "application/json",
         big: int = 0,
         encoding: str = "",
+        extra: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.send_response(status)
+        for name, value in extra:
+            self.send_header(name, value)
         if big:
             self.send_header("X-Big", "b" * big)
         if encoding:
@@ -115,8 +119,13 @@ class Handler(BaseHTTPRequestHandler):
             "path": path,
             "query": query,
             "headers": {k.lower(): v for k, v in self.headers.items()},
+            "header_list": [[k.lower(), v] for k, v in self.headers.items()],
             "body": body.decode("utf-8", "replace"),
         }
+        if path == "/cookies":
+            cookies = (("Set-Cookie", "a=1; Path=/"), ("Set-Cookie", "b=2; Path=/"))
+            self._answer(200, json.dumps(echo).encode(), extra=cookies)
+            return
         if path == "/gzip" and "gzip" in (self.headers.get("Accept-Encoding") or ""):
             self._answer(200, gzip.compress(json.dumps(echo).encode()), encoding="gzip")
             return
