@@ -31,7 +31,7 @@ from sidecar.http_state import state_routes
 from sidecar.invoke import InvokeResult
 from sidecar.invoke_method import http_target_and_method
 from sidecar.metadata import metadata_json
-from sidecar.publishing import PublishEntry
+from sidecar.publishing import PublishEntry, bulk_body_unreadable, bulk_event_unconvertible
 
 if TYPE_CHECKING:
     from sidecar.runtime import Runtime
@@ -47,28 +47,11 @@ def error_response(err: DaprError) -> Response:
     return Response(orjson.dumps(err.http_body()), err.http_status, media_type=_JSON)
 
 
-def malformed(exc: object) -> DaprError:
-    return DaprError(
-        "ERR_MALFORMED_REQUEST",
-        f"failed deserializing HTTP body: {exc}",
-        400,
-        grpc.StatusCode.INVALID_ARGUMENT,
-    )
-
-
 def request_metadata(request: Request) -> dict[str, str]:
     """``?metadata.key=value`` query parameters, as daprd's getMetadataFromRequest."""
     if not request.scope["query_string"]:
         return {}
     return {k[9:]: v for k, v in request.query_params.items() if k.startswith("metadata.")}
-
-
-async def json_body(request: Request) -> Any:
-    body = await request.body()
-    try:
-        return cloudevents.loads(body)
-    except ValueError as exc:
-        raise malformed(exc) from None
 
 
 def empty() -> Response:
@@ -175,16 +158,27 @@ class HttpApi:
         return empty()
 
     async def bulk_publish(self, request: Request) -> Response:
+        """As daprd's onBulkPublish: the pubsub, topic and metadata are checked before the
+        body is read, then each entry's event is turned into bytes."""
         pubsub, topic = request.path_params["pubsub"], request.path_params["topic"]
-        raw = await json_body(request)
-        if not isinstance(raw, list):
-            raise malformed("expected a JSON array of entries")
-        entries = [_bulk_entry(item, pubsub, topic) for item in raw]
+        metadata = request_metadata(request)
+        self.rt.publisher.validate(pubsub, topic, metadata)
+        app_id = self.rt.app_id
+        try:
+            items = _bulk_items(await request.body())
+        except ValueError as exc:
+            raise bulk_body_unreadable(pubsub, topic, app_id, exc) from None
+        entries = []
+        for item in items:
+            try:
+                entries.append(_bulk_entry(item))
+            except ValueError as exc:
+                raise bulk_event_unconvertible(pubsub, topic, app_id, exc) from None
         failed = await self.rt.publisher.bulk_publish(
             pubsub,
             topic,
             entries,
-            request_metadata(request),
+            metadata,
             traceparent=request.headers.get("traceparent", ""),
         )
         if not failed:
@@ -248,41 +242,54 @@ def _invoke_response(result: InvokeResult) -> Response:
     return response
 
 
-def _bulk_entry(item: Any, pubsub: str, topic: str) -> PublishEntry:
-    """One entry of a bulk publish body, its event turned into bytes like daprd's."""
-    if not isinstance(item, dict):
-        raise malformed("each entry must be an object")
+def _bulk_items(body: bytes) -> list[dict[str, Any]]:
+    """The entries of a bulk publish body, shaped as Go decodes them into daprd's struct
+    (raises ValueError): ``null`` is no entries; entryId and contentType are strings, metadata
+    an object of strings."""
+    raw = cloudevents.loads(body)
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ValueError("expected a JSON array of entries")
+    for item in raw:
+        if not isinstance(item, dict):
+            raise ValueError("each entry must be an object")
+        for name in ("entryId", "contentType"):
+            if not isinstance(item.get(name, ""), str | None):
+                raise ValueError(f"entry field {name} must be a string")
+        metadata = item.get("metadata")
+        if metadata is not None and (
+            not isinstance(metadata, dict)
+            or not all(isinstance(v, str | None) for v in metadata.values())
+        ):
+            raise ValueError("entry metadata must be an object of strings")
+    return raw
+
+
+def _bulk_entry(item: dict[str, Any]) -> PublishEntry:
+    """One entry of a bulk publish body, its event turned into bytes like daprd's
+    ConvertEventToBytes (raises ValueError)."""
     content_type = str(item.get("contentType") or "")
     event = item.get("event")
-    try:
-        if cloudevents.is_binary_content_type(content_type):
-            if not isinstance(event, str):
-                raise ValueError("error: mismatch between contentType and event")
-            data = base64.b64decode(event, validate=True)
-        elif cloudevents.is_json_content_type(content_type) or (
-            cloudevents.is_cloudevent_content_type(content_type)
-        ):
-            data = cloudevents.dumps(event)
-        elif isinstance(event, str):
-            data = event.encode()
-        else:
+    if cloudevents.is_binary_content_type(content_type):
+        if not isinstance(event, str):
             raise ValueError("error: mismatch between contentType and event")
-    except ValueError as exc:
-        raise DaprError(
-            "ERR_PUBSUB_EVENTS_SER",
-            f"error when marshalling events to bytes for topic {topic} pubsub {pubsub}: {exc}",
-            400,
-            grpc.StatusCode.INVALID_ARGUMENT,
-        ) from None
+        data = base64.b64decode(event, validate=True)
+    elif cloudevents.is_json_content_type(content_type) or (
+        cloudevents.is_cloudevent_content_type(content_type)
+    ):
+        data = cloudevents.dumps(event)
+    elif isinstance(event, str):
+        data = event.encode()
+    else:
+        raise ValueError("error: mismatch between contentType and event")
     metadata = item.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise malformed("entry metadata must be an object")
     return PublishEntry(
         entry_id=str(item.get("entryId") or ""),
         data=data,
         content_type=content_type,
         # Absent or null is Go's nil map, {} an empty one: daprd merges only into the latter.
-        metadata=None if metadata is None else {str(k): str(v) for k, v in metadata.items()},
+        metadata=None if metadata is None else {str(k): v or "" for k, v in metadata.items()},
     )
 
 

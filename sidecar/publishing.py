@@ -112,16 +112,43 @@ def cloudevent_failed(name: str, exc: Exception) -> DaprError:
     )
 
 
-def bad_entries(name: str, topic: str) -> DaprError:
+def bad_entries(name: str, topic: str, app_id: str) -> DaprError:
+    why = "entryId is duplicated or not present for entry"
     return DaprError(
         error_code="ERR_PUBSUB_EVENTS_SER",
-        message=(
-            f"error marshaling events to bytes for topic {topic} pubsub {name}: "
-            "entryId is duplicated or not present for entry"
-        ),
+        message=f"error marshaling events to bytes for topic {topic} pubsub {name}. error: {why}",
         http_status=400,
         grpc_code=grpc.StatusCode.INVALID_ARGUMENT,
         reason="DAPR_PUBSUB_MARSHAL_EVENTS",
+        metadata={"appID": app_id, "error": why},
+        resource=("pubsub", name),
+    )
+
+
+def bulk_body_unreadable(name: str, topic: str, app_id: str, exc: Exception) -> DaprError:
+    """The HTTP bulk publish body is no JSON array of entries (daprd's UnmarshalEvents)."""
+    return DaprError(
+        error_code="ERR_PUBSUB_EVENTS_SER",
+        message=f"error when unmarshaling the request for topic {topic} pubsub {name}: {exc}",
+        http_status=400,
+        grpc_code=grpc.StatusCode.INVALID_ARGUMENT,
+        reason="DAPR_PUBSUB_UNMARSHAL_EVENTS",
+        metadata={"appID": app_id},
+        resource=("pubsub", name),
+    )
+
+
+def bulk_event_unconvertible(name: str, topic: str, app_id: str, exc: Exception) -> DaprError:
+    """An HTTP bulk entry's event does not fit its contentType (daprd's MarshalEnvelope)."""
+    return DaprError(
+        error_code="ERR_PUBSUB_EVENTS_SER",
+        message=(
+            f"error when marshalling cloud event envelope for topic {topic} pubsub {name}: {exc}"
+        ),
+        http_status=400,
+        grpc_code=grpc.StatusCode.INVALID_ARGUMENT,
+        reason="DAPR_PUBSUB_MARSHAL_ENVELOPE",
+        metadata={"appID": app_id, "error": str(exc)},
         resource=("pubsub", name),
     )
 
@@ -155,6 +182,10 @@ class Publisher:
         if not topic:
             raise topic_empty(pubsubname)
         return component
+
+    def validate(self, pubsubname: str, topic: str, metadata: Mapping[str, str]) -> None:
+        """What daprd checks before it reads a publish's body; raises DaprError."""
+        self._validated(pubsubname, topic, metadata)
 
     def _validated(
         self, pubsubname: str, topic: str, metadata: Mapping[str, str]
@@ -272,7 +303,7 @@ class Publisher:
         component, raw = self._validated(pubsubname, topic, metadata)
         ids = [entry.entry_id for entry in entries]
         if any(not entry_id for entry_id in ids) or len(set(ids)) != len(ids):
-            raise bad_entries(pubsubname, topic)
+            raise bad_entries(pubsubname, topic, self._app_id)
         prepared: list[BulkEntry] = []
         for entry in entries:
             merged = {} if entry.metadata is None else {**metadata, **entry.metadata}

@@ -307,19 +307,36 @@ def test_http_publish_bad_input(http: httpx.Client) -> None:
             headers={"content-type": "application/cloudevents+json"},
         )
         assert_error(response, 500, "ERR_PUBSUB_CLOUD_EVENTS_SER")
-    bulk = http.post("/v1.0-alpha1/publish/bulk/pubsub/bad-input", content=b"{oops")
-    assert_error(bulk, 400, "ERR_MALFORMED_REQUEST")
+
+
+def test_http_bulk_publish_bad_input_as_daprd_checks_it(http: httpx.Client) -> None:
+    """daprd's onBulkPublish: pubsub and topic first, then the body, then each entry."""
+    url = "/v1.0-alpha1/publish/bulk/pubsub/bad-input"
+    unknown = http.post("/v1.0-alpha1/publish/bulk/nosuchpubsub/t", content=b"{oops")
+    assert_error(unknown, 404, "ERR_PUBSUB_NOT_FOUND")
+    for body in (b"{oops", b"", b'{"entryId": "1"}', b"[1]", b'[{"entryId": 1}]'):
+        unreadable = assert_error(http.post(url, content=body), 400, "ERR_PUBSUB_EVENTS_SER")
+        assert unreadable["message"].startswith(
+            "error when unmarshaling the request for topic bad-input pubsub pubsub: "
+        ), unreadable
     mismatch = http.post(
-        "/v1.0-alpha1/publish/bulk/pubsub/bad-input",
-        json=[{"entryId": "1", "event": {"a": 1}, "contentType": "text/plain"}],
+        url, json=[{"entryId": "1", "event": {"a": 1}, "contentType": "text/plain"}]
     )
-    assert_error(mismatch, 400, "ERR_PUBSUB_EVENTS_SER")
+    assert assert_error(mismatch, 400, "ERR_PUBSUB_EVENTS_SER")["message"] == (
+        "error when marshalling cloud event envelope for topic bad-input pubsub pubsub: "
+        "error: mismatch between contentType and event"
+    )
     for entries in (
         [{"entryId": "", "event": "a", "contentType": "text/plain"}],
         [{"entryId": "1", "event": "a", "contentType": "text/plain"}] * 2,
     ):
-        response = http.post("/v1.0-alpha1/publish/bulk/pubsub/bad-input", json=entries)
-        assert_error(response, 400, "ERR_PUBSUB_EVENTS_SER")
+        duplicate = assert_error(http.post(url, json=entries), 400, "ERR_PUBSUB_EVENTS_SER")
+        assert duplicate["message"] == (
+            "error marshaling events to bytes for topic bad-input pubsub pubsub. error: "
+            "entryId is duplicated or not present for entry"
+        )
+    # null decodes to no entries in Go: nothing to publish.
+    assert http.post(url, content=b"null").status_code == 204
 
 
 # --- gRPC ------------------------------------------------------------------------------------
