@@ -16,8 +16,16 @@ import pytest
 import redis
 
 from tests.conftest import RedisServer
-from tests.microservice_x.stack import MX, App, Sidecar, get_json, http, wait_for, write_components
-from tests.procs import free_port
+from tests.microservice_x.stack import (
+    MX,
+    App,
+    Sidecar,
+    get_json,
+    http,
+    running_pair,
+    wait_for,
+    write_components,
+)
 
 #: This module's own Redis database (see write_components).
 REDIS_DB = 12
@@ -62,24 +70,8 @@ class Pair:
 def pair(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     base = tmp_path_factory.mktemp("mx-orchestrator")
     components = write_components(base / "components", redis_server.host, REDIS_DB)
-    registry = base / "registry"
-    orchestrator_port, mx_port = free_port(), free_port()
-    orchestrator_sidecar = Sidecar(
-        "job-orchestrator", components, registry, orchestrator_port, log_dir=base
-    )
-    mx_sidecar = Sidecar(MX, components, registry, mx_port, log_dir=base)
-    orchestrator = App("job_orchestrator", orchestrator_sidecar, orchestrator_port)
-    mx = App("microservice_x", mx_sidecar, mx_port)
-    processes = (orchestrator_sidecar, mx_sidecar, orchestrator, mx)
-    try:
-        for process in processes:
-            process.start()
-        orchestrator_sidecar.wait_ready()
-        mx_sidecar.wait_ready()
+    with running_pair(components, base) as (orchestrator, mx):
         yield Pair(orchestrator, mx)
-    finally:
-        for process in reversed(processes):
-            process.stop()
 
 
 def test_a_job_started_here_runs_there_and_its_events_come_back(pair: Pair) -> None:

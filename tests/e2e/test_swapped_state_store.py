@@ -19,8 +19,16 @@ import redis
 import yaml
 
 from tests.conftest import RedisServer
-from tests.microservice_x.stack import MX, App, Sidecar, get_json, http, wait_for, write_components
-from tests.procs import ROOT, free_port
+from tests.microservice_x.stack import (
+    MX,
+    App,
+    get_json,
+    http,
+    running_pair,
+    wait_for,
+    write_components,
+)
+from tests.procs import ROOT
 
 #: This module's own Redis database (see write_components).
 REDIS_DB = 8
@@ -46,24 +54,8 @@ def pair(
     components = write_components(base / "components", redis_server.host, REDIS_DB)
     database = base / "state.db"
     swap_in_sqlite(components, database)
-    registry = base / "registry"
-    orchestrator_port, mx_port = free_port(), free_port()
-    orchestrator_sidecar = Sidecar(
-        "job-orchestrator", components, registry, orchestrator_port, log_dir=base
-    )
-    mx_sidecar = Sidecar(MX, components, registry, mx_port, log_dir=base)
-    orchestrator = App("job_orchestrator", orchestrator_sidecar, orchestrator_port)
-    mx = App("microservice_x", mx_sidecar, mx_port)
-    processes = (orchestrator_sidecar, mx_sidecar, orchestrator, mx)
-    try:
-        for process in processes:
-            process.start()
-        orchestrator_sidecar.wait_ready()
-        mx_sidecar.wait_ready()
+    with running_pair(components, base) as (orchestrator, mx):
         yield orchestrator, mx, database
-    finally:
-        for process in reversed(processes):
-            process.stop()
 
 
 def test_a_job_runs_and_its_events_arrive_with_the_state_in_sqlite(

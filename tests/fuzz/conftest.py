@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.conftest import RedisServer
-from tests.microservice_x.stack import MX, App, Sidecar, write_components
-from tests.procs import free_port
+from tests.microservice_x.stack import App, Sidecar, running_pair, write_components
 
 #: This package's own Redis database (see tests/microservice_x/stack.py write_components).
 REDIS_DB = 10
@@ -38,26 +37,6 @@ class Stack:
 def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     base = tmp_path_factory.mktemp("fuzz")
     components = write_components(base / "components", redis_server.host, REDIS_DB)
-    registry = base / "registry"
-    orchestrator_port, mx_port = free_port(), free_port()
-    orchestrator_sidecar = Sidecar(
-        "job-orchestrator", components, registry, orchestrator_port, log_dir=base
-    )
-    mx_sidecar = Sidecar(MX, components, registry, mx_port, log_dir=base)
-    orchestrator = App(
-        "job_orchestrator",
-        orchestrator_sidecar,
-        orchestrator_port,
-        extra_env={"JOB_MAX_WAIT_SECONDS": "0.5", "JOB_DEFAULT_WAIT_SECONDS": "0.2"},
-    )
-    mx = App("microservice_x", mx_sidecar, mx_port)
-    processes = (orchestrator_sidecar, mx_sidecar, orchestrator, mx)
-    try:
-        for process in processes:
-            process.start()
-        orchestrator_sidecar.wait_ready()
-        mx_sidecar.wait_ready()
-        yield Stack(orchestrator_sidecar, orchestrator, mx_sidecar, mx)
-    finally:
-        for process in reversed(processes):
-            process.stop()
+    short_waits = {"JOB_MAX_WAIT_SECONDS": "0.5", "JOB_DEFAULT_WAIT_SECONDS": "0.2"}
+    with running_pair(components, base, short_waits) as (orchestrator, mx):
+        yield Stack(orchestrator.sidecar, orchestrator, mx.sidecar, mx)

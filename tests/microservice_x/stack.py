@@ -240,6 +240,37 @@ class App:
             self.proc.stop()
 
 
+@contextlib.contextmanager
+def running_pair(
+    components: Path, base: Path, orchestrator_env: dict[str, str] | None = None
+) -> Iterator[tuple[App, App]]:
+    """The orchestrator and microservice-x, each with its sidecar on ``components`` (registry
+    and logs under ``base``), as `dapr run -f` starts them; stopped on exit."""
+    registry = base / "registry"
+    orchestrator_port, mx_port = free_port(), free_port()
+    orchestrator_sidecar = Sidecar(
+        "job-orchestrator", components, registry, orchestrator_port, log_dir=base
+    )
+    mx_sidecar = Sidecar(MX, components, registry, mx_port, log_dir=base)
+    orchestrator = App(
+        "job_orchestrator",
+        orchestrator_sidecar,
+        orchestrator_port,
+        extra_env=orchestrator_env or {},
+    )
+    mx = App("microservice_x", mx_sidecar, mx_port)
+    processes = (orchestrator_sidecar, mx_sidecar, orchestrator, mx)
+    try:
+        for process in processes:
+            process.start()
+        orchestrator_sidecar.wait_ready()
+        mx_sidecar.wait_ready()
+        yield orchestrator, mx
+    finally:
+        for process in reversed(processes):
+            process.stop()
+
+
 def get_json(url: str) -> Any:
     status, _, body = http("GET", url)
     assert status == 200, (url, status, body)
