@@ -154,7 +154,23 @@ def resiliency_from_specs(specs: Iterable[tuple[str, Mapping[str, Any]]]) -> Res
                 raise ResiliencyError(f"invalid duration {policy_name!r}, {value}: {exc}") from None
         if policies.get("circuitBreakers"):
             logger.warning("resiliency %s: circuit breakers are not supported and ignored", name)
-        for component, target in ((spec.get("targets") or {}).get("components") or {}).items():
+        targets = spec.get("targets") or {}
+        for kind in ("apps", "actors"):
+            if targets.get(kind):
+                logger.warning(
+                    "resiliency %s: targets.%s is not supported and ignored (only pub/sub "
+                    "inbound policies are applied)",
+                    name,
+                    kind,
+                )
+        for component, target in (targets.get("components") or {}).items():
+            if (target or {}).get("outbound"):
+                logger.warning(
+                    "resiliency %s: component %s: outbound policies are not supported and "
+                    "ignored (only pub/sub inbound policies are applied)",
+                    name,
+                    component,
+                )
             inbound = (target or {}).get("inbound") or {}
             components[component] = {
                 "retry": str(inbound.get("retry") or ""),

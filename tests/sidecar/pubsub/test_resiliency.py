@@ -109,3 +109,20 @@ def test_go_durations(text: str, seconds: float) -> None:
 def test_bad_go_durations(text: str) -> None:
     with pytest.raises(ValueError):
         parse_go_duration(text)
+
+
+def test_policies_the_sidecar_does_not_apply_are_named_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    spec = {
+        "policies": {"retries": {"three": {"policy": "constant", "maxRetries": 3}}},
+        "targets": {
+            "apps": {"microservice-x": {"retry": "three"}},
+            "components": {"statestore": {"outbound": {"retry": "three"}}},
+        },
+    }
+    with caplog.at_level("WARNING", logger="sidecar.resiliency"):
+        parse_resiliency([doc(spec)], "app")
+    warned = " ".join(record.getMessage() for record in caplog.records)
+    assert "targets.apps is not supported" in warned
+    assert "component statestore: outbound policies are not supported" in warned
