@@ -215,7 +215,8 @@ class Outbox:
         config = self._configs[store]
         pubsub = self._pubsubs.get(config.outbox_pubsub)
         if pubsub is None:
-            raise outbox_error(self._app_id, Exception(f"pubsub {config.outbox_pubsub} not found"))
+            missing = Exception(f"pubsub '{config.outbox_pubsub}' not found")  # NotFoundError
+            raise outbox_error(self._app_id, missing)
         topic = internal_topic(self._app_id, config.publish_topic, self._namespace)
         if not self._may_publish(config.outbox_pubsub, topic):
             raise outbox_error(self._app_id, Exception(not_allowed_message(topic, self._app_id)))

@@ -40,6 +40,11 @@ def sidecar(
     docs = [
         component("direct", "state.redis", {"redisHost": broker.host, **outbox}),
         component("relayed", "state.redis", {"redisHost": redis_server.host, **outbox}),
+        component(
+            "orphan",
+            "state.redis",
+            {"redisHost": redis_server.host, **outbox, "outboxPubsub": "nosuchpubsub"},
+        ),
         component("pubsub", "pubsub.redis", {"redisHost": broker.host}),
     ]
     (folder / "c.yaml").write_text("\n---\n".join(docs))
@@ -74,4 +79,22 @@ def test_a_broker_that_is_down_fails_the_transaction_with_the_outbox_error(
     # Nothing was stored: the relayed store's Redis stayed up, and had the write been made the
     # event would have been lost.
     read = httpx.get(f"{sidecar.http}/v1.0/state/{store}/{key}", timeout=30)
+    assert read.status_code == 204, read.text
+
+
+def test_an_outbox_whose_pubsub_is_not_loaded_fails_and_stores_nothing(sidecar: Sidecar) -> None:
+    """As when the outbox's pubsub is scoped to another app: daprd's internal publish finds
+    no such pubsub, before anything is committed."""
+    key = unique("orphan")
+    answer = httpx.post(
+        f"{sidecar.http}/v1.0/state/orphan/transaction",
+        json={"operations": [{"operation": "upsert", "request": {"key": key, "value": 1}}]},
+        timeout=30,
+    )
+    assert answer.status_code == 500, answer.text
+    assert answer.json()["errorCode"] == "ERR_PUBLISH_OUTBOX"
+    assert answer.json()["message"] == (
+        "error while publishing outbox message: pubsub 'nosuchpubsub' not found"
+    )
+    read = httpx.get(f"{sidecar.http}/v1.0/state/orphan/{key}", timeout=30)
     assert read.status_code == 204, read.text
