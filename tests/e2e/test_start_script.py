@@ -3,6 +3,7 @@ hands them back, then leaves no process behind."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -181,6 +182,10 @@ def test_start_runs_the_pair_and_ctrl_c_stops_everything() -> None:
         sys.stderr.write(f"start.sh printed:\n{screen.decode(errors='replace')}\n")
         raise
     finally:
+        # Redis rewrites its own environ (process title), so the marker does not find it: ask
+        # it to stop, in case start.sh was killed before it could.
+        with contextlib.suppress(redis.RedisError, OSError):
+            redis.Redis(port=ports["REDIS_PORT"], socket_timeout=2).shutdown(nosave=True)
         for leftover in [pid, *_processes_with(marker)]:
             try:
                 os.kill(leftover, 9)
