@@ -220,6 +220,15 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{os.urandom(4).hex()}"
 
 
+def upsert_in_transaction(car: Sidecar, store: str, key: str) -> httpx.Response:
+    """One upsert of ``key`` (its name as value) in an HTTP state transaction."""
+    return httpx.post(
+        f"{car.http}/v1.0/state/{store}/transaction",
+        json={"operations": [{"operation": "upsert", "request": {"key": key, "value": key}}]},
+        timeout=30,
+    )
+
+
 # --- The conformance sidecar (tests/sidecar/api/conformance.py), shared by the session -------
 
 

@@ -19,7 +19,7 @@ from dapr.clients.grpc._request import TransactionalStateOperation
 
 from tests.conftest import RedisServer
 from tests.procs import free_port
-from tests.sidecar.api.conftest import Sidecar, component, unique
+from tests.sidecar.api.conftest import Sidecar, component, unique, upsert_in_transaction
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +60,7 @@ def test_a_broker_that_is_down_fails_the_transaction_with_the_outbox_error(
     broker.kill9()
     try:
         key = unique(store)
-        answer = httpx.post(
-            f"{sidecar.http}/v1.0/state/{store}/transaction",
-            json={"operations": [{"operation": "upsert", "request": {"key": key, "value": 1}}]},
-            timeout=30,
-        )
+        answer = upsert_in_transaction(sidecar, store, key)
         assert answer.status_code == 500, answer.text
         assert answer.json()["errorCode"] == "ERR_PUBLISH_OUTBOX"
         with DaprClient(address=sidecar.grpc_address) as client:
@@ -86,11 +82,7 @@ def test_an_outbox_whose_pubsub_is_not_loaded_fails_and_stores_nothing(sidecar: 
     """As when the outbox's pubsub is scoped to another app: daprd's internal publish finds
     no such pubsub, before anything is committed."""
     key = unique("orphan")
-    answer = httpx.post(
-        f"{sidecar.http}/v1.0/state/orphan/transaction",
-        json={"operations": [{"operation": "upsert", "request": {"key": key, "value": 1}}]},
-        timeout=30,
-    )
+    answer = upsert_in_transaction(sidecar, "orphan", key)
     assert answer.status_code == 500, answer.text
     assert answer.json()["errorCode"] == "ERR_PUBLISH_OUTBOX"
     assert answer.json()["message"] == (

@@ -20,7 +20,13 @@ import redis
 
 from tests.conftest import RedisServer
 from tests.procs import wait_until
-from tests.sidecar.api.conftest import Sidecar, TinyApp, component, unique
+from tests.sidecar.api.conftest import (
+    Sidecar,
+    TinyApp,
+    component,
+    unique,
+    upsert_in_transaction,
+)
 
 SUFFIX = os.urandom(3).hex()
 GUARDED = f"guarded-{SUFFIX}"
@@ -137,11 +143,7 @@ def publish(car: Sidecar, topic: str, marker: str) -> httpx.Response:
 
 
 def transact(car: Sidecar, key: str) -> httpx.Response:
-    return httpx.post(
-        f"{car.http}/v1.0/state/outboxstore/transaction",
-        json={"operations": [{"operation": "upsert", "request": {"key": key, "value": key}}]},
-        timeout=10,
-    )
+    return upsert_in_transaction(car, "outboxstore", key)
 
 
 def test_only_apps_granted_a_protected_topic_subscribe_to_it(
