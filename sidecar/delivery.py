@@ -9,10 +9,7 @@ behaviour follows daprd's ``pkg/runtime/subscription`` and its HTTP postman. Sub
 from __future__ import annotations
 
 import asyncio
-import enum
-import json
 import logging
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,40 +17,20 @@ from functools import partial
 from typing import Any
 
 from sidecar import cloudevents
-from sidecar.app_channel import AppChannel, AppUnreachableError
+from sidecar.app_channel import AppChannel
 from sidecar.bulk_delivery import BulkSubscriber
 from sidecar.components import Subscription
 from sidecar.errors import DaprError
-from sidecar.metrics import ComponentMetrics, ms_since
-from sidecar.publishing import Publisher
-from sidecar.pubsub.base import Handler, Message, PubSub, SubscriptionClosedError
+from sidecar.metrics import ComponentMetrics
+from sidecar.postman import Outcome, Postman, RetriableError, StreamPostman
+from sidecar.postman_http import HttpPostman
+from sidecar.publishing import Publisher, pubsub_not_found
+from sidecar.pubsub.base import Consumers, Handler, Message, PubSub, SubscriptionClosedError
 from sidecar.pubsub.scopes import UNSCOPED, TopicScopes
 from sidecar.resiliency import InboundPolicy, Resiliency
 from sidecar.routing import Router, RuleEvaluationError
 
 logger = logging.getLogger(__name__)
-
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_RESERVED_HEADERS = frozenset(
-    {"content-type", "content-length", "host", "traceparent", "tracestate", "dapr-api-token"}
-)
-
-
-class Outcome(enum.Enum):
-    SUCCESS = "success"  #: acknowledged
-    RETRY = "retry"  #: retried per resiliency policy, then dead-lettered or redelivered
-    DROP = "drop"  #: acknowledged; dead-lettered when the subscription has a dead letter topic
-    NOT_FOUND = "not_found"  #: HTTP 404: a drop too (daprd's ErrMessageDropped), logged apart
-
-
-#: daprd's ingress metric labels (process_status, status) per outcome: an app's DROP is a drop
-#: with status success, a 404 a plain drop.
-_INGRESS = {
-    Outcome.SUCCESS: ("success", ""),
-    Outcome.RETRY: ("retry", ""),
-    Outcome.DROP: ("drop", "success"),
-    Outcome.NOT_FOUND: ("drop", ""),
-}
 
 
 class DeliveryFailedError(Exception):
@@ -61,32 +38,8 @@ class DeliveryFailedError(Exception):
     (pubsub.redis keeps it only when the failure came after processingTimeout)."""
 
 
-def interpret_response(status: int, body: bytes) -> tuple[Outcome, str]:
-    """daprd's reading of the app's answer to a pub/sub POST (outcome, app status if any)."""
-    if 200 <= status <= 299:
-        text = body.decode("utf-8", errors="replace").lstrip()
-        if not text:
-            return Outcome.SUCCESS, ""
-        try:
-            # Go's json.Decoder reads the first value only; trailing bytes are ignored.
-            value, _ = json.JSONDecoder().raw_decode(text)
-        except ValueError:
-            return Outcome.SUCCESS, ""
-        if value is None:
-            return Outcome.SUCCESS, ""
-        if not isinstance(value, dict):
-            return Outcome.SUCCESS, ""  # Go cannot decode it into AppResponse: success
-        app_status = value.get("status")
-        if app_status is None or app_status == "" or app_status == "SUCCESS":
-            return Outcome.SUCCESS, ""
-        if not isinstance(app_status, str):
-            return Outcome.SUCCESS, ""  # a decode error in Go, which daprd treats as success
-        if app_status == "DROP":
-            return Outcome.DROP, app_status
-        return Outcome.RETRY, app_status
-    if status == 404:
-        return Outcome.NOT_FOUND, ""
-    return Outcome.RETRY, ""
+class SubscribeError(Exception):
+    """A streaming subscription cannot start; daprd returns the plain error (gRPC UNKNOWN)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,13 +50,10 @@ class Route:
     dead_letter_topic: str
     raw_payload: bool
     policy: InboundPolicy
+    postman: Postman
     #: Why the subscription's rawPayload is unreadable ("" when it is fine): daprd then fails
     #: (or dead-letters) every message of the subscription.
     metadata_error: str = ""
-
-
-class _RetriableError(Exception):
-    pass
 
 
 def _raw_payload(subscription: Subscription) -> tuple[bool, str]:
@@ -127,9 +77,13 @@ def _concurrency(subscription: Subscription) -> int:
 
 
 class Deliverer:
+    """Every subscription of this sidecar: the app's (declarative and programmatic, posted to
+    the app over HTTP) and the streaming ones (``SubscribeTopicEventsAlpha1``) a client opens
+    at any time, with or without an app."""
+
     def __init__(
         self,
-        app_channel: AppChannel,
+        app_channel: AppChannel | None,
         pubsubs: Mapping[str, PubSub],
         publisher: Publisher,
         resiliency: Resiliency,
@@ -138,24 +92,46 @@ class Deliverer:
         scopes: Mapping[str, TopicScopes] | None = None,
     ) -> None:
         self._app = app_channel
-        self._metrics = metrics
+        self._http = HttpPostman(app_channel, metrics) if app_channel is not None else None
         self._pubsubs = pubsubs
         self._scopes = scopes or {}
         self._publisher = publisher
         self._resiliency = resiliency
         self._app_id = app_id
         self._bulk_subscribers: list[BulkSubscriber] = []
+        self._streams: dict[Consumers, tuple[Subscription, StreamPostman]] = {}
         self._closed = False
         #: Set while messages may go to the app: cleared while it is unhealthy (health checks)
-        #: and set for good at close, so waiting deliveries end.
+        #: and set for good at close, so waiting deliveries end. Streams do not wait for it.
         self._open = asyncio.Event()
         self._open.set()
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
+    @property
+    def streaming(self) -> list[Subscription]:
+        """The streaming subscriptions open now (the metadata API lists them)."""
+        return [sub for sub, _ in self._streams.values()]
+
+    def _route(self, sub: Subscription, postman: Postman) -> Route:
+        where = f"subscription {sub.pubsubname}/{sub.topic} ({sub.source})"
+        raw_payload, metadata_error = _raw_payload(sub)
+        return Route(
+            pubsubname=sub.pubsubname,
+            topic=sub.topic,
+            router=Router(sub.rules, sub.default_path, where),
+            dead_letter_topic=sub.dead_letter_topic,
+            raw_payload=raw_payload,
+            policy=self._resiliency.pubsub_inbound(sub.pubsubname),
+            postman=postman,
+            metadata_error=metadata_error,
+        )
+
     async def start(self, subscriptions: Sequence[Subscription]) -> None:
         """Compile every rule first (a bad rule stops startup), then subscribe each once."""
+        if self._http is None:
+            raise RuntimeError("the app's subscriptions need an app channel")
         routes: list[tuple[Route, Subscription, int]] = []
         seen: set[tuple[str, str]] = set()
         for sub in subscriptions:
@@ -171,31 +147,18 @@ class Deliverer:
             if not self._scopes.get(sub.pubsubname, UNSCOPED).may_subscribe(sub.topic):
                 # daprd logs this and never delivers (its retries fail the same way).
                 logger.error(
-                    "Failed to start subscription for pubsub %s, topic %s: subscription to "
-                    "topic '%s' on pubsub '%s' is not allowed",
+                    "Failed to start subscription for pubsub %s, topic %s: %s",
                     sub.pubsubname,
                     sub.topic,
-                    sub.topic,
-                    sub.pubsubname,
+                    _not_allowed(sub),
                 )
                 continue
             seen.add(key)
-            where = f"subscription {key[0]}/{key[1]} ({sub.source})"
-            raw_payload, metadata_error = _raw_payload(sub)
-            route = Route(
-                pubsubname=sub.pubsubname,
-                topic=sub.topic,
-                router=Router(sub.rules, sub.default_path, where),
-                dead_letter_topic=sub.dead_letter_topic,
-                raw_payload=raw_payload,
-                policy=self._resiliency.pubsub_inbound(sub.pubsubname),
-                metadata_error=metadata_error,
-            )
-            routes.append((route, sub, _concurrency(sub)))
+            routes.append((self._route(sub, self._http), sub, _concurrency(sub)))
         for route, sub, concurrency in routes:
             deliver = self._bulk(route, sub) if sub.bulk else partial(self._handle, route)
             await self._pubsubs[route.pubsubname].subscribe(
-                route.topic, self._handler(deliver), concurrency=concurrency
+                route.topic, self._handler(deliver, gated=True), concurrency=concurrency
             )
             logger.info(
                 "subscribed to topic %s on pubsub %s%s",
@@ -204,8 +167,40 @@ class Deliverer:
                 " (bulk)" if sub.bulk else "",
             )
 
+    async def subscribe_stream(self, sub: Subscription, postman: StreamPostman) -> Consumers:
+        """Start a streaming subscription (daprd's StartStreamerSubscription): every message
+        of the topic goes to ``postman``; stop it with ``unsubscribe_stream``. Several streams
+        on one topic share the component's consumer group, as daprd's do."""
+        if self._closed:
+            raise SubscribeError("subscriber is closed")
+        pubsub = self._pubsubs.get(sub.pubsubname)
+        if pubsub is None:
+            raise pubsub_not_found(sub.pubsubname)
+        if not self._scopes.get(sub.pubsubname, UNSCOPED).may_subscribe(sub.topic):
+            raise SubscribeError(
+                f"failed to create subscription for {sub.pubsubname}: {_not_allowed(sub)}"
+            )
+        try:
+            concurrency = _concurrency(sub)
+        except ValueError as exc:
+            raise SubscribeError(str(exc)) from None
+        route = self._route(sub, postman)
+        consumers = await pubsub.subscribe(
+            sub.topic,
+            self._handler(partial(self._handle, route), gated=False),
+            concurrency=concurrency,
+        )
+        self._streams[consumers] = (sub, postman)
+        return consumers
+
+    async def unsubscribe_stream(self, consumers: Consumers) -> None:
+        """Stop a streaming subscription; what it had not answered is delivered again."""
+        self._streams.pop(consumers, None)
+        await consumers.stop()
+
     def _bulk(self, route: Route, sub: Subscription) -> Handler:
         """Start a bulk subscriber (sidecar.bulk_delivery); its handler batches messages."""
+        assert self._app is not None  # start() checked
         bulk = BulkSubscriber(
             route,
             self._app,
@@ -240,10 +235,16 @@ class Deliverer:
         for bulk in self._bulk_subscribers:
             await bulk.close()
         self._bulk_subscribers.clear()
+        for consumers, (_, stream) in list(self._streams.items()):
+            stream.close("stream closed")  # its client hears it as daprd's clients do
+            await self.unsubscribe_stream(consumers)
 
-    def _handler(self, deliver: Handler) -> Handler:
+    def _handler(self, deliver: Handler, *, gated: bool) -> Handler:
+        """``deliver`` wrapped to count what is in flight and refuse messages while closing;
+        ``gated``: also hold messages while the app is unhealthy."""
+
         async def handle(message: Message) -> None:
-            if not self._open.is_set():
+            if gated and not self._open.is_set():
                 await self._open.wait()
             if self._closed:
                 raise SubscriptionClosedError("subscription is closed")
@@ -316,24 +317,25 @@ class Deliverer:
         self, route: Route, message: Message, event: Mapping[str, Any], body: bytes, path: str
     ) -> None:
         """Attempts under the inbound resiliency policy; then ack, dead letter or redeliver."""
-        headers = self._headers(route, message, event)
         retry_policy = route.policy.retry
         started = time.monotonic()
         retry = 0
         while True:
             try:
                 async with asyncio.timeout(route.policy.timeout):
-                    outcome = await self._attempt(route, event, body, path, headers)
+                    outcome = await route.postman.post(
+                        route.pubsubname, route.topic, message, event, body, path
+                    )
                 # daprd's postman drops on the app's DROP and on 404 (ErrMessageDropped), and
                 # every dropped message goes to the dead letter topic when there is one.
                 if outcome is Outcome.SUCCESS or not route.dead_letter_topic:
                     return
                 if await self._dead_letter(route, message):
                     return
-                error: Exception = _RetriableError("failed to send dropped message to dead letter")
+                error: Exception = RetriableError("failed to send dropped message to dead letter")
             except TimeoutError:
-                error = _RetriableError(f"timeout delivering pub/sub event {event.get('id')}")
-            except _RetriableError as exc:
+                error = RetriableError(f"timeout delivering pub/sub event {event.get('id')}")
+            except RetriableError as exc:
                 error = exc
             if self._closed:
                 # daprd: a delivery failing while its subscription closes waits for the
@@ -347,96 +349,6 @@ class Deliverer:
             await asyncio.sleep(delay)
             retry += 1
         await self._fail(route, message, error)
-
-    async def _attempt(
-        self,
-        route: Route,
-        event: Mapping[str, Any],
-        body: bytes,
-        path: str,
-        headers: Mapping[str, str],
-    ) -> Outcome:
-        event_id = event.get("id")
-        started = time.perf_counter()
-        try:
-            status, _, reply = await self._app.request("POST", path, headers, body)
-        except AppUnreachableError as exc:
-            self._ingress(route, "retry", "", started)
-            message = f"error returned from app channel while sending pub/sub event to app: {exc}"
-            logger.warning(
-                "encountered a retriable error while publishing a subscribed message to topic "
-                "%s, err: %s",
-                route.topic,
-                message,
-            )
-            raise _RetriableError(message) from None
-        outcome, app_status = interpret_response(status, reply)
-        self._ingress(route, *_INGRESS[outcome], started)
-        if outcome is Outcome.SUCCESS:
-            return outcome
-        if outcome is Outcome.DROP:
-            logger.warning(
-                "DROP status returned from app while processing pub/sub event %s", event_id
-            )
-            return outcome
-        if outcome is Outcome.NOT_FOUND:
-            logger.error(
-                "non-retriable error returned from app while processing pub/sub event %s: %s. "
-                "status code returned: %s",
-                event_id,
-                reply[:200].decode("utf-8", errors="replace"),
-                status,
-            )
-            return outcome
-        if app_status == "RETRY":
-            text = f"RETRY status returned from app while processing pub/sub event {event_id}"
-        elif app_status:
-            text = (
-                f"unknown status returned from app while processing pub/sub event {event_id}, "
-                f"status: {app_status}"
-            )
-        else:
-            text = (
-                f"retriable error returned from app while processing pub/sub event {event_id}, "
-                f"topic: {event.get('topic')}, body: "
-                f"{reply[:200].decode('utf-8', errors='replace')}. status code returned: {status}"
-            )
-        logger.warning(
-            "encountered a retriable error while publishing a subscribed message to topic %s, "
-            "err: %s",
-            route.topic,
-            text,
-        )
-        raise _RetriableError(text)
-
-    def _ingress(self, route: Route, process_status: str, status: str, started: float) -> None:
-        """One attempt's outcome, recorded as daprd's HTTP postman records it."""
-        if self._metrics is not None:
-            elapsed = ms_since(started)
-            self._metrics.pubsub_ingress(
-                route.pubsubname, process_status, status, route.topic, elapsed
-            )
-
-    def _headers(self, route: Route, message: Message, event: Mapping[str, Any]) -> dict[str, str]:
-        # daprd forwards the broker message metadata as HTTP headers (WithCustomHTTPMetadata).
-        headers = {
-            key: value
-            for key, value in message.metadata.items()
-            if key.lower() not in _RESERVED_HEADERS
-            and _HEADER_NAME.match(key)
-            and value.isascii()
-            and "\n" not in value
-            and "\r" not in value
-        }
-        headers["pubsubName"] = route.pubsubname
-        headers["Content-Type"] = cloudevents.CLOUDEVENT_CONTENT_TYPE
-        trace = event.get("traceparent") or event.get("traceid")
-        if isinstance(trace, str) and trace:
-            headers["traceparent"] = trace
-        state = event.get("tracestate")
-        if isinstance(state, str) and state:
-            headers["tracestate"] = state
-        return headers
 
     async def _dead_letter(self, route: Route, message: Message) -> bool:
         """Publish the original bytes to the dead letter topic; True when the broker took them."""
@@ -463,3 +375,7 @@ class Deliverer:
         if route.dead_letter_topic and await self._dead_letter(route, message):
             return
         raise DeliveryFailedError(str(error))
+
+
+def _not_allowed(sub: Subscription) -> str:
+    return f"subscription to topic '{sub.topic}' on pubsub '{sub.pubsubname}' is not allowed"

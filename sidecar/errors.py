@@ -8,7 +8,7 @@ BadRequest, which the SDK surfaces as ``DaprGrpcError.error_code()``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf import any_pb2
@@ -110,3 +110,13 @@ _GRPC_TO_RPC_CODE: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: code_pb2.DEADLINE_EXCEEDED,
     grpc.StatusCode.UNKNOWN: code_pb2.UNKNOWN,
 }
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], err: DaprError) -> NoReturn:
+    """End a gRPC call with ``err`` as daprd's rich status."""
+    await context.abort(
+        err.grpc_code,
+        err.message,
+        trailing_metadata=(("grpc-status-details-bin", err.grpc_status().SerializeToString()),),
+    )
+    raise AssertionError("unreachable: abort raises")  # pragma: no cover

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from dapr.proto.common.v1 import common_pb2
@@ -19,7 +19,8 @@ from google.protobuf import any_pb2, empty_pb2
 from sidecar import invoke_status
 from sidecar.api_logging import GrpcApiLogging
 from sidecar.cloudevents import fast_loads
-from sidecar.errors import DaprError
+from sidecar.errors import DaprError, abort
+from sidecar.grpc_streaming import subscribe_topic_events
 from sidecar.publishing import PublishEntry, publish_failed
 from sidecar.state.base import Concurrency, DeleteRequest, SetRequest
 from sidecar.state.errors import unsupported_operation
@@ -43,6 +44,7 @@ IMPLEMENTED = frozenset(
         "PublishEvent",
         "BulkPublishEvent",
         "BulkPublishEventAlpha1",
+        "SubscribeTopicEventsAlpha1",
         "InvokeService",
         "GetMetadata",
         "SetMetadata",
@@ -51,16 +53,6 @@ IMPLEMENTED = frozenset(
         "Shutdown",
     }
 )
-
-
-async def abort(context: grpc.aio.ServicerContext[Any, Any], err: DaprError) -> NoReturn:
-    status = err.grpc_status()
-    await context.abort(
-        err.grpc_code,
-        err.message,
-        trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
-    )
-    raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
 
 def _metadata(values: Mapping[str, str]) -> Mapping[str, str]:
@@ -236,6 +228,9 @@ class DaprServicer(dapr_pb2_grpc.DaprServicer):
         return pubsub_pb2.BulkPublishResponse()
 
     BulkPublishEventAlpha1 = BulkPublishEvent
+
+    async def SubscribeTopicEventsAlpha1(self, request_iterator: Any, context: Any) -> None:
+        await subscribe_topic_events(self.rt, context)
 
     async def InvokeService(self, request: Any, context: Any) -> Any:
         message = request.message

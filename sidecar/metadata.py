@@ -28,6 +28,10 @@ class AppConnection:
     max_concurrency: int = 0  #: --app-max-concurrency; 0 = no limit (left out of the JSON)
 
 
+#: A subscription's type by where it came from (a declarative one's source is its file).
+_KINDS = {"programmatic": metadata_pb2.PROGRAMMATIC, "streaming": metadata_pb2.STREAMING}
+
+
 def build_metadata(
     app_id: str,
     components: Iterable[tuple[Component, Iterable[str]]],
@@ -66,9 +70,7 @@ def build_metadata(
             capabilities=list(features),
         )
     for sub in subscriptions:
-        kind = (
-            metadata_pb2.PROGRAMMATIC if sub.source == "programmatic" else metadata_pb2.DECLARATIVE
-        )
+        kind = _KINDS.get(sub.source, metadata_pb2.DECLARATIVE)
         item = response.subscriptions.add(
             pubsub_name=sub.pubsubname,
             topic=sub.topic,

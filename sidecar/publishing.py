@@ -41,13 +41,13 @@ class FailedEntry:
 
 
 def pubsub_not_found(name: str) -> DaprError:
+    """daprd's PubSub(name).NotFound(): the only pub/sub error without a ResourceInfo."""
     return DaprError(
         error_code="ERR_PUBSUB_NOT_FOUND",
-        message=f"pubsub {name} not found",
+        message=f"pubsub {name} is not found",
         http_status=404,
         grpc_code=grpc.StatusCode.INVALID_ARGUMENT,
         reason="DAPR_PUBSUB_NOT_FOUND",
-        resource=("pubsub", name),
     )
 
 

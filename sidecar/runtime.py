@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import logging
 import os
 import signal
@@ -86,7 +87,8 @@ class Runtime:
         self.secrets = Secrets({})
         self.outbox: Outbox | None = None
         self.topic_scopes: dict[str, TopicScopes] = {}  #: by pubsub name
-        self._deliverer: Deliverer | None = None
+        self.deliverer = Deliverer(self.app_channel, {}, self.publisher, Resiliency(), self.app_id)
+        self._subscriber_index = itertools.count(1)
         self._servers: list[HttpServer | GrpcServer] = []
         self._startup: asyncio.Task[None] | None = None
         self.app_health: AppHealth | None = None  #: with --enable-app-health-check
@@ -114,11 +116,15 @@ class Runtime:
         else:
             await self.state.transact(store, operations, metadata)
 
+    def next_subscriber_index(self) -> int:
+        """A streaming subscription's connection id (daprd's NextSubscriberIndex, from 1)."""
+        return next(self._subscriber_index)
+
     def metadata(self) -> Any:
         return build_metadata(
             self.app_id,
             self.components.loaded,
-            self.subscriptions,
+            [*self.subscriptions, *self.deliverer.streaming],
             self.extended_metadata,
             AppConnection(
                 port=self.config.app_port,
@@ -157,6 +163,15 @@ class Runtime:
         )
         if self.outbox is not None:
             await self.outbox.start()
+        self.deliverer = Deliverer(
+            self.app_channel,
+            pubsubs,
+            self.publisher,
+            resiliency,
+            self.app_id,
+            self.metrics,
+            scopes,
+        )
 
         http = HttpServer(create_http_app(self), self.config.listen_address, self.config.http_port)
         grpc_server = GrpcServer(
@@ -188,9 +203,9 @@ class Runtime:
                 pid=os.getpid(),
             )
         )
-        self._startup = asyncio.create_task(self._connect_app(resources, resiliency))
+        self._startup = asyncio.create_task(self._connect_app(resources))
 
-    async def _connect_app(self, resources: Resources, resiliency: Resiliency) -> None:
+    async def _connect_app(self, resources: Resources) -> None:
         declarative = list(resources.subscriptions)
         if self.app_channel is None:
             self.subscriptions = declarative
@@ -199,15 +214,7 @@ class Runtime:
         await self._wait_for_app(self.app_channel)
         programmatic = await self._app_subscriptions(self.app_channel)
         self.subscriptions = declarative + programmatic
-        deliverer = Deliverer(
-            self.app_channel,
-            self.components.pubsubs,
-            self.publisher,
-            resiliency,
-            self.app_id,
-            self.metrics,
-            self.topic_scopes,
-        )
+        deliverer = self.deliverer
         if self.config.app_health is not None:
             # Like daprd: nothing is delivered or invoked until the first probe succeeds.
             deliverer.pause()
@@ -225,7 +232,6 @@ class Runtime:
             self.exit_code = 1
             self.request_shutdown()
             return
-        self._deliverer = deliverer
         self._mark_ready()
 
     def _app_health_changed(self, deliverer: Deliverer, healthy: bool) -> None:
@@ -277,8 +283,7 @@ class Runtime:
             "Blocking graceful shutdown for %s or until app reports unhealthy...",
             format_go_duration(seconds),
         )
-        if self._deliverer is not None:
-            self._deliverer.refuse()
+        self.deliverer.refuse()
         if self.app_health is None:
             await asyncio.sleep(seconds)
         else:
@@ -304,8 +309,7 @@ class Runtime:
             self._startup.cancel()
         if self._health_task is not None:
             self._health_task.cancel()
-        if self._deliverer is not None:
-            await _by(deadline, self._deliverer.close())
+        await _by(deadline, self.deliverer.close())
         if self.outbox is not None:
             await self.outbox.close()
         for server in reversed(self._servers):

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from sidecar.redis_endpoint import RedisEndpoint
 from sidecar.state.base import StreamAppend
@@ -66,8 +66,9 @@ class PubSub(Protocol):
     async def bulk_publish(self, topic: str, entries: Sequence[BulkEntry]) -> list[str]:
         """Publish every entry; return the ids of the entries that failed."""
 
-    async def subscribe(self, topic: str, handler: Handler, *, concurrency: int) -> None:
-        """Start consuming ``topic`` in the component's consumer group; returns at once."""
+    async def subscribe(self, topic: str, handler: Handler, *, concurrency: int) -> Consumers:
+        """Start consuming ``topic`` in the component's consumer group; returns at once with
+        the handle that stops this subscription alone."""
 
 
 async def stop_tasks(tasks: set[asyncio.Task[None]], owner: str) -> None:
@@ -79,6 +80,28 @@ async def stop_tasks(tasks: set[asyncio.Task[None]], owner: str) -> None:
         if stuck:
             logger.warning("%s: %d consumer tasks did not stop in time", owner, len(stuck))
     tasks.clear()
+
+
+class Consumers:
+    """The tasks consuming one subscription. ``stop`` ends them: a message being handled is
+    cancelled unacknowledged, so the broker delivers it again (as contrib components do when
+    a subscription's context ends)."""
+
+    def __init__(self, owner: str, on_stop: Callable[[], None] | None = None) -> None:
+        self._owner = owner
+        self._on_stop = on_stop
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        if self._on_stop is not None:
+            self._on_stop()
+            self._on_stop = None
+        await stop_tasks(self._tasks, self._owner)
 
 
 @runtime_checkable

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from sidecar.components import Component
-from sidecar.pubsub.base import BulkEntry, Handler, Message, PublishError, stop_tasks
+from sidecar.pubsub.base import BulkEntry, Consumers, Handler, Message, PublishError
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ class InMemoryPubSub:
     def __init__(self, component: Component, app_id: str) -> None:
         self.name = component.name
         self._queues: dict[str, list[asyncio.Queue[Message]]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._consumers: set[Consumers] = set()
         self._closed = False
 
     async def init(self) -> None:
@@ -32,7 +32,8 @@ class InMemoryPubSub:
 
     async def close(self) -> None:
         self._closed = True
-        await stop_tasks(self._tasks, self.name)
+        for consumers in list(self._consumers):
+            await consumers.stop()
         self._queues.clear()
 
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
@@ -49,15 +50,24 @@ class InMemoryPubSub:
             await self.publish(topic, entry.data, entry.metadata)
         return []
 
-    async def subscribe(self, topic: str, handler: Handler, *, concurrency: int) -> None:
-        """Start a serial consumer; ``concurrency`` is ignored, as daprd's bus is serial too."""
+    async def subscribe(self, topic: str, handler: Handler, *, concurrency: int) -> Consumers:
+        """Start a serial consumer; ``concurrency`` is ignored, as daprd's bus is serial too.
+        Stopping it drops what it has not handled yet (nothing here outlives a subscriber)."""
         if self._closed:
             raise RuntimeError("component is closed")
         queue: asyncio.Queue[Message] = asyncio.Queue()
         self._queues.setdefault(topic, []).append(queue)
-        task = asyncio.create_task(self._consume(queue, handler), name=f"memory-{topic}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+        def unsubscribe() -> None:
+            self._consumers.discard(consumers)
+            queues = self._queues.get(topic, [])
+            if queue in queues:
+                queues.remove(queue)
+
+        consumers = Consumers(self.name, unsubscribe)
+        consumers.spawn(self._consume(queue, handler), f"memory-{topic}")
+        self._consumers.add(consumers)
+        return consumers
 
     async def _consume(self, queue: asyncio.Queue[Message], handler: Handler) -> None:
         while not self._closed:

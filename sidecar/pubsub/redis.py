@@ -33,11 +33,11 @@ from sidecar.components import Component, ComponentError
 from sidecar.durations import parse_go_duration
 from sidecar.pubsub.base import (
     BulkEntry,
+    Consumers,
     Handler,
     Message,
     PublishError,
     SubscriptionClosedError,
-    stop_tasks,
 )
 from sidecar.pubsub.stream_acks import StreamAcks
 from sidecar.redis_conn import redis_client, redis_pipe
@@ -144,7 +144,7 @@ class RedisStreamsPubSub:
         self._acks = StreamAcks(self._pipe, self.settings.consumer_id)
         self._readers: set[RedisPipe] = set()  #: one per poll loop, for the blocking reads
         self._host = component.metadata.get("redisHost", "")
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._consumers: set[Consumers] = set()
         self._closed = False
 
     async def init(self) -> None:
@@ -160,7 +160,8 @@ class RedisStreamsPubSub:
 
     async def close(self) -> None:
         self._closed = True
-        await stop_tasks(self._tasks, self.name)
+        for consumers in list(self._consumers):
+            await consumers.stop()
         await self._acks.drain()
         await self._client.aclose()
         await self._pipe.close()
@@ -204,7 +205,9 @@ class RedisStreamsPubSub:
             e.entry_id for e, r in zip(entries, results, strict=True) if isinstance(r, Exception)
         ]
 
-    async def subscribe(self, topic: str, handler: Handler, *, concurrency: int) -> None:
+    async def subscribe(self, topic: str, handler: Handler, *, concurrency: int) -> Consumers:
+        """Poll, reclaim and work ``topic`` in the consumer group. Stopping the subscription
+        leaves what it read and did not finish pending, for the group's reclaimers."""
         if self._closed:
             raise RuntimeError("component is closed")
         try:
@@ -214,15 +217,13 @@ class RedisStreamsPubSub:
             logger.warning("redis streams: cannot create group for %s yet: %s", topic, exc)
         queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=self.settings.queue_depth)
         workers = concurrency if concurrency > 0 else self.settings.concurrency
-        self._spawn(self._poll_loop(topic, queue), f"redis-poll-{topic}")
-        self._spawn(self._reclaim_loop(topic, queue), f"redis-reclaim-{topic}")
+        consumers = Consumers(self.name, lambda: self._consumers.discard(consumers))
+        consumers.spawn(self._poll_loop(topic, queue), f"redis-poll-{topic}")
+        consumers.spawn(self._reclaim_loop(topic, queue), f"redis-reclaim-{topic}")
         for index in range(workers):
-            self._spawn(self._worker(topic, queue, handler), f"redis-worker-{topic}-{index}")
-
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            consumers.spawn(self._worker(topic, queue, handler), f"redis-worker-{topic}-{index}")
+        self._consumers.add(consumers)
+        return consumers
 
     async def _ensure_group(self, topic: str) -> None:
         try:

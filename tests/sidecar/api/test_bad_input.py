@@ -297,7 +297,11 @@ def test_http_garbage_and_cut_connections(sidecar: Sidecar) -> None:
 
 
 def test_http_publish_bad_input(http: httpx.Client) -> None:
-    assert_error(http.post("/v1.0/publish/nosuchpubsub/t", json={}), 404, "ERR_PUBSUB_NOT_FOUND")
+    missing = http.post("/v1.0/publish/nosuchpubsub/t", json={})
+    body = assert_error(missing, 404, "ERR_PUBSUB_NOT_FOUND")
+    # daprd's PubSub(name).NotFound(): its own wording, and no ResourceInfo.
+    assert body["message"] == "pubsub nosuchpubsub is not found"
+    assert [d["@type"].rsplit(".", 1)[1] for d in body["details"]] == ["ErrorInfo"]
     for broken in (b"{not json", b"[1, 2]", b"", b'"just a string"'):
         # A CloudEvent the publisher wrote itself must be a JSON object; daprd answers 500 here
         # (messages.ErrPubsubCloudEventCreation), not 400.
