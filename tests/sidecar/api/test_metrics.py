@@ -21,10 +21,10 @@ import pytest
 from sidecar.config import parse_config
 from tests.procs import PYTHON, free_port
 from tests.sidecar.api.conftest import Sidecar, TinyApp
+from tests.sidecar.api.scrape import scrape, value
 
 SUFFIX = uuid.uuid4().hex[:8]
 OK, GONE, FAILING = f"m-ok-{SUFFIX}", f"m-gone-{SUFFIX}", f"m-fail-{SUFFIX}"
-SAMPLE = re.compile(r"^([a-z_]+)\{(.*)\} (\S+)$")
 
 
 @pytest.fixture(scope="module")
@@ -46,25 +46,6 @@ def car(resources: Path, registry: Path, metrics_app: TinyApp, workdir: Path) ->
     ).start(wait="/v1.0/healthz")
     yield started
     started.stop()
-
-
-def scrape(car: Sidecar) -> tuple[str, dict[tuple[str, frozenset[tuple[str, str]]], float]]:
-    response = httpx.get(f"http://127.0.0.1:{car.metrics_port}/", timeout=5)
-    assert response.status_code == 200
-    assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
-    samples = {}
-    for line in response.text.splitlines():
-        match = SAMPLE.match(line)
-        if match:
-            labels = frozenset(re.findall(r'([a-z_]+)="((?:[^"\\]|\\.)*)"', match[2]))
-            samples[(match[1], labels)] = float(match[3])
-    return response.text, samples
-
-
-def value(
-    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
-) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 def test_state_calls_are_counted_and_timed_per_operation(car: Sidecar) -> None:

@@ -24,6 +24,7 @@ from google.rpc import error_details_pb2, status_pb2
 from tests.conftest import RedisServer
 from tests.procs import wait_until
 from tests.sidecar.api.conftest import Sidecar, component, unique
+from tests.sidecar.api.scrape import scrape, value
 
 APP_ID = "streamer"
 SUCCESS = appcallback_pb2.TopicEventResponse.SUCCESS
@@ -404,7 +405,58 @@ async def test_streams_of_one_topic_compete_on_redis_and_each_get_all_in_memory(
     assert await take(left, 3) == await take(right, 3)
 
 
+async def test_each_answer_is_counted_as_daprd_streaming_postman_counts_it(
+    streamer: Sidecar, raw: list[RawStream]
+) -> None:
+    topic = unique("counted")
+    stream = await open_stream(streamer, raw, "pubsub", topic)
+    for answer in (SUCCESS, DROP, RETRY):
+        publish_json(streamer, topic, {"answer": answer})
+        event = await stream.next_event()
+        await stream.answer(event.id, answer)
+
+    def counts() -> dict[str, float]:
+        _, samples = scrape(streamer)
+        labels = {"app_id": APP_ID, "component": "pubsub", "namespace": "", "topic": topic}
+        return {
+            kind: value(
+                samples,
+                "dapr_component_pubsub_ingress_count",
+                **labels,
+                process_status=kind,
+                status=kind,
+            )
+            for kind in ("success", "drop", "retry")
+        }
+
+    # A DROP is a plain drop here (the HTTP postman counts it with status success).
+    expected = {"success": 1.0, "drop": 1.0, "retry": 1.0}
+    await asyncio.to_thread(wait_until, lambda: counts() == expected, timeout=10)
+
+
 # --- What the sidecar refuses, what it shows, how it ends ------------------------------------
+
+
+async def test_an_api_token_is_required_on_the_stream(
+    workdir: Path, registry: Path, redis_server: RedisServer
+) -> None:
+    folder = write_resources(workdir / "streaming-token", redis_server)
+    env = {"DAPR_API_TOKEN": "s3cret"}
+    car = Sidecar("stream-token", folder, registry, env=env, log_dir=workdir).start()
+    try:
+        error = await refused(car, initial("mem", "t"))
+        assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+        async with grpc.aio.insecure_channel(car.grpc_address) as channel:
+            stub = dapr_pb2_grpc.DaprStub(channel)  # type: ignore[no-untyped-call]
+            call = stub.SubscribeTopicEventsAlpha1(
+                timeout=10, metadata=(("dapr-api-token", "s3cret"),)
+            )
+            await call.write(initial("mem", "t"))
+            first = await call.read()
+            assert first.HasField("initial_response")
+            call.cancel()
+    finally:
+        car.stop()
 
 
 async def test_bad_subscriptions_are_refused_as_daprd_refuses_them(streamer: Sidecar) -> None:
