@@ -7,7 +7,9 @@ headers (minus hop-by-hop ones), body and the app's status, headers and body pas
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -18,9 +20,11 @@ from yarl import URL
 
 from sidecar.app_channel import AppChannel, AppUnreachableError, replaced
 from sidecar.app_health import UNHEALTHY_MESSAGE
+from sidecar.durations import format_go_duration
 from sidecar.errors import DaprError
 from sidecar.invoke_method import InvalidMethod, normalize_method
 from sidecar.nameresolution import AppNotFound, Instance, Registry
+from sidecar.resiliency import Policy, Resiliency
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +92,8 @@ class Invoker:
         self._session: aiohttp.ClientSession | None = None
         #: False while app health checks find the app unhealthy: invocations are refused.
         self.app_healthy = True
+        #: Policies for invoking each app (``targets.apps``), set once the resources are read.
+        self.resiliency = Resiliency()
 
     async def close(self) -> None:
         if self._session is not None:
@@ -126,6 +132,68 @@ class Invoker:
         except InvalidMethod as exc:
             why = f"rpc error: code = InvalidArgument desc = invalid method: {exc}"
             raise direct_invoke_error(target, why) from None
+        headers = list(headers)
+        # The hop from the caller's sidecar runs under the caller's policy, as daprd's CallLocal.
+        hop = target == self.app_id and any(k.lower() == FORWARDED_MARK for k, _ in headers)
+        policy = Policy() if hop else self.resiliency.endpoint(target)
+        if policy.retry is None and policy.timeout is None:
+            return await self._invoke_once(target, method, verb, query, headers, body)
+        return await self._invoke_under(policy, target, method, verb, query, headers, body)
+
+    async def _invoke_under(
+        self,
+        policy: Policy,
+        target: str,
+        method: str,
+        verb: str,
+        query: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes,
+    ) -> InvokeResult:
+        """daprd's policy runner around an invocation: each attempt bounded by the timeout; an
+        error, or an answer outside 200-399 whose code the retry policy matches, is retried;
+        when retries run out the last answer (or error) is the caller's."""
+        started = time.monotonic()
+        retry = 0
+        while True:
+            outcome: InvokeResult | DaprError
+            try:
+                async with asyncio.timeout(policy.timeout):
+                    outcome = await self._invoke_once(target, method, verb, query, headers, body)
+                if 200 <= outcome.status <= 399:
+                    return outcome
+            except DaprError as exc:
+                outcome = exc
+            except TimeoutError:
+                outcome = direct_invoke_error(target, "context deadline exceeded")
+            delay = None
+            if policy.retry is not None and (
+                isinstance(outcome, DaprError) or policy.retry.retries_code(outcome.status)
+            ):
+                delay = policy.retry.delay(retry, time.monotonic() - started)
+            if delay is None:
+                if isinstance(outcome, DaprError):
+                    raise outcome
+                return outcome
+            logger.warning(
+                "Error processing operation endpoint[%s, %s:%s]. Retrying in %s…",
+                target,
+                target,
+                method,
+                format_go_duration(delay),
+            )
+            await asyncio.sleep(delay)
+            retry += 1
+
+    async def _invoke_once(
+        self,
+        target: str,
+        method: str,
+        verb: str,
+        query: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes,
+    ) -> InvokeResult:
         if target == self.app_id:
             received = [
                 ("authorization" if k.lower() == _HOP_AUTHORIZATION else k, v)

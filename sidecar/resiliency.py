@@ -1,9 +1,11 @@
-"""Retry and timeout policies from ``kind: Resiliency`` documents, for pub/sub inbound delivery.
+"""Retry and timeout policies from ``kind: Resiliency`` documents, for pub/sub inbound delivery
+and for service invocation.
 
 Mirrors daprd's ``pkg/resiliency`` and dapr/kit ``retry``: a component named under
-``spec.targets.components`` uses its ``inbound`` policies; otherwise the default-named policies
-(``DefaultPubsubComponentInboundRetryPolicy`` ... ``DefaultRetryPolicy``) apply; with none of
-them there is no retry at all (a failed delivery goes straight to dead letter or redelivery).
+``spec.targets.components`` uses its ``inbound`` policies, an app named under
+``spec.targets.apps`` its policies for invocations of it; otherwise the default-named policies
+(``DefaultPubsubComponentInboundRetryPolicy`` ... ``DefaultRetryPolicy``, ``DefaultAppRetryPolicy``
+... for apps) apply; with none of them there is no retry at all.
 """
 
 from __future__ import annotations
@@ -44,6 +46,19 @@ class RetryPolicy:
     max_interval: float = 60.0
     max_elapsed: float = 900.0  #: exponential only; 0 = no limit
     max_retries: int = -1  #: -1 = unlimited
+    #: ``matching``: the status codes whose answers are retried; None = every code.
+    http_codes: tuple[tuple[int, int], ...] | None = None
+    grpc_codes: tuple[tuple[int, int], ...] | None = None
+
+    def retries_code(self, code: int) -> bool:
+        """daprd's statusCodeNeedRetry: 0-16 is a gRPC code, 100-599 an HTTP status."""
+        if _GRPC_CODES[0] <= code <= _GRPC_CODES[1]:
+            allowed = self.grpc_codes
+        elif _HTTP_CODES[0] <= code <= _HTTP_CODES[1]:
+            allowed = self.http_codes
+        else:
+            return False
+        return allowed is None or any(low <= code <= high for low, high in allowed)
 
     def delay(self, retry: int, elapsed: float, rng: random.Random | None = None) -> float | None:
         """Seconds to wait before retry number ``retry`` (0-based), or None when exhausted."""
@@ -59,10 +74,18 @@ class RetryPolicy:
         return value
 
 
+_HTTP_CODES = (100, 599)
+_GRPC_CODES = (0, 16)
+
+
 @dataclass(frozen=True, slots=True)
-class InboundPolicy:
+class Policy:
     retry: RetryPolicy | None = None  #: None = a single attempt
     timeout: float | None = None  #: per attempt, seconds
+
+
+#: What a subscription's deliveries run under.
+InboundPolicy = Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,26 +95,60 @@ class Resiliency:
     retries: Mapping[str, RetryPolicy] = field(default_factory=dict)
     timeouts: Mapping[str, float] = field(default_factory=dict)
     components: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  #: inbound names
+    apps: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  #: policy names
 
-    def pubsub_inbound(self, component: str) -> InboundPolicy:
-        names = self.components.get(component)
+    def pubsub_inbound(self, component: str) -> Policy:
+        return self._policy(
+            self.components.get(component),
+            ("PubsubComponentInbound", "ComponentInbound", "Component"),
+        )
+
+    def endpoint(self, app_id: str) -> Policy:
+        """The policy for invoking ``app_id`` (daprd's EndpointPolicy)."""
+        return self._policy(self.apps.get(app_id), ("App",))
+
+    def _policy(self, names: Mapping[str, str] | None, levels: tuple[str, ...]) -> Policy:
         if names is not None:
             retry_name, timeout_name = names.get("retry", ""), names.get("timeout", "")
         else:
-            retry_name = _first_default(self.retries, "Retry")
-            timeout_name = _first_default(self.timeouts, "Timeout")
-        return InboundPolicy(
+            retry_name = _first_default(self.retries, "Retry", levels)
+            timeout_name = _first_default(self.timeouts, "Timeout", levels)
+        return Policy(
             retry=self.retries.get(retry_name) if retry_name else None,
             timeout=self.timeouts.get(timeout_name) if timeout_name else None,
         )
 
 
-def _first_default(policies: Mapping[str, object], kind: str) -> str:
-    for level in ("PubsubComponentInbound", "ComponentInbound", "Component", ""):
+def _first_default(policies: Mapping[str, object], kind: str, levels: tuple[str, ...]) -> str:
+    for level in (*levels, ""):
         name = f"Default{level}{kind}Policy"
         if name in policies:
             return name
     return ""
+
+
+def _code_ranges(patterns: str, valid: tuple[int, int]) -> tuple[tuple[int, int], ...] | None:
+    """daprd's parsePatterns: ``"500-599,429"``; an empty string matches every code."""
+    if not patterns:
+        return None
+    ranges = []
+    for pattern in patterns.split(","):
+        if not pattern:
+            continue
+        bounds = pattern.split("-")
+        if len(bounds) > 2:
+            raise ValueError(f"invalid pattern {pattern}, more than one '-' exists")
+        try:
+            start, end = int(bounds[0]), int(bounds[-1])
+        except ValueError:
+            raise ValueError(f"invalid pattern {pattern}: not a status code") from None
+        for code, which in ((start, "start"), (end, "end")):
+            if not valid[0] <= code <= valid[1]:
+                raise ValueError(f"invalid pattern {pattern}, {which} code {code} is not valid")
+        if start > end:
+            raise ValueError(f"invalid pattern {pattern}, start code {start} is greater than end")
+        ranges.append((start, end))
+    return tuple(ranges)
 
 
 def _retry_policy(name: str, spec: Mapping[str, Any]) -> RetryPolicy:
@@ -117,6 +174,14 @@ def _retry_policy(name: str, spec: Mapping[str, Any]) -> RetryPolicy:
                 values["randomization_factor"] = float(value)
             elif key == "multiplier":
                 values["multiplier"] = float(value)
+            elif key == "matching":
+                matching = value or {}
+                if not isinstance(matching, dict):
+                    raise ValueError("matching must be a mapping")
+                codes = str(matching.get("httpStatusCodes") or "")
+                values["http_codes"] = _code_ranges(codes, _HTTP_CODES)
+                codes = str(matching.get("gRPCStatusCodes") or "")
+                values["grpc_codes"] = _code_ranges(codes, _GRPC_CODES)
             else:
                 logger.warning("resiliency retry policy %s: field %r is not supported", name, key)
     except (TypeError, ValueError) as exc:
@@ -143,6 +208,7 @@ def resiliency_from_specs(specs: Iterable[tuple[str, Mapping[str, Any]]]) -> Res
     retries: dict[str, RetryPolicy] = {}
     timeouts: dict[str, float] = {}
     components: dict[str, dict[str, str]] = {}
+    apps: dict[str, dict[str, str]] = {}
     for name, spec in specs:
         policies = spec.get("policies") or {}
         for policy_name, retry_spec in (policies.get("retries") or {}).items():
@@ -155,19 +221,18 @@ def resiliency_from_specs(specs: Iterable[tuple[str, Mapping[str, Any]]]) -> Res
         if policies.get("circuitBreakers"):
             logger.warning("resiliency %s: circuit breakers are not supported and ignored", name)
         targets = spec.get("targets") or {}
-        for kind in ("apps", "actors"):
-            if targets.get(kind):
-                logger.warning(
-                    "resiliency %s: targets.%s is not supported and ignored (only pub/sub "
-                    "inbound policies are applied)",
-                    name,
-                    kind,
-                )
+        if targets.get("actors"):
+            logger.warning("resiliency %s: targets.actors is not supported and ignored", name)
+        for app, target in (targets.get("apps") or {}).items():
+            apps[app] = {
+                "retry": str((target or {}).get("retry") or ""),
+                "timeout": str((target or {}).get("timeout") or ""),
+            }
         for component, target in (targets.get("components") or {}).items():
             if (target or {}).get("outbound"):
                 logger.warning(
                     "resiliency %s: component %s: outbound policies are not supported and "
-                    "ignored (only pub/sub inbound policies are applied)",
+                    "ignored (only pub/sub inbound and app policies are applied)",
                     name,
                     component,
                 )
@@ -176,12 +241,14 @@ def resiliency_from_specs(specs: Iterable[tuple[str, Mapping[str, Any]]]) -> Res
                 "retry": str(inbound.get("retry") or ""),
                 "timeout": str(inbound.get("timeout") or ""),
             }
-    for component, names in components.items():
+    targets = [(f"component {c!r} inbound", n) for c, n in components.items()]
+    targets += [(f"app {a!r}", n) for a, n in apps.items()]
+    for target, names in targets:
         for kind, known in (("retry", retries), ("timeout", timeouts)):
             if names[kind] and names[kind] not in known:
                 section = "retries" if kind == "retry" else "timeouts"
                 raise ResiliencyError(
-                    f"component {component!r} inbound {kind} policy {names[kind]!r} is not defined "
+                    f"{target} {kind} policy {names[kind]!r} is not defined "
                     f"under spec.policies.{section}"
                 )
-    return Resiliency(retries=retries, timeouts=timeouts, components=components)
+    return Resiliency(retries=retries, timeouts=timeouts, components=components, apps=apps)

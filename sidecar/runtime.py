@@ -146,6 +146,7 @@ class Runtime:
             )
         except ResiliencyError as exc:
             raise SidecarStartError(f"resiliency: {exc}") from None
+        self.invoker.resiliency = resiliency
         self.components = await create_components(resources.components, self.app_id, self.env)
         stores, pubsubs = self.components.stores, self.components.pubsubs
         self.state = StateService(stores, self.app_id, self.config.namespace, self.metrics)

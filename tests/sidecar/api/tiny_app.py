@@ -8,7 +8,8 @@ any other path echoes method, path, query, headers and body as JSON; /status/NNN
 /slow/MS answers after MS milliseconds, and GET /peak tells (and resets) how many were in at once;
 /bighead/N answers with an X-Big header of N bytes; /gzip echoes as any path does, gzipped (with
 Content-Encoding: gzip) when the request accepts gzip; /cookies echoes with two Set-Cookie
-headers. The echo's ``header_list`` keeps a header sent twice twice.
+headers. The echo's ``header_list`` keeps a header sent twice twice. /flaky/KEY/N/CODE answers
+CODE to the first N calls with that KEY, then 200 with the number of calls so far.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ LOCK = threading.Lock()
 HEALTHY = threading.Event()
 HEALTHY.set()
 SLOW = {"in": 0, "peak": 0}
+FLAKY: dict[str, int] = {}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -109,6 +111,13 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 peak, SLOW["peak"] = SLOW["peak"], 0
             self._answer(200, json.dumps(peak).encode())
+            return
+        if path.startswith("/flaky/"):
+            _, _, key, failures, code = path.split("/")
+            with LOCK:
+                FLAKY[key] = calls = FLAKY.get(key, 0) + 1
+            failing = calls <= int(failures)
+            self._answer(int(code) if failing else 200, json.dumps({"calls": calls}).encode())
             return
         if path.startswith("/status/"):
             reply = unquote(query[5:]).encode() if query.startswith("body=") else b'{"failed":true}'

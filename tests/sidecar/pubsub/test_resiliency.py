@@ -118,11 +118,79 @@ def test_policies_the_sidecar_does_not_apply_are_named_in_the_log(
         "policies": {"retries": {"three": {"policy": "constant", "maxRetries": 3}}},
         "targets": {
             "apps": {"microservice-x": {"retry": "three"}},
+            "actors": {"cart": {"retry": "three"}},
             "components": {"statestore": {"outbound": {"retry": "three"}}},
         },
     }
     with caplog.at_level("WARNING", logger="sidecar.resiliency"):
         parse_resiliency([doc(spec)], "app")
     warned = " ".join(record.getMessage() for record in caplog.records)
-    assert "targets.apps is not supported" in warned
+    assert "targets.actors is not supported" in warned
     assert "component statestore: outbound policies are not supported" in warned
+    assert "apps" not in warned  # applied to invocations
+
+
+# --- Service invocation (targets.apps) --------------------------------------------------------
+
+APPS = {
+    "policies": {
+        "retries": {
+            "picky": {
+                "policy": "constant",
+                "duration": "10ms",
+                "matching": {"httpStatusCodes": "429,500-503", "gRPCStatusCodes": "14"},
+            },
+            "DefaultAppRetryPolicy": {"policy": "constant", "maxRetries": 1},
+            "DefaultRetryPolicy": {"policy": "constant", "maxRetries": 9},
+        },
+        "timeouts": {"quick": "250ms"},
+    },
+    "targets": {"apps": {"orders": {"retry": "picky", "timeout": "quick"}}},
+}
+
+
+def test_an_apps_policy_and_the_app_defaults() -> None:
+    resiliency = parse_resiliency([doc(APPS)], "caller")
+    orders = resiliency.endpoint("orders")
+    assert orders.timeout == 0.25 and orders.retry is not None
+    assert orders.retry.duration == 0.01
+    other = resiliency.endpoint("anyone")  # DefaultAppRetryPolicy before DefaultRetryPolicy
+    assert other.retry is not None and other.retry.max_retries == 1 and other.timeout is None
+    # Inbound pub/sub does not read the App level.
+    inbound = resiliency.pubsub_inbound("pubsub").retry
+    assert inbound is not None and inbound.max_retries == 9
+
+
+def test_matching_retries_only_the_listed_codes() -> None:
+    picky = parse_resiliency([doc(APPS)], "caller").endpoint("orders").retry
+    assert picky is not None
+    assert [picky.retries_code(c) for c in (429, 500, 503, 504, 404)] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert [picky.retries_code(c) for c in (14, 2)] == [True, False]  # gRPC UNAVAILABLE only
+    assert RetryPolicy().retries_code(404) and RetryPolicy().retries_code(4)  # no matching: all
+
+
+@pytest.mark.parametrize(
+    ("codes", "why"),
+    [
+        ({"httpStatusCodes": "600"}, "start code 600 is not valid"),
+        ({"httpStatusCodes": "500-503-504"}, "more than one '-'"),
+        ({"gRPCStatusCodes": "17"}, "start code 17 is not valid"),
+        ({"httpStatusCodes": "5xx"}, "not a status code"),
+    ],
+)
+def test_bad_matching_is_refused(codes: dict[str, str], why: str) -> None:
+    spec = {"policies": {"retries": {"r": {"matching": codes}}}}
+    with pytest.raises(ResiliencyError, match=why):
+        parse_resiliency([doc(spec)], "caller")
+
+
+def test_an_app_naming_an_undefined_policy_is_refused() -> None:
+    spec = {"targets": {"apps": {"orders": {"retry": "missing"}}}}
+    with pytest.raises(ResiliencyError, match="app 'orders' retry policy 'missing'"):
+        parse_resiliency([doc(spec)], "caller")
