@@ -18,6 +18,7 @@ from typing import Any
 
 from sidecar import cloudevents
 from sidecar.app_channel import AppChannel
+from sidecar.breaker import BreakerError, Breakers, CircuitBreaker
 from sidecar.bulk_delivery import BulkSubscriber
 from sidecar.components import Subscription
 from sidecar.errors import DaprError
@@ -51,6 +52,7 @@ class Route:
     raw_payload: bool
     policy: InboundPolicy
     postman: Postman
+    breaker: CircuitBreaker | None = None  #: the component's, shared by its subscriptions
     #: Why the subscription's rawPayload is unreadable ("" when it is fine): daprd then fails
     #: (or dead-letters) every message of the subscription.
     metadata_error: str = ""
@@ -97,6 +99,7 @@ class Deliverer:
         self._scopes = scopes or {}
         self._publisher = publisher
         self._resiliency = resiliency
+        self._breakers = Breakers()
         self._app_id = app_id
         self._bulk_subscribers: list[BulkSubscriber] = []
         self._streams: dict[Consumers, tuple[Subscription, StreamPostman]] = {}
@@ -117,14 +120,17 @@ class Deliverer:
     def _route(self, sub: Subscription, postman: Postman) -> Route:
         where = f"subscription {sub.pubsubname}/{sub.topic} ({sub.source})"
         raw_payload, metadata_error = _raw_payload(sub)
+        policy = self._resiliency.pubsub_inbound(sub.pubsubname)
+        breaker = policy.breaker
         return Route(
             pubsubname=sub.pubsubname,
             topic=sub.topic,
             router=Router(sub.rules, sub.default_path, where),
             dead_letter_topic=sub.dead_letter_topic,
             raw_payload=raw_payload,
-            policy=self._resiliency.pubsub_inbound(sub.pubsubname),
+            policy=policy,
             postman=postman,
+            breaker=self._breakers.get(breaker, sub.pubsubname) if breaker else None,
             metadata_error=metadata_error,
         )
 
@@ -321,34 +327,52 @@ class Deliverer:
         started = time.monotonic()
         retry = 0
         while True:
-            try:
-                async with asyncio.timeout(route.policy.timeout):
-                    outcome = await route.postman.post(
-                        route.pubsubname, route.topic, message, event, body, path
-                    )
-                # daprd's postman drops on the app's DROP and on 404 (ErrMessageDropped), and
-                # every dropped message goes to the dead letter topic when there is one.
-                if outcome is Outcome.SUCCESS or not route.dead_letter_topic:
-                    return
-                if await self._dead_letter(route, message):
-                    return
-                error: Exception = RetriableError("failed to send dropped message to dead letter")
-            except TimeoutError:
-                error = RetriableError(f"timeout delivering pub/sub event {event.get('id')}")
-            except RetriableError as exc:
-                error = exc
+            error = await self._attempt(route, message, event, body, path)
+            if error is None:
+                return
             if self._closed:
                 # daprd: a delivery failing while its subscription closes waits for the
                 # handler's context instead of failing, so the broker keeps the message.
                 raise SubscriptionClosedError(str(error))
-            if retry_policy is None:
-                break
+            if retry_policy is None or isinstance(error, BreakerError):
+                break  # an open circuit breaker's refusal is not retried
             delay = retry_policy.delay(retry, time.monotonic() - started)
             if delay is None:
                 break
             await asyncio.sleep(delay)
             retry += 1
         await self._fail(route, message, error)
+
+    async def _attempt(
+        self, route: Route, message: Message, event: Mapping[str, Any], body: bytes, path: str
+    ) -> Exception | None:
+        """One attempt, through the component's circuit breaker: None when the message was
+        delivered (or dropped, and dead-lettered where there is a dead letter topic)."""
+        breaker = route.breaker
+        token = 0
+        if breaker is not None:
+            try:
+                token = breaker.before()
+            except BreakerError as exc:
+                return exc
+        error: Exception | None = None
+        try:
+            async with asyncio.timeout(route.policy.timeout):
+                outcome = await route.postman.post(
+                    route.pubsubname, route.topic, message, event, body, path
+                )
+            # daprd's postman drops on the app's DROP and on 404 (ErrMessageDropped), and
+            # every dropped message goes to the dead letter topic when there is one.
+            dropped = outcome is not Outcome.SUCCESS and route.dead_letter_topic
+            if dropped and not await self._dead_letter(route, message):
+                error = RetriableError("failed to send dropped message to dead letter")
+        except TimeoutError:
+            error = RetriableError(f"timeout delivering pub/sub event {event.get('id')}")
+        except RetriableError as exc:
+            error = exc
+        if breaker is not None:
+            breaker.after(token, error is None)
+        return error
 
     async def _dead_letter(self, route: Route, message: Message) -> bool:
         """Publish the original bytes to the dead letter topic; True when the broker took them."""

@@ -20,6 +20,7 @@ from yarl import URL
 
 from sidecar.app_channel import AppChannel, AppUnreachableError, replaced
 from sidecar.app_health import UNHEALTHY_MESSAGE
+from sidecar.breaker import ENDPOINT_CACHE_SIZE, BreakerError, Breakers
 from sidecar.durations import format_go_duration
 from sidecar.errors import DaprError
 from sidecar.invoke_method import InvalidMethod, normalize_method
@@ -94,6 +95,7 @@ class Invoker:
         self.app_healthy = True
         #: Policies for invoking each app (``targets.apps``), set once the resources are read.
         self.resiliency = Resiliency()
+        self.breakers = Breakers()
 
     async def close(self) -> None:
         if self._session is not None:
@@ -136,7 +138,7 @@ class Invoker:
         # The hop from the caller's sidecar runs under the caller's policy, as daprd's CallLocal.
         hop = target == self.app_id and any(k.lower() == FORWARDED_MARK for k, _ in headers)
         policy = Policy() if hop else self.resiliency.endpoint(target)
-        if policy.retry is None and policy.timeout is None:
+        if policy.empty:
             return await self._invoke_once(target, method, verb, query, headers, body)
         return await self._invoke_under(policy, target, method, verb, query, headers, body)
 
@@ -150,22 +152,36 @@ class Invoker:
         headers: Iterable[tuple[str, str]],
         body: bytes,
     ) -> InvokeResult:
-        """daprd's policy runner around an invocation: each attempt bounded by the timeout; an
-        error, or an answer outside 200-399 whose code the retry policy matches, is retried;
-        when retries run out the last answer (or error) is the caller's."""
+        """daprd's policy runner around an invocation: each attempt bounded by the timeout and
+        counted by the endpoint's circuit breaker (an open one refuses it, for good); an error,
+        or an answer outside 200-399 whose code the retry policy matches, is retried; when
+        retries run out the last answer (or error) is the caller's."""
+        breaker = None
+        if policy.breaker is not None:
+            endpoint = f"{target}:{method}"
+            breaker = self.breakers.get(
+                policy.breaker, endpoint, group=target, capacity=ENDPOINT_CACHE_SIZE
+            )
         started = time.monotonic()
         retry = 0
         while True:
             outcome: InvokeResult | DaprError
             try:
+                token = breaker.before() if breaker is not None else 0
+            except BreakerError as exc:
+                raise direct_invoke_error(target, exc) from None
+            try:
                 async with asyncio.timeout(policy.timeout):
                     outcome = await self._invoke_once(target, method, verb, query, headers, body)
-                if 200 <= outcome.status <= 399:
-                    return outcome
             except DaprError as exc:
                 outcome = exc
             except TimeoutError:
                 outcome = direct_invoke_error(target, "context deadline exceeded")
+            answered = isinstance(outcome, InvokeResult) and 200 <= outcome.status <= 399
+            if breaker is not None:
+                breaker.after(token, answered)
+            if answered and isinstance(outcome, InvokeResult):
+                return outcome
             delay = None
             if policy.retry is not None and (
                 isinstance(outcome, DaprError) or policy.retry.retries_code(outcome.status)

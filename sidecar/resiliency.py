@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sidecar.breaker import BreakerSpec, compile_trip
 from sidecar.durations import parse_go_duration
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,11 @@ _GRPC_CODES = (0, 16)
 class Policy:
     retry: RetryPolicy | None = None  #: None = a single attempt
     timeout: float | None = None  #: per attempt, seconds
+    breaker: BreakerSpec | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.retry is None and self.timeout is None and self.breaker is None
 
 
 #: What a subscription's deliveries run under.
@@ -94,6 +100,7 @@ class Resiliency:
 
     retries: Mapping[str, RetryPolicy] = field(default_factory=dict)
     timeouts: Mapping[str, float] = field(default_factory=dict)
+    breakers: Mapping[str, BreakerSpec] = field(default_factory=dict)
     components: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  #: inbound names
     apps: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  #: policy names
 
@@ -110,12 +117,15 @@ class Resiliency:
     def _policy(self, names: Mapping[str, str] | None, levels: tuple[str, ...]) -> Policy:
         if names is not None:
             retry_name, timeout_name = names.get("retry", ""), names.get("timeout", "")
+            breaker_name = names.get("circuitBreaker", "")
         else:
             retry_name = _first_default(self.retries, "Retry", levels)
             timeout_name = _first_default(self.timeouts, "Timeout", levels)
+            breaker_name = _first_default(self.breakers, "CircuitBreaker", levels)
         return Policy(
             retry=self.retries.get(retry_name) if retry_name else None,
             timeout=self.timeouts.get(timeout_name) if timeout_name else None,
+            breaker=self.breakers.get(breaker_name) if breaker_name else None,
         )
 
 
@@ -189,6 +199,35 @@ def _retry_policy(name: str, spec: Mapping[str, Any]) -> RetryPolicy:
     return RetryPolicy(**values)
 
 
+def _breaker(name: str, spec: Mapping[str, Any]) -> BreakerSpec:
+    """A circuit breaker as daprd decodes one (maxRequests, interval, timeout, trip)."""
+    values: dict[str, Any] = {}
+    try:
+        for key, value in spec.items():
+            if key == "maxRequests":
+                values["max_requests"] = int(value)
+                if values["max_requests"] < 0:
+                    raise ValueError(f"maxRequests must not be negative, got {value}")
+            elif key in ("interval", "timeout"):
+                values[key] = _duration(value)
+            elif key == "trip":
+                values["trip"] = str(value)
+                values["program"] = compile_trip(str(value))
+            else:
+                logger.warning(
+                    "resiliency circuit breaker %s: field %r is not supported", name, key
+                )
+    except (TypeError, ValueError) as exc:
+        raise ResiliencyError(f"invalid circuit breaker configuration {name!r}: {exc}") from None
+    return BreakerSpec(name=name, **values)
+
+
+def _names(target: Mapping[str, Any] | None) -> dict[str, str]:
+    """The policy names a target refers to."""
+    target = target or {}
+    return {kind: str(target.get(kind) or "") for kind in ("retry", "timeout", "circuitBreaker")}
+
+
 def _applies(document: Mapping[str, Any], app_id: str) -> bool:
     scopes = document.get("scopes") or []
     return not scopes or app_id in scopes
@@ -207,6 +246,7 @@ def resiliency_from_specs(specs: Iterable[tuple[str, Mapping[str, Any]]]) -> Res
     """Merge ``(name, spec)`` pairs of already scoped Resiliency resources (later ones win)."""
     retries: dict[str, RetryPolicy] = {}
     timeouts: dict[str, float] = {}
+    breakers: dict[str, BreakerSpec] = {}
     components: dict[str, dict[str, str]] = {}
     apps: dict[str, dict[str, str]] = {}
     for name, spec in specs:
@@ -218,16 +258,13 @@ def resiliency_from_specs(specs: Iterable[tuple[str, Mapping[str, Any]]]) -> Res
                 timeouts[policy_name] = _duration(value)
             except ValueError as exc:
                 raise ResiliencyError(f"invalid duration {policy_name!r}, {value}: {exc}") from None
-        if policies.get("circuitBreakers"):
-            logger.warning("resiliency %s: circuit breakers are not supported and ignored", name)
+        for policy_name, breaker_spec in (policies.get("circuitBreakers") or {}).items():
+            breakers[policy_name] = _breaker(policy_name, breaker_spec or {})
         targets = spec.get("targets") or {}
         if targets.get("actors"):
             logger.warning("resiliency %s: targets.actors is not supported and ignored", name)
         for app, target in (targets.get("apps") or {}).items():
-            apps[app] = {
-                "retry": str((target or {}).get("retry") or ""),
-                "timeout": str((target or {}).get("timeout") or ""),
-            }
+            apps[app] = _names(target)
         for component, target in (targets.get("components") or {}).items():
             if (target or {}).get("outbound"):
                 logger.warning(
@@ -236,19 +273,18 @@ def resiliency_from_specs(specs: Iterable[tuple[str, Mapping[str, Any]]]) -> Res
                     name,
                     component,
                 )
-            inbound = (target or {}).get("inbound") or {}
-            components[component] = {
-                "retry": str(inbound.get("retry") or ""),
-                "timeout": str(inbound.get("timeout") or ""),
-            }
+            components[component] = _names((target or {}).get("inbound"))
     targets = [(f"component {c!r} inbound", n) for c, n in components.items()]
     targets += [(f"app {a!r}", n) for a, n in apps.items()]
     for target, names in targets:
-        for kind, known in (("retry", retries), ("timeout", timeouts)):
+        kinds = (("retry", retries), ("timeout", timeouts), ("circuitBreaker", breakers))
+        for kind, known in kinds:
             if names[kind] and names[kind] not in known:
-                section = "retries" if kind == "retry" else "timeouts"
+                section = {"retry": "retries", "timeout": "timeouts"}.get(kind, "circuitBreakers")
                 raise ResiliencyError(
                     f"{target} {kind} policy {names[kind]!r} is not defined "
                     f"under spec.policies.{section}"
                 )
-    return Resiliency(retries=retries, timeouts=timeouts, components=components, apps=apps)
+    return Resiliency(
+        retries=retries, timeouts=timeouts, breakers=breakers, components=components, apps=apps
+    )

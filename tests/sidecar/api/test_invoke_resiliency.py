@@ -37,6 +37,10 @@ spec:
         maxRetries: 3
         matching:
           httpStatusCodes: "503"
+    circuitBreakers:
+      twoStrikes:
+        trip: consecutiveFailures >= 2
+        timeout: 1s
   targets:
     apps:
       {TARGET}:
@@ -44,6 +48,8 @@ spec:
         timeout: quick
       picky-target:
         retry: onlyUnavailable
+      fragile-target:
+        circuitBreaker: twoStrikes
 """
 
 
@@ -56,7 +62,7 @@ def calls(workdir: Path, registry: Path) -> Iterator[tuple[Sidecar, TinyApp]]:
     app = TinyApp(None, workdir).start()
     started: list[Sidecar] = []
     try:
-        for app_id in (TARGET, "picky-target"):
+        for app_id in (TARGET, "picky-target", "fragile-target"):
             car = Sidecar(app_id, folder, registry, app_port=app.port, log_dir=workdir)
             started.append(car.start())
         caller = Sidecar("resilient-caller", folder, registry, log_dir=workdir).start()
@@ -122,3 +128,26 @@ def test_an_app_without_a_policy_is_called_once(
         assert (answer.status_code, answer.json()) == (500, {"calls": 1})
     finally:
         plain.stop()
+
+
+def test_a_circuit_breaker_opens_per_endpoint_and_closes_after_a_success(
+    calls: tuple[Sidecar, TinyApp],
+) -> None:
+    caller, _ = calls
+    method = f"flaky/{key()}/2/500"
+    assert [invoke(caller, "fragile-target", method).json() for _ in range(2)] == [
+        {"calls": 1},
+        {"calls": 2},
+    ]
+    refused = invoke(caller, "fragile-target", method)  # open: the app is not called
+    assert refused.status_code == 500
+    assert refused.json() == {
+        "errorCode": "ERR_DIRECT_INVOKE",
+        "message": "failed to invoke, id: fragile-target, err: circuit breaker is open",
+    }
+    other = invoke(caller, "fragile-target", f"flaky/{key()}/0/500")  # another endpoint
+    assert (other.status_code, other.json()) == (200, {"calls": 1})
+    time.sleep(1.1)  # the breaker's timeout: half-open, one call let through
+    again = invoke(caller, "fragile-target", method)
+    assert (again.status_code, again.json()) == (200, {"calls": 3})
+    assert invoke(caller, "fragile-target", method).json() == {"calls": 4}  # closed again

@@ -351,6 +351,39 @@ async def test_exhausted_retries_go_to_dead_letter(stack: StackFactory, app: App
     assert len(await s.dead_letters(dead)) == 1
 
 
+BREAKER_SPEC = {
+    "policies": {
+        "retries": {"fast": {"policy": "constant", "duration": "20ms", "maxRetries": 5}},
+        "circuitBreakers": {"twice": {"trip": "consecutiveFailures >= 2", "timeout": "30s"}},
+    },
+    "targets": {
+        "components": {"pubsub": {"inbound": {"retry": "fast", "circuitBreaker": "twice"}}}
+    },
+}
+
+
+async def test_an_open_circuit_breaker_fails_deliveries_without_calling_the_app(
+    stack: StackFactory, app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    app.reply = answer(500)
+    resiliency = parse_resiliency([{"kind": "Resiliency", "spec": BREAKER_SPEC}], "subscriber")
+    dead = unique("dead")
+    s = await stack(resiliency=resiliency, dead_letter_topic=dead, metadata={"concurrency": "1"})
+    with caplog.at_level("INFO", logger="sidecar.breaker"):
+        await s.publish()
+        # Two failed attempts open the breaker; the retries left are not tried (its refusal
+        # is permanent), and the message is dead-lettered.
+        await eventually(lambda: "changed state from closed to open" in caplog.text)
+    await delivered_and_acked(s, app, calls=2)
+    await s.publish(b'{"n": 2}')
+    for _ in range(250):
+        if len(await s.dead_letters(dead)) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert len(await s.dead_letters(dead)) == 2
+    assert len(app.calls) == 2  # the second message never reached the app
+
+
 RULES = (
     RouteRule('event.type == "job.completed" && event.data.owner == "x"', "/completed"),
     RouteRule('event.type.startsWith("job.")', "/jobs"),
