@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import quote
 
 import aiohttp
@@ -138,19 +139,17 @@ class Invoker:
         # The hop from the caller's sidecar runs under the caller's policy, as daprd's CallLocal.
         hop = target == self.app_id and any(k.lower() == FORWARDED_MARK for k, _ in headers)
         policy = Policy() if hop else self.resiliency.endpoint(target)
+        once = partial(self._invoke_once, target, method, verb, query, headers, body)
         if policy.empty:
-            return await self._invoke_once(target, method, verb, query, headers, body)
-        return await self._invoke_under(policy, target, method, verb, query, headers, body)
+            return await once()
+        return await self._invoke_under(policy, target, method, once)
 
     async def _invoke_under(
         self,
         policy: Policy,
         target: str,
         method: str,
-        verb: str,
-        query: str,
-        headers: Iterable[tuple[str, str]],
-        body: bytes,
+        once: Callable[[], Awaitable[InvokeResult]],
     ) -> InvokeResult:
         """daprd's policy runner around an invocation: each attempt bounded by the timeout and
         counted by the endpoint's circuit breaker (an open one refuses it, for good); an error,
@@ -172,7 +171,7 @@ class Invoker:
                 raise direct_invoke_error(target, exc) from None
             try:
                 async with asyncio.timeout(policy.timeout):
-                    outcome = await self._invoke_once(target, method, verb, query, headers, body)
+                    outcome = await once()
             except DaprError as exc:
                 outcome = exc
             except TimeoutError:
@@ -207,7 +206,7 @@ class Invoker:
         method: str,
         verb: str,
         query: str,
-        headers: Iterable[tuple[str, str]],
+        headers: list[tuple[str, str]],
         body: bytes,
     ) -> InvokeResult:
         if target == self.app_id:
