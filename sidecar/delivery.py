@@ -1,9 +1,11 @@
-"""Subscriptions -> app: routing, daprd's response table, retries, dead letters, expiry.
+"""Subscriptions: routing, retries, circuit breakers, dead letters, expiry.
 
 A message handler returns (so the broker acknowledges) only after success, a drop, or a
 successful dead-letter publish; otherwise it raises and the broker redelivers later. The
-behaviour follows daprd's ``pkg/runtime/subscription`` and its HTTP postman. Subscriptions with
-``bulkSubscribe`` enabled are batched by ``sidecar.bulk_delivery``, which reuses the dead letters.
+behaviour follows daprd's ``pkg/runtime/subscription``; one attempt is a postman's
+(``sidecar.postman``): the app's subscriptions post to the app, streaming ones send on their
+stream. Subscriptions with ``bulkSubscribe`` enabled are batched by ``sidecar.bulk_delivery``,
+which reuses the dead letters.
 """
 
 from __future__ import annotations
