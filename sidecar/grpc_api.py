@@ -244,6 +244,7 @@ class DaprServicer(dapr_pb2_grpc.DaprServicer):
                 message.http_extension.querystring,
                 headers,
                 message.data.value,
+                matching=False,  # daprd: an HTTP error here is a plain gRPC error, always retried
             )
         except DaprError as err:
             await abort(context, err)

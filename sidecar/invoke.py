@@ -127,9 +127,14 @@ class Invoker:
         query: str,
         headers: Iterable[tuple[str, str]],
         body: bytes,
+        *,
+        matching: bool = True,
     ) -> InvokeResult:
         """Call ``method`` on app ``target``; raise DaprError ERR_DIRECT_INVOKE if unreachable
-        or if daprd would refuse the method (normalized first, as daprd's directMessaging)."""
+        or if daprd would refuse the method (normalized first, as daprd's directMessaging).
+
+        ``matching``: whether a retry policy's status code matching decides which failed
+        answers are retried (daprd's HTTP API); gRPC's InvokeService retries every one."""
         try:
             method = normalize_method(method)
         except InvalidMethod as exc:
@@ -142,7 +147,7 @@ class Invoker:
         once = partial(self._invoke_once, target, method, verb, query, headers, body)
         if policy.empty:
             return await once()
-        return await self._invoke_under(policy, target, method, once)
+        return await self._invoke_under(policy, target, method, once, matching)
 
     async def _invoke_under(
         self,
@@ -150,6 +155,7 @@ class Invoker:
         target: str,
         method: str,
         once: Callable[[], Awaitable[InvokeResult]],
+        matching: bool,
     ) -> InvokeResult:
         """daprd's policy runner around an invocation: each attempt bounded by the timeout and
         counted by the endpoint's circuit breaker (an open one refuses it, for good); an error,
@@ -183,7 +189,9 @@ class Invoker:
                 return outcome
             delay = None
             if policy.retry is not None and (
-                isinstance(outcome, DaprError) or policy.retry.retries_code(outcome.status)
+                isinstance(outcome, DaprError)
+                or not matching
+                or policy.retry.retries_code(outcome.status)
             ):
                 delay = policy.retry.delay(retry, time.monotonic() - started)
             if delay is None:

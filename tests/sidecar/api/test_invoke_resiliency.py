@@ -7,13 +7,17 @@ caller retried is read off the app.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
+from dapr.proto.common.v1 import common_pb2
+from dapr.proto.runtime.v1 import dapr_pb2_grpc, invoke_pb2
 
 from tests.sidecar.api.conftest import Sidecar, TinyApp, component
 
@@ -151,3 +155,23 @@ def test_a_circuit_breaker_opens_per_endpoint_and_closes_after_a_success(
     again = invoke(caller, "fragile-target", method)
     assert (again.status_code, again.json()) == (200, {"calls": 3})
     assert invoke(caller, "fragile-target", method).json() == {"calls": 4}  # closed again
+
+
+def test_over_grpc_every_failed_answer_is_retried(calls: tuple[Sidecar, TinyApp]) -> None:
+    """daprd's InvokeService turns an app's HTTP error into a plain gRPC error, which the retry
+    policy retries whatever its matching says (matching reads only the HTTP API's answers)."""
+    caller, _ = calls
+    method = f"flaky/{key()}/1/500"
+    with grpc.insecure_channel(caller.grpc_address) as channel:
+        stub = dapr_pb2_grpc.DaprStub(channel)  # type: ignore[no-untyped-call]
+        reply = stub.InvokeService(
+            invoke_pb2.InvokeServiceRequest(
+                id="picky-target",
+                message=common_pb2.InvokeRequest(
+                    method=method,
+                    http_extension=common_pb2.HTTPExtension(verb=common_pb2.HTTPExtension.POST),
+                ),
+            ),
+            timeout=20,
+        )
+    assert json.loads(reply.data.value) == {"calls": 2}  # 500 retried: not in "503"
