@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sidecar import cloudevents
 from sidecar.app_channel import AppChannel, AppUnreachableError
+from sidecar.breaker import BreakerError
 from sidecar.bulk_batcher import Batcher, Held
 from sidecar.bulk_envelope import CONTENT_TYPE, AppBulkResponseError, envelope, parse_bulk_response
 from sidecar.pubsub.base import Message
@@ -193,13 +194,21 @@ class BulkSubscriber:
             await self._dead_letter(self._route, entry.message)
 
     async def _deliver(self, path: str, entries: list[_Entry]) -> None:
-        """Attempts under the inbound resiliency policy, each retrying only failed entries."""
+        """Attempts under the inbound resiliency policy, each retrying only failed entries and
+        counted by the component's circuit breaker (any failed entry fails the attempt)."""
         policy = self._route.policy
         envelope_id = str(uuid.uuid4())  # daprd reuses the envelope (and its id) on retries
         started = time.monotonic()
         retry = 0
         pending = entries
+        breaker = self._route.breaker
         while True:
+            try:
+                token = breaker.before() if breaker is not None else 0
+            except BreakerError as exc:
+                # An open circuit breaker fails what is left, for good (daprd's Permanent).
+                self._fail_all(pending, str(exc))
+                return
             try:
                 async with asyncio.timeout(policy.timeout):
                     await self._attempt(path, pending, envelope_id)
@@ -207,6 +216,8 @@ class BulkSubscriber:
                 for entry in pending:
                     entry.error = BulkEntryError(f"timeout delivering bulk pub/sub event to {path}")
             pending = [entry for entry in pending if entry.error is not None]
+            if breaker is not None:
+                breaker.after(token, not pending)
             if not pending or policy.retry is None:
                 return
             delay = policy.retry.delay(retry, time.monotonic() - started)

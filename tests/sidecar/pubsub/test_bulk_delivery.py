@@ -326,6 +326,31 @@ async def test_exhausted_retries_dead_letter_every_failed_entry(
     assert sorted(d["n"] for d in await s.dead_letters(dead)) == [0, 1]
 
 
+async def test_an_open_circuit_breaker_dead_letters_what_is_left(
+    stack: StackFactory, app: App
+) -> None:
+    app.reply = lambda call: (500, b"boom")
+    spec = {
+        "policies": {
+            "retries": {"many": {"policy": "constant", "duration": "20ms", "maxRetries": 10}},
+            "circuitBreakers": {"twice": {"trip": "consecutiveFailures >= 2"}},
+        },
+        "targets": {
+            "components": {"pubsub": {"inbound": {"retry": "many", "circuitBreaker": "twice"}}}
+        },
+    }
+    resiliency = parse_resiliency([{"kind": "Resiliency", "spec": spec}], "sub")
+    dead = unique("dead")
+    s = await stack(max_messages=2, resiliency=resiliency, dead_letter_topic=dead)
+    for n in range(2):
+        await s.publish({"n": n})
+    await eventually(lambda: len(app.calls) == 2)
+    await settled(s)
+    # Two failed attempts open the breaker; the eight retries left are never tried.
+    assert len(app.calls) == 2
+    assert sorted(d["n"] for d in await s.dead_letters(dead)) == [0, 1]
+
+
 @pytest.mark.parametrize(
     ("status", "body", "failures"),
     [
