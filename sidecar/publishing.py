@@ -14,10 +14,13 @@ from dataclasses import dataclass
 import grpc
 
 from sidecar import cloudevents
+from sidecar.breaker import Breakers, CircuitBreaker
 from sidecar.errors import DaprError
 from sidecar.metrics import ComponentMetrics, ms_since
+from sidecar.policy_runner import run
 from sidecar.pubsub.base import BulkEntry, PublishError, PubSub
 from sidecar.pubsub.scopes import UNSCOPED, TopicScopes, not_allowed_message
+from sidecar.resiliency import Policy, Resiliency
 
 logger = logging.getLogger(__name__)
 
@@ -160,11 +163,30 @@ class Publisher:
         app_id: str,
         metrics: ComponentMetrics | None = None,
         scopes: Mapping[str, TopicScopes] | None = None,
+        resiliency: Resiliency | None = None,
     ) -> None:
         self._pubsubs = pubsubs
         self._app_id = app_id
         self._metrics = metrics
         self._scopes = scopes or {}
+        breakers = Breakers()
+        #: Each pubsub's outbound resiliency policy and breaker; publishes run under them.
+        self._policies: dict[str, tuple[Policy, CircuitBreaker | None]] = {}
+        for name in pubsubs:
+            policy = (resiliency or Resiliency()).component_outbound(name, "Pubsub")
+            if not policy.empty:
+                breaker = breakers.get(policy.breaker, name) if policy.breaker else None
+                self._policies[name] = (policy, breaker)
+
+    async def _send(
+        self, pubsubname: str, component: PubSub, topic: str, data: bytes, meta: Mapping[str, str]
+    ) -> None:
+        """Hand one message to the broker, under the pubsub's outbound policy if it has one."""
+        policy = self._policies.get(pubsubname)
+        if policy is None:
+            await component.publish(topic, data, meta)
+            return
+        await run(*policy, lambda: component.publish(topic, data, meta), PublishError)
 
     def may_publish(self, pubsubname: str, topic: str) -> bool:
         """Whether the app's scopes on the pubsub let it publish to ``topic``."""
@@ -262,7 +284,7 @@ class Publisher:
             self._egress(pubsubname, topic, False, started)
             raise publish_forbidden(pubsubname, topic, self._app_id)
         try:
-            await component.publish(topic, body, metadata)
+            await self._send(pubsubname, component, topic, body, metadata)
         except PublishError as exc:
             self._egress(pubsubname, topic, False, started)
             raise publish_failed(pubsubname, topic, exc) from None
@@ -281,7 +303,7 @@ class Publisher:
         component = self._component(pubsubname, topic)
         self._check_scope(pubsubname, topic)
         try:
-            await component.publish(topic, data, metadata)
+            await self._send(pubsubname, component, topic, data, metadata)
         except PublishError as exc:
             raise publish_failed(pubsubname, topic, exc) from None
 

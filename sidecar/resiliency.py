@@ -103,12 +103,19 @@ class Resiliency:
     breakers: Mapping[str, BreakerSpec] = field(default_factory=dict)
     components: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  #: inbound names
     apps: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  #: policy names
+    outbound: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  #: by component
 
     def pubsub_inbound(self, component: str) -> Policy:
         return self._policy(
             self.components.get(component),
             ("PubsubComponentInbound", "ComponentInbound", "Component"),
         )
+
+    def component_outbound(self, component: str, kind: str) -> Policy:
+        """The policy for calls to ``component`` (``kind``: "Statestore", "Pubsub")."""
+        names = self.outbound.get(component)
+        levels = (f"{kind}ComponentOutbound", "ComponentOutbound", "Component")
+        return self._policy(names, levels)
 
     def endpoint(self, app_id: str) -> Policy:
         """The policy for invoking ``app_id`` (daprd's EndpointPolicy)."""
@@ -249,6 +256,7 @@ def resiliency_from_specs(specs: Iterable[tuple[str, Mapping[str, Any]]]) -> Res
     breakers: dict[str, BreakerSpec] = {}
     components: dict[str, dict[str, str]] = {}
     apps: dict[str, dict[str, str]] = {}
+    outbound: dict[str, dict[str, str]] = {}
     for name, spec in specs:
         policies = spec.get("policies") or {}
         for policy_name, retry_spec in (policies.get("retries") or {}).items():
@@ -267,14 +275,10 @@ def resiliency_from_specs(specs: Iterable[tuple[str, Mapping[str, Any]]]) -> Res
             apps[app] = _names(target)
         for component, target in (targets.get("components") or {}).items():
             if (target or {}).get("outbound"):
-                logger.warning(
-                    "resiliency %s: component %s: outbound policies are not supported and "
-                    "ignored (only pub/sub inbound and app policies are applied)",
-                    name,
-                    component,
-                )
+                outbound[component] = _names((target or {}).get("outbound"))
             components[component] = _names((target or {}).get("inbound"))
     targets = [(f"component {c!r} inbound", n) for c, n in components.items()]
+    targets += [(f"component {c!r} outbound", n) for c, n in outbound.items()]
     targets += [(f"app {a!r}", n) for a, n in apps.items()]
     for target, names in targets:
         kinds = (("retry", retries), ("timeout", timeouts), ("circuitBreaker", breakers))
@@ -286,5 +290,10 @@ def resiliency_from_specs(specs: Iterable[tuple[str, Mapping[str, Any]]]) -> Res
                     f"under spec.policies.{section}"
                 )
     return Resiliency(
-        retries=retries, timeouts=timeouts, breakers=breakers, components=components, apps=apps
+        retries=retries,
+        timeouts=timeouts,
+        breakers=breakers,
+        components=components,
+        apps=apps,
+        outbound=outbound,
     )

@@ -149,9 +149,11 @@ class Runtime:
         self.invoker.resiliency = resiliency
         self.components = await create_components(resources.components, self.app_id, self.env)
         stores, pubsubs = self.components.stores, self.components.pubsubs
-        self.state = StateService(stores, self.app_id, self.config.namespace, self.metrics)
+        self.state = StateService(
+            stores, self.app_id, self.config.namespace, self.metrics, resiliency
+        )
         scopes = scopes_by_pubsub((c for c, _ in self.components.loaded), self.app_id)
-        self.publisher = Publisher(pubsubs, self.app_id, self.metrics, scopes)
+        self.publisher = Publisher(pubsubs, self.app_id, self.metrics, scopes, resiliency)
         self.secrets = Secrets(self.components.secrets)
         self.topic_scopes = scopes
         self.outbox = Outbox.from_components(

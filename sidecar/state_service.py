@@ -1,8 +1,9 @@
 """The State API without a transport: what daprd does between parsing a request and the store.
 
-It checks and prefixes user keys (``keyPrefix``), calls the store and
-turns every failure into the DaprError daprd returns (codes from dapr/dapr pkg/api/errors,
-pkg/messages and the HTTP/gRPC handlers). HTTP and gRPC layers only parse and format.
+It checks and prefixes user keys (``keyPrefix``), calls the store under the store's outbound
+resiliency policy (``sidecar.policy_runner``) and turns every failure into the DaprError daprd
+returns (codes from dapr/dapr pkg/api/errors, pkg/messages and the HTTP/gRPC handlers). HTTP and
+gRPC layers only parse and format.
 """
 
 from __future__ import annotations
@@ -11,18 +12,23 @@ import asyncio
 import copy
 import dataclasses
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from sidecar import cloudevents
 from sidecar import metrics as m
+from sidecar.breaker import Breakers, CircuitBreaker
 from sidecar.components import Component
+from sidecar.policy_runner import run
+from sidecar.resiliency import Policy, Resiliency
 from sidecar.state import errors as err
 from sidecar.state.base import (
     BulkGetItem,
     Concurrency,
     DeleteRequest,
+    ETagInvalid,
+    ETagMismatch,
     GetResponse,
     QueryItem,
     QueryResponse,
@@ -35,6 +41,7 @@ from sidecar.state.base import (
 from sidecar.state.keys import illegal_key_message, key_prefix, original_key
 
 T = TypeVar("T")
+_ETAG_ERRORS = (ETagMismatch, ETagInvalid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +52,24 @@ class _Store:
     #: The store again when it can append stream entries with its writes (the outbox's
     #: direct path); checked once here, as a Protocol isinstance check is slow.
     appending: StreamAppendingStore | None
+    #: Its outbound resiliency policy (``targets.components.<name>.outbound`` or defaults).
+    policy: Policy = Policy()
+    breaker: CircuitBreaker | None = None
+
+    def call(
+        self, attempt: Callable[[], Awaitable[T]], permanent: tuple[type[Exception], ...] = ()
+    ) -> Awaitable[T]:
+        """``attempt()`` under the store's policy (at once when it has none)."""
+        if self.policy.empty:
+            return attempt()
+        return run(self.policy, self.breaker, attempt, StateError, permanent)
+
+    def set(self, request: SetRequest) -> Awaitable[None]:
+        """One save; an etag failure is not retried (daprd's PerformBulkStoreOperation)."""
+        return self.call(lambda: self.store.set(request), _ETAG_ERRORS)
+
+    def delete(self, request: DeleteRequest) -> Awaitable[None]:
+        return self.call(lambda: self.store.delete(request), _ETAG_ERRORS)
 
 
 class StateService:
@@ -61,18 +86,22 @@ class StateService:
         app_id: str,
         namespace: str = "",
         metrics: m.ComponentMetrics | None = None,
+        resiliency: Resiliency | None = None,
     ) -> None:
         self.app_id = app_id
         self._metrics = metrics
-        self._stores = {
-            name: _Store(
+        breakers = Breakers()
+        self._stores = {}
+        for name, (store, component) in stores.items():
+            policy = (resiliency or Resiliency()).component_outbound(name, "Statestore")
+            self._stores[name] = _Store(
                 store,
                 component,
                 key_prefix(component, app_id, namespace),
                 store if isinstance(store, StreamAppendingStore) else None,
+                policy,
+                breakers.get(policy.breaker, name) if policy.breaker else None,
             )
-            for name, (store, component) in stores.items()
-        }
 
     def _lookup(self, name: str) -> _Store:
         if not self._stores:
@@ -83,10 +112,14 @@ class StateService:
         return entry
 
     def unrecorded(self) -> StateService:
-        """The same stores, with no metrics: for the runtime's own calls (outbox markers),
-        which daprd makes on the store directly, not through its API."""
+        """The same stores, with no metrics and no resiliency policy: for the runtime's own
+        calls (outbox markers), which daprd makes on the store directly, not through its API."""
         twin = copy.copy(self)
         twin._metrics = None
+        twin._stores = {
+            name: dataclasses.replace(entry, policy=Policy(), breaker=None)
+            for name, entry in self._stores.items()
+        }
         return twin
 
     async def _timed(self, store: str, operation: str, call: Awaitable[T]) -> T:
@@ -125,7 +158,7 @@ class StateService:
         entry = self._lookup(store)
         full = self._full_key(entry, key)
         try:
-            return await self._timed(store, m.GET, entry.store.get(full))
+            return await self._timed(store, m.GET, entry.call(lambda: entry.store.get(full)))
         except StateError as exc:
             raise err.get_failed(store, key, exc) from exc
 
@@ -138,7 +171,9 @@ class StateService:
         if not full:
             return []
         try:
-            items = await self._timed(store, m.BULK_GET, entry.store.bulk_get(full))
+            items = await self._timed(
+                store, m.BULK_GET, entry.call(lambda: entry.store.bulk_get(full))
+            )
         except StateError as exc:
             raise err.bulk_get_failed(exc) from exc
         return [dataclasses.replace(item, key=original_key(item.key)) for item in items]
@@ -152,9 +187,9 @@ class StateService:
             return
         started = time.perf_counter()
         if len(requests) == 1:
-            outcomes: list[StateError | None] = [await _attempt(entry.store.set(requests[0]))]
+            outcomes: list[StateError | None] = [await _attempt(entry.set(requests[0]))]
         else:
-            outcomes = list(await asyncio.gather(*(_attempt(entry.store.set(r)) for r in requests)))
+            outcomes = list(await asyncio.gather(*(_attempt(entry.set(r)) for r in requests)))
         failures = [o for o in outcomes if o is not None]
         self._outcomes(store, m.SET, started, failures)
         if failures:
@@ -173,7 +208,7 @@ class StateService:
         item = DeleteRequest(key, etag, metadata or {}, concurrency or Concurrency.LAST_WRITE)
         request = self._delete_request(entry, item)
         started = time.perf_counter()
-        failure = await _attempt(entry.store.delete(request))
+        failure = await _attempt(entry.delete(request))
         self._outcomes(store, m.DELETE, started, [] if failure is None else [failure])
         if failure is not None:
             raise err.operation_failed(err.DELETE, store, key, [failure]) from failure
@@ -183,7 +218,7 @@ class StateService:
         entry = self._lookup(store)
         requests = [self._delete_request(entry, item) for item in items]
         started = time.perf_counter()
-        outcomes = await asyncio.gather(*(_attempt(entry.store.delete(r)) for r in requests))
+        outcomes = await asyncio.gather(*(_attempt(entry.delete(r)) for r in requests))
         failures = [o for o in outcomes if o is not None]
         self._outcomes(store, m.BULK_DELETE, started, failures)
         if failures:
@@ -213,14 +248,18 @@ class StateService:
         ]
         if not requests:
             return
-        if appends:
-            if entry.appending is None:
-                raise TypeError(f"state store {store} cannot append stream entries")
-            call = entry.appending.transact_appending(requests, appends)
-        else:
-            call = entry.store.transact(requests)
+        appending = entry.appending
+        if appends and appending is None:
+            raise TypeError(f"state store {store} cannot append stream entries")
+
+        def attempt() -> Awaitable[None]:
+            if appends and appending is not None:
+                return appending.transact_appending(requests, appends)
+            return entry.store.transact(requests)
+
         try:
-            await self._timed(store, m.TRANSACTION, call)
+            # Every failure is retried, etag ones too, as daprd's ExecuteStateTransaction.
+            await self._timed(store, m.TRANSACTION, entry.call(attempt))
         except StateError as exc:
             raise err.transaction_failed(exc) from exc
 
@@ -231,7 +270,9 @@ class StateService:
         (HTTP answers 204)."""
         entry = self._lookup(store)
         try:
-            response = await self._timed(store, m.QUERY, entry.store.query(query))
+            response = await self._timed(
+                store, m.QUERY, entry.call(lambda: entry.store.query(query))
+            )
         except NotImplementedError as exc:
             raise err.query_unsupported(store) from exc
         except StateError as exc:

@@ -126,8 +126,7 @@ def test_policies_the_sidecar_does_not_apply_are_named_in_the_log(
         parse_resiliency([doc(spec)], "app")
     warned = " ".join(record.getMessage() for record in caplog.records)
     assert "targets.actors is not supported" in warned
-    assert "component statestore: outbound policies are not supported" in warned
-    assert "apps" not in warned  # applied to invocations
+    assert "apps" not in warned and "statestore" not in warned  # both applied now
 
 
 # --- Service invocation (targets.apps) --------------------------------------------------------
@@ -194,3 +193,29 @@ def test_an_app_naming_an_undefined_policy_is_refused() -> None:
     spec = {"targets": {"apps": {"orders": {"retry": "missing"}}}}
     with pytest.raises(ResiliencyError, match="app 'orders' retry policy 'missing'"):
         parse_resiliency([doc(spec)], "caller")
+
+
+def test_component_outbound_policies_and_their_defaults() -> None:
+    spec = {
+        "policies": {
+            "retries": {
+                "three": {"policy": "constant", "maxRetries": 3},
+                "DefaultStatestoreComponentOutboundRetryPolicy": {"maxRetries": 1},
+                "DefaultComponentOutboundRetryPolicy": {"maxRetries": 2},
+            },
+            "timeouts": {"quick": "1s"},
+        },
+        "targets": {
+            "components": {
+                "statestore": {"outbound": {"retry": "three", "timeout": "quick"}},
+                "pubsub": {"inbound": {"retry": "three"}},
+            }
+        },
+    }
+    resiliency = parse_resiliency([doc(spec)], "app")
+    own = resiliency.component_outbound("statestore", "Statestore")
+    assert own.timeout == 1.0 and own.retry is not None and own.retry.max_retries == 3
+    other_store = resiliency.component_outbound("sqlitestore", "Statestore").retry
+    assert other_store is not None and other_store.max_retries == 1
+    pubsub = resiliency.component_outbound("pubsub", "Pubsub").retry  # its inbound is no match
+    assert pubsub is not None and pubsub.max_retries == 2

@@ -1,0 +1,119 @@
+"""Outbound component resiliency (``targets.components.<name>.outbound``) with Redis stopped
+for real: a save and a publish retried by the policy outlast the outage; a store without a
+policy fails at once; an etag conflict is not retried (counted on Redis itself)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import RedisServer
+from tests.sidecar.api.conftest import Sidecar, component
+
+RESILIENCY = """apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: outbound
+spec:
+  policies:
+    retries:
+      patient:
+        policy: constant
+        duration: 200ms
+        maxRetries: 50
+  targets:
+    components:
+      statestore:
+        outbound:
+          retry: patient
+      pubsub:
+        outbound:
+          retry: patient
+"""
+
+
+@pytest.fixture()
+def car(own_redis: RedisServer, workdir: Path, registry: Path) -> Iterator[Sidecar]:
+    folder = workdir / f"outbound-{own_redis.port}"
+    folder.mkdir()
+    docs = [
+        component("statestore", "state.redis", {"redisHost": own_redis.host}),
+        component("plainstore", "state.redis", {"redisHost": own_redis.host, "redisDB": "1"}),
+        component("pubsub", "pubsub.redis", {"redisHost": own_redis.host}),
+    ]
+    (folder / "components.yaml").write_text("\n---\n".join(docs))
+    (folder / "resiliency.yaml").write_text(RESILIENCY)
+    started = Sidecar("outbound-app", folder, registry, log_dir=workdir).start()
+    yield started
+    started.stop()
+
+
+def save(car: Sidecar, store: str, key: str, value: object, etag: str = "") -> httpx.Response:
+    item: dict[str, object] = {"key": key, "value": value}
+    if etag:
+        item["etag"] = etag
+    return httpx.post(f"{car.http}/v1.0/state/{store}", json=[item], timeout=30)
+
+
+def during_outage(redis_server: RedisServer, call: object) -> httpx.Response:
+    """Run ``call`` in a thread while Redis is stopped; start Redis again after a second."""
+    assert callable(call)
+    answers: list[httpx.Response] = []
+    caller = threading.Thread(target=lambda: answers.append(call()))
+    caller.start()
+    caller.join(timeout=1.0)  # the outage lasts this long (or less, if the call gave up)
+    redis_server.restart()
+    caller.join(timeout=30)
+    assert answers, "the call did not return"
+    return answers[0]
+
+
+def test_a_save_outlasts_a_redis_outage_under_the_stores_policy(
+    car: Sidecar, own_redis: RedisServer
+) -> None:
+    assert save(car, "statestore", "k", {"n": 0}).status_code == 204
+    own_redis.stop()
+    plain = save(car, "plainstore", "k", {"n": 1})  # no policy: one attempt
+    assert plain.status_code == 500 and plain.json()["errorCode"] == "ERR_STATE_SAVE"
+    answer = during_outage(own_redis, lambda: save(car, "statestore", "k", {"n": 2}))
+    assert answer.status_code == 204, answer.text
+    stored = httpx.get(f"{car.http}/v1.0/state/statestore/k", timeout=10)
+    assert stored.json() == {"n": 2}
+
+
+def test_a_publish_outlasts_a_redis_outage_under_the_pubsubs_policy(
+    car: Sidecar, own_redis: RedisServer
+) -> None:
+    own_redis.stop()
+    answer = during_outage(
+        own_redis,
+        lambda: httpx.post(f"{car.http}/v1.0/publish/pubsub/orders", json={"n": 1}, timeout=30),
+    )
+    assert answer.status_code == 204, answer.text
+    broker = redis.Redis(port=own_redis.port)
+    try:
+        assert broker.xlen("orders") == 1
+    finally:
+        broker.close()
+
+
+def test_an_etag_conflict_is_not_retried(car: Sidecar, own_redis: RedisServer) -> None:
+    assert save(car, "statestore", "e", "v1").status_code == 204
+    broker = redis.Redis(port=own_redis.port)
+    try:
+
+        def writes() -> int:
+            stats = broker.info("commandstats")
+            return sum(int(v["calls"]) for k, v in stats.items() if k.startswith("cmdstat_eval"))
+
+        before = writes()
+        conflict = save(car, "statestore", "e", "v2", etag="999")
+        assert conflict.status_code == 409 and conflict.json()["errorCode"] == "ERR_STATE_SAVE"
+        assert writes() - before == 1  # one attempt, not fifty-one
+    finally:
+        broker.close()
