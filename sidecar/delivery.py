@@ -30,7 +30,7 @@ from sidecar.postman_http import HttpPostman
 from sidecar.publishing import Publisher, pubsub_not_found
 from sidecar.pubsub.base import Consumers, Handler, Message, PubSub, SubscriptionClosedError
 from sidecar.pubsub.scopes import UNSCOPED, TopicScopes
-from sidecar.resiliency import InboundPolicy, Resiliency
+from sidecar.resiliency import Policy, Resiliency
 from sidecar.routing import Router, RuleEvaluationError
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class Route:
     router: Router
     dead_letter_topic: str
     raw_payload: bool
-    policy: InboundPolicy
+    policy: Policy
     postman: Postman
     breaker: CircuitBreaker | None = None  #: the component's, shared by its subscriptions
     #: Why the subscription's rawPayload is unreadable ("" when it is fine): daprd then fails

@@ -1,11 +1,11 @@
-"""Retry and timeout policies from ``kind: Resiliency`` documents, for pub/sub inbound delivery
-and for service invocation.
+"""Retry, timeout and circuit breaker policies from ``kind: Resiliency`` documents.
 
 Mirrors daprd's ``pkg/resiliency`` and dapr/kit ``retry``: a component named under
-``spec.targets.components`` uses its ``inbound`` policies, an app named under
-``spec.targets.apps`` its policies for invocations of it; otherwise the default-named policies
-(``DefaultPubsubComponentInboundRetryPolicy`` ... ``DefaultRetryPolicy``, ``DefaultAppRetryPolicy``
-... for apps) apply; with none of them there is no retry at all.
+``spec.targets.components`` uses its ``inbound`` policies for deliveries and its ``outbound``
+ones for the sidecar's calls to it, an app named under ``spec.targets.apps`` its policies for
+invocations of it; otherwise the default-named policies (``DefaultPubsubComponentInbound...``,
+``DefaultStatestoreComponentOutbound...``, ``DefaultApp...`` down to ``DefaultRetryPolicy``)
+apply; with none of them there is no policy (only daprd's built-in invocation retry remains).
 """
 
 from __future__ import annotations
@@ -88,10 +88,6 @@ class Policy:
     @property
     def empty(self) -> bool:
         return self.retry is None and self.timeout is None and self.breaker is None
-
-
-#: What a subscription's deliveries run under.
-InboundPolicy = Policy
 
 
 @dataclass(frozen=True, slots=True)

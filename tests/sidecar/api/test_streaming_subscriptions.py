@@ -131,13 +131,10 @@ class RawStream:
 
     async def nothing_for(self, seconds: float) -> bool:
         try:
-            await asyncio.wait_for(asyncio.shield(self._peek()), seconds)
+            await asyncio.wait_for(asyncio.shield(self.call.read()), seconds)
         except TimeoutError:
             return True
         return False
-
-    async def _peek(self) -> Any:
-        return await self.call.read()
 
     async def close(self) -> None:
         self.call.cancel()
