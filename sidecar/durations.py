@@ -35,8 +35,11 @@ def parse_go_duration(text: str) -> float:
 
 
 def format_go_duration(seconds: float) -> str:
-    """How Go prints a duration of whole milliseconds: ``5s``, ``500ms``, ``1.5s``, ``2m0s``."""
+    """How Go prints a duration of whole milliseconds: ``5s``, ``500ms``, ``1.5s``, ``2m0s``,
+    and ``0s`` for none."""
     millis = round(seconds * 1000)
+    if millis == 0:
+        return "0s"
     if millis < 1000:
         return f"{millis}ms"
     minutes, rest = divmod(millis, 60_000)

@@ -187,7 +187,8 @@ def test_health_flags_and_their_metadata_form() -> None:
     for bad in ("soon", "-5s"):
         with pytest.raises(SystemExit):
             parse_config(["--app-id", "a", "--dapr-block-shutdown-duration", bad], {})
-    assert [format_go_duration(s) for s in (5, 0.5, 1.5, 90, 3600)] == [
+    assert [format_go_duration(s) for s in (0, 5, 0.5, 1.5, 90, 3600)] == [
+        "0s",
         "5s",
         "500ms",
         "1.5s",
