@@ -7,9 +7,7 @@ headers (minus hop-by-hop ones), body and the app's status, headers and body pas
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -21,11 +19,11 @@ from yarl import URL
 
 from sidecar.app_channel import AppChannel, AppUnreachableError, replaced
 from sidecar.app_health import UNHEALTHY_MESSAGE
-from sidecar.breaker import ENDPOINT_CACHE_SIZE, BreakerError, Breakers
-from sidecar.durations import format_go_duration
+from sidecar.breaker import ENDPOINT_CACHE_SIZE, Breakers
 from sidecar.errors import DaprError
 from sidecar.invoke_method import InvalidMethod, normalize_method
 from sidecar.nameresolution import AppNotFound, Instance, Registry
+from sidecar.policy_runner import run
 from sidecar.resiliency import Policy, Resiliency
 
 logger = logging.getLogger(__name__)
@@ -157,56 +155,45 @@ class Invoker:
         once: Callable[[], Awaitable[InvokeResult]],
         matching: bool,
     ) -> InvokeResult:
-        """daprd's policy runner around an invocation: each attempt bounded by the timeout and
-        counted by the endpoint's circuit breaker (an open one refuses it, for good); an error,
-        or an answer outside 200-399 whose code the retry policy matches, is retried; when
-        retries run out the last answer (or error) is the caller's."""
+        """daprd's policy runner around an invocation (``sidecar.policy_runner``): each attempt
+        bounded by the timeout and counted by the endpoint's circuit breaker (an open one
+        refuses it, for good); an error, or an answer outside 200-399 whose code the retry
+        policy matches, is retried; when retries run out the last answer (or error) is the
+        caller's."""
+        endpoint = f"{target}:{method}"
         breaker = None
         if policy.breaker is not None:
-            endpoint = f"{target}:{method}"
             breaker = self.breakers.get(
                 policy.breaker, endpoint, group=target, capacity=ENDPOINT_CACHE_SIZE
             )
-        started = time.monotonic()
-        retry = 0
-        while True:
-            outcome: InvokeResult | DaprError
+
+        async def attempt() -> InvokeResult:
             try:
-                token = breaker.before() if breaker is not None else 0
-            except BreakerError as exc:
-                raise direct_invoke_error(target, exc) from None
-            try:
-                async with asyncio.timeout(policy.timeout):
-                    outcome = await once()
+                answer = await once()
             except DaprError as exc:
-                outcome = exc
-            except TimeoutError:
-                outcome = direct_invoke_error(target, "context deadline exceeded")
-            answered = isinstance(outcome, InvokeResult) and 200 <= outcome.status <= 399
-            if breaker is not None:
-                breaker.after(token, answered)
-            if answered and isinstance(outcome, InvokeResult):
-                return outcome
-            delay = None
-            if policy.retry is not None and (
-                isinstance(outcome, DaprError)
-                or not matching
-                or policy.retry.retries_code(outcome.status)
-            ):
-                delay = policy.retry.delay(retry, time.monotonic() - started)
-            if delay is None:
-                if isinstance(outcome, DaprError):
-                    raise outcome
-                return outcome
-            logger.warning(
-                "Error processing operation endpoint[%s, %s:%s]. Retrying in %s…",
-                target,
-                target,
-                method,
-                format_go_duration(delay),
+                raise _AttemptFailed(exc) from None
+            if 200 <= answer.status <= 399:
+                return answer
+            retried = (
+                not matching or policy.retry is None or policy.retry.retries_code(answer.status)
             )
-            await asyncio.sleep(delay)
-            retry += 1
+            raise (_AttemptFailed if retried else _AnswerNotRetried)(answer.status, answer)
+
+        try:
+            return await run(
+                policy,
+                breaker,
+                attempt,
+                _AttemptFailed,
+                (_AnswerNotRetried,),
+                name=f"endpoint[{target}, {endpoint}]",
+            )
+        except _AttemptFailed as failed:
+            if failed.answer is not None:
+                return failed.answer
+            if isinstance(failed.why, DaprError):
+                raise failed.why from None
+            raise direct_invoke_error(target, failed.why) from None  # deadline, open breaker
 
     async def _invoke_once(
         self,
@@ -298,3 +285,17 @@ class Invoker:
         async with request as response:
             reply = await response.read()
             return InvokeResult(response.status, forwardable(response.headers.items()), reply)
+
+
+class _AttemptFailed(Exception):
+    """One failed attempt under a policy: the app's answer, the sidecar's error, or why the
+    runner stopped it (a deadline, an open circuit breaker)."""
+
+    def __init__(self, why: object, answer: InvokeResult | None = None) -> None:
+        super().__init__(str(why))
+        self.why = why
+        self.answer = answer
+
+
+class _AnswerNotRetried(_AttemptFailed):
+    """A failed answer whose code the retry policy's ``matching`` leaves alone."""

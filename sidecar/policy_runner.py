@@ -9,12 +9,16 @@ etag error of a single save or delete); an open breaker fails at once, for good.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from sidecar.breaker import BreakerError, CircuitBreaker
+from sidecar.durations import format_go_duration
 from sidecar.resiliency import Policy
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 E = TypeVar("E", bound=Exception)
@@ -26,8 +30,10 @@ async def run(
     attempt: Callable[[], Awaitable[T]],
     failure: type[E],
     permanent: tuple[type[Exception], ...] = (),
+    name: str = "",
 ) -> T:
-    """``attempt()`` under ``policy``; its ``failure`` errors are retried, the last one raised."""
+    """``attempt()`` under ``policy``; its ``failure`` errors are retried, the last one raised.
+    ``name`` is the operation in daprd's retry log line (e.g. ``endpoint[app, app:method]``)."""
     started = time.monotonic()
     retry = 0
     while True:
@@ -56,5 +62,9 @@ async def run(
         delay = policy.retry.delay(retry, time.monotonic() - started)
         if delay is None:
             raise error
+        if name:
+            logger.warning(
+                "Error processing operation %s. Retrying in %s…", name, format_go_duration(delay)
+            )
         await asyncio.sleep(delay)
         retry += 1

@@ -80,3 +80,10 @@ async def test_an_open_breaker_refuses_for_good() -> None:
     with pytest.raises(StoreError, match="circuit breaker is open"):
         await run(Policy(retry=RETRY, breaker=spec), breaker, flaky, StoreError)
     assert flaky.calls == 2  # the third attempt met the open breaker
+
+
+async def test_each_retry_is_logged_as_daprd_logs_it(caplog: pytest.LogCaptureFixture) -> None:
+    flaky = Flaky(1)
+    with caplog.at_level("WARNING", logger="sidecar.policy_runner"):
+        await run(Policy(retry=RETRY), None, flaky, StoreError, name="component[statestore]")
+    assert "Error processing operation component[statestore]. Retrying in 0s…" in caplog.text
