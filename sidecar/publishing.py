@@ -186,7 +186,8 @@ class Publisher:
         if policy is None:
             await component.publish(topic, data, meta)
             return
-        await run(*policy, lambda: component.publish(topic, data, meta), PublishError)
+        name = f"component[{pubsubname}] output"
+        await run(*policy, lambda: component.publish(topic, data, meta), PublishError, (), name)
 
     def may_publish(self, pubsubname: str, topic: str) -> bool:
         """Whether the app's scopes on the pubsub let it publish to ``topic``."""

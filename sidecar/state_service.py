@@ -62,7 +62,8 @@ class _Store:
         """``attempt()`` under the store's policy (at once when it has none)."""
         if self.policy.empty:
             return attempt()
-        return run(self.policy, self.breaker, attempt, StateError, permanent)
+        name = f"component[{self.component.name}] output"
+        return run(self.policy, self.breaker, attempt, StateError, permanent, name)
 
     def set(self, request: SetRequest) -> Awaitable[None]:
         """One save; an etag failure is not retried (daprd's PerformBulkStoreOperation)."""
