@@ -345,10 +345,36 @@ class Publisher:
                 raise cloudevent_failed(pubsubname, exc) from None
             prepared.append(BulkEntry(entry.entry_id, body, merged))
         self._check_scope(pubsubname, topic)
-        try:
-            failed_ids = await component.bulk_publish(topic, prepared)
-        except (TimeoutError, PublishError, OSError) as exc:
-            logger.error("bulk publish to %s/%s failed: %s", pubsubname, topic, exc)
-            return [FailedEntry(entry_id, str(exc)) for entry_id in ids]
+        return await self._bulk_send(pubsubname, component, topic, prepared)
+
+    async def _bulk_send(
+        self, pubsubname: str, component: PubSub, topic: str, entries: Sequence[BulkEntry]
+    ) -> list[FailedEntry]:
+        """Hand the entries to the broker; the ones it refused. Under the pubsub's outbound
+        policy, as daprd's ApplyBulkPublishResiliency: an attempt that leaves entries failed
+        is retried with those entries only, and what is still failed when the policy gives up
+        (times out, breaker open, retries spent) is what the caller is told."""
         reason = f"error when publishing to topic {topic} in pubsub {pubsubname}"
-        return [FailedEntry(entry_id, reason) for entry_id in failed_ids]
+        pending = list(entries)
+
+        async def attempt() -> None:
+            nonlocal pending
+            try:
+                failed = set(await component.bulk_publish(topic, pending))
+            except OSError as exc:
+                raise PublishError(str(exc)) from None
+            if failed:
+                pending = [entry for entry in pending if entry.entry_id in failed]
+                raise PublishError(reason)
+
+        policy = self._policies.get(pubsubname)
+        try:
+            if policy is None:
+                await attempt()
+            else:
+                await run(*policy, attempt, PublishError, (), f"component[{pubsubname}] output")
+        except (TimeoutError, PublishError) as exc:
+            if str(exc) != reason:
+                logger.error("bulk publish to %s/%s failed: %s", pubsubname, topic, exc)
+            return [FailedEntry(entry.entry_id, str(exc)) for entry in pending]
+        return []

@@ -1,6 +1,6 @@
 """Outbound component resiliency (``targets.components.<name>.outbound``) with Redis stopped
-for real: a save and a publish retried by the policy outlast the outage; a store without a
-policy fails at once; an etag conflict is not retried (counted on Redis itself)."""
+for real: a save, a publish and a bulk publish retried by the policy outlast the outage; a store
+without a policy fails at once; an etag conflict is not retried (counted on Redis itself)."""
 
 from __future__ import annotations
 
@@ -98,6 +98,22 @@ def test_a_publish_outlasts_a_redis_outage_under_the_pubsubs_policy(
     broker = redis.Redis(port=own_redis.port)
     try:
         assert broker.xlen("orders") == 1
+    finally:
+        broker.close()
+
+
+def test_a_bulk_publish_outlasts_a_redis_outage_under_the_pubsubs_policy(
+    car: Sidecar, own_redis: RedisServer
+) -> None:
+    entries = [{"entryId": "1", "event": {"n": 1}, "contentType": "application/json"}]
+    entries += [{"entryId": "2", "event": "two", "contentType": "text/plain"}]
+    url = f"{car.http}/v1.0-alpha1/publish/bulk/pubsub/bulk-orders"
+    own_redis.stop()
+    answer = during_outage(own_redis, lambda: httpx.post(url, json=entries, timeout=30))
+    assert answer.status_code == 204, answer.text
+    broker = redis.Redis(port=own_redis.port)
+    try:
+        assert broker.xlen("bulk-orders") == 2
     finally:
         broker.close()
 

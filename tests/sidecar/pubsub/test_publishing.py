@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
+import yaml
 
 from sidecar.components import Component
 from sidecar.errors import DaprError
-from sidecar.publishing import PublishEntry, Publisher
+from sidecar.publishing import FailedEntry, PublishEntry, Publisher
+from sidecar.pubsub.base import BulkEntry
 from sidecar.pubsub.redis import RedisStreamsPubSub
+from sidecar.resiliency import parse_resiliency
 from tests.conftest import RedisServer
 from tests.procs import free_port
 from tests.sidecar.pubsub.helpers import redis_component, unique
@@ -124,3 +127,78 @@ async def test_bulk_publish_reports_failed_entries(
     entries = [PublishEntry("a", b"1"), PublishEntry("b", b"2")]
     failed = await publisher.bulk_publish("pubsub", topic, entries, {})
     assert [entry.entry_id for entry in failed] == ["a", "b"]
+
+
+class RefusesOnce:
+    """The Redis component, except that it refuses the given entries on their first publish
+    (a broker taking part of a batch), and remembers what each call carried."""
+
+    def __init__(self, inner: RedisStreamsPubSub, refuse: set[str]) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.features = inner.features
+        self.refuse = refuse
+        self.calls: list[list[str]] = []
+
+    async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
+        await self.inner.publish(topic, data, metadata)
+
+    async def bulk_publish(self, topic: str, entries: Sequence[BulkEntry]) -> list[str]:
+        self.calls.append([entry.entry_id for entry in entries])
+        refused = [entry.entry_id for entry in entries if entry.entry_id in self.refuse]
+        self.refuse -= set(refused)
+        taken = [entry for entry in entries if entry.entry_id not in refused]
+        return refused + await self.inner.bulk_publish(topic, taken)
+
+
+PATIENT = """
+kind: Resiliency
+spec:
+  policies:
+    retries:
+      twice: {policy: constant, duration: 10ms, maxRetries: 2}
+  targets:
+    components:
+      pubsub:
+        outbound:
+          retry: twice
+"""
+
+
+def patient_publisher(component: Any) -> Publisher:
+    policy = parse_resiliency([yaml.safe_load(PATIENT)], "publisher-app")
+    return Publisher({"pubsub": component}, "publisher-app", resiliency=policy)
+
+
+async def test_bulk_publish_retries_only_the_refused_entries(
+    setup: tuple[Publisher, aioredis.Redis],
+) -> None:
+    plain, client = setup
+    inner = plain._pubsubs["pubsub"]
+    assert isinstance(inner, RedisStreamsPubSub)
+    flaky = RefusesOnce(inner, {"b"})
+    topic = unique("bulk")
+    entries = [PublishEntry(entry_id, entry_id.encode()) for entry_id in "abc"]
+    assert await patient_publisher(flaky).bulk_publish("pubsub", topic, entries, {}) == []
+    assert flaky.calls == [["a", "b", "c"], ["b"]]
+    assert sorted(json.loads(raw)["data"] for raw in await stored(client, topic)) == list("abc")
+    # Without a policy the refused entry is reported at once, with daprd's reason.
+    flaky = RefusesOnce(inner, {"c"})
+    failed = await Publisher({"pubsub": flaky}, "app").bulk_publish("pubsub", topic, entries, {})
+    assert flaky.calls == [["a", "b", "c"]]
+    assert failed == [FailedEntry("c", f"error when publishing to topic {topic} in pubsub pubsub")]
+
+
+async def test_bulk_publish_reports_what_still_fails_when_retries_run_out(
+    setup: tuple[Publisher, aioredis.Redis],
+) -> None:
+    plain, client = setup
+    inner = plain._pubsubs["pubsub"]
+    assert isinstance(inner, RedisStreamsPubSub)
+    flaky = RefusesOnce(inner, set())
+    topic = unique("bulk")
+    await client.set(topic, "not a stream")  # every XADD on this key fails with WRONGTYPE
+    entries = [PublishEntry("a", b"1"), PublishEntry("b", b"2")]
+    failed = await patient_publisher(flaky).bulk_publish("pubsub", topic, entries, {})
+    assert [entry.entry_id for entry in failed] == ["a", "b"]
+    assert flaky.calls == [["a", "b"]] * 3  # the first attempt and two retries
