@@ -35,6 +35,9 @@ class Component:
     #: Why the metadata cannot be resolved (daprd fails the component's init with it): the
     #: name of the item that uses ``{podName}`` when POD_NAME is not set, else "".
     unresolved: str = ""
+    #: Whether a metadata value, as written, names ``{namespace}`` (daprd's ContainsNamespace):
+    #: a pubsub so marked prefixes its topics with the namespace (pubsub/namespaced.py).
+    namespace_scoped: bool = False
 
     def where(self) -> str:
         return f"component {self.name!r} ({self.type}) in {self.source or '<memory>'}"

@@ -106,7 +106,8 @@ def _create(component: Component, app_id: str, env: Mapping[str, str]) -> Any:
     if kind == "state":
         return create_state_store(component, app_id)
     if kind == "pubsub":
-        return create_pubsub(component, app_id)
+        # daprd's security.CurrentNamespace(): NAMESPACE, "default" when unset.
+        return create_pubsub(component, app_id, env.get("NAMESPACE", "default"))
     if kind == "secretstores":
         return create_secret_store(component, env)
     supported = ", ".join(sorted(STATE_TYPES | PUBSUB_TYPES | SECRET_TYPES))

@@ -164,6 +164,7 @@ def _component(
     metadata: dict[str, str] = {}
     secret_refs: dict[str, SecretRef] = {}
     unresolved = ""
+    namespace_scoped = False
     items = spec.get("metadata") or []
     if not isinstance(items, list):
         raise ResourceError(label, "spec.metadata", "expected a list of {name, value} items")
@@ -172,6 +173,7 @@ def _component(
         if not isinstance(item, dict):
             raise ResourceError(label, where, "expected a mapping with name and value")
         key = _string(item.get("name"), label, f"{where}.name", required=True)
+        namespace_scoped = namespace_scoped or "{namespace}" in str(item.get("value") or "")
         if key in metadata:
             raise ResourceError(label, f"{where}.name", f"metadata {key!r} is given twice")
         try:
@@ -203,6 +205,7 @@ def _component(
         source=Path(source),
         secret_refs=secret_refs,
         unresolved=unresolved,
+        namespace_scoped=namespace_scoped,
         secret_store=_string(
             _mapping(doc.get("auth"), label, "auth").get("secretStore"), label, "auth.secretStore"
         ),

@@ -66,6 +66,18 @@ def test_component_fields_and_templates() -> None:
     assert comp.metadata["redisPassword"] == "from-env"
     assert comp.metadata["maxLen"] == "10"
     assert comp.metadata["enabled"] == "true"
+    assert comp.namespace_scoped  # "group" names {namespace} (daprd's ContainsNamespace)
+
+
+def test_only_a_value_written_with_namespace_makes_a_component_namespaced() -> None:
+    env = {"NS_TEXT": "{namespace}"}
+    ctx = dataclasses.replace(CTX, env=env)
+    text = COMPONENT.format(name="s", scopes="").replace(
+        '    value: "{namespace}/{podName}"', "    envRef: NS_TEXT"
+    )
+    (comp,) = parse_resources(text, "c.yaml", ctx).components
+    assert comp.metadata["group"] == "{namespace}"  # an env value is not a template
+    assert not comp.namespace_scoped
 
 
 async def test_pod_name_unset_fails_the_component_as_daprd_does() -> None:
