@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -29,6 +29,7 @@ import orjson
 from sidecar import cloudevents
 from sidecar.components import Component
 from sidecar.errors import DaprError
+from sidecar.publishing import Publisher
 from sidecar.pubsub.base import BulkEntry, Message, PublishError, PubSub, StreamPublisher
 from sidecar.pubsub.scopes import not_allowed_message
 from sidecar.state.base import (
@@ -140,12 +141,13 @@ class Outbox:
         app_id: str,
         namespace: str = "default",
         direct: Mapping[str, StreamPublisher] | None = None,
-        may_publish: Callable[[str, str], bool] | None = None,
+        publisher: Publisher | None = None,
     ) -> None:
         self._configs = configs
-        #: The app's topic scopes (pubsub, topic): daprd's outbox publishes through the same
-        #: checks as the publish API, both to the internal topic and to the user's.
-        self._may_publish = may_publish or _anything
+        #: daprd's outbox publishes through the publisher adapter, both to the internal topic
+        #: and to the user's: the app's topic scopes and the pubsub's outbound policy apply.
+        self._publisher = publisher or Publisher(pubsubs, app_id)
+        self._may_publish = self._publisher.may_publish
         #: Stores whose events their own writes append to the publishing pubsub's streams.
         self._direct = direct or {}
         self._pubsubs = pubsubs
@@ -170,7 +172,7 @@ class Outbox:
         app_id: str,
         *,
         namespace: str = "default",
-        may_publish: Callable[[str, str], bool] | None = None,
+        publisher: Publisher | None = None,
     ) -> Outbox | None:
         configs = {}
         direct: dict[str, StreamPublisher] = {}
@@ -178,12 +180,12 @@ class Outbox:
             config = outbox_config(component)
             if config is not None:
                 configs[name] = config
-                publisher = pubsubs.get(config.publish_pubsub)
-                if _same_redis(store, publisher):
-                    direct[name] = cast(StreamPublisher, publisher)
+                target = pubsubs.get(config.publish_pubsub)
+                if _same_redis(store, target):
+                    direct[name] = cast(StreamPublisher, target)
         if not configs:
             return None
-        return cls(configs, pubsubs, state, app_id, namespace, direct, may_publish)
+        return cls(configs, pubsubs, state, app_id, namespace, direct, publisher)
 
     def enabled(self, store: str) -> bool:
         return store in self._configs
@@ -254,7 +256,7 @@ class Outbox:
                 markers.append(SetRequest(key=marker, value=b"0"))
                 data = orjson.dumps({"marker": marker, "event": event})
                 internal.append(BulkEntry(marker, data))
-            await _publish_all(pubsub, topic, internal, self._app_id)
+            await self._publish_internal(config.outbox_pubsub, topic, internal)
             await self._state.transact(store, [*kept, *markers], metadata)
         except BaseException as exc:
             if isinstance(exc.__cause__, OutcomeUnknown):
@@ -356,8 +358,7 @@ class Outbox:
                 f"cannot publish outbox message to topic {config.publish_topic} with pubsub "
                 f"{config.publish_pubsub}: outbox state not found, rejecting for later processing"
             )
-        target = self._pubsubs.get(config.publish_pubsub)
-        if target is None:
+        if config.publish_pubsub not in self._pubsubs:
             raise LookupError(f"outbox: pubsub {config.publish_pubsub} not found")
         if not self._may_publish(config.publish_pubsub, config.publish_topic):
             raise PermissionError(
@@ -367,8 +368,23 @@ class Outbox:
             )
         event["topic"] = config.publish_topic
         event["pubsubname"] = config.publish_pubsub
-        await target.publish(config.publish_topic, cloudevents.dumps(event), {})
+        data = cloudevents.dumps(event)
+        await self._publisher.send(config.publish_pubsub, config.publish_topic, data, {})
         await self._markers.delete(config.store, marker)
+
+    async def _publish_internal(self, pubsub: str, topic: str, entries: list[BulkEntry]) -> None:
+        """The internal messages of one transaction, in one round trip when there are several
+        (daprd publishes them one by one; nothing a client sees depends on it)."""
+        try:
+            if len(entries) == 1:
+                await self._publisher.send(pubsub, topic, entries[0].data, {})
+                return
+            failed = await self._publisher.send_bulk(pubsub, topic, entries) if entries else []
+        except (PublishError, OSError) as exc:
+            raise outbox_error(self._app_id, exc) from None
+        if failed:
+            problem = PublishError(f"{len(failed)} of {len(entries)} not published")
+            raise outbox_error(self._app_id, problem)
 
     async def _committed(self, store: str, marker: str) -> bool:
         for wait in _MARKER_WAITS:
@@ -379,10 +395,6 @@ class Outbox:
         return False
 
 
-def _anything(pubsub: str, topic: str) -> bool:
-    return True
-
-
 def _same_redis(store: StateStore, pubsub: PubSub | None) -> bool:
     """Whether the store can write the pubsub's stream entries itself (the direct path)."""
     return (
@@ -390,17 +402,3 @@ def _same_redis(store: StateStore, pubsub: PubSub | None) -> bool:
         and isinstance(pubsub, StreamPublisher)
         and store.endpoint == pubsub.endpoint
     )
-
-
-async def _publish_all(pubsub: PubSub, topic: str, entries: list[BulkEntry], app_id: str) -> None:
-    """The internal messages of one transaction, in one round trip when there are several
-    (daprd publishes them one by one; nothing a client sees depends on it)."""
-    try:
-        if len(entries) == 1:
-            await pubsub.publish(topic, entries[0].data, {})
-            return
-        failed = await pubsub.bulk_publish(topic, entries) if entries else []
-    except (PublishError, OSError) as exc:
-        raise outbox_error(app_id, exc) from None
-    if failed:
-        raise outbox_error(app_id, PublishError(f"{len(failed)} of {len(entries)} not published"))

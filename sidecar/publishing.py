@@ -178,10 +178,11 @@ class Publisher:
                 breaker = breakers.get(policy.breaker, name) if policy.breaker else None
                 self._policies[name] = (policy, breaker)
 
-    async def _send(
-        self, pubsubname: str, component: PubSub, topic: str, data: bytes, meta: Mapping[str, str]
-    ) -> None:
-        """Hand one message to the broker, under the pubsub's outbound policy if it has one."""
+    async def send(self, pubsubname: str, topic: str, data: bytes, meta: Mapping[str, str]) -> None:
+        """Hand one message, as it is, to a loaded pubsub's broker, under its outbound policy
+        if it has one (daprd's publisher adapter, which the outbox publishes through too).
+        No envelope, no scope check; raises PublishError."""
+        component = self._pubsubs[pubsubname]
         policy = self._policies.get(pubsubname)
         if policy is None:
             await component.publish(topic, data, meta)
@@ -266,7 +267,7 @@ class Publisher:
         tracestate: str = "",
     ) -> None:
         """Wrap ``data`` as daprd does and hand it to the broker; raises DaprError."""
-        component, raw = self._validated(pubsubname, topic, metadata)
+        _, raw = self._validated(pubsubname, topic, metadata)
         try:
             body = self.envelope(
                 pubsubname,
@@ -285,7 +286,7 @@ class Publisher:
             self._egress(pubsubname, topic, False, started)
             raise publish_forbidden(pubsubname, topic, self._app_id)
         try:
-            await self._send(pubsubname, component, topic, body, metadata)
+            await self.send(pubsubname, topic, body, metadata)
         except PublishError as exc:
             self._egress(pubsubname, topic, False, started)
             raise publish_failed(pubsubname, topic, exc) from None
@@ -301,10 +302,10 @@ class Publisher:
         self, pubsubname: str, topic: str, data: bytes, metadata: Mapping[str, str]
     ) -> None:
         """Publish bytes as they are (dead letters keep the original event); raises DaprError."""
-        component = self._component(pubsubname, topic)
+        self._component(pubsubname, topic)
         self._check_scope(pubsubname, topic)
         try:
-            await self._send(pubsubname, component, topic, data, metadata)
+            await self.send(pubsubname, topic, data, metadata)
         except PublishError as exc:
             raise publish_failed(pubsubname, topic, exc) from None
 
@@ -323,7 +324,7 @@ class Publisher:
         As daprd's bulk publish: the request's rawPayload decides for every entry, and an entry
         gets the request's metadata (under its own) only when it has metadata of its own.
         """
-        component, raw = self._validated(pubsubname, topic, metadata)
+        _, raw = self._validated(pubsubname, topic, metadata)
         ids = [entry.entry_id for entry in entries]
         if any(not entry_id for entry_id in ids) or len(set(ids)) != len(ids):
             raise bad_entries(pubsubname, topic, self._app_id)
@@ -345,15 +346,17 @@ class Publisher:
                 raise cloudevent_failed(pubsubname, exc) from None
             prepared.append(BulkEntry(entry.entry_id, body, merged))
         self._check_scope(pubsubname, topic)
-        return await self._bulk_send(pubsubname, component, topic, prepared)
+        return await self.send_bulk(pubsubname, topic, prepared)
 
-    async def _bulk_send(
-        self, pubsubname: str, component: PubSub, topic: str, entries: Sequence[BulkEntry]
+    async def send_bulk(
+        self, pubsubname: str, topic: str, entries: Sequence[BulkEntry]
     ) -> list[FailedEntry]:
-        """Hand the entries to the broker; the ones it refused. Under the pubsub's outbound
-        policy, as daprd's ApplyBulkPublishResiliency: an attempt that leaves entries failed
-        is retried with those entries only, and what is still failed when the policy gives up
-        (times out, breaker open, retries spent) is what the caller is told."""
+        """Hand the entries, as they are, to a loaded pubsub's broker; the ones it refused.
+        Under the pubsub's outbound policy, as daprd's ApplyBulkPublishResiliency: an attempt
+        that leaves entries failed is retried with those entries only, and what is still
+        failed when the policy gives up (times out, breaker open, retries spent) is what the
+        caller is told."""
+        component = self._pubsubs[pubsubname]
         reason = f"error when publishing to topic {topic} in pubsub {pubsubname}"
         pending = list(entries)
 

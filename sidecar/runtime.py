@@ -162,7 +162,7 @@ class Runtime:
             self.state,
             self.app_id,
             namespace=self.config.current_namespace,
-            may_publish=self.publisher.may_publish,
+            publisher=self.publisher,
         )
         if self.outbox is not None:
             await self.outbox.start()
