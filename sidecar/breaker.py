@@ -160,7 +160,7 @@ class CircuitBreaker:
 class Breakers:
     """The breakers of one sidecar, as daprd keeps them: for invocations one per endpoint
     (``app:method``) in a least-recently-used cache per app (``ENDPOINT_CACHE_SIZE``), for
-    inbound delivery one per component."""
+    components one per component (``component``)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -180,6 +180,16 @@ class Breakers:
                 breakers.popitem(last=False)
         else:
             breakers.move_to_end(key)
+        return breaker
+
+    def component(self, spec: BreakerSpec, name: str) -> CircuitBreaker:
+        """The one breaker of component ``name``, as daprd's componentCBs: shared by its
+        inbound and outbound calls, made from the ``spec`` of whichever asks first."""
+        breakers = self._groups.setdefault("component", OrderedDict())
+        breaker = breakers.get(("", name))
+        if breaker is None:
+            breaker = CircuitBreaker(spec, f"{spec.name}-{name}", self._clock)
+            breakers[("", name)] = breaker
         return breaker
 
 

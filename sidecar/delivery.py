@@ -94,6 +94,7 @@ class Deliverer:
         app_id: str,
         metrics: ComponentMetrics | None = None,
         scopes: Mapping[str, TopicScopes] | None = None,
+        breakers: Breakers | None = None,
     ) -> None:
         self._app = app_channel
         self._http = HttpPostman(app_channel, metrics) if app_channel is not None else None
@@ -101,7 +102,7 @@ class Deliverer:
         self._scopes = scopes or {}
         self._publisher = publisher
         self._resiliency = resiliency
-        self._breakers = Breakers()
+        self._breakers = breakers or Breakers()
         self._app_id = app_id
         self._bulk_subscribers: list[BulkSubscriber] = []
         self._streams: dict[Consumers, tuple[Subscription, StreamPostman]] = {}
@@ -132,7 +133,7 @@ class Deliverer:
             raw_payload=raw_payload,
             policy=policy,
             postman=postman,
-            breaker=self._breakers.get(breaker, sub.pubsubname) if breaker else None,
+            breaker=self._breakers.component(breaker, sub.pubsubname) if breaker else None,
             metadata_error=metadata_error,
         )
 

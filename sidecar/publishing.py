@@ -164,18 +164,19 @@ class Publisher:
         metrics: ComponentMetrics | None = None,
         scopes: Mapping[str, TopicScopes] | None = None,
         resiliency: Resiliency | None = None,
+        breakers: Breakers | None = None,
     ) -> None:
         self._pubsubs = pubsubs
         self._app_id = app_id
         self._metrics = metrics
         self._scopes = scopes or {}
-        breakers = Breakers()
+        breakers = breakers or Breakers()
         #: Each pubsub's outbound resiliency policy and breaker; publishes run under them.
         self._policies: dict[str, tuple[Policy, CircuitBreaker | None]] = {}
         for name in pubsubs:
             policy = (resiliency or Resiliency()).component_outbound(name, "Pubsub")
             if not policy.empty:
-                breaker = breakers.get(policy.breaker, name) if policy.breaker else None
+                breaker = breakers.component(policy.breaker, name) if policy.breaker else None
                 self._policies[name] = (policy, breaker)
 
     async def send(self, pubsubname: str, topic: str, data: bytes, meta: Mapping[str, str]) -> None:

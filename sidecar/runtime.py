@@ -19,6 +19,7 @@ from typing import Any
 
 from sidecar.app_channel import AppChannel, AppUnreachableError
 from sidecar.app_health import AppHealth
+from sidecar.breaker import Breakers
 from sidecar.components import Subscription
 from sidecar.config import SidecarConfig
 from sidecar.delivery import Deliverer
@@ -149,11 +150,13 @@ class Runtime:
         self.invoker.resiliency = resiliency
         self.components = await create_components(resources.components, self.app_id, self.env)
         stores, pubsubs = self.components.stores, self.components.pubsubs
+        # One breaker per component, shared by its inbound and outbound calls (as daprd's).
+        breakers = Breakers()
         self.state = StateService(
-            stores, self.app_id, self.config.namespace, self.metrics, resiliency
+            stores, self.app_id, self.config.namespace, self.metrics, resiliency, breakers
         )
         scopes = scopes_by_pubsub((c for c, _ in self.components.loaded), self.app_id)
-        self.publisher = Publisher(pubsubs, self.app_id, self.metrics, scopes, resiliency)
+        self.publisher = Publisher(pubsubs, self.app_id, self.metrics, scopes, resiliency, breakers)
         self.secrets = Secrets(self.components.secrets)
         self.topic_scopes = scopes
         self.outbox = Outbox.from_components(
@@ -174,6 +177,7 @@ class Runtime:
             self.app_id,
             self.metrics,
             scopes,
+            breakers,
         )
 
         http = HttpServer(create_http_app(self), self.config.listen_address, self.config.http_port)

@@ -88,10 +88,11 @@ class StateService:
         namespace: str = "",
         metrics: m.ComponentMetrics | None = None,
         resiliency: Resiliency | None = None,
+        breakers: Breakers | None = None,
     ) -> None:
         self.app_id = app_id
         self._metrics = metrics
-        breakers = Breakers()
+        breakers = breakers or Breakers()
         self._stores = {}
         for name, (store, component) in stores.items():
             policy = (resiliency or Resiliency()).component_outbound(name, "Statestore")
@@ -101,7 +102,7 @@ class StateService:
                 key_prefix(component, app_id, namespace),
                 store if isinstance(store, StreamAppendingStore) else None,
                 policy,
-                breakers.get(policy.breaker, name) if policy.breaker else None,
+                breakers.component(policy.breaker, name) if policy.breaker else None,
             )
 
     def _lookup(self, name: str) -> _Store:

@@ -15,9 +15,11 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from sidecar.app_channel import AppChannel
+from sidecar.breaker import Breakers
 from sidecar.cloudevents import has_expired
 from sidecar.components import RouteRule, Subscription
 from sidecar.delivery import Deliverer
+from sidecar.errors import DaprError
 from sidecar.publishing import Publisher
 from sidecar.pubsub.redis import RedisStreamsPubSub
 from sidecar.resiliency import Resiliency, parse_resiliency
@@ -118,11 +120,15 @@ async def stack(redis_server: RedisServer, app: App) -> AsyncIterator[StackFacto
         settings = {"consumerID": group, "redeliverInterval": "0", **component_metadata}
         pubsub = RedisStreamsPubSub(redis_component(redis_server.host, **settings), "subscriber")
         await pubsub.init()
-        publisher = Publisher({"pubsub": pubsub}, "publisher")
+        # One sidecar: its publishes and deliveries share the pubsub's breaker (as daprd's).
+        policies, breakers = resiliency or Resiliency(), Breakers()
+        publisher = Publisher(
+            {"pubsub": pubsub}, "publisher", resiliency=policies, breakers=breakers
+        )
         channel = AppChannel("127.0.0.1", app_port or app.port, token)
         channels.append(channel)
         deliverer = Deliverer(
-            channel, {"pubsub": pubsub}, publisher, resiliency or Resiliency(), "subscriber"
+            channel, {"pubsub": pubsub}, publisher, policies, "subscriber", breakers=breakers
         )
         client = aioredis.Redis(host="127.0.0.1", port=redis_server.port)
         topic = unique("topic")
@@ -382,6 +388,38 @@ async def test_an_open_circuit_breaker_fails_deliveries_without_calling_the_app(
         await asyncio.sleep(0.02)
     assert len(await s.dead_letters(dead)) == 2
     assert len(app.calls) == 2  # the second message never reached the app
+
+
+SHARED_BREAKER_SPEC = {
+    "policies": {
+        "circuitBreakers": {"twice": {"trip": "consecutiveFailures >= 2", "timeout": "30s"}},
+    },
+    "targets": {
+        "components": {
+            "pubsub": {
+                "inbound": {"circuitBreaker": "twice"},
+                "outbound": {"circuitBreaker": "twice"},
+            }
+        }
+    },
+}
+
+
+async def test_a_pubsubs_breaker_opened_by_deliveries_also_refuses_its_publishes(
+    stack: StackFactory, app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    """daprd keeps one breaker per component for its inbound and outbound policies."""
+    app.reply = answer(500)
+    spec = {"kind": "Resiliency", "spec": SHARED_BREAKER_SPEC}
+    s = await stack(resiliency=parse_resiliency([spec], "subscriber"))
+    with caplog.at_level("INFO", logger="sidecar.breaker"):
+        await s.publish()
+        await s.publish(b'{"n": 2}')
+        await eventually(lambda: "changed state from closed to open" in caplog.text)
+    with pytest.raises(DaprError) as refused:
+        await s.publish(b'{"n": 3}')
+    assert refused.value.error_code == "ERR_PUBSUB_PUBLISH_MESSAGE"
+    assert "circuit breaker is open" in refused.value.message
 
 
 RULES = (
