@@ -41,6 +41,7 @@ from sidecar.state.base import (
 from sidecar.state.keys import illegal_key_message, key_prefix, original_key
 
 T = TypeVar("T")
+R = TypeVar("R", SetRequest, DeleteRequest)
 _ETAG_ERRORS = (ETagMismatch, ETagInvalid)
 
 
@@ -71,6 +72,40 @@ class _Store:
 
     def delete(self, request: DeleteRequest) -> Awaitable[None]:
         return self.call(lambda: self.store.delete(request), _ETAG_ERRORS)
+
+    async def each(
+        self, requests: Sequence[R], one: Callable[[R], Awaitable[None]]
+    ) -> list[StateError]:
+        """Several saves or deletes at once; the failures that stand. Under a policy, as
+        daprd's PerformBulkStoreOperation: a round that leaves failures is retried with only
+        the items that failed for another reason than their etag (one retry budget and one
+        breaker count per round). Unlike daprd, an etag failure of an earlier round is still
+        reported when a later round succeeds (daprd then answers success for it)."""
+        standing: list[StateError] = []  #: etag failures: never retried
+        pending, failed = list(requests), list[StateError]()
+
+        async def round_() -> None:
+            nonlocal pending, failed
+            outcomes = await asyncio.gather(*(_attempt(one(r)) for r in pending))
+            standing.extend(o for o in outcomes if isinstance(o, _ETAG_ERRORS))
+            retry = [
+                (r, o)
+                for r, o in zip(pending, outcomes, strict=True)
+                if o is not None and not isinstance(o, _ETAG_ERRORS)
+            ]
+            pending, failed = [r for r, _ in retry], [o for _, o in retry]
+            if failed:
+                raise failed[0]
+
+        try:
+            await self.call(round_)
+        except StateError as exc:
+            # Retries spent: the last round's failures; a timeout or an open breaker: every
+            # item that round was to send.
+            if not any(exc is f for f in failed):
+                failed = [exc] * len(pending)
+            return standing + failed
+        return standing
 
 
 class StateService:
@@ -189,10 +224,10 @@ class StateService:
             return
         started = time.perf_counter()
         if len(requests) == 1:
-            outcomes: list[StateError | None] = [await _attempt(entry.set(requests[0]))]
+            failure = await _attempt(entry.set(requests[0]))
+            failures = [] if failure is None else [failure]
         else:
-            outcomes = list(await asyncio.gather(*(_attempt(entry.set(r)) for r in requests)))
-        failures = [o for o in outcomes if o is not None]
+            failures = await entry.each(requests, entry.store.set)
         self._outcomes(store, m.SET, started, failures)
         if failures:
             raise err.operation_failed(err.SAVE, store, "", failures)
@@ -220,8 +255,11 @@ class StateService:
         entry = self._lookup(store)
         requests = [self._delete_request(entry, item) for item in items]
         started = time.perf_counter()
-        outcomes = await asyncio.gather(*(_attempt(entry.delete(r)) for r in requests))
-        failures = [o for o in outcomes if o is not None]
+        if len(requests) == 1:
+            failure = await _attempt(entry.delete(requests[0]))
+            failures = [] if failure is None else [failure]
+        else:
+            failures = await entry.each(requests, entry.store.delete)
         self._outcomes(store, m.BULK_DELETE, started, failures)
         if failures:
             raise err.operation_failed(err.BULK_DELETE, store, "", failures)

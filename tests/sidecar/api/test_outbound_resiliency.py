@@ -28,11 +28,18 @@ spec:
         policy: constant
         duration: 200ms
         maxRetries: 50
+    circuitBreakers:
+      twice:
+        trip: consecutiveFailures >= 2
+        timeout: 60s
   targets:
     components:
       statestore:
         outbound:
           retry: patient
+      breakerstore:
+        outbound:
+          circuitBreaker: twice
       pubsub:
         outbound:
           retry: patient
@@ -48,6 +55,7 @@ def car(
     docs = [
         component("statestore", "state.redis", {"redisHost": own_redis.host}),
         component("plainstore", "state.redis", {"redisHost": own_redis.host, "redisDB": "1"}),
+        component("breakerstore", "state.redis", {"redisHost": own_redis.host, "redisDB": "2"}),
         component("pubsub", "pubsub.redis", {"redisHost": own_redis.host}),
         component("plainpubsub", "pubsub.redis", {"redisHost": own_redis.host}),
         # Outboxes whose store is on the suite's Redis and whose pubsub on the one stopped
@@ -111,6 +119,44 @@ def test_a_save_outlasts_a_redis_outage_under_the_stores_policy(
     assert answer.status_code == 204, answer.text
     stored = httpx.get(f"{car.http}/v1.0/state/statestore/k", timeout=10)
     assert stored.json() == {"n": 2}
+
+
+def save_many(car: Sidecar, store: str, *items: tuple[str, object, str]) -> httpx.Response:
+    body = [{"key": k, "value": v, **({"etag": e} if e else {})} for k, v, e in items]
+    return httpx.post(f"{car.http}/v1.0/state/{store}", json=body, timeout=30)
+
+
+def test_a_multi_item_save_outlasts_a_redis_outage_under_the_stores_policy(
+    car: Sidecar, own_redis: RedisServer
+) -> None:
+    own_redis.stop()
+    items = [("m1", 1, ""), ("m2", 2, ""), ("m3", 3, "")]
+    answer = during_outage(own_redis, lambda: save_many(car, "statestore", *items))
+    assert answer.status_code == 204, answer.text
+    got = httpx.post(
+        f"{car.http}/v1.0/state/statestore/bulk", json={"keys": ["m1", "m2", "m3"]}, timeout=10
+    )
+    assert [item["data"] for item in got.json()] == [1, 2, 3]
+
+
+def test_a_multi_item_save_counts_once_per_round_on_the_breaker(
+    car: Sidecar, own_redis: RedisServer
+) -> None:
+    """daprd's PerformBulkStoreOperation runs all items of a round as one attempt of the
+    policy: three items failing together are one failure for the breaker, not three."""
+    items = [("b1", 1, ""), ("b2", 2, ""), ("b3", 3, "")]
+    own_redis.stop()
+    failed = save_many(car, "breakerstore", *items)
+    assert failed.status_code == 500 and failed.json()["errorCode"] == "ERR_STATE_SAVE"
+    own_redis.restart()
+    assert save(car, "breakerstore", "b1", 1).status_code == 204  # one failure: still closed
+    own_redis.stop()
+    assert save_many(car, "breakerstore", *items).status_code == 500
+    assert save_many(car, "breakerstore", *items).status_code == 500  # the breaker opens
+    own_redis.restart()
+    refused = save(car, "breakerstore", "b1", 1)
+    assert refused.status_code == 500, refused.text
+    assert "circuit breaker is open" in refused.json()["message"]
 
 
 def test_a_publish_outlasts_a_redis_outage_under_the_pubsubs_policy(
