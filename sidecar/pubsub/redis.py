@@ -2,7 +2,8 @@
 
 One stream per topic; entries carry ``data`` and ``metadata`` (JSON) fields. Consumers of one
 ``consumerID`` share a group (competing); ones left pending longer than ``processingTimeout``
-are reclaimed every ``redeliverInterval``. The loops survive Redis restarts and recreate a lost
+are reclaimed every ``redeliverInterval``, looking only at the group's first ``queueDepth``
+pending messages as contrib does. The loops survive Redis restarts and recreate a lost
 group.
 
 When a message is acknowledged follows contrib 1.18 (``processMessage``; since "Make Redis
@@ -49,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 _BLOCK_MS = 2000  #: XREADGROUP BLOCK; bounds how long a poll waits before checking for close
 _MAX_BACKOFF = 5.0  #: seconds between reconnection attempts while Redis is down
-_RECLAIM_ROUNDS = 100  #: XAUTOCLAIM pages per redeliver tick
+_RECLAIM_ROUNDS = 100  #: claim rounds per redeliver tick, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,10 @@ def _pairs(fields: Sequence[bytes] | None) -> dict[bytes, bytes]:
     if not fields:
         return {}
     return dict(zip(fields[::2], fields[1::2], strict=True))
+
+
+#: XCLAIM's entries as redis-py gives them: (None, None) for one deleted from the stream.
+_Claimed = list[tuple[bytes, dict[bytes, bytes]] | tuple[None, None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,23 +346,42 @@ class RedisStreamsPubSub:
             await asyncio.sleep(settings.redeliver_interval)
 
     async def _reclaim(self, topic: str, queue: asyncio.Queue[_Pending]) -> None:
-        """XAUTOCLAIM messages idle for processingTimeout and queue them for the workers."""
+        """Hand out again the messages idle for processingTimeout, as contrib's
+        ``reclaimPendingMessages``: look at the group's first ``queueDepth`` pending messages
+        (oldest first), claim the ones idle that long and queue them; again, until none of the
+        first ``queueDepth`` is due. A message behind ``queueDepth`` older pending ones is so
+        not handed out again until enough of those are acknowledged, as under daprd. Claimed
+        messages that the stream no longer holds are acknowledged."""
         settings = self.settings
+        group = settings.consumer_id
         idle_ms = int(settings.processing_timeout * 1000)
-        start: bytes | str = "0-0"
+        client: Any = self._client  # redis-py's stream replies are typed looser than they are
         for _ in range(_RECLAIM_ROUNDS):
-            reply = await self._client.xautoclaim(
-                topic,
-                settings.consumer_id,
-                settings.consumer_id,
-                min_idle_time=idle_ms,
-                start_id=start,
-                count=settings.queue_depth,
+            pending: list[dict[str, Any]] = await client.xpending_range(
+                topic, group, min="-", max="+", count=settings.queue_depth
             )
-            start, claimed = reply[0], reply[1]
-            for entry_id, fields in claimed:
-                if entry_id is None or fields is None:
-                    continue  # deleted from the stream (trimmed); nothing to deliver
-                await queue.put(_Pending(entry_id, _decode(topic, fields)))
-            if start in (b"0-0", "0-0"):
+            due: list[bytes] = [
+                p["message_id"] for p in pending if p["time_since_delivered"] >= idle_ms
+            ]
+            if not due:
                 return
+            claimed: _Claimed = await client.xclaim(
+                topic, group, group, min_idle_time=idle_ms, message_ids=due
+            )
+            for entry_id, fields in claimed:
+                if entry_id is not None and fields is not None:
+                    await queue.put(_Pending(entry_id, _decode(topic, fields)))
+            if any(entry_id is None for entry_id, _ in claimed):
+                await self._drop_deleted(topic, set(due) - {e for e, _ in claimed})
+
+    async def _drop_deleted(self, topic: str, entry_ids: set[bytes]) -> None:
+        """contrib's ``removeMessagesThatNoLongerExistFromPending``: acknowledge each pending
+        message that a claim of its own finds deleted from the stream (trimmed)."""
+        group = self.settings.consumer_id
+        client: Any = self._client
+        for entry_id in entry_ids:
+            claimed: _Claimed = await client.xclaim(
+                topic, group, group, min_idle_time=0, message_ids=[entry_id]
+            )
+            if any(found is None for found, _ in claimed):
+                await client.xack(topic, group, entry_id)

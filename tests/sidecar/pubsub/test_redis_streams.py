@@ -44,6 +44,13 @@ def collector(into: list[Message]) -> Any:
     return handler
 
 
+def collector_of_data(into: list[bytes]) -> Any:
+    async def handler(message: Message) -> None:
+        into.append(message.data)
+
+    return handler
+
+
 async def test_publish_and_consume_round_trip(redis_server: RedisServer) -> None:
     topic = unique("roundtrip")
     pubsub = await started(redis_component(redis_server.host, consumerID=unique("g")))
@@ -143,6 +150,70 @@ async def test_unacked_message_of_a_dead_consumer_is_reclaimed_with_same_event_i
 
 async def _pending(raw_redis: aioredis.Redis, topic: str, group: str) -> int:
     return int((await raw_redis.xpending(topic, group))["pending"])
+
+
+async def _left_pending(
+    raw_redis: aioredis.Redis, topic: str, group: str, count: int
+) -> list[bytes]:
+    """``count`` messages read by the group's consumer and never acknowledged, as a consumer
+    that died mid-handling leaves them (oldest first)."""
+    await raw_redis.xgroup_create(topic, group, id="0", mkstream=True)
+    ids = [await raw_redis.xadd(topic, {"data": f"m{i}".encode()}) for i in range(count)]
+    await raw_redis.xreadgroup(group, group, {topic: ">"}, count=count)
+    return ids
+
+
+async def test_the_reclaimer_looks_only_at_the_first_queue_depth_pending_messages(
+    redis_server: RedisServer, raw_redis: aioredis.Redis
+) -> None:
+    """contrib's reclaimPendingMessages reads the group's first queueDepth pending messages and
+    claims the ones idle for processingTimeout: one behind queueDepth older ones that are not
+    due (handed out again lately) waits until one of those is acknowledged."""
+    topic, group = unique("depth"), unique("g")
+    first, second, third = await _left_pending(raw_redis, topic, group, 3)
+    settings = {"processingTimeout": "300", "redeliverInterval": "100ms", "queueDepth": "2"}
+    pubsub = await started(redis_component(redis_server.host, consumerID=group, **settings))
+    received: list[bytes] = []
+
+    async def keep_fresh(*entry_ids: bytes) -> None:
+        # What another replica's reclaimer does to messages it hands out again.
+        await raw_redis.xclaim(topic, group, group, min_idle_time=0, message_ids=list(entry_ids))
+
+    try:
+        await keep_fresh(first, second)
+        await pubsub.subscribe(topic, collector_of_data(received), concurrency=2)
+        for _ in range(8):  # 1.6 s: the third message is idle past processingTimeout for good
+            await asyncio.sleep(0.2)
+            await keep_fresh(first, second)
+        assert received == []
+        await raw_redis.xack(topic, group, first)
+        for _ in range(25):  # now the third is among the first two pending: handed out
+            if received:
+                break
+            await asyncio.sleep(0.2)
+            await keep_fresh(second)
+        assert received == [b"m2"]
+    finally:
+        await pubsub.close()
+
+
+async def test_a_pending_message_deleted_from_the_stream_is_acknowledged(
+    redis_server: RedisServer, raw_redis: aioredis.Redis
+) -> None:
+    """contrib's removeMessagesThatNoLongerExistFromPending: a claim that finds the message
+    gone (trimmed) acknowledges it, so it stops taking a place among the pending."""
+    topic, group = unique("trimmed"), unique("g")
+    gone, kept = await _left_pending(raw_redis, topic, group, 2)
+    await raw_redis.xdel(topic, gone)
+    settings = {"processingTimeout": "200", "redeliverInterval": "100ms"}
+    pubsub = await started(redis_component(redis_server.host, consumerID=group, **settings))
+    received: list[bytes] = []
+    try:
+        await pubsub.subscribe(topic, collector_of_data(received), concurrency=1)
+        await eventually(lambda: received == [b"m1"], 5)
+        await eventually_async(lambda: _pending(raw_redis, topic, group), 0)
+    finally:
+        await pubsub.close()
 
 
 async def test_a_failure_is_acknowledged_as_contrib_1_18_does(
