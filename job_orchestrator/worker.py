@@ -68,15 +68,23 @@ class Worker:
         return job_id in self._runs
 
     async def deliver(self, job_id: str) -> Answer:
-        """A job.created delivery from the queue: run the job (or decide it needs nothing)."""
-        run = self._runs.get(job_id)
-        if run is None:
-            if self._stopping:
-                return Answer.RETRY  # a stopping replica claims nothing new
-            started = await self._start(job_id)
-            if isinstance(started, Answer):
-                return started
-            run = started
+        """A job.created delivery from the queue: run the job (or decide it needs nothing).
+
+        The delivery that starts a run is held until the job is final. Another delivery of a
+        job running here (the broker hands a message pending past ``processingTimeout`` out
+        again, as a long job's is, every ``processingTimeout``) answers RETRY at once, as one
+        for a job running on another replica does: held as well, each would keep one more of
+        the sidecar's ``concurrency`` slots until the job ends, until long jobs crowd every
+        other job out of the replica.
+        """
+        if job_id in self._runs:
+            logger.info("job %s runs here already; leaving the redelivery pending", job_id)
+            return Answer.RETRY
+        if self._stopping:
+            return Answer.RETRY  # a stopping replica claims nothing new
+        run = await self._start(job_id)
+        if isinstance(run, Answer):
+            return run
         assert run.task is not None
         try:
             # shield: the sidecar dropping this request must not stop the job.

@@ -100,3 +100,24 @@ def test_cluster_alternatives_cover_the_local_alternatives() -> None:
     assert "state.postgresql" in cluster_types
     for doc in cluster_docs:
         assert doc["metadata"]["name"] in local
+
+
+def test_the_queue_redelivers_any_job_the_cluster_can_run_at_once() -> None:
+    """pubsub.redis (contrib 1.18) looks for messages to hand out again only among the group's
+    first queueDepth pending ones: below replicas x concurrency, a lost replica's jobs would
+    wait behind other replicas' long-running ones."""
+    cluster = _documents(sorted(K8S.glob("*.yaml")))
+    (queue,) = [
+        d for d in cluster if d.get("kind") == "Component" and d["metadata"]["name"] == "jobqueue"
+    ]
+    settings = {
+        m["name"]: int(m["value"])
+        for m in queue["spec"]["metadata"]
+        if m["name"] in ("queueDepth", "concurrency")
+    }
+    deployment = next(
+        d
+        for d in cluster
+        if d.get("kind") == "Deployment" and d["metadata"]["name"] == "job-orchestrator"
+    )
+    assert settings["queueDepth"] >= deployment["spec"]["replicas"] * settings["concurrency"]
