@@ -109,12 +109,21 @@ class JobStore:
             return "1"
         return str(int(etag) + 1) if etag.isdigit() else ""
 
-    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _call(
+        self, what: str, call: Callable[[], Awaitable[T]], *, may_conflict: bool = False
+    ) -> T:
+        """Make one sidecar call; a failure is StoreUnavailable.
+
+        A failure counts as one of ``failed_calls`` here unless ``may_conflict``: a write with
+        an etag (or first-write) that loses its race can fail like an outage (state.redis
+        reports it as a generic error), so its caller counts it once it has told them apart.
+        """
         self.calls += 1
         try:
             return await self._answer(what, call)
         except StoreUnavailable:
-            self.failed_calls += 1
+            if not may_conflict:
+                self.failed_calls += 1
             raise
 
     async def _answer(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -189,17 +198,18 @@ class JobStore:
                 lambda: self._client.save_state(
                     self._store, key, body, etag=etag, options=options, state_metadata=meta
                 ),
+                may_conflict=True,
             )
             return self.next_etag(etag or "")
         except StoreUnavailable as exc:
             if grpc_code(exc) == ABORTED:
                 raise Conflict(key) from exc
-            if not (etag or first_write):
-                raise
-            # state.redis reports a lost first-write as a generic error, not ABORTED: look.
-            current, current_etag = await self.get_raw(key)
-            if (first_write and current is not None) or (etag and current_etag != etag):
-                raise Conflict(key) from exc
+            if etag or first_write:
+                # state.redis reports a lost first-write as a generic error, not ABORTED: look.
+                current, current_etag = await self.get_raw(key)
+                if (first_write and current is not None) or (etag and current_etag != etag):
+                    raise Conflict(key) from exc
+            self.failed_calls += 1
             raise
 
     async def renew_lease(self, job: Job, etag: str) -> str:
@@ -243,9 +253,11 @@ class JobStore:
             return [await _outcome(self._transact(writes[0]))]
         ops = [op for write in writes for op in write.ops]
         try:
+            # Not counted as failed: settling reads and retries, and an outage fails those too.
             await self._call(
                 f"saving {len(writes)} jobs",
                 lambda: self._client.execute_state_transaction(self._store, ops),
+                may_conflict=True,
             )
             return [None] * len(writes)
         except StoreUnavailable:
@@ -282,6 +294,7 @@ class JobStore:
             await self._call(
                 f"saving {key}",
                 lambda: self._client.execute_state_transaction(self._store, write.ops),
+                may_conflict=True,
             )
         except StoreUnavailable:
             # A stale etag inside a transaction surfaces as a generic transaction error (daprd
@@ -290,6 +303,7 @@ class JobStore:
                 _, current = await self.get_raw(key)
                 if current != etag:
                     raise Conflict(key) from None
+            self.failed_calls += 1
             raise
 
     async def mutate(

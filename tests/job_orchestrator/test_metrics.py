@@ -6,6 +6,7 @@ The app is shared by the package, so every figure is read as a difference around
 from __future__ import annotations
 
 import threading
+import uuid
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -79,6 +80,26 @@ def test_jobs_are_counted_by_type_and_final_status(inproc: InProcess) -> None:
     # Each job needs sidecar calls; none of these failed.
     assert delta("job_orchestrator_sidecar_calls_total") >= 4
     assert delta("job_orchestrator_sidecar_call_failures_total") == 0
+
+
+def test_lost_races_are_not_counted_as_sidecar_failures(inproc: InProcess) -> None:
+    """An idempotent replay loses its first-write on the key, which state.redis reports as a
+    generic error, like an outage: an ordinary client retry must not look like one."""
+    before = scrape(inproc)
+    body = {"input": {"seconds": 0}}
+    key = {"Idempotency-Key": f"metrics-{uuid.uuid4()}"}
+    first = inproc.client.post("/jobs", json=body, headers=key)
+    replays = [inproc.client.post("/jobs", json=body, headers=key) for _ in range(3)]
+    other = inproc.client.post("/jobs", json={"input": {"seconds": 1}}, headers=key)
+    assert first.status_code == 202
+    assert [r.json()["id"] for r in replays] == [first.json()["id"]] * 3
+    assert other.status_code == 422
+    after = scrape(inproc)
+    failures = "job_orchestrator_sidecar_call_failures_total"
+    assert value(after, failures) - value(before, failures) == 0
+    assert value(after, "job_orchestrator_sidecar_calls_total") > value(
+        before, "job_orchestrator_sidecar_calls_total"
+    )
 
 
 def test_running_handlers_and_waiting_requests_are_gauges(inproc: InProcess) -> None:
