@@ -18,6 +18,7 @@ from job_orchestrator.jobs import JobStatus
 from job_orchestrator.models import (
     FAIL_EXAMPLE,
     QUICK_EXAMPLE,
+    START_EXAMPLE,
     WAIT_EXAMPLE,
     Health,
     JobPage,
@@ -73,6 +74,23 @@ EXAMPLES = {
     "fail": {"summary": "A job that fails with a clear error", "value": FAIL_EXAMPLE},
 }
 JobBody = Annotated[JobRequest, Body(openapi_examples=EXAMPLES)]
+#: POST /jobs waits only when asked with `Prefer: wait=N` (its examples in PREFER_EXAMPLES).
+SUBMIT_EXAMPLES = {
+    "start": {
+        "summary": "5 s job: 202 + Location at once, or 200 with Prefer: wait=10",
+        "value": START_EXAMPLE,
+    },
+    "fail": {
+        "summary": "A job that fails with a clear error (200 with Prefer: wait=10)",
+        "value": {"type": "wait", "input": {"seconds": 1, "fail": True}},
+    },
+}
+SubmitBody = Annotated[JobRequest, Body(openapi_examples=SUBMIT_EXAMPLES)]
+PREFER_EXAMPLES = {
+    "none": {"summary": "Answer at once: 202 + Location", "value": ""},
+    "wait": {"summary": "Wait up to 10 s: 200 if the job is final by then", "value": "wait=10"},
+    "respond-async": {"summary": "Answer at once, said explicitly", "value": "respond-async"},
+}
 
 router = APIRouter(
     responses={
@@ -151,7 +169,7 @@ async def start_job_with_timeout(
     },
 )
 async def submit_job(
-    body: JobBody,
+    body: SubmitBody,
     request: Request,
     service: ServiceDep,
     caller: CallerDep,
@@ -159,7 +177,11 @@ async def submit_job(
     idempotency_key: IdempotencyKey = None,
     prefer: Annotated[
         str | None,
-        Header(description="RFC 7240, e.g. `wait=10` or `respond-async`", examples=["wait=10"]),
+        Header(
+            alias="Prefer",
+            description="RFC 7240, e.g. `wait=10` or `respond-async`",
+            openapi_examples=PREFER_EXAMPLES,
+        ),
     ] = None,
 ) -> JSONResponse:
     """Start a job: 202 + Location at once, or honour `Prefer: wait=N` (200 if done in time)."""

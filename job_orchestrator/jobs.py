@@ -53,6 +53,10 @@ class InvalidTransition(Exception):
         super().__init__(f"job {job.id} cannot go from {job.status} to {target}")
 
 
+def _epoch(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
 def iso(ts: float | None) -> str | None:
     """RFC 3339 UTC with milliseconds, or None."""
     if ts is None:
@@ -63,7 +67,7 @@ def iso(ts: float | None) -> str | None:
 def parse_iso(value: str | None) -> float | None:
     if not value:
         return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return _epoch(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +110,11 @@ class Job:
 
     def public(self) -> dict[str, Any]:
         """The job as clients and event subscribers see it (no lease internals)."""
+        started, completed = iso(self.started_at), iso(self.completed_at)
         duration = None
-        if self.started_at is not None and self.completed_at is not None:
-            duration = round(self.completed_at - self.started_at, 3)
+        if started is not None and completed is not None:
+            # From the times as shown (milliseconds), so every read of the job says the same.
+            duration = round(_epoch(completed) - _epoch(started), 3)
         return {
             "id": self.id,
             "type": self.type,
@@ -119,9 +125,9 @@ class Job:
             "result": self.result,
             "error": self.error,
             "createdAt": iso(self.created_at),
-            "startedAt": iso(self.started_at),
+            "startedAt": started,
             "updatedAt": iso(self.updated_at),
-            "completedAt": iso(self.completed_at),
+            "completedAt": completed,
             "attempt": self.attempt,
             "maxAttempts": self.max_attempts,
             "runTimeoutSeconds": self.run_timeout_seconds,

@@ -15,6 +15,12 @@ WAIT_EXAMPLE: dict[str, JsonValue] = {
     "owner": "microservice-x",
     "timeoutSeconds": 2,
 }
+#: POST /jobs waits through the Prefer header, so its examples carry no timeoutSeconds.
+START_EXAMPLE: dict[str, JsonValue] = {
+    "type": "wait",
+    "input": {"seconds": 5},
+    "owner": "microservice-x",
+}
 QUICK_EXAMPLE: dict[str, JsonValue] = {"type": "wait", "input": {"seconds": 1}, "timeoutSeconds": 5}
 FAIL_EXAMPLE: dict[str, JsonValue] = {
     "type": "wait",

@@ -282,6 +282,44 @@ def test_health_docs_and_subscriptions(inproc: InProcess) -> None:
     assert {s["pubsubname"] for s in subs} == {"jobqueue", "jobbroadcast"}
 
 
+def test_swagger_examples_do_what_their_summaries_say(inproc: InProcess) -> None:
+    """Every example Swagger offers for the two ways to start a job runs as it is and is
+    answered as its summary says (POST /jobs waits only through its Prefer examples)."""
+    spec = inproc.client.get("/openapi.json").json()
+
+    def examples(path: str) -> dict[str, Any]:
+        body = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        found: dict[str, Any] = body["examples"]
+        return found
+
+    started = {
+        name: inproc.client.post("/Jobs/StartJobWithTimeout", json=example["value"])
+        for name, example in examples("/Jobs/StartJobWithTimeout").items()
+    }
+    assert {name: (r.status_code, r.json()["status"]) for name, r in started.items()} == {
+        "wait-202": (202, "InProgress"),
+        "wait-200": (200, "Completed"),
+        "fail": (200, "Failed"),
+    }
+    assert "fail" in started["fail"].json()["error"]
+    parameters = spec["paths"]["/jobs"]["post"]["parameters"]
+    prefer = next(p for p in parameters if p["name"] == "Prefer")["examples"]
+    assert {name: e["value"] for name, e in prefer.items()} == {
+        "none": "",
+        "wait": "wait=10",
+        "respond-async": "respond-async",
+    }
+    for name, example in examples("/jobs").items():
+        assert "timeoutSeconds" not in example["value"], name  # POST /jobs would ignore it
+        at_once = inproc.client.post("/jobs", json=example["value"])
+        assert (at_once.status_code, at_once.json()["status"]) == (202, "New"), name
+        waited = inproc.client.post(
+            "/jobs", json=example["value"], headers={"Prefer": prefer["wait"]["value"]}
+        )
+        assert waited.status_code == 200, (name, waited.text)
+        assert waited.json()["status"] == ("Failed" if name == "fail" else "Completed")
+
+
 def test_index_pages_across_minutes_days_and_replicas(inproc: InProcess) -> None:
     """Index parts written by two replicas over two days list newest first, page by page."""
     owner = f"history-{uuid.uuid4().hex[:6]}"

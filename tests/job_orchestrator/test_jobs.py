@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from job_orchestrator import jobs
@@ -126,6 +128,23 @@ def test_record_round_trip_keeps_internals_and_public_hides_them() -> None:
     assert "leaseExpiresAt" not in public and "failures" not in public
     assert public["durationSeconds"] == 2.5
     assert public["owner"] == "o" and public["sequence"] == 3
+
+
+def test_duration_is_the_same_on_every_read() -> None:
+    """The answer to the waiting request (times in memory, to the microsecond) and every later
+    read (times as stored, to the millisecond) give the same durationSeconds."""
+    job = jobs.new_job(
+        "d", "wait", {}, owner=None, max_attempts=1, run_timeout_seconds=None, now=1000.0
+    )
+    running = jobs.claim(job, "w", 1000.0009, 30)
+    done = jobs.transition(running, JobStatus.COMPLETED, 1002.0031)
+    answered = done.public()
+    stored = Job.from_record(json.loads(json.dumps(done.to_record()))).public()
+    assert (answered["startedAt"], answered["completedAt"]) == (
+        "1970-01-01T00:16:40.000Z",
+        "1970-01-01T00:16:42.003Z",
+    )
+    assert answered["durationSeconds"] == stored["durationSeconds"] == 2.003
 
 
 @pytest.mark.parametrize(
