@@ -15,6 +15,9 @@ export ORCHESTRATOR_DAPR_GRPC_PORT=${ORCHESTRATOR_DAPR_GRPC_PORT:-50001}
 export MICROSERVICE_X_PORT=${MICROSERVICE_X_PORT:-8001}
 export MICROSERVICE_X_DAPR_HTTP_PORT=${MICROSERVICE_X_DAPR_HTTP_PORT:-3501}
 export MICROSERVICE_X_DAPR_GRPC_PORT=${MICROSERVICE_X_DAPR_GRPC_PORT:-50002}
+# Both apps listen here (their own default is 0.0.0.0, for containers): only this machine
+# reaches them, as it alone reaches the sidecars and Redis. APP_HOST=0.0.0.0 opens them up.
+export APP_HOST=${APP_HOST:-127.0.0.1}
 
 log() { printf '[start.sh] %s\n' "$*"; }
 
@@ -127,6 +130,61 @@ PY
     echo data/run/dapr.yaml
 }
 
+# Until both apps answer /healthz: 0. 1 when START_TIMEOUT (default 120 s) passes first, the
+# runner ($1) exits, or an app's sidecar (port after each URL) goes away once it was up: the local
+# runner stops an app's sidecar when the app exits (e.g. a bad JOB_HANDLERS exits at once).
+wait_until_up() {
+    .venv/bin/python - "$@" <<'PY'
+import os
+import signal
+import socket
+import sys
+import time
+import urllib.request
+
+signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: start.sh's own trap reports it
+runner = int(sys.argv[1])
+waiting = dict(zip(sys.argv[2::2], map(int, sys.argv[3::2])))  # app health URL -> sidecar port
+deadline = time.monotonic() + float(os.environ.get("START_TIMEOUT", "120"))
+sidecar_seen: set[int] = set()
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+gone = []
+while waiting and not gone and time.monotonic() < deadline:
+    try:
+        os.kill(runner, 0)
+    except ProcessLookupError:
+        break
+    for url, port in list(waiting.items()):
+        if answers(url):
+            del waiting[url]
+        elif listening(port):
+            sidecar_seen.add(port)
+        elif port in sidecar_seen:
+            gone.append(url)
+    time.sleep(0.3)
+for url in waiting:
+    print(f"start.sh: {url} did not answer; see the log above", file=sys.stderr)
+sys.exit(1 if waiting else 0)
+PY
+}
+
 run_checks() {
     local status=0
     log "ruff check"
@@ -170,14 +228,23 @@ run)
         log "running both apps with the project's local sidecar (python -m sidecar run -f $RUN_FILE)"
         RUNNER=(.venv/bin/python -m sidecar run -f "$RUN_FILE")
     fi
-    log "job-orchestrator: app 127.0.0.1:$ORCHESTRATOR_PORT, sidecar HTTP $ORCHESTRATOR_DAPR_HTTP_PORT / gRPC $ORCHESTRATOR_DAPR_GRPC_PORT"
-    log "microservice-x:   app 127.0.0.1:$MICROSERVICE_X_PORT, sidecar HTTP $MICROSERVICE_X_DAPR_HTTP_PORT / gRPC $MICROSERVICE_X_DAPR_GRPC_PORT"
+    log "job-orchestrator: app $APP_HOST:$ORCHESTRATOR_PORT, sidecar HTTP $ORCHESTRATOR_DAPR_HTTP_PORT / gRPC $ORCHESTRATOR_DAPR_GRPC_PORT"
+    log "microservice-x:   app $APP_HOST:$MICROSERVICE_X_PORT, sidecar HTTP $MICROSERVICE_X_DAPR_HTTP_PORT / gRPC $MICROSERVICE_X_DAPR_GRPC_PORT"
     log "Redis:            127.0.0.1:$REDIS_PORT"
     log "Swagger: http://127.0.0.1:$ORCHESTRATOR_PORT/docs   (start with POST /Jobs/StartJobWithTimeout)"
     log "         http://127.0.0.1:$MICROSERVICE_X_PORT/docs"
     log "Ctrl-C stops everything"
     setsid "${RUNNER[@]}" &
     CHILD_PIDS+=($!)
+    # Both apps up, or stop everything: the runner (like `dapr run -f`) keeps the others
+    # running when one app exits, which would leave a half-started pair behind.
+    if ! wait_until_up "${CHILD_PIDS[-1]}" \
+        "http://127.0.0.1:$ORCHESTRATOR_PORT/healthz" "$ORCHESTRATOR_DAPR_HTTP_PORT" \
+        "http://127.0.0.1:$MICROSERVICE_X_PORT/healthz" "$MICROSERVICE_X_DAPR_HTTP_PORT"; then
+        log "the pair did not start; stopping everything"
+        exit 1
+    fi
+    log "both services are up"
     wait "${CHILD_PIDS[-1]}"
     ;;
 *)

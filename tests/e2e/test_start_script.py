@@ -8,6 +8,7 @@ import json
 import os
 import pty
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -100,20 +101,20 @@ def _stored_jobs(port: int, job_ids: list[str]) -> list[dict[str, object]]:
     return [json.loads(record) for record in records if record is not None]
 
 
+_PORT_NAMES = (
+    "REDIS_PORT",
+    "ORCHESTRATOR_PORT",
+    "ORCHESTRATOR_DAPR_HTTP_PORT",
+    "ORCHESTRATOR_DAPR_GRPC_PORT",
+    "MICROSERVICE_X_PORT",
+    "MICROSERVICE_X_DAPR_HTTP_PORT",
+    "MICROSERVICE_X_DAPR_GRPC_PORT",
+)
+
+
 @pytest.mark.timeout(180)
 def test_start_runs_the_pair_and_ctrl_c_stops_everything() -> None:
-    ports = {
-        name: free_port()
-        for name in (
-            "REDIS_PORT",
-            "ORCHESTRATOR_PORT",
-            "ORCHESTRATOR_DAPR_HTTP_PORT",
-            "ORCHESTRATOR_DAPR_GRPC_PORT",
-            "MICROSERVICE_X_PORT",
-            "MICROSERVICE_X_DAPR_HTTP_PORT",
-            "MICROSERVICE_X_DAPR_GRPC_PORT",
-        )
-    }
+    ports = {name: free_port() for name in _PORT_NAMES}
     marker = f"START_SH_TEST_MARKER={uuid.uuid4().hex}"
     env = {
         **os.environ,
@@ -193,4 +194,47 @@ def test_start_runs_the_pair_and_ctrl_c_stops_everything() -> None:
                 pass
         reader.join(timeout=10)  # ends once every process on the terminal is gone (EIO)
         os.close(terminal)
+        shutil.rmtree(ROOT / "data" / f"redis-{ports['REDIS_PORT']}", ignore_errors=True)
+
+
+@pytest.mark.timeout(120)
+def test_start_stops_everything_when_an_app_cannot_start() -> None:
+    """A bad JOB_HANDLERS makes the orchestrator exit with code 2 at start. The runner (like
+    `dapr run -f`) would keep the rest running half-started; start.sh stops it all instead."""
+    ports = {name: free_port() for name in _PORT_NAMES}
+    marker = f"START_SH_TEST_MARKER={uuid.uuid4().hex}"
+    env = {
+        **os.environ,
+        **{name: str(port) for name, port in ports.items()},
+        "DAPR_RUNTIME": "local",
+        "JOB_HANDLERS": "no_such_module_here:jobs",
+        marker.split("=")[0]: marker.split("=")[1],
+    }
+    started = subprocess.Popen(
+        [str(ROOT / "start.sh")],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        output, _ = started.communicate(timeout=90)
+        printed = output.decode(errors="replace")
+        assert started.returncode == 1, printed
+        assert "cannot import no_such_module_here" in printed
+        assert "the pair did not start; stopping everything" in printed
+        deadline = time.monotonic() + 10
+        while _processes_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _processes_with(marker) == []
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{ports['MICROSERVICE_X_PORT']}/healthz")
+    finally:
+        with contextlib.suppress(redis.RedisError, OSError):
+            redis.Redis(port=ports["REDIS_PORT"], socket_timeout=2).shutdown(nosave=True)
+        for leftover in [started.pid, *_processes_with(marker)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(leftover, 9)
+        started.wait(timeout=10)
         shutil.rmtree(ROOT / "data" / f"redis-{ports['REDIS_PORT']}", ignore_errors=True)
