@@ -114,6 +114,11 @@ class Deliverer:
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        #: The app's subscriptions (route, what delivers to it, its concurrency), from start().
+        self._app_routes: list[tuple[Route, Handler, int]] = []
+        #: Their consumers while subscribed at the components; none while the app is unhealthy.
+        self._app_consumers: list[Consumers] = []
+        self._switching: asyncio.Task[None] | None = None  #: subscribes or unsubscribes them
 
     @property
     def streaming(self) -> list[Subscription]:
@@ -166,14 +171,46 @@ class Deliverer:
             routes.append((self._route(sub, self._http), sub, _concurrency(sub)))
         for route, sub, concurrency in routes:
             deliver = self._bulk(route, sub) if sub.bulk else partial(self._handle, route)
-            await self._pubsubs[route.pubsubname].subscribe(
-                route.topic, self._handler(deliver, gated=True), concurrency=concurrency
-            )
+            self._app_routes.append((route, deliver, concurrency))
+            if self._open.is_set():
+                await self._subscribe_app(route, deliver, concurrency)
             logger.info(
                 "subscribed to topic %s on pubsub %s%s",
                 route.topic,
                 route.pubsubname,
                 " (bulk)" if sub.bulk else "",
+            )
+
+    async def _subscribe_app(self, route: Route, deliver: Handler, concurrency: int) -> None:
+        consumers = await self._pubsubs[route.pubsubname].subscribe(
+            route.topic, self._handler(deliver, gated=True), concurrency=concurrency
+        )
+        self._app_consumers.append(consumers)
+
+    async def _switch_app_subscriptions(self) -> None:
+        """Bring the components' subscriptions in line with the app's health, as daprd's
+        StopAppSubscriptions / StartAppSubscriptions do: while the app is unhealthy the sidecar
+        reads nothing and claims nothing. What it had read and not finished stays pending, so
+        another replica's sidecar hands it out again after processingTimeout; holding it
+        instead (and claiming it again, under the same consumer name) would keep it from them
+        for as long as the app is down."""
+        while not self._closed:
+            if not self._open.is_set() and self._app_consumers:
+                stopping, self._app_consumers = self._app_consumers, []
+                for consumers in stopping:
+                    await consumers.stop()
+                logger.info("app subscriptions stopped while the app is unhealthy")
+            elif self._open.is_set() and not self._app_consumers and self._app_routes:
+                for route, deliver, concurrency in self._app_routes:
+                    await self._subscribe_app(route, deliver, concurrency)
+                logger.info("app subscriptions started (the app is healthy)")
+            else:
+                return
+
+    def _app_health_switch(self) -> None:
+        if self._switching is None or self._switching.done():
+            self._switching = asyncio.create_task(
+                self._switch_app_subscriptions(), name="app-subscriptions"
             )
 
     async def subscribe_stream(self, sub: Subscription, postman: StreamPostman) -> Consumers:
@@ -223,13 +260,16 @@ class Deliverer:
         return bulk.deliver
 
     def pause(self) -> None:
-        """The app is unhealthy: hold every delivery (unacknowledged) until ``resume``. Once
-        each subscription's slots hold one, nothing more is read from the broker, as daprd
-        reads nothing while it is unsubscribed."""
+        """The app is unhealthy: stop its subscriptions at the components until ``resume``
+        (see ``_switch_app_subscriptions``); deliveries under way wait, unacknowledged."""
         self._open.clear()
+        if self._app_routes:
+            self._app_health_switch()
 
     def resume(self) -> None:
         self._open.set()
+        if self._app_routes:
+            self._app_health_switch()
 
     def refuse(self) -> None:
         """Take no new messages (they are left unacknowledged); those in flight go on."""
@@ -240,6 +280,8 @@ class Deliverer:
         """Refuse new messages and wait for the ones in flight, however long they take (the
         runtime bounds the whole shutdown by ``--dapr-graceful-shutdown-seconds``)."""
         self.refuse()
+        if self._switching is not None:
+            self._switching.cancel()
         await self._idle.wait()
         for bulk in self._bulk_subscribers:
             await bulk.close()

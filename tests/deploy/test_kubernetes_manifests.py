@@ -54,6 +54,19 @@ def test_every_app_of_the_run_template_is_deployed_with_the_same_id_and_port() -
         assert env.get("APP_PORT") == str(app["appPort"])
 
 
+def test_sidecars_check_their_apps_health_locally_and_on_kubernetes() -> None:
+    """A sidecar whose app is dead must stop its subscriptions, or the queue keeps handing
+    that replica's jobs to it (tests/e2e/test_faults_replicas.py kills only an app)."""
+    template = yaml.safe_load((ROOT / "dapr.yaml").read_text())
+    assert template["common"]["enableAppHealthCheck"] is True
+    assert template["common"]["appHealthCheckPath"] == "/healthz"
+    deployments = _by_kind(_documents(sorted(K8S.glob("*.yaml"))), "Deployment")
+    for app_id in _local_run_apps():
+        annotations = deployments[app_id]["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["dapr.io/enable-app-health-check"] == "true"
+        assert annotations["dapr.io/app-health-check-path"] == "/healthz"
+
+
 def test_the_orchestrator_runs_several_replicas() -> None:
     deployments = _by_kind(_documents(sorted(K8S.glob("*.yaml"))), "Deployment")
     assert deployments["job-orchestrator"]["spec"]["replicas"] >= 2

@@ -2,7 +2,8 @@
 
 test_orchestrator_replicas.py shows one job taken over after its replica died. These add what
 the callers see: requests waiting on the surviving replica are answered, no job ends twice, and
-microservice-x gets every final event; the same when only the replica's sidecar dies; and a
+microservice-x gets every final event; the same when only the replica's sidecar dies, or only its
+app (its sidecar, which checks the app's health, must then let the jobs go); and a
 load run with two replicas, one killed and restarted in the middle, loses nothing.
 """
 
@@ -117,7 +118,7 @@ def outcome_checks(
     return finals
 
 
-@pytest.mark.parametrize("killed", ["replica", "sidecar"])
+@pytest.mark.parametrize("killed", ["replica", "sidecar", "app"])
 def test_jobs_of_a_killed_replica_end_once_and_waiters_elsewhere_are_answered(
     system: System, killed: str
 ) -> None:
@@ -134,8 +135,10 @@ def test_jobs_of_a_killed_replica_end_once_and_waiters_elsewhere_are_answered(
         if killed == "replica":
             victim.kill9()
         else:
-            assert victim.sidecar.proc is not None
-            victim.sidecar.proc.kill9()
+            # Only one part: the other stays up, and must not keep the victim's jobs.
+            part = victim.sidecar if killed == "sidecar" else victim.app
+            assert part.proc is not None
+            part.proc.kill9()
         answers = {
             job_id: wait.result(timeout=WAIT_SECONDS + 30)
             for job_id, wait in zip(workers, waits, strict=True)
@@ -155,8 +158,12 @@ def test_jobs_of_a_killed_replica_end_once_and_waiters_elsewhere_are_answered(
     back = time.monotonic()
     if killed == "replica":
         victim.restart()
-    else:
+    elif killed == "sidecar":
         victim.sidecar.start()
+        victim.sidecar.wait_ready()
+    else:
+        victim.app.extra_env["REPLICA_NAME"] = f"{victim.name}-again"  # a new process, new name
+        victim.app.start()
         victim.sidecar.wait_ready()
     reconnect = serves_again(victim)
     tally.notes.append(

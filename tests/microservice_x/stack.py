@@ -141,6 +141,7 @@ class Sidecar:
     grpc_port: int = field(default_factory=free_port)
     log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mx-logs-")))
     extra_env: dict[str, str] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)  #: more of daprd's flags
     proc: ManagedProcess | None = None
 
     @property
@@ -156,6 +157,7 @@ class Sidecar:
         ]  # fmt: skip
         if self.app_port is not None:
             args += ["--app-port", str(self.app_port)]
+        args += self.extra_args
         self.proc = ManagedProcess(
             f"sidecar-{self.app_id}",
             args,
