@@ -44,6 +44,7 @@ IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
+        min_length=1,  # an empty key would be one key shared by every client sending it
         max_length=200,
         description="Same key and body: the same job comes back instead of a second one.",
     ),

@@ -95,4 +95,5 @@ def job_from_event(cloud_event: dict[str, Any]) -> dict[str, Any]:
         raise MalformedEvent("event data has no integer sequence")
     if status not in _STATUS_NAMES:
         raise MalformedEvent("event data has no known job status")
+    data.pop("changedBy", None)  # who wrote it: for the broadcast's rule, not for clients
     return data

@@ -39,8 +39,11 @@ class Submission:
     max_attempts: int | None
     run_timeout_seconds: float | None
 
-    def fingerprint_fields(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def fingerprint_fields(self, job_input: dict[str, Any], max_attempts: int) -> dict[str, Any]:
+        """The job this submission makes, as the Idempotency-Key compares it: the input as the
+        handler reads it and the attempts as resolved, so `1` and `1.0`, or a default left out
+        and spelled out, are the same request."""
+        return {**dataclasses.asdict(self), "input": job_input, "max_attempts": max_attempts}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +105,14 @@ class JobService:
         self, sub: Submission, wait: float, idempotency_key: str | None, traceparent: str
     ) -> Outcome:
         job_input = self.registry.validate_input(sub.type, sub.input)
+        max_attempts = sub.max_attempts or self.settings.default_max_attempts
         now = self._clock()
         job_id, fresh = str(uuid.uuid4()), True
         if idempotency_key is not None:
             claim = await claim_key(
                 self.store,
                 idempotency_key,
-                sub.fingerprint_fields(),
+                sub.fingerprint_fields(job_input, max_attempts),
                 now=now,
                 retention_seconds=self.settings.idempotency_retention_seconds,
             )
@@ -121,7 +125,7 @@ class JobService:
                     sub.type,
                     job_input,
                     owner=sub.owner,
-                    max_attempts=sub.max_attempts or self.settings.default_max_attempts,
+                    max_attempts=max_attempts,
                     run_timeout_seconds=sub.run_timeout_seconds,
                     now=now,
                     indexed_as=index.reserve() if index is not None else None,

@@ -106,7 +106,15 @@ async def start_job(
     settings: SettingsDep,
     metrics: MetricsDep,
     trace: TraceDep,
-    idempotency_key: Annotated[str | None, Header()] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=200,
+            description="Handed on to the orchestrator: the same key and body start one job.",
+        ),
+    ] = None,
 ) -> StartedJob:
     """Start a job on the orchestrator (Dapr service invocation) with this service as owner."""
     if request.owner is not None and request.owner != settings.app_id:

@@ -103,6 +103,30 @@ def test_idempotency_key_gives_back_the_same_job(inproc: InProcess) -> None:
     assert "Idempotency-Key" in other.json()["detail"]
 
 
+def test_idempotency_compares_the_job_not_the_bytes_of_the_request(inproc: InProcess) -> None:
+    """A retry serialised differently (`1` for `1.0`, a default spelled out) is the same job;
+    an empty key is no key anyone could share, so it is refused, naming the header."""
+    key = {"Idempotency-Key": f"same-job-{time.time_ns()}"}
+    first = inproc.client.post("/jobs", json={"input": {"seconds": 1}}, headers=key)
+    assert first.status_code == 202, first.text
+    for same in (
+        {"input": {"seconds": 1.0}},
+        {"type": "wait", "input": {"seconds": 1, "fail": False}, "maxAttempts": 1},
+    ):
+        again = inproc.client.post("/jobs", json=same, headers=key)
+        assert again.status_code == 202, (same, again.text)
+        assert again.json()["id"] == first.json()["id"]
+        assert again.headers["idempotent-replayed"] == "true"
+    other = inproc.client.post("/jobs", json={"input": {"seconds": 2}}, headers=key)
+    assert other.status_code == 422
+    empty = inproc.client.post(
+        "/jobs", json={"input": {"seconds": 0}}, headers={"Idempotency-Key": ""}
+    )
+    assert empty.status_code == 422, empty.text
+    assert empty.json()["errors"][0]["field"] == "header.Idempotency-Key"
+    inproc.client.delete(f"/jobs/{first.json()['id']}")
+
+
 def test_the_key_of_a_deleted_job_never_starts_it_again(inproc: InProcess) -> None:
     key = {"Idempotency-Key": f"deleted-{time.time_ns()}"}
     body = {"input": {"seconds": 0}}

@@ -294,6 +294,11 @@ async def test_start_job_validates_before_invoking(client: httpx.AsyncClient) ->
     assert "owner must be" in body["detail"]
     body = assert_problem(await client.post("/jobs", json={"type": ""}), 422)
     assert "body.type" in body["detail"]
+    for key in ("", "k" * 201):
+        body = assert_problem(
+            await client.post("/jobs", json={}, headers={"Idempotency-Key": key}), 422
+        )
+        assert body["errors"][0]["field"] == "header.Idempotency-Key"
     assert_problem(
         await client.post("/jobs", content=b"[1", headers={"content-type": "application/json"}), 422
     )
