@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from dapr_support.metrics import METRICS_RESPONSES, metrics_response
 from dapr_support.tracecontext import request_traceparent
 from job_orchestrator.auth import CallerDep, scoped_idempotency_key
-from job_orchestrator.errors import OwnerMismatch
+from job_orchestrator.errors import ApiNotServed, OwnerMismatch
 from job_orchestrator.events import event_type_name
 from job_orchestrator.jobs import JobStatus
 from job_orchestrator.models import (
@@ -394,3 +394,18 @@ async def metrics(request: Request) -> Response:
     status), queue and run times, running handlers, waiting requests, sidecar calls."""
     registry = request.app.state.metrics.registry
     return metrics_response(registry, request.headers.get("accept", ""))
+
+
+#: What a worker-only replica (APP_ENV=worker) has instead of the job API.
+worker_only_router = APIRouter(include_in_schema=False)
+
+
+@worker_only_router.api_route(
+    "/jobs{rest:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+)
+@worker_only_router.api_route("/Jobs/{rest:path}", methods=["GET", "HEAD", "POST"])
+async def job_api_not_served() -> None:
+    raise ApiNotServed(
+        "this replica only runs jobs (APP_ENV=worker); send job API requests to a replica "
+        "that serves the API (APP_ENV=api or all)"
+    )

@@ -106,8 +106,7 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
     app.state.worker = None
     app.state.started = datetime.now(UTC)
     routers = [api.health_router, subscriptions.router]
-    if settings.runs_api:
-        routers.insert(0, api.router)
+    routers.insert(0, api.router if settings.runs_api else api.worker_only_router)
     for router in routers:
         # Only the sidecar may deliver work and events (APP_API_TOKEN, when configured).
         internal = router is subscriptions.router

@@ -89,3 +89,11 @@ class TooManyWaiters(OrchestratorError):
 
     status = 503
     title = "Too many waiting requests"
+
+
+class ApiNotServed(OrchestratorError):
+    """A worker-only replica (APP_ENV=worker) got a job API request: it is no job's home, so
+    not 404, which would tell the client the job does not exist."""
+
+    status = 503
+    title = "Job API not served by this replica"

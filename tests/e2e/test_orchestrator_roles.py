@@ -39,4 +39,4 @@ def test_api_replica_answers_with_the_worker_replicas_result(
     assert job["worker"] == worker.app.env["REPLICA_NAME"]
     assert job["durationSeconds"] >= 0.5
     with httpx.Client(base_url=worker.url, timeout=30) as client:
-        assert client.get(f"/jobs/{job['id']}").status_code == 404  # no job API on workers
+        assert client.get(f"/jobs/{job['id']}").status_code == 503  # no job API on workers

@@ -23,9 +23,17 @@ async def get(role: Role, path: str) -> httpx.Response:
 
 
 async def test_worker_role_has_no_job_api_but_consumes_the_queue() -> None:
-    missing = await get(Role.WORKER, "/jobs/x")
-    assert missing.status_code == 404
-    assert missing.headers["content-type"] == "application/problem+json"
+    for path in ("/jobs/x", "/jobs", "/jobs/x/result"):
+        missing = await get(Role.WORKER, path)
+        # Not 404: that would say the job does not exist.
+        assert missing.status_code == 503, (path, missing.text)
+        assert missing.headers["content-type"] == "application/problem+json"
+        assert "APP_ENV=worker" in missing.json()["detail"]
+    transport = httpx.ASGITransport(app=create_app(Settings(role=Role.WORKER)))
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        start = await client.post("/Jobs/StartJobWithTimeout", json={})
+        assert start.status_code == 503
+        assert (await client.get("/nothing")).status_code == 404
     subs = (await get(Role.WORKER, "/dapr/subscribe")).json()
     assert [s["pubsubname"] for s in subs] == ["jobbroadcast", "jobqueue"]
     queue = subs[1]
