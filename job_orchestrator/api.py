@@ -61,6 +61,7 @@ _SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"description": "Same Idempotency-Key still being processed", **_PROBLEM},
     403: {"description": "`owner` differs from the API key's owner", **_PROBLEM},
     413: {"description": "Body or job input too large", **_PROBLEM},
+    415: {"description": "Body not sent as application/json", **_PROBLEM},
     422: {"description": "Invalid body, unknown job type or reused Idempotency-Key", **_PROBLEM},
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Unknown job", **_PROBLEM}}

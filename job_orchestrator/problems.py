@@ -54,14 +54,45 @@ def _field_name(loc: Any) -> str:
     return ".".join(parts) or "body"
 
 
+def _invalid_field(err: dict[str, Any], prefix: str) -> dict[str, str]:
+    if err.get("type") == "json_invalid":
+        # Its loc is ("body", <character offset>): no field to name, so say where it broke.
+        where = err.get("loc", ())[-1]
+        reason = (err.get("ctx") or {}).get("error") or err.get("msg", "")
+        message = f"the body is not valid JSON ({reason} at character {where})"
+        return {"field": "body", "message": message}
+    return {"field": prefix + _field_name(err.get("loc", ())), "message": str(err.get("msg", ""))}
+
+
 def validation_problem(errors: list[dict[str, Any]], prefix: str = "") -> Problem:
     """422 naming each invalid field, e.g. ``timeoutSeconds: Input should be a valid number``."""
-    fields = [
-        {"field": prefix + _field_name(err.get("loc", ())), "message": str(err.get("msg", ""))}
-        for err in errors
-    ]
+    fields = [_invalid_field(err, prefix) for err in errors]
     detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields) or "invalid request"
     return Problem(422, "Request validation failed", detail, extra={"errors": fields})
+
+
+def is_json(content_type: str | None) -> bool:
+    """What FastAPI parses as JSON: application/json or application/*+json."""
+    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
+
+
+def unsupported_media(exc: RequestValidationError, content_type: str | None) -> Problem | None:
+    """415 when a body was refused only because it was not sent as JSON (FastAPI leaves such a
+    body unparsed and reports that it is no object, which would name no real mistake)."""
+    if is_json(content_type):
+        return None
+    if not any(tuple(e.get("loc", ())) == ("body",) for e in exc.errors()):
+        return None
+    sent = f"{content_type!r}" if content_type else "no Content-Type"
+    return Problem(
+        415,
+        "Unsupported Media Type",
+        f"send the body as application/json (it came with {sent})",
+        {"Accept-Post": "application/json"},
+    )
 
 
 def problem_for(exc: BaseException, retry_after: int) -> Problem:
@@ -155,7 +186,10 @@ def install(app: FastAPI, retry_after: int, routes: Sequence[BaseRoute]) -> None
     """
 
     async def handle(request: Request, exc: Exception) -> JSONResponse:
-        problem = problem_for(exc, retry_after)
+        problem = None
+        if isinstance(exc, RequestValidationError):
+            problem = unsupported_media(exc, request.headers.get("content-type"))
+        problem = problem or problem_for(exc, retry_after)
         if problem.status == 405:
             problem.headers["Allow"] = allowed_methods(routes, request.scope)
         if problem.status >= 500:

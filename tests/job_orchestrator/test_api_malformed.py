@@ -108,3 +108,31 @@ def test_a_last_event_id_of_too_many_digits_is_no_id(inproc: InProcess) -> None:
         assert resp.status_code == 200
         ids = [int(line[4:]) for line in resp.iter_lines() if line.startswith("id: ")]
     assert ids == [job["sequence"]]
+
+
+def test_a_body_not_sent_as_json_is_415_and_broken_json_is_located(inproc: InProcess) -> None:
+    body = b'{"input": {"seconds": 0}}'
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {"content-type": content_type} if content_type else {}
+        for path in ("/jobs", "/Jobs/StartJobWithTimeout"):
+            resp = inproc.client.post(path, content=body, headers=headers)
+            assert resp.status_code == 415, (content_type, resp.text)
+            assert resp.headers["content-type"] == "application/problem+json"
+            assert resp.headers["accept-post"] == "application/json"
+            assert "application/json" in resp.json()["detail"]
+    suffixed = inproc.client.post(
+        "/jobs", content=body, headers={"content-type": "application/vnd.jobs+json"}
+    )
+    assert suffixed.status_code == 202, suffixed.text
+    inproc.client.delete(f"/jobs/{suffixed.json()['id']}")
+    for broken in (b"not json", b'{"input": {}} trailing'):
+        resp = inproc.client.post(
+            "/jobs", content=broken, headers={"content-type": "application/json"}
+        )
+        assert resp.status_code == 422
+        error = resp.json()["errors"][0]
+        assert error["field"] == "body", error
+        assert error["message"].startswith("the body is not valid JSON ("), error
+    # A JSON body of the wrong shape is still a 422 about the body, not a 415.
+    wrong = inproc.client.post("/jobs", json=[1, 2])
+    assert wrong.status_code == 422, wrong.text
