@@ -1,8 +1,9 @@
 """daprd's error vocabulary: one exception type that renders as HTTP JSON or rich gRPC status.
 
 HTTP errors look like ``{"errorCode": "...", "message": "...", "details": [...]}``; gRPC errors
-carry ``google.rpc.Status`` with ErrorInfo (reason, domain ``dapr.io``), ResourceInfo and
-BadRequest, which the SDK surfaces as ``DaprGrpcError.error_code()``.
+carry ``google.rpc.Status`` with BadRequest, ResourceInfo and ErrorInfo (reason, domain
+``dapr.io``), which the SDK surfaces as ``DaprGrpcError.error_code()``. The details come in the
+order dapr/kit's ErrorBuilder appends them in daprd (pkg/api/errors): ErrorInfo last.
 """
 
 from __future__ import annotations
@@ -27,32 +28,27 @@ class DaprError(Exception):
     metadata: dict[str, str] = field(default_factory=dict)
     resource: tuple[str, str] | None = None  #: (resource type, resource name)
     field_violations: list[tuple[str, str]] = field(default_factory=list)  #: (field, why)
+    #: ResourceInfo description: daprd's pub/sub errors repeat their message there.
+    resource_description: str = ""
+    #: False for daprd's messages.APIError answers (NewAPIErrorHTTP, ErrMalformedRequest...):
+    #: their HTTP JSON is only errorCode and message (pkg/messages/api_error.go
+    #: JSONErrorValue), though the gRPC API answers the same failure with rich details.
+    http_details: bool = True
+    #: The gRPC status message when daprd's gRPC API words it otherwise; "" = ``message``.
+    grpc_message: str = ""
 
     def __str__(self) -> str:
         return self.message
 
+    @property
+    def grpc_text(self) -> str:
+        return self.grpc_message or self.message
+
     def http_body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"errorCode": self.error_code, "message": self.message}
+        if not self.http_details:
+            return body
         details: list[dict[str, Any]] = []
-        if self.reason:
-            details.append(
-                {
-                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                    "reason": self.reason,
-                    "domain": DOMAIN,
-                    "metadata": self.metadata,
-                }
-            )
-        if self.resource:
-            details.append(
-                {
-                    "@type": "type.googleapis.com/google.rpc.ResourceInfo",
-                    "resource_type": self.resource[0],
-                    "resource_name": self.resource[1],
-                    "owner": "",
-                    "description": "",
-                }
-            )
         if self.field_violations:
             details.append(
                 {
@@ -62,22 +58,32 @@ class DaprError(Exception):
                     ],
                 }
             )
+        # dapr/kit renders each detail as a Go map: encoding/json writes its keys sorted.
+        if self.resource:
+            details.append(
+                {
+                    "@type": "type.googleapis.com/google.rpc.ResourceInfo",
+                    "description": self.resource_description,
+                    "owner": "",
+                    "resource_name": self.resource[1],
+                    "resource_type": self.resource[0],
+                }
+            )
+        if self.reason:
+            details.append(
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "domain": DOMAIN,
+                    "metadata": dict(sorted(self.metadata.items())),
+                    "reason": self.reason,
+                }
+            )
         if details:
             body["details"] = details
         return body
 
     def grpc_status(self) -> status_pb2.Status:
         details: list[any_pb2.Any] = []
-        if self.reason:
-            info = error_details_pb2.ErrorInfo(
-                reason=self.reason, domain=DOMAIN, metadata=self.metadata
-            )
-            details.append(_pack(info))
-        if self.resource:
-            resource = error_details_pb2.ResourceInfo(
-                resource_type=self.resource[0], resource_name=self.resource[1]
-            )
-            details.append(_pack(resource))
         if self.field_violations:
             bad = error_details_pb2.BadRequest(
                 field_violations=[
@@ -86,8 +92,20 @@ class DaprError(Exception):
                 ]
             )
             details.append(_pack(bad))
+        if self.resource:
+            resource = error_details_pb2.ResourceInfo(
+                resource_type=self.resource[0],
+                resource_name=self.resource[1],
+                description=self.resource_description,
+            )
+            details.append(_pack(resource))
+        if self.reason:
+            info = error_details_pb2.ErrorInfo(
+                reason=self.reason, domain=DOMAIN, metadata=self.metadata
+            )
+            details.append(_pack(info))
         return status_pb2.Status(
-            code=_GRPC_TO_RPC_CODE[self.grpc_code], message=self.message, details=details
+            code=_GRPC_TO_RPC_CODE[self.grpc_code], message=self.grpc_text, details=details
         )
 
 
@@ -116,7 +134,7 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], err: DaprError) -> 
     """End a gRPC call with ``err`` as daprd's rich status."""
     await context.abort(
         err.grpc_code,
-        err.message,
+        err.grpc_text,
         trailing_metadata=(("grpc-status-details-bin", err.grpc_status().SerializeToString()),),
     )
     raise AssertionError("unreachable: abort raises")  # pragma: no cover

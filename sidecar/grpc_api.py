@@ -22,7 +22,7 @@ from sidecar.cloudevents import fast_loads
 from sidecar.errors import DaprError, abort
 from sidecar.grpc_streaming import subscribe_topic_events
 from sidecar.publishing import PublishEntry, publish_failed
-from sidecar.state.base import Concurrency, DeleteRequest, SetRequest
+from sidecar.state.base import Concurrency, Consistency, DeleteRequest, SetRequest
 from sidecar.state.errors import unsupported_operation
 
 if TYPE_CHECKING:
@@ -30,7 +30,15 @@ if TYPE_CHECKING:
 
 _EMPTY = empty_pb2.Empty()
 _NO_METADATA: Mapping[str, str] = {}
-_FIRST_WRITE = common_pb2.StateOptions.CONCURRENCY_FIRST_WRITE
+_OPTIONS = common_pb2.StateOptions
+_CONCURRENCIES = {
+    _OPTIONS.CONCURRENCY_FIRST_WRITE: Concurrency.FIRST_WRITE.value,
+    _OPTIONS.CONCURRENCY_LAST_WRITE: Concurrency.LAST_WRITE.value,
+}
+_CONSISTENCIES = {
+    _OPTIONS.CONSISTENCY_EVENTUAL: Consistency.EVENTUAL.value,
+    _OPTIONS.CONSISTENCY_STRONG: Consistency.STRONG.value,
+}
 _VERBS = {v: k for k, v in common_pb2.HTTPExtension.Verb.items()}
 IMPLEMENTED = frozenset(
     {
@@ -63,10 +71,13 @@ def _etag(item: Any) -> str | None:
     return item.etag.value if item.HasField("etag") and item.etag.value else None
 
 
-def _concurrency(options: Any) -> Concurrency:
-    return (
-        Concurrency.FIRST_WRITE if options.concurrency == _FIRST_WRITE else Concurrency.LAST_WRITE
-    )
+def _concurrency(options: Any) -> str:
+    """daprd's stateConcurrencyToString: unspecified (or an unknown number) is ""."""
+    return _CONCURRENCIES.get(options.concurrency, "")
+
+
+def _consistency(options: Any) -> str:
+    return _CONSISTENCIES.get(options.consistency, "")
 
 
 def _set_request(item: common_pb2.StateItem) -> SetRequest:
@@ -76,6 +87,7 @@ def _set_request(item: common_pb2.StateItem) -> SetRequest:
         etag=_etag(item),
         metadata=_metadata(item.metadata),
         concurrency=_concurrency(item.options),
+        consistency=_consistency(item.options),
     )
 
 
@@ -85,6 +97,23 @@ def _delete_request(item: common_pb2.StateItem) -> DeleteRequest:
         etag=_etag(item),
         metadata=_metadata(item.metadata),
         concurrency=_concurrency(item.options),
+        consistency=_consistency(item.options),
+    )
+
+
+def pubsub_name_empty(metadata: Mapping[str, str]) -> DaprError:
+    """daprd's PubSub("").WithMetadata(md).NameEmpty() (pkg/api/errors/pubsub.go): its
+    gRPC publish methods check the name before looking the pubsub up."""
+    message = "pubsub name is empty"
+    return DaprError(
+        error_code="ERR_PUBSUB_EMPTY",
+        message=message,
+        http_status=404,
+        grpc_code=grpc.StatusCode.INVALID_ARGUMENT,
+        reason="DAPR_PUBSUB_NAME_EMPTY",
+        metadata=dict(metadata),
+        resource=("pubsub", ""),
+        resource_description=message,
     )
 
 
@@ -138,6 +167,7 @@ class DaprServicer(dapr_pb2_grpc.DaprServicer):
                 _etag(request),
                 _metadata(request.metadata),
                 _concurrency(request.options),
+                _consistency(request.options),
             )
         except DaprError as err:
             await abort(context, err)
@@ -195,6 +225,8 @@ class DaprServicer(dapr_pb2_grpc.DaprServicer):
 
     async def PublishEvent(self, request: Any, context: Any) -> Any:
         try:
+            if not request.pubsub_name:
+                raise pubsub_name_empty(request.metadata)
             await self.rt.publisher.publish(
                 request.pubsub_name,
                 request.topic,
@@ -214,6 +246,8 @@ class DaprServicer(dapr_pb2_grpc.DaprServicer):
             for e in request.entries
         ]
         try:
+            if not request.pubsub_name:
+                raise pubsub_name_empty(request.metadata)
             failed = await self.rt.publisher.bulk_publish(
                 request.pubsub_name, request.topic, entries, _metadata(request.metadata)
             )

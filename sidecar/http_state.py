@@ -17,8 +17,10 @@ from starlette.responses import Response
 from sidecar import cloudevents
 from sidecar.errors import DaprError
 from sidecar.http_paths import DaprRoute
-from sidecar.state.base import Concurrency, DeleteRequest, SetRequest
+from sidecar.state import http_bodies as bodies
+from sidecar.state.base import DeleteRequest, SetRequest
 from sidecar.state.errors import unsupported_operation
+from sidecar.state.http_bodies import StateItem
 
 if TYPE_CHECKING:
     from sidecar.runtime import Runtime
@@ -28,12 +30,18 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _malformed(exc: object) -> DaprError:
+    """daprd's messages.ErrMalformedRequest (bulk get, transaction bodies)."""
     return DaprError(
         "ERR_MALFORMED_REQUEST",
         f"failed deserializing HTTP body: {exc}",
         400,
         grpc.StatusCode.INVALID_ARGUMENT,
     )
+
+
+def _save_malformed(exc: object) -> DaprError:
+    """onPostState answers a body it cannot decode with the decoder's own error text."""
+    return DaprError("ERR_MALFORMED_REQUEST", str(exc), 400, grpc.StatusCode.INVALID_ARGUMENT)
 
 
 def _metadata(request: Request) -> dict[str, str]:
@@ -48,34 +56,18 @@ def _metadata(request: Request) -> dict[str, str]:
     return metadata
 
 
-async def _body(request: Request) -> Any:
+def _query(request: Request, name: str) -> str:
+    """Go's ``url.Values.Get``: the first value, "" when absent."""
+    values = request.query_params.getlist(name)
+    return values[0] if values else ""
+
+
+async def _body(request: Request) -> tuple[bytes, Any]:
+    """The raw body and its JSON value; ValueError when it is no JSON (Go's "EOF" when empty)."""
     raw = await request.body()
-    try:
-        return cloudevents.fast_loads(raw)
-    except ValueError as exc:
-        raise _malformed(exc) from None
-
-
-def _concurrency(value: Any) -> Concurrency:
-    return Concurrency.FIRST_WRITE if value == "first-write" else Concurrency.LAST_WRITE
-
-
-def _options_concurrency(options: Any) -> Concurrency:
-    return _concurrency(options.get("concurrency") if isinstance(options, dict) else None)
-
-
-def _string_map(value: Any, what: str) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise _malformed(f"{what} must be an object of strings")
-    return {str(k): v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in value.items()}
-
-
-def _etag(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    return str(value)
+    if not raw.strip(b" \t\r\n"):
+        raise ValueError("EOF")
+    return raw, cloudevents.fast_loads(raw)
 
 
 def value_bytes(value: Any) -> bytes:
@@ -83,38 +75,30 @@ def value_bytes(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
-def _item(item: Any, extra_metadata: Mapping[str, str] | None) -> tuple[str, dict[str, str]]:
-    if not isinstance(item, dict):
-        raise _malformed("each state item must be an object")
-    key = item.get("key", "")
-    if not isinstance(key, str):
-        raise _malformed("state item key must be a string")
-    metadata = _string_map(item.get("metadata"), "metadata")
-    if extra_metadata:
-        metadata.update(extra_metadata)
-    return key, metadata
+def _with_query(item: StateItem, query: Mapping[str, str]) -> dict[str, str]:
+    """The item's metadata with the query's ``metadata.*`` on top (a nil map becomes it)."""
+    return {**(item.metadata or {}), **query}
 
 
-def set_request(item: Any, extra_metadata: Mapping[str, str] | None = None) -> SetRequest:
-    """One ``{key, value, etag, metadata, options}`` object of a save or transaction body."""
-    key, metadata = _item(item, extra_metadata)
+def _set_request(item: StateItem, query: Mapping[str, str]) -> SetRequest:
     return SetRequest(
-        key=key,
-        value=value_bytes(item.get("value")),
-        etag=_etag(item.get("etag")),
-        metadata=metadata,
-        concurrency=_options_concurrency(item.get("options")),
+        key=item.key,
+        value=value_bytes(item.value),
+        etag=item.etag or None,
+        metadata=_with_query(item, query),
+        concurrency=item.concurrency,
+        consistency=item.consistency,
         is_json=True,
     )
 
 
-def delete_request(item: Any, extra_metadata: Mapping[str, str] | None = None) -> DeleteRequest:
-    key, metadata = _item(item, extra_metadata)
+def _delete_request(item: StateItem, query: Mapping[str, str]) -> DeleteRequest:
     return DeleteRequest(
-        key=key,
-        etag=_etag(item.get("etag")),
-        metadata=metadata,
-        concurrency=_options_concurrency(item.get("options")),
+        key=item.key,
+        etag=item.etag or None,
+        metadata=_with_query(item, query),
+        concurrency=item.concurrency,
+        consistency=item.consistency,
     )
 
 
@@ -144,36 +128,38 @@ class StateHttp:
         return response
 
     async def save(self, request: Request) -> Response:
-        items = await _body(request)
-        if not isinstance(items, list):
-            raise _malformed("expected a JSON array of state items")
-        await self.rt.state.save(request.path_params["store"], [set_request(i) for i in items])
+        store = request.path_params["store"]
+        self.rt.state.check_store(store)
+        try:
+            _, body = await _body(request)
+            items = bodies.save_items(body)
+        except ValueError as exc:
+            raise _save_malformed(exc) from None
+        query = _metadata(request)
+        await self.rt.state.save(store, [_set_request(i, query) for i in items])
         return Response(status_code=204)
 
     async def delete(self, request: Request) -> Response:
         params = request.path_params
-        query = request.query_params
         await self.rt.state.delete(
             params["store"],
             params["key"],
-            _etag(request.headers.get("if-match")),
+            request.headers.get("if-match") or None,
             _metadata(request),
-            _concurrency(query.get("concurrency")),
+            _query(request, "concurrency"),
+            _query(request, "consistency"),
         )
         return Response(status_code=204)
 
     async def bulk(self, request: Request) -> Response:
-        body = await _body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("keys") or [], list):
-            raise _malformed("expected an object with a keys array")
-        keys = body.get("keys") or []
-        parallelism = body.get("parallelism")
-        # daprd decodes into BulkGetRequest{Keys []string, Parallelism int}: other types fail.
-        if not all(isinstance(k, str) for k in keys):
-            raise _malformed("keys must be strings")
-        if parallelism is not None and type(parallelism) is not int:
-            raise _malformed("parallelism must be an integer")
-        items = await self.rt.state.bulk_get(request.path_params["store"], keys, _metadata(request))
+        store = request.path_params["store"]
+        self.rt.state.check_store(store)
+        try:
+            raw, body = await _body(request)
+            keys = bodies.bulk_get(body, raw).keys
+        except ValueError as exc:
+            raise _malformed(exc) from None
+        items = await self.rt.state.bulk_get(store, keys, _metadata(request))
         out: list[dict[str, Any]] = []
         for item in items:
             entry: dict[str, Any] = {"key": item.key}
@@ -189,34 +175,40 @@ class StateHttp:
         return Response(orjson.dumps(out), media_type=_JSON)
 
     async def transaction(self, request: Request) -> Response:
-        body = await _body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("operations", []), list):
-            raise _malformed("expected an object with an operations array")
+        store = request.path_params["store"]
+        self.rt.state.check_store(store, transactional=True)
+        try:
+            _, body = await _body(request)
+            parsed = bodies.transaction(body)
+        except ValueError as exc:
+            raise _malformed(exc) from None
+        if not parsed.operations:
+            return Response(status_code=204)
         # daprd's onPostStateTransaction: each operation gets the query's metadata.* on top of
         # its own; the body's metadata (the query's on top) is the transaction's only.
         query = _metadata(request)
-        metadata = {**_string_map(body.get("metadata"), "metadata"), **query}
+        metadata = {**(parsed.metadata or {}), **query}
         operations: list[SetRequest | DeleteRequest] = []
-        for op in body.get("operations") or []:
-            if not isinstance(op, dict):
-                raise _malformed("each operation must be an object")
-            kind = op.get("operation")
-            if kind == "upsert":
-                operations.append(set_request(op.get("request"), query))
-            elif kind == "delete":
-                operations.append(delete_request(op.get("request"), query))
+        for op in parsed.operations:
+            if op.operation not in ("upsert", "delete"):
+                raise unsupported_operation(op.operation)
+            delete = op.operation == "delete"
+            try:
+                item = bodies.operation_request(op.request, delete=delete)
+            except ValueError as exc:
+                raise _malformed(exc) from None
+            if delete:
+                operations.append(_delete_request(item, query))
             else:
-                raise unsupported_operation(kind)
-        await self.rt.transact(
-            request.path_params["store"],
-            operations,
-            metadata,
-            request.headers.get("traceparent", ""),
-        )
+                operations.append(_set_request(item, query))
+        await self.rt.transact(store, operations, metadata, request.headers.get("traceparent", ""))
         return Response(status_code=204)
 
     async def query(self, request: Request) -> Response:
-        body = await _body(request)
+        try:
+            _, body = await _body(request)
+        except ValueError as exc:
+            raise _malformed(exc) from None
         if not isinstance(body, dict):
             raise _malformed("expected a JSON object query")
         result = await self.rt.state.query(request.path_params["store"], body, _metadata(request))

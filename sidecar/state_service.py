@@ -25,7 +25,6 @@ from sidecar.resiliency import Policy, Resiliency
 from sidecar.state import errors as err
 from sidecar.state.base import (
     BulkGetItem,
-    Concurrency,
     DeleteRequest,
     ETagInvalid,
     ETagMismatch,
@@ -148,6 +147,13 @@ class StateService:
             raise err.not_found(name, self.app_id)
         return entry
 
+    def check_store(self, name: str, *, transactional: bool = False) -> None:
+        """daprd's first checks of an HTTP state request, before it reads the body: the store
+        exists (and supports transactions)."""
+        entry = self._lookup(name)
+        if transactional and "TRANSACTIONAL" not in entry.store.features:
+            raise err.transactions_unsupported(name)
+
     def unrecorded(self) -> StateService:
         """The same stores, with no metrics and no resiliency policy: for the runtime's own
         calls (outbox markers), which daprd makes on the store directly, not through its API."""
@@ -238,11 +244,15 @@ class StateService:
         key: str,
         etag: str | None = None,
         metadata: Mapping[str, str] | None = None,
-        concurrency: Concurrency | None = None,
+        concurrency: str = "",
+        consistency: str = "",
     ) -> None:
-        """Delete ``key``; with an etag only if it still matches (else 409 / ABORTED)."""
+        """Delete ``key``; with an etag only if it still matches (else 409 / ABORTED).
+
+        ``concurrency`` and ``consistency`` are the client's options as sent ("" = unset).
+        """
         entry = self._lookup(store)
-        item = DeleteRequest(key, etag, metadata or {}, concurrency or Concurrency.LAST_WRITE)
+        item = DeleteRequest(key, etag, metadata or {}, concurrency, consistency)
         request = self._delete_request(entry, item)
         started = time.perf_counter()
         failure = await _attempt(entry.delete(request))

@@ -16,8 +16,16 @@ from sidecar.redis_endpoint import RedisEndpoint
 
 
 class Concurrency(StrEnum):
+    """The concurrency models contrib knows (state/request_options.go). Requests carry the
+    client's text as it came ("" when unset): a store that validates options refuses others."""
+
     FIRST_WRITE = "first-write"  #: an etag is required to overwrite; without one, insert only
-    LAST_WRITE = "last-write"  #: default: the last write wins (etag still checked when given)
+    LAST_WRITE = "last-write"  #: the last write wins; state.redis then ignores the etag
+
+
+class Consistency(StrEnum):
+    STRONG = "strong"  #: contrib's state.Strong
+    EVENTUAL = "eventual"  #: contrib's state.Eventual
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +34,8 @@ class SetRequest:
     value: bytes
     etag: str | None = None  #: None and "" both mean "no etag"
     metadata: Mapping[str, str] = field(default_factory=dict)  #: e.g. ttlInSeconds, contentType
-    concurrency: Concurrency = Concurrency.LAST_WRITE
+    concurrency: str = ""  #: options.concurrency as sent: a Concurrency, "" or anything else
+    consistency: str = ""  #: options.consistency as sent: a Consistency, "" or anything else
     #: value is JSON text (HTTP API, or gRPC with contentType application/json): SQL stores keep
     #: it as JSON (queryable); otherwise it is binary and they store it base64-encoded like daprd.
     is_json: bool = False
@@ -37,7 +46,8 @@ class DeleteRequest:
     key: str
     etag: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
-    concurrency: Concurrency = Concurrency.LAST_WRITE
+    concurrency: str = ""  #: as on SetRequest
+    consistency: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +102,7 @@ class ETagInvalid(StateError):
 
 
 class InvalidRequest(StateError):
-    """Bad metadata such as a non-integer ttlInSeconds, or a bad query."""
+    """Bad metadata such as a non-integer ttlInSeconds, unknown options, or a bad query."""
 
 
 class StoreUnavailable(StateError):

@@ -3,7 +3,8 @@
 Taken from dapr/dapr pkg/api/errors/state.go, pkg/messages (predefined.go, errorcodes) and
 the state handlers of pkg/api/http/http.go and pkg/api/grpc/grpc.go. Where daprd's HTTP and
 gRPC answers differ, the HTTP errorCode/status and the gRPC code/ErrorInfo reason are both
-kept in the one DaprError.
+kept in the one DaprError. The HTTP API answers get, save, delete and transaction failures with
+messages.APIError (errorCode and message only); its gRPC API with apierrors.Basic (an ErrorInfo).
 """
 
 from __future__ import annotations
@@ -72,9 +73,16 @@ def illegal_key(store: str, key: str, message: str) -> DaprError:
 
 
 def empty_key() -> DaprError:
-    """HTTP ``"key" is a required field``; gRPC says "state key cannot be empty"."""
+    """A save with an empty key: HTTP ``"key" is a required field`` (http.go onPostState),
+    gRPC "state key cannot be empty" (grpc.go SaveState, apierrors.Basic)."""
     return DaprError(
-        "ERR_MALFORMED_REQUEST", '"key" is a required field', 400, _INVALID, reason="ERR_STATE_SAVE"
+        "ERR_MALFORMED_REQUEST",
+        '"key" is a required field',
+        400,
+        _INVALID,
+        reason="ERR_STATE_SAVE",
+        http_details=False,
+        grpc_message="state key cannot be empty",
     )
 
 
@@ -85,11 +93,20 @@ def bad_json(detail: str) -> DaprError:
 
 def get_failed(store: str, key: str, error: Exception) -> DaprError:
     message = f"fail to get {key} from state store {store}: {error}"
-    return DaprError("ERR_STATE_GET", message, 500, _INTERNAL, reason="ERR_STATE_GET")
+    return DaprError(
+        "ERR_STATE_GET", message, 500, _INTERNAL, reason="ERR_STATE_GET", http_details=False
+    )
 
 
 def bulk_get_failed(error: Exception) -> DaprError:
-    return DaprError("ERR_STATE_BULK_GET", str(error), 500, _INTERNAL, reason="ERR_STATE_BULK_GET")
+    return DaprError(
+        "ERR_STATE_BULK_GET",
+        str(error),
+        500,
+        _INTERNAL,
+        reason="ERR_STATE_BULK_GET",
+        http_details=False,
+    )
 
 
 def operation_failed(
@@ -108,14 +125,19 @@ def operation_failed(
             break
     error = "\n".join(str(f) for f in failures)
     message = op.template.format(store=store, key=key, error=error)
-    return DaprError(op.code, message, status, code, reason=op.code)
+    return DaprError(op.code, message, status, code, reason=op.code, http_details=False)
 
 
 def transaction_failed(error: Exception) -> DaprError:
     """Any failure inside a transaction, etag ones included: 500 / INTERNAL."""
     message = f"error while executing state transaction: {error}"
     return DaprError(
-        "ERR_STATE_TRANSACTION", message, 500, _INTERNAL, reason="ERR_STATE_TRANSACTION"
+        "ERR_STATE_TRANSACTION",
+        message,
+        500,
+        _INTERNAL,
+        reason="ERR_STATE_TRANSACTION",
+        http_details=False,
     )
 
 
@@ -127,6 +149,7 @@ def unsupported_operation(operation: object) -> DaprError:
         400,
         grpc.StatusCode.UNIMPLEMENTED,
         reason="ERR_NOT_SUPPORTED_STATE_OPERATION",
+        http_details=False,
     )
 
 

@@ -23,7 +23,14 @@ from sidecar.state.base import (
     QueryResponse,
     SetRequest,
 )
-from sidecar.state.metadata import TTL_EXPIRE_TIME, TTL_KEY, etag_mismatch, go_atoi, rfc3339
+from sidecar.state.metadata import (
+    TTL_EXPIRE_TIME,
+    TTL_KEY,
+    check_options,
+    etag_mismatch,
+    go_atoi,
+    rfc3339,
+)
 
 #: Contrib sweeps expired items once a second; reads also drop them lazily.
 SWEEP_INTERVAL = 1.0
@@ -54,6 +61,12 @@ def _ttl_seconds(metadata: Mapping[str, str]) -> int:
         return max(go_atoi(raw, "Atoi"), 0)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
+
+
+def _checked_ttl(request: SetRequest) -> int:
+    """Contrib's doSetValidateParameters: the options, then the TTL."""
+    check_options(request.concurrency, request.consistency)
+    return _ttl_seconds(request.metadata)
 
 
 class MemoryStateStore:
@@ -100,9 +113,9 @@ class MemoryStateStore:
         items = [(key, self._live(key, now)) for key in keys]
         return [BulkGetItem(key, item.response() if item else None) for key, item in items]
 
-    def _check_etag(self, key: str, etag: str | None, concurrency: Concurrency, now: float) -> None:
+    def _check_etag(self, key: str, etag: str | None, concurrency: str, now: float) -> None:
         item = self._live(key, now)
-        if concurrency is Concurrency.FIRST_WRITE and not etag:
+        if concurrency == Concurrency.FIRST_WRITE and not etag:
             if item is not None:
                 raise etag_mismatch("item already exists and no etag was passed")
         elif etag:
@@ -118,18 +131,21 @@ class MemoryStateStore:
         self._items[request.key] = _Item(request.value, str(uuid.uuid4()), expires)
 
     async def set(self, request: SetRequest) -> None:
-        ttl = _ttl_seconds(request.metadata)
+        ttl = _checked_ttl(request)
         now = time.time()
         self._check_etag(request.key, request.etag, request.concurrency, now)
         self._put(request, ttl, now)
 
     async def delete(self, request: DeleteRequest) -> None:
+        check_options(request.concurrency, request.consistency)
         now = time.time()
         self._check_etag(request.key, request.etag, request.concurrency, now)
         self._items.pop(request.key, None)
 
     async def transact(self, operations: Sequence[SetRequest | DeleteRequest]) -> None:
-        ttls = [_ttl_seconds(op.metadata) if isinstance(op, SetRequest) else 0 for op in operations]
+        # Contrib's Multi checks the options of its upserts only: it hands a *DeleteRequest to
+        # CheckRequestOptions, whose type switch matches none of its cases.
+        ttls = [_checked_ttl(op) if isinstance(op, SetRequest) else 0 for op in operations]
         now = time.time()
         for op in operations:
             self._check_etag(op.key, op.etag, op.concurrency, now)

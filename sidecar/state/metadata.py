@@ -1,7 +1,8 @@
-"""What the state stores share: ttlInSeconds, Go-style durations, RFC 3339 times, etag errors.
+"""What the state stores share: ttlInSeconds, request options, Go-style durations, RFC 3339
+times, etag errors.
 
-Messages follow components-contrib (state/utils/ttl.go, state/errors.go) so errors read like
-daprd's.
+Messages follow components-contrib (state/utils/ttl.go, state/request_options.go,
+state/errors.go) so errors read like daprd's.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from datetime import UTC, datetime
 
 from sidecar.components import Component, ComponentError
 from sidecar.durations import parse_go_duration
-from sidecar.state.base import ETagMismatch, InvalidRequest
+from sidecar.state.base import Concurrency, Consistency, ETagMismatch, InvalidRequest
 
 TTL_KEY = "ttlInSeconds"
 TTL_EXPIRE_TIME = "ttlExpireTime"  #: GetResponse metadata key daprd returns
 _MAX_INT32 = 2**31 - 1
 _GO_INT = re.compile(r"[+-]?[0-9]+")
+_CONCURRENCIES = frozenset(Concurrency)
+_CONSISTENCIES = frozenset(Consistency)
 
 
 def go_atoi(text: str, func: str = "ParseInt") -> int:
@@ -43,6 +46,14 @@ def parse_ttl(metadata: Mapping[str, str], *, strict: bool = True) -> int | None
     if strict and (value < -1 or value > _MAX_INT32):
         raise InvalidRequest(f"incorrect value for metadata '{TTL_KEY}': must be -1 or greater")
     return value
+
+
+def check_options(concurrency: str, consistency: str) -> None:
+    """Contrib's state.CheckRequestOptions for a set or delete: consistency first."""
+    if consistency and consistency not in _CONSISTENCIES:
+        raise InvalidRequest(f"unrecognized consistency model '{consistency}'")
+    if concurrency and concurrency not in _CONCURRENCIES:
+        raise InvalidRequest(f"unrecognized concurrency model '{concurrency}'")
 
 
 def rfc3339(moment: datetime) -> str:

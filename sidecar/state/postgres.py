@@ -35,6 +35,7 @@ from sidecar.state.base import (
 )
 from sidecar.state.metadata import (
     TTL_EXPIRE_TIME,
+    check_options,
     etag_mismatch,
     parse_duration,
     parse_ttl,
@@ -201,6 +202,7 @@ class PostgresStateStore:
         return [found.get(key) or BulkGetItem(key, None) for key in keys]
 
     async def _set(self, db: Any, request: SetRequest) -> None:
+        check_options(request.concurrency, request.consistency)  # contrib's doDelete does not
         ttl = self._ttl(request)
         value, binary = _encode(request)
         if request.etag:
@@ -210,7 +212,7 @@ class PostgresStateStore:
         else:
             text = (
                 self._sql.insert_only
-                if request.concurrency is Concurrency.FIRST_WRITE
+                if request.concurrency == Concurrency.FIRST_WRITE
                 else self._sql.upsert
             )
             status = await db.execute(text, request.key, value, binary, ttl)

@@ -33,7 +33,7 @@ from sidecar.state.base import (
     StoreUnavailable,
     StreamAppend,
 )
-from sidecar.state.metadata import etag_mismatch, go_atoi, parse_ttl
+from sidecar.state.metadata import check_options, etag_mismatch, go_atoi, parse_ttl
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +99,9 @@ _UNAVAILABLE = (OSError, TimeoutError)  #: RedisUnavailable is a ConnectionError
 
 
 def _etag_arg(request: SetRequest) -> str:
-    """Contrib's parseETag: no etag = "0"; otherwise it must be an integer."""
-    if not request.etag:
+    """Contrib's parseETag: no etag, or last-write given explicitly = "0" (the etag is then
+    neither parsed nor compared); otherwise it must be an integer."""
+    if not request.etag or request.concurrency == Concurrency.LAST_WRITE:
         return "0"
     try:
         return str(go_atoi(request.etag, "Atoi"))
@@ -211,9 +212,10 @@ class RedisStateStore:
         return str(ttl)
 
     async def set(self, request: SetRequest) -> None:
+        check_options(request.concurrency, request.consistency)
         etag = _etag_arg(request)
         ttl = self._ttl_arg(request)
-        first_write = "0" if request.concurrency is Concurrency.FIRST_WRITE else "1"
+        first_write = "0" if request.concurrency == Concurrency.FIRST_WRITE else "1"
         try:
             await self._evalsha("_set_sha", request.key, etag, request.value, first_write, ttl)
         except _UNAVAILABLE as exc:
@@ -224,6 +226,8 @@ class RedisStateStore:
             raise StateError(f"failed to set key {request.key}: {exc}") from exc
 
     async def delete(self, request: DeleteRequest) -> None:
+        # Contrib's Delete checks the options but compares any etag, whatever the concurrency.
+        check_options(request.concurrency, request.consistency)
         try:
             await self._evalsha("_delete_sha", request.key, request.etag or "0")
         except _UNAVAILABLE as exc:
@@ -240,6 +244,7 @@ class RedisStateStore:
         appends: Mapping[int, StreamAppend],
     ) -> None:
         # Parse everything first: like contrib, a bad etag or TTL sends nothing to Redis.
+        # Contrib's Multi does not check the options (state.CheckRequestOptions).
         calls: list[_Call] = []
         for index, op in enumerate(operations):
             if isinstance(op, SetRequest):

@@ -36,7 +36,13 @@ from sidecar.state.base import (
     StateError,
     StoreUnavailable,
 )
-from sidecar.state.metadata import TTL_EXPIRE_TIME, etag_mismatch, parse_duration, parse_ttl
+from sidecar.state.metadata import (
+    TTL_EXPIRE_TIME,
+    check_options,
+    etag_mismatch,
+    parse_duration,
+    parse_ttl,
+)
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -82,6 +88,12 @@ def _expiry(request: SetRequest) -> str | None:
     except InvalidRequest as exc:
         raise InvalidRequest(f"error parsing TTL: {exc}") from None
     return f"+{ttl} seconds" if ttl and ttl > 0 else None
+
+
+def _checked_expiry(request: SetRequest | DeleteRequest) -> str | None:
+    """Contrib's doSet/doDelete checks: the options, then (for a set) the TTL."""
+    check_options(request.concurrency, request.consistency)
+    return _expiry(request) if isinstance(request, SetRequest) else None
 
 
 def _response(row: Sequence[Any]) -> GetResponse:
@@ -293,7 +305,7 @@ class SqliteStateStore:
             ).rowcount
             if updated == 0:
                 raise etag_mismatch()
-        elif request.concurrency is Concurrency.FIRST_WRITE:
+        elif request.concurrency == Concurrency.FIRST_WRITE:
             row = db.execute(
                 self._insert_only, (request.key, value, binary, etag, expiry, request.key)
             ).fetchone()
@@ -313,14 +325,17 @@ class SqliteStateStore:
             db.execute(f"DELETE FROM {self.table} WHERE key = ?", (request.key,))
 
     async def set(self, request: SetRequest) -> None:
-        expiry = _expiry(request)
+        expiry = _checked_expiry(request)
         await self._run(lambda: self._set(self._db(), request, expiry))
 
     async def delete(self, request: DeleteRequest) -> None:
+        check_options(request.concurrency, request.consistency)
         await self._run(lambda: self._delete(self._db(), request))
 
     async def transact(self, operations: Sequence[SetRequest | DeleteRequest]) -> None:
-        expiries = [_expiry(op) if isinstance(op, SetRequest) else None for op in operations]
+        # Checked in order, before anything is written: contrib's doSet/doDelete check each
+        # operation as it comes and roll back on the first failure, which reads the same.
+        expiries = [_checked_expiry(op) for op in operations]
         await self._run(self._transact, operations, expiries)
 
     def _transact(

@@ -1,0 +1,390 @@
+"""daprd's exact answers where the State API is easy to get subtly wrong.
+
+Request options as each contrib store checks them, state.redis ignoring the etag under an
+explicit last-write, Go's typed decoding of HTTP bodies, HTTP errors without details where daprd
+answers with messages.APIError, and the gRPC wording of empty names and keys. Run against the
+session's conformance sidecar (tests/sidecar/api/conformance.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+import redis
+from dapr.proto.common.v1 import common_pb2
+from dapr.proto.runtime.v1 import dapr_pb2_grpc, pubsub_pb2, state_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from tests.sidecar.api.conformance import APP_ID, STORES, Conformance
+from tests.sidecar.api.conftest import unique
+
+_OPTIONS = common_pb2.StateOptions
+
+
+@pytest.fixture(params=list(STORES))
+def store(request: pytest.FixtureRequest, conformance: Conformance) -> str:
+    if not conformance.has(request.param):
+        pytest.skip("PostgreSQL server binaries are not installed")
+    name: str = request.param
+    return name
+
+
+@pytest.fixture()
+def http(conformance: Conformance) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=conformance.sidecar.http, timeout=20) as client:
+        yield client
+
+
+@pytest.fixture()
+def stub(conformance: Conformance) -> Iterator[dapr_pb2_grpc.DaprStub]:
+    with grpc.insecure_channel(conformance.sidecar.grpc_address) as channel:
+        yield dapr_pb2_grpc.DaprStub(channel)
+
+
+def api_error(response: httpx.Response, status: int, code: str) -> str:
+    """daprd's messages.APIError over HTTP: exactly errorCode and message. The message."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"errorCode", "message"}, body
+    assert body["errorCode"] == code, body
+    message: str = body["message"]
+    return message
+
+
+def save(http: httpx.Client, store: str, item: dict[str, Any]) -> httpx.Response:
+    return http.post(f"/v1.0/state/{store}", json=[item])
+
+
+def transact(http: httpx.Client, store: str, *ops: tuple[str, dict[str, Any]]) -> httpx.Response:
+    body = {"operations": [{"operation": kind, "request": request} for kind, request in ops]}
+    return http.post(f"/v1.0/state/{store}/transaction", json=body)
+
+
+def rich(error: grpc.RpcError) -> list[Any]:
+    """The unpacked details of a gRPC error, in order."""
+    status = rpc_status.from_call(error)
+    assert status is not None
+    out: list[Any] = []
+    for detail in status.details:
+        for kind in (
+            error_details_pb2.ErrorInfo,
+            error_details_pb2.ResourceInfo,
+            error_details_pb2.BadRequest,
+        ):
+            message = kind()
+            if detail.Unpack(message):
+                out.append(message)
+    return out
+
+
+# --- options.concurrency / options.consistency (contrib state.CheckRequestOptions) ------------
+
+
+def test_unknown_options_fail_where_the_store_checks_them(http: httpx.Client, store: str) -> None:
+    key = unique("opts")
+    bad = {"key": key, "value": 1, "options": {"concurrency": "firstWrite"}}
+    message = api_error(save(http, store, bad), 500, "ERR_STATE_SAVE")
+    assert message == (
+        f"failed saving state in state store {store}: unrecognized concurrency model 'firstWrite'"
+    )
+    # Consistency is checked first; Go's decoder matches the field names regardless of case.
+    both = {"key": key, "value": 1, "Options": {"Concurrency": "x", "CONSISTENCY": "often"}}
+    message = api_error(save(http, store, both), 500, "ERR_STATE_SAVE")
+    assert message.endswith("unrecognized consistency model 'often'")
+    assert http.get(f"/v1.0/state/{store}/{key}").status_code == 204
+    known = {"concurrency": "last-write", "consistency": "strong"}
+    fine = {"key": key, "value": 1, "options": known}
+    assert save(http, store, fine).status_code == 204
+
+    # Deletes: contrib's postgresql v1 doDelete never checks the options.
+    deleted = http.delete(f"/v1.0/state/{store}/{key}?concurrency=bogus&concurrency=last-write")
+    if store == "pgstore":
+        assert deleted.status_code == 204, deleted.text
+    else:
+        message = api_error(deleted, 500, "ERR_STATE_DELETE")
+        why = "unrecognized concurrency model 'bogus'"
+        assert message == f"failed deleting state with key {key}: {why}"
+        assert http.get(f"/v1.0/state/{store}/{key}").status_code == 200
+
+
+def test_unknown_options_in_transactions(http: httpx.Client, store: str) -> None:
+    """state.redis's Multi checks no options; in-memory's only its upserts'; sqlite and
+    postgresql both (postgresql's doDelete none)."""
+    upserted, deleted = unique("tx-up"), unique("tx-del")
+    assert save(http, store, {"key": deleted, "value": 1}).status_code == 204
+    bad = {"concurrency": "sometimes"}
+    upsert = transact(http, store, ("upsert", {"key": upserted, "value": 1, "options": bad}))
+    if store == "redisstore":
+        assert upsert.status_code == 204, upsert.text
+    else:
+        message = api_error(upsert, 500, "ERR_STATE_TRANSACTION")
+        assert message == (
+            "error while executing state transaction: unrecognized concurrency model 'sometimes'"
+        )
+    delete = transact(http, store, ("delete", {"key": deleted, "options": bad}))
+    if store == "sqlitestore":
+        api_error(delete, 500, "ERR_STATE_TRANSACTION")
+        assert http.get(f"/v1.0/state/{store}/{deleted}").status_code == 200
+    else:
+        assert delete.status_code == 204, delete.text
+        assert http.get(f"/v1.0/state/{store}/{deleted}").status_code == 204
+
+
+def test_unknown_grpc_enum_values_are_no_options(stub: dapr_pb2_grpc.DaprStub) -> None:
+    """daprd's stateConcurrencyToString maps a number it does not know to "": no error."""
+    options = _OPTIONS(concurrency=7, consistency=9)  # type: ignore[arg-type]
+    item = common_pb2.StateItem(key=unique("enum"), value=b"1", options=options)
+    stub.SaveState(state_pb2.SaveStateRequest(store_name="sqlitestore", states=[item]), timeout=10)
+
+
+# --- state.redis under an explicit last-write ------------------------------------------------
+
+
+def test_explicit_last_write_makes_redis_ignore_the_etag(
+    http: httpx.Client, store: str, stub: dapr_pb2_grpc.DaprStub
+) -> None:
+    """contrib's redis parseETag returns no version under last-write: the etag is neither
+    parsed nor compared on save (nor in Multi). Its Delete, and the other stores, compare it."""
+    key = unique("lww")
+    assert save(http, store, {"key": key, "value": 1}).status_code == 204
+    last_write = {"concurrency": "last-write"}
+    stale = save(http, store, {"key": key, "value": 2, "etag": "12345", "options": last_write})
+    malformed = save(http, store, {"key": key, "value": 3, "etag": "x", "options": last_write})
+    in_tx = transact(
+        http, store, ("upsert", {"key": key, "value": 4, "etag": "999", "options": last_write})
+    )
+    item = common_pb2.StateItem(
+        key=key,
+        value=b"5",
+        etag=common_pb2.Etag(value="777"),
+        options=_OPTIONS(concurrency=_OPTIONS.CONCURRENCY_LAST_WRITE),
+    )
+    request = state_pb2.SaveStateRequest(store_name=store, states=[item])
+    if store == "redisstore":
+        assert (stale.status_code, malformed.status_code, in_tx.status_code) == (204, 204, 204)
+        stub.SaveState(request, timeout=10)
+        assert http.get(f"/v1.0/state/{store}/{key}").json() == 5
+        # Unspecified concurrency still compares the etag.
+        unset = save(http, store, {"key": key, "value": 6, "etag": "12345"})
+        api_error(unset, 409, "ERR_STATE_SAVE")
+    else:
+        api_error(stale, 409, "ERR_STATE_SAVE")
+        api_error(malformed, 400 if store == "pgstore" else 409, "ERR_STATE_SAVE")
+        api_error(in_tx, 500, "ERR_STATE_TRANSACTION")
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.SaveState(request, timeout=10)
+        assert caught.value.code() == grpc.StatusCode.ABORTED
+        assert http.get(f"/v1.0/state/{store}/{key}").json() == 1
+    removed = http.delete(
+        f"/v1.0/state/{store}/{key}?concurrency=last-write", headers={"If-Match": "12345"}
+    )
+    api_error(removed, 409, "ERR_STATE_DELETE")
+
+
+# --- HTTP bodies decoded into daprd's Go types -----------------------------------------------
+
+SAVE_BODIES = {
+    "numeric metadata": (
+        [{"key": "k", "value": 1, "metadata": {"ttlInSeconds": 100}}],
+        "json: cannot unmarshal number into Go struct field SetRequest.metadata of type string",
+    ),
+    "numeric etag": (
+        [{"key": "k", "value": 1, "etag": 5}],
+        "json: cannot unmarshal number into Go struct field SetRequest.etag of type string",
+    ),
+    "numeric key": (
+        [{"key": 5, "value": 1}],
+        "json: cannot unmarshal number into Go struct field SetRequest.key of type string",
+    ),
+    "options a string": (
+        [{"key": "k", "options": "first-write"}],
+        "json: cannot unmarshal string into Go struct field SetRequest.options of type "
+        "state.SetStateOption",
+    ),
+    "boolean concurrency": (
+        [{"key": "k", "options": {"concurrency": True}}],
+        "json: cannot unmarshal bool into Go struct field SetStateOption.options.Concurrency of "
+        "type string",
+    ),
+    "an object": (
+        {"key": "k", "value": 1},
+        "json: cannot unmarshal object into Go value of type []state.SetRequest",
+    ),
+    "an array of numbers": (
+        [1],
+        "json: cannot unmarshal number into Go value of type state.SetRequest",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", SAVE_BODIES)
+def test_http_save_bodies_are_typed_as_gos_decoder_types_them(
+    http: httpx.Client, case: str
+) -> None:
+    body, message = SAVE_BODIES[case]
+    response = http.post("/v1.0/state/redisstore", json=body)
+    assert api_error(response, 400, "ERR_MALFORMED_REQUEST") == message
+
+
+def test_http_save_reads_what_gos_decoder_accepts(conformance: Conformance) -> None:
+    """Field names regardless of case, null metadata values as "", and the query's
+    ``metadata.*`` merged into every item (daprd's onPostState)."""
+    key = unique("typed")
+    with httpx.Client(base_url=conformance.sidecar.http, timeout=20) as http:
+        body = [{"KEY": key, "Value": {"a": 1}, "metadata": {"contentType": None}}]
+        saved = http.post("/v1.0/state/redisstore?metadata.ttlInSeconds=60", json=body)
+        assert saved.status_code == 204, saved.text
+        assert http.get(f"/v1.0/state/redisstore/{key}").json() == {"a": 1}
+        assert http.post("/v1.0/state/redisstore", content=b"null").status_code == 204
+        empty = http.post("/v1.0/state/redisstore", content=b"  ")
+        assert api_error(empty, 400, "ERR_MALFORMED_REQUEST") == "EOF"
+    with redis.Redis(host="127.0.0.1", port=conformance.redis.port) as client:
+        assert 0 < int(client.ttl(f"{APP_ID}||{key}")) <= 60
+
+
+TRANSACTION_BODIES = {
+    "numeric metadata in an upsert": (
+        {"operations": [{"operation": "upsert", "request": {"key": "k", "metadata": {"t": 1}}}]},
+        "1 error(s) decoding:\n\n* 'Metadata[t]' expected type 'string', got unconvertible type "
+        "'float64', value: '1'",
+    ),
+    "numeric etag and options in an upsert": (
+        {
+            "operations": [
+                {
+                    "operation": "upsert",
+                    "request": {"key": "k", "etag": 5, "options": {"concurrency": 1.5}},
+                }
+            ]
+        },
+        "2 error(s) decoding:\n\n* 'ETag' expected type 'string', got unconvertible type "
+        "'float64', value: '5'\n* 'Options.Concurrency' expected type 'string', got "
+        "unconvertible type 'float64', value: '1.5'",
+    ),
+    "a delete whose request is a string": (
+        {"operations": [{"operation": "delete", "request": "k"}]},
+        "'' expected a map, got 'string'",
+    ),
+    "numeric transaction metadata": (
+        {"metadata": {"a": 1}, "operations": []},
+        "json: cannot unmarshal number into Go struct field stateTransactionRequestBody.metadata "
+        "of type string",
+    ),
+    "numeric operation": (
+        {"operations": [{"operation": 1, "request": {"key": "k"}}]},
+        "json: cannot unmarshal number into Go struct field "
+        "stateTransactionRequestBodyOperation.operations.operation of type string",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", TRANSACTION_BODIES)
+def test_http_transaction_bodies_are_typed_as_daprd_types_them(
+    http: httpx.Client, case: str
+) -> None:
+    body, detail = TRANSACTION_BODIES[case]
+    response = http.post("/v1.0/state/sqlitestore/transaction", json=body)
+    message = api_error(response, 400, "ERR_MALFORMED_REQUEST")
+    assert message == f"failed deserializing HTTP body: {detail}"
+
+
+def test_http_bulk_get_bodies_are_typed_as_daprd_types_them(http: httpx.Client) -> None:
+    cases = {
+        b'{"keys": ["k"], "metadata": {"a": 1}}': "json: cannot unmarshal number into Go struct "
+        "field BulkGetRequest.metadata of type string",
+        b'{"keys": ["k"], "parallelism": 1.50}': "json: cannot unmarshal number 1.50 into Go "
+        "struct field BulkGetRequest.parallelism of type int",
+        b'{"keys": [1]}': "json: cannot unmarshal number into Go struct field "
+        "BulkGetRequest.keys of type string",
+    }
+    for body, detail in cases.items():
+        response = http.post("/v1.0/state/redisstore/bulk", content=body)
+        message = api_error(response, 400, "ERR_MALFORMED_REQUEST")
+        assert message == f"failed deserializing HTTP body: {detail}"
+    # A null key is Go's "" (a key like any other); null is no request.
+    found = http.post("/v1.0/state/redisstore/bulk", content=b'{"keys": [null]}')
+    assert found.json() == [{"key": ""}]
+    assert http.post("/v1.0/state/redisstore/bulk", content=b"null").json() == []
+
+
+# --- HTTP errors: details only where daprd's error is a dapr/kit error ---------------------
+
+
+def test_http_state_api_errors_carry_no_details(http: httpx.Client) -> None:
+    key = unique("nodetails")
+    assert save(http, "sqlitestore", {"key": key, "value": 1}).status_code == 204
+    stale_save = save(http, "sqlitestore", {"key": key, "value": 2, "etag": "no"})
+    api_error(stale_save, 409, "ERR_STATE_SAVE")
+    stale = http.delete(f"/v1.0/state/sqlitestore/{key}", headers={"If-Match": "no"})
+    api_error(stale, 409, "ERR_STATE_DELETE")
+    etag = save(http, "redisstore", {"key": key, "value": 1, "etag": "x"})
+    assert api_error(etag, 400, "ERR_STATE_SAVE").startswith("failed saving state")
+    bad_ttl = save(http, "redisstore", {"key": key, "value": 1, "metadata": {"ttlInSeconds": "x"}})
+    api_error(bad_ttl, 500, "ERR_STATE_SAVE")
+    failed_tx = transact(http, "sqlitestore", ("upsert", {"key": key, "value": 3, "etag": "no"}))
+    api_error(failed_tx, 500, "ERR_STATE_TRANSACTION")
+    merge = transact(http, "sqlitestore", ("merge", {"key": key}))
+    assert api_error(merge, 400, "ERR_NOT_SUPPORTED_STATE_OPERATION") == (
+        "operation type merge not supported"
+    )
+    empty = save(http, "sqlitestore", {"key": "", "value": 1})
+    assert api_error(empty, 400, "ERR_MALFORMED_REQUEST") == '"key" is a required field'
+    # dapr/kit errors keep their details, in the order daprd's builder appends them.
+    illegal = save(http, "sqlitestore", {"key": "a||b", "value": 1}).json()
+    kinds = [d["@type"].rsplit(".", 1)[1] for d in illegal["details"]]
+    assert kinds == ["BadRequest", "ResourceInfo", "ErrorInfo"]
+    # Each detail is a Go map there: encoding/json writes its keys sorted.
+    assert list(illegal["details"][2]) == ["@type", "domain", "metadata", "reason"]
+
+
+def test_grpc_keeps_rich_state_errors(stub: dapr_pb2_grpc.DaprStub) -> None:
+    key = unique("grpc-rich")
+    item = common_pb2.StateItem(key=key, value=b"1", etag=common_pb2.Etag(value="no"))
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.SaveState(state_pb2.SaveStateRequest(store_name="memstore", states=[item]), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.ABORTED
+    (info,) = rich(caught.value)
+    assert (info.reason, info.domain) == ("ERR_STATE_SAVE", "dapr.io")
+
+
+# --- gRPC: empty names and keys ----------------------------------------------------------------
+
+
+def test_grpc_empty_state_key_is_worded_as_daprd_grpc_words_it(
+    stub: dapr_pb2_grpc.DaprStub,
+) -> None:
+    item = common_pb2.StateItem(key="", value=b"1")
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.SaveState(state_pb2.SaveStateRequest(store_name="redisstore", states=[item]))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == "state key cannot be empty"
+    (info,) = rich(caught.value)
+    assert info.reason == "ERR_STATE_SAVE"
+
+
+def test_grpc_publish_with_an_empty_pubsub_name(stub: dapr_pb2_grpc.DaprStub) -> None:
+    """daprd's validateAndGetPubsubAndTopic: NameEmpty, with the request's metadata."""
+    calls = (
+        lambda: stub.PublishEvent(
+            pubsub_pb2.PublishEventRequest(pubsub_name="", topic="t", metadata={"m": "1"}),
+            timeout=10,
+        ),
+        lambda: stub.BulkPublishEvent(
+            pubsub_pb2.BulkPublishRequest(pubsub_name="", topic="t", metadata={"m": "1"}),
+            timeout=10,
+        ),
+    )
+    for call in calls:
+        with pytest.raises(grpc.RpcError) as caught:
+            call()
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert caught.value.details() == "pubsub name is empty"
+        resource, info = rich(caught.value)
+        assert (resource.resource_type, resource.resource_name) == ("pubsub", "")
+        assert resource.description == "pubsub name is empty"
+        assert (info.reason, dict(info.metadata)) == ("DAPR_PUBSUB_NAME_EMPTY", {"m": "1"})
