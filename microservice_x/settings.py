@@ -91,7 +91,9 @@ class Settings:
             dapr_api_token=env.get("DAPR_API_TOKEN") or None,
             app_api_token=env.get("APP_API_TOKEN") or None,
             orchestrator_api_key=env.get("ORCHESTRATOR_API_KEY") or None,
-            state_store=env.get("STATE_STORE", "").strip() or cls.state_store,
+            # STATE_STORE_NAME as the orchestrator names it; STATE_STORE, its earlier name, too.
+            state_store=(env.get("STATE_STORE_NAME") or env.get("STATE_STORE") or "").strip()
+            or cls.state_store,
             orchestrator_app_id=env.get("ORCHESTRATOR_APP_ID", "").strip()
             or cls.orchestrator_app_id,
             invoke_timeout_seconds=_positive_float(
