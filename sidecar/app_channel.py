@@ -8,6 +8,8 @@ status line and headers are longer than ``--read-buffer-size`` fails as under da
 to the app has that as Go's ``MaxResponseHeaderBytes`` (pkg/runtime/channels). Headers are
 those of Go's client: the caller's own, plus a default User-Agent and, when the caller accepts no
 encoding of its own, ``Accept-Encoding: gzip`` with the gzip answer handed back decompressed.
+Redirects are not followed: daprd's client has ``CheckRedirect`` return ``ErrUseLastResponse``
+(pkg/runtime/channels/channels.go), so a 3xx and its Location are the app's answer as they are.
 """
 
 from __future__ import annotations
@@ -158,7 +160,7 @@ class AppChannel:
         sent, asks_gzip = go_request_headers(method, pairs)
         try:
             async with self._get_session().request(
-                method, url, headers=sent, data=body
+                method, url, headers=sent, data=body, allow_redirects=False
             ) as response:
                 if response_head_size(response) > self._max_head:
                     raise AppUnreachableError(

@@ -15,10 +15,12 @@ import secrets
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from sidecar.ttl import message_ttl
 
 DEFAULT_TYPE = "com.dapr.event.sent"
 DEFAULT_SOURCE = "Dapr"  #: used when neither the publisher app id nor an override is known
@@ -259,25 +261,15 @@ def is_raw_payload(metadata: Mapping[str, str]) -> bool:
     raise ValueError(f"rawPayload value must be a valid boolean: actual is '{value}'")
 
 
-def ttl_seconds(metadata: Mapping[str, str]) -> int | None:
-    """``ttlInSeconds`` as contrib's TryGetTTL reads it; invalid or non-positive ones ignored."""
-    raw = metadata.get("ttlInSeconds", "")
-    if not raw:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        return None
-    return value if value > 0 else None
-
-
 def apply_ttl(
     event: dict[str, Any], metadata: Mapping[str, str], now: datetime | None = None
 ) -> None:
-    """Add ``expiration`` when the publish asked for a TTL (no broker here handles TTL itself)."""
-    ttl = ttl_seconds(metadata)
-    if ttl is not None:
-        event["expiration"] = rfc3339((now or datetime.now(UTC)) + timedelta(seconds=ttl))
+    """Add ``expiration`` when the publish asked for a TTL (no broker here handles TTL itself),
+    as contrib's ApplyMetadata: the expiry time in whole seconds, so a TTL of 0 has expired by
+    the time the event is delivered."""
+    duration = message_ttl(metadata)
+    if duration is not None:
+        event["expiration"] = rfc3339((now or datetime.now(UTC)) + duration)
 
 
 def has_expired(event: Mapping[str, Any], now: datetime | None = None) -> bool:

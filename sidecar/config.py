@@ -30,6 +30,7 @@ class SidecarConfig:
     log_level: str = "info"
     api_token: str | None = None  #: DAPR_API_TOKEN: required on every API call but healthz
     app_api_token: str | None = None  #: APP_API_TOKEN: sent to the app as dapr-api-token
+    host_ip: str = ""  #: DAPR_HOST_IP: the address the forwarding headers name ("" = found)
     namespace: str = ""  #: NAMESPACE as set ("" when unset): keyPrefix namespace, metrics
     #: NAMESPACE, or "default" when it is not set (daprd's security.CurrentNamespace): the
     #: ``{namespace}`` template and the outbox's internal topic
@@ -262,6 +263,7 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> SidecarConfig:
         log_level=options.log_level,
         api_token=env.get("DAPR_API_TOKEN") or None,
         app_api_token=env.get("APP_API_TOKEN") or None,
+        host_ip=env.get("DAPR_HOST_IP", ""),
         namespace=env.get("NAMESPACE", ""),
         current_namespace=env.get("NAMESPACE", "default"),
         app_health=HealthCheck(

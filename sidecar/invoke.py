@@ -2,7 +2,10 @@
 
 The caller's sidecar resolves the target through the local registry and forwards the request to
 that sidecar's HTTP API, which calls its app through the app channel. Method, query string,
-headers (minus hop-by-hop ones), body and the app's status, headers and body pass through.
+headers (minus hop-by-hop ones), body and the app's status, headers and body pass through; a 3xx
+is the app's answer, not followed on either hop (daprd's hop is a gRPC call). On the hop to
+another app the caller's sidecar adds what daprd's invokeRemote adds: its namespace
+(``dapr-caller-namespace``) and the forwarding headers naming its host (``sidecar.forwarded``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from sidecar.app_channel import AppChannel, AppUnreachableError, replaced
 from sidecar.app_health import UNHEALTHY_MESSAGE
 from sidecar.breaker import ENDPOINT_CACHE_SIZE, Breakers
 from sidecar.errors import DaprError
+from sidecar.forwarded import ForwardedHost
 from sidecar.invoke_method import InvalidMethod, normalize_method
 from sidecar.nameresolution import AppNotFound, Instance, Registry
 from sidecar.policy_runner import run
@@ -47,6 +51,8 @@ HOP_BY_HOP = frozenset(
 )
 #: Added to the invocations a sidecar forwards to another (and given to the app, as daprd does).
 FORWARDED_MARK = "dapr-caller-app-id"
+#: The caller's namespace, set by its sidecar on the hop (invokev1.CallerNamespaceHeader).
+CALLER_NAMESPACE = "dapr-caller-namespace"
 #: The caller's Authorization on the hop between sidecars: under its own name there, it could
 #: name an app by Basic credentials (``dapr-app-id:<app>``), which would win over the hop's
 #: path at the target sidecar. The target's app gets it back as Authorization, as under daprd.
@@ -83,8 +89,15 @@ class Invoker:
         app_channel: AppChannel | None,
         api_token: str | None,
         timeout: float | None = None,
+        *,
+        namespace: str = "default",
+        forwarded: ForwardedHost | None = None,
     ) -> None:
         self.app_id = app_id
+        #: daprd's security.CurrentNamespace: NAMESPACE (even empty), "default" when unset.
+        self.namespace = namespace
+        #: The host the forwarding headers name, found once at startup as daprd does.
+        self._forwarded = forwarded or ForwardedHost("", "")
         self.registry = registry
         self.app_channel = app_channel
         self.api_token = api_token
@@ -273,15 +286,20 @@ class Invoker:
         url = f"{base}/v1.0/invoke/{quote(target, safe='')}/method/{quote(method, _PATH_SAFE)}"
         if query:
             url = f"{url}?{query}"
+        # Names in lower case, as the target reads them anyway: aiohttp lets a name set in
+        # another case replace every earlier value (the caller's X-Forwarded-For, say).
         sent = [
-            (_HOP_AUTHORIZATION if k.lower() == "authorization" else k, v)
+            (_HOP_AUTHORIZATION if k.lower() == "authorization" else k.lower(), v)
             for k, v in headers
-            if k.lower() != FORWARDED_MARK
+            if k.lower() not in (FORWARDED_MARK, CALLER_NAMESPACE)
         ]
-        sent.append((FORWARDED_MARK, self.app_id))
+        sent += [(k.lower(), v) for k, v in self._forwarded.headers()]
+        sent += [(CALLER_NAMESPACE, self.namespace), (FORWARDED_MARK, self.app_id)]
         if self.api_token:
             sent.append(("dapr-api-token", self.api_token))
-        request = self._client().request(verb, URL(url, encoded=True), headers=sent, data=body)
+        request = self._client().request(
+            verb, URL(url, encoded=True), headers=sent, data=body, allow_redirects=False
+        )
         async with request as response:
             reply = await response.read()
             return InvokeResult(response.status, forwardable(response.headers.items()), reply)

@@ -1,8 +1,8 @@
 """The HTTP postman: a subscribed event as a POST to the app, read by daprd's response table.
 
 As daprd's ``subscription/postman/http``: the body is the CloudEvent, the broker message's
-metadata travels as headers, and the answer (status code and ``{"status": ...}`` body) decides
-success, retry or drop.
+metadata travels as headers, and the answer (status code and ``{"status": ...}`` body, its key
+matched as Go matches it, in any case) decides success, retry or drop.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sidecar import cloudevents
+from sidecar import cloudevents, gojson
 from sidecar.app_channel import AppChannel, AppUnreachableError
 from sidecar.metrics import ComponentMetrics, ms_since
 from sidecar.postman import INGRESS, Outcome, RetriableError
@@ -43,11 +43,13 @@ def interpret_response(status: int, body: bytes) -> tuple[Outcome, str]:
             return Outcome.SUCCESS, ""
         if not isinstance(value, dict):
             return Outcome.SUCCESS, ""  # Go cannot decode it into AppResponse: success
-        app_status = value.get("status")
-        if app_status is None or app_status == "" or app_status == "SUCCESS":
-            return Outcome.SUCCESS, ""
-        if not isinstance(app_status, str):
+        # contrib's AppResponse{Status `json:"status"`}: "Status" and "STATUS" are the field too.
+        given = gojson.values(value, "status")
+        if any(item is not None and not isinstance(item, str) for item in given):
             return Outcome.SUCCESS, ""  # a decode error in Go, which daprd treats as success
+        app_status = gojson.field(value, "status") or ""
+        if app_status in ("", "SUCCESS"):
+            return Outcome.SUCCESS, ""
         if app_status == "DROP":
             return Outcome.DROP, app_status
         return Outcome.RETRY, app_status

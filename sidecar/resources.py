@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from sidecar.cloudevents import fast_loads
+from sidecar import app_subscriptions
 from sidecar.components import Component, RouteRule, SecretRef, Subscription
 from sidecar.durations import parse_go_duration
 
@@ -292,58 +292,20 @@ def _subscription(doc: Mapping[str, Any], label: str, v2: bool) -> Subscription:
 
 
 def read_programmatic_subscriptions(body: bytes) -> list[Subscription]:
-    """``parse_programmatic_subscriptions`` of the raw answer, read as Go's JSON decoder reads
-    it (invalid UTF-8 and unpaired surrogate escapes become U+FFFD, not errors)."""
+    """The app's raw ``GET /dapr/subscribe`` answer, decoded as daprd does
+    (``sidecar.app_subscriptions``); ResourceError when daprd would refuse all of it."""
     try:
-        parsed = fast_loads(body)
-    except ValueError as exc:
-        raise ResourceError("GET /dapr/subscribe", "", f"not JSON: {exc}") from None
-    return parse_programmatic_subscriptions(parsed)
+        return app_subscriptions.read(body)
+    except app_subscriptions.SubscribeAnswerError as exc:
+        raise ResourceError(app_subscriptions.LABEL, exc.where, exc.why) from None
 
 
 def parse_programmatic_subscriptions(body: Any) -> list[Subscription]:
-    """The app's ``GET /dapr/subscribe`` answer: v1 (``route``) and v2 (``routes``) items.
-
-    As in daprd, ``routes.default`` wins over ``route``; an item with neither routes nothing.
-    """
-    label = "GET /dapr/subscribe"
-    if body is None:
-        return []
-    if not isinstance(body, list):
-        raise ResourceError(label, "", f"expected a JSON list, got {type(body).__name__}")
-    subscriptions: list[Subscription] = []
-    for position, item in enumerate(body):
-        where = f"{label} item {position}"
-        if not isinstance(item, dict):
-            raise ResourceError(where, "", "expected an object")
-        routes = _mapping(item.get("routes"), where, "routes")
-        rules = []
-        for index, rule in enumerate(routes.get("rules") or []):
-            if not isinstance(rule, dict):
-                raise ResourceError(where, f"routes.rules[{index}]", "expected an object")
-            rules.append(
-                RouteRule(
-                    match=_string(rule.get("match"), where, f"routes.rules[{index}].match"),
-                    path=_string(rule.get("path"), where, f"routes.rules[{index}].path"),
-                )
-            )
-        default = _string(routes.get("default"), where, "routes.default")
-        bulk = _mapping(item.get("bulkSubscribe"), where, "bulkSubscribe")
-        subscriptions.append(
-            Subscription(
-                pubsubname=_string(item.get("pubsubname"), where, "pubsubname", required=True),
-                topic=_string(item.get("topic"), where, "topic", required=True),
-                rules=tuple(rules),
-                default_path=default or _string(item.get("route"), where, "route"),
-                metadata=_string_map(item.get("metadata"), where, "metadata"),
-                dead_letter_topic=_string(item.get("deadLetterTopic"), where, "deadLetterTopic"),
-                bulk=bulk.get("enabled") is True,
-                bulk_max_messages=_int(bulk, "maxMessagesCount", where, "bulkSubscribe"),
-                bulk_max_await_ms=_int(bulk, "maxAwaitDurationMs", where, "bulkSubscribe"),
-                source="programmatic",
-            )
-        )
-    return subscriptions
+    """``read_programmatic_subscriptions`` of an answer already parsed from JSON."""
+    try:
+        return app_subscriptions.parse(body)
+    except app_subscriptions.SubscribeAnswerError as exc:
+        raise ResourceError(app_subscriptions.LABEL, exc.where, exc.why) from None
 
 
 def _resiliency(doc: Mapping[str, Any], label: str) -> Resiliency:

@@ -24,6 +24,7 @@ from sidecar.components import Subscription
 from sidecar.config import SidecarConfig
 from sidecar.delivery import Deliverer
 from sidecar.durations import format_go_duration
+from sidecar.forwarded import HOST_IP_ENV, ForwardedHost
 from sidecar.grpc_api import create_grpc_server
 from sidecar.http_api import create_http_app
 from sidecar.invoke import Invoker
@@ -81,7 +82,14 @@ class Runtime:
                 max_concurrency=config.app_max_concurrency,
                 max_header_bytes=config.read_buffer_bytes,
             )
-        self.invoker = Invoker(self.app_id, self.registry, self.app_channel, config.api_token)
+        self.invoker = Invoker(
+            self.app_id,
+            self.registry,
+            self.app_channel,
+            config.api_token,
+            namespace=config.current_namespace,
+            forwarded=ForwardedHost.discover({HOST_IP_ENV: config.host_ip}),
+        )
         # Filled in by start(); the API layers only run after that.
         self.state: StateService = StateService({}, self.app_id)
         self.publisher: Publisher = Publisher({}, self.app_id)

@@ -186,8 +186,8 @@ def test_programmatic_subscriptions() -> None:
     assert subs[1].default_path == "/d"
     assert subs[1].rules[0].path == "/r"
     assert subs[1].dead_letter_topic == "dlq"
-    with pytest.raises(ResourceError, match="topic: is required"):
-        parse_programmatic_subscriptions([{"pubsubname": "p"}])
+    # daprd requires no field; an item without a route is dropped alone (filterSubscriptions).
+    assert parse_programmatic_subscriptions([{"pubsubname": "p"}]) == []
 
 
 def test_programmatic_subscriptions_are_read_as_gos_json_decoder_reads_them() -> None:

@@ -127,7 +127,7 @@ def test_ttl_sets_expiration_and_expiry_is_detected() -> None:
     assert cloudevents.has_expired(event, now=NOW + timedelta(seconds=11))
 
 
-@pytest.mark.parametrize("ttl", ["", "0", "-5", "abc"])
+@pytest.mark.parametrize("ttl", ["", "-5", "abc"])
 def test_invalid_ttl_is_ignored_like_contrib(ttl: str) -> None:
     event = envelope(b"x", "text/plain")
     cloudevents.apply_ttl(event, {"ttlInSeconds": ttl}, now=NOW)

@@ -1,0 +1,97 @@
+"""The app's ``GET /dapr/subscribe`` answer, decoded as daprd's SubscriptionJSON is by Go."""
+
+from __future__ import annotations
+
+import pytest
+
+from sidecar import app_subscriptions
+from sidecar.app_subscriptions import SubscribeAnswerError
+
+
+def test_keys_match_fields_in_any_case() -> None:
+    (sub,) = app_subscriptions.parse(
+        [
+            {
+                "PubsubName": "p",
+                "TOPIC": "t",
+                "DeadLetterTopic": "dlq",
+                "Metadata": {"rawPayload": "true"},
+                "ROUTES": {"Rules": [{"MATCH": "true", "Path": "/r"}], "Default": "/d"},
+                "BulkSubscribe": {"Enabled": True, "MaxMessagesCount": 5},
+            }
+        ]
+    )
+    assert (sub.pubsubname, sub.topic, sub.dead_letter_topic) == ("p", "t", "dlq")
+    assert [(r.match, r.path) for r in sub.rules] == [("true", "/r")]
+    assert sub.default_path == "/d"
+    assert sub.metadata == {"rawPayload": "true"}
+    assert (sub.bulk, sub.bulk_max_messages) == (True, 5)
+
+
+def test_no_field_is_required_and_a_routeless_item_is_dropped_alone() -> None:
+    subs = app_subscriptions.parse(
+        [
+            {"topic": "orphan", "route": "/o"},  # no pubsub: kept, never subscribed
+            {"pubsubname": "p", "route": "/n"},  # topic ""
+            None,  # a zero SubscriptionJSON: no route
+            {"pubsubname": "p", "topic": "unrouted"},
+            {"pubsubname": "p", "topic": "t", "route": "/t"},
+        ]
+    )
+    assert [(s.pubsubname, s.topic, s.default_path) for s in subs] == [
+        ("", "orphan", "/o"),
+        ("p", "", "/n"),
+        ("p", "t", "/t"),
+    ]
+
+
+def test_the_last_key_wins_and_null_leaves_a_field_as_it_was() -> None:
+    (sub,) = app_subscriptions.parse(
+        [
+            {
+                "topic": "first",
+                "Topic": "second",
+                "route": "/r",
+                "Route": None,
+                "routes": {"default": "/a"},
+                "Routes": {"rules": [{"path": "/x"}]},  # decoded into the same struct
+                "metadata": {"a": "1"},
+                "Metadata": {"b": None},  # the map keeps its entries
+            }
+        ]
+    )
+    assert sub.topic == "second"
+    assert sub.default_path == "/a"
+    assert [r.path for r in sub.rules] == ["/x"]
+    assert sub.metadata == {"a": "1", "b": ""}
+    (cleared,) = app_subscriptions.parse(
+        [{"route": "/r", "metadata": {"a": "1"}, "METADATA": None}]
+    )
+    assert cleared.metadata == {}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"pubsubname": "p"},
+        [{"topic": 5, "route": "/r"}],
+        [{"topic": "t", "route": "/r", "metadata": {"a": 1}}],
+        [{"topic": "t", "route": "/r", "bulkSubscribe": {"enabled": "yes"}}],
+        [{"topic": "t", "route": "/r", "bulkSubscribe": {"maxMessagesCount": 1.0}}],
+        [{"topic": "t", "route": "/r", "bulkSubscribe": {"maxAwaitDurationMs": 2**31}}],
+        [{"topic": "t", "routes": {"rules": [None]}}],
+        [{"topic": "t", "routes": []}],
+        ["t"],
+    ],
+)
+def test_a_value_of_the_wrong_type_fails_the_whole_answer(answer: object) -> None:
+    with pytest.raises(SubscribeAnswerError):
+        app_subscriptions.parse(answer)
+
+
+def test_the_first_json_value_is_read_and_the_rest_ignored() -> None:
+    (sub,) = app_subscriptions.read(b' [{"pubsubname": "p", "topic": "t", "route": "/r"}] trailing')
+    assert sub.default_path == "/r"
+    assert app_subscriptions.read(b"null") == []
+    with pytest.raises(SubscribeAnswerError, match="not JSON"):
+        app_subscriptions.read(b"[{")
