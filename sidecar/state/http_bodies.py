@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.gofmt import go_format
+from sidecar.gojson import folded
 
 _INT64 = range(-(2**63), 2**63)
 
@@ -82,18 +83,14 @@ def _type_error(value: Any, go_type: str, struct: str = "", path: str = "") -> B
     return BodyError(f"json: cannot unmarshal {what} into {where} of type {go_type}")
 
 
-def _fold(name: str) -> str:
-    return name.lower()
-
-
 def _fields(obj: Mapping[str, Any], names: tuple[str, ...]) -> Iterator[tuple[str, Any]]:
     """(field, value) for each key of ``obj`` naming a struct field, in document order.
 
     encoding/json takes the field of that exact name, else one whose name folds the same.
     """
-    folded = {_fold(n): n for n in names}
+    by_fold = {folded(n): n for n in names}
     for key, value in obj.items():
-        name = key if key in names else folded.get(_fold(key))
+        name = key if key in names else by_fold.get(folded(key))
         if name is not None:
             yield name, value
 
