@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -49,7 +50,7 @@ class OrchestratorClient:
             headers["traceparent"] = traceparent
         try:
             async with self._session.post(
-                self._url, data=orjson.dumps(body), headers=headers
+                self._url, data=_json_bytes(body), headers=headers
             ) as response:
                 status = response.status
                 raw = await response.read()
@@ -88,3 +89,12 @@ def _seconds(header: str | None) -> int | None:
     if header is None or not header.strip().isdigit():
         return None
     return int(header.strip()) or None
+
+
+def _json_bytes(body: dict[str, Any]) -> bytes:
+    """orjson, or the standard library's encoder for what orjson refuses: integers past 64 bits,
+    which JSON allows and the orchestrator accepts."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()

@@ -178,6 +178,17 @@ def test_an_unknown_job_type_is_refused_by_the_orchestrator_as_a_problem(pair: P
     assert "wait" in problem["detail"]
 
 
+def test_input_numbers_past_64_bits_reach_the_orchestrator(pair: Pair) -> None:
+    """Found by the fuzzer: orjson refuses such integers, JSON and the orchestrator do not."""
+    big = -(2**100)
+    status, _, problem = http(
+        "POST", f"{pair.mx.url}/jobs", {"type": f"nope-{uuid.uuid4()}", "input": {"n": big}}
+    )
+    # Sent on as it came: the orchestrator's own answer (an unknown type), not a 500 here.
+    assert status == 422, problem
+    assert "wait" in problem["detail"]
+
+
 def test_only_the_orchestrator_publishes_job_events(
     pair: Pair, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
