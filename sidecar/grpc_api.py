@@ -21,7 +21,7 @@ from sidecar.api_logging import GrpcApiLogging
 from sidecar.cloudevents import fast_loads
 from sidecar.errors import DaprError, abort
 from sidecar.grpc_streaming import subscribe_topic_events
-from sidecar.publishing import PublishEntry, publish_failed
+from sidecar.publishing import PublishEntry, publish_failed, pubsub_name_empty
 from sidecar.state.base import Concurrency, Consistency, DeleteRequest, SetRequest
 from sidecar.state.errors import unsupported_operation
 
@@ -98,22 +98,6 @@ def _delete_request(item: common_pb2.StateItem) -> DeleteRequest:
         metadata=_metadata(item.metadata),
         concurrency=_concurrency(item.options),
         consistency=_consistency(item.options),
-    )
-
-
-def pubsub_name_empty(metadata: Mapping[str, str]) -> DaprError:
-    """daprd's PubSub("").WithMetadata(md).NameEmpty() (pkg/api/errors/pubsub.go): its
-    gRPC publish methods check the name before looking the pubsub up."""
-    message = "pubsub name is empty"
-    return DaprError(
-        error_code="ERR_PUBSUB_EMPTY",
-        message=message,
-        http_status=404,
-        grpc_code=grpc.StatusCode.INVALID_ARGUMENT,
-        reason="DAPR_PUBSUB_NAME_EMPTY",
-        metadata=dict(metadata),
-        resource=("pubsub", ""),
-        resource_description=message,
     )
 
 

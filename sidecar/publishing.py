@@ -77,6 +77,22 @@ def publish_failed(name: str, topic: str, exc: Exception) -> DaprError:
     )
 
 
+def pubsub_name_empty(metadata: Mapping[str, str]) -> DaprError:
+    """daprd's PubSub("").WithMetadata(md).NameEmpty() (pkg/api/errors/pubsub.go): its
+    gRPC publish methods check the name before looking the pubsub up."""
+    message = "pubsub name is empty"
+    return DaprError(
+        error_code="ERR_PUBSUB_EMPTY",
+        message=message,
+        http_status=404,
+        grpc_code=grpc.StatusCode.INVALID_ARGUMENT,
+        reason="DAPR_PUBSUB_NAME_EMPTY",
+        metadata=dict(metadata),
+        resource=("pubsub", ""),
+        resource_description=message,
+    )
+
+
 def publish_forbidden(name: str, topic: str, app_id: str) -> DaprError:
     """The topic is outside the app's scopes on the pubsub (daprd's PublishForbidden)."""
     message = not_allowed_message(topic, app_id)
