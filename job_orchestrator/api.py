@@ -9,10 +9,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from dapr_support.clients import sidecar_healthy
 from dapr_support.metrics import METRICS_RESPONSES, metrics_response
 from dapr_support.tracecontext import request_traceparent
 from job_orchestrator.auth import CallerDep, scoped_idempotency_key
-from job_orchestrator.errors import ApiNotServed, OwnerMismatch
+from job_orchestrator.errors import ApiNotServed, NotReady, OwnerMismatch
 from job_orchestrator.events import event_type_name
 from job_orchestrator.jobs import JobStatus
 from job_orchestrator.models import (
@@ -24,6 +25,7 @@ from job_orchestrator.models import (
     JobPage,
     JobRequest,
     JobView,
+    Readiness,
 )
 from job_orchestrator.prefer import parse_prefer
 from job_orchestrator.service import JobService, Outcome, Submission
@@ -385,6 +387,30 @@ async def healthz(request: Request) -> Health:
         waitingRequests=len(state.waiters),
         sidecarCalls=state.store.calls,
     )
+
+
+@health_router.get(
+    "/readyz",
+    tags=["health"],
+    response_model=Readiness,
+    responses={503: {"description": "Not ready: send requests elsewhere", **_PROBLEM}},
+)
+async def readyz(request: Request) -> Readiness:
+    """Readiness of this replica (a load balancer's or Kubernetes' readiness probe): its Dapr
+    sidecar answers its outbound health check. (A stopping replica needs no check: uvicorn
+    closes its listening socket as the shutdown begins.)
+
+    The state store and the broker are shared by every replica, so they are not checked: were
+    Redis down, every replica would leave the load balancer, and callers would get connection
+    errors instead of the job API's 503 with ``Retry-After``.
+    """
+    settings = request.app.state.settings
+    if not await sidecar_healthy(settings.dapr_http_port, settings.dapr_api_token):
+        raise NotReady(
+            f"the Dapr sidecar on 127.0.0.1:{settings.dapr_http_port} does not answer its "
+            "outbound health check (/v1.0/healthz/outbound)"
+        )
+    return Readiness(status="ready", role=settings.role.value, replica=settings.replica_name)
 
 
 @health_router.get(

@@ -97,3 +97,10 @@ class ApiNotServed(OrchestratorError):
 
     status = 503
     title = "Job API not served by this replica"
+
+
+class NotReady(OrchestratorError):
+    """This replica should get no requests now: its sidecar does not answer."""
+
+    status = 503
+    title = "Replica not ready"

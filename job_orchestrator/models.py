@@ -135,6 +135,12 @@ class JobPage(BaseModel):
     )
 
 
+class Readiness(BaseModel):
+    status: str = Field(examples=["ready"])
+    role: str
+    replica: str
+
+
 class Health(BaseModel):
     status: str
     role: str

@@ -17,6 +17,7 @@ from starlette.types import Scope
 
 from job_orchestrator.auth import CHALLENGE
 from job_orchestrator.errors import (
+    NotReady,
     OrchestratorError,
     RequestInProgress,
     StoreUnavailable,
@@ -97,7 +98,7 @@ def unsupported_media(exc: RequestValidationError, content_type: str | None) -> 
 
 def problem_for(exc: BaseException, retry_after: int) -> Problem:
     """The problem a client sees for ``exc``; unknown errors never leak a stack trace."""
-    if isinstance(exc, StoreUnavailable | RequestInProgress | TooManyWaiters):
+    if isinstance(exc, StoreUnavailable | RequestInProgress | TooManyWaiters | NotReady):
         return Problem(exc.status, exc.title, exc.detail, {"Retry-After": str(retry_after)})
     if isinstance(exc, Unauthorized):
         return Problem(exc.status, exc.title, exc.detail, {"WWW-Authenticate": CHALLENGE})

@@ -11,9 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dapr_support.metrics import METRICS_RESPONSES, metrics_response
 from dapr_support.text import unicode_problem
+from microservice_x.connections import sidecar_answers
 from microservice_x.deadletters import DeadLetter
 from microservice_x.deps import MetricsDep, OrchestratorDep, SettingsDep, StoreDep, TraceDep
-from microservice_x.errors import InvalidRequest, JobNotFound
+from microservice_x.errors import InvalidRequest, JobNotFound, NotReady
 from microservice_x.events import MAX_JOB_ID_LENGTH
 from microservice_x.index import CURSOR_PATTERN, Position
 from microservice_x.view import JobView
@@ -84,6 +85,11 @@ _STORE_DOWN = "State store unavailable; retry after Retry-After"
 
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
+    appId: str = Field(examples=["microservice-x"])
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"] = "ready"
     appId: str = Field(examples=["microservice-x"])
 
 
@@ -213,6 +219,22 @@ async def list_dead_letters(
 async def healthz(settings: SettingsDep) -> Health:
     """Liveness: the process answers."""
     return Health(appId=settings.app_id)
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses=_problems({503: "Not ready: the sidecar does not answer"}),
+)
+async def readyz(request: Request, settings: SettingsDep) -> Readiness:
+    """Readiness (a readiness probe): the Dapr sidecar answers its outbound health check.
+    The state store is shared, so it is not checked (its outage is the API's 503)."""
+    if not await sidecar_answers(request.app.state.http_session, settings):
+        raise NotReady(
+            f"the Dapr sidecar at {settings.dapr_http_url} does not answer its outbound "
+            "health check (/v1.0/healthz/outbound)"
+        )
+    return Readiness(appId=settings.app_id)
 
 
 @router.get("/metrics", response_class=Response, responses=METRICS_RESPONSES)

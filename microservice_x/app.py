@@ -42,6 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
             store = ViewStore(clients, settings.state_store, settings.view_retention_seconds)
             try:
                 app.state.store = store
+                app.state.http_session = session
                 app.state.orchestrator = OrchestratorClient(session, settings)
                 heap.settle()
                 yield

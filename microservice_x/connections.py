@@ -82,14 +82,19 @@ async def renew_dapr_client(
     session: aiohttp.ClientSession, settings: Settings, generation: int
 ) -> DaprClient | None:
     """A client on a fresh gRPC channel if the sidecar's health answers now, else None."""
+    if not await sidecar_answers(session, settings):
+        return None
+    return open_dapr_client(settings, generation)
+
+
+async def sidecar_answers(session: aiohttp.ClientSession, settings: Settings) -> bool:
+    """One probe of the sidecar's outbound health (2xx within a second), no retry."""
     url = f"{settings.dapr_http_url}/v1.0/healthz/outbound"
     try:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as response:
-            if not 200 <= response.status < 300:
-                return None
+            return 200 <= response.status < 300
     except (aiohttp.ClientError, TimeoutError):
-        return None
-    return open_dapr_client(settings, generation)
+        return False
 
 
 async def close_dapr_client(client: DaprClient) -> None:

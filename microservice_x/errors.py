@@ -54,6 +54,14 @@ class CorruptRecord(StoreError):
     retry_after = None
 
 
+class NotReady(ServiceError):
+    """The sidecar does not answer: this instance should get no requests now."""
+
+    status = 503
+    title = "Not ready"
+    retry_after = 2
+
+
 class OrchestratorUnavailable(ServiceError):
     status = 503
     title = "Orchestrator unavailable"

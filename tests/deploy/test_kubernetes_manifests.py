@@ -67,6 +67,16 @@ def test_sidecars_check_their_apps_health_locally_and_on_kubernetes() -> None:
         assert annotations["dapr.io/app-health-check-path"] == "/healthz"
 
 
+def test_pods_are_ready_while_their_sidecar_answers_and_live_while_their_app_does() -> None:
+    """Readiness on /readyz (the sidecar's outbound health), liveness on /healthz: a probe on
+    the sidecar would restart the app for its sidecar's faults."""
+    deployments = _by_kind(_documents(sorted(K8S.glob("*.yaml"))), "Deployment")
+    for app_id in _local_run_apps():
+        container = deployments[app_id]["spec"]["template"]["spec"]["containers"][0]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
 def test_the_orchestrator_runs_several_replicas() -> None:
     deployments = _by_kind(_documents(sorted(K8S.glob("*.yaml"))), "Deployment")
     assert deployments["job-orchestrator"]["spec"]["replicas"] >= 2

@@ -93,6 +93,7 @@ def test_without_a_valid_key_the_api_answers_401(client: httpx.Client) -> None:
             assert response.headers["www-authenticate"].startswith("Bearer")
     # Public without a key: health and the documentation.
     assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200  # probes carry no key
     assert client.get("/docs").status_code == 200
     assert client.get("/openapi.json").status_code == 200
     assert client.get(f"/jobs/{job['id']}", headers=ALICE).status_code == 200
@@ -189,6 +190,7 @@ def test_openapi_offers_authorize(client: httpx.Client) -> None:
     assert {"ApiKey": []} in operation["security"] and {"Bearer": []} in operation["security"]
     assert "401" in operation["responses"]
     assert "security" not in schema["paths"]["/healthz"]["get"]
+    assert "security" not in schema["paths"]["/readyz"]["get"]
 
 
 def test_sidecar_routes_need_the_app_token(client: httpx.Client) -> None:

@@ -106,6 +106,7 @@ async def test_openapi_documents_the_public_routes_only(client: httpx.AsyncClien
         "/jobs/{job_id}",
         "/dead-letters",
         "/healthz",
+        "/readyz",
         "/metrics",
     }
     assert "202" in schema["paths"]["/jobs"]["post"]["responses"]
