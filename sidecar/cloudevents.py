@@ -81,6 +81,72 @@ def loads(data: bytes | str) -> Any:
     return value
 
 
+#: Go's names of JSON kinds in encoding/json's "cannot unmarshal" errors.
+_GO_KINDS: tuple[tuple[type, str], ...] = (
+    (list, "array"),
+    (str, "string"),
+    (bool, "bool"),
+    (int, "number"),
+    (float, "number"),
+)
+_JSON_SPACE = " \t\r\n"
+#: Python's parse errors that Go words as "invalid character ... looking for beginning of X".
+_GO_EXPECTING = {
+    "Expecting value": "value",
+    "Expecting property name enclosed in double quotes": "object key string",
+}
+
+
+def go_decode_object(data: bytes) -> dict[str, Any]:
+    """The JSON object at the start of ``data`` as contrib's unmarshalPrecise reads it into a
+    Go map (a json.Decoder's one Decode: text after the first value is never read); raises
+    CloudEventError worded as Go's decoder words the common failures."""
+    if not data.strip(_JSON_SPACE.encode()):
+        raise CloudEventError("EOF")
+    try:
+        value = loads(data)
+    except json.JSONDecodeError as exc:
+        value = _first_value(exc)
+    except ValueError as exc:  # nested deeper than the parser goes
+        raise CloudEventError(str(exc)) from None
+    if isinstance(value, dict):
+        return value
+    if value is None:  # Go decodes null into a nil map, and daprd then panics writing to it
+        raise CloudEventError("the body is JSON null, not an object")
+    kind = next(name for kinds, name in _GO_KINDS if isinstance(value, kinds))
+    raise CloudEventError(
+        f"json: cannot unmarshal {kind} into Go value of type map[string]interface {{}}"
+    )
+
+
+def _first_value(exc: json.JSONDecodeError) -> Any:
+    """What a Go decoder makes of the text that Python's whole-text parse refused."""
+    text = exc.doc
+    if exc.msg == "Extra data":
+        return loads(text[: exc.pos])
+    if exc.pos >= len(text.rstrip(_JSON_SPACE)) or exc.msg.startswith("Unterminated string"):
+        raise CloudEventError("unexpected EOF") from None
+    expecting = _GO_EXPECTING.get(exc.msg)
+    if expecting is not None:
+        found = _go_quoted_char(text[exc.pos])
+        raise CloudEventError(
+            f"invalid character {found} looking for beginning of {expecting}"
+        ) from None
+    raise CloudEventError(str(exc)) from None
+
+
+def _go_quoted_char(char: str) -> str:
+    """encoding/json's quoteChar."""
+    if char == "'":
+        return "'\\''"
+    if char == '"':
+        return "'\"'"
+    if char.isprintable():
+        return f"'{char}'"
+    code = ord(char)
+    return f"'\\x{code:02x}'" if code < 0x80 else f"'\\u{code:04x}'"
+
+
 def fast_loads(data: bytes) -> Any:
     """``loads``, by orjson when it can: it refuses what Go reads (lone surrogate escapes)."""
     try:
@@ -220,12 +286,7 @@ def from_cloudevent(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """The publisher's own CloudEvent (``application/cloudevents+json``), completed like contrib."""
-    try:
-        event = loads(data)
-    except ValueError as exc:
-        raise CloudEventError(f"cannot create cloudevent: {exc}") from None
-    if not isinstance(event, dict):
-        raise CloudEventError("cannot create cloudevent: the body is not a JSON object")
+    event = go_decode_object(data)
     if "time" not in event:
         event["time"] = rfc3339(now) if now else rfc3339_now()
     # contrib's FromCloudEvent adds the request's trace context only where the event has none:

@@ -54,121 +54,145 @@ def pubsub_not_found(name: str) -> DaprError:
     )
 
 
-def topic_empty(name: str) -> DaprError:
+def _pubsub_error(
+    name: str,
+    error_code: str,
+    message: str,
+    http_status: int,
+    grpc_code: grpc.StatusCode,
+    reason: str,
+    metadata: Mapping[str, str],
+) -> DaprError:
+    """daprd's PubSubMetadataError.build (pkg/api/errors/pubsub.go): the ResourceInfo of a
+    pub/sub error repeats its message as the description."""
     return DaprError(
-        error_code="ERR_TOPIC_NAME_EMPTY",
-        message=f"topic is empty in pubsub {name}",
-        http_status=404,
-        grpc_code=grpc.StatusCode.INVALID_ARGUMENT,
-        reason="DAPR_PUBSUB_TOPIC_NAME_EMPTY",
+        error_code=error_code,
+        message=message,
+        http_status=http_status,
+        grpc_code=grpc_code,
+        reason=reason,
+        metadata=dict(metadata),
         resource=("pubsub", name),
+        resource_description=message,
+    )
+
+
+def topic_empty(name: str, metadata: Mapping[str, str]) -> DaprError:
+    """PubSub(name).WithMetadata(request metadata).TopicEmpty()."""
+    return _pubsub_error(
+        name,
+        "ERR_TOPIC_NAME_EMPTY",
+        f"topic is empty in pubsub {name}",
+        404,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "DAPR_PUBSUB_TOPIC_NAME_EMPTY",
+        metadata,
     )
 
 
 def publish_failed(name: str, topic: str, exc: Exception) -> DaprError:
-    return DaprError(
-        error_code="ERR_PUBSUB_PUBLISH_MESSAGE",
-        message=f"error when publishing to topic {topic} in pubsub {name}: {exc}",
-        http_status=500,
-        grpc_code=grpc.StatusCode.INTERNAL,
-        reason="DAPR_PUBSUB_PUBLISH_MESSAGE",
-        metadata={"topic": topic, "error": str(exc)},
-        resource=("pubsub", name),
+    return _pubsub_error(
+        name,
+        "ERR_PUBSUB_PUBLISH_MESSAGE",
+        f"error when publishing to topic {topic} in pubsub {name}: {exc}",
+        500,
+        grpc.StatusCode.INTERNAL,
+        "DAPR_PUBSUB_PUBLISH_MESSAGE",
+        {"topic": topic, "error": str(exc)},
     )
 
 
 def pubsub_name_empty(metadata: Mapping[str, str]) -> DaprError:
     """daprd's PubSub("").WithMetadata(md).NameEmpty() (pkg/api/errors/pubsub.go): its
     gRPC publish methods check the name before looking the pubsub up."""
-    message = "pubsub name is empty"
-    return DaprError(
-        error_code="ERR_PUBSUB_EMPTY",
-        message=message,
-        http_status=404,
-        grpc_code=grpc.StatusCode.INVALID_ARGUMENT,
-        reason="DAPR_PUBSUB_NAME_EMPTY",
-        metadata=dict(metadata),
-        resource=("pubsub", ""),
-        resource_description=message,
+    return _pubsub_error(
+        "",
+        "ERR_PUBSUB_EMPTY",
+        "pubsub name is empty",
+        404,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "DAPR_PUBSUB_NAME_EMPTY",
+        metadata,
     )
 
 
 def publish_forbidden(name: str, topic: str, app_id: str) -> DaprError:
     """The topic is outside the app's scopes on the pubsub (daprd's PublishForbidden)."""
     message = not_allowed_message(topic, app_id)
-    return DaprError(
-        error_code="ERR_PUBSUB_FORBIDDEN",
-        message=message,
-        http_status=403,
-        grpc_code=grpc.StatusCode.PERMISSION_DENIED,
-        reason="DAPR_PUBSUB_FORBIDDEN",
-        metadata={"topic": topic, "error": message},
-        resource=("pubsub", name),
+    return _pubsub_error(
+        name,
+        "ERR_PUBSUB_FORBIDDEN",
+        message,
+        403,
+        grpc.StatusCode.PERMISSION_DENIED,
+        "DAPR_PUBSUB_FORBIDDEN",
+        {"topic": topic, "error": message},
     )
 
 
 def metadata_unreadable(name: str, metadata: Mapping[str, str], exc: Exception) -> DaprError:
     """daprd's DeserializeError: the publish metadata's rawPayload is no Go boolean."""
-    return DaprError(
-        error_code="ERR_PUBSUB_REQUEST_METADATA",
-        message=f"failed deserializing metadata. Error: {exc}",
-        http_status=400,
-        grpc_code=grpc.StatusCode.INVALID_ARGUMENT,
-        reason="DAPR_PUBSUB_METADATA_DESERIALIZATION",
-        metadata=dict(metadata),
-        resource=("pubsub", name),
+    return _pubsub_error(
+        name,
+        "ERR_PUBSUB_REQUEST_METADATA",
+        f"failed deserializing metadata. Error: {exc}",
+        400,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "DAPR_PUBSUB_METADATA_DESERIALIZATION",
+        metadata,
     )
 
 
-def cloudevent_failed(name: str, exc: Exception) -> DaprError:
-    return DaprError(
-        error_code="ERR_PUBSUB_CLOUD_EVENTS_SER",
-        message=f"cannot create cloudevent: {exc}",
-        http_status=500,
-        grpc_code=grpc.StatusCode.INVALID_ARGUMENT,
-        reason="DAPR_PUBSUB_CLOUD_EVENT_CREATION",
-        resource=("pubsub", name),
+def cloudevent_failed(name: str, app_id: str, exc: Exception) -> DaprError:
+    """PubSub(name).WithAppError(appID, err).CloudEventCreation(): the message names no cause,
+    the ErrorInfo metadata carries it."""
+    return _pubsub_error(
+        name,
+        "ERR_PUBSUB_CLOUD_EVENTS_SER",
+        "cannot create cloudevent",
+        500,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "DAPR_PUBSUB_CLOUD_EVENT_CREATION",
+        {"appID": app_id, "error": str(exc)},
     )
 
 
 def bad_entries(name: str, topic: str, app_id: str) -> DaprError:
     why = "entryId is duplicated or not present for entry"
-    return DaprError(
-        error_code="ERR_PUBSUB_EVENTS_SER",
-        message=f"error marshaling events to bytes for topic {topic} pubsub {name}. error: {why}",
-        http_status=400,
-        grpc_code=grpc.StatusCode.INVALID_ARGUMENT,
-        reason="DAPR_PUBSUB_MARSHAL_EVENTS",
-        metadata={"appID": app_id, "error": why},
-        resource=("pubsub", name),
+    return _pubsub_error(
+        name,
+        "ERR_PUBSUB_EVENTS_SER",
+        f"error marshaling events to bytes for topic {topic} pubsub {name}. error: {why}",
+        400,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "DAPR_PUBSUB_MARSHAL_EVENTS",
+        {"appID": app_id, "error": why},
     )
 
 
 def bulk_body_unreadable(name: str, topic: str, app_id: str, exc: Exception) -> DaprError:
     """The HTTP bulk publish body is no JSON array of entries (daprd's UnmarshalEvents)."""
-    return DaprError(
-        error_code="ERR_PUBSUB_EVENTS_SER",
-        message=f"error when unmarshaling the request for topic {topic} pubsub {name}: {exc}",
-        http_status=400,
-        grpc_code=grpc.StatusCode.INVALID_ARGUMENT,
-        reason="DAPR_PUBSUB_UNMARSHAL_EVENTS",
-        metadata={"appID": app_id},
-        resource=("pubsub", name),
+    return _pubsub_error(
+        name,
+        "ERR_PUBSUB_EVENTS_SER",
+        f"error when unmarshaling the request for topic {topic} pubsub {name}: {exc}",
+        400,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "DAPR_PUBSUB_UNMARSHAL_EVENTS",
+        {"appID": app_id},
     )
 
 
 def bulk_event_unconvertible(name: str, topic: str, app_id: str, exc: Exception) -> DaprError:
     """An HTTP bulk entry's event does not fit its contentType (daprd's MarshalEnvelope)."""
-    return DaprError(
-        error_code="ERR_PUBSUB_EVENTS_SER",
-        message=(
-            f"error when marshalling cloud event envelope for topic {topic} pubsub {name}: {exc}"
-        ),
-        http_status=400,
-        grpc_code=grpc.StatusCode.INVALID_ARGUMENT,
-        reason="DAPR_PUBSUB_MARSHAL_ENVELOPE",
-        metadata={"appID": app_id, "error": str(exc)},
-        resource=("pubsub", name),
+    return _pubsub_error(
+        name,
+        "ERR_PUBSUB_EVENTS_SER",
+        f"error when marshalling cloud event envelope for topic {topic} pubsub {name}: {exc}",
+        400,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "DAPR_PUBSUB_MARSHAL_ENVELOPE",
+        {"appID": app_id, "error": str(exc)},
     )
 
 
@@ -216,12 +240,12 @@ class Publisher:
         if not self.may_publish(pubsubname, topic):
             raise publish_forbidden(pubsubname, topic, self._app_id)
 
-    def _component(self, pubsubname: str, topic: str) -> PubSub:
+    def _component(self, pubsubname: str, topic: str, metadata: Mapping[str, str]) -> PubSub:
         component = self._pubsubs.get(pubsubname)
         if component is None:
             raise pubsub_not_found(pubsubname)
         if not topic:
-            raise topic_empty(pubsubname)
+            raise topic_empty(pubsubname, metadata)
         return component
 
     def validate(self, pubsubname: str, topic: str, metadata: Mapping[str, str]) -> None:
@@ -232,7 +256,7 @@ class Publisher:
         self, pubsubname: str, topic: str, metadata: Mapping[str, str]
     ) -> tuple[PubSub, bool]:
         """The pubsub and the request's rawPayload, as daprd's validateAndGetPubsubAndTopic."""
-        component = self._component(pubsubname, topic)
+        component = self._component(pubsubname, topic, metadata)
         try:
             return component, cloudevents.is_raw_payload(metadata)
         except ValueError as exc:
@@ -297,7 +321,7 @@ class Publisher:
                 tracestate=tracestate,
             )
         except cloudevents.CloudEventError as exc:
-            raise cloudevent_failed(pubsubname, exc) from None
+            raise cloudevent_failed(pubsubname, self._app_id, exc) from None
         started = time.perf_counter()
         if not self.may_publish(pubsubname, topic):
             self._egress(pubsubname, topic, False, started)
@@ -319,7 +343,7 @@ class Publisher:
         self, pubsubname: str, topic: str, data: bytes, metadata: Mapping[str, str]
     ) -> None:
         """Publish bytes as they are (dead letters keep the original event); raises DaprError."""
-        self._component(pubsubname, topic)
+        self._component(pubsubname, topic, metadata)
         self._check_scope(pubsubname, topic)
         try:
             await self.send(pubsubname, topic, data, metadata)
@@ -360,7 +384,7 @@ class Publisher:
                     tracestate=tracestate,
                 )
             except cloudevents.CloudEventError as exc:
-                raise cloudevent_failed(pubsubname, exc) from None
+                raise cloudevent_failed(pubsubname, self._app_id, exc) from None
             prepared.append(BulkEntry(entry.entry_id, body, merged))
         self._check_scope(pubsubname, topic)
         return await self.send_bulk(pubsubname, topic, prepared)

@@ -302,15 +302,38 @@ def test_http_publish_bad_input(http: httpx.Client) -> None:
     # daprd's PubSub(name).NotFound(): its own wording, and no ResourceInfo.
     assert body["message"] == "pubsub nosuchpubsub is not found"
     assert [d["@type"].rsplit(".", 1)[1] for d in body["details"]] == ["ErrorInfo"]
-    for broken in (b"{not json", b"[1, 2]", b"", b'"just a string"'):
+    go_map = "Go value of type map[string]interface {}"
+    for broken, why in (
+        (b"{not json", "invalid character 'n' looking for beginning of object key string"),
+        (b'{"a": x}', "invalid character 'x' looking for beginning of value"),
+        (b'{"a": 1', "unexpected EOF"),
+        (b"[1, 2]", f"json: cannot unmarshal array into {go_map}"),
+        (b"", "EOF"),
+        (b'"just a string"', f"json: cannot unmarshal string into {go_map}"),
+    ):
         # A CloudEvent the publisher wrote itself must be a JSON object; daprd answers 500 here
-        # (messages.ErrPubsubCloudEventCreation), not 400.
+        # (PubSub(name).WithAppError(appID, err).CloudEventCreation()), not 400: the message
+        # names no cause, the ErrorInfo carries the decoder's, the ResourceInfo the message.
         response = http.post(
             "/v1.0/publish/pubsub/bad-input",
             content=broken,
             headers={"content-type": "application/cloudevents+json"},
         )
-        assert_error(response, 500, "ERR_PUBSUB_CLOUD_EVENTS_SER")
+        body = assert_error(response, 500, "ERR_PUBSUB_CLOUD_EVENTS_SER")
+        assert body["message"] == "cannot create cloudevent", body
+        resource, info = body["details"]
+        assert (resource["resource_name"], resource["description"]) == (
+            "pubsub",
+            "cannot create cloudevent",
+        )
+        assert info["metadata"] == {"appID": "api-app", "error": why}, body
+    # contrib reads the event with one json.Decoder Decode: what follows the object is unread.
+    trailing = http.post(
+        "/v1.0/publish/pubsub/bad-input",
+        content=b'{"id": "1", "data": "x"} and then some',
+        headers={"content-type": "application/cloudevents+json"},
+    )
+    assert trailing.status_code == 204, trailing.text
 
 
 def test_http_bulk_publish_bad_input_as_daprd_checks_it(http: httpx.Client) -> None:
@@ -447,10 +470,27 @@ def test_grpc_unknown_components(stub: dapr_pb2_grpc.DaprStub) -> None:
     assert missing_pubsub.code() == grpc.StatusCode.INVALID_ARGUMENT
     empty_topic = grpc_error(
         lambda: stub.PublishEvent(
-            pubsub_pb2.PublishEventRequest(pubsub_name="pubsub", topic="", data=b"x")
+            pubsub_pb2.PublishEventRequest(
+                pubsub_name="pubsub", topic="", data=b"x", metadata={"ttlInSeconds": "5"}
+            )
         )
     )
     assert empty_topic.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # PubSub(name).WithMetadata(request metadata).TopicEmpty(): ErrorInfo carries the request's
+    # metadata, and the ResourceInfo repeats the message, as every pub/sub error's does.
+    status = rpc_status.from_call(empty_topic)
+    assert status is not None
+    info, resource = error_details_pb2.ErrorInfo(), error_details_pb2.ResourceInfo()
+    assert any(detail.Unpack(info) for detail in status.details)
+    assert any(detail.Unpack(resource) for detail in status.details)
+    assert (info.reason, dict(info.metadata)) == (
+        "DAPR_PUBSUB_TOPIC_NAME_EMPTY",
+        {"ttlInSeconds": "5"},
+    )
+    assert (resource.resource_name, resource.description) == (
+        "pubsub",
+        "topic is empty in pubsub pubsub",
+    )
 
 
 def test_grpc_bad_etags_and_operations(stub: dapr_pb2_grpc.DaprStub) -> None:

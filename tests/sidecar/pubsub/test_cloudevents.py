@@ -113,10 +113,35 @@ def test_passthrough_keeps_its_own_time() -> None:
     assert event["time"] == "2020-01-01T00:00:00Z"
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[1, 2]"])
-def test_passthrough_of_a_non_object_is_an_error(body: bytes) -> None:
-    with pytest.raises(cloudevents.CloudEventError):
+GO_MAP = "Go value of type map[string]interface {}"
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"not json", "invalid character 'n' looking for beginning of value"),
+        (b"{'a': 1}", "invalid character '\\'' looking for beginning of object key string"),
+        (b'{"a": 1,}', "invalid character '}' looking for beginning of object key string"),
+        (b'{"a": [1, x]}', "invalid character 'x' looking for beginning of value"),
+        (b'{"a": "b', "unexpected EOF"),
+        (b'{"a"', "unexpected EOF"),
+        (b" \n", "EOF"),
+        (b"[1, 2]", f"json: cannot unmarshal array into {GO_MAP}"),
+        (b"true", f"json: cannot unmarshal bool into {GO_MAP}"),
+        (b"1.5", f"json: cannot unmarshal number into {GO_MAP}"),
+    ],
+)
+def test_passthrough_of_a_non_object_is_an_error_worded_as_go(body: bytes, why: str) -> None:
+    with pytest.raises(cloudevents.CloudEventError) as caught:
         cloudevents.from_cloudevent(body, topic="t", pubsubname="p", traceparent=TRACE)
+    assert str(caught.value) == why
+
+
+def test_passthrough_reads_the_first_value_only() -> None:
+    """contrib decodes the event with one json.Decoder Decode: what follows is never read."""
+    body = b'{"id": "1", "data": 2}\n{"id": "2"} trailing'
+    event = cloudevents.from_cloudevent(body, topic="t", pubsubname="p", traceparent=TRACE)
+    assert (event["id"], event["data"]) == ("1", 2)
 
 
 def test_ttl_sets_expiration_and_expiry_is_detected() -> None:
