@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sidecar import gojson
@@ -66,6 +66,30 @@ def parse(body: Any) -> list[Subscription]:
             continue
         subscriptions.append(sub)
     return subscriptions
+
+
+def in_effect(
+    declarative: Iterable[Subscription], programmatic: Iterable[Subscription]
+) -> list[Subscription]:
+    """One subscription per pubsub and topic, as daprd's component store lists them for
+    delivery and for the metadata API (ListSubscriptionsAppByPubSub, ListTypedSubscriptions):
+    the first declarative one, unless the app names the topic too; then the app's, in the
+    declarative one's place, and of the app's own the last one."""
+    chosen: list[Subscription] = []
+    place: dict[tuple[str, str], int] = {}
+    for sub in declarative:
+        key = (sub.pubsubname, sub.topic)
+        if key not in place:
+            place[key] = len(chosen)
+            chosen.append(sub)
+    for sub in programmatic:
+        key = (sub.pubsubname, sub.topic)
+        if key in place:
+            chosen[place[key]] = sub
+        else:
+            place[key] = len(chosen)
+            chosen.append(sub)
+    return chosen
 
 
 def _subscription(item: Any, where: str) -> Subscription:

@@ -31,7 +31,7 @@ from sidecar.publishing import Publisher, pubsub_not_found
 from sidecar.pubsub.base import Consumers, Handler, Message, PubSub, SubscriptionClosedError
 from sidecar.pubsub.scopes import UNSCOPED, TopicScopes
 from sidecar.resiliency import Policy, Resiliency
-from sidecar.routing import Router, RuleEvaluationError
+from sidecar.routing import Router, RuleEvaluationError, where
 
 logger = logging.getLogger(__name__)
 
@@ -126,14 +126,13 @@ class Deliverer:
         return [sub for sub, _ in self._streams.values()]
 
     def _route(self, sub: Subscription, postman: Postman) -> Route:
-        where = f"subscription {sub.pubsubname}/{sub.topic} ({sub.source})"
         raw_payload, metadata_error = _raw_payload(sub)
         policy = self._resiliency.pubsub_inbound(sub.pubsubname)
         breaker = policy.breaker
         return Route(
             pubsubname=sub.pubsubname,
             topic=sub.topic,
-            router=Router(sub.rules, sub.default_path, where),
+            router=Router(sub.rules, sub.default_path, where(sub)),
             dead_letter_topic=sub.dead_letter_topic,
             raw_payload=raw_payload,
             policy=policy,
@@ -143,20 +142,20 @@ class Deliverer:
         )
 
     async def start(self, subscriptions: Sequence[Subscription]) -> None:
-        """Compile every rule first (a bad rule stops startup), then subscribe each once."""
+        """Start the app's subscriptions, one per pubsub and topic (``sidecar.subscriber``
+        picked them as daprd does); every rule is compiled before anything is subscribed."""
         if self._http is None:
             raise RuntimeError("the app's subscriptions need an app channel")
+        if self._closed:
+            return  # shutting down: nothing starts any more
         routes: list[tuple[Route, Subscription, int]] = []
-        seen: set[tuple[str, str]] = set()
         for sub in subscriptions:
-            key = (sub.pubsubname, sub.topic)
             if sub.pubsubname not in self._pubsubs:
                 logger.warning(
-                    "subscription to topic %s: pubsub %s not found, skipping", sub.topic, key[0]
+                    "subscription to topic %s: pubsub %s not found, skipping",
+                    sub.topic,
+                    sub.pubsubname,
                 )
-                continue
-            if key in seen:
-                logger.warning("duplicate subscription to %s/%s ignored (%s)", *key, sub.source)
                 continue
             if not self._scopes.get(sub.pubsubname, UNSCOPED).may_subscribe(sub.topic):
                 # daprd logs this and never delivers (its retries fail the same way).
@@ -167,7 +166,6 @@ class Deliverer:
                     _not_allowed(sub),
                 )
                 continue
-            seen.add(key)
             routes.append((self._route(sub, self._http), sub, _concurrency(sub)))
         for route, sub, concurrency in routes:
             deliver = self._bulk(route, sub) if sub.bulk else partial(self._handle, route)

@@ -33,7 +33,8 @@ async def run(
     name: str = "",
 ) -> T:
     """``attempt()`` under ``policy``; its ``failure`` errors are retried, the last one raised.
-    ``name`` is the operation in daprd's retry log line (e.g. ``endpoint[app, app:method]``)."""
+    ``name`` is the operation in daprd's log lines on a first retry and on a recovery (e.g.
+    ``endpoint[app, app:method]``)."""
     started = time.monotonic()
     retry = 0
     while True:
@@ -54,6 +55,8 @@ async def run(
         else:
             if breaker is not None:
                 breaker.after(token, True)
+            if retry and name:
+                logger.info("Recovered processing operation %s after %d attempts", name, retry + 1)
             return result
         if breaker is not None:
             breaker.after(token, False)
@@ -62,7 +65,8 @@ async def run(
         delay = policy.retry.delay(retry, time.monotonic() - started)
         if delay is None:
             raise error
-        if name:
+        if name and not retry:
+            # dapr/kit's NotifyRecoverWithData reports only the first failure of a run.
             logger.warning(
                 "Error processing operation %s. Retrying in %s…", name, format_go_duration(delay)
             )

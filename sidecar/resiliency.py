@@ -6,6 +6,8 @@ ones for the sidecar's calls to it, an app named under ``spec.targets.apps`` its
 invocations of it; otherwise the default-named policies (``DefaultPubsubComponentInbound...``,
 ``DefaultStatestoreComponentOutbound...``, ``DefaultApp...`` down to ``DefaultRetryPolicy``)
 apply; with none of them there is no policy (only daprd's built-in invocation retry remains).
+daprd's built-in policies (``DaprBuiltIn...Retries``) apply where it uses them, and a retry policy
+of the same name replaces one.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sidecar.breaker import BreakerSpec, compile_trip
@@ -78,6 +80,33 @@ class RetryPolicy:
 _HTTP_CODES = (100, 599)
 _GRPC_CODES = (0, 16)
 
+#: daprd's built-in retry policy around ``GET /dapr/subscribe`` (pkg/resiliency/resiliency.go,
+#: addBuiltInPolicies): at most 3 retries, 500 ms growing by 1.5 up to 1 s, 10 s in all.
+INITIALIZATION_RETRIES = "DaprBuiltInInitializationRetries"
+_BUILT_IN_RETRIES = {
+    INITIALIZATION_RETRIES: RetryPolicy(
+        policy="exponential",
+        duration=2.0,
+        initial_interval=0.5,
+        multiplier=1.5,
+        max_interval=1.0,
+        max_elapsed=10.0,
+        max_retries=3,
+    ),
+}
+#: Every name daprd treats as built in: an override of one keeps at least 3 retries.
+_BUILT_IN_NAMES = frozenset(
+    {
+        "DaprBuiltInServiceRetries",
+        "DaprBuiltInActorRetries",
+        "DaprBuiltInActorReminderRetries",
+        INITIALIZATION_RETRIES,
+        "DaprBuiltInActorNotFoundRetries",
+    }
+)
+#: Built in and never overridden (daprd's isProtectedPolicy).
+_PROTECTED_NAMES = frozenset({"DaprBuiltInActorNotFoundRetries"})
+
 
 @dataclass(frozen=True, slots=True)
 class Policy:
@@ -116,6 +145,11 @@ class Resiliency:
     def endpoint(self, app_id: str) -> Policy:
         """The policy for invoking ``app_id`` (daprd's EndpointPolicy)."""
         return self._policy(self.apps.get(app_id), ("App",))
+
+    def built_in(self, name: str) -> Policy:
+        """daprd's BuiltInPolicy: the named retry policy (a user's of that name, else daprd's
+        own), with no timeout and no circuit breaker."""
+        return Policy(retry=self.retries.get(name) or _BUILT_IN_RETRIES.get(name))
 
     def _policy(self, names: Mapping[str, str] | None, levels: tuple[str, ...]) -> Policy:
         if names is not None:
@@ -256,7 +290,21 @@ def resiliency_from_specs(specs: Iterable[tuple[str, Mapping[str, Any]]]) -> Res
     for name, spec in specs:
         policies = spec.get("policies") or {}
         for policy_name, retry_spec in (policies.get("retries") or {}).items():
-            retries[policy_name] = _retry_policy(policy_name, retry_spec or {})
+            retry = _retry_policy(policy_name, retry_spec or {})
+            if policy_name in _PROTECTED_NAMES:
+                logger.warning(
+                    "Attempted to override protected policy %s which is not allowed. Ignoring "
+                    "provided policy and using default.",
+                    policy_name,
+                )
+                continue
+            if policy_name in _BUILT_IN_NAMES and retry.max_retries < 3:
+                logger.warning(
+                    "Attempted override of %s did not meet minimum retry count, resetting to 3.",
+                    policy_name,
+                )
+                retry = replace(retry, max_retries=3)
+            retries[policy_name] = retry
         for policy_name, value in (policies.get("timeouts") or {}).items():
             try:
                 timeouts[policy_name] = _duration(value)

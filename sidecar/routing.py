@@ -8,18 +8,18 @@ the runtime then dead-letters it or leaves it for redelivery.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import cel
 
 from sidecar.cel_paths import Projection, projection
-from sidecar.components import RouteRule
+from sidecar.components import RouteRule, Subscription
 
 
 class RuleCompileError(ValueError):
-    """A routing rule is not valid CEL; raised at startup so the subscription never runs."""
+    """A routing rule is not valid CEL: daprd refuses the subscriptions that hold it."""
 
 
 class RuleEvaluationError(Exception):
@@ -91,6 +91,18 @@ class Router:
         if isinstance(event, str):
             return event
         return dict(event) if self._view.whole else self._view.apply(event)
+
+
+def check_rules(subscriptions: Iterable[Subscription]) -> None:
+    """Compile the rules of every subscription, as daprd does when it reads them
+    (CreateRoutingRule); RuleCompileError names the first one that is not CEL."""
+    for sub in subscriptions:
+        Router(sub.rules, sub.default_path, where(sub))
+
+
+def where(sub: Subscription) -> str:
+    """How log lines and errors name a subscription."""
+    return f"subscription {sub.pubsubname}/{sub.topic} ({sub.source})"
 
 
 def _context(event: Any) -> Any:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from sidecar.app_channel import AppChannel, AppUnreachableError
+from sidecar.app_channel import AppChannel
 from sidecar.app_health import AppHealth
 from sidecar.breaker import Breakers
 from sidecar.components import Subscription
@@ -36,17 +36,13 @@ from sidecar.outbox import Outbox
 from sidecar.publishing import Publisher
 from sidecar.pubsub.scopes import TopicScopes, scopes_by_pubsub
 from sidecar.resiliency import Resiliency, ResiliencyError, parse_resiliency
-from sidecar.resources import (
-    ResourceError,
-    Resources,
-    TemplateContext,
-    load_resources,
-    read_programmatic_subscriptions,
-)
+from sidecar.resources import Resources, TemplateContext, load_resources
+from sidecar.routing import RuleCompileError, check_rules
 from sidecar.secretstores.service import Secrets
 from sidecar.servers import GrpcServer, HttpServer
 from sidecar.state.base import DeleteRequest, SetRequest
 from sidecar.state_service import StateService
+from sidecar.subscriber import AppSubscriber
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +65,6 @@ class Runtime:
         self.env = env
         self.health = Health()
         self.extended_metadata: dict[str, str] = {}
-        self.subscriptions: list[Subscription] = []
         self.components = Components()
         self.stopping = asyncio.Event()
         self.registry = Registry(registry_dir(env))
@@ -97,6 +92,8 @@ class Runtime:
         self.outbox: Outbox | None = None
         self.topic_scopes: dict[str, TopicScopes] = {}  #: by pubsub name
         self.deliverer = Deliverer(self.app_channel, {}, self.publisher, Resiliency(), self.app_id)
+        self.subscriber: AppSubscriber | None = None  #: with an app, from start()
+        self._declarative: tuple[Subscription, ...] = ()
         self._subscriber_index = itertools.count(1)
         self._servers: list[HttpServer | GrpcServer] = []
         self._startup: asyncio.Task[None] | None = None
@@ -129,6 +126,13 @@ class Runtime:
         """A streaming subscription's connection id (daprd's NextSubscriberIndex, from 1)."""
         return next(self._subscriber_index)
 
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        """The app's subscriptions as the metadata API lists them (daprd's component store)."""
+        if self.subscriber is not None:
+            return self.subscriber.subscriptions
+        return list(self._declarative)
+
     def metadata(self) -> Any:
         return build_metadata(
             self.app_id,
@@ -157,6 +161,13 @@ class Runtime:
             raise SidecarStartError(f"resiliency: {exc}") from None
         self.invoker.resiliency = resiliency
         self.components = await create_components(resources.components, self.app_id, self.env)
+        try:
+            # daprd compiles a declarative subscription's rules as it loads it, and exits on a
+            # bad one (pkg/runtime/processor/subscriptions.go, AddPendingSubscription).
+            check_rules(resources.subscriptions)
+        except RuleCompileError as exc:
+            raise SidecarStartError(str(exc)) from None
+        self._declarative = tuple(resources.subscriptions)
         stores, pubsubs = self.components.stores, self.components.pubsubs
         # One breaker per component, shared by its inbound and outbound calls (as daprd's).
         breakers = Breakers()
@@ -187,6 +198,16 @@ class Runtime:
             scopes,
             breakers,
         )
+        if self.app_channel is not None:
+            self.subscriber = AppSubscriber(
+                self._declarative,
+                self.deliverer,
+                self.app_channel,
+                self.app_id,
+                resiliency,
+                has_pubsubs=bool(pubsubs),
+                on_error=self._subscriptions_failed,
+            )
 
         http = HttpServer(create_http_app(self), self.config.listen_address, self.config.http_port)
         grpc_server = GrpcServer(
@@ -218,43 +239,36 @@ class Runtime:
                 pid=os.getpid(),
             )
         )
-        self._startup = asyncio.create_task(self._connect_app(resources))
+        self._startup = asyncio.create_task(self._connect_app())
 
-    async def _connect_app(self, resources: Resources) -> None:
-        declarative = list(resources.subscriptions)
-        if self.app_channel is None:
-            self.subscriptions = declarative
+    async def _connect_app(self) -> None:
+        """As daprd's initRuntime: without health checks the app's subscriptions start before
+        the sidecar reports ready; with them, at the app's first healthy probe."""
+        if self.app_channel is None or self.subscriber is None:
             self._mark_ready()
             return
         await self._wait_for_app(self.app_channel)
-        programmatic = await self._app_subscriptions(self.app_channel)
-        self.subscriptions = declarative + programmatic
-        deliverer = self.deliverer
         if self.config.app_health is not None:
             # Like daprd: nothing is delivered or invoked until the first probe succeeds.
-            deliverer.pause()
             self.invoker.app_healthy = False
             self.app_health = AppHealth(
                 self.app_channel,
                 self.config.app_health,
-                partial(self._app_health_changed, deliverer),
+                partial(self._app_health_changed, self.subscriber),
             )
             self._health_task = asyncio.create_task(self.app_health.run(), name="app-health")
-        try:
-            await deliverer.start(self.subscriptions)
-        except Exception as exc:
-            logger.critical("cannot start the subscriptions, the sidecar stops: %s", exc)
-            self.exit_code = 1
-            self.request_shutdown()
-            return
+        else:
+            await self.subscriber.start()
         self._mark_ready()
 
-    def _app_health_changed(self, deliverer: Deliverer, healthy: bool) -> None:
+    def _app_health_changed(self, subscriber: AppSubscriber, healthy: bool) -> None:
         self.invoker.app_healthy = healthy
-        if healthy:
-            deliverer.resume()
-        else:
-            deliverer.pause()
+        subscriber.health_changed(healthy)
+
+    def _subscriptions_failed(self, exc: Exception) -> None:
+        logger.critical("cannot start the subscriptions, the sidecar stops: %s", exc)
+        self.exit_code = 1
+        self.request_shutdown()
 
     def _mark_ready(self) -> None:
         self.health.ready = True
@@ -271,24 +285,6 @@ class Runtime:
                 logger.info(
                     "still waiting for the app to listen on %s:%s", channel.address, channel.port
                 )
-
-    async def _app_subscriptions(self, channel: AppChannel) -> list[Subscription]:
-        """``GET /dapr/subscribe`` on the app; 404 (or no answer) = none, like daprd."""
-        try:
-            status, _, body = await channel.request("GET", "/dapr/subscribe", {}, b"")
-        except AppUnreachableError as exc:
-            logger.warning("cannot read the app's subscriptions: %s", exc)
-            return []
-        if status == 404 or not body.strip():
-            return []
-        if status != 200:
-            logger.warning("GET /dapr/subscribe answered %s; no programmatic subscriptions", status)
-            return []
-        try:
-            return read_programmatic_subscriptions(body)
-        except ResourceError as exc:
-            logger.error("the app's subscriptions cannot be used: %s", exc)
-            return []
 
     async def block_shutdown(self, seconds: float) -> None:
         """``--dapr-block-shutdown-duration``, after a signal: deliver nothing more but keep
@@ -324,6 +320,8 @@ class Runtime:
             self._startup.cancel()
         if self._health_task is not None:
             self._health_task.cancel()
+        if self.subscriber is not None:
+            await self.subscriber.close()
         await _by(deadline, self.deliverer.close())
         if self.outbox is not None:
             await self.outbox.close()

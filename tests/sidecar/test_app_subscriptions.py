@@ -6,6 +6,7 @@ import pytest
 
 from sidecar import app_subscriptions
 from sidecar.app_subscriptions import SubscribeAnswerError
+from sidecar.components import Subscription
 
 
 def test_keys_match_fields_in_any_case() -> None:
@@ -95,3 +96,28 @@ def test_the_first_json_value_is_read_and_the_rest_ignored() -> None:
     assert app_subscriptions.read(b"null") == []
     with pytest.raises(SubscribeAnswerError, match="not JSON"):
         app_subscriptions.read(b"[{")
+
+
+def _sub(pubsub: str, topic: str, path: str, source: str = "programmatic") -> Subscription:
+    return Subscription(pubsubname=pubsub, topic=topic, default_path=path, source=source)
+
+
+def test_one_subscription_per_pubsub_and_topic_the_apps_winning_as_in_daprd() -> None:
+    declarative = [
+        _sub("p", "shared", "/declared", "a.yaml"),
+        _sub("p", "double", "/first", "b.yaml"),
+        _sub("p", "double", "/second", "c.yaml"),  # a declarative one after the first: unused
+        _sub("q", "shared", "/other-pubsub", "d.yaml"),
+    ]
+    programmatic = [
+        _sub("p", "twice", "/twice-first"),
+        _sub("p", "shared", "/app"),  # takes the declarative one's place
+        _sub("p", "twice", "/twice-second"),  # the app's last one wins
+    ]
+    chosen = app_subscriptions.in_effect(declarative, programmatic)
+    assert [(s.pubsubname, s.topic, s.default_path) for s in chosen] == [
+        ("p", "shared", "/app"),
+        ("p", "double", "/first"),
+        ("q", "shared", "/other-pubsub"),
+        ("p", "twice", "/twice-second"),
+    ]

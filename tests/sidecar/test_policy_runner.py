@@ -82,8 +82,12 @@ async def test_an_open_breaker_refuses_for_good() -> None:
     assert flaky.calls == 2  # the third attempt met the open breaker
 
 
-async def test_each_retry_is_logged_as_daprd_logs_it(caplog: pytest.LogCaptureFixture) -> None:
-    flaky = Flaky(1)
-    with caplog.at_level("WARNING", logger="sidecar.policy_runner"):
+async def test_a_retried_run_is_logged_as_daprd_logs_it(caplog: pytest.LogCaptureFixture) -> None:
+    flaky = Flaky(2)
+    with caplog.at_level("INFO", logger="sidecar.policy_runner"):
         await run(Policy(retry=RETRY), None, flaky, StoreError, name="component[statestore]")
-    assert "Error processing operation component[statestore]. Retrying in 0s…" in caplog.text
+    # dapr/kit's NotifyRecoverWithData: the first failure of a run, then its recovery.
+    assert caplog.messages == [
+        "Error processing operation component[statestore]. Retrying in 0s…",
+        "Recovered processing operation component[statestore] after 3 attempts",
+    ]

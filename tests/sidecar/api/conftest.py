@@ -139,10 +139,23 @@ class Sidecar:
 
 
 class TinyApp:
-    def __init__(self, subscriptions: list[dict[str, Any]] | None, log_dir: Path) -> None:
+    """``tiny_app.py``; ``answer`` replaces the JSON of ``subscriptions`` as the raw answer to
+    ``GET /dapr/subscribe``, and ``garbled`` of those requests (or ``"all"``) get a reply that
+    is not HTTP."""
+
+    def __init__(
+        self,
+        subscriptions: list[dict[str, Any]] | None,
+        log_dir: Path,
+        *,
+        answer: str | None = None,
+        garbled: int | str = 0,
+    ) -> None:
         self.port = free_port()
-        env = {"APP_PORT": str(self.port)}
-        if subscriptions is not None:
+        env = {"APP_PORT": str(self.port), "SUBSCRIBE_GARBLED": str(garbled)}
+        if answer is not None:
+            env["SUBSCRIPTIONS"] = answer
+        elif subscriptions is not None:
             env["SUBSCRIPTIONS"] = json.dumps(subscriptions)
         self.proc = ManagedProcess("tiny-app", [PYTHON, str(TINY_APP)], env=env, log_dir=log_dir)
 
@@ -152,11 +165,17 @@ class TinyApp:
         return self
 
     def received(self) -> list[dict[str, Any]]:
+        return self._get("/received")
+
+    def subscribe_calls(self) -> list[dict[str, str]]:
+        """The headers of each ``GET /dapr/subscribe`` the app received."""
+        return self._get("/subscribe-calls")
+
+    def _get(self, path: str) -> Any:
         import urllib.request
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/received", timeout=5) as r:
-            result: list[dict[str, Any]] = json.loads(r.read())
-            return result
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+            return json.loads(r.read())
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from tests.procs import PYTHON, free_port
-from tests.sidecar.api.conftest import Sidecar, TinyApp, component, unique
+from tests.sidecar.api.conftest import Sidecar, component, unique
 
 #: daprd's default request body limit (``--max-body-size 4Mi``), HTTP and gRPC alike.
 MAX_BODY = 4 << 20
@@ -661,14 +661,14 @@ def test_a_bad_resource_stops_the_sidecar_naming_file_and_field(tmp_path: Path, 
     assert why in result.stderr, result.stderr[-2000:]
 
 
-def test_a_rule_that_is_no_cel_stops_the_sidecar(tmp_path: Path, app: TinyApp) -> None:
-    # Rules are compiled when delivery starts, i.e. once the app is up: give it an app.
+def test_a_declared_rule_that_is_no_cel_stops_the_sidecar_at_start(tmp_path: Path) -> None:
+    # As daprd, which compiles a declarative subscription's rules as it loads it: no app needed.
     (tmp_path / "pubsub.yaml").write_text(component("p", "pubsub.in-memory"))
     (tmp_path / "broken.yaml").write_text(
         SUB_HEAD + "spec:\n  pubsubname: p\n  topic: t\n  routes:\n    rules:\n"
         "      - match: 'event.type =='\n        path: /x\n"
     )
-    result = start_with(tmp_path, "--app-port", str(app.port))
+    result = start_with(tmp_path)
     assert result.returncode != 0, result.stderr[-2000:]
     assert "event.type ==" in result.stderr and "not valid CEL" in result.stderr, result.stderr
 

@@ -1,6 +1,8 @@
 """A tiny real app for sidecar tests: subscriptions, an event log and an echo endpoint.
 
-Env: APP_PORT; SUBSCRIPTIONS (JSON answered on GET /dapr/subscribe; unset = 404).
+Env: APP_PORT; SUBSCRIPTIONS (answered as is on GET /dapr/subscribe; unset = 404);
+SUBSCRIBE_GARBLED (the first N of those requests, or ``all``, get a reply that is not HTTP, a
+transport error for the client); GET /subscribe-calls lists the headers of each one received.
 Routes: POST /events/* records the body and answers 200; GET /received lists the bodies;
 GET /healthz answers 200, or 503 after POST /health/down (until POST /health/up);
 any other path echoes method, path, query, headers and body as JSON; /status/NNN answers NNN
@@ -29,6 +31,7 @@ HEALTHY = threading.Event()
 HEALTHY.set()
 SLOW = {"in": 0, "peak": 0}
 FLAKY: dict[str, int] = {}
+SUBSCRIBE_CALLS: list[dict[str, str]] = []
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -67,6 +70,16 @@ class Handler(BaseHTTPRequestHandler):
         body = self._body()
         path, _, query = self.path.partition("?")
         if path == "/dapr/subscribe":
+            with LOCK:
+                SUBSCRIBE_CALLS.append({k.lower(): v for k, v in self.headers.items()})
+                calls = len(SUBSCRIBE_CALLS)
+            garbled = os.environ.get("SUBSCRIBE_GARBLED", "0")
+            if garbled == "all" or calls <= int(garbled):
+                # Not a dropped connection: aiohttp sends an idempotent request again once
+                # when the server hangs up on it, Go's client only on a reused connection.
+                self.wfile.write(b"garbage\r\n\r\n")
+                self.close_connection = True
+                return
             subs = os.environ.get("SUBSCRIPTIONS")
             if subs is None:
                 self._answer(404, b"not found", "text/plain")
@@ -90,6 +103,10 @@ class Handler(BaseHTTPRequestHandler):
         if path in ("/health/down", "/health/up"):
             (HEALTHY.clear if path == "/health/down" else HEALTHY.set)()
             self._answer(200, b"{}")
+            return
+        if path == "/subscribe-calls":
+            with LOCK:
+                self._answer(200, json.dumps(SUBSCRIBE_CALLS).encode())
             return
         if path == "/received":
             with LOCK:

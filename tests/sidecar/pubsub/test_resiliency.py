@@ -219,3 +219,33 @@ def test_component_outbound_policies_and_their_defaults() -> None:
     assert other_store is not None and other_store.max_retries == 1
     pubsub = resiliency.component_outbound("pubsub", "Pubsub").retry  # its inbound is no match
     assert pubsub is not None and pubsub.max_retries == 2
+
+
+def test_daprds_built_in_initialization_retries() -> None:
+    policy = parse_resiliency([], "app").built_in("DaprBuiltInInitializationRetries")
+    assert policy.timeout is None and policy.breaker is None
+    assert policy.retry == RetryPolicy(
+        policy="exponential",
+        duration=2.0,
+        initial_interval=0.5,
+        multiplier=1.5,
+        max_interval=1.0,
+        max_elapsed=10.0,
+        max_retries=3,
+    )
+
+
+@pytest.mark.parametrize(("given", "kept"), [(1, 3), (-1, 3), (5, 5)])
+def test_a_policy_of_a_built_in_name_replaces_it_with_at_least_3_retries(
+    given: int, kept: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = {"policies": {"retries": {"DaprBuiltInInitializationRetries": {"maxRetries": given}}}}
+    retry = parse_resiliency([doc(spec)], "app").built_in("DaprBuiltInInitializationRetries").retry
+    assert retry is not None
+    assert (retry.policy, retry.duration, retry.max_retries) == ("constant", 5.0, kept)
+    assert ("did not meet minimum retry count" in caplog.text) == (given < 3)
+
+
+def test_the_protected_built_in_policy_is_not_replaced() -> None:
+    spec = {"policies": {"retries": {"DaprBuiltInActorNotFoundRetries": {"maxRetries": 9}}}}
+    assert "DaprBuiltInActorNotFoundRetries" not in parse_resiliency([doc(spec)], "app").retries
