@@ -101,7 +101,7 @@ def go_decode_object(data: bytes) -> dict[str, Any]:
     """The JSON object at the start of ``data`` as contrib's unmarshalPrecise reads it into a
     Go map (a json.Decoder's one Decode: text after the first value is never read); raises
     CloudEventError worded as Go's decoder words the common failures."""
-    if not data.strip(_JSON_SPACE.encode()):
+    if not data.strip(b" \t\r\n"):
         raise CloudEventError("EOF")
     try:
         value = loads(data)

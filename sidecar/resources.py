@@ -15,7 +15,6 @@ from typing import Any
 
 import yaml
 
-from sidecar import app_subscriptions
 from sidecar.components import Component, RouteRule, SecretRef, Subscription
 from sidecar.durations import parse_go_duration
 
@@ -289,23 +288,6 @@ def _subscription(doc: Mapping[str, Any], label: str, v2: bool) -> Subscription:
         bulk_max_await_ms=_int(bulk, "maxAwaitDurationMs", label, "spec.bulkSubscribe"),
         source=label,
     )
-
-
-def read_programmatic_subscriptions(body: bytes) -> list[Subscription]:
-    """The app's raw ``GET /dapr/subscribe`` answer, decoded as daprd does
-    (``sidecar.app_subscriptions``); ResourceError when daprd would refuse all of it."""
-    try:
-        return app_subscriptions.read(body)
-    except app_subscriptions.SubscribeAnswerError as exc:
-        raise ResourceError(app_subscriptions.LABEL, exc.where, exc.why) from None
-
-
-def parse_programmatic_subscriptions(body: Any) -> list[Subscription]:
-    """``read_programmatic_subscriptions`` of an answer already parsed from JSON."""
-    try:
-        return app_subscriptions.parse(body)
-    except app_subscriptions.SubscribeAnswerError as exc:
-        raise ResourceError(app_subscriptions.LABEL, exc.where, exc.why) from None
 
 
 def _resiliency(doc: Mapping[str, Any], label: str) -> Resiliency:

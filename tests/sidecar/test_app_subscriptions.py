@@ -121,3 +121,40 @@ def test_one_subscription_per_pubsub_and_topic_the_apps_winning_as_in_daprd() ->
         ("q", "shared", "/other-pubsub"),
         ("p", "twice", "/twice-second"),
     ]
+
+
+def test_programmatic_subscriptions() -> None:
+    subs = app_subscriptions.parse(
+        [
+            {"pubsubname": "p", "topic": "t1", "route": "/one"},
+            {
+                "pubsubname": "p",
+                "topic": "t2",
+                "route": "/ignored",
+                "routes": {"rules": [{"match": "true", "path": "/r"}], "default": "/d"},
+                "deadLetterTopic": "dlq",
+                "metadata": {"rawPayload": "true"},
+            },
+        ]
+    )
+    assert subs[0].default_path == "/one"
+    assert subs[1].default_path == "/d"
+    assert subs[1].rules[0].path == "/r"
+    assert subs[1].dead_letter_topic == "dlq"
+    # daprd requires no field; an item without a route is dropped alone (filterSubscriptions).
+    assert app_subscriptions.parse([{"pubsubname": "p"}]) == []
+
+
+def test_programmatic_subscriptions_are_read_as_gos_json_decoder_reads_them() -> None:
+    # daprd unmarshals the answer with encoding/json: an unpaired surrogate escape and a byte
+    # that is not UTF-8 each become U+FFFD instead of failing every subscription of the app.
+    body = (
+        b'[{"pubsubname": "p", "topic": "t", "routes": {"rules": '
+        b'[{"match": "event.data.note == \\"\\ud800\\"", "path": "/r\xff"}]}}]'
+    )
+    (sub,) = app_subscriptions.read(body)
+    assert [(r.match, r.path) for r in sub.rules] == [('event.data.note == "\ufffd"', "/r\ufffd")]
+    (sub,) = app_subscriptions.read(b'[{"pubsubname": "p", "topic": "t", "route": "/\\udc00"}]')
+    assert sub.default_path == "/\ufffd"
+    with pytest.raises(SubscribeAnswerError, match="not JSON"):
+        app_subscriptions.read(b"[{")

@@ -16,9 +16,7 @@ from sidecar.resources import (
     env_ref_allowed,
     load_resources,
     parse_duration,
-    parse_programmatic_subscriptions,
     parse_resources,
-    read_programmatic_subscriptions,
 )
 
 CTX = TemplateContext(
@@ -166,45 +164,6 @@ spec:
     assert v1.default_path == "/legacy"
     assert v1.metadata == {"rawPayload": "true"}
     assert parsed.resiliencies[0].document()["metadata"] == {"name": "retry"}
-
-
-def test_programmatic_subscriptions() -> None:
-    subs = parse_programmatic_subscriptions(
-        [
-            {"pubsubname": "p", "topic": "t1", "route": "/one"},
-            {
-                "pubsubname": "p",
-                "topic": "t2",
-                "route": "/ignored",
-                "routes": {"rules": [{"match": "true", "path": "/r"}], "default": "/d"},
-                "deadLetterTopic": "dlq",
-                "metadata": {"rawPayload": "true"},
-            },
-        ]
-    )
-    assert subs[0].default_path == "/one"
-    assert subs[1].default_path == "/d"
-    assert subs[1].rules[0].path == "/r"
-    assert subs[1].dead_letter_topic == "dlq"
-    # daprd requires no field; an item without a route is dropped alone (filterSubscriptions).
-    assert parse_programmatic_subscriptions([{"pubsubname": "p"}]) == []
-
-
-def test_programmatic_subscriptions_are_read_as_gos_json_decoder_reads_them() -> None:
-    # daprd unmarshals the answer with encoding/json: an unpaired surrogate escape and a byte
-    # that is not UTF-8 each become U+FFFD instead of failing every subscription of the app.
-    body = (
-        b'[{"pubsubname": "p", "topic": "t", "routes": {"rules": '
-        b'[{"match": "event.data.note == \\"\\ud800\\"", "path": "/r\xff"}]}}]'
-    )
-    (sub,) = read_programmatic_subscriptions(body)
-    assert [(r.match, r.path) for r in sub.rules] == [('event.data.note == "\ufffd"', "/r\ufffd")]
-    (sub,) = read_programmatic_subscriptions(
-        b'[{"pubsubname": "p", "topic": "t", "route": "/\\udc00"}]'
-    )
-    assert sub.default_path == "/\ufffd"
-    with pytest.raises(ResourceError, match="GET /dapr/subscribe: not JSON"):
-        read_programmatic_subscriptions(b"[{")
 
 
 @pytest.mark.parametrize(
