@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from dapr_support import heap
+from dapr_support.http_methods import HeadAsGet
 from job_orchestrator import api, problems, subscriptions
 from job_orchestrator.auth import ApiKeys, document_security, require_app_token
 from job_orchestrator.bodylimit import BodyLimit
@@ -121,6 +122,7 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
     if settings.runs_api:
         # Added last, so outermost: a waiting GET holds as few frames as possible.
         app.add_middleware(LongPoll)
+    app.add_middleware(HeadAsGet)  # outermost: everything below sees HEAD as GET
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -44,7 +44,10 @@ class JobRequest(BaseModel):
     type: str = Field(default="wait", min_length=1, max_length=100, description="Job type.")
     input: dict[str, Any] = Field(default_factory=dict, description="Input of the job's handler.")
     owner: str | None = Field(
-        default=None, max_length=200, description="Who the job belongs to; events carry it."
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Who the job belongs to; events carry it.",
     )
     timeoutSeconds: float | None = Field(
         default=None,

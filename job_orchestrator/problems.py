@@ -10,11 +10,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import BaseRoute, Match, Route
-from starlette.types import Scope
+from starlette.routing import BaseRoute
 
+from dapr_support.http_methods import allowed_methods
 from job_orchestrator.auth import CHALLENGE
 from job_orchestrator.errors import (
     NotReady,
@@ -164,20 +163,6 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
                 if status.startswith(("4", "5")):
                     response["content"] = content
     return schema
-
-
-def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> str:
-    """Every method the requested path supports, for ``Allow`` (RFC 9110 15.5.6).
-
-    Starlette names only the methods of the first route whose path matched.
-    """
-    methods: set[str] = set()
-    for route in routes:
-        if isinstance(route, Route | APIRoute) and route.methods:
-            match, _ = route.matches(scope)
-            if match is not Match.NONE:
-                methods |= route.methods
-    return ", ".join(sorted(methods))
 
 
 def install(app: FastAPI, retry_after: int, routes: Sequence[BaseRoute]) -> None:

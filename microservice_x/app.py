@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI
 
 from dapr_support import heap
 from dapr_support.clients import ClientKeeper
+from dapr_support.http_methods import HeadAsGet
 from microservice_x import api, subscriber
 from microservice_x.apptoken import require_app_token
 from microservice_x.connections import (
@@ -61,8 +62,9 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = EventMetrics()
-    install_problem_handlers(app)
+    install_problem_handlers(app, [*api.router.routes, *subscriber.router.routes])
     app.include_router(api.router)
     # Only the sidecar may deliver events (APP_API_TOKEN, when configured).
     app.include_router(subscriber.router, dependencies=[Depends(require_app_token)])
+    app.add_middleware(HeadAsGet)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -10,8 +11,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import BaseRoute
 
+from dapr_support.http_methods import allowed_methods
 from microservice_x.errors import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -68,32 +70,6 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(422, "Invalid request", detail, instance=request.url.path, errors=errors)
 
 
-def _allowed_methods(request: Request) -> str:
-    """Every method served at this path: Starlette's 405 names only the first route's (RFC 9110
-    section 15.5.6 wants them all, e.g. GET and POST on /jobs)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        served = getattr(route, "methods", None)
-        if served and route.matches(request.scope)[0] is not Match.NONE:
-            methods.update(served)
-    return ", ".join(sorted(methods))
-
-
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    detail = exc.detail if isinstance(exc.detail, str) else _phrase(exc.status_code)
-    headers = dict(exc.headers) if exc.headers else {}
-    if exc.status_code == 405:
-        headers["Allow"] = _allowed_methods(request)
-    return problem(
-        exc.status_code,
-        _phrase(exc.status_code),
-        detail,
-        instance=request.url.path,
-        headers=headers or None,
-    )
-
-
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
     return problem(
@@ -104,8 +80,24 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+def install_problem_handlers(app: FastAPI, routes: Sequence[BaseRoute]) -> None:
+    """Every error as problem+json; ``routes`` are the app's, for the ``Allow`` of a 405."""
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        detail = exc.detail if isinstance(exc.detail, str) else _phrase(exc.status_code)
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(routes, request.scope)
+        return problem(
+            exc.status_code,
+            _phrase(exc.status_code),
+            detail,
+            instance=request.url.path,
+            headers=headers or None,
+        )
+
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -218,6 +218,11 @@ def test_validation_errors_name_the_field(inproc: InProcess) -> None:
     assert unknown.status_code == 422
     assert unknown.json()["knownTypes"] == ["flaky", "plain", "quiet", "stubborn", "wait"]
 
+    # An owner is a name: "" would make a job that no owner filter can list.
+    no_owner = inproc.client.post("/jobs", json={"owner": ""})
+    assert no_owner.status_code == 422
+    assert no_owner.json()["errors"][0]["field"] == "owner"
+
     bad_input = inproc.client.post("/jobs", json={"input": {"seconds": -1}})
     assert bad_input.status_code == 422
     assert bad_input.json()["errors"][0]["field"] == "input.seconds"

@@ -99,6 +99,21 @@ async def test_healthz(client: httpx.AsyncClient) -> None:
     assert response.json() == {"status": "ok", "appId": APP_ID}
 
 
+async def test_head_is_answered_wherever_get_is(client: httpx.AsyncClient) -> None:
+    """RFC 9110 section 9.1: the GET's status and headers, no body."""
+    job_id = new_id()
+    assert await deliver(client, event(job_id, "job.created", 1)) == "SUCCESS"
+    for path, status in (("/healthz", 200), (f"/jobs/{job_id}", 200), (f"/jobs/{new_id()}", 404)):
+        got, head = await client.get(path), await client.head(path)
+        assert head.status_code == got.status_code == status, path
+        assert head.content == b"", path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+        assert int(head.headers["content-length"]) == len(got.content), path
+    refused = await client.put("/jobs")
+    assert refused.status_code == 405
+    assert refused.headers["allow"] == "GET, HEAD, POST"
+
+
 async def test_openapi_documents_the_public_routes_only(client: httpx.AsyncClient) -> None:
     schema = (await client.get("/openapi.json")).json()
     assert set(schema["paths"]) == {
