@@ -284,12 +284,13 @@ class JobService:
                     if watch.released:
                         return  # shutting down; the client reconnects to another replica
                     running_here = self.worker is not None and self.worker.runs(job_id)
-                    if not running_here:
+                    if not running_here and self.waiters.refresh_due(job_id, refresh):
                         # Progress made on another replica is not broadcast; re-read at the
-                        # refresh interval while a stream is open. Deleted or unreadable:
-                        # end the stream (the client may reconnect).
+                        # refresh interval while a stream is open, once for all of the job's
+                        # streams here. Deleted or unreadable: end the stream (the client may
+                        # reconnect).
                         try:
-                            watch.offer(await self.get(job_id))
+                            self.waiters.notify(await self.get(job_id))
                         except (JobNotFound, StoreUnavailable):
                             return
                 if watch.latest is not None and int(watch.latest["sequence"]) > last:

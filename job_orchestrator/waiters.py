@@ -89,6 +89,8 @@ class Waiters:
 
     def __init__(self) -> None:
         self._watches: dict[str, set[Watch]] = {}
+        #: job id -> loop time of its last re-read by an event stream (see ``refresh_due``)
+        self._refreshed: dict[str, float] = {}
         self.released = False
 
     @contextmanager
@@ -103,10 +105,21 @@ class Waiters:
                 watches.discard(watch)
                 if not watches:
                     del self._watches[job_id]
+                    self._refreshed.pop(job_id, None)
 
     def notify(self, job: dict[str, Any]) -> None:
         for watch in self._watches.get(str(job.get("id")), ()):
             watch.offer(job)
+
+    def refresh_due(self, job_id: str, interval: float) -> bool:
+        """Whether a watcher of ``job_id`` should re-read it now: True at most once per
+        ``interval`` for all of the job's watchers here, whose re-read then ``notify``s them all.
+        """
+        now = asyncio.get_running_loop().time()
+        if now - self._refreshed.get(job_id, -interval) < interval:
+            return False
+        self._refreshed[job_id] = now
+        return True
 
     def release(self) -> None:
         """The server is shutting down: wake every waiter, and let no later one sleep."""
