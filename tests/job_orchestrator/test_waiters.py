@@ -57,3 +57,15 @@ async def test_release_ends_every_wait_now_and_later() -> None:
         assert await asyncio.wait_for(later.changed(60), 5) is False
         waiters.notify(job(3, "Completed"))  # a change that already arrived is still seen
         assert await later.final(60) == job(3, "Completed")
+
+
+async def test_a_refresh_is_due_once_per_interval_for_all_of_a_jobs_watchers() -> None:
+    waiters = Waiters()
+    with waiters.watch("j"), waiters.watch("j"), waiters.watch("other"):
+        assert waiters.refresh_due("j", 0.2)
+        assert not waiters.refresh_due("j", 0.2)  # the other watcher of j: already read
+        assert waiters.refresh_due("other", 0.2)  # each job has its own
+        await asyncio.sleep(0.25)
+        assert waiters.refresh_due("j", 0.2)
+    with waiters.watch("j"):
+        assert waiters.refresh_due("j", 60)  # forgotten with the job's last watcher
