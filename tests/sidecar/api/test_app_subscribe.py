@@ -267,6 +267,28 @@ def test_the_app_wins_a_declared_topic_and_its_last_subscription_wins_its_own(
         wait_until(lambda m=markers[topic], p=path: paths_of(app, m) == [p], timeout=15)
 
 
+def test_a_declared_name_given_twice_is_the_last_one_placed_last(
+    launch: Launcher, workdir: Path, redis_server: RedisServer
+) -> None:
+    # daprd's component store keeps one subscription per name: the later replaces the earlier
+    # and goes to the end, behind another subscription to its topic.
+    first, second = f"renamed-first-{TAG}", f"renamed-second-{TAG}"
+    folder = write_resources(workdir / "same-name-resources", redis_server, {})
+    (folder / "a.yaml").write_text(subscription("orders", first, "/events/orders-first"))
+    (folder / "b.yaml").write_text(subscription("other", second, "/events/other"))
+    (folder / "c.yaml").write_text(subscription("orders", second, "/events/orders-last"))
+    app = launch.app()
+    car = launch.sidecar(folder, app)
+
+    assert listed(car) == [(second, "DECLARATIVE", ["/events/other"])]
+    markers = {topic: unique("renamed") for topic in (first, second)}
+    for topic, marker in markers.items():
+        publish(car, topic, marker)
+    wait_until(lambda: paths_of(app, markers[second]) == ["/events/other"], timeout=15)
+    assert car.app_id not in groups(redis_server, first)
+    assert paths_of(app, markers[first]) == []
+
+
 def test_without_a_pubsub_the_app_is_not_asked(
     launch: Launcher, workdir: Path, redis_server: RedisServer
 ) -> None:
