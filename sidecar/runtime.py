@@ -208,6 +208,7 @@ class Runtime:
                 resiliency,
                 has_pubsubs=bool(pubsubs),
                 on_error=self._subscriptions_failed,
+                healthy=lambda: self.invoker.app_healthy,
             )
 
         http = HttpServer(create_http_app(self), self.config.listen_address, self.config.http_port)

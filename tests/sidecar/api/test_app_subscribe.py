@@ -229,6 +229,33 @@ def test_with_health_checks_the_declared_ones_start_when_the_app_is_healthy_agai
     assert listed(car) == [(DECLARED, "DECLARATIVE", ["/events/declared"])]
 
 
+def test_attempts_while_the_app_is_unhealthy_do_not_reach_it(
+    launch: Launcher, workdir: Path, redis_server: RedisServer
+) -> None:
+    # daprd's app channel fails a call to an unhealthy app at once; the retries go on.
+    policy = (
+        "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: init\nspec:\n"
+        "  policies:\n    retries:\n      DaprBuiltInInitializationRetries:\n"
+        "        policy: constant\n        duration: 3s\n        maxRetries: 3\n"
+    )
+    folder = write_resources(
+        workdir / "unhealthy-init-resources",
+        redis_server,
+        {"declared": (DECLARED, "/events/declared")},
+        extra=policy,
+    )
+    app = launch.app(APP_SUBSCRIPTIONS, garbled="all")
+    car = launch.sidecar(folder, app, HEALTH_FLAGS)
+    wait_until(lambda: len(app.subscribe_calls()) == 1, timeout=15)  # at the first probe
+    httpx.post(f"http://127.0.0.1:{app.port}/health/down", timeout=5).raise_for_status()
+
+    wait_until(lambda: "failed to subscribe to topics" in car.proc.log_tail(), timeout=20)
+    assert len(app.subscribe_calls()) == 1  # the 3 retries, 3 s apart, found it unhealthy
+    unhealthy = "rpc error: code = Internal desc = app is not in a healthy state"
+    assert f"failed to subscribe to topics: {unhealthy}" in car.proc.log_tail()
+    assert_serving(car)
+
+
 def test_the_app_wins_a_declared_topic_and_its_last_subscription_wins_its_own(
     launch: Launcher, workdir: Path, redis_server: RedisServer
 ) -> None:
