@@ -118,3 +118,4 @@ class Subscription:
     bulk_max_messages: int = 0  #: bulkSubscribe.maxMessagesCount; 0 = daprd's default (100)
     bulk_max_await_ms: int = 0  #: bulkSubscribe.maxAwaitDurationMs; 0 = daprd's default (1000)
     source: str = "programmatic"  #: or the YAML file path
+    name: str = ""  #: a declarative one's ``metadata.name``; "" for the app's own

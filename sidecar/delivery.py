@@ -20,6 +20,7 @@ from typing import Any
 
 from sidecar import cloudevents
 from sidecar.app_channel import AppChannel
+from sidecar.app_consumers import AppConsumers, AppTopic
 from sidecar.breaker import BreakerError, Breakers, CircuitBreaker
 from sidecar.bulk_delivery import BulkSubscriber
 from sidecar.components import Subscription
@@ -28,7 +29,14 @@ from sidecar.metrics import ComponentMetrics
 from sidecar.postman import Outcome, Postman, RetriableError, StreamPostman
 from sidecar.postman_http import HttpPostman
 from sidecar.publishing import Publisher, pubsub_not_found
-from sidecar.pubsub.base import Consumers, Handler, Message, PubSub, SubscriptionClosedError
+from sidecar.pubsub.base import (
+    Consumers,
+    Handler,
+    Message,
+    PubSub,
+    SubscribeFailedError,
+    SubscriptionClosedError,
+)
 from sidecar.pubsub.scopes import UNSCOPED, TopicScopes
 from sidecar.resiliency import Policy, Resiliency
 from sidecar.routing import Router, RuleEvaluationError, where
@@ -114,10 +122,9 @@ class Deliverer:
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        #: The app's subscriptions (route, what delivers to it, its concurrency), from start().
-        self._app_routes: list[tuple[Route, Handler, int]] = []
-        #: Their consumers while subscribed at the components; none while the app is unhealthy.
-        self._app_consumers: list[Consumers] = []
+        #: The app's subscriptions at the components, from start(); stopped while the app is
+        #: unhealthy.
+        self._app_consumers = AppConsumers(pubsubs, self._scopes)
         self._switching: asyncio.Task[None] | None = None  #: subscribes or unsubscribes them
 
     @property
@@ -157,33 +164,14 @@ class Deliverer:
                     sub.pubsubname,
                 )
                 continue
-            if not self._scopes.get(sub.pubsubname, UNSCOPED).may_subscribe(sub.topic):
-                # daprd logs this and never delivers (its retries fail the same way).
-                logger.error(
-                    "Failed to start subscription for pubsub %s, topic %s: %s",
-                    sub.pubsubname,
-                    sub.topic,
-                    _not_allowed(sub),
-                )
-                continue
             routes.append((self._route(sub, self._http), sub, _concurrency(sub)))
         for route, sub, concurrency in routes:
             deliver = self._bulk(route, sub) if sub.bulk else partial(self._handle, route)
-            self._app_routes.append((route, deliver, concurrency))
-            if self._open.is_set():
-                await self._subscribe_app(route, deliver, concurrency)
-            logger.info(
-                "subscribed to topic %s on pubsub %s%s",
-                route.topic,
-                route.pubsubname,
-                " (bulk)" if sub.bulk else "",
-            )
-
-    async def _subscribe_app(self, route: Route, deliver: Handler, concurrency: int) -> None:
-        consumers = await self._pubsubs[route.pubsubname].subscribe(
-            route.topic, self._handler(deliver, gated=True), concurrency=concurrency
-        )
-        self._app_consumers.append(consumers)
+            handler = self._handler(deliver, gated=True)
+            topic = AppTopic(route.pubsubname, route.topic, handler, concurrency, sub.bulk)
+            self._app_consumers.topics.append(topic)
+        if self._open.is_set():
+            await self._app_consumers.start()
 
     async def _switch_app_subscriptions(self) -> None:
         """Bring the components' subscriptions in line with the app's health, as daprd's
@@ -192,15 +180,13 @@ class Deliverer:
         another replica's sidecar hands it out again after processingTimeout; holding it
         instead (and claiming it again, under the same consumer name) would keep it from them
         for as long as the app is down."""
+        app = self._app_consumers
         while not self._closed:
-            if not self._open.is_set() and self._app_consumers:
-                stopping, self._app_consumers = self._app_consumers, []
-                for consumers in stopping:
-                    await consumers.stop()
+            if not self._open.is_set() and app.active:
+                await app.stop()
                 logger.info("app subscriptions stopped while the app is unhealthy")
-            elif self._open.is_set() and not self._app_consumers and self._app_routes:
-                for route, deliver, concurrency in self._app_routes:
-                    await self._subscribe_app(route, deliver, concurrency)
+            elif self._open.is_set() and not app.active and app.topics:
+                await app.start()
                 logger.info("app subscriptions started (the app is healthy)")
             else:
                 return
@@ -229,11 +215,18 @@ class Deliverer:
         except ValueError as exc:
             raise SubscribeError(str(exc)) from None
         route = self._route(sub, postman)
-        consumers = await pubsub.subscribe(
-            sub.topic,
-            self._handler(partial(self._handle, route), gated=False),
-            concurrency=concurrency,
-        )
+        try:
+            consumers = await pubsub.subscribe(
+                sub.topic,
+                self._handler(partial(self._handle, route), gated=False),
+                concurrency=concurrency,
+            )
+        except SubscribeFailedError as exc:
+            # daprd's StartStreamerSubscription, around subscription.New's error.
+            raise SubscribeError(
+                f"failed to create subscription for {sub.pubsubname}: "
+                f"failed to subscribe to topic {sub.topic}: {exc}"
+            ) from None
         self._streams[consumers] = (sub, postman)
         return consumers
 
@@ -261,12 +254,12 @@ class Deliverer:
         """The app is unhealthy: stop its subscriptions at the components until ``resume``
         (see ``_switch_app_subscriptions``); deliveries under way wait, unacknowledged."""
         self._open.clear()
-        if self._app_routes:
+        if self._app_consumers.topics:
             self._app_health_switch()
 
     def resume(self) -> None:
         self._open.set()
-        if self._app_routes:
+        if self._app_consumers.topics:
             self._app_health_switch()
 
     def refuse(self) -> None:
@@ -280,6 +273,7 @@ class Deliverer:
         self.refuse()
         if self._switching is not None:
             self._switching.cancel()
+        await self._app_consumers.cancel_retries()
         await self._idle.wait()
         for bulk in self._bulk_subscribers:
             await bulk.close()

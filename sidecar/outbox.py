@@ -17,6 +17,7 @@ daprd or by a sidecar that went the long way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -30,7 +31,14 @@ from sidecar import cloudevents
 from sidecar.components import Component
 from sidecar.errors import DaprError
 from sidecar.publishing import Publisher
-from sidecar.pubsub.base import BulkEntry, Message, PublishError, PubSub, StreamPublisher
+from sidecar.pubsub.base import (
+    BulkEntry,
+    Message,
+    PublishError,
+    PubSub,
+    StreamPublisher,
+    SubscribeFailedError,
+)
 from sidecar.pubsub.scopes import not_allowed_message
 from sidecar.state.base import (
     DeleteRequest,
@@ -201,7 +209,9 @@ class Outbox:
                 )
                 continue
             topic = internal_topic(self._app_id, config.publish_topic, self._namespace)
-            await pubsub.subscribe(topic, self._handler(config), concurrency=_CONSUMERS)
+            # daprd ignores Subscribe's error here (the component logged it): no retry.
+            with contextlib.suppress(SubscribeFailedError):
+                await pubsub.subscribe(topic, self._handler(config), concurrency=_CONSUMERS)
 
     async def close(self) -> None:
         self._closed = True

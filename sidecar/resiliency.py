@@ -6,8 +6,8 @@ ones for the sidecar's calls to it, an app named under ``spec.targets.apps`` its
 invocations of it; otherwise the default-named policies (``DefaultPubsubComponentInbound...``,
 ``DefaultStatestoreComponentOutbound...``, ``DefaultApp...`` down to ``DefaultRetryPolicy``)
 apply; with none of them there is no policy (only daprd's built-in invocation retry remains).
-daprd's built-in policies (``DaprBuiltIn...Retries``) apply where it uses them, and a retry policy
-of the same name replaces one.
+daprd's built-in policies (``DaprBuiltIn...Retries``) apply where it uses them and to targets that
+name them, and a retry policy of the same name replaces one.
 """
 
 from __future__ import annotations
@@ -80,10 +80,24 @@ class RetryPolicy:
 _HTTP_CODES = (100, 599)
 _GRPC_CODES = (0, 16)
 
-#: daprd's built-in retry policy around ``GET /dapr/subscribe`` (pkg/resiliency/resiliency.go,
-#: addBuiltInPolicies): at most 3 retries, 500 ms growing by 1.5 up to 1 s, 10 s in all.
 INITIALIZATION_RETRIES = "DaprBuiltInInitializationRetries"
+#: daprd's built-in retry policies (pkg/resiliency/resiliency.go, addBuiltInPolicies), each a
+#: Go struct literal: what it leaves out is zero, so the reminders' policy has no retries.
+#: ``DaprBuiltInInitializationRetries`` runs ``GET /dapr/subscribe``: at most 3 retries, 500 ms
+#: growing by 1.5 up to 1 s, 10 s in all.
 _BUILT_IN_RETRIES = {
+    "DaprBuiltInServiceRetries": RetryPolicy(duration=1.0, max_retries=3),
+    "DaprBuiltInActorRetries": RetryPolicy(duration=1.0, max_retries=3),
+    "DaprBuiltInActorReminderRetries": RetryPolicy(
+        policy="exponential",
+        duration=0.0,
+        initial_interval=0.5,
+        randomization_factor=0.5,
+        multiplier=1.5,
+        max_interval=60.0,
+        max_elapsed=900.0,
+        max_retries=0,
+    ),
     INITIALIZATION_RETRIES: RetryPolicy(
         policy="exponential",
         duration=2.0,
@@ -93,17 +107,10 @@ _BUILT_IN_RETRIES = {
         max_elapsed=10.0,
         max_retries=3,
     ),
+    "DaprBuiltInActorNotFoundRetries": RetryPolicy(duration=1.0, max_retries=5),
 }
 #: Every name daprd treats as built in: an override of one keeps at least 3 retries.
-_BUILT_IN_NAMES = frozenset(
-    {
-        "DaprBuiltInServiceRetries",
-        "DaprBuiltInActorRetries",
-        "DaprBuiltInActorReminderRetries",
-        INITIALIZATION_RETRIES,
-        "DaprBuiltInActorNotFoundRetries",
-    }
-)
+_BUILT_IN_NAMES = frozenset(_BUILT_IN_RETRIES)
 #: Built in and never overridden (daprd's isProtectedPolicy).
 _PROTECTED_NAMES = frozenset({"DaprBuiltInActorNotFoundRetries"})
 
@@ -149,7 +156,12 @@ class Resiliency:
     def built_in(self, name: str) -> Policy:
         """daprd's BuiltInPolicy: the named retry policy (a user's of that name, else daprd's
         own), with no timeout and no circuit breaker."""
-        return Policy(retry=self.retries.get(name) or _BUILT_IN_RETRIES.get(name))
+        return Policy(retry=self._retry(name))
+
+    def _retry(self, name: str) -> RetryPolicy | None:
+        """The retry policy of that name: a user's, else daprd's built-in one, else none (a
+        name nothing defines means no retries in daprd, which logs nothing about it)."""
+        return self.retries.get(name) or _BUILT_IN_RETRIES.get(name)
 
     def _policy(self, names: Mapping[str, str] | None, levels: tuple[str, ...]) -> Policy:
         if names is not None:
@@ -159,8 +171,9 @@ class Resiliency:
             retry_name = _first_default(self.retries, "Retry", levels)
             timeout_name = _first_default(self.timeouts, "Timeout", levels)
             breaker_name = _first_default(self.breakers, "CircuitBreaker", levels)
+        # daprd looks each name up in its maps: an undefined one is no policy of that kind.
         return Policy(
-            retry=self.retries.get(retry_name) if retry_name else None,
+            retry=self._retry(retry_name) if retry_name else None,
             timeout=self.timeouts.get(timeout_name) if timeout_name else None,
             breaker=self.breakers.get(breaker_name) if breaker_name else None,
         )
@@ -321,18 +334,17 @@ def resiliency_from_specs(specs: Iterable[tuple[str, Mapping[str, Any]]]) -> Res
             if (target or {}).get("outbound"):
                 outbound[component] = _names((target or {}).get("outbound"))
             components[component] = _names((target or {}).get("inbound"))
+    # daprd resolves a target's policy names only when it applies them, and an undefined name
+    # is simply no policy, except a component's circuit breaker: daprd builds it from a nil
+    # template and crashes at the component's first call. Refused here, at start.
     targets = [(f"component {c!r} inbound", n) for c, n in components.items()]
     targets += [(f"component {c!r} outbound", n) for c, n in outbound.items()]
-    targets += [(f"app {a!r}", n) for a, n in apps.items()]
     for target, names in targets:
-        kinds = (("retry", retries), ("timeout", timeouts), ("circuitBreaker", breakers))
-        for kind, known in kinds:
-            if names[kind] and names[kind] not in known:
-                section = {"retry": "retries", "timeout": "timeouts"}.get(kind, "circuitBreakers")
-                raise ResiliencyError(
-                    f"{target} {kind} policy {names[kind]!r} is not defined "
-                    f"under spec.policies.{section}"
-                )
+        if names["circuitBreaker"] and names["circuitBreaker"] not in breakers:
+            raise ResiliencyError(
+                f"{target} circuitBreaker policy {names['circuitBreaker']!r} is not defined "
+                "under spec.policies.circuitBreakers"
+            )
     return Resiliency(
         retries=retries,
         timeouts=timeouts,

@@ -246,8 +246,19 @@ def _secret_ref(raw: Any, label: str, where: str) -> SecretRef:
     )
 
 
+def one_per_name(subscriptions: Sequence[Subscription]) -> tuple[Subscription, ...]:
+    """What daprd's component store keeps of the declarative subscriptions (compstore
+    AddDeclarativeSubscription): one per name, whatever its apiVersion; a later one of a name
+    replaces the earlier one and takes its place at the end, with nothing logged."""
+    kept: dict[str, Subscription] = {}
+    for sub in subscriptions:
+        kept.pop(sub.name, None)
+        kept[sub.name] = sub
+    return tuple(kept.values())
+
+
 def _subscription(doc: Mapping[str, Any], label: str, v2: bool) -> Subscription:
-    _name(doc, label)
+    name = _name(doc, label)
     spec = _mapping(doc.get("spec"), label, "spec")
     pubsubname = _string(spec.get("pubsubname"), label, "spec.pubsubname", required=True)
     topic = _string(spec.get("topic"), label, "spec.topic", required=True)
@@ -287,6 +298,7 @@ def _subscription(doc: Mapping[str, Any], label: str, v2: bool) -> Subscription:
         bulk_max_messages=_int(bulk, "maxMessagesCount", label, "spec.bulkSubscribe"),
         bulk_max_await_ms=_int(bulk, "maxAwaitDurationMs", label, "spec.bulkSubscribe"),
         source=label,
+        name=name,
     )
 
 

@@ -36,7 +36,7 @@ from sidecar.outbox import Outbox
 from sidecar.publishing import Publisher
 from sidecar.pubsub.scopes import TopicScopes, scopes_by_pubsub
 from sidecar.resiliency import Resiliency, ResiliencyError, parse_resiliency
-from sidecar.resources import Resources, TemplateContext, load_resources
+from sidecar.resources import Resources, TemplateContext, load_resources, one_per_name
 from sidecar.routing import RuleCompileError, check_rules
 from sidecar.secretstores.service import Secrets
 from sidecar.servers import GrpcServer, HttpServer
@@ -167,7 +167,8 @@ class Runtime:
             check_rules(resources.subscriptions)
         except RuleCompileError as exc:
             raise SidecarStartError(str(exc)) from None
-        self._declarative = tuple(resources.subscriptions)
+        # daprd compiles every one before its store keeps the last of each name.
+        self._declarative = one_per_name(resources.subscriptions)
         stores, pubsubs = self.components.stores, self.components.pubsubs
         # One breaker per component, shared by its inbound and outbound calls (as daprd's).
         breakers = Breakers()
@@ -207,6 +208,7 @@ class Runtime:
                 resiliency,
                 has_pubsubs=bool(pubsubs),
                 on_error=self._subscriptions_failed,
+                healthy=lambda: self.invoker.app_healthy,
             )
 
         http = HttpServer(create_http_app(self), self.config.listen_address, self.config.http_port)

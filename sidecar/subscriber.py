@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from sidecar import app_subscriptions
 from sidecar.app_channel import AppChannel, AppResponse, AppUnreachableError
+from sidecar.app_health import UNHEALTHY_MESSAGE
 from sidecar.components import Subscription
 from sidecar.delivery import Deliverer
 from sidecar.policy_runner import run
@@ -20,19 +21,30 @@ from sidecar.routing import RuleCompileError, check_rules
 logger = logging.getLogger(__name__)
 
 
+#: The gRPC status error daprd's app channel returns for an unhealthy app, as Go prints it.
+_UNHEALTHY = f"rpc error: code = Internal desc = {UNHEALTHY_MESSAGE}"
+
+
 class ProgrammaticError(Exception):
     """The app's subscriptions cannot be read; daprd then starts none of the app's."""
 
 
 async def read_app_subscriptions(
-    channel: AppChannel, app_id: str, resiliency: Resiliency
+    channel: AppChannel,
+    app_id: str,
+    resiliency: Resiliency,
+    healthy: Callable[[], bool] = lambda: True,
 ) -> list[Subscription]:
     """daprd's GetSubscriptionsHTTP (pkg/runtime/pubsub/subscriptions.go). No answer once the
     retries ran out, a 200 that does not decode or a rule that is not CEL: ProgrammaticError.
-    404, or any other status (logged), is no subscriptions."""
+    404, or any other status (logged), is no subscriptions. An attempt while ``healthy()`` is
+    false fails without calling the app, and the retries go on (daprd's HTTP app channel
+    refuses its own calls to an unhealthy app: http_channel.go, InvokeMethod)."""
     headers = {"dapr-app-id": app_id, "content-type": "application/json"}
 
     async def ask() -> AppResponse:
+        if not healthy():
+            raise AppUnreachableError(_UNHEALTHY)
         return await channel.request("GET", "/dapr/subscribe", headers, b"")
 
     policy = resiliency.built_in(INITIALIZATION_RETRIES)
@@ -83,6 +95,7 @@ class AppSubscriber:
         *,
         has_pubsubs: bool,
         on_error: Callable[[Exception], None],
+        healthy: Callable[[], bool] = lambda: True,
     ) -> None:
         #: What the metadata API lists (daprd's component store): the declarative ones, and
         #: once the app answered, its own in their place.
@@ -94,6 +107,7 @@ class AppSubscriber:
         self._resiliency = resiliency
         self._has_pubsubs = has_pubsubs
         self._on_error = on_error  #: the deliverer could not start them
+        self._healthy = healthy  #: the app's health now (always true without health checks)
         self._asked = False  #: daprd's hasInitProg: the app is asked once, whatever it answered
         self._active = False  #: daprd's appSubActive
         self._started = False  #: the deliverer has them (later starts resume it)
@@ -130,7 +144,7 @@ class AppSubscriber:
             self._asked = True
             try:
                 programmatic = await read_app_subscriptions(
-                    self._channel, self._app_id, self._resiliency
+                    self._channel, self._app_id, self._resiliency, self._healthy
                 )
             except ProgrammaticError as exc:
                 # daprd's appHealthChanged (pkg/runtime/runtime.go) warns and runs on.

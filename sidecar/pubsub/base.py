@@ -40,6 +40,11 @@ class SubscriptionClosedError(Exception):
     contrib components do when the handler's context is cancelled)."""
 
 
+class SubscribeFailedError(Exception):
+    """The component could not start consuming a topic (contrib's Subscribe returned an error,
+    for example Redis down); the message is the component's error."""
+
+
 class PublishError(Exception):
     """The broker did not take the message; the runtime answers ERR_PUBSUB_PUBLISH_MESSAGE."""
 
@@ -68,7 +73,7 @@ class PubSub(Protocol):
 
     async def subscribe(self, topic: str, handler: Handler, *, concurrency: int) -> Consumers:
         """Start consuming ``topic`` in the component's consumer group; returns at once with
-        the handle that stops this subscription alone."""
+        the handle that stops this subscription alone, or raises SubscribeFailedError."""
 
 
 async def stop_tasks(tasks: set[asyncio.Task[None]], owner: str) -> None:

@@ -3,8 +3,8 @@
 One stream per topic; entries carry ``data`` and ``metadata`` (JSON) fields. Consumers of one
 ``consumerID`` share a group (competing); ones left pending longer than ``processingTimeout``
 are reclaimed every ``redeliverInterval``, looking only at the group's first ``queueDepth``
-pending messages as contrib does. The loops survive Redis restarts and recreate a lost
-group.
+pending messages as contrib does. Subscribing fails when the group cannot be created (Redis
+down); once started, the loops survive Redis restarts and recreate a lost group.
 
 When a message is acknowledged follows contrib 1.18 (``processMessage``; since "Make Redis
 Streams PubSub honor resiliency policy"): when the handler returns, and also when it fails,
@@ -26,9 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sidecar.components import Component, ComponentError
 from sidecar.durations import parse_go_duration
@@ -38,6 +36,7 @@ from sidecar.pubsub.base import (
     Handler,
     Message,
     PublishError,
+    SubscribeFailedError,
     SubscriptionClosedError,
 )
 from sidecar.pubsub.stream_acks import StreamAcks
@@ -217,9 +216,11 @@ class RedisStreamsPubSub:
             raise RuntimeError("component is closed")
         try:
             await self._ensure_group(topic)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            # The poll loop keeps trying and creates the group once Redis is back.
-            logger.warning("redis streams: cannot create group for %s yet: %s", topic, exc)
+        except (RedisError, OSError) as exc:
+            # contrib's CreateConsumerGroup: logged and returned, nothing started (daprd's
+            # subscriber retries the subscription).
+            logger.error("redis streams: %s", exc)
+            raise SubscribeFailedError(str(exc)) from None
         queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=self.settings.queue_depth)
         workers = concurrency if concurrency > 0 else self.settings.concurrency
         consumers = Consumers(self.name, lambda: self._consumers.discard(consumers))

@@ -229,6 +229,33 @@ def test_with_health_checks_the_declared_ones_start_when_the_app_is_healthy_agai
     assert listed(car) == [(DECLARED, "DECLARATIVE", ["/events/declared"])]
 
 
+def test_attempts_while_the_app_is_unhealthy_do_not_reach_it(
+    launch: Launcher, workdir: Path, redis_server: RedisServer
+) -> None:
+    # daprd's app channel fails a call to an unhealthy app at once; the retries go on.
+    policy = (
+        "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: init\nspec:\n"
+        "  policies:\n    retries:\n      DaprBuiltInInitializationRetries:\n"
+        "        policy: constant\n        duration: 3s\n        maxRetries: 3\n"
+    )
+    folder = write_resources(
+        workdir / "unhealthy-init-resources",
+        redis_server,
+        {"declared": (DECLARED, "/events/declared")},
+        extra=policy,
+    )
+    app = launch.app(APP_SUBSCRIPTIONS, garbled="all")
+    car = launch.sidecar(folder, app, HEALTH_FLAGS)
+    wait_until(lambda: len(app.subscribe_calls()) == 1, timeout=15)  # at the first probe
+    httpx.post(f"http://127.0.0.1:{app.port}/health/down", timeout=5).raise_for_status()
+
+    wait_until(lambda: "failed to subscribe to topics" in car.proc.log_tail(), timeout=20)
+    assert len(app.subscribe_calls()) == 1  # the 3 retries, 3 s apart, found it unhealthy
+    unhealthy = "rpc error: code = Internal desc = app is not in a healthy state"
+    assert f"failed to subscribe to topics: {unhealthy}" in car.proc.log_tail()
+    assert_serving(car)
+
+
 def test_the_app_wins_a_declared_topic_and_its_last_subscription_wins_its_own(
     launch: Launcher, workdir: Path, redis_server: RedisServer
 ) -> None:
@@ -265,6 +292,28 @@ def test_the_app_wins_a_declared_topic_and_its_last_subscription_wins_its_own(
         publish(car, topic, marker)
     for topic, path in expected.items():
         wait_until(lambda m=markers[topic], p=path: paths_of(app, m) == [p], timeout=15)
+
+
+def test_a_declared_name_given_twice_is_the_last_one_placed_last(
+    launch: Launcher, workdir: Path, redis_server: RedisServer
+) -> None:
+    # daprd's component store keeps one subscription per name: the later replaces the earlier
+    # and goes to the end, behind another subscription to its topic.
+    first, second = f"renamed-first-{TAG}", f"renamed-second-{TAG}"
+    folder = write_resources(workdir / "same-name-resources", redis_server, {})
+    (folder / "a.yaml").write_text(subscription("orders", first, "/events/orders-first"))
+    (folder / "b.yaml").write_text(subscription("other", second, "/events/other"))
+    (folder / "c.yaml").write_text(subscription("orders", second, "/events/orders-last"))
+    app = launch.app()
+    car = launch.sidecar(folder, app)
+
+    assert listed(car) == [(second, "DECLARATIVE", ["/events/other"])]
+    markers = {topic: unique("renamed") for topic in (first, second)}
+    for topic, marker in markers.items():
+        publish(car, topic, marker)
+    wait_until(lambda: paths_of(app, markers[second]) == ["/events/other"], timeout=15)
+    assert car.app_id not in groups(redis_server, first)
+    assert paths_of(app, markers[first]) == []
 
 
 def test_without_a_pubsub_the_app_is_not_asked(

@@ -54,7 +54,13 @@ spec:
         retry: onlyUnavailable
       fragile-target:
         circuitBreaker: twoStrikes
+      built-in-target:
+        retry: DaprBuiltInServiceRetries
+      misnamed-target:
+        retry: noSuchRetry
+        timeout: noSuchTimeout
 """
+TARGETS = (TARGET, "picky-target", "fragile-target", "built-in-target", "misnamed-target")
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +72,7 @@ def calls(workdir: Path, registry: Path) -> Iterator[tuple[Sidecar, TinyApp]]:
     app = TinyApp(None, workdir).start()
     started: list[Sidecar] = []
     try:
-        for app_id in (TARGET, "picky-target", "fragile-target"):
+        for app_id in TARGETS:
             car = Sidecar(app_id, folder, registry, app_port=app.port, log_dir=workdir)
             started.append(car.start())
         caller = Sidecar("resilient-caller", folder, registry, log_dir=workdir).start()
@@ -117,6 +123,24 @@ def test_each_attempt_is_bounded_by_the_timeout(calls: tuple[Sidecar, TinyApp]) 
     assert answer.json()["errorCode"] == "ERR_DIRECT_INVOKE"
     assert "context deadline exceeded" in answer.json()["message"]
     assert elapsed < 1.9  # four attempts of 300 ms, none waiting out the app's 2 s
+
+
+def test_a_target_may_name_a_built_in_policy_it_did_not_define(
+    calls: tuple[Sidecar, TinyApp],
+) -> None:
+    # daprd's own DaprBuiltInServiceRetries applies: 3 retries, 1 s apart.
+    caller, _ = calls
+    started = time.monotonic()
+    answer = invoke(caller, "built-in-target", f"flaky/{key()}/2/500")
+    elapsed = time.monotonic() - started
+    assert (answer.status_code, answer.json()) == (200, {"calls": 3})
+    assert 1.9 < elapsed < 10
+
+
+def test_a_target_naming_undefined_policies_gets_none(calls: tuple[Sidecar, TinyApp]) -> None:
+    caller, _ = calls
+    answer = invoke(caller, "misnamed-target", f"flaky/{key()}/1/500")
+    assert (answer.status_code, answer.json()) == (500, {"calls": 1})
 
 
 def test_an_app_without_a_policy_is_called_once(

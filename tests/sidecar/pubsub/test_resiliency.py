@@ -85,9 +85,18 @@ def test_scopes_filter_documents() -> None:
     assert parse_resiliency([doc(SPEC, ["app"])], "app").pubsub_inbound("pubsub").retry
 
 
-def test_undefined_policy_reference_is_an_error() -> None:
-    spec = {"targets": {"components": {"pubsub": {"inbound": {"retry": "missing"}}}}}
-    with pytest.raises(ResiliencyError, match="missing"):
+def test_an_undefined_retry_or_timeout_is_no_policy() -> None:
+    spec = {
+        "policies": {"retries": {"DefaultRetryPolicy": {"maxRetries": 2}}},
+        "targets": {"components": {"pubsub": {"inbound": {"retry": "missing", "timeout": "gone"}}}},
+    }
+    policy = parse_resiliency([doc(spec)], "app").pubsub_inbound("pubsub")
+    assert policy.empty  # as daprd: the target's names are looked up, the default is not
+
+
+def test_a_component_naming_an_undefined_circuit_breaker_is_refused() -> None:
+    spec = {"targets": {"components": {"pubsub": {"outbound": {"circuitBreaker": "missing"}}}}}
+    with pytest.raises(ResiliencyError, match="outbound circuitBreaker policy 'missing'"):
         parse_resiliency([doc(spec)], "app")
 
 
@@ -189,10 +198,29 @@ def test_bad_matching_is_refused(codes: dict[str, str], why: str) -> None:
         parse_resiliency([doc(spec)], "caller")
 
 
-def test_an_app_naming_an_undefined_policy_is_refused() -> None:
-    spec = {"targets": {"apps": {"orders": {"retry": "missing"}}}}
-    with pytest.raises(ResiliencyError, match="app 'orders' retry policy 'missing'"):
-        parse_resiliency([doc(spec)], "caller")
+def test_an_app_naming_undefined_policies_gets_none() -> None:
+    spec = {"targets": {"apps": {"orders": {"retry": "a", "timeout": "b", "circuitBreaker": "c"}}}}
+    assert parse_resiliency([doc(spec)], "caller").endpoint("orders").empty
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("DaprBuiltInServiceRetries", RetryPolicy(duration=1.0, max_retries=3)),
+        ("DaprBuiltInActorNotFoundRetries", RetryPolicy(duration=1.0, max_retries=5)),
+    ],
+)
+def test_a_target_naming_an_undefined_built_in_policy_gets_daprds(
+    name: str, expected: RetryPolicy
+) -> None:
+    spec = {"targets": {"apps": {"orders": {"retry": name}}}}
+    assert parse_resiliency([doc(spec)], "caller").endpoint("orders").retry == expected
+
+
+def test_daprds_built_in_reminder_retries_never_retry() -> None:
+    # A Go struct literal without MaxRetries: zero, so dapr/kit stops before the first retry.
+    retry = parse_resiliency([], "app").built_in("DaprBuiltInActorReminderRetries").retry
+    assert retry is not None and retry.delay(0, 0.0) is None
 
 
 def test_component_outbound_policies_and_their_defaults() -> None:
@@ -248,4 +276,5 @@ def test_a_policy_of_a_built_in_name_replaces_it_with_at_least_3_retries(
 
 def test_the_protected_built_in_policy_is_not_replaced() -> None:
     spec = {"policies": {"retries": {"DaprBuiltInActorNotFoundRetries": {"maxRetries": 9}}}}
-    assert "DaprBuiltInActorNotFoundRetries" not in parse_resiliency([doc(spec)], "app").retries
+    retry = parse_resiliency([doc(spec)], "app").built_in("DaprBuiltInActorNotFoundRetries").retry
+    assert retry == RetryPolicy(duration=1.0, max_retries=5)
