@@ -337,6 +337,7 @@ def resiliency_from_specs(specs: Iterable[tuple[str, Mapping[str, Any]]]) -> Res
     # daprd resolves a target's policy names only when it applies them, and an undefined name
     # is simply no policy, except a component's circuit breaker: daprd builds it from a nil
     # template and crashes at the component's first call. Refused here, at start.
+    # daprd logs nothing for the others; a warning here names a likely typo.
     targets = [(f"component {c!r} inbound", n) for c, n in components.items()]
     targets += [(f"component {c!r} outbound", n) for c, n in outbound.items()]
     for target, names in targets:
@@ -345,6 +346,18 @@ def resiliency_from_specs(specs: Iterable[tuple[str, Mapping[str, Any]]]) -> Res
                 f"{target} circuitBreaker policy {names['circuitBreaker']!r} is not defined "
                 "under spec.policies.circuitBreakers"
             )
+    targets += [(f"app {a!r}", n) for a, n in apps.items()]
+    known = {"retry": {*retries, *_BUILT_IN_NAMES}, "timeout": timeouts, "circuitBreaker": breakers}
+    for target, names in targets:
+        for kind, defined in known.items():
+            if names[kind] and names[kind] not in defined:
+                logger.warning(
+                    "resiliency: %s names %s policy %r, which is not defined: no %s applies",
+                    target,
+                    kind,
+                    names[kind],
+                    kind,
+                )
     return Resiliency(
         retries=retries,
         timeouts=timeouts,

@@ -198,9 +198,19 @@ def test_bad_matching_is_refused(codes: dict[str, str], why: str) -> None:
         parse_resiliency([doc(spec)], "caller")
 
 
-def test_an_app_naming_undefined_policies_gets_none() -> None:
+def test_an_app_naming_undefined_policies_gets_none(caplog: pytest.LogCaptureFixture) -> None:
     spec = {"targets": {"apps": {"orders": {"retry": "a", "timeout": "b", "circuitBreaker": "c"}}}}
     assert parse_resiliency([doc(spec)], "caller").endpoint("orders").empty
+    # daprd is silent; the sidecar names each likely typo.
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    for kind, name in (("retry", "a"), ("timeout", "b"), ("circuitBreaker", "c")):
+        assert f"app 'orders' names {kind} policy '{name}', which is not defined" in "\n".join(
+            warned
+        )
+    caplog.clear()
+    built_in = {"targets": {"apps": {"orders": {"retry": "DaprBuiltInServiceRetries"}}}}
+    parse_resiliency([doc(built_in)], "caller")
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
 @pytest.mark.parametrize(
