@@ -20,14 +20,7 @@ logger = logging.getLogger(__name__)
 
 #: The backoff of daprd's retrySubscription: cenkalti/backoff's exponential defaults (500 ms,
 #: +-50 %, x1.5, at most 60 s apart) with no time limit.
-RETRY_BACKOFF = RetryPolicy(
-    policy="exponential",
-    initial_interval=0.5,
-    randomization_factor=0.5,
-    multiplier=1.5,
-    max_interval=60.0,
-    max_elapsed=0.0,
-)
+RETRY_BACKOFF = RetryPolicy(policy="exponential", max_elapsed=0.0)
 
 
 class StartFailedError(Exception):

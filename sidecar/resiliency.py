@@ -88,15 +88,9 @@ INITIALIZATION_RETRIES = "DaprBuiltInInitializationRetries"
 _BUILT_IN_RETRIES = {
     "DaprBuiltInServiceRetries": RetryPolicy(duration=1.0, max_retries=3),
     "DaprBuiltInActorRetries": RetryPolicy(duration=1.0, max_retries=3),
+    # Exponential at kit's defaults (500 ms, x1.5, at most 60 s apart, 15 min in all).
     "DaprBuiltInActorReminderRetries": RetryPolicy(
-        policy="exponential",
-        duration=0.0,
-        initial_interval=0.5,
-        randomization_factor=0.5,
-        multiplier=1.5,
-        max_interval=60.0,
-        max_elapsed=900.0,
-        max_retries=0,
+        policy="exponential", duration=0.0, max_retries=0
     ),
     INITIALIZATION_RETRIES: RetryPolicy(
         policy="exponential",
