@@ -229,21 +229,25 @@ def test_with_health_checks_the_declared_ones_start_when_the_app_is_healthy_agai
     assert listed(car) == [(DECLARED, "DECLARATIVE", ["/events/declared"])]
 
 
+def init_policy_resources(
+    folder: Path, redis_server: RedisServer, duration: str, retries: int
+) -> Path:
+    """One declarative subscription, and a constant DaprBuiltInInitializationRetries policy."""
+    policy = (
+        "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: init\nspec:\n"
+        "  policies:\n    retries:\n      DaprBuiltInInitializationRetries:\n"
+        f"        policy: constant\n        duration: {duration}\n"
+        f"        maxRetries: {retries}\n"
+    )
+    declared = {"declared": (DECLARED, "/events/declared")}
+    return write_resources(folder, redis_server, declared, extra=policy)
+
+
 def test_attempts_while_the_app_is_unhealthy_do_not_reach_it(
     launch: Launcher, workdir: Path, redis_server: RedisServer
 ) -> None:
     # daprd's app channel fails a call to an unhealthy app at once; the retries go on.
-    policy = (
-        "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: init\nspec:\n"
-        "  policies:\n    retries:\n      DaprBuiltInInitializationRetries:\n"
-        "        policy: constant\n        duration: 3s\n        maxRetries: 3\n"
-    )
-    folder = write_resources(
-        workdir / "unhealthy-init-resources",
-        redis_server,
-        {"declared": (DECLARED, "/events/declared")},
-        extra=policy,
-    )
+    folder = init_policy_resources(workdir / "unhealthy-init-resources", redis_server, "3s", 3)
     app = launch.app(APP_SUBSCRIPTIONS, garbled="all")
     car = launch.sidecar(folder, app, HEALTH_FLAGS)
     wait_until(lambda: len(app.subscribe_calls()) == 1, timeout=15)  # at the first probe
@@ -331,17 +335,7 @@ def test_without_a_pubsub_the_app_is_not_asked(
 def test_a_resiliency_policy_of_the_built_in_name_replaces_it(
     launch: Launcher, workdir: Path, redis_server: RedisServer
 ) -> None:
-    policy = (
-        "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: init\nspec:\n"
-        "  policies:\n    retries:\n      DaprBuiltInInitializationRetries:\n"
-        "        policy: constant\n        duration: 10ms\n        maxRetries: 5\n"
-    )
-    folder = write_resources(
-        workdir / "init-policy-resources",
-        redis_server,
-        {"declared": (DECLARED, "/events/declared")},
-        extra=policy,
-    )
+    folder = init_policy_resources(workdir / "init-policy-resources", redis_server, "10ms", 5)
     app = launch.app(APP_SUBSCRIPTIONS, garbled="all")
     car = launch.sidecar(folder, app)
 
