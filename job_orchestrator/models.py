@@ -35,9 +35,12 @@ class JobRequest(BaseModel):
     # Strict: `false` or `"2"` is no number of seconds (lax mode would read 0.0 and 2.0).
     # NaN and Infinity (which Python's JSON parser reads) are no numbers JSON can answer with;
     # the input's are refused by HandlerRegistry.validate_input, naming where they are.
+    # Forbid: a misspelt field (`runTimeoutSecond`) would otherwise be dropped without a word
+    # and the job run without the limit its caller asked for.
     model_config = ConfigDict(
         strict=True,
         allow_inf_nan=False,
+        extra="forbid",
         json_schema_extra={"examples": [WAIT_EXAMPLE, QUICK_EXAMPLE, FAIL_EXAMPLE]},
     )
 

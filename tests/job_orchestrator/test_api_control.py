@@ -223,6 +223,13 @@ def test_validation_errors_name_the_field(inproc: InProcess) -> None:
     assert no_owner.status_code == 422
     assert no_owner.json()["errors"][0]["field"] == "owner"
 
+    # A misspelt field is refused, not dropped: the job would run without the asked-for limit.
+    for path in ("/jobs", "/Jobs/StartJobWithTimeout"):
+        typo = inproc.client.post(path, json={"input": {"seconds": 0}, "runTimeoutSecond": 5})
+        assert typo.status_code == 422, typo.text
+        assert typo.json()["errors"][0]["field"] == "runTimeoutSecond"
+        assert "not permitted" in typo.json()["errors"][0]["message"]
+
     bad_input = inproc.client.post("/jobs", json={"input": {"seconds": -1}})
     assert bad_input.status_code == 422
     assert bad_input.json()["errors"][0]["field"] == "input.seconds"
