@@ -117,6 +117,7 @@ class StateHttp:
 
     async def get(self, request: Request) -> Response:
         params = request.path_params
+        self.rt.state.check_store(params["store"])
         found = await self.rt.state.get(params["store"], params["key"], _metadata(request))
         if found is None:
             return Response(status_code=204)
@@ -141,6 +142,7 @@ class StateHttp:
 
     async def delete(self, request: Request) -> Response:
         params = request.path_params
+        self.rt.state.check_store(params["store"])
         await self.rt.state.delete(
             params["store"],
             params["key"],
