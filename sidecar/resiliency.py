@@ -2,8 +2,9 @@
 
 Mirrors daprd's ``pkg/resiliency`` and dapr/kit ``retry``: a component named under
 ``spec.targets.components`` uses its ``inbound`` policies for deliveries and its ``outbound``
-ones for the sidecar's calls to it, an app named under ``spec.targets.apps`` its policies for
-invocations of it; otherwise the default-named policies (``DefaultPubsubComponentInbound...``,
+ones for the sidecar's calls to it (none in a direction its target leaves out), an app named
+under ``spec.targets.apps`` its policies for invocations of it; otherwise the default-named
+policies (``DefaultPubsubComponentInbound...``,
 ``DefaultStatestoreComponentOutbound...``, ``DefaultApp...`` down to ``DefaultRetryPolicy``)
 apply; with none of them there is no policy (only daprd's built-in invocation retry remains).
 daprd's built-in policies (``DaprBuiltIn...Retries``) apply where it uses them and to targets that
@@ -127,9 +128,11 @@ class Resiliency:
     retries: Mapping[str, RetryPolicy] = field(default_factory=dict)
     timeouts: Mapping[str, float] = field(default_factory=dict)
     breakers: Mapping[str, BreakerSpec] = field(default_factory=dict)
-    components: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  #: inbound names
+    #: Inbound policy names of each component named under targets.components.
+    components: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     apps: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  #: policy names
-    outbound: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  #: by component
+    #: Outbound policy names of the same components (empty where its target has none).
+    outbound: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def pubsub_inbound(self, component: str) -> Policy:
         return self._policy(
@@ -324,10 +327,13 @@ def resiliency_from_specs(specs: Iterable[tuple[str, Mapping[str, Any]]]) -> Res
             logger.warning("resiliency %s: targets.actors is not supported and ignored", name)
         for app, target in (targets.get("apps") or {}).items():
             apps[app] = _names(target)
+        # A named component takes its names for both directions from this target, whatever
+        # it leaves out, and the default policies apply to neither: daprd's decodeTargets
+        # stores both, and ComponentOutboundPolicy/ComponentInboundPolicy fall back to the
+        # defaults only for a component absent from its map.
         for component, target in (targets.get("components") or {}).items():
-            if (target or {}).get("outbound"):
-                outbound[component] = _names((target or {}).get("outbound"))
             components[component] = _names((target or {}).get("inbound"))
+            outbound[component] = _names((target or {}).get("outbound"))
     # daprd resolves a target's policy names only when it applies them, and an undefined name
     # is simply no policy, except a component's circuit breaker: daprd builds it from a nil
     # template and crashes at the component's first call. Refused here, at start.

@@ -1,6 +1,7 @@
 """Outbound component resiliency (``targets.components.<name>.outbound``) with Redis stopped
 for real: a save, a publish and a bulk publish retried by the policy outlast the outage; a store
-without a policy fails at once; an etag conflict is not retried (counted on Redis itself)."""
+without a policy fails at once; an etag conflict is not retried (counted on Redis itself); a
+component a target names for inbound policies only gets no default outbound one."""
 
 from __future__ import annotations
 
@@ -225,3 +226,58 @@ def test_an_etag_conflict_is_not_retried(car: Sidecar, own_redis: RedisServer) -
         assert writes() - before == 1  # one attempt, not fifty-one
     finally:
         broker.close()
+
+
+DEFAULTS_RESILIENCY = """apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: defaults
+spec:
+  policies:
+    retries:
+      DefaultComponentOutboundRetryPolicy:
+        policy: constant
+        duration: 200ms
+        maxRetries: 50
+      deliveries:
+        policy: constant
+        duration: 1s
+        maxRetries: 3
+  targets:
+    components:
+      events:
+        inbound:
+          retry: deliveries
+"""
+
+
+@pytest.fixture()
+def defaults_car(own_redis: RedisServer, workdir: Path, registry: Path) -> Iterator[Sidecar]:
+    folder = workdir / f"outbound-defaults-{own_redis.port}"
+    folder.mkdir()
+    docs = [
+        component("anystore", "state.redis", {"redisHost": own_redis.host}),
+        component("events", "pubsub.redis", {"redisHost": own_redis.host}),
+    ]
+    (folder / "components.yaml").write_text("\n---\n".join(docs))
+    (folder / "resiliency.yaml").write_text(DEFAULTS_RESILIENCY)
+    started = Sidecar("outbound-defaults-app", folder, registry, log_dir=workdir).start()
+    yield started
+    started.stop()
+
+
+def test_a_component_named_with_inbound_policies_only_gets_no_default_outbound_policy(
+    defaults_car: Sidecar, own_redis: RedisServer
+) -> None:
+    """daprd's ComponentOutboundPolicy: the Default*Outbound* policies are for components
+    that no target names; a pubsub named for its deliveries publishes with no policy."""
+    own_redis.stop()
+    publish = during_outage(
+        own_redis,
+        lambda: httpx.post(f"{defaults_car.http}/v1.0/publish/events/t", json={}, timeout=30),
+    )
+    assert publish.status_code == 500, publish.text
+    assert publish.json()["errorCode"] == "ERR_PUBSUB_PUBLISH_MESSAGE"
+    own_redis.stop()
+    saved = during_outage(own_redis, lambda: save(defaults_car, "anystore", "k", 1))
+    assert saved.status_code == 204, saved.text  # unnamed: DefaultComponentOutboundRetryPolicy

@@ -240,6 +240,7 @@ def test_component_outbound_policies_and_their_defaults() -> None:
                 "three": {"policy": "constant", "maxRetries": 3},
                 "DefaultStatestoreComponentOutboundRetryPolicy": {"maxRetries": 1},
                 "DefaultComponentOutboundRetryPolicy": {"maxRetries": 2},
+                "DefaultComponentInboundRetryPolicy": {"maxRetries": 4},
             },
             "timeouts": {"quick": "1s"},
         },
@@ -255,8 +256,27 @@ def test_component_outbound_policies_and_their_defaults() -> None:
     assert own.timeout == 1.0 and own.retry is not None and own.retry.max_retries == 3
     other_store = resiliency.component_outbound("sqlitestore", "Statestore").retry
     assert other_store is not None and other_store.max_retries == 1
-    pubsub = resiliency.component_outbound("pubsub", "Pubsub").retry  # its inbound is no match
-    assert pubsub is not None and pubsub.max_retries == 2
+    other_pubsub = resiliency.component_outbound("orders", "Pubsub").retry
+    assert other_pubsub is not None and other_pubsub.max_retries == 2
+    # Named with inbound policies only: no outbound policy, and no default either, as daprd's
+    # ComponentOutboundPolicy falls back to the defaults only for components it has no entry
+    # for; the same holds inbound for a component named with outbound policies only.
+    assert resiliency.component_outbound("pubsub", "Pubsub").empty
+    assert resiliency.pubsub_inbound("statestore").empty
+    inbound = resiliency.pubsub_inbound("orders").retry
+    assert inbound is not None and inbound.max_retries == 4
+
+
+def test_a_later_document_naming_a_component_replaces_both_its_directions() -> None:
+    """daprd's decodeTargets stores a component's inbound and outbound names together."""
+    first = {
+        "policies": {"retries": {"three": {"policy": "constant", "maxRetries": 3}}},
+        "targets": {"components": {"pubsub": {"outbound": {"retry": "three"}}}},
+    }
+    second = {"targets": {"components": {"pubsub": {"inbound": {"retry": "three"}}}}}
+    resiliency = parse_resiliency([doc(first), doc(second)], "app")
+    assert resiliency.component_outbound("pubsub", "Pubsub").empty
+    assert resiliency.pubsub_inbound("pubsub").retry is not None
 
 
 def test_daprds_built_in_initialization_retries() -> None:
