@@ -169,9 +169,11 @@ class Resiliency:
             timeout_name = _first_default(self.timeouts, "Timeout", levels)
             breaker_name = _first_default(self.breakers, "CircuitBreaker", levels)
         # daprd looks each name up in its maps: an undefined one is no policy of that kind.
+        # A timeout of zero or less bounds nothing (pkg/resiliency/policy.go: ``if def.t > 0``).
+        timeout = self.timeouts.get(timeout_name, 0.0) if timeout_name else 0.0
         return Policy(
             retry=self._retry(retry_name) if retry_name else None,
-            timeout=self.timeouts.get(timeout_name) if timeout_name else None,
+            timeout=timeout if timeout > 0 else None,
             breaker=self.breakers.get(breaker_name) if breaker_name else None,
         )
 

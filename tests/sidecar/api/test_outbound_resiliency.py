@@ -243,6 +243,8 @@ spec:
         policy: constant
         duration: 1s
         maxRetries: 3
+    timeouts:
+      DefaultComponentOutboundTimeoutPolicy: 0s
   targets:
     components:
       events:
@@ -281,3 +283,10 @@ def test_a_component_named_with_inbound_policies_only_gets_no_default_outbound_p
     own_redis.stop()
     saved = during_outage(own_redis, lambda: save(defaults_car, "anystore", "k", 1))
     assert saved.status_code == 204, saved.text  # unnamed: DefaultComponentOutboundRetryPolicy
+
+
+def test_a_timeout_of_zero_bounds_nothing(defaults_car: Sidecar) -> None:
+    """daprd's policy runner applies a timeout only when it is above zero (policy.go)."""
+    assert save(defaults_car, "anystore", "zero", 1).status_code == 204
+    stored = httpx.get(f"{defaults_car.http}/v1.0/state/anystore/zero", timeout=10)
+    assert stored.json() == 1

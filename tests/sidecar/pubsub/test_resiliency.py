@@ -94,6 +94,15 @@ def test_an_undefined_retry_or_timeout_is_no_policy() -> None:
     assert policy.empty  # as daprd: the target's names are looked up, the default is not
 
 
+def test_a_timeout_of_zero_or_less_is_no_timeout() -> None:
+    spec = {
+        "policies": {"timeouts": {"none": "0s", "negative": "-1s", "DefaultTimeoutPolicy": "0"}},
+        "targets": {"apps": {"a": {"timeout": "none"}, "b": {"timeout": "negative"}}},
+    }
+    resiliency = parse_resiliency([doc(spec)], "app")
+    assert [resiliency.endpoint(app).timeout for app in ("a", "b", "c")] == [None, None, None]
+
+
 def test_a_component_naming_an_undefined_circuit_breaker_is_refused() -> None:
     spec = {"targets": {"components": {"pubsub": {"outbound": {"circuitBreaker": "missing"}}}}}
     with pytest.raises(ResiliencyError, match="outbound circuitBreaker policy 'missing'"):
