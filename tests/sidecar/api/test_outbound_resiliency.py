@@ -290,3 +290,53 @@ def test_a_timeout_of_zero_bounds_nothing(defaults_car: Sidecar) -> None:
     assert save(defaults_car, "anystore", "zero", 1).status_code == 204
     stored = httpx.get(f"{defaults_car.http}/v1.0/state/anystore/zero", timeout=10)
     assert stored.json() == 1
+
+
+def resiliency_document(name: str, body: str) -> str:
+    return f"apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: {name}\n{body}"
+
+
+@pytest.fixture()
+def skipping_car(own_redis: RedisServer, workdir: Path, registry: Path) -> Iterator[Sidecar]:
+    """Three Resiliency files: one daprd cannot parse, one it loads, one whose policies it
+    cannot read; each targets its own store."""
+    folder = workdir / f"outbound-skipping-{own_redis.port}"
+    folder.mkdir()
+    docs = [
+        component(f"store{n}", "state.redis", {"redisHost": own_redis.host, "redisDB": str(n)})
+        for n in (1, 2, 3)
+    ]
+    (folder / "components.yaml").write_text("\n---\n".join(docs))
+    retry = "    retries:\n      patient: {policy: constant, duration: 200ms, maxRetries: %s}\n"
+    target = "  targets:\n    components:\n      store%d:\n        outbound: {retry: patient}\n"
+    (folder / "a-unparsable.yaml").write_text(
+        resiliency_document("unparsable", "spec:\n  policies:\n" + retry % '"many"' + target % 1)
+    )
+    (folder / "b-good.yaml").write_text(
+        resiliency_document("good", "spec:\n  policies:\n" + retry % 50 + target % 2)
+    )
+    (folder / "c-unreadable.yaml").write_text(
+        resiliency_document(
+            "unreadable",
+            "spec:\n  policies:\n    timeouts: {later: soon}\n" + retry % 50 + target % 3,
+        )
+    )
+    started = Sidecar("outbound-skipping-app", folder, registry, log_dir=workdir).start()
+    yield started
+    started.stop()
+
+
+def test_resiliency_documents_daprd_cannot_read_are_skipped_and_the_sidecar_starts(
+    skipping_car: Sidecar, own_redis: RedisServer
+) -> None:
+    """daprd logs and skips a document it cannot parse (LoadLocalResiliency) and one whose
+    policies it cannot decode (FromConfigurations); the others apply."""
+    own_redis.stop()
+    for store in ("store1", "store3"):  # their documents' targets never applied: one attempt
+        failed = save(skipping_car, store, "k", 1)
+        assert failed.status_code == 500 and failed.json()["errorCode"] == "ERR_STATE_SAVE"
+    answer = during_outage(own_redis, lambda: save(skipping_car, "store2", "k", 1))
+    assert answer.status_code == 204, answer.text
+    log = skipping_car.proc.log_path.read_text()
+    assert "Could not parse resiliency file a-unparsable.yaml: error unmarshaling JSON" in log
+    assert "Could not read resiliency policy unreadable: invalid duration" in log

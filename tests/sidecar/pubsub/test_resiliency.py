@@ -8,11 +8,8 @@ from typing import Any
 import pytest
 
 from sidecar.durations import parse_go_duration
-from sidecar.resiliency import (
-    ResiliencyError,
-    RetryPolicy,
-    parse_resiliency,
-)
+from sidecar.resiliency import ResiliencyError, RetryPolicy
+from sidecar.resiliency_loading import parse_resiliency
 
 
 def doc(spec: dict[str, Any], scopes: list[str] | None = None) -> dict[str, Any]:
@@ -31,7 +28,7 @@ SPEC = {
     "policies": {
         "retries": {
             "three": {"policy": "constant", "duration": "100ms", "maxRetries": 3},
-            "expo": {"policy": "exponential", "maxInterval": "2s", "maxRetries": "5"},
+            "expo": {"policy": "exponential", "maxInterval": "2s", "maxRetries": 5},
         },
         "timeouts": {"short": "1.5s"},
     },
@@ -109,10 +106,27 @@ def test_a_component_naming_an_undefined_circuit_breaker_is_refused() -> None:
         parse_resiliency([doc(spec)], "app")
 
 
-def test_bad_policy_type_is_an_error() -> None:
-    spec = {"policies": {"retries": {"x": {"policy": "linear"}}}}
-    with pytest.raises(ResiliencyError, match="linear"):
-        parse_resiliency([doc(spec)], "app")
+def test_a_bad_retry_policy_ends_its_document_as_daprds_decodeconfiguration_does(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Timeouts are decoded before retries and targets after them: the timeouts stay, the
+    retries decoded before the bad one (sorted here, Go's map order in daprd) too."""
+    spec = {
+        "policies": {
+            "timeouts": {"quick": "1s"},
+            "retries": {"a": {"maxRetries": 1}, "x": {"policy": "linear"}, "z": {}},
+        },
+        "targets": {"apps": {"orders": {"timeout": "quick"}}},
+    }
+    resiliency = parse_resiliency([doc(spec)], "app")
+    assert resiliency.timeouts == {"quick": 1.0}
+    assert list(resiliency.retries) == ["a"]
+    assert resiliency.apps == {}
+    assert caplog.messages[-1] == (
+        'Could not read resiliency policy r: invalid retry configuration "x": 1 error(s) '
+        "decoding:\n\n* error decoding 'policy': invalid PolicyType \"linear\": unexpected back "
+        "off policy type: linear"
+    )
 
 
 @pytest.mark.parametrize(
@@ -195,16 +209,29 @@ def test_matching_retries_only_the_listed_codes() -> None:
 @pytest.mark.parametrize(
     ("codes", "why"),
     [
-        ({"httpStatusCodes": "600"}, "start code 600 is not valid"),
-        ({"httpStatusCodes": "500-503-504"}, "more than one '-'"),
-        ({"gRPCStatusCodes": "17"}, "start code 17 is not valid"),
-        ({"httpStatusCodes": "5xx"}, "not a status code"),
+        ({"httpStatusCodes": "600"}, "invalid pattern 600, start code 600 is not valid"),
+        ({"httpStatusCodes": "500-503-504"}, "invalid pattern 500-503-504, more than one '-'"),
+        ({"gRPCStatusCodes": "17"}, "invalid pattern 17, start code 17 is not valid"),
+        (
+            {"httpStatusCodes": "503-500"},
+            "invalid pattern 503-500, start value should not bigger than end value",
+        ),
+        (
+            {"httpStatusCodes": "5xx"},
+            'failed to parse start code 5xx from pattern 5xx to int, strconv.Atoi: parsing "5xx"',
+        ),
     ],
 )
-def test_bad_matching_is_refused(codes: dict[str, str], why: str) -> None:
-    spec = {"policies": {"retries": {"r": {"matching": codes}}}}
-    with pytest.raises(ResiliencyError, match=why):
-        parse_resiliency([doc(spec)], "caller")
+def test_bad_matching_ends_its_document(
+    codes: dict[str, str], why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = {
+        "policies": {"retries": {"r": {"matching": codes}}},
+        "targets": {"apps": {"orders": {"retry": "r"}}},
+    }
+    resiliency = parse_resiliency([doc(spec)], "caller")
+    assert resiliency.retries == {} and resiliency.apps == {}
+    assert caplog.messages[-1].startswith(f"Could not read resiliency policy r: {why}")
 
 
 def test_an_app_naming_undefined_policies_gets_none(caplog: pytest.LogCaptureFixture) -> None:
