@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from sidecar import resources
 from sidecar.breaker import BreakerSpec, compile_trip
 from sidecar.durations import time_parse_duration
 from sidecar.gofmt import go_quote
@@ -40,24 +41,33 @@ _ACTOR_BREAKER_SCOPES = ("type", "id", "both")
 def parse_resiliency(documents: Iterable[Mapping[str, Any]], app_id: str) -> Resiliency:
     """The policies of the ``kind: Resiliency`` documents scoped to ``app_id``, later ones
     overriding earlier ones by name."""
-    return load_resiliency((("", document) for document in documents), app_id)
+    return load_resiliency((resources.Resiliency(document) for document in documents), app_id)
 
 
-def load_resiliency(files: Iterable[tuple[str, Mapping[str, Any]]], app_id: str) -> Resiliency:
-    """As ``parse_resiliency``, each document with the name of the file it came from, which
-    daprd's log line names when it cannot parse the document."""
-    decoded: list[Decoded] = []
-    for file, document in files:
-        if document.get("kind") != "Resiliency":
+def load_resiliency(found: Iterable[resources.Resiliency], app_id: str) -> Resiliency:
+    """As ``parse_resiliency``, from the resources folders' documents, whose files daprd's
+    log lines name."""
+    decoded: list[tuple[resources.Resiliency, Decoded]] = []
+    for document in found:
+        if document.raw.get("kind") != "Resiliency":
             continue
         try:
-            decoded.append(decode_struct(document))
+            decoded.append((document, decode_struct(document.raw)))
         except StructError as exc:
-            logger.error("Could not parse resiliency file %s: %s", file, exc)
+            logger.error("Could not parse resiliency file %s: %s", document.file, exc)
     loader = _Loader()
-    for resource in decoded:
+    for document, resource in decoded:
         if resource.scopes and app_id not in resource.scopes:
             continue
+        if not document.first:
+            # LoadLocalResiliency decodes a file with yaml.Unmarshal, which reads its first
+            # document only: under daprd this one would be missing. The sidecar applies it.
+            logger.warning(
+                "resiliency %s is not the first document of %s: daprd reads only the first "
+                "document of a resiliency file and would not load it",
+                resource.name,
+                document.file,
+            )
         logger.info("Loading Resiliency configuration: %s", resource.name)
         for path in resource.ignored:
             logger.warning(

@@ -43,6 +43,8 @@ class Resiliency:
 
     raw: Mapping[str, Any]
     file: str = ""  #: the name of the file it is in, as daprd's log lines name it
+    #: Whether it is its file's first document, the only one daprd's loader reads.
+    first: bool = True
 
     def document(self) -> dict[str, Any]:
         return dict(self.raw)
@@ -142,7 +144,7 @@ def parse_resources(text: str, source: Path | str, ctx: TemplateContext) -> Reso
         elif kind == "Subscription" and api_version in _SUBSCRIPTION_VERSIONS:
             subscriptions.append(_subscription(doc, label, api_version == "dapr.io/v2alpha1"))
         elif kind == "Resiliency" and api_version in _RESILIENCY_VERSIONS:
-            resiliencies.append(Resiliency(doc, Path(str(source)).name))
+            resiliencies.append(Resiliency(doc, Path(str(source)).name, first=index == 0))
         else:
             logger.debug("%s: skipping kind %r apiVersion %r", label, kind, api_version)
     return Resources(tuple(components), tuple(subscriptions), tuple(resiliencies))

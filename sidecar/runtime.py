@@ -155,9 +155,7 @@ class Runtime:
     async def start(self, resources: Resources) -> None:
         """Load components and serve the APIs; the app-dependent rest continues in background."""
         try:
-            resiliency = load_resiliency(
-                [(r.file, r.raw) for r in resources.resiliencies], self.app_id
-            )
+            resiliency = load_resiliency(resources.resiliencies, self.app_id)
         except ResiliencyError as exc:
             raise SidecarStartError(f"resiliency: {exc}") from None
         self.invoker.resiliency = resiliency

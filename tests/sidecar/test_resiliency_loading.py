@@ -8,7 +8,10 @@ from typing import Any
 import pytest
 import yaml
 
-from sidecar.resiliency_loading import load_resiliency
+from sidecar import resources
+from sidecar.resiliency import Resiliency
+from sidecar.resiliency_loading import load_resiliency as load_found
+from sidecar.resources import TemplateContext, parse_resources
 
 PATIENT = {"policy": "constant", "duration": "1s", "maxRetries": 9}
 
@@ -31,6 +34,11 @@ def good(name: str = "good") -> dict[str, Any]:
         },
         name,
     )
+
+
+def load_resiliency(files: list[tuple[str, dict[str, Any]]], app_id: str) -> Resiliency:
+    """The documents, each as the first one of the file named with it."""
+    return load_found((resources.Resiliency(raw, file) for file, raw in files), app_id)
 
 
 def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -218,4 +226,23 @@ def test_documents_are_loaded_in_order_and_named_in_the_log(
     assert [r.getMessage() for r in caplog.records if r.levelname == "INFO"] == [
         "Loading Resiliency configuration: one",
         "Loading Resiliency configuration: two",
+    ]
+
+
+def test_a_document_daprd_would_never_read_applies_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """daprd's LoadLocalResiliency reads a file with yaml.Unmarshal: its first document only.
+    The sidecar applies the others too, and says daprd would not."""
+    text = "\n---\n".join(yaml.safe_dump(d) for d in (good("one"), good("two")))
+    found = parse_resources(text, "/some/where/resiliency.yaml", TemplateContext("app"))
+    assert [(r.file, r.first) for r in found.resiliencies] == [
+        ("resiliency.yaml", True),
+        ("resiliency.yaml", False),
+    ]
+    load_found(found.resiliencies, "app")
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == [
+        "resiliency two is not the first document of resiliency.yaml: daprd reads only the "
+        "first document of a resiliency file and would not load it"
     ]
