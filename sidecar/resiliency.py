@@ -5,9 +5,9 @@ Mirrors daprd's ``pkg/resiliency`` and dapr/kit ``retry``: a component named und
 ``spec.targets.components`` uses its ``inbound`` policies for deliveries and its ``outbound``
 ones for the sidecar's calls to it (none in a direction its target leaves out), an app named
 under ``spec.targets.apps`` its policies for invocations of it; otherwise the default-named
-policies (``DefaultPubsubComponentInbound...``,
-``DefaultStatestoreComponentOutbound...``, ``DefaultApp...`` down to ``DefaultRetryPolicy``)
-apply; with none of them there is no policy (only daprd's built-in invocation retry remains).
+policies (``DefaultPubsubComponentInbound...``, ``DefaultStatestoreComponentOutbound...``,
+``DefaultApp...`` down to ``DefaultRetryPolicy``) apply; with none of them there is no policy
+(only daprd's built-in invocation retry remains).
 daprd's built-in policies (``DaprBuiltIn...Retries``) apply where it uses them and to targets that
 name them, and a retry policy of the same name replaces one.
 """
