@@ -25,7 +25,10 @@ class DaprError(Exception):
     http_status: int
     grpc_code: grpc.StatusCode
     reason: str = ""  #: ErrorInfo reason, e.g. DAPR_STATE_NOT_FOUND; empty = no rich details
-    metadata: dict[str, str] = field(default_factory=dict)
+    #: ErrorInfo metadata. None is the nil map most of daprd's builders pass
+    #: (``WithErrorInfo(reason, nil)``): HTTP JSON ``"metadata": null``, and over gRPC an empty
+    #: map, as protobuf carries no nil; ``{}`` is an empty but non-nil map (HTTP ``{}``).
+    metadata: dict[str, str] | None = None
     resource: tuple[str, str] | None = None  #: (resource type, resource name)
     field_violations: list[tuple[str, str]] = field(default_factory=list)  #: (field, why)
     #: ResourceInfo description: daprd's pub/sub errors repeat their message there.
@@ -74,7 +77,9 @@ class DaprError(Exception):
                 {
                     "@type": "type.googleapis.com/google.rpc.ErrorInfo",
                     "domain": DOMAIN,
-                    "metadata": dict(sorted(self.metadata.items())),
+                    "metadata": None
+                    if self.metadata is None
+                    else dict(sorted(self.metadata.items())),
                     "reason": self.reason,
                 }
             )
@@ -101,7 +106,7 @@ class DaprError(Exception):
             details.append(_pack(resource))
         if self.reason:
             info = error_details_pb2.ErrorInfo(
-                reason=self.reason, domain=DOMAIN, metadata=self.metadata
+                reason=self.reason, domain=DOMAIN, metadata=self.metadata or {}
             )
             details.append(_pack(info))
         return status_pb2.Status(

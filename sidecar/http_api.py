@@ -27,7 +27,7 @@ from sidecar.bodylimit import MaxBodySize
 from sidecar.errors import DaprError
 from sidecar.headlimit import MaxHeadSize
 from sidecar.http_paths import DaprRoute, EscapedPaths, decoded_path
-from sidecar.http_state import state_routes
+from sidecar.http_state import request_metadata, state_routes
 from sidecar.invoke import InvokeResult
 from sidecar.invoke_method import http_target_and_method
 from sidecar.metadata import metadata_json
@@ -45,13 +45,6 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 def error_response(err: DaprError) -> Response:
     return Response(orjson.dumps(err.http_body()), err.http_status, media_type=_JSON)
-
-
-def request_metadata(request: Request) -> dict[str, str]:
-    """``?metadata.key=value`` query parameters, as daprd's getMetadataFromRequest."""
-    if not request.scope["query_string"]:
-        return {}
-    return {k[9:]: v for k, v in request.query_params.items() if k.startswith("metadata.")}
 
 
 def empty() -> Response:
@@ -145,13 +138,17 @@ class HttpApi:
         return empty()
 
     async def publish(self, request: Request) -> Response:
+        """Publish one event; as daprd's onPublish, pubsub and topic are checked first."""
+        pubsub, topic = request.path_params["pubsub"], request.path_params["topic"]
+        metadata = request_metadata(request)
+        self.rt.publisher.validate(pubsub, topic, metadata)
         body = await request.body()
         await self.rt.publisher.publish(
-            request.path_params["pubsub"],
-            request.path_params["topic"],
+            pubsub,
+            topic,
             body,
             request.headers.get("content-type", ""),
-            request_metadata(request),
+            metadata,
             traceparent=request.headers.get("traceparent", ""),
             tracestate=request.headers.get("tracestate", ""),
         )

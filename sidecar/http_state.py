@@ -44,7 +44,7 @@ def _save_malformed(exc: object) -> DaprError:
     return DaprError("ERR_MALFORMED_REQUEST", str(exc), 400, grpc.StatusCode.INVALID_ARGUMENT)
 
 
-def _metadata(request: Request) -> dict[str, str]:
+def request_metadata(request: Request) -> dict[str, str]:
     """The ``metadata.*`` query parameters; a repeated one by its first value, as daprd's
     getMetadataFromRequest reads Go's url.Values."""
     if not request.scope["query_string"]:
@@ -117,7 +117,8 @@ class StateHttp:
 
     async def get(self, request: Request) -> Response:
         params = request.path_params
-        found = await self.rt.state.get(params["store"], params["key"], _metadata(request))
+        self.rt.state.check_store(params["store"])
+        found = await self.rt.state.get(params["store"], params["key"], request_metadata(request))
         if found is None:
             return Response(status_code=204)
         response = Response(found.data, media_type=_JSON)
@@ -135,17 +136,18 @@ class StateHttp:
             items = bodies.save_items(body)
         except ValueError as exc:
             raise _save_malformed(exc) from None
-        query = _metadata(request)
+        query = request_metadata(request)
         await self.rt.state.save(store, [_set_request(i, query) for i in items])
         return Response(status_code=204)
 
     async def delete(self, request: Request) -> Response:
         params = request.path_params
+        self.rt.state.check_store(params["store"])
         await self.rt.state.delete(
             params["store"],
             params["key"],
             request.headers.get("if-match") or None,
-            _metadata(request),
+            request_metadata(request),
             _query(request, "concurrency"),
             _query(request, "consistency"),
         )
@@ -159,7 +161,7 @@ class StateHttp:
             keys = bodies.bulk_get(body, raw).keys
         except ValueError as exc:
             raise _malformed(exc) from None
-        items = await self.rt.state.bulk_get(store, keys, _metadata(request))
+        items = await self.rt.state.bulk_get(store, keys, request_metadata(request))
         out: list[dict[str, Any]] = []
         for item in items:
             entry: dict[str, Any] = {"key": item.key}
@@ -186,7 +188,7 @@ class StateHttp:
             return Response(status_code=204)
         # daprd's onPostStateTransaction: each operation gets the query's metadata.* on top of
         # its own; the body's metadata (the query's on top) is the transaction's only.
-        query = _metadata(request)
+        query = request_metadata(request)
         metadata = {**(parsed.metadata or {}), **query}
         operations: list[SetRequest | DeleteRequest] = []
         for op in parsed.operations:
@@ -211,7 +213,9 @@ class StateHttp:
             raise _malformed(exc) from None
         if not isinstance(body, dict):
             raise _malformed("expected a JSON object query")
-        result = await self.rt.state.query(request.path_params["store"], body, _metadata(request))
+        result = await self.rt.state.query(
+            request.path_params["store"], body, request_metadata(request)
+        )
         if not result.results:
             return Response(status_code=204)
         out: dict[str, Any] = {

@@ -43,14 +43,18 @@ class FailedEntry:
     error: str
 
 
-def pubsub_not_found(name: str) -> DaprError:
-    """daprd's PubSub(name).NotFound(): the only pub/sub error without a ResourceInfo."""
+def pubsub_not_found(name: str, metadata: Mapping[str, str] | None = None) -> DaprError:
+    """daprd's PubSub(name).WithMetadata(metadata).NotFound(): the only pub/sub error without a
+    ResourceInfo. Its HTTP publish handlers pass the request's metadata, its gRPC API and
+    subscriber nil (pkg/api/http/http.go and pkg/api/grpc/grpc.go
+    validateAndGetPubsubAndTopic, processor/subscriber StartStreamerSubscription)."""
     return DaprError(
         error_code="ERR_PUBSUB_NOT_FOUND",
         message=f"pubsub {name} is not found",
         http_status=404,
         grpc_code=grpc.StatusCode.INVALID_ARGUMENT,
         reason="DAPR_PUBSUB_NOT_FOUND",
+        metadata=None if metadata is None else dict(metadata),
     )
 
 
@@ -249,7 +253,11 @@ class Publisher:
         return component
 
     def validate(self, pubsubname: str, topic: str, metadata: Mapping[str, str]) -> None:
-        """What daprd checks before it reads a publish's body; raises DaprError."""
+        """What daprd's HTTP API checks before it reads a publish's body (http.go
+        validateAndGetPubsubAndTopic); raises DaprError. Unlike the gRPC API's, its unknown
+        pubsub error carries the request's metadata."""
+        if pubsubname not in self._pubsubs:
+            raise pubsub_not_found(pubsubname, metadata)
         self._validated(pubsubname, topic, metadata)
 
     def _validated(

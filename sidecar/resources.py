@@ -38,19 +38,16 @@ class ResourceError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Resiliency:
-    name: str
-    spec: Mapping[str, Any]  #: the raw ``spec`` (policies, targets), read by sidecar.resiliency
-    scopes: tuple[str, ...] = ()
-    source: str = ""
+    """A ``kind: Resiliency`` document as written. sidecar.resiliency_loading decodes it, its
+    scopes included, as daprd does: one it cannot read is logged and skipped, no error here."""
+
+    raw: Mapping[str, Any]
+    file: str = ""  #: the name of the file it is in, as daprd's log lines name it
+    #: Whether it is its file's first document, the only one daprd's loader reads.
+    first: bool = True
 
     def document(self) -> dict[str, Any]:
-        """The resource as a YAML document again, the form sidecar.resiliency reads."""
-        return {
-            "kind": "Resiliency",
-            "metadata": {"name": self.name},
-            "spec": dict(self.spec),
-            "scopes": list(self.scopes),
-        }
+        return dict(self.raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +116,7 @@ def load_resources(paths: Sequence[Path], ctx: TemplateContext) -> Resources:
     return Resources(
         components=tuple(c for c in components if _in_scope(c.scopes, ctx.app_id)),
         subscriptions=tuple(s for s in subscriptions if _in_scope(s.scopes, ctx.app_id)),
-        resiliencies=tuple(r for r in resiliencies if _in_scope(r.scopes, ctx.app_id)),
+        resiliencies=tuple(resiliencies),  # scoped once decoded (sidecar.resiliency_loading)
     )
 
 
@@ -147,7 +144,7 @@ def parse_resources(text: str, source: Path | str, ctx: TemplateContext) -> Reso
         elif kind == "Subscription" and api_version in _SUBSCRIPTION_VERSIONS:
             subscriptions.append(_subscription(doc, label, api_version == "dapr.io/v2alpha1"))
         elif kind == "Resiliency" and api_version in _RESILIENCY_VERSIONS:
-            resiliencies.append(_resiliency(doc, label))
+            resiliencies.append(Resiliency(doc, Path(str(source)).name, first=index == 0))
         else:
             logger.debug("%s: skipping kind %r apiVersion %r", label, kind, api_version)
     return Resources(tuple(components), tuple(subscriptions), tuple(resiliencies))
@@ -300,12 +297,6 @@ def _subscription(doc: Mapping[str, Any], label: str, v2: bool) -> Subscription:
         source=label,
         name=name,
     )
-
-
-def _resiliency(doc: Mapping[str, Any], label: str) -> Resiliency:
-    name = _name(doc, label)
-    spec = _mapping(doc.get("spec"), label, "spec")
-    return Resiliency(name=name, spec=spec, scopes=_scopes(doc, label), source=label)
 
 
 def _name(doc: Mapping[str, Any], label: str) -> str:

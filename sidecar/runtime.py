@@ -35,7 +35,8 @@ from sidecar.nameresolution import Instance, Registry, registry_dir
 from sidecar.outbox import Outbox
 from sidecar.publishing import Publisher
 from sidecar.pubsub.scopes import TopicScopes, scopes_by_pubsub
-from sidecar.resiliency import Resiliency, ResiliencyError, parse_resiliency
+from sidecar.resiliency import Resiliency, ResiliencyError
+from sidecar.resiliency_loading import load_resiliency
 from sidecar.resources import Resources, TemplateContext, load_resources, one_per_name
 from sidecar.routing import RuleCompileError, check_rules
 from sidecar.secretstores.service import Secrets
@@ -154,9 +155,7 @@ class Runtime:
     async def start(self, resources: Resources) -> None:
         """Load components and serve the APIs; the app-dependent rest continues in background."""
         try:
-            resiliency = parse_resiliency(
-                [r.document() for r in resources.resiliencies], self.app_id
-            )
+            resiliency = load_resiliency(resources.resiliencies, self.app_id)
         except ResiliencyError as exc:
             raise SidecarStartError(f"resiliency: {exc}") from None
         self.invoker.resiliency = resiliency

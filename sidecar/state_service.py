@@ -139,18 +139,21 @@ class StateService:
                 breakers.component(policy.breaker, name) if policy.breaker else None,
             )
 
-    def _lookup(self, name: str) -> _Store:
+    def _lookup(self, name: str, app_id: str = "") -> _Store:
+        """The store; its errors name ``app_id`` in their ErrorInfo, none by default as daprd's
+        gRPC and query APIs (universal GetStateStore passes "")."""
         if not self._stores:
-            raise err.not_configured(name, self.app_id)
+            raise err.not_configured(name, app_id)
         entry = self._stores.get(name)
         if entry is None:
-            raise err.not_found(name, self.app_id)
+            raise err.not_found(name, app_id)
         return entry
 
     def check_store(self, name: str, *, transactional: bool = False) -> None:
         """daprd's first checks of an HTTP state request, before it reads the body: the store
-        exists (and supports transactions)."""
-        entry = self._lookup(name)
+        exists (and supports transactions). Its errors carry the app id, as daprd's HTTP state
+        handlers' do (http.go getStateStoreWithRequestValidation, onPostStateTransaction)."""
+        entry = self._lookup(name, self.app_id)
         if transactional and "TRANSACTIONAL" not in entry.store.features:
             raise err.transactions_unsupported(name)
 

@@ -34,11 +34,14 @@ BULK_DELETE = Operation(
 )
 
 
-def _app_meta(app_id: str) -> dict[str, str]:
-    return {"appID": app_id} if app_id else {}
+def _app_meta(app_id: str) -> dict[str, str] | None:
+    """daprd's NotFound/NotConfigured(appID): the app id, or a nil map when it is empty."""
+    return {"appID": app_id} if app_id else None
 
 
 def not_found(store: str, app_id: str) -> DaprError:
+    """``app_id`` is "" where daprd passes none: its gRPC API and the query API (universal
+    GetStateStore); its HTTP state handlers pass the app's."""
     return DaprError(
         "ERR_STATE_STORE_NOT_FOUND",
         f"state store {store} is not found",

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from job_orchestrator.settings import Settings
 from sidecar.pubsub.redis import parse_settings
-from sidecar.resiliency import RetryPolicy, parse_resiliency
+from sidecar.resiliency import RetryPolicy
+from sidecar.resiliency_loading import parse_resiliency
 from sidecar.resources import TemplateContext, load_resources
 from tests.job_orchestrator.stack import write_resiliency
 

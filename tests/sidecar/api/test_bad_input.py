@@ -336,6 +336,21 @@ def test_http_publish_bad_input(http: httpx.Client) -> None:
     assert trailing.status_code == 204, trailing.text
 
 
+def test_http_unknown_pubsub_error_carries_the_request_metadata(http: httpx.Client) -> None:
+    """daprd's HTTP validateAndGetPubsubAndTopic: PubSub(name).WithMetadata(the request's
+    metadata.* parameters, each by its first value).NotFound(); none is an empty map."""
+    for path in (
+        "/v1.0/publish/nosuchpubsub/t",
+        "/v1.0/publish/bulk/nosuchpubsub/t",
+        "/v1.0-alpha1/publish/bulk/nosuchpubsub/t",
+    ):
+        bare = assert_error(http.post(path, json=[]), 404, "ERR_PUBSUB_NOT_FOUND")
+        assert bare["details"][-1]["metadata"] == {}, bare
+        query = "?metadata.ttlInSeconds=5&metadata.ttlInSeconds=9&metadata.rawPayload=true&x=1"
+        echoed = assert_error(http.post(path + query, json=[]), 404, "ERR_PUBSUB_NOT_FOUND")
+        assert echoed["details"][-1]["metadata"] == {"ttlInSeconds": "5", "rawPayload": "true"}
+
+
 def test_http_bulk_publish_bad_input_as_daprd_checks_it(http: httpx.Client) -> None:
     """daprd's onBulkPublish: pubsub and topic first, then the body, then each entry."""
     url = "/v1.0-alpha1/publish/bulk/pubsub/bad-input"
@@ -462,12 +477,27 @@ def test_grpc_unknown_components(stub: dapr_pb2_grpc.DaprStub) -> None:
         error = grpc_error(call)
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "nosuch" in (error.details() or "")
-    missing_pubsub = grpc_error(
+    for call in (
         lambda: stub.PublishEvent(
-            pubsub_pb2.PublishEventRequest(pubsub_name="nosuch", topic="t", data=b"x")
-        )
-    )
-    assert missing_pubsub.code() == grpc.StatusCode.INVALID_ARGUMENT
+            pubsub_pb2.PublishEventRequest(
+                pubsub_name="nosuch", topic="t", data=b"x", metadata={"ttlInSeconds": "5"}
+            )
+        ),
+        lambda: stub.BulkPublishEvent(
+            pubsub_pb2.BulkPublishRequest(
+                pubsub_name="nosuch", topic="t", metadata={"ttlInSeconds": "5"}
+            )
+        ),
+    ):
+        missing_pubsub = grpc_error(call)
+        assert missing_pubsub.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # Unlike the HTTP API's, daprd's gRPC NotFound() carries no request metadata (nil).
+        status = rpc_status.from_call(missing_pubsub)
+        assert status is not None
+        (packed,) = status.details
+        info = error_details_pb2.ErrorInfo()
+        assert packed.Unpack(info)
+        assert (info.reason, dict(info.metadata)) == ("DAPR_PUBSUB_NOT_FOUND", {})
     empty_topic = grpc_error(
         lambda: stub.PublishEvent(
             pubsub_pb2.PublishEventRequest(

@@ -1,6 +1,7 @@
 """Outbound component resiliency (``targets.components.<name>.outbound``) with Redis stopped
 for real: a save, a publish and a bulk publish retried by the policy outlast the outage; a store
-without a policy fails at once; an etag conflict is not retried (counted on Redis itself)."""
+without a policy fails at once; an etag conflict is not retried (counted on Redis itself); a
+component a target names for inbound policies only gets no default outbound one."""
 
 from __future__ import annotations
 
@@ -225,3 +226,117 @@ def test_an_etag_conflict_is_not_retried(car: Sidecar, own_redis: RedisServer) -
         assert writes() - before == 1  # one attempt, not fifty-one
     finally:
         broker.close()
+
+
+DEFAULTS_RESILIENCY = """apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: defaults
+spec:
+  policies:
+    retries:
+      DefaultComponentOutboundRetryPolicy:
+        policy: constant
+        duration: 200ms
+        maxRetries: 50
+      deliveries:
+        policy: constant
+        duration: 1s
+        maxRetries: 3
+    timeouts:
+      DefaultComponentOutboundTimeoutPolicy: 0s
+  targets:
+    components:
+      events:
+        inbound:
+          retry: deliveries
+"""
+
+
+@pytest.fixture()
+def defaults_car(own_redis: RedisServer, workdir: Path, registry: Path) -> Iterator[Sidecar]:
+    folder = workdir / f"outbound-defaults-{own_redis.port}"
+    folder.mkdir()
+    docs = [
+        component("anystore", "state.redis", {"redisHost": own_redis.host}),
+        component("events", "pubsub.redis", {"redisHost": own_redis.host}),
+    ]
+    (folder / "components.yaml").write_text("\n---\n".join(docs))
+    (folder / "resiliency.yaml").write_text(DEFAULTS_RESILIENCY)
+    started = Sidecar("outbound-defaults-app", folder, registry, log_dir=workdir).start()
+    yield started
+    started.stop()
+
+
+def test_a_component_named_with_inbound_policies_only_gets_no_default_outbound_policy(
+    defaults_car: Sidecar, own_redis: RedisServer
+) -> None:
+    """daprd's ComponentOutboundPolicy: the Default*Outbound* policies are for components
+    that no target names; a pubsub named for its deliveries publishes with no policy."""
+    own_redis.stop()
+    publish = during_outage(
+        own_redis,
+        lambda: httpx.post(f"{defaults_car.http}/v1.0/publish/events/t", json={}, timeout=30),
+    )
+    assert publish.status_code == 500, publish.text
+    assert publish.json()["errorCode"] == "ERR_PUBSUB_PUBLISH_MESSAGE"
+    own_redis.stop()
+    saved = during_outage(own_redis, lambda: save(defaults_car, "anystore", "k", 1))
+    assert saved.status_code == 204, saved.text  # unnamed: DefaultComponentOutboundRetryPolicy
+
+
+def test_a_timeout_of_zero_bounds_nothing(defaults_car: Sidecar) -> None:
+    """daprd's policy runner applies a timeout only when it is above zero (policy.go)."""
+    assert save(defaults_car, "anystore", "zero", 1).status_code == 204
+    stored = httpx.get(f"{defaults_car.http}/v1.0/state/anystore/zero", timeout=10)
+    assert stored.json() == 1
+
+
+def resiliency_document(name: str, body: str) -> str:
+    return f"apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: {name}\n{body}"
+
+
+@pytest.fixture()
+def skipping_car(own_redis: RedisServer, workdir: Path, registry: Path) -> Iterator[Sidecar]:
+    """Three Resiliency files: one daprd cannot parse, one it loads, one whose policies it
+    cannot read; each targets its own store."""
+    folder = workdir / f"outbound-skipping-{own_redis.port}"
+    folder.mkdir()
+    docs = [
+        component(f"store{n}", "state.redis", {"redisHost": own_redis.host, "redisDB": str(n)})
+        for n in (1, 2, 3)
+    ]
+    (folder / "components.yaml").write_text("\n---\n".join(docs))
+    retry = "    retries:\n      patient: {policy: constant, duration: 200ms, maxRetries: %s}\n"
+    target = "  targets:\n    components:\n      store%d:\n        outbound: {retry: patient}\n"
+    (folder / "a-unparsable.yaml").write_text(
+        resiliency_document("unparsable", "spec:\n  policies:\n" + retry % '"many"' + target % 1)
+    )
+    (folder / "b-good.yaml").write_text(
+        resiliency_document("good", "spec:\n  policies:\n" + retry % 50 + target % 2)
+    )
+    (folder / "c-unreadable.yaml").write_text(
+        resiliency_document(
+            "unreadable",
+            "spec:\n  policies:\n    timeouts: {later: soon}\n" + retry % 50 + target % 3,
+        )
+    )
+    started = Sidecar("outbound-skipping-app", folder, registry, log_dir=workdir).start()
+    yield started
+    started.stop()
+
+
+def test_resiliency_documents_daprd_cannot_read_are_skipped_and_the_sidecar_starts(
+    skipping_car: Sidecar, own_redis: RedisServer
+) -> None:
+    """daprd logs and skips a document it cannot parse (LoadLocalResiliency) and one whose
+    policies it cannot decode (FromConfigurations); the others apply."""
+    own_redis.stop()
+    for store in ("store1", "store3"):  # their documents' targets never applied: one attempt
+        failed = save(skipping_car, store, "k", 1)
+        assert failed.status_code == 500 and failed.json()["errorCode"] == "ERR_STATE_SAVE"
+    answer = during_outage(own_redis, lambda: save(skipping_car, "store2", "k", 1))
+    assert answer.status_code == 204, answer.text
+    log = skipping_car.proc.log_path.read_text()
+    assert "Could not parse resiliency file a-unparsable.yaml: error unmarshaling JSON" in log
+    assert "Could not read resiliency policy unreadable: invalid duration" in log

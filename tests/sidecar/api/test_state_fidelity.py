@@ -352,6 +352,53 @@ def test_grpc_keeps_rich_state_errors(stub: dapr_pb2_grpc.DaprStub) -> None:
     assert (info.reason, info.domain) == ("ERR_STATE_SAVE", "dapr.io")
 
 
+# --- ErrorInfo metadata: daprd's nil maps and the app id -------------------------------------
+
+
+def error_info(body: dict[str, Any]) -> dict[str, Any]:
+    """The ErrorInfo detail of a dapr/kit error's HTTP JSON (always its last detail)."""
+    info: dict[str, Any] = body["details"][-1]
+    assert info["@type"] == "type.googleapis.com/google.rpc.ErrorInfo", body
+    return info
+
+
+def test_http_error_info_metadata_is_null_where_daprd_passes_nil(http: httpx.Client) -> None:
+    """dapr/kit's WithErrorInfo(reason, nil) renders ``"metadata": null``: InvalidKeyName, the
+    query API's errors, and its unknown store (universal GetStateStore passes no app id)."""
+    illegal = save(http, "sqlitestore", {"key": "a||b", "value": 1})
+    assert illegal.status_code == 400
+    assert error_info(illegal.json())["metadata"] is None
+    query = {"filter": {"EQ": {"a": 1}}}
+    cases = {
+        "sqlitestore": (500, "ERR_STATE_STORE_NOT_SUPPORTED"),  # QueryUnsupported
+        "redisstore": (500, "ERR_STATE_QUERY"),  # QueryFailed: no RedisJSON on this Redis
+        "nosuch": (400, "ERR_STATE_STORE_NOT_FOUND"),  # NotFound("")
+    }
+    for store, (status, code) in cases.items():
+        response = http.post(f"/v1.0-alpha1/state/{store}/query", json=query)
+        assert (response.status_code, response.json()["errorCode"]) == (status, code)
+        assert error_info(response.json())["metadata"] is None, response.json()
+    # The HTTP state handlers name the app (NotFound(appID)).
+    missing = http.get("/v1.0/state/nosuch/k")
+    assert error_info(missing.json())["metadata"] == {"appID": APP_ID}
+
+
+def test_grpc_unknown_state_store_names_no_app(stub: dapr_pb2_grpc.DaprStub) -> None:
+    """daprd's gRPC state API looks stores up through universal GetStateStore: NotFound("")."""
+    calls = (
+        lambda: stub.GetState(state_pb2.GetStateRequest(store_name="nosuch", key="k"), timeout=10),
+        lambda: stub.QueryStateAlpha1(
+            state_pb2.QueryStateRequest(store_name="nosuch", query="{}"), timeout=10
+        ),
+    )
+    for call in calls:
+        with pytest.raises(grpc.RpcError) as caught:
+            call()
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        (info,) = rich(caught.value)
+        assert (info.reason, dict(info.metadata)) == ("DAPR_STATE_NOT_FOUND", {})
+
+
 # --- gRPC: empty names and keys ----------------------------------------------------------------
 
 

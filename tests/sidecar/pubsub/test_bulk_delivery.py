@@ -24,7 +24,8 @@ from sidecar.publishing import Publisher
 from sidecar.pubsub.base import PubSub
 from sidecar.pubsub.memory import InMemoryPubSub
 from sidecar.pubsub.redis import RedisStreamsPubSub
-from sidecar.resiliency import Resiliency, parse_resiliency
+from sidecar.resiliency import Resiliency
+from sidecar.resiliency_loading import parse_resiliency
 from sidecar.resources import TemplateContext, parse_resources
 from tests.conftest import RedisServer
 from tests.procs import free_port

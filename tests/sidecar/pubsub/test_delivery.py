@@ -22,7 +22,8 @@ from sidecar.delivery import Deliverer
 from sidecar.errors import DaprError
 from sidecar.publishing import Publisher
 from sidecar.pubsub.redis import RedisStreamsPubSub
-from sidecar.resiliency import Resiliency, parse_resiliency
+from sidecar.resiliency import Resiliency
+from sidecar.resiliency_loading import parse_resiliency
 from sidecar.routing import RuleCompileError
 from tests.conftest import RedisServer
 from tests.procs import free_port

@@ -16,7 +16,7 @@ from sidecar.errors import DaprError
 from sidecar.publishing import FailedEntry, PublishEntry, Publisher
 from sidecar.pubsub.base import BulkEntry
 from sidecar.pubsub.redis import RedisStreamsPubSub
-from sidecar.resiliency import parse_resiliency
+from sidecar.resiliency_loading import parse_resiliency
 from tests.conftest import RedisServer
 from tests.procs import free_port
 from tests.sidecar.pubsub.helpers import redis_component, unique

@@ -8,11 +8,8 @@ from typing import Any
 import pytest
 
 from sidecar.durations import parse_go_duration
-from sidecar.resiliency import (
-    ResiliencyError,
-    RetryPolicy,
-    parse_resiliency,
-)
+from sidecar.resiliency import ResiliencyError, RetryPolicy
+from sidecar.resiliency_loading import parse_resiliency
 
 
 def doc(spec: dict[str, Any], scopes: list[str] | None = None) -> dict[str, Any]:
@@ -31,7 +28,7 @@ SPEC = {
     "policies": {
         "retries": {
             "three": {"policy": "constant", "duration": "100ms", "maxRetries": 3},
-            "expo": {"policy": "exponential", "maxInterval": "2s", "maxRetries": "5"},
+            "expo": {"policy": "exponential", "maxInterval": "2s", "maxRetries": 5},
         },
         "timeouts": {"short": "1.5s"},
     },
@@ -94,16 +91,42 @@ def test_an_undefined_retry_or_timeout_is_no_policy() -> None:
     assert policy.empty  # as daprd: the target's names are looked up, the default is not
 
 
+def test_a_timeout_of_zero_or_less_is_no_timeout() -> None:
+    spec = {
+        "policies": {"timeouts": {"none": "0s", "negative": "-1s", "DefaultTimeoutPolicy": "0"}},
+        "targets": {"apps": {"a": {"timeout": "none"}, "b": {"timeout": "negative"}}},
+    }
+    resiliency = parse_resiliency([doc(spec)], "app")
+    assert [resiliency.endpoint(app).timeout for app in ("a", "b", "c")] == [None, None, None]
+
+
 def test_a_component_naming_an_undefined_circuit_breaker_is_refused() -> None:
     spec = {"targets": {"components": {"pubsub": {"outbound": {"circuitBreaker": "missing"}}}}}
     with pytest.raises(ResiliencyError, match="outbound circuitBreaker policy 'missing'"):
         parse_resiliency([doc(spec)], "app")
 
 
-def test_bad_policy_type_is_an_error() -> None:
-    spec = {"policies": {"retries": {"x": {"policy": "linear"}}}}
-    with pytest.raises(ResiliencyError, match="linear"):
-        parse_resiliency([doc(spec)], "app")
+def test_a_bad_retry_policy_ends_its_document_as_daprds_decodeconfiguration_does(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Timeouts are decoded before retries and targets after them: the timeouts stay, the
+    retries decoded before the bad one (sorted here, Go's map order in daprd) too."""
+    spec = {
+        "policies": {
+            "timeouts": {"quick": "1s"},
+            "retries": {"a": {"maxRetries": 1}, "x": {"policy": "linear"}, "z": {}},
+        },
+        "targets": {"apps": {"orders": {"timeout": "quick"}}},
+    }
+    resiliency = parse_resiliency([doc(spec)], "app")
+    assert resiliency.timeouts == {"quick": 1.0}
+    assert list(resiliency.retries) == ["a"]
+    assert resiliency.apps == {}
+    assert caplog.messages[-1] == (
+        'Could not read resiliency policy r: invalid retry configuration "x": 1 error(s) '
+        "decoding:\n\n* error decoding 'policy': invalid PolicyType \"linear\": unexpected back "
+        "off policy type: linear"
+    )
 
 
 @pytest.mark.parametrize(
@@ -186,16 +209,29 @@ def test_matching_retries_only_the_listed_codes() -> None:
 @pytest.mark.parametrize(
     ("codes", "why"),
     [
-        ({"httpStatusCodes": "600"}, "start code 600 is not valid"),
-        ({"httpStatusCodes": "500-503-504"}, "more than one '-'"),
-        ({"gRPCStatusCodes": "17"}, "start code 17 is not valid"),
-        ({"httpStatusCodes": "5xx"}, "not a status code"),
+        ({"httpStatusCodes": "600"}, "invalid pattern 600, start code 600 is not valid"),
+        ({"httpStatusCodes": "500-503-504"}, "invalid pattern 500-503-504, more than one '-'"),
+        ({"gRPCStatusCodes": "17"}, "invalid pattern 17, start code 17 is not valid"),
+        (
+            {"httpStatusCodes": "503-500"},
+            "invalid pattern 503-500, start value should not bigger than end value",
+        ),
+        (
+            {"httpStatusCodes": "5xx"},
+            'failed to parse start code 5xx from pattern 5xx to int, strconv.Atoi: parsing "5xx"',
+        ),
     ],
 )
-def test_bad_matching_is_refused(codes: dict[str, str], why: str) -> None:
-    spec = {"policies": {"retries": {"r": {"matching": codes}}}}
-    with pytest.raises(ResiliencyError, match=why):
-        parse_resiliency([doc(spec)], "caller")
+def test_bad_matching_ends_its_document(
+    codes: dict[str, str], why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = {
+        "policies": {"retries": {"r": {"matching": codes}}},
+        "targets": {"apps": {"orders": {"retry": "r"}}},
+    }
+    resiliency = parse_resiliency([doc(spec)], "caller")
+    assert resiliency.retries == {} and resiliency.apps == {}
+    assert caplog.messages[-1].startswith(f"Could not read resiliency policy r: {why}")
 
 
 def test_an_app_naming_undefined_policies_gets_none(caplog: pytest.LogCaptureFixture) -> None:
@@ -240,6 +276,7 @@ def test_component_outbound_policies_and_their_defaults() -> None:
                 "three": {"policy": "constant", "maxRetries": 3},
                 "DefaultStatestoreComponentOutboundRetryPolicy": {"maxRetries": 1},
                 "DefaultComponentOutboundRetryPolicy": {"maxRetries": 2},
+                "DefaultComponentInboundRetryPolicy": {"maxRetries": 4},
             },
             "timeouts": {"quick": "1s"},
         },
@@ -255,8 +292,27 @@ def test_component_outbound_policies_and_their_defaults() -> None:
     assert own.timeout == 1.0 and own.retry is not None and own.retry.max_retries == 3
     other_store = resiliency.component_outbound("sqlitestore", "Statestore").retry
     assert other_store is not None and other_store.max_retries == 1
-    pubsub = resiliency.component_outbound("pubsub", "Pubsub").retry  # its inbound is no match
-    assert pubsub is not None and pubsub.max_retries == 2
+    other_pubsub = resiliency.component_outbound("orders", "Pubsub").retry
+    assert other_pubsub is not None and other_pubsub.max_retries == 2
+    # Named with inbound policies only: no outbound policy, and no default either, as daprd's
+    # ComponentOutboundPolicy falls back to the defaults only for components it has no entry
+    # for; the same holds inbound for a component named with outbound policies only.
+    assert resiliency.component_outbound("pubsub", "Pubsub").empty
+    assert resiliency.pubsub_inbound("statestore").empty
+    inbound = resiliency.pubsub_inbound("orders").retry
+    assert inbound is not None and inbound.max_retries == 4
+
+
+def test_a_later_document_naming_a_component_replaces_both_its_directions() -> None:
+    """daprd's decodeTargets stores a component's inbound and outbound names together."""
+    first = {
+        "policies": {"retries": {"three": {"policy": "constant", "maxRetries": 3}}},
+        "targets": {"components": {"pubsub": {"outbound": {"retry": "three"}}}},
+    }
+    second = {"targets": {"components": {"pubsub": {"inbound": {"retry": "three"}}}}}
+    resiliency = parse_resiliency([doc(first), doc(second)], "app")
+    assert resiliency.component_outbound("pubsub", "Pubsub").empty
+    assert resiliency.pubsub_inbound("pubsub").retry is not None
 
 
 def test_daprds_built_in_initialization_retries() -> None:

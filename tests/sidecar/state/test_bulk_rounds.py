@@ -14,7 +14,7 @@ import yaml
 
 from sidecar.components import Component
 from sidecar.errors import DaprError
-from sidecar.resiliency import parse_resiliency
+from sidecar.resiliency_loading import parse_resiliency
 from sidecar.state.base import DeleteRequest, SetRequest, StoreUnavailable
 from sidecar.state.memory import MemoryStateStore
 from sidecar.state_service import StateService
