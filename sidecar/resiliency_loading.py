@@ -61,13 +61,14 @@ def load_resiliency(found: Iterable[resources.Resiliency], app_id: str) -> Resil
             continue
         if not document.first:
             # LoadLocalResiliency decodes a file with yaml.Unmarshal, which reads its first
-            # document only: under daprd this one would be missing. The sidecar applies it.
+            # document only, silently; the sidecar does the same but says so.
             logger.warning(
-                "resiliency %s is not the first document of %s: daprd reads only the first "
-                "document of a resiliency file and would not load it",
+                "resiliency %s is not the first document of %s and is not loaded: a "
+                "resiliency file holds one document (put each Resiliency in a file of its own)",
                 resource.name,
                 document.file,
             )
+            continue
         logger.info("Loading Resiliency configuration: %s", resource.name)
         for path in resource.ignored:
             logger.warning(

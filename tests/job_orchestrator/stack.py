@@ -169,19 +169,16 @@ class Replica:
         self.start_app(topic, log_dir, **env)
 
 
-def write_resiliency(directory: Path, lease_seconds: float) -> Path:
-    """The project's resiliency.yaml with its queue retries scaled to a test's shorter lease
+def write_resiliency(directory: Path, lease_seconds: float) -> None:
+    """The project's resiliency files with the queue retries scaled to a test's shorter lease
     (the retries must outlast jobqueue's processingTimeout, as the project's do)."""
-    source = (ROOT / "components" / "resiliency.yaml").read_text()
-    docs = [doc for doc in yaml.safe_load_all(source) if doc]
     step = min(5.0, max(0.2, lease_seconds / 4))
-    for doc in docs:
+    for source in sorted((ROOT / "components").glob("resiliency*.yaml")):
+        doc = yaml.safe_load(source.read_text())  # daprd reads one document per file
         if doc["metadata"]["name"] == "job-orchestrator":
             for policy in doc["spec"]["policies"]["retries"].values():
                 policy.update(duration=f"{step}s", maxRetries=math.ceil(lease_seconds / step) + 3)
-    path = directory / "resiliency.yaml"
-    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
-    return path
+        (directory / source.name).write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
 def sidecar_state(http_port: int, key: str) -> Any:

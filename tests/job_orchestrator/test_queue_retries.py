@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from job_orchestrator.settings import Settings
 from sidecar.pubsub.redis import parse_settings
-from sidecar.resiliency import RetryPolicy
-from sidecar.resiliency_loading import parse_resiliency
+from sidecar.resiliency import Resiliency, RetryPolicy
+from sidecar.resiliency_loading import load_resiliency
 from sidecar.resources import TemplateContext, load_resources
 from tests.job_orchestrator.stack import write_resiliency
 
@@ -29,10 +31,14 @@ def retried_for(policy: RetryPolicy) -> float:
     return total
 
 
+def policies(folder: Path, app_id: str) -> Resiliency:
+    """The Resiliency documents of ``folder`` for ``app_id``, read as daprd reads them."""
+    resources = load_resources([folder], TemplateContext(app_id))
+    return load_resiliency(resources.resiliencies, app_id)
+
+
 def queue_policy(folder: Path) -> RetryPolicy:
-    resources = load_resources([folder], TemplateContext(APP_ID))
-    resiliency = parse_resiliency([r.document() for r in resources.resiliencies], APP_ID)
-    retry = resiliency.pubsub_inbound("jobqueue").retry
+    retry = policies(folder, APP_ID).pubsub_inbound("jobqueue").retry
     assert retry is not None, "no retry policy for jobqueue's deliveries"
     return retry
 
@@ -49,3 +55,13 @@ def test_the_tests_scaled_policy_outlasts_their_shorter_leases(tmp_path: Path) -
     for lease in (1.0, 3.0, 30.0):
         write_resiliency(tmp_path, lease)
         assert retried_for(queue_policy(tmp_path)) > lease
+
+
+def test_every_apps_policy_is_read_as_daprd_reads_it(caplog: pytest.LogCaptureFixture) -> None:
+    """daprd's local loader reads one document per resiliency file: a second Resiliency in a
+    file (as microservice-x's once was) would leave that app without retries under daprd."""
+    caplog.set_level("WARNING")
+    assert policies(ROOT / "components", APP_ID).pubsub_inbound("jobqueue").retry is not None
+    events = policies(ROOT / "components", "microservice-x").pubsub_inbound("pubsub").retry
+    assert events is not None and events.max_retries == -1  # retried until it takes them
+    assert [r.getMessage() for r in caplog.records] == []

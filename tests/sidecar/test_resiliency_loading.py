@@ -229,20 +229,24 @@ def test_documents_are_loaded_in_order_and_named_in_the_log(
     ]
 
 
-def test_a_document_daprd_would_never_read_applies_with_a_warning(
+def test_only_the_first_document_of_a_file_is_loaded_and_the_rest_is_named(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """daprd's LoadLocalResiliency reads a file with yaml.Unmarshal: its first document only.
-    The sidecar applies the others too, and says daprd would not."""
-    text = "\n---\n".join(yaml.safe_dump(d) for d in (good("one"), good("two")))
+    """daprd's LoadLocalResiliency reads a file with yaml.Unmarshal: its first document only,
+    without a word. The sidecar skips the others too, and names them."""
+    second = good("two")
+    second["spec"]["targets"] = {"components": {"orders": {"inbound": {"retry": "patient"}}}}
+    text = "\n---\n".join(yaml.safe_dump(d) for d in (good("one"), second))
     found = parse_resources(text, "/some/where/resiliency.yaml", TemplateContext("app"))
     assert [(r.file, r.first) for r in found.resiliencies] == [
         ("resiliency.yaml", True),
         ("resiliency.yaml", False),
     ]
-    load_found(found.resiliencies, "app")
+    resiliency = load_found(found.resiliencies, "app")
+    assert resiliency.pubsub_inbound("pubsub").retry is not None  # the first document's
+    assert resiliency.pubsub_inbound("orders").empty  # the second's: not loaded
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warned == [
-        "resiliency two is not the first document of resiliency.yaml: daprd reads only the "
-        "first document of a resiliency file and would not load it"
+        "resiliency two is not the first document of resiliency.yaml and is not loaded: a "
+        "resiliency file holds one document (put each Resiliency in a file of its own)"
     ]
