@@ -2,36 +2,14 @@
 
 from __future__ import annotations
 
-import re
-
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-
 
 def parse_go_duration(text: str) -> float:
-    """Seconds from a Go duration string; ValueError naming the expected form otherwise."""
-    raw = text.strip()
-    sign = -1.0 if raw.startswith("-") else 1.0
-    body = raw.lstrip("+-")
-    if body == "0":
-        return 0.0
-    total, pos = 0.0, 0
-    for match in _PART.finditer(body):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        pos = match.end()
-    if not body or pos != len(body):
-        raise ValueError(f"invalid duration {text!r} (expected e.g. 500ms, 5s, 1m30s)")
-    return sign * total
+    """Seconds from a Go duration string (surrounding spaces allowed); ValueError naming the
+    expected form otherwise."""
+    try:
+        return time_parse_duration(text.strip())
+    except ValueError:
+        raise ValueError(f"invalid duration {text!r} (expected e.g. 500ms, 5s, 1m30s)") from None
 
 
 def format_go_duration(seconds: float) -> str:
