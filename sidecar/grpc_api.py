@@ -18,7 +18,6 @@ from google.protobuf import any_pb2, empty_pb2
 
 from sidecar import invoke_status
 from sidecar.api_logging import GrpcApiLogging
-from sidecar.cloudevents import fast_loads
 from sidecar.errors import DaprError, abort
 from sidecar.grpc_streaming import subscribe_topic_events
 from sidecar.publishing import PublishEntry, publish_failed, pubsub_name_empty
@@ -188,17 +187,8 @@ class DaprServicer(dapr_pb2_grpc.DaprServicer):
 
     async def QueryStateAlpha1(self, request: Any, context: Any) -> Any:
         try:
-            try:
-                query = fast_loads(request.query.encode())
-            except ValueError as exc:
-                raise DaprError(
-                    "ERR_MALFORMED_REQUEST",
-                    f"failed to parse JSON query body: {exc}",
-                    400,
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                ) from None
             result = await self.rt.state.query(
-                request.store_name, query, _metadata(request.metadata)
+                request.store_name, request.query.encode(), _metadata(request.metadata)
             )
         except DaprError as err:
             await abort(context, err)

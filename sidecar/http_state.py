@@ -207,14 +207,9 @@ class StateHttp:
         return Response(status_code=204)
 
     async def query(self, request: Request) -> Response:
-        try:
-            _, body = await _body(request)
-        except ValueError as exc:
-            raise _malformed(exc) from None
-        if not isinstance(body, dict):
-            raise _malformed("expected a JSON object query")
+        # daprd hands the body to the query API unparsed: the store is looked up first.
         result = await self.rt.state.query(
-            request.path_params["store"], body, request_metadata(request)
+            request.path_params["store"], await request.body(), request_metadata(request)
         )
         if not result.results:
             return Response(status_code=204)

@@ -29,6 +29,7 @@ from sidecar.state.base import (
     ETagInvalid,
     ETagMismatch,
     GetResponse,
+    Querier,
     QueryItem,
     QueryResponse,
     SetRequest,
@@ -38,6 +39,7 @@ from sidecar.state.base import (
     StreamAppendingStore,
 )
 from sidecar.state.keys import illegal_key_message, key_prefix, original_key
+from sidecar.state.query import QueryError, parse_query
 
 T = TypeVar("T")
 R = TypeVar("R", SetRequest, DeleteRequest)
@@ -317,17 +319,21 @@ class StateService:
             raise err.transaction_failed(exc) from exc
 
     async def query(
-        self, store: str, query: Mapping[str, object], metadata: Mapping[str, str] | None = None
+        self, store: str, text: bytes, metadata: Mapping[str, str] | None = None
     ) -> QueryResponse:
-        """The alpha query API; results carry USER keys. No match: no results and no token
-        (HTTP answers 204)."""
+        """The alpha query API, in daprd's order: the store, whether it is a Querier, the
+        body decoded, then the store's run. Results carry USER keys. No match: no results and
+        no token (HTTP answers 204)."""
         entry = self._lookup(store)
+        querier = entry.store
+        if not isinstance(querier, Querier):
+            raise err.query_unsupported(store)
         try:
-            response = await self._timed(
-                store, m.QUERY, entry.call(lambda: entry.store.query(query))
-            )
-        except NotImplementedError as exc:
-            raise err.query_unsupported(store) from exc
+            query = parse_query(text)
+        except QueryError as exc:
+            raise err.query_failed(store, f"failed to parse JSON query body: {exc}") from None
+        try:
+            response = await self._timed(store, m.QUERY, entry.call(lambda: querier.query(query)))
         except StateError as exc:
             raise err.query_failed(store, exc) from exc
         if not response.results:

@@ -148,8 +148,14 @@ class StateStore(Protocol):
     async def transact(self, operations: Sequence[SetRequest | DeleteRequest]) -> None:
         """Apply all operations; atomic where the component is (not on state.redis)."""
 
+
+@runtime_checkable
+class Querier(Protocol):
+    """A store with the alpha query API: contrib's ``state.Querier``, which daprd asks for
+    before it even parses a query."""
+
     async def query(self, query: Mapping[str, object]) -> QueryResponse:
-        """The alpha query API; only stores whose features include QUERY_API."""
+        """Run a query ``parse_query`` accepted."""
 
 
 @runtime_checkable

@@ -178,7 +178,7 @@ def query_unsupported(store: str) -> DaprError:
     )
 
 
-def query_failed(store: str, error: Exception) -> DaprError:
+def query_failed(store: str, error: object) -> DaprError:
     return DaprError(
         "ERR_STATE_QUERY",
         f"state store {store} query failed: {error}",

@@ -20,7 +20,6 @@ from sidecar.state.base import (
     DeleteRequest,
     GetResponse,
     InvalidRequest,
-    QueryResponse,
     SetRequest,
 )
 from sidecar.state.metadata import (
@@ -154,6 +153,3 @@ class MemoryStateStore:
                 self._put(op, ttl, now)
             else:
                 self._items.pop(op.key, None)
-
-    async def query(self, query: Mapping[str, object]) -> QueryResponse:
-        raise NotImplementedError("state.in-memory does not implement the query API")

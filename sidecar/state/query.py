@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from sidecar.cloudevents import fast_loads
 from sidecar.gofmt import go_format
 
 _COMPARISONS = {"EQ": "=", "NEQ": "!=", "GT": ">", "GTE": ">=", "LT": "<", "LTE": "<="}
@@ -49,28 +50,16 @@ class _Builder:
         self.params.append(go_format(value))
         return f"{field_path(key)}{op}${len(self.params)}"
 
-    def filter(self, unit: object) -> str:
-        if not isinstance(unit, Mapping):
-            raise QueryError("filter unit must be a map")
-        if len(unit) != 1:
-            raise QueryError("filter unit must have a single element")
+    def filter(self, unit: Mapping[str, object]) -> str:
+        """SQL for a filter ``check_filter`` accepted."""
         ((name, body),) = unit.items()
         if name in ("AND", "OR"):
-            if not isinstance(body, list):
-                raise QueryError(f"{name} filter must be an array")
-            if len(body) < 2:
-                raise QueryError(f"{name} filter must contain at least two entries")
+            assert isinstance(body, list)
             return "(" + f" {name} ".join(self.filter(entry) for entry in body) + ")"
-        if name not in _COMPARISONS and name != "IN":
-            raise QueryError(f'unsupported filter "{name}"')
-        if not isinstance(body, Mapping):
-            raise QueryError(f"{name} filter must be a map")
-        if len(body) != 1:
-            raise QueryError(f"{name} filter must contain a single key/value pair")
+        assert isinstance(body, Mapping)
         ((key, value),) = body.items()
         if name == "IN":
-            if not isinstance(value, list):
-                raise QueryError("IN filter value must be an array")
+            assert isinstance(value, list)
             if not value:
                 raise QueryError(f'empty IN operator for key "{key}"')
             return "(" + " OR ".join(self.bind(key, "=", v) for v in value) + ")"
@@ -79,17 +68,95 @@ class _Builder:
         return self.bind(key, _COMPARISONS[name], value)
 
 
-def build_query(query: Mapping[str, object], table: str, etag_column: str = "xmin") -> SqlQuery:
-    """The SELECT for a query API request body (already parsed from JSON)."""
-    builder = _Builder()
-    sql = f"SELECT key, value::text, {etag_column}::text AS etag FROM {table}"
+def parse_query(text: bytes) -> dict[str, object]:
+    """A query body decoded as daprd decodes it into contrib's ``query.Query``, before any
+    store sees it: JSON, the fields' types, then ``ParseFilter``. QueryError otherwise."""
+    if not text.strip(b" \t\r\n"):
+        raise QueryError("unexpected end of JSON input")
+    try:
+        query = fast_loads(text)
+    except ValueError as exc:
+        raise QueryError(str(exc)) from None
+    if query is None:  # Go's Unmarshal of null leaves the query empty
+        return {}
+    if not isinstance(query, dict):
+        raise QueryError("the query must be a JSON object")
     filters = query.get("filter")
     if filters is not None and not isinstance(filters, Mapping):
         raise QueryError("filter must be a JSON object")
     if filters:
+        check_filter(filters)
+    _check_sort(query.get("sort"))
+    _check_page(query.get("page"))
+    return query
+
+
+def check_filter(unit: object) -> None:
+    """contrib's ParseFilter: the filter's structure, in its words."""
+    if not isinstance(unit, Mapping):
+        raise QueryError("filter unit must be a map")
+    if len(unit) != 1:
+        raise QueryError("filter unit must have a single element")
+    ((name, body),) = unit.items()
+    if name in ("AND", "OR"):
+        if not isinstance(body, list):
+            raise QueryError(f"{name} filter must be an array")
+        if len(body) < 2:
+            raise QueryError(f"{name} filter must contain at least two entries")
+        for entry in body:
+            check_filter(entry)
+        return
+    if name not in _COMPARISONS and name != "IN":
+        raise QueryError(f'unsupported filter "{name}"')
+    if not isinstance(body, Mapping):
+        raise QueryError(f"{name} filter must be a map")
+    if len(body) != 1:
+        raise QueryError(f"{name} filter must contain a single key/value pair")
+    ((_, value),) = body.items()
+    if name == "IN" and not isinstance(value, list):
+        raise QueryError("IN filter value must be an array")
+
+
+def _check_sort(sort: object) -> None:
+    if sort is None:
+        return
+    if not isinstance(sort, list):
+        raise QueryError("sort must be an array")
+    for item in sort:
+        if not isinstance(item, Mapping) or not isinstance(item.get("key"), str):
+            raise QueryError('each sort entry needs a string "key"')
+        if not isinstance(item.get("order") or "", str):
+            raise QueryError(f"sort order must be a string, got {item['order']!r}")
+
+
+def _check_page(page: object) -> None:
+    if page is None:
+        return
+    if not isinstance(page, Mapping):
+        raise QueryError("page must be a JSON object")
+    limit = page.get("limit", 0)
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise QueryError(f"page.limit must be an integer, got {limit!r}")
+    token = page.get("token", "") or ""
+    if not isinstance(token, str):
+        raise QueryError(f"page.token must be a string, got {token!r}")
+
+
+def build_query(query: Mapping[str, object], table: str, etag_column: str = "xmin") -> SqlQuery:
+    """The SELECT for a query ``parse_query`` accepted; QueryError for what only the store
+    refuses (a string compared by order, an empty IN, a sort order or page token it cannot
+    read)."""
+    builder = _Builder()
+    sql = f"SELECT key, value::text, {etag_column}::text AS etag FROM {table}"
+    filters = query.get("filter")
+    if filters:
+        assert isinstance(filters, Mapping)
         sql += " WHERE " + builder.filter(filters)
     sql += _order_by(query.get("sort"))
-    limit, token = _page(query.get("page"))
+    page = query.get("page")
+    limit = page.get("limit", 0) if isinstance(page, Mapping) else 0
+    token = (page.get("token", "") or "") if isinstance(page, Mapping) else ""
+    assert isinstance(limit, int) and isinstance(token, str)
     if limit > 0:
         sql += f" LIMIT {limit}"
     skip = 0
@@ -102,31 +169,14 @@ def build_query(query: Mapping[str, object], table: str, etag_column: str = "xmi
 
 
 def _order_by(sort: object) -> str:
-    if sort is None:
+    if not sort:
         return ""
-    if not isinstance(sort, list):
-        raise QueryError("sort must be an array")
+    assert isinstance(sort, list)
     clauses: list[str] = []
     for item in sort:
-        if not isinstance(item, Mapping) or not isinstance(item.get("key"), str):
-            raise QueryError('each sort entry needs a string "key"')
-        order = item.get("order") or ""
-        if not isinstance(order, str) or order.upper() not in ("", "ASC", "DESC"):
+        order = str(item.get("order") or "")
+        if order.upper() not in ("", "ASC", "DESC"):
             raise QueryError(f"sort order must be ASC or DESC, got {order!r}")
         clause = field_path(str(item["key"]))
         clauses.append(f"{clause} {order.upper()}" if order else clause)
-    return " ORDER BY " + ", ".join(clauses) if clauses else ""
-
-
-def _page(page: object) -> tuple[int, str]:
-    if page is None:
-        return 0, ""
-    if not isinstance(page, Mapping):
-        raise QueryError("page must be a JSON object")
-    limit = page.get("limit", 0)
-    if isinstance(limit, bool) or not isinstance(limit, int):
-        raise QueryError(f"page.limit must be an integer, got {limit!r}")
-    token = page.get("token", "") or ""
-    if not isinstance(token, str):
-        raise QueryError(f"page.token must be a string, got {token!r}")
-    return limit, token
+    return " ORDER BY " + ", ".join(clauses)

@@ -19,7 +19,7 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
@@ -31,7 +31,6 @@ from sidecar.state.base import (
     DeleteRequest,
     GetResponse,
     InvalidRequest,
-    QueryResponse,
     SetRequest,
     StateError,
     StoreUnavailable,
@@ -355,6 +354,3 @@ class SqliteStateStore:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
-
-    async def query(self, query: Mapping[str, object]) -> QueryResponse:
-        raise NotImplementedError("state.sqlite does not implement the query API")

@@ -454,9 +454,10 @@ def test_grpc_query_bad_input(stub: dapr_pb2_grpc.DaprStub) -> None:
         request = state_pb2.QueryStateRequest(store_name=store, query=text)
         return grpc_error(lambda: stub.QueryStateAlpha1(request, timeout=10))
 
-    # daprd's state.redis is a Querier: the text is parsed first (malformed: InvalidArgument),
-    # then the store fails without RedisJSON (Internal). state.sqlite is none: Internal.
-    assert query("redisstore", "{not json").code() == grpc.StatusCode.INVALID_ARGUMENT
+    # daprd's state.redis is a Querier: the text is parsed first (malformed: QueryFailed,
+    # Internal), then the store fails without RedisJSON (Internal). state.sqlite is none:
+    # QueryUnsupported (Internal). An unknown store: NotFound (InvalidArgument).
+    assert query("redisstore", "{not json").code() == grpc.StatusCode.INTERNAL
     # Go's decoder reads an unpaired surrogate escape as U+FFFD: the query parses, and fails
     # only where any query fails on this store.
     lone = '{"filter": {"EQ": {"tag": "\\ud800"}}}'

@@ -383,6 +383,36 @@ def test_http_error_info_metadata_is_null_where_daprd_passes_nil(http: httpx.Cli
     assert error_info(missing.json())["metadata"] == {"appID": APP_ID}
 
 
+def test_a_query_is_parsed_after_the_store_is_found_and_known_to_query(
+    http: httpx.Client, stub: dapr_pb2_grpc.DaprStub
+) -> None:
+    """daprd's QueryStateAlpha1: the store, then whether it is a Querier, then the body decoded
+    into contrib's query.Query (ParseFilter included); a body it cannot decode is QueryFailed,
+    500 / INTERNAL, "failed to parse JSON query body: ...", never a malformed-request 400."""
+    parse_failed = "state store redisstore query failed: failed to parse JSON query body: "
+    for body in (b"{not json", b"", b'{"filter": {"LIKE": {"a": 1}}}'):
+        response = http.post("/v1.0-alpha1/state/redisstore/query", content=body)
+        assert (response.status_code, response.json()["errorCode"]) == (500, "ERR_STATE_QUERY")
+        assert response.json()["message"].startswith(parse_failed), response.json()
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.QueryStateAlpha1(
+                state_pb2.QueryStateRequest(store_name="redisstore", query=body.decode()),
+                timeout=10,
+            )
+        assert caught.value.code() == grpc.StatusCode.INTERNAL
+        assert (caught.value.details() or "").startswith(parse_failed)
+    unsupported = http.post("/v1.0-alpha1/state/sqlitestore/query", content=b"{not json")
+    assert unsupported.json()["errorCode"] == "ERR_STATE_STORE_NOT_SUPPORTED"
+    missing = http.post("/v1.0-alpha1/state/nosuch/query", content=b"{not json")
+    assert missing.json()["errorCode"] == "ERR_STATE_STORE_NOT_FOUND"
+    # What parses reaches the store: this Redis has no RedisJSON.
+    parsed = http.post("/v1.0-alpha1/state/redisstore/query", content=b"null")
+    assert parsed.json()["message"] == (
+        "state store redisstore query failed: "
+        "redis-json server support is required for query capability"
+    )
+
+
 def test_grpc_unknown_state_store_names_no_app(stub: dapr_pb2_grpc.DaprStub) -> None:
     """daprd's gRPC state API looks stores up through universal GetStateStore: NotFound("")."""
     calls = (

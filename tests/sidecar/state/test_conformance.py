@@ -268,11 +268,11 @@ async def test_json_content_type_from_grpc(harness: Harness) -> None:
 async def test_query_refused_without_query_api(harness: Harness) -> None:
     if harness.kind == "postgres":  # the one store with QUERY_API (more in test_postgres.py)
         assert "QUERY_API" in harness.store.features
-        await harness.service.query(S, {"filter": {"EQ": {"a": 1}}})
+        await harness.service.query(S, b'{"filter": {"EQ": {"a": 1}}}')
         return
     assert "QUERY_API" not in harness.store.features
     with pytest.raises(DaprError) as exc:
-        await harness.service.query(S, {"filter": {"EQ": {"a": 1}}})
+        await harness.service.query(S, b'{"filter": {"EQ": {"a": 1}}}')
     if harness.kind == "redis":
         # daprd's redis store implements Query but needs RedisJSON, so the query fails.
         assert exc.value.error_code == "ERR_STATE_QUERY"

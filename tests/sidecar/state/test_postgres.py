@@ -76,8 +76,13 @@ async def seed(service: StateService) -> None:
     )
 
 
+def body(query: dict[str, object]) -> bytes:
+    """A query as a client sends it: JSON text, which the service decodes."""
+    return json.dumps(query).encode()
+
+
 async def keys_of(service: StateService, query: dict[str, object]) -> list[str]:
-    return [r.key for r in (await service.query(S, query)).results]
+    return [r.key for r in (await service.query(S, body(query))).results]
 
 
 async def test_query_filters(table: tuple[StateService, str]) -> None:
@@ -103,7 +108,7 @@ async def test_query_filters(table: tuple[StateService, str]) -> None:
         ]
     }
     assert await keys_of(service, {"filter": both, **by_key}) == ["j3", "j4"]
-    result = await service.query(S, {"filter": {"EQ": {"data.owner": "x"}}})
+    result = await service.query(S, body({"filter": {"EQ": {"data.owner": "x"}}}))
     assert result.results[0].etag and json.loads(result.results[0].data)["n"] == 1
 
 
@@ -111,22 +116,22 @@ async def test_query_sort_and_paging(table: tuple[StateService, str]) -> None:
     service, _ = table
     await seed(service)
     query: dict[str, object] = {"sort": [{"key": "n", "order": "DESC"}], "page": {"limit": 3}}
-    first = await service.query(S, query)
+    first = await service.query(S, body(query))
     assert [r.key for r in first.results] == ["j4", "j3", "j2"] and first.token == "3"
-    second = await service.query(S, {**query, "page": {"limit": 3, "token": first.token}})
+    second = await service.query(S, body({**query, "page": {"limit": 3, "token": first.token}}))
     assert [r.key for r in second.results] == ["j1"] and second.token == "4"
-    third = await service.query(S, {**query, "page": {"limit": 3, "token": second.token}})
+    third = await service.query(S, body({**query, "page": {"limit": 3, "token": second.token}}))
     assert third.results == [] and third.token == ""
 
 
 async def test_query_without_match_and_bad_queries(table: tuple[StateService, str]) -> None:
     service, _ = table
     await seed(service)
-    empty = await service.query(S, {"filter": {"EQ": {"status": "nope"}}})
+    empty = await service.query(S, body({"filter": {"EQ": {"status": "nope"}}}))
     assert empty.results == [] and empty.token == ""
     for bad in ({"filter": {"GT": {"n": "2"}}}, {"page": {"limit": 1, "token": "x"}}):
         with pytest.raises(DaprError) as exc:
-            await service.query(S, bad)
+            await service.query(S, body(bad))
         assert (exc.value.error_code, exc.value.reason) == (
             "ERR_STATE_QUERY",
             "DAPR_STATE_QUERY_FAILED",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from sidecar.gofmt import go_format
-from sidecar.state.query import QueryError, build_query, field_path
+from sidecar.state.query import QueryError, build_query, field_path, parse_query
 
 
 def test_field_paths() -> None:
@@ -69,14 +71,45 @@ def test_no_filter_no_page() -> None:
     [
         ({"filter": {"GT": {"n": "3"}}}, "string type not permitted"),
         ({"filter": {"IN": {"n": []}}}, "empty IN operator"),
-        ({"filter": {"AND": [{"EQ": {"a": 1}}]}}, "at least two entries"),
-        ({"filter": {"LIKE": {"a": 1}}}, "unsupported filter"),
-        ({"filter": {"EQ": {"a": 1, "b": 2}}}, "single key/value pair"),
-        ({"filter": {"EQ": {"a": 1}, "NEQ": {"b": 1}}}, "single element"),
         ({"page": {"limit": 1, "token": "x"}}, "invalid syntax"),
         ({"sort": [{"key": "a", "order": "SIDEWAYS"}]}, "ASC or DESC"),
     ],
 )
-def test_refusals(query: dict[str, object], message: str) -> None:
+def test_what_the_store_refuses(query: dict[str, object], message: str) -> None:
+    """Refused when the store runs the query (contrib's postgres builder), after it parsed."""
+    parsed = parse_query(json.dumps(query).encode())
     with pytest.raises(QueryError, match=message):
-        build_query(query, "state")
+        build_query(parsed, "state")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"", "unexpected end of JSON input"),
+        (b"{not json", "property name"),  # Python's wording, not Go's
+        (b"[]", "must be a JSON object"),
+        (b'{"filter": []}', "filter must be a JSON object"),
+        (b'{"filter": {"AND": [{"EQ": {"a": 1}}]}}', "at least two entries"),
+        (b'{"filter": {"OR": {"EQ": {"a": 1}}}}', "OR filter must be an array"),
+        (b'{"filter": {"LIKE": {"a": 1}}}', 'unsupported filter "LIKE"'),
+        (b'{"filter": {"EQ": [1]}}', "EQ filter must be a map"),
+        (b'{"filter": {"EQ": {"a": 1, "b": 2}}}', "single key/value pair"),
+        (b'{"filter": {"EQ": {"a": 1}, "NEQ": {"b": 1}}}', "single element"),
+        (b'{"filter": {"AND": [{"EQ": {"a": 1}}, 7]}}', "filter unit must be a map"),
+        (b'{"filter": {"IN": {"a": 1}}}', "IN filter value must be an array"),
+        (b'{"sort": {"key": "a"}}', "sort must be an array"),
+        (b'{"sort": [{"key": 1}]}', 'needs a string "key"'),
+        (b'{"page": {"limit": "2"}}', "page.limit must be an integer"),
+        (b'{"page": {"token": 2}}', "page.token must be a string"),
+    ],
+)
+def test_what_daprd_refuses_to_parse(text: bytes, message: str) -> None:
+    """Refused while decoding into contrib's query.Query (ParseFilter), before any store."""
+    with pytest.raises(QueryError, match=message):
+        parse_query(text)
+
+
+def test_null_is_an_empty_query() -> None:
+    """Go's Unmarshal of null leaves the query as it was: empty."""
+    assert parse_query(b"null") == {}
+    assert build_query(parse_query(b"null"), "s").sql.endswith("FROM s")
