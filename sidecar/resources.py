@@ -22,7 +22,6 @@ logger = logging.getLogger(__name__)
 
 _COMPONENT_VERSIONS = frozenset({"dapr.io/v1alpha1"})
 _SUBSCRIPTION_VERSIONS = frozenset({"dapr.io/v1alpha1", "dapr.io/v2alpha1"})
-_RESILIENCY_VERSIONS = frozenset({"dapr.io/v1alpha1"})
 
 
 class ResourceError(Exception):
@@ -143,7 +142,7 @@ def parse_resources(text: str, source: Path | str, ctx: TemplateContext) -> Reso
             components.append(_component(doc, label, source, ctx))
         elif kind == "Subscription" and api_version in _SUBSCRIPTION_VERSIONS:
             subscriptions.append(_subscription(doc, label, api_version == "dapr.io/v2alpha1"))
-        elif kind == "Resiliency" and api_version in _RESILIENCY_VERSIONS:
+        elif kind == "Resiliency":  # daprd's local loader reads the kind, not the version
             resiliencies.append(Resiliency(doc, Path(str(source)).name, first=index == 0))
         else:
             logger.debug("%s: skipping kind %r apiVersion %r", label, kind, api_version)

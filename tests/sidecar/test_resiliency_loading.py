@@ -250,3 +250,12 @@ def test_only_the_first_document_of_a_file_is_loaded_and_the_rest_is_named(
         "resiliency two is not the first document of resiliency.yaml and is not loaded: a "
         "resiliency file holds one document (put each Resiliency in a file of its own)"
     ]
+
+
+def test_a_resiliency_of_any_api_version_is_read() -> None:
+    """daprd's loadLocalResiliencyPath checks the kind only; the Go type has no version."""
+    unversioned = good("unversioned")
+    del unversioned["apiVersion"]
+    for doc in ({**good("later"), "apiVersion": "dapr.io/v2"}, unversioned):
+        found = parse_resources(yaml.safe_dump(doc), "r.yaml", TemplateContext("app"))
+        assert load_found(found.resiliencies, "app").pubsub_inbound("pubsub").retry is not None
