@@ -1,7 +1,8 @@
 """Load the resources folders (Component, Subscription, Resiliency YAML) the way daprd does.
 
-Only top-level ``*.yaml``/``*.yml`` files are read, in name order, each possibly holding several
-documents. Every error names the file, the field and why (contract section 2).
+Only top-level ``*.yaml``/``*.yml`` files (in any letter case, as dapr/kit's IsYaml) are read,
+in name order, each possibly holding several documents. Every error names the file, the field
+and why (contract section 2).
 """
 
 from __future__ import annotations
@@ -94,6 +95,13 @@ def parse_duration(text: str) -> float:
     return parse_go_duration(text)
 
 
+def is_yaml(name: str) -> bool:
+    """dapr/kit's strings.IsYaml: the extension (from the last dot) is .yaml or .yml, in any
+    letter case."""
+    dot = name.rfind(".")
+    return dot >= 0 and name[dot:].lower() in (".yaml", ".yml")
+
+
 def load_resources(paths: Sequence[Path], ctx: TemplateContext) -> Resources:
     """Every resource in ``paths`` that applies to ``ctx.app_id``; raises ResourceError."""
     components: list[Component] = []
@@ -103,9 +111,14 @@ def load_resources(paths: Sequence[Path], ctx: TemplateContext) -> Resources:
         if not directory.is_dir():
             logger.warning("resources path %s does not exist or is not a folder", directory)
             continue
-        files = sorted(p for p in directory.iterdir() if p.suffix in {".yaml", ".yml"})
-        for path in files:
+        for path in sorted(directory.iterdir()):
             if not path.is_file():
+                continue
+            if not is_yaml(path.name):
+                # daprd's Resiliency loader, which reads the same folders, says so of each.
+                logger.warning(
+                    "A non-YAML resiliency file %s was detected, it will not be loaded", path.name
+                )
                 continue
             parsed = parse_resources(path.read_text(encoding="utf-8"), path, ctx)
             components.extend(parsed.components)

@@ -118,6 +118,24 @@ def test_folder_order_scopes_subfolders_and_kinds(tmp_path: Path) -> None:
     assert [c.name for c in loaded.components] == ["first", "second"]
 
 
+def test_yaml_files_in_any_letter_case_and_what_is_not_loaded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """dapr/kit's IsYaml lowercases the extension; daprd's Resiliency loader names every other
+    file of the folder as not loaded."""
+    write(tmp_path, "Upper.YAML", COMPONENT.format(name="upper", scopes=""))
+    write(tmp_path, "mixed.Yml", COMPONENT.format(name="mixed", scopes=""))
+    write(tmp_path, "secrets.json", "{}")
+    write(tmp_path, "yaml", COMPONENT.format(name="no-extension", scopes=""))
+    caplog.set_level("WARNING")
+    loaded = load_resources([tmp_path], CTX)
+    assert sorted(c.name for c in loaded.components) == ["mixed", "upper"]
+    assert sorted(r.getMessage() for r in caplog.records) == [
+        "A non-YAML resiliency file secrets.json was detected, it will not be loaded",
+        "A non-YAML resiliency file yaml was detected, it will not be loaded",
+    ]
+
+
 def test_subscriptions_v1_v2_and_resiliency() -> None:
     text = """\
 apiVersion: dapr.io/v2alpha1
