@@ -193,6 +193,27 @@ def sdk_settings(streamer: Sidecar, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(settings, "DAPR_HTTP_ENDPOINT", None)
 
 
+def next_sdk_message(subscription: Any, timeout: float = 10) -> Any:
+    """The SDK subscription's next message, read on a thread so a stuck stream cannot hang.
+
+    ``next_message`` gives None when it has just reconnected its stream (the SDK 1.18.3 can end
+    its own stream at once, see the test below), so it is read again until a message comes.
+    """
+    box: list[Any] = []
+
+    def read() -> None:
+        while not box:
+            message = subscription.next_message()
+            if message is not None:
+                box.append(message)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=timeout)
+    assert box, f"no message within {timeout} s"
+    return box[0]
+
+
 def test_the_sync_sdk_subscribes_receives_and_acknowledges(
     streamer: Sidecar, broker: redis.Redis, sdk_settings: None
 ) -> None:
@@ -203,12 +224,7 @@ def test_the_sync_sdk_subscribes_receives_and_acknowledges(
         subscription = client.subscribe("pubsub", topic)
         try:
             publish_json(streamer, topic, {"b": 1, "a": "<x&y>"})
-            box: list[Any] = []
-            reader = threading.Thread(target=lambda: box.append(subscription.next_message()))
-            reader.start()
-            reader.join(timeout=10)
-            assert box, "no message within 10 s"
-            message = box[0]
+            message = next_sdk_message(subscription)
             assert message.topic() == topic and message.pubsub_name() == "pubsub"
             assert message.type() == "com.dapr.event.sent" and message.spec_version() == "1.0"
             assert message.source() == APP_ID
@@ -220,6 +236,46 @@ def test_the_sync_sdk_subscribes_receives_and_acknowledges(
             assert extensions["topic"] == topic and extensions["pubsubname"] == "pubsub"
             assert extensions["traceparent"].startswith("00-") and "time" in extensions
             assert pending(broker, topic) == 1  # not acknowledged before the answer
+            subscription.respond_success(message)
+            wait_until(lambda: pending(broker, topic) == 0, timeout=10)
+        finally:
+            subscription.close()
+
+
+def test_a_stream_the_sync_sdk_ends_at_once_is_reopened_and_loses_nothing(
+    streamer: Sidecar,
+    broker: redis.Redis,
+    sdk_settings: None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The SDK 1.18.3's race, made certain: ``Subscription.start`` marks the stream active only
+    after the call is made, while gRPC's thread already runs the request generator, which stops
+    (half-closes the stream) when it finds the stream inactive after the initial request. The
+    sidecar then ends the stream as daprd does, UNKNOWN "EOF"; the SDK reconnects, and the event
+    published meanwhile still comes, once, and is acknowledged."""
+    from dapr.clients import DaprClient
+    from dapr.clients.grpc.subscription import Subscription
+
+    activate = Subscription._set_stream_active
+    calls: list[int] = []
+
+    def late_on_first_call(self: Subscription) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            threading.Event().wait(0.5)  # the generator checks the flag before this returns
+        activate(self)
+
+    monkeypatch.setattr(Subscription, "_set_stream_active", late_on_first_call)
+    topic = unique("halfclosed")
+    with DaprClient(address=streamer.grpc_address) as client:
+        subscription = client.subscribe("pubsub", topic)
+        try:
+            publish_json(streamer, topic, {"n": 1})
+            message = next_sdk_message(subscription, timeout=15)
+            assert message.data() == {"n": 1}
+            assert len(calls) == 2  # the stream was opened a second time
+            assert "Subscription stream error (StatusCode.UNKNOWN): EOF" in caplog.text
             subscription.respond_success(message)
             wait_until(lambda: pending(broker, topic) == 0, timeout=10)
         finally:
