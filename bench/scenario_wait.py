@@ -8,21 +8,29 @@ The target is judged under the hardest of three loads: a closed loop of 8 caller
 jobs start together, so up to 8 jobs become final in the same millisecond and the last answers
 wait for the others' writes. The same jobs are also offered as independent (Poisson) arrivals
 at the rate that loop reached, and one at a time, to show what the bursts add.
+
+A floor shows what the machine itself adds: a Redis round trip from an idle process, against
+the same round trip made back to back. A process that sleeps is slow to wake on a virtual
+machine, and a final write crosses several sleeping processes before the 200 goes out (the
+replica's call to its sidecar, Redis, the sidecar's answer, the replica, the client).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import redis.asyncio as redis
 
 from . import client
 from .load import LoadResult, poisson, run_load
 from .plan import Context
 from .results import ScenarioResult, Target
 from .stack import Service, Stack, require_runnable, wait_services
-from .stats import rate, summarize
+from .stats import Summary, rate, summarize
 
 JOB_SECONDS = 0.1
 CONCURRENCY = 8
@@ -31,6 +39,9 @@ OPEN_LOOP_CAP = 64
 P99_LIMIT_MS = 10.0
 #: Jobs run one at a time at most (each takes its 100 ms and the answer's round trip).
 ALONE_MAX = 100
+#: The floor's round trips of each kind, and the idle time before each idle one (a job's).
+FLOOR_TRIPS = 50
+IDLE_SECONDS = JOB_SECONDS
 
 
 @dataclass
@@ -113,6 +124,15 @@ async def run(ctx: Context, result: ScenarioResult) -> None:
         load = await run_load(waits.one, count=alone, concurrency=1, time_limit=limit)
         single = _report(result, "one at a time: ", waits.take(), load, split=False)
         ctx.progress(f"scenario 3: one at a time: p99 {single:.1f} ms")
+    trips = min(FLOOR_TRIPS, count)
+    idle, busy = await idle_round_trips(stack.redis_port, trips, IDLE_SECONDS)
+    result.row(
+        f"floor: a Redis round trip after {IDLE_SECONDS * 1000:.0f} ms idle, p50",
+        idle.p50,
+        "ms",
+        "back to back",
+        busy.p50,
+    )
     result.notes.append(
         f"closed loop: {CONCURRENCY} callers each start their next job when the last answers; "
         f"equal {JOB_SECONDS * 1000:.0f} ms jobs keep them in step, so finals come in bursts. "
@@ -122,6 +142,33 @@ async def run(ctx: Context, result: ScenarioResult) -> None:
     result.notes.append(
         "completedAt has millisecond resolution (truncated), so figures may read up to 1 ms high"
     )
+    result.notes.append(
+        "floor: the time a sleeping process takes to wake on this machine, from the client's "
+        "side; a job's final write wakes the replica's sidecar, Redis, the sidecar again and "
+        "the replica before the 200 goes out, and the client after it"
+    )
+
+
+async def idle_round_trips(port: int, trips: int, idle_s: float) -> tuple[Summary, Summary]:
+    """Round trips (PING) to Redis each after ``idle_s`` of sleep, and the same back to back."""
+    connection = redis.Redis(host="127.0.0.1", port=port)
+    try:
+        await connection.ping()
+        idle: list[float] = []
+        busy: list[float] = []
+        for _ in range(trips):
+            await asyncio.sleep(idle_s)
+            idle.append(await _timed_ping(connection))
+            busy.append(await _timed_ping(connection))
+    finally:
+        await connection.aclose()
+    return summarize(idle), summarize(busy)
+
+
+async def _timed_ping(connection: redis.Redis) -> float:
+    started = time.perf_counter()
+    await connection.ping()
+    return (time.perf_counter() - started) * 1000
 
 
 def _report(
