@@ -231,3 +231,6 @@ async def test_metadata_through_every_client(api: Api, conformance: Conformance)
         if name in STORES:
             assert {"ETAG", "TRANSACTIONAL", "TTL", "ACTOR"} <= capabilities, name
             assert ("QUERY_API" in capabilities) is (name == "pgstore"), name
+    # contrib 1.18's Features(): Redis Streams none, the in-memory bus wildcard topics.
+    assert meta.components["redispubsub"][1] == frozenset()
+    assert meta.components["mempubsub"][1] == {"SUBSCRIBE_WILDCARDS"}

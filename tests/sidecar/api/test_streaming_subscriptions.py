@@ -453,9 +453,16 @@ async def test_streams_of_one_topic_compete_on_redis_and_each_get_all_in_memory(
     topic = unique("fanout")
     left = await open_stream(streamer, raw, "mem", topic)
     right = await open_stream(streamer, raw, "mem", topic)
-    for n in range(3):
-        publish_json(streamer, topic, {"n": n}, pubsub="mem")
-    assert await take(left, 3) == await take(right, 3)
+
+    def publish_three() -> None:
+        for n in range(3):
+            publish_json(streamer, topic, {"n": n}, pubsub="mem")
+
+    # A publish waits until both streams answered the message before (contrib's bus).
+    publishing = asyncio.ensure_future(asyncio.to_thread(publish_three))
+    taken = await asyncio.wait_for(asyncio.gather(take(left, 3), take(right, 3)), 20)
+    await asyncio.wait_for(publishing, 10)
+    assert taken[0] == taken[1]
 
 
 async def test_each_answer_is_counted_as_daprd_streaming_postman_counts_it(
