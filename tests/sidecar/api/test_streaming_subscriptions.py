@@ -274,7 +274,9 @@ def test_a_stream_the_sync_sdk_ends_at_once_is_reopened_and_loses_nothing(
             publish_json(streamer, topic, {"n": 1})
             message = next_sdk_message(subscription, timeout=15)
             assert message.data() == {"n": 1}
-            assert len(calls) == 2  # the stream was opened a second time
+            # Opened again, maybe more than once: the race also hits reopened streams on a
+            # busy machine.
+            assert len(calls) >= 2
             assert "Subscription stream error (StatusCode.UNKNOWN): EOF" in caplog.text
             subscription.respond_success(message)
             wait_until(lambda: pending(broker, topic) == 0, timeout=10)
