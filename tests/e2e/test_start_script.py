@@ -45,9 +45,12 @@ def _post_json(url: str, body: dict[str, object]) -> dict[str, object]:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        result: dict[str, object] = json.loads(response.read())
-        return result
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            result: dict[str, object] = json.loads(response.read())
+            return result
+    except urllib.error.HTTPError as exc:  # say what the service answered
+        raise AssertionError(f"POST {url}: {exc.code} {exc.read()[:1000]!r}") from exc
 
 
 def _get_json(url: str) -> dict[str, object]:
@@ -132,8 +135,10 @@ def test_start_runs_the_pair_and_ctrl_c_stops_everything() -> None:
         orchestrator = f"http://127.0.0.1:{ports['ORCHESTRATOR_PORT']}"
         microservice = f"http://127.0.0.1:{ports['MICROSERVICE_X_PORT']}"
         wait_until_http(f"{orchestrator}/docs", timeout=90)
-        wait_until_http(f"{orchestrator}/healthz", timeout=30)
-        wait_until_http(f"{microservice}/healthz", timeout=30)
+        # Ready, not just alive: each app's sidecar answers (an app may start before its
+        # sidecar has loaded its components, and a call then is a 503 with Retry-After).
+        wait_until_http(f"{orchestrator}/readyz", timeout=30)
+        wait_until_http(f"{microservice}/readyz", timeout=30)
         started = _post_json(f"{microservice}/jobs", {"type": "wait", "input": {"seconds": 0.2}})
         job_url = f"{microservice}/jobs/{started['id']}"
         deadline = time.monotonic() + 30
