@@ -65,7 +65,8 @@ def loads(data: bytes | str) -> Any:
     Text that is not UTF-8, and escapes of unpaired UTF-16 surrogates (``"\\ud800"``, which
     Python's parser would keep), become U+FFFD, as Go reads them; what is parsed can always be
     written out again as UTF-8. JSON nested deeper than Python's recursion limit is a ValueError
-    like any other bad JSON (Go's decoder also refuses it: "exceeded max depth").
+    like any other bad JSON (Go's decoder also refuses it: "exceeded max depth"), and so are
+    NaN, Infinity and -Infinity, which Python would read, with Go's wording.
     """
     if isinstance(data, str):
         text, decoded = data, _LONE_SURROGATE.search(data) is not None
@@ -73,12 +74,18 @@ def loads(data: bytes | str) -> Any:
         # "replace" never yields a surrogate, so only an escape can bring one in.
         text, decoded = data.decode("utf-8", "replace"), False
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_refuse_constant)
     except RecursionError:
         raise ValueError("JSON exceeded max depth") from None
     if decoded or _SURROGATE_ESCAPE.search(text):
         value = _mend_surrogates(value)
     return value
+
+
+def _refuse_constant(name: str) -> Any:
+    """Python reads NaN, Infinity and -Infinity; they are not JSON, and Go stops at them."""
+    where = "in numeric literal" if name.startswith("-") else "looking for beginning of value"
+    raise ValueError(f"invalid character '{name.lstrip('-')[0]}' {where}")
 
 
 #: Go's names of JSON kinds in encoding/json's "cannot unmarshal" errors.

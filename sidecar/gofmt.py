@@ -27,19 +27,40 @@ def go_format(value: object) -> str:
     return str(value)
 
 
+def _shortest(number: float) -> tuple[str, Decimal, str, int]:
+    """Sign, the shortest decimal that reads back as ``abs(number)``, its digits and the
+    power of ten of its first digit (Go's strconv with precision -1 finds the same)."""
+    shortest = Decimal(repr(abs(number))).normalize()
+    parts = shortest.as_tuple()
+    digits = "".join(str(d) for d in parts.digits)
+    return ("-" if number < 0 else ""), shortest, digits, len(digits) - 1 + int(parts.exponent)
+
+
+def _exponent_form(sign: str, digits: str, exponent: int) -> str:
+    """strconv's 'e' format: d.ddde+XX, at least two exponent digits."""
+    body = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+    return f"{sign}{body}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
+
+
 def _go_float(number: float) -> str:
     """Go's %v for float64: shortest digits, exponent form when exp < -4 or exp >= 6."""
     if number == 0:
         return "0"
-    sign = "-" if number < 0 else ""
-    shortest = Decimal(repr(abs(number))).normalize()
-    parts = shortest.as_tuple()
-    digits = "".join(str(d) for d in parts.digits)
-    exponent = len(digits) - 1 + int(parts.exponent)
+    sign, shortest, digits, exponent = _shortest(number)
     if exponent < -4 or exponent >= 6:
-        body = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        return f"{sign}{body}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
+        return _exponent_form(sign, digits, exponent)
     return sign + format(shortest, "f")
+
+
+def json_float(number: float) -> str:
+    """A float64 as encoding/json writes it: shortest digits, positional from 1e-6 to below
+    1e21, else exponent form with a two-digit negative exponent shortened (1e-07: 1e-7)."""
+    if number == 0:
+        return "-0" if math.copysign(1.0, number) < 0 else "0"
+    sign, shortest, digits, exponent = _shortest(number)
+    if 1e-6 <= abs(number) < 1e21:
+        return sign + format(shortest, "f")
+    return _exponent_form(sign, digits, exponent).replace("e-0", "e-")
 
 
 def go_sprint_s(value: object) -> str:

@@ -1,12 +1,14 @@
 """The HTTP state API (``/v1.0/state/...``): parse daprd's JSON bodies, format its answers.
 
-Values arrive as JSON and are stored re-serialized (keys sorted, as Go's encoding/json writes a
-decoded object); a missing key answers 204 with no body (contract section 3).
+Values arrive as JSON and are stored as the store's Go library writes the value daprd decoded
+(``sidecar.state.go_values``); a missing key answers 204 with no body (contract section 3).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -16,16 +18,22 @@ from starlette.responses import Response
 
 from sidecar import cloudevents
 from sidecar.errors import DaprError
+from sidecar.gofmt import go_format
 from sidecar.http_paths import DaprRoute
+from sidecar.state import go_values
 from sidecar.state import http_bodies as bodies
 from sidecar.state.base import DeleteRequest, SetRequest
 from sidecar.state.errors import unsupported_operation
+from sidecar.state.go_values import Marshal
 from sidecar.state.http_bodies import StateItem
 
 if TYPE_CHECKING:
     from sidecar.runtime import Runtime
 
 _JSON = "application/json"
+#: Where Go's decoder says a number too large for a float64 was (UnmarshalTypeError's context).
+_SAVE_VALUE = "struct field SetRequest.value"
+_OPERATION = "struct field stateTransactionRequestBodyOperation.operations.request"
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -70,22 +78,30 @@ async def _body(request: Request) -> tuple[bytes, Any]:
     return raw, cloudevents.fast_loads(raw)
 
 
-def value_bytes(value: Any) -> bytes:
-    """A JSON value as daprd stores it from HTTP (Go's json.Marshal of the decoded value)."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-
-
 def _with_query(item: StateItem, query: Mapping[str, str]) -> dict[str, str]:
     """The item's metadata with the query's ``metadata.*`` on top (a nil map becomes it)."""
     return {**(item.metadata or {}), **query}
 
 
-def _set_request(item: StateItem, query: Mapping[str, str]) -> SetRequest:
+def _event_data(value: Any, content_type: str) -> bytes:
+    """What daprd's outbox publishes for a decoded value (pkg/runtime/pubsub/outbox.go)."""
+    if content_type.lower() == "application/json":
+        return go_values.encoding_json(value)
+    return go_format(value).encode()
+
+
+def _set_request(
+    item: StateItem, query: Mapping[str, str], marshal: Marshal, *, upsert: bool = False
+) -> SetRequest:
+    """A save item, or with ``upsert`` a transaction's, whose event the outbox may publish."""
+    metadata = _with_query(item, query)
+    content_type = metadata.get("contentType", "")
     return SetRequest(
         key=item.key,
-        value=value_bytes(item.value),
+        value=marshal(item.value),
+        event_data=_event_data(item.value, content_type) if upsert else None,
         etag=item.etag or None,
-        metadata=_with_query(item, query),
+        metadata=metadata,
         concurrency=item.concurrency,
         consistency=item.consistency,
         is_json=True,
@@ -132,12 +148,17 @@ class StateHttp:
         store = request.path_params["store"]
         self.rt.state.check_store(store)
         try:
-            _, body = await _body(request)
-            items = bodies.save_items(body)
+            raw, body = await _body(request)
+            literal = partial(go_values.first_out_of_range, raw)
+            items = [
+                dataclasses.replace(item, value=go_values.as_go(item.value, _SAVE_VALUE, literal))
+                for item in bodies.save_items(body)
+            ]
         except ValueError as exc:
             raise _save_malformed(exc) from None
         query = request_metadata(request)
-        await self.rt.state.save(store, [_set_request(i, query) for i in items])
+        marshal = self.rt.state.marshal(store)
+        await self.rt.state.save(store, [_set_request(i, query, marshal) for i in items])
         return Response(status_code=204)
 
     async def delete(self, request: Request) -> Response:
@@ -180,8 +201,11 @@ class StateHttp:
         store = request.path_params["store"]
         self.rt.state.check_store(store, transactional=True)
         try:
-            _, body = await _body(request)
+            raw, body = await _body(request)
             parsed = bodies.transaction(body)
+            literal = partial(go_values.first_out_of_range, raw)
+            for op in parsed.operations:  # a request is a map, converted in place, or refused
+                go_values.as_go(op.request, _OPERATION, literal)
         except ValueError as exc:
             raise _malformed(exc) from None
         if not parsed.operations:
@@ -191,6 +215,7 @@ class StateHttp:
         query = request_metadata(request)
         metadata = {**(parsed.metadata or {}), **query}
         operations: list[SetRequest | DeleteRequest] = []
+        marshal = self.rt.state.marshal(store)
         for op in parsed.operations:
             if op.operation not in ("upsert", "delete"):
                 raise unsupported_operation(op.operation)
@@ -202,7 +227,7 @@ class StateHttp:
             if delete:
                 operations.append(_delete_request(item, query))
             else:
-                operations.append(_set_request(item, query))
+                operations.append(_set_request(item, query, marshal, upsert=True))
         await self.rt.transact(store, operations, metadata, request.headers.get("traceparent", ""))
         return Response(status_code=204)
 

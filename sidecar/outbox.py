@@ -125,7 +125,7 @@ def outbox_event(
     ``cloudevent.type`` is no override here but a field of that very name.
     """
     event = cloudevents.new_envelope(
-        data=payload.value,
+        data=payload.value if payload.event_data is None else payload.event_data,
         content_type=payload.metadata.get("contentType", ""),
         topic="",
         pubsubname=config.outbox_pubsub,

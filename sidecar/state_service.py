@@ -38,6 +38,7 @@ from sidecar.state.base import (
     StreamAppend,
     StreamAppendingStore,
 )
+from sidecar.state.go_values import Marshal
 from sidecar.state.keys import illegal_key_message, key_prefix, original_key
 from sidecar.state.query import QueryError, parse_query
 
@@ -158,6 +159,10 @@ class StateService:
         entry = self._lookup(name, self.app_id)
         if transactional and "TRANSACTIONAL" not in entry.store.features:
             raise err.transactions_unsupported(name)
+
+    def marshal(self, name: str) -> Marshal:
+        """How store ``name`` writes a value the HTTP API decoded (see ``check_store``)."""
+        return self._lookup(name, self.app_id).store.marshal
 
     def unrecorded(self) -> StateService:
         """The same stores, with no metrics and no resiliency policy: for the runtime's own

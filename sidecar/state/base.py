@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from sidecar.redis_endpoint import RedisEndpoint
+from sidecar.state.go_values import Marshal
 
 
 class Concurrency(StrEnum):
@@ -39,6 +40,9 @@ class SetRequest:
     #: value is JSON text (HTTP API, or gRPC with contentType application/json): SQL stores keep
     #: it as JSON (queryable); otherwise it is binary and they store it base64-encoded like daprd.
     is_json: bool = False
+    #: What daprd's outbox publishes as this upsert's data when it is not ``value``: for a value
+    #: the HTTP API decoded, Go's json.Marshal of it under a JSON content type, else its %v.
+    event_data: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +135,11 @@ class StateStore(Protocol):
     name: str
     #: daprd feature names listed in metadata: ETAG, TRANSACTIONAL, TTL, QUERY_API, ...
     features: frozenset[str]
+
+    @property
+    def marshal(self) -> Marshal:
+        """How the component's library writes a value daprd decoded from JSON (the HTTP
+        API's): ``sidecar.state.go_values``' encoding_json or jsoniter_fastest."""
 
     async def init(self) -> None:
         """Connect and check the backend answers; raise with a clear message if not."""

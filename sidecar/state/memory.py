@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sidecar.state import go_values
 from sidecar.state.base import (
     BulkGetItem,
     Concurrency,
@@ -73,6 +74,7 @@ class MemoryStateStore:
 
     capabilities = ("ETAG", "TRANSACTIONAL", "TTL", "DELETE_WITH_PREFIX", "KEYS_LIKE", "ACTOR")
     features = frozenset(capabilities)
+    marshal = staticmethod(go_values.encoding_json)
 
     def __init__(self, name: str) -> None:
         self.name = name

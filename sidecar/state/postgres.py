@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from sidecar.components import Component, ComponentError
-from sidecar.state import pgschema
+from sidecar.state import go_values, pgschema
 from sidecar.state.base import (
     BulkGetItem,
     Concurrency,
@@ -124,6 +124,7 @@ def _response(record: asyncpg.Record) -> GetResponse:
 class PostgresStateStore:
     capabilities = ("ETAG", "TRANSACTIONAL", "TTL", "KEYS_LIKE", "QUERY_API", "ACTOR")
     features = frozenset(capabilities)
+    marshal = staticmethod(go_values.encoding_json)
 
     def __init__(self, component: Component) -> None:
         self.name = component.name

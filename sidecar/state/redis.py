@@ -18,6 +18,7 @@ from sidecar.redis_conn import redis_pipe
 from sidecar.redis_endpoint import RedisEndpoint
 from sidecar.redis_pipe import OutcomeUnknown as RedisOutcomeUnknown
 from sidecar.redis_pipe import ReplyError
+from sidecar.state import go_values
 from sidecar.state.base import (
     BulkGetItem,
     Concurrency,
@@ -112,6 +113,7 @@ def _etag_arg(request: SetRequest) -> str:
 class RedisStateStore:
     capabilities = ("ETAG", "TRANSACTIONAL", "TTL", "KEYS_LIKE", "ACTOR")
     features = frozenset(capabilities)
+    marshal = staticmethod(go_values.jsoniter_fastest)
 
     def __init__(self, component: Component) -> None:
         self.name = component.name

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 from sidecar.components import Component, ComponentError
+from sidecar.state import go_values
 from sidecar.state.base import (
     BulkGetItem,
     Concurrency,
@@ -108,6 +109,7 @@ def _response(row: Sequence[Any]) -> GetResponse:
 class SqliteStateStore:
     capabilities = ("ETAG", "TRANSACTIONAL", "TTL", "KEYS_LIKE", "ACTOR")
     features = frozenset(capabilities)
+    marshal = staticmethod(go_values.encoding_json)
 
     def __init__(self, component: Component) -> None:
         self.name = component.name

@@ -320,6 +320,33 @@ def test_outbox_event_of_a_value_with_an_unpaired_surrogate(
 
 
 @OUTBOX_STORES
+def test_outbox_event_of_an_http_value_is_what_daprd_makes_of_the_decoded_value(
+    sidecar: Sidecar, app: TinyApp, store: str
+) -> None:
+    """daprd's outbox publishes a value the HTTP API decoded as Go's json.Marshal of it under
+    a JSON content type, else as its %v text; the store keeps its own encoding of it
+    (state.redis: json-iterator's, six decimals at most)."""
+    as_json, as_text = unique("http-json"), unique("http-text")
+    value = {"m": as_json, "pi": 3.14159265358979, "big": 9007199254740993, "tag": "<b>"}
+    json_op = {"key": as_json, "value": value, "metadata": {"contentType": "application/json"}}
+    text_op = {"key": as_text, "value": {"m": as_text, "a": 1.5}}
+    upserts = [{"operation": "upsert", "request": op} for op in (json_op, text_op)]
+    with httpx.Client(base_url=sidecar.http, timeout=10) as http:
+        answer = http.post(f"/v1.0/state/{store}/transaction", json={"operations": upserts})
+        assert answer.status_code == 204, answer.text
+        stored = http.get(f"/v1.0/state/{store}/{as_json}").content
+    assert json.loads(stored) == {**value, "pi": 3.141593, "big": 9007199254740992}
+    wait_until(lambda: delivered(app, "/events/outbox", as_json), timeout=15)
+    event = delivered(app, "/events/outbox", as_json)[0]["event"]
+    assert event["datacontenttype"] == "application/json"
+    assert event["data"] == {**value, "big": 9007199254740992}
+    wait_until(lambda: delivered(app, "/events/outbox", as_text), timeout=15)
+    event = delivered(app, "/events/outbox", as_text)[0]["event"]
+    assert event["datacontenttype"] == "text/plain"
+    assert event["data"] == f"map[a:1.5 m:{as_text}]"
+
+
+@OUTBOX_STORES
 def test_outbox_projection_and_failed_transaction(
     sidecar: Sidecar, app: TinyApp, store: str
 ) -> None:

@@ -8,6 +8,7 @@ session's conformance sidecar (tests/sidecar/api/conformance.py).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -310,6 +311,76 @@ def test_http_bulk_get_bodies_are_typed_as_daprd_types_them(http: httpx.Client) 
     found = http.post("/v1.0/state/redisstore/bulk", content=b'{"keys": [null]}')
     assert found.json() == [{"key": ""}]
     assert http.post("/v1.0/state/redisstore/bulk", content=b"null").json() == []
+
+
+# --- HTTP values: what the store's Go library writes for a value daprd decoded ------------
+
+#: A value saved over HTTP and read back: state.redis writes it with json-iterator's
+#: ConfigFastest, the other stores with encoding/json (texts produced by those Go libraries;
+#: tests/sidecar/state/test_go_values.py has more).
+HTTP_VALUES = [
+    # (JSON sent, state.redis's text, the other stores')
+    ("3.14159265358979", "3.141593", "3.14159265358979"),
+    ("9007199254740993", "9007199254740992", "9007199254740992"),
+    ("0.0000004", "0", "4e-7"),
+    ("1e21", "1e+21", "1e+21"),
+    ('"a<b>&c"', '"a<b>&c"', '"a\\u003cb\\u003e\\u0026c"'),
+    (
+        '{"b":[0.1234565,null],"a":"x"}',
+        '{"b":[0.123457,null],"a":"x"}',
+        '{"a":"x","b":[0.1234565,null]}',
+    ),
+]
+
+
+def _read_back(http: httpx.Client, store: str, key: str) -> bytes:
+    got = http.get(f"/v1.0/state/{store}/{key}")
+    assert got.status_code == 200, got.text
+    return got.content
+
+
+@pytest.mark.parametrize(("sent", "on_redis", "elsewhere"), HTTP_VALUES)
+def test_http_values_are_stored_as_the_stores_go_library_writes_them(
+    http: httpx.Client, store: str, sent: str, on_redis: str, elsewhere: str
+) -> None:
+    expected = on_redis if STORES[store] == "state.redis" else elsewhere
+    key, tx_key = unique("goval"), unique("goval-tx")
+    saved = http.post(f"/v1.0/state/{store}", content=f'[{{"key":"{key}","value":{sent}}}]')
+    assert saved.status_code == 204, saved.text
+    upsert = f'{{"operation":"upsert","request":{{"key":"{tx_key}","value":{sent}}}}}'
+    done = http.post(f"/v1.0/state/{store}/transaction", content=f'{{"operations":[{upsert}]}}')
+    assert done.status_code == 204, done.text
+    for stored in (_read_back(http, store, key), _read_back(http, store, tx_key)):
+        if STORES[store] == "state.postgresql":  # JSONB keeps the value, not its text
+            assert json.loads(stored) == json.loads(expected)
+        else:
+            assert stored.decode() == expected
+
+
+def test_grpc_values_are_stored_as_sent(stub: dapr_pb2_grpc.DaprStub, http: httpx.Client) -> None:
+    key = unique("goval-grpc")
+    item = common_pb2.StateItem(key=key, value=b'{"pi":3.14159265358979}')
+    stub.SaveState(state_pb2.SaveStateRequest(store_name="redisstore", states=[item]))
+    assert _read_back(http, "redisstore", key) == b'{"pi":3.14159265358979}'
+
+
+def test_a_number_no_float64_holds_is_a_malformed_body(http: httpx.Client) -> None:
+    key = unique("goval-range")
+    saved = http.post("/v1.0/state/redisstore", content=f'[{{"key":"{key}","value":[1e400]}}]')
+    assert api_error(saved, 400, "ERR_MALFORMED_REQUEST") == (
+        "json: cannot unmarshal number 1e400 into Go struct field SetRequest.value of type float64"
+    )
+    upsert = '{"operation":"upsert","request":{"key":"k","value":{"x":-1E+999}}}'
+    done = http.post("/v1.0/state/redisstore/transaction", content=f'{{"operations":[{upsert}]}}')
+    assert api_error(done, 400, "ERR_MALFORMED_REQUEST") == (
+        "failed deserializing HTTP body: json: cannot unmarshal number -1E+999 into Go struct "
+        "field stateTransactionRequestBodyOperation.operations.request of type float64"
+    )
+    nan = http.post("/v1.0/state/redisstore", content=f'[{{"key":"{key}","value":NaN}}]')
+    assert api_error(nan, 400, "ERR_MALFORMED_REQUEST") == (
+        "invalid character 'N' looking for beginning of value"
+    )
+    assert http.get(f"/v1.0/state/redisstore/{key}").status_code == 204
 
 
 # --- HTTP errors: details only where daprd's error is a dapr/kit error ---------------------
