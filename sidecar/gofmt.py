@@ -6,7 +6,6 @@ this way, so the same input gives the same strings as under daprd.
 
 from __future__ import annotations
 
-import json
 import math
 from decimal import Decimal
 
@@ -102,46 +101,3 @@ def go_quote(text: str) -> str:
         else:
             out.append(f"\\U{code:08x}")
     return '"' + "".join(out) + '"'
-
-
-_JSON_HTML_ESCAPES = str.maketrans(
-    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-)
-
-
-def go_json(value: object) -> bytes:
-    """``json.Marshal`` of a value Go decoded from JSON: object keys sorted, numbers as
-    float64, ``<``, ``>``, ``&`` and the line and paragraph separators escaped."""
-    return _go_json(value).encode()
-
-
-def _go_json(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return _go_json_float(float(value))
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False).translate(_JSON_HTML_ESCAPES)
-    if isinstance(value, list):
-        return "[" + ",".join(_go_json(item) for item in value) + "]"
-    if isinstance(value, dict):
-        items = (f"{_go_json(str(key))}:{_go_json(value[key])}" for key in sorted(value))
-        return "{" + ",".join(items) + "}"
-    raise TypeError(f"not a JSON value: {type(value).__name__}")
-
-
-def _go_json_float(number: float) -> str:
-    """encoding/json's float64: shortest digits, exponent form below 1e-6 and from 1e21."""
-    if number == 0:
-        return "-0" if math.copysign(1.0, number) < 0 else "0"
-    sign = "-" if number < 0 else ""
-    shortest = Decimal(repr(abs(number))).normalize()
-    if 1e-6 <= abs(number) < 1e21:
-        return sign + format(shortest, "f")
-    parts = shortest.as_tuple()
-    digits = "".join(str(d) for d in parts.digits)
-    exponent = len(digits) - 1 + int(parts.exponent)
-    body = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-    return f"{sign}{body}e{'-' if exponent < 0 else '+'}{abs(exponent)}"

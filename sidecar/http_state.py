@@ -1,7 +1,7 @@
 """The HTTP state API (``/v1.0/state/...``): parse daprd's JSON bodies, format its answers.
 
 Values arrive as JSON and are stored as the store's Go library writes the value daprd decoded
-(``sidecar.state.go_values``); a missing key answers 204 with no body (contract section 3).
+(``sidecar.go_values``); a missing key answers 204 with no body (contract section 3).
 """
 
 from __future__ import annotations
@@ -16,15 +16,14 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sidecar import cloudevents
+from sidecar import cloudevents, go_values
 from sidecar.errors import DaprError
+from sidecar.go_values import Marshal
 from sidecar.gofmt import go_format
 from sidecar.http_paths import DaprRoute
-from sidecar.state import go_values
 from sidecar.state import http_bodies as bodies
 from sidecar.state.base import DeleteRequest, SetRequest
 from sidecar.state.errors import unsupported_operation
-from sidecar.state.go_values import Marshal
 from sidecar.state.http_bodies import StateItem
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from dapr.proto.runtime.v1 import appcallback_pb2, pubsub_pb2
 from google.protobuf import struct_pb2
 
 from sidecar import cloudevents
-from sidecar.gofmt import go_json
+from sidecar.go_values import encoding_json
 from sidecar.metrics import ComponentMetrics, ms_since
 from sidecar.postman import Outcome, RetriableError
 from sidecar.pubsub.base import Message
@@ -70,7 +70,7 @@ def _data(event: Mapping[str, Any], content_type: str) -> bytes:
         content_type
     ):
         try:
-            return go_json(data)
+            return encoding_json(data)
         except (TypeError, ValueError, OverflowError) as exc:
             raise ValueError(f"unable to marshal data: {exc}") from None
     return b""

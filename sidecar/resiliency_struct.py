@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, NoReturn
 
-from sidecar.gofmt import go_json
+from sidecar.go_values import encoding_json
 from sidecar.gojson import folded
 
 _MAX_INT64 = (1 << 63) - 1
@@ -236,7 +236,7 @@ def _int(value: Any, kind: str, where: _Where) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
         _fail(_json_kind(value), kind, where)
     if isinstance(value, float):
-        text = go_json(value).decode()  # as json.Marshal wrote it for encoding/json to read
+        text = encoding_json(value).decode()  # as json.Marshal wrote it for encoding/json to read
         if not value.is_integer() or "e" in text:
             _fail(f"number {text}", kind, where)
     number = int(value)

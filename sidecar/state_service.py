@@ -20,6 +20,7 @@ from sidecar import cloudevents
 from sidecar import metrics as m
 from sidecar.breaker import Breakers, CircuitBreaker
 from sidecar.components import Component
+from sidecar.go_values import Marshal
 from sidecar.policy_runner import run
 from sidecar.resiliency import Policy, Resiliency
 from sidecar.state import errors as err
@@ -38,7 +39,6 @@ from sidecar.state.base import (
     StreamAppend,
     StreamAppendingStore,
 )
-from sidecar.state.go_values import Marshal
 from sidecar.state.keys import illegal_key_message, key_prefix, original_key
 from sidecar.state.query import QueryError, parse_query
 

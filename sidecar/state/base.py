@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from sidecar.go_values import Marshal
 from sidecar.redis_endpoint import RedisEndpoint
-from sidecar.state.go_values import Marshal
 
 
 class Concurrency(StrEnum):
@@ -139,7 +139,7 @@ class StateStore(Protocol):
     @property
     def marshal(self) -> Marshal:
         """How the component's library writes a value daprd decoded from JSON (the HTTP
-        API's): ``sidecar.state.go_values``' encoding_json or jsoniter_fastest."""
+        API's): ``sidecar.go_values``' encoding_json or jsoniter_fastest."""
 
     async def init(self) -> None:
         """Connect and check the backend answers; raise with a clear message if not."""

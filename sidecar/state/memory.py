@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sidecar.state import go_values
+from sidecar import go_values
 from sidecar.state.base import (
     BulkGetItem,
     Concurrency,

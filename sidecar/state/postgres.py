@@ -17,8 +17,9 @@ from typing import Any
 
 import asyncpg
 
+from sidecar import go_values
 from sidecar.components import Component, ComponentError
-from sidecar.state import go_values, pgschema
+from sidecar.state import pgschema
 from sidecar.state.base import (
     BulkGetItem,
     Concurrency,

@@ -13,12 +13,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sidecar import go_values
 from sidecar.components import Component, ComponentError
 from sidecar.redis_conn import redis_pipe
 from sidecar.redis_endpoint import RedisEndpoint
 from sidecar.redis_pipe import OutcomeUnknown as RedisOutcomeUnknown
 from sidecar.redis_pipe import ReplyError
-from sidecar.state import go_values
 from sidecar.state.base import (
     BulkGetItem,
     Concurrency,

@@ -24,8 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
+from sidecar import go_values
 from sidecar.components import Component, ComponentError
-from sidecar.state import go_values
 from sidecar.state.base import (
     BulkGetItem,
     Concurrency,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sidecar.gofmt import go_json
+from sidecar.go_values import encoding_json
 from sidecar.postman_stream import topic_event_request
 
 
@@ -31,8 +31,8 @@ from sidecar.postman_stream import topic_event_request
         ("tab\t\x01é", b'"tab\\t\\u0001\xc3\xa9"'),
     ],
 )
-def test_go_json_writes_what_go_marshal_writes(value: Any, marshalled: bytes) -> None:
-    assert go_json(value) == marshalled
+def test_encoding_json_writes_what_go_marshal_writes(value: Any, marshalled: bytes) -> None:
+    assert encoding_json(value) == marshalled
 
 
 def envelope(event: dict[str, Any]) -> Any:

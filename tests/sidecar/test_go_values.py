@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from sidecar import go_values
 from sidecar.cloudevents import fast_loads, loads
-from sidecar.state import go_values
 
 #: (JSON sent, encoding/json's text, json-iterator ConfigFastest's text)
 VECTORS = [

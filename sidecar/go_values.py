@@ -125,7 +125,8 @@ def _scalar(value: Any, table: dict[int, str], std: bool) -> str:
         return "false"
     if isinstance(value, str):
         return f'"{value.translate(table)}"'
-    return json_float(value) if std else _lossy_float(value)
+    number = float(value)  # an int too: Go decoded every number into a float64
+    return json_float(number) if std else _lossy_float(number)
 
 
 def _dump(value: Any, table: dict[int, str], std: bool) -> bytes:
