@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from sidecar.components import Component, ComponentError
 from sidecar.durations import parse_go_duration
+from sidecar.gofmt import go_quote
 from sidecar.state.base import Concurrency, Consistency, ETagMismatch, InvalidRequest
 
 TTL_KEY = "ttlInSeconds"
@@ -24,10 +25,14 @@ _CONSISTENCIES = frozenset(Consistency)
 
 
 def go_atoi(text: str, func: str = "ParseInt") -> int:
-    """Parse like Go's strconv (no spaces or underscores); ValueError with Go's message."""
+    """Parse a Go int (64 bits) like strconv (no spaces or underscores); ValueError with Go's
+    message."""
     if not _GO_INT.fullmatch(text):
-        raise ValueError(f'strconv.{func}: parsing "{text}": invalid syntax')
-    return int(text)
+        raise ValueError(f"strconv.{func}: parsing {go_quote(text)}: invalid syntax")
+    value = int(text)
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(f"strconv.{func}: parsing {go_quote(text)}: value out of range")
+    return value
 
 
 def parse_ttl(metadata: Mapping[str, str], *, strict: bool = True) -> int | None:

@@ -135,6 +135,16 @@ async def test_bad_ttl_is_refused(harness: Harness) -> None:
     assert "soon" in exc.value.message
 
 
+async def test_a_ttl_beyond_a_go_int_is_out_of_range(harness: Harness) -> None:
+    """Every store parses ttlInSeconds into a 64-bit Go int: a longer number is Go's range
+    error, not a TTL the store would accept or clamp."""
+    h = harness
+    with pytest.raises(DaprError) as exc:
+        await h.service.save(S, [item(h.key(), metadata={"ttlInSeconds": "9" * 20})])
+    assert (exc.value.error_code, exc.value.http_status) == ("ERR_STATE_SAVE", 500)
+    assert f'parsing "{"9" * 20}": value out of range' in exc.value.message
+
+
 async def test_ttl_expiry_and_clearing(harness: Harness) -> None:
     h = harness
     expiring, rewritten, persisted, far = h.key("exp"), h.key("rew"), h.key("per"), h.key("far")
