@@ -9,13 +9,12 @@ of the wrong type anywhere fails the whole answer, as Go's decoder fails it.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sidecar import gojson
-from sidecar.cloudevents import fast_loads, loads
+from sidecar.cloudevents import go_decode
 from sidecar.components import RouteRule, Subscription
 
 logger = logging.getLogger(__name__)
@@ -37,14 +36,9 @@ def read(body: bytes) -> list[Subscription]:
     surrogate escapes become U+FFFD, and bytes after the first JSON value are ignored, as Go's
     json.Decoder reads them."""
     try:
-        parsed = fast_loads(body)
-    except ValueError:
-        text = body.decode("utf-8", "replace").lstrip()
-        try:
-            _, end = json.JSONDecoder().raw_decode(text)
-        except ValueError as exc:
-            raise SubscribeAnswerError("", f"not JSON: {exc}") from None
-        parsed = loads(text[:end])
+        parsed = go_decode(body)
+    except ValueError as exc:
+        raise SubscribeAnswerError("", f"not JSON: {exc}") from None
     return parse(parsed)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from sidecar import go_scanner
 from sidecar.ttl import message_ttl
 
 DEFAULT_TYPE = "com.dapr.event.sent"
@@ -66,7 +67,8 @@ def loads(data: bytes | str) -> Any:
     Python's parser would keep), become U+FFFD, as Go reads them; what is parsed can always be
     written out again as UTF-8. JSON nested deeper than Python's recursion limit is a ValueError
     like any other bad JSON (Go's decoder also refuses it: "exceeded max depth"), and so are
-    NaN, Infinity and -Infinity, which Python would read, with Go's wording.
+    NaN, Infinity and -Infinity, which Python would read. Syntax errors are json.Unmarshal's
+    (``sidecar.go_scanner``).
     """
     if isinstance(data, str):
         text, decoded = data, _LONE_SURROGATE.search(data) is not None
@@ -77,6 +79,9 @@ def loads(data: bytes | str) -> Any:
         value = json.loads(text, parse_constant=_refuse_constant)
     except RecursionError:
         raise ValueError("JSON exceeded max depth") from None
+    except json.JSONDecodeError as exc:
+        raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
+        raise ValueError(go_scanner.scan(raw, whole=True).error or str(exc)) from None
     if decoded or _SURROGATE_ESCAPE.search(text):
         value = _mend_surrogates(value)
     return value
@@ -96,25 +101,28 @@ _GO_KINDS: tuple[tuple[type, str], ...] = (
     (int, "number"),
     (float, "number"),
 )
-_JSON_SPACE = " \t\r\n"
-#: Python's parse errors that Go words as "invalid character ... looking for beginning of X".
-_GO_EXPECTING = {
-    "Expecting value": "value",
-    "Expecting property name enclosed in double quotes": "object key string",
-}
+
+
+def go_decode(data: bytes) -> Any:
+    """The first JSON value of ``data`` as one Decode of a json.Decoder reads it (the rest is
+    never read); ValueError with Go's message ("EOF" when there is none)."""
+    try:
+        return loads(data)
+    except ValueError:
+        found = go_scanner.scan(data, whole=False)
+        if found.error:
+            raise ValueError(found.error) from None
+        if not data[found.end :].strip(b" \t\r\n"):
+            raise  # the value is all there is: loads' own reason (too deep) stands
+    return loads(data[: found.end])
 
 
 def go_decode_object(data: bytes) -> dict[str, Any]:
     """The JSON object at the start of ``data`` as contrib's unmarshalPrecise reads it into a
-    Go map (a json.Decoder's one Decode: text after the first value is never read); raises
-    CloudEventError worded as Go's decoder words the common failures."""
-    if not data.strip(b" \t\r\n"):
-        raise CloudEventError("EOF")
+    Go map (``go_decode``); raises CloudEventError worded as Go's decoder words it."""
     try:
-        value = loads(data)
-    except json.JSONDecodeError as exc:
-        value = _first_value(exc)
-    except ValueError as exc:  # nested deeper than the parser goes
+        value = go_decode(data)
+    except ValueError as exc:
         raise CloudEventError(str(exc)) from None
     if isinstance(value, dict):
         return value
@@ -124,34 +132,6 @@ def go_decode_object(data: bytes) -> dict[str, Any]:
     raise CloudEventError(
         f"json: cannot unmarshal {kind} into Go value of type map[string]interface {{}}"
     )
-
-
-def _first_value(exc: json.JSONDecodeError) -> Any:
-    """What a Go decoder makes of the text that Python's whole-text parse refused."""
-    text = exc.doc
-    if exc.msg == "Extra data":
-        return loads(text[: exc.pos])
-    if exc.pos >= len(text.rstrip(_JSON_SPACE)) or exc.msg.startswith("Unterminated string"):
-        raise CloudEventError("unexpected EOF") from None
-    expecting = _GO_EXPECTING.get(exc.msg)
-    if expecting is not None:
-        found = _go_quoted_char(text[exc.pos])
-        raise CloudEventError(
-            f"invalid character {found} looking for beginning of {expecting}"
-        ) from None
-    raise CloudEventError(str(exc)) from None
-
-
-def _go_quoted_char(char: str) -> str:
-    """encoding/json's quoteChar."""
-    if char == "'":
-        return "'\\''"
-    if char == '"':
-        return "'\"'"
-    if char.isprintable():
-        return f"'{char}'"
-    code = ord(char)
-    return f"'\\x{code:02x}'" if code < 0x80 else f"'\\u{code:04x}'"
 
 
 def fast_loads(data: bytes) -> Any:

@@ -243,7 +243,7 @@ def _bulk_items(body: bytes) -> list[dict[str, Any]]:
     """The entries of a bulk publish body, shaped as Go decodes them into daprd's struct
     (raises ValueError): ``null`` is no entries; entryId and contentType are strings, metadata
     an object of strings."""
-    raw = cloudevents.loads(body)
+    raw = cloudevents.go_decode(body)
     if raw is None:
         return []
     if not isinstance(raw, list):

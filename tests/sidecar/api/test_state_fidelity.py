@@ -364,6 +364,27 @@ def test_grpc_values_are_stored_as_sent(stub: dapr_pb2_grpc.DaprStub, http: http
     assert _read_back(http, "redisstore", key) == b'{"pi":3.14159265358979}'
 
 
+def test_state_bodies_are_read_as_a_go_decoder_reads_them(http: httpx.Client) -> None:
+    """daprd decodes state bodies with json.NewDecoder(r.Body).Decode: the first value only,
+    and Go's syntax errors."""
+    key = unique("decoder")
+    trailing = http.post("/v1.0/state/redisstore", content=f'[{{"key":"{key}","value":1}}] x')
+    assert trailing.status_code == 204, trailing.text
+    assert _read_back(http, "redisstore", key) == b"1"
+    bad_number = http.post("/v1.0/state/redisstore", content=f'[{{"key":"{key}","value":1.}}]')
+    assert api_error(bad_number, 400, "ERR_MALFORMED_REQUEST") == (
+        "invalid character '}' after decimal point in numeric literal"
+    )
+    bad_tx = http.post("/v1.0/state/redisstore/transaction", content=b'{"operations": [}')
+    assert api_error(bad_tx, 400, "ERR_MALFORMED_REQUEST") == (
+        "failed deserializing HTTP body: invalid character '}' looking for beginning of value"
+    )
+    cut = http.post("/v1.0/state/redisstore/bulk", content=b'{"keys": ["a"')
+    assert api_error(cut, 400, "ERR_MALFORMED_REQUEST") == (
+        "failed deserializing HTTP body: unexpected EOF"
+    )
+
+
 def test_a_number_no_float64_holds_is_a_malformed_body(http: httpx.Client) -> None:
     key = unique("goval-range")
     saved = http.post("/v1.0/state/redisstore", content=f'[{{"key":"{key}","value":[1e400]}}]')

@@ -119,7 +119,15 @@ GO_MAP = "Go value of type map[string]interface {}"
 @pytest.mark.parametrize(
     ("body", "why"),
     [
-        (b"not json", "invalid character 'n' looking for beginning of value"),
+        (b"not json", "invalid character 'o' in literal null (expecting 'u')"),
+        (b"nah", "invalid character 'a' in literal null (expecting 'u')"),
+        (b'{"a": tru}', "invalid character '}' in literal true (expecting 'e')"),
+        (b'{"a": 1.}', "invalid character '}' after decimal point in numeric literal"),
+        (b'{"a" 1}', "invalid character '1' after object key"),
+        (b'{"a": 1 "b": 2}', "invalid character '\"' after object key:value pair"),
+        (b'{"a": "\\x"}', "invalid character 'x' in string escape code"),
+        (b"\xef\xbb\xbf{}", "invalid character '\u00ef' looking for beginning of value"),
+        (b'{"a": t', "unexpected EOF"),
         (b"{'a': 1}", "invalid character '\\'' looking for beginning of object key string"),
         (b'{"a": 1,}', "invalid character '}' looking for beginning of object key string"),
         (b'{"a": [1, x]}', "invalid character 'x' looking for beginning of value"),

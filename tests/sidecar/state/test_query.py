@@ -86,7 +86,8 @@ def test_what_the_store_refuses(query: dict[str, object], message: str) -> None:
     ("text", "message"),
     [
         (b"", "unexpected end of JSON input"),
-        (b"{not json", "property name"),  # Python's wording, not Go's
+        (b"{not json", "^invalid character 'n' looking for beginning of object key string$"),
+        (b'{"filter": {}} x', "^invalid character 'x' after top-level value$"),  # Unmarshal
         (b"[]", "must be a JSON object"),
         (b'{"filter": []}', "filter must be a JSON object"),
         (b'{"filter": {"AND": [{"EQ": {"a": 1}}]}}', "at least two entries"),
