@@ -249,8 +249,8 @@ def new_envelope(
         "time": rfc3339(now) if now else rfc3339_now(),
     }
     if is_json_content_type(content_type):
-        try:
-            event["data"] = loads(data)
+        try:  # contrib's unmarshalPrecise: a json.Decoder, so the first value only
+            event["data"] = go_decode(data)
         except ValueError:
             # contrib falls back to the text when the "JSON" does not parse.
             event["data"] = data.decode("utf-8", errors="replace")

@@ -56,6 +56,14 @@ def test_plus_json_is_a_string_like_contrib() -> None:
 
 def test_invalid_json_falls_back_to_text() -> None:
     assert envelope(b"{nope", "application/json")["data"] == "{nope"
+    assert envelope(b"", "application/json")["data"] == ""
+
+
+def test_json_data_is_its_first_value_as_a_go_decoder_reads_it() -> None:
+    """contrib's unmarshalPrecise decodes once with a json.Decoder: text after the value is
+    never read."""
+    assert envelope(b'{"a": 1} trailing', "application/json")["data"] == {"a": 1}
+    assert envelope(b"[1] [2]", "application/json")["data"] == [1]
 
 
 def test_default_content_type_is_text_plain() -> None:
