@@ -7,7 +7,6 @@ bulksubscribe_events.go``); the answer is decoded as Go's ``json.Decoder`` decod
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -62,12 +61,8 @@ def parse_bulk_response(body: bytes) -> list[tuple[str, str]]:
     An empty body is an error (Go's decoder reports EOF); ``null`` or an object without
     ``statuses`` answer no entry, so each is retried as "response not received".
     """
-    text = body.decode("utf-8", errors="replace").lstrip()
-    if not text:
-        raise AppBulkResponseError("EOF")
     try:
-        # Go's json.Decoder reads the first value only; trailing bytes are ignored.
-        value, _ = json.JSONDecoder().raw_decode(text)
+        value = cloudevents.go_decode(body)  # the first value only, as Go's json.Decoder
     except ValueError as exc:
         raise AppBulkResponseError(str(exc)) from None
     if value is None:
