@@ -105,10 +105,7 @@ def _first_value(data: bytes) -> int | None:
         while True:
             if not stack:
                 return pos
-            while pos < size and data[pos] in _SPACE:
-                pos += 1
-            if pos == size:
-                raise _End()
+            pos = _skip_space(data, pos)
             byte = data[pos]
             top = stack[-1]
             if top == b"{":  # a key was just read
@@ -120,7 +117,7 @@ def _first_value(data: bytes) -> int | None:
             if top == b":":
                 if byte == 0x2C:
                     stack[-1] = b"{"
-                    pos = _key(data, pos + 1, stack)
+                    pos = _key(data, pos + 1)
                     continue
                 if byte == 0x7D:
                     stack.pop()
@@ -145,7 +142,7 @@ def _skip_space(data: bytes, pos: int) -> int:
     return pos
 
 
-def _key(data: bytes, pos: int, stack: list[bytes]) -> int:
+def _key(data: bytes, pos: int) -> int:
     """A key string (after ``{`` or ``,``); the offset past it."""
     pos = _skip_space(data, pos)
     if data[pos] != 0x22:
@@ -166,7 +163,7 @@ def _value(data: bytes, pos: int, stack: list[bytes]) -> int:
             if data[pos] == 0x7D:
                 return pos + 1
             stack.append(b"{")
-            return _key(data, pos, stack)
+            return _key(data, pos)
         if byte == 0x5B:  # [
             if len(stack) >= MAX_DEPTH:
                 raise _invalid(byte, "exceeded max depth")

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sidecar import go_scanner
 from sidecar.gofmt import go_format
 from sidecar.gojson import folded
 
@@ -200,8 +201,9 @@ class _Literal(str):
 
 def _parallelism_literal(raw: bytes) -> str:
     """The parallelism number as the body spells it (Go quotes the literal, "1.50")."""
+    first = go_scanner.scan(raw, whole=False).end or len(raw)  # as Go's decoder read it
     try:
-        body = json.loads(raw, parse_float=_Literal, parse_int=_Literal)
+        body = json.loads(raw[:first], parse_float=_Literal, parse_int=_Literal)
     except ValueError:
         return ""
     found = ""

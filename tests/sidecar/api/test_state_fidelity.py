@@ -300,6 +300,8 @@ def test_http_bulk_get_bodies_are_typed_as_daprd_types_them(http: httpx.Client) 
         "field BulkGetRequest.metadata of type string",
         b'{"keys": ["k"], "parallelism": 1.50}': "json: cannot unmarshal number 1.50 into Go "
         "struct field BulkGetRequest.parallelism of type int",
+        b'{"keys": ["k"], "parallelism": 2.50} x': "json: cannot unmarshal number 2.50 into Go "
+        "struct field BulkGetRequest.parallelism of type int",
         b'{"keys": [1]}': "json: cannot unmarshal number into Go struct field "
         "BulkGetRequest.keys of type string",
     }
