@@ -70,6 +70,15 @@ def loads(data: bytes | str) -> Any:
     NaN, Infinity and -Infinity, which Python would read. Syntax errors are json.Unmarshal's
     (``sidecar.go_scanner``).
     """
+    try:
+        return _parse(data)
+    except json.JSONDecodeError as exc:
+        raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
+        raise ValueError(go_scanner.scan(raw, whole=True).error or str(exc)) from None
+
+
+def _parse(data: bytes | str) -> Any:
+    """``loads`` with Python's json.JSONDecodeError left as it is for syntax errors."""
     if isinstance(data, str):
         text, decoded = data, _LONE_SURROGATE.search(data) is not None
     else:
@@ -79,9 +88,6 @@ def loads(data: bytes | str) -> Any:
         value = json.loads(text, parse_constant=_refuse_constant)
     except RecursionError:
         raise ValueError("JSON exceeded max depth") from None
-    except json.JSONDecodeError as exc:
-        raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
-        raise ValueError(go_scanner.scan(raw, whole=True).error or str(exc)) from None
     if decoded or _SURROGATE_ESCAPE.search(text):
         value = _mend_surrogates(value)
     return value
@@ -107,14 +113,12 @@ def go_decode(data: bytes) -> Any:
     """The first JSON value of ``data`` as one Decode of a json.Decoder reads it (the rest is
     never read); ValueError with Go's message ("EOF" when there is none)."""
     try:
-        return loads(data)
-    except ValueError:
+        return _parse(data)
+    except json.JSONDecodeError:
         found = go_scanner.scan(data, whole=False)
         if found.error:
             raise ValueError(found.error) from None
-        if not data[found.end :].strip(b" \t\r\n"):
-            raise  # the value is all there is: loads' own reason (too deep) stands
-    return loads(data[: found.end])
+    return _parse(data[: found.end])
 
 
 def go_decode_object(data: bytes) -> dict[str, Any]:

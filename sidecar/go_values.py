@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from sidecar import go_scanner
 from sidecar.gofmt import json_float
 
 #: A JSON value as Go's json.Marshal writes it, and as json-iterator's ConfigFastest does.
@@ -88,7 +89,8 @@ def as_go(value: Any, where: str, literal: Callable[[], str]) -> Any:
 
 
 def first_out_of_range(raw: bytes | str) -> str:
-    """The text of the first number in a JSON document that a float64 cannot hold."""
+    """The text of the first number in a document's first JSON value that a float64 cannot
+    hold (the document is one Go's decoder accepted)."""
     found: list[str] = []
 
     def number(text: str) -> float:
@@ -97,8 +99,9 @@ def first_out_of_range(raw: bytes | str) -> str:
             found.append(text)
         return value
 
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    json.loads(text, parse_float=number, parse_int=number)
+    data = raw if isinstance(raw, bytes) else raw.encode()
+    first = go_scanner.scan(data, whole=False).end or len(data)  # a Decoder reads no further
+    json.loads(data[:first].decode("utf-8", "replace"), parse_float=number, parse_int=number)
     return found[0] if found else "?"
 
 

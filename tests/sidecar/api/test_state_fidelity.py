@@ -389,7 +389,9 @@ def test_state_bodies_are_read_as_a_go_decoder_reads_them(http: httpx.Client) ->
 
 def test_a_number_no_float64_holds_is_a_malformed_body(http: httpx.Client) -> None:
     key = unique("goval-range")
-    saved = http.post("/v1.0/state/redisstore", content=f'[{{"key":"{key}","value":[1e400]}}]')
+    saved = http.post(
+        "/v1.0/state/redisstore", content=f'[{{"key":"{key}","value":[1e400]}}] unread'
+    )
     assert api_error(saved, 400, "ERR_MALFORMED_REQUEST") == (
         "json: cannot unmarshal number 1e400 into Go struct field SetRequest.value of type float64"
     )
