@@ -31,7 +31,7 @@ async def _run(body: bytes, state: Any) -> str:
 
 
 async def _changed(body: bytes, state: Any) -> str:
-    return changed_delivery(body, state.waiters, state.worker)
+    return await changed_delivery(body, state.waiters, state.worker, state.service.get)
 
 
 _HANDLERS: dict[str, Handler] = {RUN_PATH: _run, CHANGED_PATH: _changed}

@@ -25,6 +25,9 @@ _BY_STATUS = {
 
 
 _STATUS_NAMES = frozenset(s.value for s in JobStatus)
+#: Integers from here on may have lost digits in an event: daprd's outbox relay reads each
+#: event back with Go's json.Unmarshal, which makes every number a float64.
+_EXACT_LIMIT = 2**53
 
 
 def event_type(job: Job) -> str:
@@ -97,3 +100,18 @@ def job_from_event(cloud_event: dict[str, Any]) -> dict[str, Any]:
         raise MalformedEvent("event data has no known job status")
     data.pop("changedBy", None)  # who wrote it: for the broadcast's rule, not for clients
     return data
+
+
+def may_be_rounded(job: dict[str, Any]) -> bool:
+    """Whether a job read from an event may differ from the stored one: it holds an integer
+    a float64 may not have kept (its input or result, as daprd's outbox relayed it)."""
+    todo: list[Any] = [job]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+        elif isinstance(item, int) and not isinstance(item, bool) and abs(item) >= _EXACT_LIMIT:
+            return True
+    return False

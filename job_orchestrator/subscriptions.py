@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
 
 from job_orchestrator import events
-from job_orchestrator.errors import StoreUnavailable
+from job_orchestrator.errors import JobNotFound, StoreUnavailable
 from job_orchestrator.runs import Answer
 from job_orchestrator.settings import Settings
 from job_orchestrator.waiters import Waiters, is_final
@@ -34,6 +35,8 @@ CHANGED_RULE = (
     f"event.type in [{_FINAL_TYPES}] || "
     f'(event.type == "{events.UPDATED}" && event.data.cancelRequested == true)'
 )
+#: Reads a job (public form) from the store; JobNotFound, StoreUnavailable.
+ReadJob = Callable[[str], Awaitable[dict[str, Any]]]
 #: How far back a new replica still wants broadcast events (clock skew between hosts).
 BROADCAST_LOOKBACK = timedelta(minutes=1)
 
@@ -98,13 +101,21 @@ async def run_delivery(body: bytes, worker: Worker | None) -> str:
     return answer.value
 
 
-def changed_delivery(body: bytes, waiters: Waiters, worker: Worker | None) -> str:
+async def changed_delivery(
+    body: bytes, waiters: Waiters, worker: Worker | None, read: ReadJob
+) -> str:
     """Another replica changed a job: wake waiters here, stop a handler running here."""
     try:
         job = events.job_from_event(events.parse_event(body))
     except events.MalformedEvent as exc:
         logger.warning("dropping a broadcast message that carries no job: %s", exc)
         return "DROP"
+    if events.may_be_rounded(job):
+        # Waiters answer with the job as stored, not with digits the event lost.
+        try:
+            job = await read(job["id"])
+        except (JobNotFound, StoreUnavailable) as exc:
+            logger.warning("job %s: its event may have rounded numbers, unread: %s", job["id"], exc)
     waiters.notify(job)
     if worker is not None and (is_final(job) or job.get("cancelRequested")):
         worker.recheck(job["id"])

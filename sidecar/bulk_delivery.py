@@ -17,11 +17,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from sidecar import cloudevents
 from sidecar.app_channel import AppChannel, AppUnreachableError
 from sidecar.breaker import BreakerError
 from sidecar.bulk_batcher import Batcher, Held
 from sidecar.bulk_envelope import CONTENT_TYPE, AppBulkResponseError, envelope, parse_bulk_response
+from sidecar.go_marshal import as_float64, marshal
 from sidecar.pubsub.base import Message
 from sidecar.routing import RuleEvaluationError
 
@@ -48,7 +51,7 @@ class BulkEntryError(Exception):
 class _Entry:
     held: Held
     entry_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    event: Any = None  #: what the app receives as ``event``
+    event: Any = None  #: what the app receives as ``event`` (a CloudEvent as Go writes it)
     cloud_event: Mapping[str, Any] | None = None  #: None for rawPayload (no trace context)
     content_type: str = ""
     error: Exception | None = None  #: the failure of the last attempt; None = success or drop
@@ -62,7 +65,7 @@ class _Entry:
         return {
             "entryId": self.entry_id,
             "event": self.event,
-            "metadata": dict(self.message.metadata),
+            "metadata": dict(sorted(self.message.metadata.items())),  # a Go map
             "contentType": self.content_type,
         }
 
@@ -139,7 +142,7 @@ class BulkSubscriber:
             match: Mapping[str, Any] | str = data.decode("utf-8", errors="replace")
         else:
             try:
-                event = cloudevents.loads(data)
+                event = cloudevents.read_delivered(data)
             except ValueError as exc:
                 event, problem = None, str(exc)
             else:
@@ -162,7 +165,9 @@ class BulkSubscriber:
                 )
                 await self._drop_to_dead_letter(entry)
                 return None
-            entry.event = entry.cloud_event = event
+            entry.cloud_event = event
+            # daprd posts the map its json.Unmarshal made: numbers are float64s again.
+            entry.event = orjson.Fragment(marshal(cloudevents.loads(data, as_float64)))
             entry.content_type = cloudevents.CLOUDEVENT_CONTENT_TYPE
             match = event
         try:

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sidecar import cloudevents
+from sidecar.go_marshal import marshal
 
 BULK_EVENT_TYPE = "com.dapr.event.sent.bulk"  #: contrib's DefaultBulkEventType
 CONTENT_TYPE = "application/json"  #: the request's Content-Type
@@ -23,10 +24,13 @@ class AppBulkResponseError(ValueError):
 def envelope(
     envelope_id: str, pubsubname: str, topic: str, items: Sequence[Mapping[str, Any]]
 ) -> bytes:
-    """The request body; ``items`` are ``{entryId, event, metadata, contentType}`` objects."""
-    # Marshalled from a Go map, so the keys come out sorted. The bulk metadata daprd's
-    # default bulk subscriber builds holds only the pubsub name.
-    return cloudevents.dumps(
+    """The request body; ``items`` are ``{entryId, event, metadata, contentType}`` objects in
+    that order, each ``event`` a string or already marshalled (an orjson Fragment) and each
+    ``metadata`` sorted."""
+    # A Go map, whose keys are written sorted, holding the entries (Go structs, whose fields
+    # keep their order). The bulk metadata daprd's default bulk subscriber builds holds only
+    # the pubsub name.
+    return marshal(
         {
             "entries": list(items),
             "id": envelope_id,
@@ -34,7 +38,8 @@ def envelope(
             "pubsubname": pubsubname,
             "topic": topic,
             "type": BULK_EVENT_TYPE,
-        }
+        },
+        sort_keys=False,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import math
 import os
 import re
 import secrets
@@ -21,6 +22,7 @@ from typing import Any
 import orjson
 
 from sidecar import go_scanner
+from sidecar.go_marshal import Numbers, OutOfRange, as_text, go_string, marshal
 from sidecar.ttl import message_ttl
 
 DEFAULT_TYPE = "com.dapr.event.sent"
@@ -60,7 +62,7 @@ def is_cloudevent_content_type(content_type: str) -> bool:
     return _is_content_type(content_type, CLOUDEVENT_CONTENT_TYPE)
 
 
-def loads(data: bytes | str) -> Any:
+def loads(data: bytes | str, numbers: Numbers | None = None) -> Any:
     """Parse JSON as Go's encoding/json does in daprd, keeping big integers exact (UseNumber).
 
     Text that is not UTF-8, and escapes of unpaired UTF-16 surrogates (``"\\ud800"``, which
@@ -68,24 +70,44 @@ def loads(data: bytes | str) -> Any:
     written out again as UTF-8. JSON nested deeper than Python's recursion limit is a ValueError
     like any other bad JSON (Go's decoder also refuses it: "exceeded max depth"), and so are
     NaN, Infinity and -Infinity, which Python would read. Syntax errors are json.Unmarshal's
-    (``sidecar.go_scanner``).
+    (``sidecar.go_scanner``). ``numbers`` (``go_marshal.as_text`` or ``as_float64``) makes each
+    number what json.Marshal writes again; a number it refuses is an error only once the whole
+    text is known to be JSON, as Go checks the syntax first.
     """
     try:
-        return _parse(data)
+        return _parse(data, numbers)
     except json.JSONDecodeError as exc:
-        raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
+        raw = _raw(data)
         raise ValueError(go_scanner.scan(raw, whole=True).error or str(exc)) from None
+    except OutOfRange:
+        _raise_syntax_error(_raw(data), whole=True)
+        raise
 
 
-def _parse(data: bytes | str) -> Any:
+def _raw(data: bytes | str) -> bytes:
+    return data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
+
+
+def _raise_syntax_error(raw: bytes, *, whole: bool) -> None:
+    found = go_scanner.scan(raw, whole=whole)
+    if found.error:
+        raise ValueError(found.error) from None
+
+
+def _parse(data: bytes | str, numbers: Numbers | None = None) -> Any:
     """``loads`` with Python's json.JSONDecodeError left as it is for syntax errors."""
     if isinstance(data, str):
         text, decoded = data, _LONE_SURROGATE.search(data) is not None
     else:
         # "replace" never yields a surrogate, so only an escape can bring one in.
-        text, decoded = data.decode("utf-8", "replace"), False
+        text, decoded = go_string(data), False
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        if numbers is None:
+            value = json.loads(text, parse_constant=_refuse_constant)
+        else:
+            value = json.loads(
+                text, parse_constant=_refuse_constant, parse_int=numbers, parse_float=numbers
+            )
     except RecursionError:
         raise ValueError("JSON exceeded max depth") from None
     if decoded or _SURROGATE_ESCAPE.search(text):
@@ -109,30 +131,34 @@ _GO_KINDS: tuple[tuple[type, str], ...] = (
 )
 
 
-def go_decode(data: bytes) -> Any:
+def go_decode(data: bytes, numbers: Numbers | None = None) -> Any:
     """The first JSON value of ``data`` as one Decode of a json.Decoder reads it (the rest is
-    never read); ValueError with Go's message ("EOF" when there is none)."""
+    never read); ValueError with Go's message ("EOF" when there is none). ``numbers`` as in
+    ``loads``."""
     try:
-        return _parse(data)
+        return _parse(data, numbers)
     except json.JSONDecodeError:
         found = go_scanner.scan(data, whole=False)
         if found.error:
             raise ValueError(found.error) from None
-    return _parse(data[: found.end])
+    except OutOfRange:
+        _raise_syntax_error(data, whole=False)
+        raise
+    return _parse(data[: found.end], numbers)
 
 
-def go_decode_object(data: bytes) -> dict[str, Any]:
+def go_decode_object(data: bytes, numbers: Numbers | None = None) -> dict[str, Any]:
     """The JSON object at the start of ``data`` as contrib's unmarshalPrecise reads it into a
     Go map (``go_decode``); raises CloudEventError worded as Go's decoder words it."""
     try:
-        value = go_decode(data)
+        value = go_decode(data, numbers)
     except ValueError as exc:
         raise CloudEventError(str(exc)) from None
     if isinstance(value, dict):
         return value
     if value is None:  # Go decodes null into a nil map, and daprd then panics writing to it
         raise CloudEventError("the body is JSON null, not an object")
-    kind = next(name for kinds, name in _GO_KINDS if isinstance(value, kinds))
+    kind = next((name for kinds, name in _GO_KINDS if isinstance(value, kinds)), "number")
     raise CloudEventError(
         f"json: cannot unmarshal {kind} into Go value of type map[string]interface {{}}"
     )
@@ -144,6 +170,23 @@ def fast_loads(data: bytes) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         return loads(data)
+
+
+def read_delivered(data: bytes) -> Any:
+    """A delivered message as daprd's json.Unmarshal into a Go map reads it: a number no
+    float64 holds makes it unreadable (OutOfRange). Integers may stay ints here; the routing
+    rules see every number as a double, as in daprd (``sidecar.routing``)."""
+    try:
+        return orjson.loads(data)  # it refuses such numbers, NaN and lone surrogate escapes
+    except orjson.JSONDecodeError:
+        return loads(data, _go_float)
+
+
+def _go_float(literal: str) -> float:
+    value = float(literal)
+    if math.isinf(value):
+        raise OutOfRange(literal)
+    return value
 
 
 def _mend_surrogates(value: Any) -> Any:
@@ -172,14 +215,6 @@ def _mend_surrogates(value: Any) -> Any:
                 elif isinstance(child, dict | list):
                     todo.append(child)
     return value
-
-
-def dumps(value: Any) -> bytes:
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        # orjson refuses integers beyond 64 bits; the standard library writes them exactly.
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def new_event_id() -> str:
@@ -223,8 +258,13 @@ def new_envelope(
     tracestate: str = "",
     metadata: Mapping[str, str] | None = None,
     now: datetime | None = None,
+    numbers: Numbers = as_text,
 ) -> dict[str, Any]:
-    """Wrap ``data`` the way daprd does for a publish with a non-CloudEvent content type."""
+    """Wrap ``data`` the way daprd does for a publish with a non-CloudEvent content type.
+
+    JSON data keeps its numbers' text (contrib's unmarshalPrecise); ``numbers`` may say
+    otherwise (the outbox), and a number it refuses (OutOfRange) is raised.
+    """
     fields = {"id": "", "source": source, "type": "", "subject": ""}
     fields["traceid"] = traceparent
     fields["tracestate"] = tracestate
@@ -254,14 +294,16 @@ def new_envelope(
     }
     if is_json_content_type(content_type):
         try:  # contrib's unmarshalPrecise: a json.Decoder, so the first value only
-            event["data"] = go_decode(data)
+            event["data"] = go_decode(data, numbers)
+        except OutOfRange:
+            raise
         except ValueError:
             # contrib falls back to the text when the "JSON" does not parse.
-            event["data"] = data.decode("utf-8", errors="replace")
+            event["data"] = go_string(data)
     elif is_binary_content_type(content_type):
         event["data_base64"] = base64.b64encode(data).decode("ascii")
     else:
-        event["data"] = data.decode("utf-8", errors="replace")
+        event["data"] = go_string(data)
     if fields["subject"]:
         event["subject"] = fields["subject"]
     return event
@@ -277,7 +319,7 @@ def from_cloudevent(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """The publisher's own CloudEvent (``application/cloudevents+json``), completed like contrib."""
-    event = go_decode_object(data)
+    event = go_decode_object(data, as_text)  # unmarshalPrecise: numbers keep their text
     if "time" not in event:
         event["time"] = rfc3339(now) if now else rfc3339_now()
     # contrib's FromCloudEvent adds the request's trace context only where the event has none:
@@ -371,9 +413,9 @@ def parse_delivered(
                 event[key] = metadata[key]
         if "traceparent" in metadata:
             event["traceid"] = metadata["traceparent"]
-        return event, dumps(event)
+        return event, marshal(event)
     try:
-        event = loads(data)
+        event = read_delivered(data)
     except ValueError as exc:
         raise CloudEventError(f"error deserializing cloud event: {exc}") from None
     if not isinstance(event, dict):

@@ -25,6 +25,7 @@ from sidecar.api_logging import HttpApiLogging
 from sidecar.asgi import TEXT, send_response
 from sidecar.bodylimit import MaxBodySize
 from sidecar.errors import DaprError
+from sidecar.go_marshal import OutOfRange, as_float64, marshal
 from sidecar.headlimit import MaxHeadSize
 from sidecar.http_paths import DaprRoute, EscapedPaths, decoded_path
 from sidecar.http_state import request_metadata, state_routes
@@ -242,8 +243,14 @@ def _invoke_response(result: InvokeResult) -> Response:
 def _bulk_items(body: bytes) -> list[dict[str, Any]]:
     """The entries of a bulk publish body, shaped as Go decodes them into daprd's struct
     (raises ValueError): ``null`` is no entries; entryId and contentType are strings, metadata
-    an object of strings."""
-    raw = cloudevents.go_decode(body)
+    an object of strings. daprd's decoder makes every number of an event a float64."""
+    try:
+        raw = cloudevents.go_decode(body, as_float64)
+    except OutOfRange as exc:
+        raise ValueError(
+            f"json: cannot unmarshal number {exc.literal} into Go struct field "
+            "bulkPublishMessageEntry.event of type float64"
+        ) from None
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -275,7 +282,7 @@ def _bulk_entry(item: dict[str, Any]) -> PublishEntry:
     elif cloudevents.is_json_content_type(content_type) or (
         cloudevents.is_cloudevent_content_type(content_type)
     ):
-        data = cloudevents.dumps(event)
+        data = marshal(event)
     elif isinstance(event, str):
         data = event.encode()
     else:

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from sidecar import cloudevents, go_values
 from sidecar.errors import DaprError
+from sidecar.go_marshal import go_string
 from sidecar.go_values import Marshal
 from sidecar.gofmt import go_format
 from sidecar.http_paths import DaprRoute
@@ -121,7 +122,7 @@ def _raw_json(data: bytes) -> Any:
     try:
         cloudevents.fast_loads(data)
     except ValueError:
-        return data.decode("utf-8", "replace")
+        return go_string(data)
     return orjson.Fragment(data)
 
 

@@ -30,6 +30,7 @@ import orjson
 from sidecar import cloudevents
 from sidecar.components import Component
 from sidecar.errors import DaprError
+from sidecar.go_marshal import Numbers, OutOfRange, as_float64, as_text, marshal
 from sidecar.publishing import Publisher
 from sidecar.pubsub.base import (
     BulkEntry,
@@ -62,6 +63,7 @@ _TRUTHY = frozenset({"true", "1", "yes", "on", "y", "t"})
 _MARKER_WAITS = (0.0, 0.001, 0.002, 0.004, 0.008, 0.016, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 3.0)
 _CONSUMERS = 10
 _OUTCOME_TTL = 120.0  #: seconds an unclaimed transaction outcome is kept
+_RELAY_FAILED = "failed to publish outbox topic to pubsub %s: the event of %s cannot be read: %s"
 
 
 def _truthy(value: str | None) -> bool:
@@ -115,6 +117,7 @@ def outbox_event(
     app_id: str,
     marker: str,
     traceparent: str,
+    numbers: Numbers = as_text,
 ) -> dict[str, Any]:
     """The CloudEvent announcing one upsert; ``payload`` is the op itself or its projection.
 
@@ -132,6 +135,7 @@ def outbox_event(
         source=app_id,
         traceparent="",
         metadata={"cloudevent.id": marker},
+        numbers=numbers,
     )
     event["traceid"] = traceparent or cloudevents.new_traceparent()
     for key, value in op.metadata.items():
@@ -305,18 +309,25 @@ class Outbox:
         for index, op in enumerate(operations):
             if not isinstance(op, SetRequest):
                 continue
-            event = outbox_event(
-                op,
-                projections.get(op.key, op),
-                config,
-                self._app_id,
-                f"outbox-{uuid.uuid4()}",
-                traceparent,
-            )
+            try:
+                # The event as daprd's relay publishes it: read back from the internal topic
+                # by json.Unmarshal, so its numbers are float64s.
+                event = outbox_event(
+                    op,
+                    projections.get(op.key, op),
+                    config,
+                    self._app_id,
+                    f"outbox-{uuid.uuid4()}",
+                    traceparent,
+                    as_float64,
+                )
+            except OutOfRange as exc:
+                # There the relay fails on it for good after the commit: no event.
+                logger.error(_RELAY_FAILED, config.publish_pubsub, op.key, exc)
+                continue
             event["topic"] = config.publish_topic
             event["pubsubname"] = config.publish_pubsub
-            data = cloudevents.dumps(event)
-            appends[index] = pubsub.stream_append(config.publish_topic, data, {})
+            appends[index] = pubsub.stream_append(config.publish_topic, marshal(event), {})
         try:
             await self._state.transact(config.store, operations, metadata, appends)
         except DaprError as exc:
@@ -348,7 +359,9 @@ class Outbox:
         return handle
 
     async def _relay(self, config: OutboxConfig, message: Message) -> None:
-        internal = orjson.loads(message.data)
+        # daprd's relay reads the event with json.Unmarshal: numbers become float64s, and one
+        # no float64 holds fails the message every time it comes.
+        internal = cloudevents.loads(message.data, as_float64)
         marker, event = str(internal["marker"]), internal["event"]
         outcome = self._outcomes.pop(marker, None)
         known = await outcome if outcome is not None else None
@@ -378,7 +391,7 @@ class Outbox:
             )
         event["topic"] = config.publish_topic
         event["pubsubname"] = config.publish_pubsub
-        data = cloudevents.dumps(event)
+        data = marshal(event)
         await self._publisher.send(config.publish_pubsub, config.publish_topic, data, {})
         await self._markers.delete(config.store, marker)
 

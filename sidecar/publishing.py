@@ -16,6 +16,7 @@ import grpc
 from sidecar import cloudevents
 from sidecar.breaker import Breakers, CircuitBreaker
 from sidecar.errors import DaprError
+from sidecar.go_marshal import marshal
 from sidecar.metrics import ComponentMetrics, ms_since
 from sidecar.policy_runner import run
 from sidecar.pubsub.base import BulkEntry, PublishError, PubSub
@@ -302,7 +303,7 @@ class Publisher:
                 metadata=metadata,
             )
         cloudevents.apply_ttl(event, metadata)
-        return cloudevents.dumps(event)
+        return marshal(event)
 
     async def publish(
         self,

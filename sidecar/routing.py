@@ -8,6 +8,7 @@ the runtime then dead-letters it or leaves it for redelivery.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ import cel
 
 from sidecar.cel_paths import Projection, projection
 from sidecar.components import RouteRule, Subscription
+from sidecar.json_walk import replaced
 
 
 class RuleCompileError(ValueError):
@@ -90,7 +92,9 @@ class Router:
     def _cel_event(self, event: Mapping[str, Any] | str) -> Any:
         if isinstance(event, str):
             return event
-        return dict(event) if self._view.whole else self._view.apply(event)
+        # daprd's rules see the map json.Unmarshal made, where every number is a float64: a
+        # double in CEL, so `event.data.n + 1` fails there and must fail here too.
+        return replaced(event if self._view.whole else self._view.apply(event), _as_double)
 
 
 def check_rules(subscriptions: Iterable[Subscription]) -> None:
@@ -103,6 +107,15 @@ def check_rules(subscriptions: Iterable[Subscription]) -> None:
 def where(sub: Subscription) -> str:
     """How log lines and errors name a subscription."""
     return f"subscription {sub.pubsubname}/{sub.topic} ({sub.source})"
+
+
+def _as_double(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:  # the readers refuse such numbers before any rule sees them
+            return math.inf if value > 0 else -math.inf
+    return value
 
 
 def _context(event: Any) -> Any:

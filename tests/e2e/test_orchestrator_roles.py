@@ -22,7 +22,11 @@ def api_and_worker(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Replica, Replica]]:
     tmp = tmp_path_factory.mktemp("orchestrator-roles")
-    roles = [("api", {"APP_ENV": "api"}), ("worker", {"APP_ENV": "worker"})]
+    own_types = {"JOB_HANDLERS": "tests.job_orchestrator.sample_jobs:jobs"}
+    roles = [
+        ("api", {"APP_ENV": "api", **own_types}),
+        ("worker", {"APP_ENV": "worker", **own_types}),
+    ]
     with replicas(redis_server.host, tmp, *roles) as (api, worker):
         yield api, worker
 
@@ -43,6 +47,25 @@ def test_api_replica_answers_with_the_worker_replicas_result(
     assert job["durationSeconds"] >= 0.5
     with httpx.Client(base_url=worker.url, timeout=30) as client:
         assert client.get(f"/jobs/{job['id']}").status_code == 503  # no job API on workers
+
+
+def test_an_answer_from_another_replicas_event_keeps_big_integers_exact(
+    api_and_worker: tuple[Replica, Replica],
+) -> None:
+    """The worker's final event carries the job as daprd's outbox relays it, every number a
+    float64: 2**53 + 1 arrives as 2**53. The API replica answers with the stored job."""
+    api, _ = api_and_worker
+    payload = {"ids": [2**53 + 1, -(2**63) - 3], "small": 7, "price": 10.5}
+    with httpx.Client(base_url=api.url, timeout=30) as client:
+        resp = client.post(
+            "/Jobs/StartJobWithTimeout",
+            json={"type": "echo", "input": payload, "timeoutSeconds": 20},
+        )
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["result"] == payload
+        assert resp.json()["input"] == payload
+        stored = client.get(f"/jobs/{resp.json()['id']}").json()
+    assert stored["result"] == payload
 
 
 def _sidecar_calls(client: httpx.Client) -> float:

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from job_orchestrator import jobs
+from job_orchestrator.events import may_be_rounded
 from job_orchestrator.jobs import Delivery, InvalidTransition, Job, JobStatus
 
 T0 = 1_700_000_000.0
@@ -152,3 +153,12 @@ def test_duration_is_the_same_on_every_read() -> None:
 )
 def test_retry_delay_doubles_up_to_a_cap(failures: int, expected: float) -> None:
     assert jobs.retry_delay(failures, base=1.0, cap=30.0) == expected
+
+
+def test_a_job_from_an_event_may_have_rounded_integers_past_2_to_the_53() -> None:
+    """daprd's outbox relay writes an event's numbers as float64s: a job holding an integer it
+    may not have kept is read from the store before anyone is answered with it."""
+    assert not may_be_rounded({"id": "j", "sequence": 3, "input": {"seconds": 0.5, "n": 2**53 - 1}})
+    assert may_be_rounded({"id": "j", "result": {"ids": [1, 9007199254740992]}})
+    assert may_be_rounded({"id": "j", "input": {"n": -(2**60)}})
+    assert not may_be_rounded({"id": "j", "result": {"x": 1e300, "ok": True}})

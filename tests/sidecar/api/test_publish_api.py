@@ -576,3 +576,72 @@ async def test_publish_reads_raw_payload_as_gos_parse_bool(
         http=(400, "ERR_PUBSUB_REQUEST_METADATA"),
         grpc=("INVALID_ARGUMENT", "DAPR_PUBSUB_METADATA_DESERIALIZATION"),
     )
+
+
+def raw_bodies(app: TinyApp, path: str, marker: str) -> list[str]:
+    return [r["raw"] for r in app.received() if r["path"] == path and marker in r["raw"]]
+
+
+async def test_published_json_is_written_as_daprds_encoding_json_writes_it(
+    api: Api, pubsub: str, conformance: Conformance
+) -> None:
+    """daprd marshals the envelope, a Go map, with encoding/json: keys sorted, ``<``, ``>``
+    and ``&`` escaped, and the data's numbers as sent (contrib's unmarshalPrecise keeps their
+    text). A subscriber gets those bytes."""
+    marker = unique(f"gojson-{api.name}")
+    data = f'{{"z": 1.0, "m": "{marker}", "a": 10.10, "h": "<&>", "e": 1E2}}'
+    await api.publish(pubsub, "conf", data.encode(), "application/json", {})
+    wait_for(conformance.app, f"/events/{pubsub}", marker)
+    (raw,) = raw_bodies(conformance.app, f"/events/{pubsub}", marker)
+    written = f'"data":{{"a":10.10,"e":1E2,"h":"\\u003c\\u0026\\u003e","m":"{marker}","z":1.0}}'
+    assert written in raw
+    keys = re.findall(r'(?:^\{|,)"([a-z]+)":', raw.replace(written, '"data":0'))
+    assert keys == sorted(keys) and "datacontenttype" in keys and "traceparent" in keys
+
+
+async def test_http_bulk_publish_json_events_are_go_values(conformance: Conformance) -> None:
+    """daprd decodes a bulk publish body without UseNumber: a JSON event's numbers become
+    float64s before it is marshalled as the entry's data; one no float64 holds is refused."""
+    marker, car = unique("bulk-json"), conformance.sidecar
+    event = f'{{"m":"{marker}","x":1.0,"p":10.10}}'
+    body = f'[{{"entryId":"1","contentType":"application/json","event":{event}}}]'
+    async with httpx.AsyncClient(base_url=car.http, timeout=10) as http:
+        answer = await http.post("/v1.0-alpha1/publish/bulk/redispubsub/conf", content=body)
+        assert answer.status_code == 204, answer.text
+        refused = await http.post(
+            "/v1.0-alpha1/publish/bulk/redispubsub/conf",
+            content=b'[{"entryId":"1","contentType":"application/json","event":{"x":1e400}}]',
+        )
+    assert refused.status_code == 400, refused.text
+    assert "cannot unmarshal number 1e400 into Go struct field" in refused.json()["message"]
+    wait_for(conformance.app, "/events/redispubsub", marker)
+    (raw,) = raw_bodies(conformance.app, "/events/redispubsub", marker)
+    assert f'"data":{{"m":"{marker}","p":10.1,"x":1}}' in raw
+
+
+@OUTBOX_STORES
+def test_outbox_events_carry_the_numbers_daprds_relay_reads_back(
+    sidecar: Sidecar, app: TinyApp, store: str
+) -> None:
+    """daprd's relay reads the internal event back with json.Unmarshal (float64 numbers) and
+    marshals it again: keys sorted, ``1.0`` written ``1``, ``10.10`` written ``10.1``."""
+    key = unique("numbers")
+    value = f'{{"job": "{key}", "price": 10.10, "count": 1.0, "tag": "<b>", "big": 1e21}}'
+    with DaprClient(address=sidecar.grpc_address) as client:
+        client.execute_state_transaction(
+            store,
+            [
+                TransactionalStateOperation(
+                    key=key,
+                    data=value,
+                    metadata={"contentType": "application/json", "type": "job.created"},
+                )
+            ],
+        )
+        assert client.get_state(store, key).data == value.encode()  # stored as sent
+    wait_until(lambda: raw_bodies(app, "/events/created", key), timeout=15)
+    (raw,) = raw_bodies(app, "/events/created", key)
+    assert (
+        f'"data":{{"big":1e+21,"count":1,"job":"{key}","price":10.1,"tag":"\\u003cb\\u003e"}}'
+        in raw
+    )

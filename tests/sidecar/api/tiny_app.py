@@ -92,6 +92,7 @@ class Handler(BaseHTTPRequestHandler):
                     {
                         "path": path,
                         "event": json.loads(body),
+                        "raw": body.decode("utf-8", "replace"),  #: the body as it came
                         "content_type": self.headers.get("Content-Type"),
                     }
                 )

@@ -41,6 +41,7 @@ class BulkCall:
     headers: dict[str, str]
     body: dict[str, Any]
     at: float  #: time.monotonic() when the app received it
+    raw: bytes = b""  #: the body as it came
 
     @property
     def entries(self) -> list[dict[str, Any]]:
@@ -73,8 +74,8 @@ class App:
     first_answer_after: float = 0.0  #: seconds the first request is held before its answer
 
     async def handle(self, request: web.Request) -> web.Response:
-        body = json.loads(await request.read())
-        call = BulkCall(request.path, dict(request.headers), body, time.monotonic())
+        raw = await request.read()
+        call = BulkCall(request.path, dict(request.headers), json.loads(raw), time.monotonic(), raw)
         self.calls.append(call)
         if len(self.calls) == 1 and self.first_answer_after:
             await asyncio.sleep(self.first_answer_after)
@@ -229,6 +230,22 @@ async def test_full_batch_is_sent_at_once_in_daprds_shape(stack: StackFactory, a
         assert event["topic"] == s.topic and event["type"] == "com.dapr.event.sent"
         assert event["traceparent"] in traces
     assert len({entry["entryId"] for entry in call.entries}) == 5
+
+
+async def test_events_are_written_as_daprd_writes_the_maps_it_decoded(
+    stack: StackFactory, app: App
+) -> None:
+    """daprd decodes each message with json.Unmarshal (numbers become float64s) and marshals
+    the envelope with encoding/json: keys sorted, HTML characters escaped."""
+    s = await stack(max_messages=1)
+    data = b'{"z": 1.0, "a": 10.10, "h": "<&>", "big": 9007199254740993}'
+    await s.publisher.publish("pubsub", s.topic, data, "application/json", {})
+    await eventually(lambda: len(app.calls) == 1)
+    raw = app.calls[0].raw
+    assert b'"data":{"a":10.1,"big":9007199254740992,"h":"\\u003c\\u0026\\u003e","z":1}' in raw
+    event = app.calls[0].entries[0]["event"]
+    assert list(event) == sorted(event)
+    assert list(app.calls[0].body["entries"][0]) == ["entryId", "event", "metadata", "contentType"]
 
 
 async def test_partial_batch_is_sent_when_the_await_duration_passes(

@@ -6,16 +6,27 @@ import base64
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from sidecar import cloudevents
+from sidecar.go_marshal import marshal
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=UTC)
 TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
-def envelope(data: bytes, content_type: str, **metadata: str) -> dict[str, object]:
+def wire(event: dict[str, Any]) -> Any:
+    """What a subscriber reads of an event: its JSON as the sidecar writes it."""
+    return json.loads(marshal(event))
+
+
+def envelope(data: bytes, content_type: str, **metadata: str) -> Any:
+    return wire(envelope_map(data, content_type, **metadata))
+
+
+def envelope_map(data: bytes, content_type: str, **metadata: str) -> dict[str, Any]:
     return cloudevents.new_envelope(
         data=data,
         content_type=content_type,
@@ -107,7 +118,7 @@ def test_passthrough_cloudevent_keeps_its_fields_and_gets_topic_and_defaults() -
     event = cloudevents.from_cloudevent(
         body, topic="orders", pubsubname="pubsub", traceparent=TRACE, now=NOW
     )
-    assert event["id"] == "own" and event["subject"] == "s" and event["data"] == {"x": 1}
+    assert event["id"] == "own" and event["subject"] == "s" and wire(event)["data"] == {"x": 1}
     assert event["topic"] == "orders" and event["pubsubname"] == "pubsub"
     assert event["source"] == "Dapr" and event["type"] == "com.dapr.event.sent"
     assert event["specversion"] == "1.0"
@@ -157,7 +168,7 @@ def test_passthrough_reads_the_first_value_only() -> None:
     """contrib decodes the event with one json.Decoder Decode: what follows is never read."""
     body = b'{"id": "1", "data": 2}\n{"id": "2"} trailing'
     event = cloudevents.from_cloudevent(body, topic="t", pubsubname="p", traceparent=TRACE)
-    assert (event["id"], event["data"]) == ("1", 2)
+    assert (event["id"], wire(event)["data"]) == ("1", 2)
 
 
 def test_ttl_sets_expiration_and_expiry_is_detected() -> None:
@@ -200,6 +211,29 @@ def test_delivered_garbage_is_an_error() -> None:
         cloudevents.parse_delivered(b"garbage", {}, topic="t", pubsubname="p", raw_payload=False)
 
 
+def test_a_delivered_number_no_float64_holds_makes_the_event_unreadable() -> None:
+    """daprd reads a delivery with json.Unmarshal into a map: such a number fails it (then
+    dead-lettered or retried), though the publisher kept its text (UseNumber)."""
+    for data in (b'{"id":"e1","data":{"n":1e400}}', b'{"id":"e1","data":[-1' + b"0" * 400 + b"]}"):
+        with pytest.raises(cloudevents.CloudEventError) as caught:
+            cloudevents.parse_delivered(data, {}, topic="t", pubsubname="p", raw_payload=False)
+        assert "cannot unmarshal number" in str(caught.value)
+    # Within range, however long, it is read (as a float64 where Go reads one).
+    event, _ = cloudevents.parse_delivered(
+        b'{"id":"e1","data":{"n":123456789012345678901234567890}}',
+        {},
+        topic="t",
+        pubsubname="p",
+        raw_payload=False,
+    )
+    assert event["data"]["n"] == 1.2345678901234568e29
+    # Bytes no orjson reads (a lone surrogate escape) still go through Go's rules.
+    event, _ = cloudevents.parse_delivered(
+        b'{"data":{"n":1e300,"s":"\\ud800"}}', {}, topic="t", pubsubname="p", raw_payload=False
+    )
+    assert event["data"] == {"n": 1e300, "s": "\ufffd"}
+
+
 def test_raw_payload_subscription_wraps_the_bytes() -> None:
     event, body = cloudevents.parse_delivered(
         b"\x01raw", {}, topic="t", pubsubname="p", raw_payload=True
@@ -208,6 +242,8 @@ def test_raw_payload_subscription_wraps_the_bytes() -> None:
     assert base64.b64decode(str(event["data_base64"])) == b"\x01raw"
     assert (event["topic"], event["pubsubname"], event["source"]) == ("t", "p", "Dapr")
     assert json.loads(body) == event
+    # Marshalled from a Go map: keys sorted.
+    assert list(json.loads(body)) == sorted(event)
 
 
 def test_event_ids_are_random_version_4_uuids() -> None:
@@ -238,7 +274,7 @@ def test_json_is_read_as_gos_decoder_reads_it() -> None:
     assert cloudevents.loads(b'"\\\\ud800"') == "\\ud800"
     assert cloudevents.loads('"\ud800"') == "\ufffd"
     # What was read can always be written out again.
-    assert json.loads(cloudevents.dumps(cloudevents.loads(wire))) == expected
+    assert json.loads(marshal(cloudevents.loads(wire))) == expected
 
 
 def test_mending_handles_json_as_deep_as_the_parser_takes() -> None:
@@ -259,4 +295,4 @@ def test_envelope_of_json_data_with_a_lone_surrogate_escape_serializes() -> None
         traceparent="",
     )
     assert event["data"] == {"note": "a\ufffd"}
-    assert json.loads(cloudevents.dumps(event))["data"] == {"note": "a\ufffd"}
+    assert json.loads(marshal(event))["data"] == {"note": "a\ufffd"}

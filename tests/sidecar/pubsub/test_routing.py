@@ -77,3 +77,30 @@ def test_an_event_cel_cannot_take_is_an_evaluation_error() -> None:
     # A lone surrogate that did not come through the JSON reader is refused, not routed.
     with pytest.raises(RuleEvaluationError, match="cannot be given to the routing rules"):
         Router(RULES, "/fallback").route(event("job", owner="x\ud800"))
+
+
+def test_rules_see_every_number_as_a_double_as_under_daprd() -> None:
+    """daprd hands CEL the map json.Unmarshal made, where every number is a float64: a rule
+    that works on an int here but fails under daprd (or the other way round) must not exist."""
+    delivered = cloudevents.read_delivered(
+        b'{"type": "t", "data": {"n": 5, "big": 18446744073709551616}}'
+    )
+    assert (
+        Router((RouteRule("event.data.n + 1.0 == 6.0", "/double"),)).route(delivered) == "/double"
+    )
+    assert Router((RouteRule("type(event.data.n) == double", "/d"),)).route(delivered) == "/d"
+    assert Router((RouteRule("event.data.big > 1.8e19", "/big"),)).route(delivered) == "/big"
+    assert Router((RouteRule("int(event.data.n) % 2 == 1", "/odd"),)).route(delivered) == "/odd"
+    with pytest.raises(RuleEvaluationError):
+        Router((RouteRule("event.data.n + 1 == 6", "/int"),)).route(delivered)
+    # Comparisons across int and double hold in CEL, as before.
+    assert Router((RouteRule("event.data.n == 5 && event.data.n < 10", "/eq"),)).route(delivered)
+    # The event itself keeps its values: only what the rules see is converted.
+    assert delivered["data"]["n"] == 5 and isinstance(delivered["data"]["n"], int)
+
+
+def test_a_whole_event_rule_sees_doubles_too() -> None:
+    rules = (RouteRule("has(event.data) && type(event) == map && event.data.n == 5.0", "/w"),)
+    assert Router(rules).route({"type": "t", "data": {"n": 5, "flag": True}}) == "/w"
+    rules = (RouteRule("type(event.data.flag) == bool", "/b"),)  # booleans stay booleans
+    assert Router(rules).route({"type": "t", "data": {"n": 5, "flag": True}}) == "/b"
