@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sidecar import gojson
-from sidecar.cloudevents import go_decode
 from sidecar.components import RouteRule, Subscription
+from sidecar.json_reader import go_decode
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from sidecar import cloudevents
+from sidecar import cloudevents, json_reader
 from sidecar.app_channel import AppChannel, AppUnreachableError
 from sidecar.breaker import BreakerError
 from sidecar.bulk_batcher import Batcher, Held
@@ -142,7 +142,7 @@ class BulkSubscriber:
             match: Mapping[str, Any] | str = data.decode("utf-8", errors="replace")
         else:
             try:
-                event = cloudevents.read_delivered(data)
+                event = json_reader.read_delivered(data)
             except ValueError as exc:
                 event, problem = None, str(exc)
             else:
@@ -167,7 +167,7 @@ class BulkSubscriber:
                 return None
             entry.cloud_event = event
             # daprd posts the map its json.Unmarshal made: numbers are float64s again.
-            entry.event = orjson.Fragment(marshal(cloudevents.loads(data, as_float64)))
+            entry.event = orjson.Fragment(marshal(json_reader.loads(data, as_float64)))
             entry.content_type = cloudevents.CLOUDEVENT_CONTENT_TYPE
             match = event
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sidecar import cloudevents
+from sidecar import json_reader
 from sidecar.go_marshal import marshal
 
 BULK_EVENT_TYPE = "com.dapr.event.sent.bulk"  #: contrib's DefaultBulkEventType
@@ -67,7 +67,7 @@ def parse_bulk_response(body: bytes) -> list[tuple[str, str]]:
     ``statuses`` answer no entry, so each is retried as "response not received".
     """
     try:
-        value = cloudevents.go_decode(body)  # the first value only, as Go's json.Decoder
+        value = json_reader.go_decode(body)  # the first value only, as Go's json.Decoder
     except ValueError as exc:
         raise AppBulkResponseError(str(exc)) from None
     if value is None:

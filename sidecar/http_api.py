@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from sidecar import cloudevents
+from sidecar import cloudevents, json_reader
 from sidecar.api_logging import HttpApiLogging
 from sidecar.asgi import TEXT, send_response
 from sidecar.bodylimit import MaxBodySize
@@ -245,7 +245,7 @@ def _bulk_items(body: bytes) -> list[dict[str, Any]]:
     (raises ValueError): ``null`` is no entries; entryId and contentType are strings, metadata
     an object of strings. daprd's decoder makes every number of an event a float64."""
     try:
-        raw = cloudevents.go_decode(body, as_float64)
+        raw = json_reader.go_decode(body, as_float64)
     except OutOfRange as exc:
         raise ValueError(
             f"json: cannot unmarshal number {exc.literal} into Go struct field "

@@ -16,7 +16,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sidecar import cloudevents, go_values
+from sidecar import go_values, json_reader
 from sidecar.errors import DaprError
 from sidecar.go_marshal import go_string
 from sidecar.go_values import Marshal
@@ -74,7 +74,7 @@ async def _body(request: Request) -> tuple[bytes, Any]:
     """The raw body and its first JSON value, as daprd's json.NewDecoder(r.Body).Decode reads
     it; ValueError with Go's message otherwise ("EOF" when empty)."""
     raw = await request.body()
-    return raw, cloudevents.go_decode(raw)
+    return raw, json_reader.go_decode(raw)
 
 
 def _with_query(item: StateItem, query: Mapping[str, str]) -> dict[str, str]:
@@ -120,7 +120,7 @@ def _delete_request(item: StateItem, query: Mapping[str, str]) -> DeleteRequest:
 def _raw_json(data: bytes) -> Any:
     """Stored bytes embedded as JSON when they are JSON, else as a string."""
     try:
-        cloudevents.fast_loads(data)
+        json_reader.fast_loads(data)
     except ValueError:
         return go_string(data)
     return orjson.Fragment(data)

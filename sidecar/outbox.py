@@ -27,7 +27,7 @@ from typing import Any, cast
 import grpc
 import orjson
 
-from sidecar import cloudevents
+from sidecar import cloudevents, json_reader
 from sidecar.components import Component
 from sidecar.errors import DaprError
 from sidecar.go_marshal import Numbers, OutOfRange, as_float64, as_text, marshal
@@ -361,7 +361,7 @@ class Outbox:
     async def _relay(self, config: OutboxConfig, message: Message) -> None:
         # daprd's relay reads the event with json.Unmarshal: numbers become float64s, and one
         # no float64 holds fails the message every time it comes.
-        internal = cloudevents.loads(message.data, as_float64)
+        internal = json_reader.loads(message.data, as_float64)
         marker, event = str(internal["marker"]), internal["event"]
         outcome = self._outcomes.pop(marker, None)
         known = await outcome if outcome is not None else None

@@ -121,7 +121,7 @@ def _as_double(value: Any) -> Any:
 def _context(event: Any) -> Any:
     context = cel.Context()
     try:
-        # Strings come mended as Go reads them (cloudevents.loads): no lone surrogates.
+        # Strings come mended as Go reads them (json_reader.loads): no lone surrogates.
         context.add_variable("event", event)
     except ValueError as exc:
         raise RuleEvaluationError(f"the event cannot be given to the routing rules: {exc}") from exc

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sidecar import cloudevents
+from sidecar import json_reader
 from sidecar import metrics as m
 from sidecar.breaker import Breakers, CircuitBreaker
 from sidecar.components import Component
@@ -354,7 +354,7 @@ class StateService:
         if not is_json and item.metadata.get("contentType") == "application/json":
             # daprd's gRPC SaveState decodes such values as JSON before the store sees them.
             try:
-                cloudevents.fast_loads(item.value)
+                json_reader.fast_loads(item.value)
             except ValueError as exc:
                 raise err.bad_json(str(exc)) from exc
             is_json = True

@@ -12,8 +12,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sidecar.cloudevents import fast_loads
 from sidecar.gofmt import go_format
+from sidecar.json_reader import fast_loads
 
 _COMPARISONS = {"EQ": "=", "NEQ": "!=", "GT": ">", "GTE": ">=", "LT": "<", "LTE": "<="}
 _ORDERING = frozenset({"GT", "GTE", "LT", "LTE"})

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from sidecar import go_values
-from sidecar.cloudevents import fast_loads, loads
+from sidecar.json_reader import fast_loads, loads
 
 #: (JSON sent, encoding/json's text, json-iterator ConfigFastest's text)
 VECTORS = [

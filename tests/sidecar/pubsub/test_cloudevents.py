@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sidecar import cloudevents
+from sidecar import cloudevents, json_reader
 from sidecar.go_marshal import marshal
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=UTC)
@@ -258,28 +258,28 @@ def test_event_ids_are_random_version_4_uuids() -> None:
 def test_too_deeply_nested_json_is_bad_json_not_a_crash() -> None:
     # A RecursionError escaping here failed a whole bulk batch instead of one entry.
     with pytest.raises(ValueError, match="max depth"):
-        cloudevents.loads("[" * 100_000 + "]" * 100_000)
-    assert cloudevents.loads("[[1]]") == [[1]]
+        json_reader.loads("[" * 100_000 + "]" * 100_000)
+    assert json_reader.loads("[[1]]") == [[1]]
 
 
 def test_json_is_read_as_gos_decoder_reads_it() -> None:
     # Unpaired surrogate escapes, in values and keys, become U+FFFD; a pair is one character.
     wire = b'{"a\\ud800": ["x\\udc00y", {"k": "\\ud83d\\ude00", "n": 1}], "s": "\\uDBFF"}'
     expected = {"a\ufffd": ["x\ufffdy", {"k": "\U0001f600", "n": 1}], "s": "\ufffd"}
-    assert cloudevents.loads(wire) == expected
-    assert cloudevents.fast_loads(wire) == expected
+    assert json_reader.loads(wire) == expected
+    assert json_reader.fast_loads(wire) == expected
     # Bytes that are no UTF-8 become one U+FFFD each, as Go's utf8.DecodeRune reads them.
-    assert cloudevents.loads(b'"\xed\xa0\x80-\xff"') == "\ufffd\ufffd\ufffd-\ufffd"
+    assert json_reader.loads(b'"\xed\xa0\x80-\xff"') == "\ufffd\ufffd\ufffd-\ufffd"
     # Text that only looks like an escape (an escaped backslash) is left alone.
-    assert cloudevents.loads(b'"\\\\ud800"') == "\\ud800"
-    assert cloudevents.loads('"\ud800"') == "\ufffd"
+    assert json_reader.loads(b'"\\\\ud800"') == "\\ud800"
+    assert json_reader.loads('"\ud800"') == "\ufffd"
     # What was read can always be written out again.
-    assert json.loads(marshal(cloudevents.loads(wire))) == expected
+    assert json.loads(marshal(json_reader.loads(wire))) == expected
 
 
 def test_mending_handles_json_as_deep_as_the_parser_takes() -> None:
     deep = b'{"k":' * 500 + b'"\\ud800"' + b"}" * 500
-    value = cloudevents.loads(deep)
+    value = json_reader.loads(deep)
     for _ in range(500):
         value = value["k"]
     assert value == "\ufffd"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sidecar import cloudevents
+from sidecar import json_reader
 from sidecar.components import RouteRule
 from sidecar.routing import Router, RuleCompileError, RuleEvaluationError
 
@@ -68,9 +68,9 @@ def test_lone_surrogate_in_a_string_is_read_as_go_json_reads_it() -> None:
     rules = (RouteRule('event.data.owner == "x\ufffd"', "/mended"),)
     wire = json.dumps(event("job", owner="x\ud800")).encode()
     assert b"\\ud800" in wire
-    assert Router(rules, "/fallback").route(cloudevents.loads(wire)) == "/mended"
+    assert Router(rules, "/fallback").route(json_reader.loads(wire)) == "/mended"
     wire = json.dumps(event("job.completed", owner="\udc00")).encode()
-    assert Router(RULES, "/fallback").route(cloudevents.loads(wire)) == "/jobs"
+    assert Router(RULES, "/fallback").route(json_reader.loads(wire)) == "/jobs"
 
 
 def test_an_event_cel_cannot_take_is_an_evaluation_error() -> None:
@@ -82,7 +82,7 @@ def test_an_event_cel_cannot_take_is_an_evaluation_error() -> None:
 def test_rules_see_every_number_as_a_double_as_under_daprd() -> None:
     """daprd hands CEL the map json.Unmarshal made, where every number is a float64: a rule
     that works on an int here but fails under daprd (or the other way round) must not exist."""
-    delivered = cloudevents.read_delivered(
+    delivered = json_reader.read_delivered(
         b'{"type": "t", "data": {"n": 5, "big": 18446744073709551616}}'
     )
     assert (
