@@ -7,6 +7,7 @@ Values arrive as JSON and are stored as the store's Go library writes the value 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -16,9 +17,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sidecar import go_values, json_reader
+from sidecar import go_scanner, go_values, json_reader
 from sidecar.errors import DaprError
-from sidecar.go_marshal import go_string
+from sidecar.go_marshal import compact, marshal
 from sidecar.go_values import Marshal
 from sidecar.gofmt import go_format
 from sidecar.http_paths import DaprRoute
@@ -29,6 +30,8 @@ from sidecar.state.http_bodies import StateItem
 
 if TYPE_CHECKING:
     from sidecar.runtime import Runtime
+
+logger = logging.getLogger(__name__)
 
 _JSON = "application/json"
 #: Where Go's decoder says a number too large for a float64 was (UnmarshalTypeError's context).
@@ -117,13 +120,30 @@ def _delete_request(item: StateItem, query: Mapping[str, str]) -> DeleteRequest:
     )
 
 
-def _raw_json(data: bytes) -> Any:
-    """Stored bytes embedded as JSON when they are JSON, else as a string."""
+class _NoJson(ValueError):
+    """A stored value json.Marshal cannot embed as a json.RawMessage: daprd's encoder fails."""
+
+
+def _raw_json(data: bytes) -> orjson.Fragment:
+    """Stored bytes as daprd writes them into a bulk get or query answer: a json.RawMessage,
+    compacted with HTML-safe escapes; _NoJson when they are no JSON to Go's scanner."""
     try:
         json_reader.fast_loads(data)
     except ValueError:
-        return go_string(data)
-    return orjson.Fragment(data)
+        if go_scanner.scan(data, whole=True).error:
+            raise _NoJson from None
+    return orjson.Fragment(compact(data))
+
+
+def _encoded(value: Callable[[], Any], what: str) -> Response:
+    """daprd's json.NewEncoder(w).Encode of an answer holding stored values: a newline after
+    the JSON; when one value is no JSON, 200 with no body at all (the encoder wrote nothing)."""
+    try:
+        body = marshal(value(), sort_keys=False) + b"\n"
+    except _NoJson:
+        logger.warning("Failed to encode %s response as JSON: a stored value is no JSON", what)
+        body = b""
+    return Response(body, media_type=_JSON)
 
 
 class StateHttp:
@@ -182,19 +202,23 @@ class StateHttp:
         except ValueError as exc:
             raise _malformed(exc) from None
         items = await self.rt.state.bulk_get(store, keys, request_metadata(request))
-        out: list[dict[str, Any]] = []
-        for item in items:
-            entry: dict[str, Any] = {"key": item.key}
-            if item.error:
-                entry["error"] = item.error
-            elif item.response is not None and item.response.data:
-                entry["data"] = _raw_json(item.response.data)
-                if item.response.etag:
-                    entry["etag"] = item.response.etag
-                if item.response.metadata:
-                    entry["metadata"] = dict(item.response.metadata)
-            out.append(entry)
-        return Response(orjson.dumps(out), media_type=_JSON)
+
+        def answer() -> list[dict[str, Any]]:  # daprd's BulkGetResponse structs
+            out: list[dict[str, Any]] = []
+            for item in items:
+                entry: dict[str, Any] = {"key": item.key}
+                if item.error:
+                    entry["error"] = item.error
+                elif item.response is not None and item.response.data:
+                    entry["data"] = _raw_json(item.response.data)
+                    if item.response.etag:
+                        entry["etag"] = item.response.etag
+                    if item.response.metadata:
+                        entry["metadata"] = dict(sorted(item.response.metadata.items()))
+                out.append(entry)
+            return out
+
+        return _encoded(answer, "bulk get")
 
     async def transaction(self, request: Request) -> Response:
         store = request.path_params["store"]
@@ -237,15 +261,19 @@ class StateHttp:
         )
         if not result.results:
             return Response(status_code=204)
-        out: dict[str, Any] = {
-            "results": [
-                {"key": r.key, "data": _raw_json(r.data), **({"etag": r.etag} if r.etag else {})}
-                for r in result.results
-            ]
-        }
-        if result.token:
-            out["token"] = result.token
-        return Response(orjson.dumps(out), media_type=_JSON)
+
+        def answer() -> dict[str, Any]:  # daprd's QueryResponse struct
+            out: dict[str, Any] = {
+                "results": [
+                    {"key": r.key, "data": _raw_json(r.data)} | ({"etag": r.etag} if r.etag else {})
+                    for r in result.results
+                ]
+            }
+            if result.token:
+                out["token"] = result.token
+            return out
+
+        return _encoded(answer, "query")
 
 
 def state_routes(runtime: Runtime, wrap: Callable[[Handler], Handler]) -> list[DaprRoute]:

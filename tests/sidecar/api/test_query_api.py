@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from tests.sidecar.api.conformance import Conformance
@@ -39,4 +40,28 @@ async def test_query(api: Api, conformance: Conformance) -> None:
     refused.expect(
         http=(500, "ERR_STATE_STORE_NOT_SUPPORTED"),
         grpc=("INTERNAL", "DAPR_STATE_QUERYING_NOT_SUPPORTED"),
+    )
+
+
+async def test_query_answers_are_written_as_daprds_json_encoder_writes_them(
+    conformance: Conformance,
+) -> None:
+    """daprd writes a QueryResponse with json.NewEncoder: each value a json.RawMessage,
+    compacted with HTML-safe escapes (PostgreSQL's JSONB text has spaces), then a newline."""
+    if not conformance.has("pgstore"):
+        pytest.skip("PostgreSQL server binaries are not installed")
+    tag = unique("q-raw")
+    async with httpx.AsyncClient(base_url=conformance.sidecar.http, timeout=10) as http:
+        saved = await http.post(
+            "/v1.0/state/pgstore", json=[{"key": tag, "value": {"tag": tag, "html": "<b>"}}]
+        )
+        assert saved.status_code == 204, saved.text
+        query = {"filter": {"EQ": {"tag": tag}}}
+        found = await http.post("/v1.0-alpha1/state/pgstore/query", json=query)
+    assert found.status_code == 200, found.text
+    etag = found.json()["results"][0]["etag"]
+    data = f'{{"tag":"{tag}","html":"\\u003cb\\u003e"}}'
+    assert (
+        found.content
+        == f'{{"results":[{{"key":"{tag}","data":{data},"etag":"{etag}"}}]}}\n'.encode()
     )

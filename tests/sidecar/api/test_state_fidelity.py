@@ -561,3 +561,26 @@ def test_grpc_publish_with_an_empty_pubsub_name(stub: dapr_pb2_grpc.DaprStub) ->
         assert (resource.resource_type, resource.resource_name) == ("pubsub", "")
         assert resource.description == "pubsub name is empty"
         assert (info.reason, dict(info.metadata)) == ("DAPR_PUBSUB_NAME_EMPTY", {"m": "1"})
+
+
+def test_http_bulk_get_writes_stored_values_as_json_raw_messages(
+    stub: dapr_pb2_grpc.DaprStub, http: httpx.Client, store: str
+) -> None:
+    """daprd answers a bulk get with json.NewEncoder(w).Encode of BulkGetResponse structs: each
+    value a json.RawMessage, compacted with HTML-safe escapes, and a newline at the end. A value
+    that is no JSON fails the encoder, which has written nothing: 200 with an empty body."""
+    spaced, text = unique("raw-json"), unique("raw-text")
+    items = [
+        common_pb2.StateItem(key=spaced, value=b'{"a": [1 , 2.50],\n "b" : "<x> & \\u2028"}'),
+        common_pb2.StateItem(key=text, value=b"plain words"),
+    ]
+    stub.SaveState(state_pb2.SaveStateRequest(store_name=store, states=items))
+    one = http.post(f"/v1.0/state/{store}/bulk", json={"keys": [spaced]})
+    assert one.status_code == 200, one.text
+    etag = one.json()[0]["etag"]
+    data = '{"a":[1,2.50],"b":"\\u003cx\\u003e \\u0026 \\u2028"}'
+    assert one.content == f'[{{"key":"{spaced}","data":{data},"etag":"{etag}"}}]\n'.encode()
+    both = http.post(f"/v1.0/state/{store}/bulk", json={"keys": [spaced, text]})
+    assert (both.status_code, both.content) == (200, b"")
+    none = http.post(f"/v1.0/state/{store}/bulk", json={"keys": []})
+    assert none.content == b"[]\n"
