@@ -44,11 +44,31 @@ class OutOfRange(ValueError):
     """A number that Go's float64 cannot hold: encoding/json refuses the whole body."""
 
 
+class _NegativeZero(int):
+    """The literal ``-0``: an int 0 where Go decodes an int, -0.0 where it decodes a float64
+    (which encoding/json writes ``-0``); Python's parser would lose the sign."""
+
+
+_NEGATIVE_ZERO = _NegativeZero(0)
+
+
+def state_number(literal: str) -> Any:
+    """How a state body's numbers are read (a json.loads hook): as Python reads them, but for
+    ``-0``, whose sign a value decoded into ``any`` keeps."""
+    if literal == "-0":
+        return _NEGATIVE_ZERO
+    if literal.lstrip("-").isdigit():
+        return int(literal)
+    return float(literal)
+
+
 def go_float(number: float, where: str, literal: Callable[[], str]) -> float:
     """``number`` as the float64 Go decodes it into ``any``; OutOfRange worded as Go's error.
 
     ``where`` is Go's "struct field X.y" context; ``literal`` gives the number's text as sent.
     """
+    if isinstance(number, _NegativeZero):
+        return -0.0
     try:
         value = float(number)
     except OverflowError:  # an integer too long for a float

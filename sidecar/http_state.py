@@ -77,7 +77,7 @@ async def _body(request: Request) -> tuple[bytes, Any]:
     """The raw body and its first JSON value, as daprd's json.NewDecoder(r.Body).Decode reads
     it; ValueError with Go's message otherwise ("EOF" when empty)."""
     raw = await request.body()
-    return raw, json_reader.go_decode(raw)
+    return raw, json_reader.go_decode(raw, go_values.state_number)
 
 
 def _with_query(item: StateItem, query: Mapping[str, str]) -> dict[str, str]:

@@ -82,6 +82,19 @@ def test_values_are_written_as_go_writes_them(sent: str, std: str, fastest: str)
     assert go_values.jsoniter_fastest(value).decode() == fastest
 
 
+@pytest.mark.parametrize(
+    ("sent", "std", "fastest"),
+    [("-0", "-0", "0"), ("[-0,0,-0.0,1,1.5,-0e0]", "[-0,0,-0,1,1.5,-0]", "[0,0,0,1,1.5,0]")],
+)
+def test_a_negative_zero_keeps_its_sign_where_go_writes_it(
+    sent: str, std: str, fastest: str
+) -> None:
+    """Python's parser reads ``-0`` as the int 0; the state bodies' reader keeps the sign."""
+    value = go_values.as_go(loads(sent, go_values.state_number), "value", lambda: "?")
+    assert go_values.encoding_json(value).decode() == std
+    assert go_values.jsoniter_fastest(value).decode() == fastest
+
+
 def test_encoding_json_sorts_keys_and_json_iterator_keeps_them() -> None:
     value = decoded('{"b":1,"a":{"é":2,"Z":3},"":0}')
     assert go_values.encoding_json(value) == b'{"":0,"a":{"Z":3,"\xc3\xa9":2},"b":1}'
