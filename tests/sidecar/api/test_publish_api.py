@@ -244,6 +244,23 @@ def test_http_publish_topic_with_slashes(sidecar: Sidecar, app: TinyApp) -> None
 OUTBOX_STORES = pytest.mark.parametrize("store", ["redisstore", "relaystore"])
 
 
+def save_announced(sidecar: Sidecar, store: str, key: str, value: str) -> None:
+    """One upsert through the outbox of JSON ``value`` as a ``job.created``; it is stored as
+    sent (gRPC values are bytes). The test needs ``sdk_http_port`` for the SDK's health wait."""
+    with DaprClient(address=sidecar.grpc_address) as client:
+        client.execute_state_transaction(
+            store,
+            [
+                TransactionalStateOperation(
+                    key=key,
+                    data=value,
+                    metadata={"contentType": "application/json", "type": "job.created"},
+                )
+            ],
+        )
+        assert client.get_state(store, key).data == value.encode()
+
+
 @OUTBOX_STORES
 def test_outbox_transaction_publishes_after_commit(
     sidecar: Sidecar, app: TinyApp, sdk_http_port: int, store: str
@@ -302,18 +319,7 @@ def test_outbox_event_of_a_value_with_an_unpaired_surrogate(
     """The value is stored byte for byte; its event carries the data as Go parses it."""
     key = unique("surrogate")
     value = json.dumps({"job": key, "note": "x\udfff"})
-    with DaprClient(address=sidecar.grpc_address) as client:
-        client.execute_state_transaction(
-            store,
-            [
-                TransactionalStateOperation(
-                    key=key,
-                    data=value,
-                    metadata={"contentType": "application/json", "type": "job.created"},
-                )
-            ],
-        )
-        assert client.get_state(store, key).data == value.encode()
+    save_announced(sidecar, store, key, value)
     wait_until(lambda: delivered(app, "/events/created", key), timeout=15)
     event = delivered(app, "/events/created", key)[0]["event"]
     assert event["data"] == {"job": key, "note": "x\ufffd"}
@@ -621,24 +627,13 @@ async def test_http_bulk_publish_json_events_are_go_values(conformance: Conforma
 
 @OUTBOX_STORES
 def test_outbox_events_carry_the_numbers_daprds_relay_reads_back(
-    sidecar: Sidecar, app: TinyApp, store: str
+    sidecar: Sidecar, app: TinyApp, sdk_http_port: int, store: str
 ) -> None:
     """daprd's relay reads the internal event back with json.Unmarshal (float64 numbers) and
     marshals it again: keys sorted, ``1.0`` written ``1``, ``10.10`` written ``10.1``."""
     key = unique("numbers")
     value = f'{{"job": "{key}", "price": 10.10, "count": 1.0, "tag": "<b>", "big": 1e21}}'
-    with DaprClient(address=sidecar.grpc_address) as client:
-        client.execute_state_transaction(
-            store,
-            [
-                TransactionalStateOperation(
-                    key=key,
-                    data=value,
-                    metadata={"contentType": "application/json", "type": "job.created"},
-                )
-            ],
-        )
-        assert client.get_state(store, key).data == value.encode()  # stored as sent
+    save_announced(sidecar, store, key, value)
     wait_until(lambda: raw_bodies(app, "/events/created", key), timeout=15)
     (raw,) = raw_bodies(app, "/events/created", key)
     assert (
