@@ -115,7 +115,12 @@ async def changed_delivery(
         try:
             job = await read(job["id"])
         except (JobNotFound, StoreUnavailable) as exc:
-            logger.warning("job %s: its event may have rounded numbers, unread: %s", job["id"], exc)
+            logger.warning(
+                "job %s: waiters get it as its event carries it, integers past 2**53 perhaps "
+                "rounded (reading it failed: %s)",
+                job["id"],
+                exc,
+            )
     waiters.notify(job)
     if worker is not None and (is_final(job) or job.get("cancelRequested")):
         worker.recheck(job["id"])
