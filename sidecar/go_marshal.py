@@ -91,6 +91,12 @@ def marshal(value: Any, *, sort_keys: bool = True) -> bytes:
     return escape_html(out)
 
 
+def encoded(value: Any, *, sort_keys: bool = True) -> bytes:
+    """What daprd's json.NewEncoder(w).Encode writes (its respondWithJSON): ``marshal`` and a
+    newline."""
+    return marshal(value, sort_keys=sort_keys) + b"\n"
+
+
 def _big_int_as_text(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool) and not _I64 <= value < _U64:
         return orjson.Fragment(str(value))

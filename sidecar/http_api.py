@@ -25,7 +25,7 @@ from sidecar.api_logging import HttpApiLogging
 from sidecar.asgi import TEXT, send_response
 from sidecar.bodylimit import MaxBodySize
 from sidecar.errors import DaprError
-from sidecar.go_marshal import OutOfRange, as_float64, marshal
+from sidecar.go_marshal import OutOfRange, as_float64, encoded, marshal
 from sidecar.headlimit import MaxHeadSize
 from sidecar.http_paths import DaprRoute, EscapedPaths, decoded_path
 from sidecar.http_state import request_metadata, state_routes
@@ -126,7 +126,8 @@ class HttpApi:
         return empty()
 
     async def get_metadata(self, request: Request) -> Response:
-        return Response(orjson.dumps(metadata_json(self.rt.metadata())), media_type=_JSON)
+        body = encoded(metadata_json(self.rt.metadata()), sort_keys=False)
+        return Response(body, media_type=_JSON)
 
     async def put_metadata(self, request: Request) -> Response:
         body = await request.body()
@@ -185,18 +186,19 @@ class HttpApi:
             "failedEntries": [{"entryId": f.entry_id, "error": f.error} for f in failed],
             "errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE",
         }
-        return Response(orjson.dumps(body), 500, media_type=_JSON)
+        # daprd's json.Marshal of its BulkPublishResponse struct (no newline).
+        return Response(marshal(body, sort_keys=False), 500, media_type=_JSON)
 
     async def get_secret(self, request: Request) -> Response:
         params = request.path_params
         data = await self.rt.secrets.get(params["store"], params["key"], request_metadata(request))
-        return Response(orjson.dumps(data), 200, media_type=_JSON)
+        return Response(encoded(data), 200, media_type=_JSON)
 
     async def bulk_secrets(self, request: Request) -> Response:
         data = await self.rt.secrets.bulk_get(
             request.path_params["store"], request_metadata(request)
         )
-        return Response(orjson.dumps(data), 200, media_type=_JSON)
+        return Response(encoded(data), 200, media_type=_JSON)
 
     async def invoke(self, request: Request) -> Response:
         """``/v1.0/invoke/{app-id}/method/{method}``, or any path with a dapr-app-id header."""

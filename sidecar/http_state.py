@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from sidecar import go_scanner, go_values, json_reader
 from sidecar.errors import DaprError
-from sidecar.go_marshal import compact, marshal
+from sidecar.go_marshal import compact, encoded
 from sidecar.go_values import Marshal
 from sidecar.gofmt import go_format
 from sidecar.http_paths import DaprRoute
@@ -139,7 +139,7 @@ def _encoded(value: Callable[[], Any], what: str) -> Response:
     """daprd's json.NewEncoder(w).Encode of an answer holding stored values: a newline after
     the JSON; when one value is no JSON, 200 with no body at all (the encoder wrote nothing)."""
     try:
-        body = marshal(value(), sort_keys=False) + b"\n"
+        body = encoded(value(), sort_keys=False)
     except _NoJson:
         logger.warning("Failed to encode %s response as JSON: a stored value is no JSON", what)
         body = b""

@@ -86,7 +86,8 @@ def build_metadata(
 
 
 def metadata_json(response: metadata_pb2.GetMetadataResponse) -> dict[str, Any]:
-    """daprd's HTTP rendering of the GetMetadata answer."""
+    """daprd's HTTP rendering of the GetMetadata answer: its metadataResponse struct, whose
+    fields keep this order (the maps in it are sorted, as json.Marshal writes Go maps)."""
     body: dict[str, Any] = {"id": response.id, "runtimeVersion": response.runtime_version}
     if response.enabled_features:
         body["enabledFeatures"] = list(response.enabled_features)
@@ -103,7 +104,7 @@ def metadata_json(response: metadata_pb2.GetMetadataResponse) -> dict[str, Any]:
             for c in response.registered_components
         ]
     if response.extended_metadata:
-        body["extended"] = dict(response.extended_metadata)
+        body["extended"] = dict(sorted(response.extended_metadata.items()))  # a Go map
     if response.subscriptions:
         body["subscriptions"] = [_subscription_json(s) for s in response.subscriptions]
     connection = response.app_connection_properties
@@ -117,12 +118,14 @@ def metadata_json(response: metadata_pb2.GetMetadataResponse) -> dict[str, Any]:
     )
     if connection.HasField("health"):
         health = connection.health
-        body["appConnectionProperties"]["health"] = {
-            "healthCheckPath": health.health_check_path,
-            "healthProbeInterval": health.health_probe_interval,
-            "healthProbeTimeout": health.health_probe_timeout,
-            "healthThreshold": health.health_threshold,
-        }
+        body["appConnectionProperties"]["health"] = _omit_empty(
+            {
+                "healthCheckPath": health.health_check_path,
+                "healthProbeInterval": health.health_probe_interval,
+                "healthProbeTimeout": health.health_probe_timeout,
+                "healthThreshold": health.health_threshold,
+            }
+        )
     body["actorRuntime"] = {
         "runtimeStatus": metadata_pb2.ActorRuntime.ActorRuntimeStatus.Name(
             response.actor_runtime.runtime_status
@@ -135,7 +138,7 @@ def metadata_json(response: metadata_pb2.GetMetadataResponse) -> dict[str, Any]:
 def _subscription_json(sub: metadata_pb2.PubsubSubscription) -> dict[str, Any]:
     item: dict[str, Any] = {"pubsubname": sub.pubsub_name, "topic": sub.topic}
     if sub.metadata:
-        item["metadata"] = dict(sub.metadata)
+        item["metadata"] = dict(sorted(sub.metadata.items()))
     if sub.rules.rules:
         item["rules"] = [_omit_empty({"match": r.match, "path": r.path}) for r in sub.rules.rules]
     item["deadLetterTopic"] = sub.dead_letter_topic

@@ -51,6 +51,15 @@ def test_metadata(sidecar: Sidecar, app: TinyApp, sdk_http_port: int) -> None:
     assert "TRANSACTIONAL" in components["redisstore"]["capabilities"]
     topics = {s["topic"] for s in body["subscriptions"]}
     assert topics == {"api-orders", "orders/eu/new", "outbox-events"}
+    # daprd writes its metadataResponse with json.NewEncoder: fields in the struct's order,
+    # map keys sorted, HTML characters escaped, a newline at the end.
+    for key, value in (("zeta", "<z>"), ("alpha", "a&b")):
+        assert httpx.put(f"{sidecar.http}/v1.0/metadata/{key}", content=value).status_code == 204
+    raw = httpx.get(f"{sidecar.http}/v1.0/metadata").content
+    assert raw.startswith(b'{"id":"api-app","runtimeVersion":') and raw.endswith(b"}\n")
+    extended = raw[raw.index(b'"extended":') :].split(b"}", 1)[0] + b"}"
+    assert extended.startswith(b'"extended":{"alpha":"a\\u0026b",')
+    assert extended.endswith(b'"zeta":"\\u003cz\\u003e"}')
     with DaprClient(address=sidecar.grpc_address) as client:
         meta = client.get_metadata()
         assert meta.application_id == "api-app"
