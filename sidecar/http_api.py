@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
-import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -45,7 +44,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def error_response(err: DaprError) -> Response:
-    return Response(orjson.dumps(err.http_body()), err.http_status, media_type=_JSON)
+    """daprd's respondWithError: the error's json.Marshal (struct order, HTML-safe escapes)."""
+    return Response(marshal(err.http_body(), sort_keys=False), err.http_status, media_type=_JSON)
 
 
 def empty() -> Response:

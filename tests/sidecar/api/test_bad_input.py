@@ -151,6 +151,11 @@ def test_http_illegal_keys_are_400(http: httpx.Client, store: str) -> None:
         "ERR_MALFORMED_REQUEST",
     )
     assert "a||b" in body["message"]
+    # Written with json.Marshal, as daprd writes its errors: HTML characters escaped.
+    html = http.post(f"/v1.0/state/{store}", json=[{"key": "<a>&||b", "value": 1}])
+    assert_error(html, 400, "ERR_MALFORMED_REQUEST")
+    assert b"'\\u003ca\\u003e\\u0026||b'" in html.content
+    assert html.content.startswith(b'{"errorCode":"ERR_MALFORMED_REQUEST","message":')
     assert_error(http.get(f"/v1.0/state/{store}/x||y"), 400, "ERR_MALFORMED_REQUEST")
     assert_error(http.delete(f"/v1.0/state/{store}/x||y"), 400, "ERR_MALFORMED_REQUEST")
     bulk = http.post(f"/v1.0/state/{store}/bulk", json={"keys": ["fine", "x||y"]})
