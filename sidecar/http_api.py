@@ -183,7 +183,9 @@ class HttpApi:
         if not failed:
             return empty()
         body = {
-            "failedEntries": [{"entryId": f.entry_id, "error": f.error} for f in failed],
+            "failedEntries": [
+                {"entryId": f.entry_id} | ({"error": f.error} if f.error else {}) for f in failed
+            ],
             "errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE",
         }
         # daprd's json.Marshal of its BulkPublishResponse struct (no newline).
