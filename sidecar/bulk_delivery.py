@@ -24,7 +24,7 @@ from sidecar.app_channel import AppChannel, AppUnreachableError
 from sidecar.breaker import BreakerError
 from sidecar.bulk_batcher import Batcher, Held
 from sidecar.bulk_envelope import CONTENT_TYPE, AppBulkResponseError, envelope, parse_bulk_response
-from sidecar.go_marshal import as_float64, marshal
+from sidecar.go_marshal import as_float64, go_string, marshal
 from sidecar.pubsub.base import Message
 from sidecar.routing import RuleEvaluationError
 
@@ -139,7 +139,7 @@ class BulkSubscriber:
         if route.raw_payload:
             entry.event = base64.b64encode(data).decode("ascii")
             entry.content_type = _RAW_CONTENT_TYPE
-            match: Mapping[str, Any] | str = data.decode("utf-8", errors="replace")
+            match: Mapping[str, Any] | str = go_string(data)
         else:
             try:
                 event = json_reader.read_delivered(data)

@@ -7,14 +7,13 @@ matched as Go matches it, in any case) decides success, retry or drop.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from sidecar import cloudevents, gojson
+from sidecar import cloudevents, gojson, json_reader
 from sidecar.app_channel import AppChannel, AppUnreachableError
 from sidecar.metrics import ComponentMetrics, ms_since
 from sidecar.postman import INGRESS, Outcome, RetriableError
@@ -31,12 +30,10 @@ _RESERVED_HEADERS = frozenset(
 def interpret_response(status: int, body: bytes) -> tuple[Outcome, str]:
     """daprd's reading of the app's answer to a pub/sub POST (outcome, app status if any)."""
     if 200 <= status <= 299:
-        text = body.decode("utf-8", errors="replace").lstrip()
-        if not text:
-            return Outcome.SUCCESS, ""
         try:
-            # Go's json.Decoder reads the first value only; trailing bytes are ignored.
-            value, _ = json.JSONDecoder().raw_decode(text)
+            # Go's json.Decoder reads the first value only; trailing bytes are ignored. An
+            # empty body (EOF) or one Go cannot read is a success without status check.
+            value = json_reader.go_decode(body)
         except ValueError:
             return Outcome.SUCCESS, ""
         if value is None:

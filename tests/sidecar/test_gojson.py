@@ -34,6 +34,13 @@ def test_go_folds_a_few_non_ascii_letters_to_ascii_ones() -> None:
         (b'{"status":"DROP","STATUS":1}', Outcome.SUCCESS),  # a decode error: success
         (b'{"Status":"whatever"}', Outcome.RETRY),
         (b'{"statuses":"DROP"}', Outcome.SUCCESS),
+        # Read as Go's json.Decoder reads it: the first value only, Go's syntax, Go's spaces.
+        (b'{"status":"DROP"} trailing', Outcome.DROP),
+        (b'  \n{"status":"RETRY"}', Outcome.RETRY),
+        (b'{"status":"RETRY","n":NaN}', Outcome.SUCCESS),  # no JSON to Go: no status check
+        ('\u00a0{"status":"DROP"}'.encode(), Outcome.SUCCESS),  # not a space to Go
+        (b"", Outcome.SUCCESS),
+        (b"[1]", Outcome.SUCCESS),
     ],
 )
 def test_a_subscribers_status_in_any_case(body: bytes, outcome: Outcome) -> None:
