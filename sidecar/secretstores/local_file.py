@@ -8,11 +8,11 @@ read as Go prints them (``%!s(float64=5432)``), as daprd gives them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from sidecar import json_reader
 from sidecar.components import Component
 from sidecar.gofmt import go_format, go_sprint_s
 from sidecar.secretstores.base import MULTIPLE_KEY_VALUES, SecretError
@@ -66,7 +66,7 @@ class LocalFileSecretStore:
 
     async def init(self) -> None:
         try:
-            document = json.loads(self._path.read_bytes())
+            document = json_reader.loads(self._path.read_bytes())  # Go's json.Unmarshal
         except OSError as exc:
             raise SecretError(f"cannot read secrets file {self._path}: {exc}") from None
         except ValueError as exc:

@@ -65,7 +65,13 @@ async def test_a_file_store_reads_gets_and_refuses(tmp_path: Path) -> None:
     }
     assert multi.features == frozenset({"MULTIPLE_KEY_VALUES_PER_SECRET"})
 
-    for content, why in (("[1]", "must hold a JSON object"), ("{", "is not JSON")):
+    # Read as Go's json.Unmarshal reads it: NaN is no JSON, and its errors are Go's.
+    bad = (
+        ("[1]", "must hold a JSON object"),
+        ("{", "is not JSON: unexpected end of JSON input"),
+        ('{"a": NaN}', "is not JSON: invalid character 'N' looking for beginning of value"),
+    )
+    for content, why in bad:
         path.write_text(content)
         with pytest.raises(SecretError, match=why):
             await single.init()
