@@ -56,11 +56,12 @@ def go_string(data: bytes) -> str:
 
 
 class OutOfRange(ValueError):
-    """A number no float64 holds, which Go's json.Unmarshal into ``any`` refuses."""
+    """A number no float64 holds, which Go's decoder refuses; ``where`` is its context in Go's
+    UnmarshalTypeError ("value", or "struct field X.y")."""
 
-    def __init__(self, literal: str) -> None:
+    def __init__(self, literal: str, where: str = "value") -> None:
         self.literal = literal
-        super().__init__(f"json: cannot unmarshal number {literal} into Go value of type float64")
+        super().__init__(f"json: cannot unmarshal number {literal} into Go {where} of type float64")
 
 
 def as_text(literal: str) -> orjson.Fragment:

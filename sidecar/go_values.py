@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from sidecar import go_scanner
+from sidecar.go_marshal import OutOfRange
 from sidecar.gofmt import json_float
 
 #: A JSON value as Go's json.Marshal writes it, and as json-iterator's ConfigFastest does.
@@ -38,10 +39,6 @@ def _escape_table(short: dict[str, str], extra: dict[str, str]) -> dict[int, str
 
 _STD_TABLE = _escape_table(_STD_ESCAPES, {**_HTML_ESCAPES, **_LINE_ESCAPES})
 _FASTEST_TABLE = _escape_table(_SHORT_ESCAPES, {})
-
-
-class OutOfRange(ValueError):
-    """A number that Go's float64 cannot hold: encoding/json refuses the whole body."""
 
 
 class _NegativeZero(int):
@@ -74,9 +71,7 @@ def go_float(number: float, where: str, literal: Callable[[], str]) -> float:
     except OverflowError:  # an integer too long for a float
         value = math.inf
     if math.isinf(value) or math.isnan(value):
-        raise OutOfRange(
-            f"json: cannot unmarshal number {literal()} into Go {where} of type float64"
-        )
+        raise OutOfRange(literal(), where)
     return value
 
 

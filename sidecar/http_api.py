@@ -251,10 +251,7 @@ def _bulk_items(body: bytes) -> list[dict[str, Any]]:
     try:
         raw = json_reader.go_decode(body, as_float64)
     except OutOfRange as exc:
-        raise ValueError(
-            f"json: cannot unmarshal number {exc.literal} into Go struct field "
-            "bulkPublishMessageEntry.event of type float64"
-        ) from None
+        raise OutOfRange(exc.literal, "struct field bulkPublishMessageEntry.event") from None
     if raw is None:
         return []
     if not isinstance(raw, list):

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from sidecar import go_values
+from sidecar.go_marshal import OutOfRange
 from sidecar.json_reader import fast_loads, loads
 
 #: (JSON sent, encoding/json's text, json-iterator ConfigFastest's text)
@@ -122,7 +123,7 @@ def test_deeply_nested_values_are_written_without_recursion() -> None:
     ],
 )
 def test_a_number_no_float64_holds_is_refused_with_its_text(sent: str, literal: str) -> None:
-    with pytest.raises(go_values.OutOfRange) as caught:
+    with pytest.raises(OutOfRange) as caught:
         go_values.as_go(
             fast_loads(sent.encode()),
             "struct field SetRequest.value",
