@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import math
 import threading
 import time
@@ -53,7 +54,8 @@ class JobContext:
 
     def report_progress(self, percent: float, message: str = "") -> None:
         """Record progress; the worker publishes it, throttled, so call it as often as you like."""
-        self._progress(max(0.0, min(100.0, float(percent))), message)
+        value = float(percent)
+        self._progress(0.0 if math.isnan(value) else max(0.0, min(100.0, value)), str(message))
 
     @property
     def cancelled(self) -> bool:
@@ -132,32 +134,75 @@ class HandlerRegistry:
         return await asyncio.to_thread(func, ctx)
 
 
-def non_finite_at(value: Any) -> tuple[str | int, ...] | None:
-    """Where ``value`` holds NaN or an infinity (a pydantic-style ``loc``), or None.
+def json_problem_at(value: Any) -> tuple[tuple[str | int, ...], str] | None:
+    """Where ``value`` holds what JSON cannot carry (a pydantic-style ``loc``), and what it is:
+    NaN or an infinity, or an object or a key of a type JSON has no form for; None if nothing.
 
-    Such a number cannot be written as JSON: stored, it would make every answer carrying the
-    job fail. Walked without recursion, so input as deep as the JSON parser accepted is fine.
+    Such a value cannot be written as JSON: stored, it would make every answer carrying the
+    job fail. Walked without recursion, so input as deep as the JSON parser accepted is fine;
+    a container met twice (shared, or holding itself) is looked at once.
     """
     # Each item's path is (parent's path, step), spelled out only for the one found.
     todo: list[tuple[Any, Any]] = [(None, value)]
+    seen: set[int] = set()
     while todo:
         path, item = todo.pop()
-        if isinstance(item, float) and not math.isfinite(item):
+        what = _json_problem(item)
+        if what is None and isinstance(item, dict | list | tuple) and id(item) not in seen:
+            seen.add(id(item))
+            if isinstance(item, dict):
+                todo.extend(((path, str(key)), child) for key, child in item.items())
+            else:
+                todo.extend(((path, i), child) for i, child in enumerate(item))
+        if what is not None:
             steps: list[str | int] = []
             while path is not None:
                 path, step = path
                 steps.append(step)
-            return tuple(reversed(steps))
-        if isinstance(item, dict):
-            todo.extend(((path, str(key)), child) for key, child in item.items())
-        elif isinstance(item, list | tuple):
-            todo.extend(((path, i), child) for i, child in enumerate(item))
+            return tuple(reversed(steps)), what
     return None
 
 
+def _json_problem(item: Any) -> str | None:
+    if isinstance(item, float):
+        return None if math.isfinite(item) else "a non-finite number"
+    if isinstance(item, dict):
+        for key in item:
+            if not isinstance(key, str | int | float | None) or _json_problem(key) is not None:
+                return f"a key of type {type(key).__name__}"
+        return None
+    if isinstance(item, str | int | list | tuple | None):  # bool is an int
+        return None
+    return f"a {type(item).__name__}"
+
+
+class UnstorableResult(ValueError):
+    """A handler's result that cannot be stored as JSON, with where and why."""
+
+
+def as_stored(result: Any) -> Any:
+    """``result`` as every reader of the job will see it, once stored as JSON (a tuple is a
+    list, a number key a string), or UnstorableResult."""
+    try:
+        text = json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        found = json_problem_at(result)
+        if found is None:  # a container holding itself, or nested too deeply
+            raise UnstorableResult(
+                f"the handler returned a value JSON cannot carry: {exc}"
+            ) from None
+        loc, what = found
+        where = ".".join(["result", *map(str, loc)])
+        raise UnstorableResult(
+            f"the handler returned {what} at {where}, which JSON cannot carry"
+        ) from None
+    return json.loads(text)
+
+
 def _require_finite(job_type: str, job_input: dict[str, Any]) -> None:
-    loc = non_finite_at(job_input)
-    if loc is not None:
+    found = json_problem_at(job_input)
+    if found is not None:
+        loc, _ = found  # parsed JSON: the only thing it can hold is a non-finite number
         raise InvalidJobInput(job_type, [{"loc": loc, "msg": NOT_FINITE, "type": "finite_number"}])
 
 

@@ -7,7 +7,7 @@ import enum
 import logging
 from typing import Any
 
-from job_orchestrator.handlers import JobContext, JobFailure, non_finite_at
+from job_orchestrator.handlers import JobContext, JobFailure, UnstorableResult, as_stored
 from job_orchestrator.jobs import Job
 
 logger = logging.getLogger(__name__)
@@ -105,13 +105,10 @@ class Run:
             return Outcome.CANCELED, None
         exc = handler.exception()
         if exc is None:
-            result = handler.result()
-            loc = non_finite_at(result)
-            if loc is None:
-                return Outcome.DONE, result
-            # Stored, it would make every answer carrying the job fail (JSON has no NaN).
-            where = ".".join(["result", *map(str, loc)])
-            return Outcome.FAILED, f"the handler returned a non-finite number at {where}"
+            try:
+                return Outcome.DONE, as_stored(handler.result())
+            except UnstorableResult as unstorable:
+                return Outcome.FAILED, str(unstorable)
         if isinstance(exc, JobFailure):
             return Outcome.FAILED, str(exc)
         logger.error("job %s: handler %s raised", self.job.id, self.job.type, exc_info=exc)

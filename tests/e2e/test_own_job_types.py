@@ -40,7 +40,7 @@ def test_the_users_job_types_run_beside_the_built_in_one(replica: Replica) -> No
         assert bad.status_code == 422
         unknown = client.post(start, json={"type": "resize"})
         assert unknown.status_code == 422
-        assert "echo, shout, wait" in unknown.json()["detail"]
+        assert "echo, shout, stamp, wait" in unknown.json()["detail"]
 
 
 def test_a_job_handlers_entry_that_cannot_load_stops_the_start(tmp_path: Path) -> None:
@@ -53,3 +53,25 @@ def test_a_job_handlers_entry_that_cannot_load_stops_the_start(tmp_path: Path) -
     assert app.proc is not None
     assert app.proc.wait(timeout=30) == 2
     assert "is str, not a HandlerRegistry" in app.log_tail()
+
+
+def test_a_result_json_cannot_carry_fails_the_job_at_once(replica: Replica) -> None:
+    """A handler's result is stored as JSON reads it back: a tuple is a list and an int key a
+    string; what JSON has no form for (a datetime) fails the job with the reason, once."""
+    with httpx.Client(base_url=replica.url, timeout=30) as client:
+        start = "/Jobs/StartJobWithTimeout"
+        plain = client.post(start, json={"type": "stamp", "timeoutSeconds": 20})
+        assert plain.status_code == 200, plain.text
+        assert plain.json()["result"] == {"pair": [1, 2], "3": "three"}
+        again = client.get(f"/jobs/{plain.json()['id']}")
+        assert again.json()["result"] == {"pair": [1, 2], "3": "three"}
+        dated = client.post(
+            start, json={"type": "stamp", "input": {"when": True}, "timeoutSeconds": 20}
+        )
+        assert dated.status_code == 200, dated.text
+        job = dated.json()
+        assert job["status"] == "Failed"
+        assert job["attempt"] == 1
+        assert job["error"] == (
+            "the handler returned a datetime at result.at, which JSON cannot carry"
+        )

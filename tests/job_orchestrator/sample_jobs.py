@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -29,3 +30,11 @@ async def echo(ctx: JobContext) -> Any:
 def shout(ctx: JobContext) -> dict[str, str]:
     """Upper-case `text` (a plain function: it runs in a thread)."""
     return {"text": str(ctx.input["text"]).upper()}
+
+
+@jobs.register("stamp")
+async def stamp(ctx: JobContext) -> Any:
+    """Answer with what JSON cannot carry as is: a datetime (none), a tuple and an int key."""
+    if ctx.input.get("when"):
+        return {"at": datetime(2026, 1, 2, tzinfo=UTC)}
+    return {"pair": (1, 2), 3: "three"}

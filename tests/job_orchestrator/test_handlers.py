@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import date
 from typing import Any
 
 import pytest
@@ -15,8 +16,10 @@ from job_orchestrator.handlers import (
     JobContext,
     JobFailure,
     UnknownJobType,
+    UnstorableResult,
+    as_stored,
     default_registry,
-    non_finite_at,
+    json_problem_at,
 )
 
 
@@ -49,16 +52,37 @@ def test_wait_input_is_validated_with_field_names() -> None:
     assert info.value.errors[0]["loc"] == ("seconds",)
 
 
-def test_non_finite_numbers_are_found_wherever_they_are() -> None:
-    assert non_finite_at({"a": [1, {"b": float("inf")}]}) == ("a", 1, "b")
-    assert non_finite_at([0.5, float("nan")]) == (1,)
-    assert non_finite_at({"a": 1e308, "b": None, "c": ["x", True]}) is None
+def test_what_json_cannot_carry_is_found_wherever_it_is() -> None:
+    nan = "a non-finite number"
+    assert json_problem_at({"a": [1, {"b": float("inf")}]}) == (("a", 1, "b"), nan)
+    assert json_problem_at([0.5, float("nan")]) == ((1,), nan)
+    assert json_problem_at({"a": 1e308, "b": None, "c": ["x", True], 4: (1,)}) is None
+    assert json_problem_at({"at": [date(2026, 1, 2)]}) == (("at", 0), "a date")
+    assert json_problem_at({"s": {frozenset(): 1}}) == (("s",), "a key of type frozenset")
+    assert json_problem_at({"k": {float("nan"): 1}}) == (("k",), "a key of type float")
     deep: dict[str, Any] = {}
     node = deep
     for _ in range(5000):  # deeper than the recursion limit
         node["k"] = node = {}
     node["x"] = float("-inf")
-    assert non_finite_at(deep) == ("k",) * 5000 + ("x",)
+    assert json_problem_at(deep) == (("k",) * 5000 + ("x",), nan)
+    loop: list[Any] = [1]
+    loop.append(loop)
+    assert json_problem_at(loop) is None  # looked at once: no endless walk
+
+
+def test_a_result_is_stored_as_json_reads_it_back() -> None:
+    assert as_stored({"pair": (1, 2), 3: "three", None: True}) == {
+        "pair": [1, 2],
+        "3": "three",
+        "null": True,
+    }
+    with pytest.raises(UnstorableResult, match=r"^the handler returned a set at result\.x, "):
+        as_stored({"x": {1}})
+    loop: list[Any] = [1]
+    loop.append(loop)
+    with pytest.raises(UnstorableResult, match="JSON cannot carry: Circular reference detected"):
+        as_stored(loop)
 
 
 class LaxInput(BaseModel):
@@ -98,6 +122,15 @@ async def test_plain_function_runs_in_a_thread() -> None:
     assert reports == [(100.0, "clamped")]
 
 
+def test_a_progress_message_is_stored_as_text() -> None:
+    """Whatever a handler passes as the message, the job stores text (JSON can carry it)."""
+    reports: list[tuple[float, str]] = []
+    ctx = JobContext("j", {}, lambda p, m: reports.append((p, m)))
+    ctx.report_progress(float("nan"), date(2026, 1, 2))  # type: ignore[arg-type]
+    ctx.report_progress(-5, 3)  # type: ignore[arg-type]
+    assert reports == [(0.0, "2026-01-02"), (0.0, "3")]
+
+
 async def test_wait_handler_reports_progress_and_can_fail() -> None:
     registry = default_registry()
     reports: list[tuple[float, str]] = []
@@ -118,7 +151,7 @@ def test_context_cancel_flag() -> None:
 
 def test_job_handlers_add_the_users_job_types_to_the_built_in_ones() -> None:
     registry = load_registry(["tests.job_orchestrator.sample_jobs:jobs"])
-    assert registry.names == ["echo", "shout", "wait"]
+    assert registry.names == ["echo", "shout", "stamp", "wait"]
     assert registry.validate_input("shout", {"text": "hi"}) == {"text": "hi"}
     with pytest.raises(InvalidJobInput):
         registry.validate_input("shout", {"text": 3})

@@ -73,7 +73,12 @@ def test_a_result_json_cannot_carry_fails_the_run(loop: asyncio.AbstractEventLoo
     loop.run_until_complete(done)
     outcome, error = run.outcome(done)
     assert outcome is Outcome.FAILED
-    assert error == "the handler returned a non-finite number at result.scores.1"
+    assert error == (
+        "the handler returned a non-finite number at result.scores.1, which JSON cannot carry"
+    )
     fine = loop.create_task(handler({"scores": [1.0]}))
     loop.run_until_complete(fine)
     assert run.outcome(fine) == (Outcome.DONE, {"scores": [1.0]})
+    as_json = loop.create_task(handler({"pair": (1, 2), 3: "three"}))
+    loop.run_until_complete(as_json)
+    assert run.outcome(as_json) == (Outcome.DONE, {"pair": [1, 2], "3": "three"})
