@@ -6,6 +6,7 @@ import base64
 import json
 from typing import Any
 
+from dapr_support.jsonbytes import dumps
 from job_orchestrator.jobs import Job, JobStatus, valid_job_id
 
 CREATED = "job.created"
@@ -52,10 +53,11 @@ def outbox_metadata(job: Job) -> dict[str, str]:
     return meta
 
 
-def event_payload(job: Job, changed_by: str) -> bytes:
-    """The event data: the public job, ``owner`` and ``sequence`` included, and ``changedBy``:
-    the replica that wrote this change (it needs no broadcast of its own changes)."""
-    return json.dumps({**job.public(), "changedBy": changed_by}, separators=(",", ":")).encode()
+def event_payload(public: dict[str, Any], changed_by: str) -> bytes:
+    """The event data: the public job (``Job.public()``, ``owner`` and ``sequence`` included),
+    and ``changedBy``: the replica that wrote this change (it needs no broadcast of its own
+    changes)."""
+    return dumps({**public, "changedBy": changed_by})
 
 
 class MalformedEvent(ValueError):

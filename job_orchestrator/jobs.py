@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -53,10 +54,16 @@ class InvalidTransition(Exception):
         super().__init__(f"job {job.id} cannot go from {job.status} to {target}")
 
 
+#: Times formatted and parsed lately: a job's times are shown again at each of its changes.
+_RECENT_TIMES = 4096
+
+
+@functools.lru_cache(maxsize=_RECENT_TIMES)
 def _epoch(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
+@functools.lru_cache(maxsize=_RECENT_TIMES)
 def iso(ts: float | None) -> str | None:
     """RFC 3339 UTC with milliseconds, or None."""
     if ts is None:
@@ -137,9 +144,10 @@ class Job:
             "sequence": self.sequence,
         }
 
-    def to_record(self) -> dict[str, Any]:
-        """The stored form: the public view plus the fields only workers need."""
-        record = self.public()
+    def to_record(self, public: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The stored form: the public view (``public``, if already made) plus the fields only
+        workers need."""
+        record = dict(public) if public is not None else self.public()
         record.update(
             kind="job",
             failures=self.failures,

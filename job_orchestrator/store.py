@@ -22,6 +22,7 @@ from grpc.aio import AioRpcError
 
 from dapr_support.batching import Batcher
 from dapr_support.clients import ClientKeeper, sidecar_healthy
+from dapr_support.jsonbytes import dumps
 from job_orchestrator.errors import StoreUnavailable
 from job_orchestrator.events import event_payload, outbox_metadata
 from job_orchestrator.jobs import Job, valid_job_id
@@ -53,7 +54,7 @@ class Write(NamedTuple):
 
     key: str
     etag: str
-    record: str
+    record: bytes
     ops: list[TransactionalStateOperation]
 
 
@@ -191,7 +192,7 @@ class JobStore:
         """
         options = StateOptions(concurrency=Concurrency.first_write) if first_write else None
         meta = {"ttlInSeconds": str(ttl_seconds)} if ttl_seconds else {}
-        body = json.dumps(value, separators=(",", ":"))
+        body = dumps(value)
         try:
             await self._call(
                 f"saving {key}",
@@ -227,14 +228,15 @@ class JobStore:
         stored_meta = dict(event_meta)
         if job.is_final:
             stored_meta["ttlInSeconds"] = str(self._retention)
-        record = json.dumps(job.to_record(), separators=(",", ":"))
+        public = job.public()
+        record = dumps(job.to_record(public))
         ops = [
             TransactionalStateOperation(
                 key=key, data=record, etag=etag or None, metadata=stored_meta
             ),
             TransactionalStateOperation(
                 key=key,
-                data=event_payload(job, self._settings.replica_name),
+                data=event_payload(public, self._settings.replica_name),
                 metadata={**event_meta, "outbox.projection": "true"},
             ),
         ]
