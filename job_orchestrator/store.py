@@ -39,6 +39,8 @@ ABORTED = StatusCode.ABORTED
 CAS_ATTEMPTS = 8
 #: No sidecar call may hang a request or a worker forever.
 CALL_TIMEOUT_SECONDS = 10.0
+#: Jobs created here whose first version is kept for their claim (a few seconds of submissions).
+CREATED_KEPT = 4096
 
 
 def job_key(job_id: str) -> str:
@@ -82,6 +84,10 @@ class JobStore:
         self.counted_etags = False
         self.query_api = False
         #: Reads and job changes that queue up while a call is in flight share the next call.
+        #: Jobs this process created (state key -> the job and its etag), until their queue
+        #: delivery takes one here, a later write here or a change heard from another replica
+        #: drops it, or newer ones push it out: the claim then needs no read (see Worker._start).
+        self._created: dict[str, tuple[Job, str]] = {}
         self._reads: Batcher[str, tuple[Any, str]] = Batcher(self._read_batch, max_batch=64)
         self._writes: Batcher[Write, None] = Batcher(self._write_batch, max_batch=32)
 
@@ -190,6 +196,7 @@ class JobStore:
 
         Returns the new etag when predictable (see ``next_etag``), else "".
         """
+        self._created.pop(key, None)
         options = StateOptions(concurrency=Concurrency.first_write) if first_write else None
         meta = {"ttlInSeconds": str(ttl_seconds)} if ttl_seconds else {}
         body = dumps(value)
@@ -240,8 +247,32 @@ class JobStore:
                 metadata={**event_meta, "outbox.projection": "true"},
             ),
         ]
-        await self._writes.submit(Write(key, etag, record, ops))
-        return self.next_etag(etag)
+        new_etag = self.next_etag(etag)
+        # Before the call: once it commits, the job's delivery may come before its answer.
+        self._remember(key, job if not etag else None, new_etag)
+        try:
+            await self._writes.submit(Write(key, etag, record, ops))
+        except BaseException:
+            self._created.pop(key, None)
+            raise
+        return new_etag
+
+    def _remember(self, key: str, created: Job | None, etag: str) -> None:
+        self._created.pop(key, None)
+        if created is None or not etag or not self._settings.runs_worker:
+            return
+        if len(self._created) >= CREATED_KEPT:
+            del self._created[next(iter(self._created))]
+        self._created[key] = (created, etag)
+
+    def take_created(self, job_id: str) -> tuple[Job, str] | None:
+        """The job as this process created it and its etag, once, if nothing since changed it
+        here or was heard of (``forget``); None otherwise. If stale, a write with it loses."""
+        return self._created.pop(job_key(job_id), None)
+
+    def forget(self, job_id: str) -> None:
+        """Another replica changed the job: what ``take_created`` knows of it is stale."""
+        self._created.pop(job_key(job_id), None)
 
     async def _write_batch(self, writes: list[Write]) -> list[None | BaseException]:
         """One transaction for all ``writes``; if it fails, find out which of them stand.

@@ -102,9 +102,13 @@ class Worker:
         # its lease is safe and no other replica's change reached it (Run.trusted): the only
         # other writers of a leased job are cancel requests and deletes, which every replica
         # hears by broadcast, so the window for a stray event is that broadcast's latency, the
-        # same order as the gap between a read and the write it precedes.
+        # same order as the gap between a read and the write it precedes. A job created by
+        # this replica is claimed with the etag of its creation, unread, on the same terms:
+        # a later change here or a final event heard from another replica drops it.
+        known = self._store.take_created(job_id)
         for _ in range(CLAIM_TRIES):
-            job, etag = await self._store.get(job_id)
+            job, etag = known if known is not None else await self._store.get(job_id)
+            known = None
             decision = self._decide(job)
             if job is None:
                 return Answer.SUCCESS
@@ -168,9 +172,10 @@ class Worker:
         return True
 
     def recheck(self, job_id: str) -> None:
-        """Another replica announced that a job running here was canceled or finished: read
-        the job, and stop its handler if the store says so. The announcement itself is not
-        trusted, since any app allowed to publish on the topic could send one."""
+        """Another replica announced that a job was canceled or finished: if it runs here,
+        read the job, and stop its handler if the store says so. The announcement itself is
+        not trusted, since any app allowed to publish on the topic could send one."""
+        self._store.forget(job_id)
         run = self._runs.get(job_id)
         if run is None:
             return

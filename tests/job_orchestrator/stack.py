@@ -98,6 +98,7 @@ class Replica:
         #: How the sidecar and the app were last started, for start_again().
         self._sidecar_args: tuple[Path, Path] | None = None
         self._app_args: tuple[str, Path, dict[str, str]] | None = None
+        self.metrics_port = free_port()
 
     @property
     def url(self) -> str:
@@ -132,7 +133,7 @@ class Replica:
                 "--dapr-grpc-port",
                 str(self.grpc_port),
                 "--metrics-port",
-                str(free_port()),
+                str(self.metrics_port),
                 "--resources-path",
                 str(resources),
             ],

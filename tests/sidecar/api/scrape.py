@@ -14,7 +14,12 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def scrape(car: Sidecar) -> tuple[str, Samples]:
-    response = httpx.get(f"http://127.0.0.1:{car.metrics_port}/", timeout=5)
+    return scrape_port(car.metrics_port)
+
+
+def scrape_port(port: int) -> tuple[str, Samples]:
+    """The metrics a sidecar serves on ``port``: the text and its samples."""
+    response = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     samples = {}
