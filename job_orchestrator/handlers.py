@@ -148,18 +148,18 @@ def json_problem_at(value: Any) -> tuple[tuple[str | int, ...], str] | None:
     while todo:
         path, item = todo.pop()
         what = _json_problem(item)
-        if what is None and isinstance(item, dict | list | tuple) and id(item) not in seen:
-            seen.add(id(item))
-            if isinstance(item, dict):
-                todo.extend(((path, str(key)), child) for key, child in item.items())
-            else:
-                todo.extend(((path, i), child) for i, child in enumerate(item))
         if what is not None:
             steps: list[str | int] = []
             while path is not None:
                 path, step = path
                 steps.append(step)
             return tuple(reversed(steps)), what
+        if isinstance(item, dict | list | tuple) and id(item) not in seen:
+            seen.add(id(item))
+            if isinstance(item, dict):
+                todo.extend(((path, str(key)), child) for key, child in item.items())
+            else:
+                todo.extend(((path, i), child) for i, child in enumerate(item))
     return None
 
 

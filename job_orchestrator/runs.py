@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 import logging
 from typing import Any
 
+from dapr_support.jsonbytes import dumps
 from job_orchestrator.handlers import JobContext, JobFailure, UnstorableResult, as_stored
 from job_orchestrator.jobs import Job
 
@@ -33,6 +35,13 @@ class Outcome(enum.Enum):
     TIMED_OUT = "timed_out"  #: ran past runTimeoutSeconds
 
 
+def _copied(job_input: dict[str, Any]) -> dict[str, Any]:
+    """The handler's own copy of the input: what it changes there is not stored with the job,
+    nor seen by a later attempt."""
+    copy: dict[str, Any] = json.loads(dumps(job_input))
+    return copy
+
+
 class Run:
     """One job running here: the job as last written, its etag, the context, a wake signal."""
 
@@ -44,7 +53,7 @@ class Run:
         self.wake = asyncio.Event()
         self.progress: tuple[float, str] | None = None  #: reported, not yet written
         self.task: asyncio.Task[Answer] | None = None
-        self.ctx = JobContext(job.id, job.input, self.report)
+        self.ctx = JobContext(job.id, _copied(job.input), self.report)
 
     def report(self, percent: float, message: str) -> None:
         """Progress from the handler; plain handlers call this from their worker thread."""
@@ -65,7 +74,7 @@ class Run:
     def new_context(self) -> None:
         """A fresh context for the next attempt; a cancellation carries over."""
         cancelled = self.ctx.cancelled
-        self.ctx = JobContext(self.job.id, self.job.input, self.report)
+        self.ctx = JobContext(self.job.id, _copied(self.job.input), self.report)
         if cancelled:
             self.ctx.cancel()
 

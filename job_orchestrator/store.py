@@ -83,11 +83,11 @@ class JobStore:
         #: next write uses it (see Run.trusted); a wrong one costs a failed write and a read.
         self.counted_etags = False
         self.query_api = False
-        #: Reads and job changes that queue up while a call is in flight share the next call.
         #: Jobs this process created (state key -> the job and its etag), until their queue
         #: delivery takes one here, a later write here or a change heard from another replica
         #: drops it, or newer ones push it out: the claim then needs no read (see Worker._start).
         self._created: dict[str, tuple[Job, str]] = {}
+        #: Reads and job changes that queue up while a call is in flight share the next call.
         self._reads: Batcher[str, tuple[Any, str]] = Batcher(self._read_batch, max_batch=64)
         self._writes: Batcher[Write, None] = Batcher(self._write_batch, max_batch=32)
 

@@ -41,7 +41,7 @@ def test_the_users_job_types_run_beside_the_built_in_one(replica: Replica) -> No
         assert bad.status_code == 422
         unknown = client.post(start, json={"type": "resize"})
         assert unknown.status_code == 422
-        assert "echo, shout, stamp, wait" in unknown.json()["detail"]
+        assert "consume, echo, shout, stamp, wait" in unknown.json()["detail"]
 
 
 def test_a_job_handlers_entry_that_cannot_load_stops_the_start(tmp_path: Path) -> None:
@@ -99,3 +99,17 @@ def test_a_job_created_and_run_here_is_claimed_without_a_read(replica: Replica) 
             assert done.status_code == 200, done.text
             assert done.json()["status"] == "Completed"
         assert _state_reads(replica) == before
+
+
+def test_what_a_handler_changes_in_its_input_stays_its_own(replica: Replica) -> None:
+    """Each attempt gets the input as submitted; the stored job keeps it as submitted."""
+    job_input = {"items": [1, 2, 3], "failFirst": True}
+    body = {"type": "consume", "input": job_input, "maxAttempts": 2, "timeoutSeconds": 20}
+    with httpx.Client(base_url=replica.url, timeout=30) as client:
+        done = client.post("/Jobs/StartJobWithTimeout", json=body)
+        assert done.status_code == 200, done.text
+        assert done.json()["status"] == "Completed"
+        assert done.json()["attempt"] == 2
+        assert done.json()["result"] == {"taken": [3, 2, 1]}
+        assert done.json()["input"] == job_input
+        assert client.get(f"/jobs/{done.json()['id']}").json()["input"] == job_input

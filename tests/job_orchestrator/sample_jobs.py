@@ -38,3 +38,17 @@ async def stamp(ctx: JobContext) -> Any:
     if ctx.input.get("when"):
         return {"at": datetime(2026, 1, 2, tzinfo=UTC)}
     return {"pair": (1, 2), 3: "three"}
+
+
+_failed_once: set[str] = set()
+
+
+@jobs.register("consume")
+async def consume(ctx: JobContext) -> Any:
+    """Take every item out of its input as it goes; with `failFirst`, fail the first attempt."""
+    items = ctx.input["items"]
+    taken = [items.pop() for _ in range(len(items))]
+    if ctx.input.get("failFirst") and ctx.job_id not in _failed_once:
+        _failed_once.add(ctx.job_id)
+        raise RuntimeError("first attempt fails")
+    return {"taken": taken}
