@@ -34,7 +34,8 @@ def shout(ctx: JobContext) -> dict[str, str]:
 
 @jobs.register("stamp")
 async def stamp(ctx: JobContext) -> Any:
-    """Answer with what JSON cannot carry as is: a datetime (none), a tuple and an int key."""
+    """Answer with what JSON cannot carry as it is: a tuple and an int key (JSON changes them),
+    or, with `when`, a datetime (JSON has no form for it)."""
     if ctx.input.get("when"):
         return {"at": datetime(2026, 1, 2, tzinfo=UTC)}
     return {"pair": (1, 2), 3: "three"}
