@@ -19,7 +19,8 @@ R = TypeVar("R")
 
 
 class Batcher(Generic[T, R]):
-    """Sends queued requests through ``send`` in batches of at most ``max_batch``.
+    """Sends queued requests through ``send`` in batches of at most ``max_batch`` requests
+    and, with ``weigh``, of at most ``max_weight`` in all (a heavier request goes alone).
 
     ``send`` gets the requests of one batch and returns one result or exception per request,
     in order; an exception it raises fails the whole batch. ``concurrency`` calls may be in
@@ -32,9 +33,13 @@ class Batcher(Generic[T, R]):
         *,
         max_batch: int = 32,
         concurrency: int = 1,
+        weigh: Callable[[T], int] | None = None,
+        max_weight: int = 0,
     ) -> None:
         self._send = send
         self._max_batch = max_batch
+        self._weigh = weigh
+        self._max_weight = max_weight
         self._concurrency = concurrency
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._senders: set[asyncio.Task[None]] = set()
@@ -63,9 +68,10 @@ class Batcher(Generic[T, R]):
 
     async def _drain_queue(self) -> None:
         while self._queue:
+            taken = self._next_count()
             # A request whose caller was cancelled before it went out is not sent at all.
-            batch = [entry for entry in self._queue[: self._max_batch] if not entry[1].done()]
-            del self._queue[: self._max_batch]
+            batch = [entry for entry in self._queue[:taken] if not entry[1].done()]
+            del self._queue[:taken]
             if not batch:
                 continue
             self.calls += 1
@@ -86,6 +92,17 @@ class Batcher(Generic[T, R]):
                     future.set_exception(result)
                 else:
                     future.set_result(result)
+
+    def _next_count(self) -> int:
+        """How many queued requests the next batch takes: at least one."""
+        if self._weigh is None:
+            return self._max_batch
+        weight = 0
+        for count, (request, _) in enumerate(self._queue[: self._max_batch]):
+            weight += self._weigh(request)
+            if weight > self._max_weight:
+                return max(1, count)
+        return self._max_batch
 
     async def close(self) -> None:
         """Wait for the calls in flight (their callers are waiting for them too)."""

@@ -41,6 +41,9 @@ CAS_ATTEMPTS = 8
 CALL_TIMEOUT_SECONDS = 10.0
 #: Jobs created here whose first version is kept for their claim (a few seconds of submissions).
 CREATED_KEPT = 4096
+#: Bytes of job records one transaction carries at most (each twice: record and event), well
+#: under the 4 MiB a sidecar accepts in one message by default (daprd's --max-body-size).
+TRANSACTION_BYTES = 1024 * 1024
 
 
 def job_key(job_id: str) -> str:
@@ -89,7 +92,12 @@ class JobStore:
         self._created: dict[str, tuple[Job, str]] = {}
         #: Reads and job changes that queue up while a call is in flight share the next call.
         self._reads: Batcher[str, tuple[Any, str]] = Batcher(self._read_batch, max_batch=64)
-        self._writes: Batcher[Write, None] = Batcher(self._write_batch, max_batch=32)
+        self._writes: Batcher[Write, None] = Batcher(
+            self._write_batch,
+            max_batch=32,
+            weigh=lambda write: 2 * len(write.record),
+            max_weight=TRANSACTION_BYTES,
+        )
 
     @property
     def _client(self) -> DaprClient:
@@ -159,17 +167,35 @@ class JobStore:
             )
             return [(json.loads(resp.data), resp.etag) if resp.data else (None, "")]
         wanted = list(dict.fromkeys(keys))
-        bulk = await self._call(
-            f"reading {len(wanted)} keys",
-            lambda: self._client.get_bulk_state(self._store, wanted, parallelism=len(wanted)),
-        )
+        found = await self._read_bulk(wanted, parallelism=len(wanted))
+        return [found.get(key, (None, "")) for key in keys]
+
+    async def _read_bulk(
+        self, keys: list[str], parallelism: int
+    ) -> dict[str, tuple[Any, str] | BaseException]:
+        """Value and etag (or the error) of each key that has one, in one GetBulkState; in
+        halves when the answer is more than the sidecar sends in one message (its
+        --max-body-size, 4 MiB by default: a few dozen jobs with large results)."""
+        try:
+            bulk = await self._call(
+                f"reading {len(keys)} keys",
+                lambda: self._client.get_bulk_state(self._store, keys, parallelism=parallelism),
+                may_conflict=True,  # told apart below
+            )
+        except StoreUnavailable as exc:
+            if len(keys) == 1 or grpc_code(exc) is not StatusCode.RESOURCE_EXHAUSTED:
+                self.failed_calls += 1
+                raise
+            half = len(keys) // 2
+            first = await self._read_bulk(keys[:half], parallelism)
+            return first | await self._read_bulk(keys[half:], parallelism)
         found: dict[str, tuple[Any, str] | BaseException] = {}
         for item in bulk.items:
             if item.error:
                 found[item.key] = StoreUnavailable(f"reading {item.key} failed: {item.error}")
-            else:
-                found[item.key] = (json.loads(item.data), item.etag) if item.data else (None, "")
-        return [found.get(key, (None, "")) for key in keys]
+            elif item.data:
+                found[item.key] = (json.loads(item.data), item.etag)
+        return found
 
     async def get(self, job_id: str) -> tuple[Job | None, str]:
         """The job and its etag; a deleted job (tombstone) reads as None with the etag.
@@ -384,12 +410,11 @@ class JobStore:
         return [json.loads(item.value) for item in resp.results if item.value], resp.token or ""
 
     async def bulk_get(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The values of the keys that have one (a key the store failed to read is left out)."""
         if not keys:
             return {}
-        resp = await self._call(
-            "reading jobs", lambda: self._client.get_bulk_state(self._store, keys)
-        )
-        return {item.key: json.loads(item.data) for item in resp.items if item.data}
+        found = await self._read_bulk(keys, parallelism=1)
+        return {key: read[0] for key, read in found.items() if not isinstance(read, BaseException)}
 
 
 async def _outcome(call: Awaitable[None]) -> None | BaseException:

@@ -91,10 +91,16 @@ class Records:
         return {key: data for key, (data, _) in reads.items() if data is not None}
 
     async def get_reads(self, keys: list[str]) -> dict[str, Read]:
-        """Value and etag of every key (absent: ``(None, None)``), in one call."""
+        """Value and etag of every key (absent: ``(None, None)``), in one call; in halves when
+        the answer is more than the sidecar sends in one message (its --max-body-size, 4 MiB
+        by default: a few dozen views of jobs with large results)."""
         try:
             response = await self._clients.current.get_bulk_state(self.store, keys, parallelism=8)
         except DaprGrpcError as exc:
+            code = exc.code()  # type: ignore[no-untyped-call]
+            if len(keys) > 1 and code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                half = len(keys) // 2
+                return await self.get_reads(keys[:half]) | await self.get_reads(keys[half:])
             self._clients.failed(exc)
             raise StoreError(f"bulk read from {self.store!r}: {_reason(exc)}") from exc
         reads: dict[str, Read] = dict.fromkeys(keys, (None, None))

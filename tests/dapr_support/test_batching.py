@@ -45,6 +45,19 @@ async def test_requests_queued_behind_a_call_in_flight_share_the_next_call() -> 
     assert (batcher.calls, batcher.requests) == (3, 5)
 
 
+async def test_a_batch_holds_at_most_max_weight_and_a_heavier_request_goes_alone() -> None:
+    recorder = Recorder(hold=True)
+    batcher = Batcher(recorder.send, max_batch=10, weigh=lambda n: n, max_weight=10)
+    first = asyncio.ensure_future(batcher.submit(0))
+    await asyncio.sleep(0.01)  # the first call is now in flight, held
+    later = [asyncio.ensure_future(batcher.submit(n)) for n in (4, 6, 2, 12, 8, 2)]
+    await asyncio.sleep(0.01)
+    recorder.release.set()
+    results = await asyncio.wait_for(asyncio.gather(first, *later), 5)
+    assert results == [0, 40, 60, 20, 120, 80, 20]
+    assert recorder.batches == [[0], [4, 6], [2], [12], [8, 2]]
+
+
 async def test_an_error_of_one_request_reaches_only_its_caller() -> None:
     batcher = Batcher(Recorder().send)
     results = await asyncio.wait_for(

@@ -119,3 +119,31 @@ async def test_two_changes_of_one_job_in_one_batch_end_with_one_winner(
         assert stored is not None and stored.status == JobStatus.COMPLETED
     finally:
         await store.close()
+
+
+async def test_jobs_with_large_results_go_in_messages_a_sidecar_takes(inproc: InProcess) -> None:
+    """24 jobs of 250 KB: 6 MB in all, more than a sidecar takes or sends in one message
+    (4 MiB). Writes go a few per transaction; a bulk read past the limit is made in halves."""
+    store = await open_store(inproc)
+    try:
+        now = time.time()
+        big = [
+            jobs.transition(running_job("big"), JobStatus.COMPLETED, now, result="r" * 250_000)
+            for _ in range(24)
+        ]
+        calls = store.calls
+        outcomes = await write_together(store, [(job, "") for job in big])
+        assert not any(isinstance(o, BaseException) for o in outcomes), outcomes
+        # Two per transaction after the first (alone): no call failed as too large.
+        assert store.calls - calls <= 13
+        keys = [f"job-{job.id}" for job in big]
+        assert {
+            key: len(value["result"]) for key, value in (await store.bulk_get(keys)).items()
+        } == (dict.fromkeys(keys, 250_000))
+        read = await asyncio.wait_for(asyncio.gather(*(store.get(job.id) for job in big)), 30)
+        assert [(job.id, job.result) for job, _ in read if job is not None] == [
+            (job.id, job.result) for job in big
+        ]
+        assert store.failed_calls == 0
+    finally:
+        await store.close()

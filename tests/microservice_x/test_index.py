@@ -22,6 +22,7 @@ from microservice_x.events import JobEvent, parse_event
 from microservice_x.index import Position
 from microservice_x.settings import Settings
 from microservice_x.store import ViewStore
+from microservice_x.view import Outcome
 from tests.conftest import RedisServer
 from tests.microservice_x.stack import Sidecar, cloud_event, job_data, state_sidecar
 
@@ -189,3 +190,24 @@ async def test_an_id_added_again_is_listed_once_where_it_is_newest(
     await store.apply(created(ids[0], "job.completed", 3), "2026-11-22T10:00:09.000Z")
     listed = [i for page in await list_all(store, 100) for i in page]
     assert listed == [ids[0], *reversed(ids[1:])]
+
+
+async def test_views_more_than_one_message_together_are_read_in_halves(store: ViewStore) -> None:
+    """20 jobs with 250 KB results: their views are 5 MB, more than a sidecar sends in one
+    message (4 MiB). A bulk delivery of their events and a page listing them still go."""
+    ids = [uuid.uuid4().hex for _ in range(20)]
+
+    def completed(job_id: str) -> JobEvent:
+        data = job_data(job_id, "job.completed", 3, APP_ID, result="r" * 250_000)
+        return parse_event(cloud_event(job_id, "job.completed", data))
+
+    events = [(completed(job_id), "2026-11-22T10:00:01.000000+00:00") for job_id in ids]
+    applied = await store.apply_many(events)
+    assert [getattr(r, "outcome", r) for r in applied] == [Outcome.APPLIED] * 20
+    # Delivered again (at least once): one bulk read of all 20 views.
+    again = await store.apply_many(events)
+    assert [getattr(r, "outcome", r) for r in again] == [Outcome.DUPLICATE] * 20
+    views, after = await store.list_jobs(50)
+    assert after is None
+    assert sorted(v.id for v in views) == sorted(ids)
+    assert {len(str(v.result)) for v in views} == {250_000}
