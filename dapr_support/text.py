@@ -32,6 +32,11 @@ def lone_surrogate_at(value: Any, path: str) -> str | None:
     return None
 
 
+def replace_lone_surrogates(text: str) -> str:
+    """``text`` with each unpaired surrogate replaced by U+FFFD, as Go's JSON reading does."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
 def unicode_problem(value: Any, path: str) -> str | None:
     """Why ``value`` cannot be written as UTF-8, naming where; None when it can."""
     where = lone_surrogate_at(value, path)

@@ -14,10 +14,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from dapr_support.jsonbytes import dumps
+from dapr_support.text import lone_surrogate_at, replace_lone_surrogates
+
 ProgressSink = Callable[[float, str], None]
 
 #: Why a number JSON cannot carry is refused (Python's parser reads NaN, Infinity and 1e400).
 NOT_FINITE = "Input should be a finite number; JSON has no NaN or Infinity"
+#: Characters of a progress message or an error message kept with the job.
+MESSAGE_CHARS = 4096
 
 
 class JobFailure(Exception):
@@ -55,7 +60,8 @@ class JobContext:
     def report_progress(self, percent: float, message: str = "") -> None:
         """Record progress; the worker publishes it, throttled, so call it as often as you like."""
         value = float(percent)
-        self._progress(0.0 if math.isnan(value) else max(0.0, min(100.0, value)), str(message))
+        clamped = 0.0 if math.isnan(value) else max(0.0, min(100.0, value))
+        self._progress(clamped, stored_text(str(message)))
 
     @property
     def cancelled(self) -> bool:
@@ -180,9 +186,14 @@ class UnstorableResult(ValueError):
     """A handler's result that cannot be stored as JSON, with where and why."""
 
 
-def as_stored(result: Any) -> Any:
+def as_stored(result: Any, max_bytes: int) -> Any:
     """``result`` as every reader of the job will see it, once stored as JSON (a tuple is a
-    list, a number key a string), or UnstorableResult."""
+    list, a number key a string), or UnstorableResult: JSON cannot carry it, it holds text
+    that is not Unicode, or it is over ``max_bytes`` of compact JSON.
+
+    Stored, such a result could never be written or answered: the job would stay running
+    until it was taken over and run again, or every answer carrying it would fail.
+    """
     try:
         text = json.dumps(result, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
@@ -196,7 +207,29 @@ def as_stored(result: Any) -> Any:
         raise UnstorableResult(
             f"the handler returned {what} at {where}, which JSON cannot carry"
         ) from None
-    return json.loads(text)
+    stored = json.loads(text)
+    surrogate_at = lone_surrogate_at(stored, "result")
+    if surrogate_at is not None:
+        raise UnstorableResult(
+            f"the handler returned text holding an unpaired UTF-16 surrogate at {surrogate_at}, "
+            "which is not Unicode and cannot be stored"
+        )
+    size = len(dumps(stored))
+    if size > max_bytes:
+        raise UnstorableResult(
+            f"the handler returned a result of {size} bytes of JSON; the limit is {max_bytes} "
+            "(MAX_RESULT_BYTES): keep large data elsewhere and return where it is"
+        )
+    return stored
+
+
+def stored_text(text: str) -> str:
+    """A message from a handler (progress, error) as it is stored: unpaired surrogates become
+    U+FFFD, as Go's JSON reading makes them, and text past MESSAGE_CHARS is cut, saying so."""
+    text = replace_lone_surrogates(text)
+    if len(text) <= MESSAGE_CHARS:
+        return text
+    return f"{text[:MESSAGE_CHARS]}... ({len(text) - MESSAGE_CHARS} more characters cut)"
 
 
 def _require_finite(job_type: str, job_input: dict[str, Any]) -> None:

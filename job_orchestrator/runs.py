@@ -9,7 +9,13 @@ import logging
 from typing import Any
 
 from dapr_support.jsonbytes import dumps
-from job_orchestrator.handlers import JobContext, JobFailure, UnstorableResult, as_stored
+from job_orchestrator.handlers import (
+    JobContext,
+    JobFailure,
+    UnstorableResult,
+    as_stored,
+    stored_text,
+)
 from job_orchestrator.jobs import Job
 
 logger = logging.getLogger(__name__)
@@ -40,6 +46,14 @@ def _copied(job_input: dict[str, Any]) -> dict[str, Any]:
     nor seen by a later attempt."""
     copy: dict[str, Any] = json.loads(dumps(job_input))
     return copy
+
+
+def _message(exc: BaseException) -> str:
+    """What ``exc`` says, even when its ``__str__`` fails."""
+    try:
+        return str(exc)
+    except Exception as broken:
+        return f"(its message could not be read: {type(broken).__name__})"
 
 
 class Run:
@@ -108,20 +122,20 @@ class Run:
         that loses publishes nothing, unlike a job change)."""
         return (self.job, self.etag) if self.etag else None
 
-    def outcome(self, handler: asyncio.Task[Any]) -> tuple[Outcome, Any]:
-        """How the finished ``handler`` ended, with its result or error message."""
+    def outcome(self, handler: asyncio.Task[Any], max_result_bytes: int) -> tuple[Outcome, Any]:
+        """How the finished ``handler`` ended, with its result (as stored) or error message."""
         if handler.cancelled() or self.ctx.cancelled:
             return Outcome.CANCELED, None
         exc = handler.exception()
         if exc is None:
             try:
-                return Outcome.DONE, as_stored(handler.result())
+                return Outcome.DONE, as_stored(handler.result(), max_result_bytes)
             except UnstorableResult as unstorable:
                 return Outcome.FAILED, str(unstorable)
         if isinstance(exc, JobFailure):
-            return Outcome.FAILED, str(exc)
+            return Outcome.FAILED, stored_text(_message(exc))
         logger.error("job %s: handler %s raised", self.job.id, self.job.type, exc_info=exc)
-        return Outcome.FAILED, f"{type(exc).__name__}: {exc}"
+        return Outcome.FAILED, stored_text(f"{type(exc).__name__}: {_message(exc)}")
 
     def done_fields(self, result: Any) -> dict[str, Any]:
         """Completed: 100 %, with the last message the handler reported (even unpublished)."""

@@ -56,6 +56,8 @@ class Settings:
     default_max_attempts: int = 1
     max_body_bytes: int = 256 * 1024
     max_input_bytes: int = 64 * 1024
+    #: A handler's result, as compact JSON, at most; a larger one fails the job.
+    max_result_bytes: int = 256 * 1024
     #: Requests that may wait at once on this replica; more get 503 + Retry-After.
     max_waiters: int = 20000
     retry_after_seconds: int = 1
@@ -111,6 +113,7 @@ class Settings:
             ),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes),
             max_input_bytes=_int(env, "MAX_INPUT_BYTES", cls.max_input_bytes),
+            max_result_bytes=_int(env, "MAX_RESULT_BYTES", cls.max_result_bytes),
             max_waiters=_int(env, "MAX_WAITERS", cls.max_waiters),
             shutdown_grace_seconds=_int(
                 env, "JOB_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from grpc import StatusCode
+
 from job_orchestrator import jobs
 from job_orchestrator.errors import StoreUnavailable
 from job_orchestrator.handlers import HandlerRegistry
@@ -21,6 +23,7 @@ from job_orchestrator.jobs import Delivery, Job, JobStatus
 from job_orchestrator.metrics import JobMetrics
 from job_orchestrator.runs import Answer, LostJob, Outcome, Run
 from job_orchestrator.settings import Settings
+from job_orchestrator.sidecar_client import grpc_code
 from job_orchestrator.store import Conflict, JobStore
 from job_orchestrator.waiters import Waiters
 
@@ -224,7 +227,7 @@ class Worker:
                 return
             outcome, value = await self._attempt(run)
             if outcome is Outcome.DONE:
-                await self._finish(run.job.id, JobStatus.COMPLETED, run.done_fields(value))
+                await self._complete(run, value)
                 return
             if outcome is Outcome.CANCELED:
                 await self._finish(run.job.id, JobStatus.CANCELED, {})
@@ -239,6 +242,21 @@ class Worker:
                 )
                 return
             await self._retry(run, failures, value)
+
+    async def _complete(self, run: Run, result: Any) -> None:
+        """Write the job Completed. If the sidecar refuses that write as too large (results
+        allowed past what it accepts: MAX_RESULT_BYTES against its --max-body-size), fail the
+        job saying so: left running, it would be taken over and run again, to the same end."""
+        try:
+            await self._finish(run.job.id, JobStatus.COMPLETED, run.done_fields(result))
+        except StoreUnavailable as exc:
+            if grpc_code(exc) is not StatusCode.RESOURCE_EXHAUSTED:
+                raise
+            error = (
+                f"the sidecar refused the completed job as too large ({exc}); "
+                "MAX_RESULT_BYTES must stay below what the sidecar accepts"
+            )
+            await self._finish(run.job.id, JobStatus.FAILED, {"error": error})
 
     async def _attempt(self, run: Run) -> tuple[Outcome, Any]:
         """Run the handler once, publishing progress and renewing the lease while it works."""
@@ -281,7 +299,7 @@ class Worker:
         finally:
             if not handler.done():
                 handler.cancel()
-        return run.outcome(handler)
+        return run.outcome(handler, self._settings.max_result_bytes)
 
     def _mine(self, job: Job, attempt: int) -> bool:
         return not job.is_final and job.worker == self._me and job.attempt == attempt

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -41,7 +42,7 @@ def test_the_users_job_types_run_beside_the_built_in_one(replica: Replica) -> No
         assert bad.status_code == 422
         unknown = client.post(start, json={"type": "resize"})
         assert unknown.status_code == 422
-        assert "consume, echo, shout, stamp, wait" in unknown.json()["detail"]
+        assert "blob, consume, echo, shout, stamp, wait" in unknown.json()["detail"]
 
 
 def test_a_job_handlers_entry_that_cannot_load_stops_the_start(tmp_path: Path) -> None:
@@ -76,6 +77,70 @@ def test_a_result_json_cannot_carry_fails_the_job_at_once(replica: Replica) -> N
         assert job["error"] == (
             "the handler returned a datetime at result.at, which JSON cannot carry"
         )
+
+
+def _blob(client: httpx.Client, **job_input: Any) -> dict[str, Any]:
+    """A `blob` job, waited for until final."""
+    body = {"type": "blob", "input": job_input, "timeoutSeconds": 20}
+    done = client.post("/Jobs/StartJobWithTimeout", json=body)
+    assert done.status_code == 200, done.text
+    job: dict[str, Any] = done.json()
+    assert client.get(f"/jobs/{job['id']}").json() == job  # readable, and stored as answered
+    return job
+
+
+def test_a_result_too_large_or_not_unicode_fails_the_job_at_once(replica: Replica) -> None:
+    """Such a result could not be written (over what the sidecar takes: the job ran again
+    after each lease, then failed as a lost worker minutes later) or not answered (an unpaired
+    surrogate: every answer carrying the job failed with 500). Now the job fails at once."""
+    with httpx.Client(base_url=replica.url, timeout=30) as client:
+        fits = _blob(client, size=200_000)
+        assert fits["status"] == "Completed"
+        assert fits["result"] == {"blob": "x" * 200_000}
+        big = _blob(client, size=300_000)
+        assert (big["status"], big["attempt"]) == ("Failed", 1)
+        assert big["error"].startswith(
+            "the handler returned a result of 300011 bytes of JSON; the limit is 262144 "
+            "(MAX_RESULT_BYTES)"
+        )
+        odd = _blob(client, size=2, unpaired=True)
+        assert (odd["status"], odd["attempt"]) == ("Failed", 1)
+        assert odd["error"] == (
+            "the handler returned text holding an unpaired UTF-16 surrogate at result.blob, "
+            "which is not Unicode and cannot be stored"
+        )
+
+
+def test_a_handlers_messages_are_stored_as_unicode_and_cut_when_long(replica: Replica) -> None:
+    """Progress and error text from a handler: an unpaired surrogate stored as U+FFFD, text
+    past 4,096 characters cut (megabytes of it could not be written)."""
+    with httpx.Client(base_url=replica.url, timeout=30) as client:
+        said = _blob(client, size=2, unpaired=True, into="progress")
+        assert said["status"] == "Completed"
+        assert said["progress"]["message"] == "xx\ufffd"
+        long = _blob(client, size=3_000_000, into="progress")
+        assert long["progress"]["message"] == "x" * 4096 + "... (2995904 more characters cut)"
+        failed = _blob(client, size=2, unpaired=True, into="error")
+        assert (failed["status"], failed["error"]) == ("Failed", "xx\ufffd")
+        failed = _blob(client, size=3_000_000, into="error")
+        assert (failed["status"], failed["attempt"]) == ("Failed", 1)
+        assert failed["error"] == "x" * 4096 + "... (2995904 more characters cut)"
+
+
+def test_a_completed_job_the_sidecar_refuses_as_too_large_fails_saying_so(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """With MAX_RESULT_BYTES above what the sidecar takes in one message (4 MiB by default),
+    the completed job's write is refused: the job fails at once instead of running again."""
+    allowing = {"JOB_HANDLERS": f"{SAMPLE}:jobs", "MAX_RESULT_BYTES": str(16 * 1024 * 1024)}
+    with (
+        one_replica(redis_server.host, tmp_path, "too-large", **allowing) as one,
+        httpx.Client(base_url=one.url, timeout=30) as client,
+    ):
+        job = _blob(client, size=3_000_000)
+        assert (job["status"], job["attempt"], job["result"]) == ("Failed", 1, None)
+        assert job["error"].startswith("the sidecar refused the completed job as too large (")
+        assert "MAX_RESULT_BYTES must stay below what the sidecar accepts" in job["error"]
 
 
 def _state_reads(replica: Replica) -> float:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from job_orchestrator.handlers import HandlerRegistry, JobContext
+from job_orchestrator.handlers import HandlerRegistry, JobContext, JobFailure
 
 jobs = HandlerRegistry()
 not_a_registry = "jobs"
@@ -53,3 +53,18 @@ async def consume(ctx: JobContext) -> Any:
         _failed_once.add(ctx.job_id)
         raise RuntimeError("first attempt fails")
     return {"taken": taken}
+
+
+@jobs.register("blob")
+async def blob(ctx: JobContext) -> Any:
+    """Answer with `size` characters of text, or put them in the progress message or the
+    error instead (`into`: "result", "progress" or "error"); with `unpaired`, the text ends
+    in an unpaired surrogate, which is not Unicode."""
+    text = "x" * int(ctx.input.get("size", 1)) + ("\ud800" if ctx.input.get("unpaired") else "")
+    into = ctx.input.get("into", "result")
+    if into == "progress":
+        ctx.report_progress(50, text)
+        return None
+    if into == "error":
+        raise JobFailure(text)
+    return {"blob": text}

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from job_orchestrator.handler_modules import HandlerModuleError, load_registry
 from job_orchestrator.handlers import (
+    MESSAGE_CHARS,
     HandlerRegistry,
     InvalidJobInput,
     JobContext,
@@ -20,6 +21,7 @@ from job_orchestrator.handlers import (
     as_stored,
     default_registry,
     json_problem_at,
+    stored_text,
 )
 
 
@@ -71,18 +73,50 @@ def test_what_json_cannot_carry_is_found_wherever_it_is() -> None:
     assert json_problem_at(loop) is None  # looked at once: no endless walk
 
 
+LIMIT = 1000
+
+
 def test_a_result_is_stored_as_json_reads_it_back() -> None:
-    assert as_stored({"pair": (1, 2), 3: "three", None: True}) == {
+    assert as_stored({"pair": (1, 2), 3: "three", None: True}, LIMIT) == {
         "pair": [1, 2],
         "3": "three",
         "null": True,
     }
     with pytest.raises(UnstorableResult, match=r"^the handler returned a set at result\.x, "):
-        as_stored({"x": {1}})
+        as_stored({"x": {1}}, LIMIT)
     loop: list[Any] = [1]
     loop.append(loop)
     with pytest.raises(UnstorableResult, match="JSON cannot carry: Circular reference detected"):
-        as_stored(loop)
+        as_stored(loop, LIMIT)
+
+
+def test_a_result_holding_text_that_is_not_unicode_is_refused_naming_where() -> None:
+    """Stored, it made every answer carrying the job fail (UTF-8 cannot encode it)."""
+    with pytest.raises(
+        UnstorableResult,
+        match=r"^the handler returned text holding an unpaired UTF-16 surrogate at "
+        r"result\.rows\[1\], ",
+    ):
+        as_stored({"rows": ["fine", "a\ud800b"]}, LIMIT)
+    with pytest.raises(UnstorableResult, match=r"surrogate at result\.\\udc00, "):
+        as_stored({"\udc00": 1}, LIMIT)
+    assert as_stored({"emoji": "\U0001f600", "cjk": "\u65e5"}, LIMIT) == {
+        "emoji": "\U0001f600",
+        "cjk": "\u65e5",
+    }
+
+
+def test_a_result_over_the_limit_is_refused_saying_how_large() -> None:
+    """Counted as compact UTF-8 JSON, as it is stored: the limit itself passes."""
+    at_limit = {"t": "x" * (LIMIT - len('{"t":""}'))}
+    assert as_stored(at_limit, LIMIT) == at_limit
+    over = {"t": "\u00e9" * 500}  # 1000 bytes of UTF-8, 500 characters
+    with pytest.raises(
+        UnstorableResult,
+        match=r"^the handler returned a result of 1008 bytes of JSON; the limit is 1000 "
+        r"\(MAX_RESULT_BYTES\)",
+    ):
+        as_stored(over, LIMIT)
 
 
 class LaxInput(BaseModel):
@@ -131,6 +165,19 @@ def test_a_progress_message_is_stored_as_text() -> None:
     assert reports == [(0.0, "2026-01-02"), (0.0, "3")]
 
 
+def test_a_handlers_message_is_stored_as_unicode_and_cut_when_long() -> None:
+    """An unpaired surrogate (not Unicode: no answer could carry it) becomes U+FFFD, as Go's
+    JSON reading makes it; a message past MESSAGE_CHARS is cut, saying how much went."""
+    assert stored_text("half \ud83d of a pair") == "half \ufffd of a pair"
+    assert stored_text("x" * MESSAGE_CHARS) == "x" * MESSAGE_CHARS
+    cut = stored_text("y" * (MESSAGE_CHARS + 7))
+    assert cut == "y" * MESSAGE_CHARS + "... (7 more characters cut)"
+    reports: list[tuple[float, str]] = []
+    ctx = JobContext("j", {}, lambda p, m: reports.append((p, m)))
+    ctx.report_progress(10, "z" * (MESSAGE_CHARS + 1) + "\udfff")
+    assert reports == [(10.0, "z" * MESSAGE_CHARS + "... (2 more characters cut)")]
+
+
 async def test_wait_handler_reports_progress_and_can_fail() -> None:
     registry = default_registry()
     reports: list[tuple[float, str]] = []
@@ -151,7 +198,7 @@ def test_context_cancel_flag() -> None:
 
 def test_job_handlers_add_the_users_job_types_to_the_built_in_ones() -> None:
     registry = load_registry(["tests.job_orchestrator.sample_jobs:jobs"])
-    assert registry.names == ["consume", "echo", "shout", "stamp", "wait"]
+    assert registry.names == ["blob", "consume", "echo", "shout", "stamp", "wait"]
     assert registry.validate_input("shout", {"text": "hi"}) == {"text": "hi"}
     with pytest.raises(InvalidJobInput):
         registry.validate_input("shout", {"text": 3})
@@ -173,7 +220,7 @@ def test_a_job_handlers_entry_that_cannot_be_used_says_why(spec: str, why: str) 
 
 def test_a_job_type_registered_twice_is_refused() -> None:
     twice = ["tests.job_orchestrator.sample_jobs:jobs"] * 2
-    with pytest.raises(HandlerModuleError, match="registered twice: consume, echo, shout"):
+    with pytest.raises(HandlerModuleError, match="registered twice: blob, consume, echo, shout"):
         load_registry(twice)
     builtin = HandlerRegistry()
     builtin.register("wait")(lambda ctx: None)

@@ -8,11 +8,13 @@ from collections.abc import Iterator
 import pytest
 
 from job_orchestrator import jobs
+from job_orchestrator.handlers import MESSAGE_CHARS, JobFailure
 from job_orchestrator.runs import Outcome, Run
 
 CLAIMED_AT = 1000.0
 LEASE = 30.0
 MARGIN = LEASE / 3
+RESULT_LIMIT = 1000
 
 
 @pytest.fixture
@@ -71,14 +73,41 @@ def test_a_result_json_cannot_carry_fails_the_run(loop: asyncio.AbstractEventLoo
     run = _run("2", loop)
     done = loop.create_task(handler({"scores": [1.0, float("nan")]}))
     loop.run_until_complete(done)
-    outcome, error = run.outcome(done)
+    outcome, error = run.outcome(done, RESULT_LIMIT)
     assert outcome is Outcome.FAILED
     assert error == (
         "the handler returned a non-finite number at result.scores.1, which JSON cannot carry"
     )
     fine = loop.create_task(handler({"scores": [1.0]}))
     loop.run_until_complete(fine)
-    assert run.outcome(fine) == (Outcome.DONE, {"scores": [1.0]})
+    assert run.outcome(fine, RESULT_LIMIT) == (Outcome.DONE, {"scores": [1.0]})
     as_json = loop.create_task(handler({"pair": (1, 2), 3: "three"}))
     loop.run_until_complete(as_json)
-    assert run.outcome(as_json) == (Outcome.DONE, {"pair": [1, 2], "3": "three"})
+    assert run.outcome(as_json, RESULT_LIMIT) == (Outcome.DONE, {"pair": [1, 2], "3": "three"})
+
+
+def test_a_handlers_error_is_stored_as_unicode_and_cut_when_long(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """An error message no answer could carry, or one of megabytes, is stored as text that
+    fits; an exception whose message cannot even be read still fails the run, saying so."""
+
+    class Unreadable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    async def fail(exc: Exception) -> None:
+        raise exc
+
+    run = _run("2", loop)
+    for raised, stored in [
+        (JobFailure("bad \ud800 byte"), "bad \ufffd byte"),
+        (ValueError("v" * (MESSAGE_CHARS + 3)), "ValueError: " + "v" * (MESSAGE_CHARS - 12)),
+        (Unreadable(), "Unreadable: (its message could not be read: RuntimeError)"),
+    ]:
+        task = loop.create_task(fail(raised))
+        loop.run_until_complete(asyncio.wait([task]))
+        outcome, error = run.outcome(task, RESULT_LIMIT)
+        assert outcome is Outcome.FAILED
+        assert error.startswith(stored)
+        assert len(error) <= MESSAGE_CHARS + len("... (99 more characters cut)")
