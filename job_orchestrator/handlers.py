@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import inspect
 import json
 import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +30,10 @@ MESSAGE_CHARS = 4096
 
 class JobFailure(Exception):
     """Raised by a handler to fail its job with a clear message (no stack trace stored)."""
+
+
+class HandlerExit(Exception):
+    """A handler tried to stop the process: its job fails, the replica goes on."""
 
 
 class UnknownJobType(Exception):
@@ -132,12 +139,29 @@ class HandlerRegistry:
         _require_finite(name, validated)
         return validated
 
-    async def run(self, name: str, ctx: JobContext) -> Any:
-        """Run the handler; a plain function runs in a thread so the event loop stays free."""
+    async def run(self, name: str, ctx: JobContext, threads: Executor | None = None) -> Any:
+        """Run the handler; a plain function runs in a thread of ``threads`` (None: the
+        loop's default executor), so the event loop stays free.
+
+        A handler that tries to stop the process (``sys.exit()``, which argparse calls on bad
+        arguments, or KeyboardInterrupt) raises HandlerExit instead: let through, it stopped
+        the replica with every job on it, and then each replica that took the job over.
+        """
         func = self.get(name).func
-        if inspect.iscoroutinefunction(func):
-            return await func(ctx)
-        return await asyncio.to_thread(func, ctx)
+        try:
+            if inspect.iscoroutinefunction(func):
+                return await func(ctx)
+            call = functools.partial(contextvars.copy_context().run, func, ctx)
+            return await asyncio.get_running_loop().run_in_executor(threads, call)
+        except SystemExit as exc:
+            raise HandlerExit(
+                f"the handler called sys.exit({exc.code!r}), which would stop the replica; "
+                "raise JobFailure to fail a job"
+            ) from exc
+        except KeyboardInterrupt as exc:
+            raise HandlerExit(
+                "the handler raised KeyboardInterrupt, which would stop the replica"
+            ) from exc
 
 
 def json_problem_at(value: Any) -> tuple[tuple[str | int, ...], str] | None:

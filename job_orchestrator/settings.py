@@ -64,6 +64,9 @@ class Settings:
     listing_flush_seconds: float = 1.0
     #: After SIGTERM, how long running jobs (their deliveries are open requests) may finish.
     shutdown_grace_seconds: int = 10
+    #: Plain-function handlers that may run at once (threads, made as needed); keep it at
+    #: least jobqueue's ``concurrency``, the jobs a replica takes at once.
+    job_threads: int = 32
     #: JOB_HANDLERS: ``module:attribute`` registries of the user's own job types.
     job_handlers: tuple[str, ...] = ()
 
@@ -115,6 +118,7 @@ class Settings:
             max_input_bytes=_int(env, "MAX_INPUT_BYTES", cls.max_input_bytes),
             max_result_bytes=_int(env, "MAX_RESULT_BYTES", cls.max_result_bytes),
             max_waiters=_int(env, "MAX_WAITERS", cls.max_waiters),
+            job_threads=_int(env, "JOB_THREADS", cls.job_threads),
             shutdown_grace_seconds=_int(
                 env, "JOB_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
             ),
@@ -125,6 +129,8 @@ class Settings:
                 spec.strip() for spec in env.get("JOB_HANDLERS", "").split(",") if spec.strip()
             ),
         )
+        if settings.job_threads < 1:
+            raise SettingsError(f"JOB_THREADS={settings.job_threads}: expected 1 or more")
         if settings.idempotency_retention_seconds > settings.retention_seconds:
             # A key outliving its job would take the job's absence for a creator that died
             # and start the job again under the same id.

@@ -12,6 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from grpc import StatusCode
@@ -57,6 +58,9 @@ class Worker:
         self._on_delivered = on_delivered
         self._metrics = metrics or JobMetrics()
         self._runs: dict[str, Run] = {}
+        #: Where plain-function handlers run: the loop's default executor has only
+        #: min(32, cores + 4) threads, 6 on two cores, so further jobs waited, shown running.
+        self._threads = ThreadPoolExecutor(settings.job_threads, thread_name_prefix="job")
         #: Set once the replica begins to stop: no new claims; runs cancelled now are handed back.
         self._stopping = False
         self._grace: asyncio.Task[None] | None = None  #: waits out the grace, then closes
@@ -260,7 +264,7 @@ class Worker:
 
     async def _attempt(self, run: Run) -> tuple[Outcome, Any]:
         """Run the handler once, publishing progress and renewing the lease while it works."""
-        handler = asyncio.create_task(self._registry.run(run.job.type, run.ctx))
+        handler = asyncio.create_task(self._registry.run(run.job.type, run.ctx, self._threads))
         timeout = run.job.run_timeout_seconds
         deadline = time.monotonic() + timeout if timeout else None
         renew_every = self._settings.lease_seconds / 3
@@ -446,6 +450,8 @@ class Worker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # A plain handler's thread cannot be stopped; it ends when its function returns.
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     async def _hand_back(self, run: Run) -> None:
         """End the lease of a job we still run (no event), so the next delivery takes it over

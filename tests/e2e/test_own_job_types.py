@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,7 @@ def test_the_users_job_types_run_beside_the_built_in_one(replica: Replica) -> No
         assert bad.status_code == 422
         unknown = client.post(start, json={"type": "resize"})
         assert unknown.status_code == 422
-        assert "blob, consume, echo, shout, stamp, wait" in unknown.json()["detail"]
+        assert "blob, cli, consume, echo, meet, shout, stamp, wait" in unknown.json()["detail"]
 
 
 def test_a_job_handlers_entry_that_cannot_load_stops_the_start(tmp_path: Path) -> None:
@@ -141,6 +143,44 @@ def test_a_completed_job_the_sidecar_refuses_as_too_large_fails_saying_so(
         assert (job["status"], job["attempt"], job["result"]) == ("Failed", 1, None)
         assert job["error"].startswith("the sidecar refused the completed job as too large (")
         assert "MAX_RESULT_BYTES must stay below what the sidecar accepts" in job["error"]
+
+
+def test_a_handler_that_exits_fails_its_job_and_the_replica_goes_on(replica: Replica) -> None:
+    """argparse calls sys.exit(2) on bad arguments: that stopped the whole replica (and each
+    replica that took the job over after it). Now only the job fails, saying why."""
+    with httpx.Client(base_url=replica.url, timeout=30) as client:
+        start = "/Jobs/StartJobWithTimeout"
+        bad = client.post(start, json={"type": "cli", "input": {"args": []}, "timeoutSeconds": 20})
+        assert bad.status_code == 200, bad.text
+        assert (bad.json()["status"], bad.json()["attempt"]) == ("Failed", 1)
+        assert bad.json()["error"] == (
+            "HandlerExit: the handler called sys.exit(2), which would stop the replica; "
+            "raise JobFailure to fail a job"
+        )
+        good = {"type": "cli", "input": {"args": ["--count", "3"]}, "timeoutSeconds": 20}
+        done = client.post(start, json=good)
+        assert done.status_code == 200, done.text
+        assert done.json()["result"] == {"count": 3}
+
+
+def test_plain_function_handlers_run_as_many_at_once_as_the_replica_takes(
+    replica: Replica,
+) -> None:
+    """Twelve plain-function jobs meet at a barrier, so they pass only if all run at once.
+    They ran in the event loop's default executor: 6 threads on two cores, the other jobs
+    shown running while they waited for one."""
+    group = uuid.uuid4().hex
+    body = {"type": "meet", "input": {"group": group, "parties": 12}, "timeoutSeconds": 30}
+
+    def start(_: int) -> httpx.Response:
+        with httpx.Client(base_url=replica.url, timeout=40) as client:
+            return client.post("/Jobs/StartJobWithTimeout", json=body)
+
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(start, range(12)))
+    assert [(a.status_code, a.json()["status"], a.json()["error"]) for a in answers] == [
+        (200, "Completed", None)
+    ] * 12
 
 
 def _state_reads(replica: Replica) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,3 +70,26 @@ async def blob(ctx: JobContext) -> Any:
     if into == "error":
         raise JobFailure(text)
     return {"blob": text}
+
+
+@jobs.register("cli")
+def cli(ctx: JobContext) -> Any:
+    """A command-line tool's code, run as a plain function: argparse exits on bad arguments."""
+    parser = argparse.ArgumentParser(prog="cli")
+    parser.add_argument("--count", type=int, required=True)
+    return {"count": parser.parse_args(ctx.input["args"]).count}
+
+
+_barriers: dict[str, threading.Barrier] = {}
+_barriers_lock = threading.Lock()
+
+
+@jobs.register("meet")
+def meet(ctx: JobContext) -> Any:
+    """A plain function: waits (10 s at most) until `parties` jobs of its `group` all run."""
+    with _barriers_lock:
+        barrier = _barriers.setdefault(
+            ctx.input["group"], threading.Barrier(int(ctx.input["parties"]))
+        )
+    barrier.wait(timeout=10)
+    return {"met": True}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import Any
 
@@ -12,6 +13,7 @@ from pydantic import BaseModel
 from job_orchestrator.handler_modules import HandlerModuleError, load_registry
 from job_orchestrator.handlers import (
     MESSAGE_CHARS,
+    HandlerExit,
     HandlerRegistry,
     InvalidJobInput,
     JobContext,
@@ -156,6 +158,41 @@ async def test_plain_function_runs_in_a_thread() -> None:
     assert reports == [(100.0, "clamped")]
 
 
+async def test_a_handler_that_tries_to_stop_the_process_raises_handler_exit() -> None:
+    """Let through, SystemExit or KeyboardInterrupt from a handler stopped the replica."""
+    registry = HandlerRegistry()
+
+    @registry.register("exits")
+    async def exits(ctx: JobContext) -> Any:
+        raise SystemExit(3)
+
+    @registry.register("exits_in_thread")
+    def exits_in_thread(ctx: JobContext) -> Any:
+        raise SystemExit("bad arguments")
+
+    @registry.register("interrupted")
+    def interrupted(ctx: JobContext) -> Any:
+        raise KeyboardInterrupt
+
+    ctx = JobContext("j", {}, lambda p, m: None)
+    for name, says in [
+        ("exits", "the handler called sys.exit(3), which would stop the replica; "),
+        ("exits_in_thread", "the handler called sys.exit('bad arguments'), which would "),
+        ("interrupted", "the handler raised KeyboardInterrupt, which would stop the replica"),
+    ]:
+        with pytest.raises(HandlerExit) as raised:
+            await registry.run(name, ctx)
+        assert str(raised.value).startswith(says)
+
+
+async def test_a_plain_function_runs_in_the_threads_given() -> None:
+    registry = HandlerRegistry()
+    registry.register("where")(lambda ctx: threading.current_thread().name)
+    ctx = JobContext("j", {}, lambda p, m: None)
+    with ThreadPoolExecutor(2, thread_name_prefix="jobs-here") as threads:
+        assert (await registry.run("where", ctx, threads)).startswith("jobs-here")
+
+
 def test_a_progress_message_is_stored_as_text() -> None:
     """Whatever a handler passes as the message, the job stores text (JSON can carry it)."""
     reports: list[tuple[float, str]] = []
@@ -198,7 +235,7 @@ def test_context_cancel_flag() -> None:
 
 def test_job_handlers_add_the_users_job_types_to_the_built_in_ones() -> None:
     registry = load_registry(["tests.job_orchestrator.sample_jobs:jobs"])
-    assert registry.names == ["blob", "consume", "echo", "shout", "stamp", "wait"]
+    assert registry.names == ["blob", "cli", "consume", "echo", "meet", "shout", "stamp", "wait"]
     assert registry.validate_input("shout", {"text": "hi"}) == {"text": "hi"}
     with pytest.raises(InvalidJobInput):
         registry.validate_input("shout", {"text": 3})
@@ -220,7 +257,9 @@ def test_a_job_handlers_entry_that_cannot_be_used_says_why(spec: str, why: str) 
 
 def test_a_job_type_registered_twice_is_refused() -> None:
     twice = ["tests.job_orchestrator.sample_jobs:jobs"] * 2
-    with pytest.raises(HandlerModuleError, match="registered twice: blob, consume, echo, shout"):
+    with pytest.raises(
+        HandlerModuleError, match="registered twice: blob, cli, consume, echo, meet, shout"
+    ):
         load_registry(twice)
     builtin = HandlerRegistry()
     builtin.register("wait")(lambda ctx: None)

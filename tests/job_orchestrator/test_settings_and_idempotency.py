@@ -21,6 +21,9 @@ def test_defaults_and_overrides() -> None:
     assert handlers == ("a.b:jobs", "c:reg")
     assert default.listing_flush_seconds == 1.0
     assert Settings.from_env({"JOB_LISTING_FLUSH_SECONDS": "0.25"}).listing_flush_seconds == 0.25
+    assert (default.job_threads, default.max_result_bytes) == (32, 256 * 1024)
+    limits = Settings.from_env({"JOB_THREADS": "64", "MAX_RESULT_BYTES": "1048576"})
+    assert (limits.job_threads, limits.max_result_bytes) == (64, 1048576)
 
 
 @pytest.mark.parametrize(
@@ -30,6 +33,8 @@ def test_defaults_and_overrides() -> None:
         {"APP_PORT": "eighty"},
         {"JOB_LISTING_FLUSH_SECONDS": "0"},
         {"JOB_LISTING_FLUSH_SECONDS": "soon"},
+        {"JOB_THREADS": "0"},
+        {"MAX_RESULT_BYTES": "lots"},
         # A key outliving its job would start the job again once the job expired.
         {"IDEMPOTENCY_RETENTION_SECONDS": "3600", "JOB_RETENTION_SECONDS": "600"},
     ],
