@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI
 
 from dapr_support import heap
 from dapr_support.http_methods import HeadAsGet
-from job_orchestrator import api, problems, subscriptions
+from job_orchestrator import api, loopwatch, problems, subscriptions
 from job_orchestrator.auth import ApiKeys, document_security, require_app_token
 from job_orchestrator.bodylimit import BodyLimit
 from job_orchestrator.deliveries import SidecarDeliveries
@@ -65,6 +65,7 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
             worker = Worker(
                 store, handlers, waiters, settings, on_delivered=on_delivered, metrics=metrics
             )
+            tasks.append(asyncio.create_task(loopwatch.watch(worker.described)))
         service = JobService(store, handlers, waiters, worker, listing, settings, metrics=metrics)
         app.state.settings = settings
         app.state.store = store

@@ -74,6 +74,10 @@ class Worker:
     def runs(self, job_id: str) -> bool:
         return job_id in self._runs
 
+    def described(self) -> list[str]:
+        """The jobs running here, as ``type id``."""
+        return [f"{run.job.type} {job_id}" for job_id, run in self._runs.items()]
+
     async def deliver(self, job_id: str) -> Answer:
         """A job.created delivery from the queue: run the job (or decide it needs nothing).
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import RedisServer
 from tests.job_orchestrator.stack import Replica, one_replica
-from tests.procs import PYTHON, ManagedProcess
+from tests.procs import PYTHON, ManagedProcess, wait_until
 from tests.sidecar.api.scrape import scrape_port
 
 pytestmark = pytest.mark.e2e
@@ -44,7 +44,7 @@ def test_the_users_job_types_run_beside_the_built_in_one(replica: Replica) -> No
         assert bad.status_code == 422
         unknown = client.post(start, json={"type": "resize"})
         assert unknown.status_code == 422
-        assert "blob, cli, consume, echo, meet, shout, stamp, wait" in unknown.json()["detail"]
+        assert "blob, cli, consume, echo, hog, meet, shout, stamp, wait" in unknown.json()["detail"]
 
 
 def test_a_job_handlers_entry_that_cannot_load_stops_the_start(tmp_path: Path) -> None:
@@ -181,6 +181,18 @@ def test_plain_function_handlers_run_as_many_at_once_as_the_replica_takes(
     assert [(a.status_code, a.json()["status"], a.json()["error"]) for a in answers] == [
         (200, "Completed", None)
     ] * 12
+
+
+def test_an_async_handler_that_blocks_the_loop_is_reported(replica: Replica) -> None:
+    """Blocking in an async handler holds up the whole replica; its log says so, naming it."""
+    with httpx.Client(base_url=replica.url, timeout=30) as client:
+        body = {"type": "hog", "input": {"seconds": 1.6}, "timeoutSeconds": 20}
+        done = client.post("/Jobs/StartJobWithTimeout", json=body)
+        assert done.status_code == 200, done.text
+        assert replica.app is not None
+        wait_until(lambda: "the event loop was held up for" in replica.app.log_tail(), timeout=5)
+        warning = replica.app.log_tail().split("the event loop was held up for ")[-1]
+        assert f"(jobs running here: hog {done.json()['id']}); an async handler" in warning
 
 
 def _state_reads(replica: Replica) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -93,3 +94,10 @@ def meet(ctx: JobContext) -> Any:
         )
     barrier.wait(timeout=10)
     return {"met": True}
+
+
+@jobs.register("hog")
+async def hog(ctx: JobContext) -> Any:
+    """An async handler that blocks the event loop for `seconds` (what handlers must not do)."""
+    time.sleep(float(ctx.input["seconds"]))
+    return None

@@ -235,7 +235,17 @@ def test_context_cancel_flag() -> None:
 
 def test_job_handlers_add_the_users_job_types_to_the_built_in_ones() -> None:
     registry = load_registry(["tests.job_orchestrator.sample_jobs:jobs"])
-    assert registry.names == ["blob", "cli", "consume", "echo", "meet", "shout", "stamp", "wait"]
+    assert registry.names == [
+        "blob",
+        "cli",
+        "consume",
+        "echo",
+        "hog",
+        "meet",
+        "shout",
+        "stamp",
+        "wait",
+    ]
     assert registry.validate_input("shout", {"text": "hi"}) == {"text": "hi"}
     with pytest.raises(InvalidJobInput):
         registry.validate_input("shout", {"text": 3})
@@ -258,7 +268,7 @@ def test_a_job_handlers_entry_that_cannot_be_used_says_why(spec: str, why: str) 
 def test_a_job_type_registered_twice_is_refused() -> None:
     twice = ["tests.job_orchestrator.sample_jobs:jobs"] * 2
     with pytest.raises(
-        HandlerModuleError, match="registered twice: blob, cli, consume, echo, meet, shout"
+        HandlerModuleError, match="registered twice: blob, cli, consume, echo, hog, "
     ):
         load_registry(twice)
     builtin = HandlerRegistry()
