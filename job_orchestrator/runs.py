@@ -124,8 +124,13 @@ class Run:
 
     def outcome(self, handler: asyncio.Task[Any], max_result_bytes: int) -> tuple[Outcome, Any]:
         """How the finished ``handler`` ended, with its result (as stored) or error message."""
-        if handler.cancelled() or self.ctx.cancelled:
+        if self.ctx.cancelled:
             return Outcome.CANCELED, None
+        if handler.cancelled():
+            # The worker cancels a handler only after a cancel request, a timeout or at
+            # shutdown, none of which asks how it ended: this CancelledError came from the
+            # handler's own code. Ending the job Canceled would announce a cancel nobody made.
+            return Outcome.FAILED, "the handler raised CancelledError, but no cancel was asked"
         exc = handler.exception()
         if exc is None:
             try:

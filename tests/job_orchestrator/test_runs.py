@@ -111,3 +111,23 @@ def test_a_handlers_error_is_stored_as_unicode_and_cut_when_long(
         assert outcome is Outcome.FAILED
         assert error.startswith(stored)
         assert len(error) <= MESSAGE_CHARS + len("... (99 more characters cut)")
+
+
+def test_a_cancelled_error_from_the_handlers_own_code_fails_the_run(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """Only a cancel request ends a job Canceled (and announces job.canceled)."""
+
+    async def gives_up() -> None:
+        raise asyncio.CancelledError  # e.g. awaiting a library's task that was cancelled
+
+    run = _run("2", loop)
+    task = loop.create_task(gives_up())
+    loop.run_until_complete(asyncio.wait([task]))
+    assert task.cancelled()
+    assert run.outcome(task, RESULT_LIMIT) == (
+        Outcome.FAILED,
+        "the handler raised CancelledError, but no cancel was asked",
+    )
+    run.ctx.cancel()  # asked: the same end is a cancellation
+    assert run.outcome(task, RESULT_LIMIT) == (Outcome.CANCELED, None)
