@@ -7,11 +7,11 @@ import contextvars
 import functools
 import inspect
 import json
+import logging
 import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dapr_support.jsonbytes import dumps
 from dapr_support.text import lone_surrogate_at, replace_lone_surrogates
+from job_orchestrator.threads import HandlerThreads
+
+logger = logging.getLogger(__name__)
 
 ProgressSink = Callable[[float, str], None]
 
@@ -139,9 +142,9 @@ class HandlerRegistry:
         _require_finite(name, validated)
         return validated
 
-    async def run(self, name: str, ctx: JobContext, threads: Executor | None = None) -> Any:
-        """Run the handler; a plain function runs in a thread of ``threads`` (None: the
-        loop's default executor), so the event loop stays free.
+    async def run(self, name: str, ctx: JobContext, threads: HandlerThreads | None = None) -> Any:
+        """Run the handler; a plain function runs in one of ``threads`` (None: the loop's
+        default executor), so the event loop stays free.
 
         A handler that tries to stop the process (``sys.exit()``, which argparse calls on bad
         arguments, or KeyboardInterrupt) raises HandlerExit instead: let through, it stopped
@@ -152,7 +155,16 @@ class HandlerRegistry:
             if inspect.iscoroutinefunction(func):
                 return await func(ctx)
             call = functools.partial(contextvars.copy_context().run, func, ctx)
-            return await asyncio.get_running_loop().run_in_executor(threads, call)
+            if threads is None:
+                return await asyncio.get_running_loop().run_in_executor(None, call)
+            if threads.full:
+                logger.warning(
+                    "job %s waits for a thread: all %s of JOB_THREADS run plain handlers that "
+                    "have not returned (those of cancelled or timed-out jobs too)",
+                    ctx.job_id,
+                    threads.size,
+                )
+            return await threads.run(call)
         except SystemExit as exc:
             raise HandlerExit(
                 f"the handler called sys.exit({exc.code!r}), which would stop the replica; "

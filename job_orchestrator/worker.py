@@ -12,7 +12,6 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from grpc import StatusCode
@@ -26,6 +25,7 @@ from job_orchestrator.runs import Answer, LostJob, Outcome, Run
 from job_orchestrator.settings import Settings
 from job_orchestrator.sidecar_client import grpc_code
 from job_orchestrator.store import Conflict, JobStore
+from job_orchestrator.threads import HandlerThreads
 from job_orchestrator.waiters import Waiters
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class Worker:
         self._runs: dict[str, Run] = {}
         #: Where plain-function handlers run: the loop's default executor has only
         #: min(32, cores + 4) threads, 6 on two cores, so further jobs waited, shown running.
-        self._threads = ThreadPoolExecutor(settings.job_threads, thread_name_prefix="job")
+        self._threads = HandlerThreads(settings.job_threads)
         #: Set once the replica begins to stop: no new claims; runs cancelled now are handed back.
         self._stopping = False
         self._grace: asyncio.Task[None] | None = None  #: waits out the grace, then closes
@@ -454,8 +454,7 @@ class Worker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        # A plain handler's thread cannot be stopped; it ends when its function returns.
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        self._threads.shutdown()
 
     async def _hand_back(self, run: Run) -> None:
         """End the lease of a job we still run (no event), so the next delivery takes it over

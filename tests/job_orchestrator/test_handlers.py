@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import Any
 
@@ -25,6 +25,7 @@ from job_orchestrator.handlers import (
     json_problem_at,
     stored_text,
 )
+from job_orchestrator.threads import HandlerThreads
 
 
 def test_decorator_registers_by_name_and_rejects_duplicates() -> None:
@@ -188,9 +189,34 @@ async def test_a_handler_that_tries_to_stop_the_process_raises_handler_exit() ->
 async def test_a_plain_function_runs_in_the_threads_given() -> None:
     registry = HandlerRegistry()
     registry.register("where")(lambda ctx: threading.current_thread().name)
-    ctx = JobContext("j", {}, lambda p, m: None)
-    with ThreadPoolExecutor(2, thread_name_prefix="jobs-here") as threads:
-        assert (await registry.run("where", ctx, threads)).startswith("jobs-here")
+    threads = HandlerThreads(2)
+    try:
+        assert (await registry.run("where", JobContext("j", {}, print), threads)).startswith("job")
+    finally:
+        threads.shutdown()
+
+
+async def test_a_job_that_must_wait_for_a_thread_is_told(caplog: pytest.LogCaptureFixture) -> None:
+    """A plain handler's thread runs until its function returns, even once its job ended:
+    with every thread taken, the next plain job waits, and the log says so."""
+    registry = HandlerRegistry()
+    release = threading.Event()
+    registry.register("stuck")(lambda ctx: release.wait(10))
+    registry.register("next")(lambda ctx: "ran")
+    threads = HandlerThreads(1)
+    try:
+        stuck = asyncio.ensure_future(registry.run("stuck", JobContext("j1", {}, print), threads))
+        await asyncio.sleep(0.05)
+        waiting = asyncio.ensure_future(registry.run("next", JobContext("j2", {}, print), threads))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        assert "job j2 waits for a thread: all 1 of JOB_THREADS run plain handlers" in caplog.text
+        release.set()
+        assert await asyncio.wait_for(waiting, 5) == "ran"
+        assert await stuck is True
+        assert not threads.full
+    finally:
+        threads.shutdown()
 
 
 def test_a_progress_message_is_stored_as_text() -> None:
