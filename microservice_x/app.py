@@ -41,6 +41,7 @@ def create_app(settings: Settings) -> FastAPI:
             client = open_dapr_client(settings)
             clients = ClientKeeper(client, lambda n: renew_dapr_client(session, settings, n))
             store = ViewStore(clients, settings.state_store, settings.view_retention_seconds)
+            await store.inspect()
             try:
                 app.state.store = store
                 app.state.http_session = session

@@ -93,6 +93,12 @@ class JobIndex:
         self._segment_ttl = segment_ttl_seconds
         self._segment_size = segment_size
         self._writes: Batcher[str, None] = Batcher(self._write, max_batch=segment_size)
+        #: True when the store's etags count writes (state.redis: "1", +1 per write), so the
+        #: head this process last wrote, and its etag, are known without reading them back.
+        self.counted_etags = False
+        #: The head as last written here, with its etag then; the next write goes over it
+        #: unread (when another writer changed it since, the write loses and reads).
+        self._known: tuple[bytes, str] | None = None
 
     async def add(self, job_id: str) -> None:
         """Return once ``job_id`` is stored in the index (StoreError if the write failed)."""
@@ -134,25 +140,33 @@ class JobIndex:
     async def _write(self, job_ids: list[str]) -> Sequence[None]:
         logger.debug("adding %s job id(s) to the index in one write", len(job_ids))
         adding = list(dict.fromkeys(job_ids))
+        known, self._known = self._known, None
         for attempt in range(1, MAX_CAS_ATTEMPTS + 1):
-            data, etag = await self._records.get(INDEX_KEY)
+            data, etag = known if known is not None else await self._records.get(INDEX_KEY)
+            known = None
             head = Head.decode(data)
             present = set(head.ids)
             new = [job_id for job_id in adding if job_id not in present]
             if not new:
+                self._remember(data, etag)
                 break
             if len(head.ids) >= self._segment_size:
                 await self._records.put(
                     segment_key(head.segment), orjson.dumps(head.ids), self._segment_ttl
                 )
                 head = Head(head.segment + 1, [])
-            updated = Head(head.segment, head.ids + new)
-            if await self._records.compare_and_set(INDEX_KEY, updated.encode(), etag):
+            updated = Head(head.segment, head.ids + new).encode()
+            if await self._records.compare_and_set(INDEX_KEY, updated, etag):
+                self._remember(updated, str(int(etag or "0") + 1) if self.counted_etags else None)
                 break
             logger.debug("index head changed under us (attempt %s), re-reading", attempt)
         else:
             raise StoreError(f"{INDEX_KEY!r} kept changing under {MAX_CAS_ATTEMPTS} attempts")
         return [None] * len(job_ids)
+
+    def _remember(self, data: bytes | None, etag: str | None) -> None:
+        if self.counted_etags and data is not None and etag is not None:
+            self._known = (data, etag)
 
     async def close(self) -> None:
         """Let a write in flight finish (its callers are waiting for it)."""

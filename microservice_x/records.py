@@ -75,6 +75,16 @@ class Records:
         self.store = store_name
         self._first_write = StateOptions(concurrency=Concurrency.first_write)
 
+    async def store_type(self) -> str | None:
+        """The component type of the store (``state.redis`` ...), as the sidecar reports it."""
+        try:
+            metadata = await self._clients.current.get_metadata()
+        except DaprGrpcError as exc:
+            self._clients.failed(exc)
+            raise StoreError(f"reading the sidecar's metadata: {_reason(exc)}") from exc
+        types = {c.name: c.type for c in metadata.registered_components}
+        return types.get(self.store)
+
     async def get(self, key: str) -> Read:
         try:
             response = await self._clients.current.get_state(self.store, key)

@@ -7,6 +7,7 @@ an outbox, and every transactional upsert on it would be published as a job even
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from microservice_x.records import Change, Records, decode_list
 from microservice_x.view import JobView, Outcome, Reduction, apply_event
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 JOB_KEY_PREFIX = "job:"
 DEAD_LETTERS_KEY = "dead-letters"
@@ -95,6 +98,16 @@ class ViewStore:
         #: Per job key: events waiting for the next read-fold-write of that key.
         self._queued: dict[str, list[_Queued]] = {}
         self._writers: set[asyncio.Task[None]] = set()
+
+    async def inspect(self) -> None:
+        """Learn what the store's etags are (asked once at start): on state.redis they count
+        writes, so the index head needs no read before this process writes it again."""
+        try:
+            store_type = await self._records.store_type()
+        except StoreError as exc:
+            logger.warning("the index head is read before each write: %s", exc)
+            return
+        self._index.counted_etags = store_type == "state.redis"
 
     async def close(self) -> None:
         if self._writers:

@@ -139,6 +139,7 @@ class Sidecar:
     app_port: int | None = None
     http_port: int = field(default_factory=free_port)
     grpc_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
     log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mx-logs-")))
     extra_env: dict[str, str] = field(default_factory=dict)
     extra_args: list[str] = field(default_factory=list)  #: more of daprd's flags
@@ -152,7 +153,7 @@ class Sidecar:
         args = [
             PYTHON, "-m", "sidecar", "--app-id", self.app_id,
             "--dapr-http-port", str(self.http_port), "--dapr-grpc-port", str(self.grpc_port),
-            "--metrics-port", str(free_port()),
+            "--metrics-port", str(self.metrics_port),
             "--resources-path", str(self.components),
         ]  # fmt: skip
         if self.app_port is not None:

@@ -25,6 +25,7 @@ from microservice_x.store import ViewStore
 from microservice_x.view import Outcome
 from tests.conftest import RedisServer
 from tests.microservice_x.stack import Sidecar, cloud_event, job_data, state_sidecar
+from tests.sidecar.api.scrape import scrape_port
 
 APP_ID = "microservice-x-index-test"
 REDIS_DB = 7
@@ -54,16 +55,17 @@ def keys(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.close()
 
 
+async def _no_renewal(generation: int) -> None:
+    return None
+
+
 @pytest_asyncio.fixture(loop_scope="module")
 async def store(sidecar: Sidecar, keys: redis.Redis) -> AsyncIterator[ViewStore]:
-    async def no_renewal(generation: int) -> None:
-        return None
-
     settings = Settings(
         app_id=APP_ID, dapr_http_port=sidecar.http_port, dapr_grpc_port=sidecar.grpc_port
     )
     client = open_dapr_client(settings)
-    views = ViewStore(ClientKeeper(client, no_renewal), settings.state_store, RETENTION, SEGMENT)
+    views = ViewStore(ClientKeeper(client, _no_renewal), settings.state_store, RETENTION, SEGMENT)
     yield views
     await views.close()
     await close_dapr_client(client)
@@ -211,3 +213,48 @@ async def test_views_more_than_one_message_together_are_read_in_halves(store: Vi
     assert after is None
     assert sorted(v.id for v in views) == sorted(ids)
     assert {len(str(v.result)) for v in views} == {250_000}
+
+
+def _state_gets(sidecar: Sidecar) -> float:
+    """GetState calls the sidecar has served (GetBulkState counts apart, as in daprd)."""
+    _, samples = scrape_port(sidecar.metrics_port)
+    return sum(
+        count
+        for (name, labels), count in samples.items()
+        if name == "dapr_component_state_count" and dict(labels)["operation"] == "get"
+    )
+
+
+async def test_the_head_is_written_over_its_own_last_etag_unread(
+    store: ViewStore, sidecar: Sidecar
+) -> None:
+    """state.redis etags count writes, so after its first write this process knows the
+    head and its etag: new jobs are indexed without reading the head first (views are read
+    in bulk, so every GetState here is the head's). A head another writer changed since is
+    read again when the write over the stale etag loses, and nothing is lost."""
+    await store.inspect()
+
+    async def first_events(count: int, views: ViewStore) -> list[str]:
+        ids = [uuid.uuid4().hex for _ in range(count)]
+        applied = await views.apply_many([(created(i), "2026-11-22T10:00:00.000Z") for i in ids])
+        assert [getattr(r, "outcome", r) for r in applied] == [Outcome.APPLIED] * count
+        return ids
+
+    before = _state_gets(sidecar)
+    ids = [job_id for _ in range(3) for job_id in await first_events(3, store)]
+    assert _state_gets(sidecar) - before == 1  # the first write's read only
+    settings = Settings(
+        app_id=APP_ID, dapr_http_port=sidecar.http_port, dapr_grpc_port=sidecar.grpc_port
+    )
+    client = open_dapr_client(settings)
+    other = ViewStore(ClientKeeper(client, _no_renewal), settings.state_store, RETENTION, SEGMENT)
+    try:
+        ids += await first_events(2, other)  # another replica writes the head
+    finally:
+        await other.close()
+        await close_dapr_client(client)
+    before = _state_gets(sidecar)
+    ids += await first_events(2, store)
+    assert _state_gets(sidecar) - before == 1  # the stale etag lost; read once, written
+    listed = [job_id for page in await list_all(store, 50) for job_id in page]
+    assert sorted(listed) == sorted(ids)
