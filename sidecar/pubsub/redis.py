@@ -44,6 +44,7 @@ from sidecar.redis_conn import redis_client, redis_pipe
 from sidecar.redis_endpoint import RedisEndpoint
 from sidecar.redis_pipe import Arg, RedisPipe, ReplyError
 from sidecar.state.base import StreamAppend
+from sidecar.ticker import Ticker
 
 logger = logging.getLogger(__name__)
 
@@ -327,24 +328,29 @@ class RedisStreamsPubSub:
         return bool(bounded) and elapsed >= settings.processing_timeout
 
     async def _reclaim_loop(self, topic: str, queue: asyncio.Queue[_Pending]) -> None:
+        """contrib's ``reclaimPendingMessagesLoop``: a round at once, then one per tick of a
+        ``redeliverInterval`` ticker (a schedule that rounds do not shift, as Go's)."""
         settings = self.settings
         if not settings.processing_timeout or not settings.redeliver_interval:
             return
+        await self._reclaim_round(topic, queue)
+        ticker = Ticker(settings.redeliver_interval)
         while not self._closed and not _cancelled():
-            try:
-                await self._reclaim(topic, queue)
-            except asyncio.CancelledError:
-                raise
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):  # the poll loop recreates a lost group
-                    logger.error("error reclaiming pending Redis messages on %s: %s", topic, exc)
-            except (RedisError, OSError) as exc:
-                logger.debug(
-                    "redis streams: reclaim on %s skipped, Redis unavailable: %s", topic, exc
-                )
-            except Exception:
-                logger.exception("redis streams: unexpected error reclaiming on %s", topic)
-            await asyncio.sleep(settings.redeliver_interval)
+            await ticker.wait()
+            await self._reclaim_round(topic, queue)
+
+    async def _reclaim_round(self, topic: str, queue: asyncio.Queue[_Pending]) -> None:
+        try:
+            await self._reclaim(topic, queue)
+        except asyncio.CancelledError:
+            raise
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):  # the poll loop recreates a lost group
+                logger.error("error reclaiming pending Redis messages on %s: %s", topic, exc)
+        except (RedisError, OSError) as exc:
+            logger.debug("redis streams: reclaim on %s skipped, Redis unavailable: %s", topic, exc)
+        except Exception:
+            logger.exception("redis streams: unexpected error reclaiming on %s", topic)
 
     async def _reclaim(self, topic: str, queue: asyncio.Queue[_Pending]) -> None:
         """Hand out again the messages idle for processingTimeout, as contrib's
