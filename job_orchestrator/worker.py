@@ -11,7 +11,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from grpc import StatusCode
@@ -34,6 +34,10 @@ logger = logging.getLogger(__name__)
 CLAIM_TRIES = 4
 #: How long a stopping replica tries to hand a running job back.
 HAND_BACK_SECONDS = 2.0
+#: Seconds between tries of a running job's write that the store did not take.
+STORE_RETRY_SECONDS = 1.0
+#: Errors a write does not get past by being sent again.
+_LASTING = frozenset({StatusCode.RESOURCE_EXHAUSTED, StatusCode.INVALID_ARGUMENT})
 
 
 class Worker:
@@ -231,40 +235,66 @@ class Worker:
     async def _attempts(self, run: Run) -> None:
         while True:
             if run.ctx.cancelled:
-                await self._finish(run.job.id, JobStatus.CANCELED, {})
+                await self._end(run, JobStatus.CANCELED, {})
                 return
             outcome, value = await self._attempt(run)
             if outcome is Outcome.DONE:
                 await self._complete(run, value)
                 return
             if outcome is Outcome.CANCELED:
-                await self._finish(run.job.id, JobStatus.CANCELED, {})
+                await self._end(run, JobStatus.CANCELED, {})
                 return
             if outcome is Outcome.TIMED_OUT:
-                await self._finish(run.job.id, JobStatus.FAILED, {"error": value})
+                await self._end(run, JobStatus.FAILED, {"error": value})
                 return
             failures = run.job.failures + 1
             if failures >= run.job.max_attempts:
-                await self._finish(
-                    run.job.id, JobStatus.FAILED, {"error": value, "failures": failures}
-                )
+                await self._end(run, JobStatus.FAILED, {"error": value, "failures": failures})
                 return
-            await self._retry(run, failures, value)
+            await self._persist(run, functools.partial(self._record_failure, run, failures, value))
+            await self._back_off(run, failures)
+
+    async def _end(self, run: Run, status: JobStatus, fields: dict[str, Any]) -> None:
+        await self._persist(run, functools.partial(self._finish, run.job.id, status, fields))
+
+    async def _persist(self, run: Run, write: Callable[[], Awaitable[None]]) -> None:
+        """Make ``write``, a change to a job running here, trying again while the store does
+        not take it and the lease still holds: a short outage of the store must neither stop
+        a handler nor lose how a job ended (taken over after its lease, it would run again).
+        StoreUnavailable once the lease is near its end, as another replica may then take the
+        job over, or at once for an error that sending again does not mend."""
+        margin = self._settings.lease_seconds / 10
+        while True:
+            try:
+                await write()
+                return
+            except StoreUnavailable as exc:
+                lease = run.job.lease_expires_at
+                left = (lease if lease is not None else 0.0) - self._clock() - margin
+                if left <= 0 or grpc_code(exc) in _LASTING:
+                    raise
+                logger.warning(
+                    "job %s: %s; trying again, its lease holds for %.0f s more",
+                    run.job.id,
+                    exc,
+                    left,
+                )
+                await asyncio.sleep(min(STORE_RETRY_SECONDS, left))
 
     async def _complete(self, run: Run, result: Any) -> None:
         """Write the job Completed. If the sidecar refuses that write as too large (results
         allowed past what it accepts: MAX_RESULT_BYTES against its --max-body-size), fail the
         job saying so: left running, it would be taken over and run again, to the same end."""
         try:
-            await self._finish(run.job.id, JobStatus.COMPLETED, run.done_fields(result))
+            await self._end(run, JobStatus.COMPLETED, run.done_fields(result))
         except StoreUnavailable as exc:
             if grpc_code(exc) is not StatusCode.RESOURCE_EXHAUSTED:
                 raise
-            error = (
-                f"the sidecar refused the completed job as too large ({exc}); "
+            fields = {
+                "error": f"the sidecar refused the completed job as too large ({exc}); "
                 "MAX_RESULT_BYTES must stay below what the sidecar accepts"
-            )
-            await self._finish(run.job.id, JobStatus.FAILED, {"error": error})
+            }
+            await self._end(run, JobStatus.FAILED, fields)
 
     async def _attempt(self, run: Run) -> tuple[Outcome, Any]:
         """Run the handler once, publishing progress and renewing the lease while it works."""
@@ -299,10 +329,10 @@ class Worker:
                 if run.progress is not None and (
                     now - last_write >= self._settings.progress_interval_seconds
                 ):
-                    await self._write_progress(run)
+                    await self._persist(run, functools.partial(self._write_progress, run))
                     last_write = time.monotonic()
                 elif now - last_write >= renew_every:
-                    await self._renew(run)
+                    await self._persist(run, functools.partial(self._renew, run))
                     last_write = time.monotonic()
         finally:
             if not handler.done():
@@ -317,16 +347,21 @@ class Worker:
         percent, message = run.progress
         run.progress = None
         lease_until = self._clock() + self._settings.lease_seconds
-        await self._change(
-            run,
-            lambda j: jobs.update(
-                j,
-                self._clock(),
-                progress_percent=percent,
-                progress_message=message,
-                lease_expires_at=lease_until,
-            ),
-        )
+        try:
+            await self._change(
+                run,
+                lambda j: jobs.update(
+                    j,
+                    self._clock(),
+                    progress_percent=percent,
+                    progress_message=message,
+                    lease_expires_at=lease_until,
+                ),
+            )
+        except StoreUnavailable:
+            if run.progress is None:  # nothing newer came meanwhile: keep it for the next try
+                run.progress = (percent, message)
+            raise
 
     async def _renew(self, run: Run) -> None:
         """Extend the lease (no event); notice a cancel request or a lost job on the way."""
@@ -368,10 +403,15 @@ class Worker:
         if written.cancel_requested:
             run.cancel()
 
-    async def _retry(self, run: Run, failures: int, error: str) -> None:
-        delay = jobs.retry_delay(
-            failures, self._settings.retry_backoff_seconds, self._settings.retry_backoff_max_seconds
+    def _retry_delay(self, failures: int) -> float:
+        settings = self._settings
+        return jobs.retry_delay(
+            failures, settings.retry_backoff_seconds, settings.retry_backoff_max_seconds
         )
+
+    async def _record_failure(self, run: Run, failures: int, error: str) -> None:
+        """Write a failed attempt and the next one's number; the lease covers the backoff."""
+        delay = self._retry_delay(failures)
         logger.info(
             "job %s failed (%s); attempt %s in %.1f s", run.job.id, error, failures + 1, delay
         )
@@ -388,10 +428,13 @@ class Worker:
             ),
         )
         self._metrics.retried(run.job)
+
+    async def _back_off(self, run: Run, failures: int) -> None:
+        """Sleep the backoff before the next attempt, unless a cancellation wakes us first."""
+        delay = self._retry_delay(failures)
         run.new_context()
         run.wake.clear()
         if not run.ctx.cancelled:
-            # Sleep the backoff, unless a cancellation wakes us first.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(run.wake.wait(), delay)
 
