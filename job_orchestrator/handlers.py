@@ -27,6 +27,21 @@ ProgressSink = Callable[[float, str], None]
 
 #: Why a number JSON cannot carry is refused (Python's parser reads NaN, Infinity and 1e400).
 NOT_FINITE = "Input should be a finite number; JSON has no NaN or Infinity"
+#: How deeply a job's input or result may nest. The sidecar writes at most 254 levels (daprd
+#: reads up to 10,000), and the stored record and its event wrap the value in a few more.
+MAX_JSON_DEPTH = 128
+#: What a number must fit: daprd's outbox reads the job's event into Go values, its numbers
+#: as float64s, and fails to publish an event holding one beyond that range.
+BEYOND_FLOAT64 = "an integer beyond the float64 range (about 1.8e308)"
+TOO_DEEP = f"nesting deeper than {MAX_JSON_DEPTH} levels"
+#: What an input problem found by json_problem_at is called in a 422's details (msg, type).
+_INPUT_PROBLEMS = {
+    BEYOND_FLOAT64: (
+        f"Input should be a number within float64's range, not {BEYOND_FLOAT64}",
+        "float64_range",
+    ),
+    TOO_DEEP: (f"Input should nest at most {MAX_JSON_DEPTH} levels deep", "too_deep"),
+}
 #: Characters of a progress message or an error message kept with the job.
 MESSAGE_CHARS = 4096
 
@@ -131,7 +146,7 @@ class HandlerRegistry:
     def validate_input(self, name: str, job_input: dict[str, Any]) -> dict[str, Any]:
         """The input as the handler will see it (defaults filled in), or InvalidJobInput."""
         spec = self.get(name)
-        _require_finite(name, job_input)
+        _require_storable(name, job_input)
         if spec.input_model is None:
             return job_input
         try:
@@ -139,7 +154,7 @@ class HandlerRegistry:
         except ValidationError as exc:
             raise InvalidJobInput(name, [dict(e) for e in exc.errors(include_url=False)]) from None
         # A lax float field reads the text "inf" as a number and model_dump keeps it.
-        _require_finite(name, validated)
+        _require_storable(name, validated)
         return validated
 
     async def run(self, name: str, ctx: JobContext, threads: HandlerThreads | None = None) -> Any:
@@ -176,20 +191,26 @@ class HandlerRegistry:
             ) from exc
 
 
-def json_problem_at(value: Any) -> tuple[tuple[str | int, ...], str] | None:
-    """Where ``value`` holds what JSON cannot carry (a pydantic-style ``loc``), and what it is:
-    NaN or an infinity, or an object or a key of a type JSON has no form for; None if nothing.
+def json_problem_at(
+    value: Any, max_depth: int = MAX_JSON_DEPTH
+) -> tuple[tuple[str | int, ...], str] | None:
+    """Where ``value`` holds what a job cannot carry (a pydantic-style ``loc``), and what it
+    is; None if nothing. That is what JSON cannot carry (NaN or an infinity, an object or a
+    key of a type JSON has no form for), and what Dapr does not take: an integer beyond the
+    float64 range (BEYOND_FLOAT64) or a container nested deeper than ``max_depth`` (TOO_DEEP).
 
-    Such a value cannot be written as JSON: stored, it would make every answer carrying the
-    job fail. Walked without recursion, so input as deep as the JSON parser accepted is fine;
-    a container met twice (shared, or holding itself) is looked at once.
+    Stored, such a value would make every answer carrying the job fail, or the job's write
+    or its event. Walked without recursion, so input as deep as the JSON parser accepted is
+    fine; a container met twice (shared, or holding itself) is looked at once.
     """
     # Each item's path is (parent's path, step), spelled out only for the one found.
-    todo: list[tuple[Any, Any]] = [(None, value)]
+    todo: list[tuple[Any, int, Any]] = [(None, 1, value)]
     seen: set[int] = set()
     while todo:
-        path, item = todo.pop()
+        path, depth, item = todo.pop()
         what = _json_problem(item)
+        if what is None and depth > max_depth and isinstance(item, dict | list | tuple):
+            what = TOO_DEEP
         if what is not None:
             steps: list[str | int] = []
             while path is not None:
@@ -199,9 +220,9 @@ def json_problem_at(value: Any) -> tuple[tuple[str | int, ...], str] | None:
         if isinstance(item, dict | list | tuple) and id(item) not in seen:
             seen.add(id(item))
             if isinstance(item, dict):
-                todo.extend(((path, str(key)), child) for key, child in item.items())
+                todo.extend(((path, str(key)), depth + 1, child) for key, child in item.items())
             else:
-                todo.extend(((path, i), child) for i, child in enumerate(item))
+                todo.extend(((path, i), depth + 1, child) for i, child in enumerate(item))
     return None
 
 
@@ -213,7 +234,13 @@ def _json_problem(item: Any) -> str | None:
             if not isinstance(key, str | int | float | None) or _json_problem(key) is not None:
                 return f"a key of type {type(key).__name__}"
         return None
-    if isinstance(item, str | int | list | tuple | None):  # bool is an int
+    if isinstance(item, int):  # bool too
+        try:
+            float(item)  # rounds as Go's ParseFloat does, and fails where it does
+        except OverflowError:
+            return BEYOND_FLOAT64
+        return None
+    if isinstance(item, str | list | tuple | None):
         return None
     return f"a {type(item).__name__}"
 
@@ -244,6 +271,11 @@ def as_stored(result: Any, max_bytes: int) -> Any:
             f"the handler returned {what} at {where}, which JSON cannot carry"
         ) from None
     stored = json.loads(text)
+    found = json_problem_at(stored)
+    if found is not None:
+        loc, what = found
+        where = ".".join(["result", *map(str, loc)])
+        raise UnstorableResult(f"the handler returned {what} at {where}, which a job cannot carry")
     surrogate_at = lone_surrogate_at(stored, "result")
     if surrogate_at is not None:
         raise UnstorableResult(
@@ -268,11 +300,13 @@ def stored_text(text: str) -> str:
     return f"{text[:MESSAGE_CHARS]}... ({len(text) - MESSAGE_CHARS} more characters cut)"
 
 
-def _require_finite(job_type: str, job_input: dict[str, Any]) -> None:
+def _require_storable(job_type: str, job_input: dict[str, Any]) -> None:
     found = json_problem_at(job_input)
     if found is not None:
-        loc, _ = found  # parsed JSON: the only thing it can hold is a non-finite number
-        raise InvalidJobInput(job_type, [{"loc": loc, "msg": NOT_FINITE, "type": "finite_number"}])
+        # Parsed JSON holds only these: a non-finite number, a huge integer, deep nesting.
+        loc, what = found
+        msg, kind = _INPUT_PROBLEMS.get(what, (NOT_FINITE, "finite_number"))
+        raise InvalidJobInput(job_type, [{"loc": loc, "msg": msg, "type": kind}])
 
 
 class WaitInput(BaseModel):

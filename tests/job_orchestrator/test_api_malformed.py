@@ -60,6 +60,38 @@ def test_non_finite_numbers_are_422_naming_the_field_before_anything_is_written(
     wait_until(lambda: listed() == [good.json()["id"]], timeout=10)
 
 
+def test_input_dapr_cannot_carry_is_422_naming_the_field_before_anything_is_written(
+    inproc: InProcess,
+) -> None:
+    """An integer past float64's range saved the job but daprd's outbox could not publish its
+    event, so it stayed New forever; input nested past what the sidecar writes was a 503 with
+    Retry-After, and its Idempotency-Key answered 409 for a while."""
+    owner = f"undaprable-{uuid.uuid4().hex[:6]}"
+    key = f"undaprable-{uuid.uuid4().hex}"
+    deep = "[" * 300 + "]" * 300
+    fields = {
+        f'"type": "plain", "input": {{"n": {"9" * 400}}}': ("input.n", "float64"),
+        f'"type": "plain", "input": {{"a": [1, -{"9" * 309}]}}': ("input.a.1", "float64"),
+        f'"type": "plain", "input": {{"tree": {deep}}}': ("input.tree" + ".0" * 127, "nest"),
+    }
+    for path in ("/jobs", "/Jobs/StartJobWithTimeout"):
+        for body, (field, said) in fields.items():
+            text = f'{{"owner": "{owner}", {body}}}'
+            bad = _post_json(inproc, path, text, **{"Idempotency-Key": key, "Prefer": "wait=5"})
+            assert bad.status_code == 422, (path, body[:80], bad.text)
+            assert bad.headers["content-type"] == "application/problem+json"
+            assert bad.json()["errors"][0]["field"] == field, bad.text
+            assert said in bad.json()["detail"], bad.text
+
+    good = inproc.client.post(
+        "/jobs",
+        json={"type": "plain", "owner": owner, "input": {"n": 10**308}},
+        headers={"Idempotency-Key": key, "Prefer": "wait=10"},
+    )
+    assert good.status_code == 200, good.text  # the key was never claimed
+    assert good.json()["status"] == "Completed", good.text
+
+
 def test_a_decodable_cursor_of_the_wrong_shape_is_422(inproc: InProcess) -> None:
     shapes = [
         {"after": "abc"},

@@ -12,7 +12,10 @@ from pydantic import BaseModel
 
 from job_orchestrator.handler_modules import HandlerModuleError, load_registry
 from job_orchestrator.handlers import (
+    BEYOND_FLOAT64,
+    MAX_JSON_DEPTH,
     MESSAGE_CHARS,
+    TOO_DEEP,
     HandlerExit,
     HandlerRegistry,
     InvalidJobInput,
@@ -70,10 +73,43 @@ def test_what_json_cannot_carry_is_found_wherever_it_is() -> None:
     for _ in range(5000):  # deeper than the recursion limit
         node["k"] = node = {}
     node["x"] = float("-inf")
-    assert json_problem_at(deep) == (("k",) * 5000 + ("x",), nan)
+    assert json_problem_at(deep, max_depth=10**6) == (("k",) * 5000 + ("x",), nan)
     loop: list[Any] = [1]
     loop.append(loop)
     assert json_problem_at(loop) is None  # looked at once: no endless walk
+
+
+def test_what_dapr_cannot_carry_is_found_wherever_it_is() -> None:
+    """Integers past float64's range (daprd's outbox fails to publish their event) and
+    nesting past MAX_JSON_DEPTH (the sidecar writes at most 254 levels)."""
+    huge = 2**1024  # the first integer float64 cannot hold
+    assert json_problem_at({"a": [1, {"n": huge}]}) == (("a", 1, "n"), BEYOND_FLOAT64)
+    assert json_problem_at({"n": -huge}) == (("n",), BEYOND_FLOAT64)
+    assert json_problem_at({"n": 10**308, "m": -(2**1023), "t": True}) is None
+
+    def nested(levels: int) -> list[Any]:
+        top: list[Any] = []
+        node = top
+        for _ in range(levels - 1):
+            node.append([])
+            node = node[0]
+        return top
+
+    assert json_problem_at(nested(MAX_JSON_DEPTH)) is None
+    assert json_problem_at(nested(MAX_JSON_DEPTH + 1)) == ((0,) * MAX_JSON_DEPTH, TOO_DEEP)
+    assert json_problem_at({"a": nested(MAX_JSON_DEPTH)}) == (("a",) + (0,) * 127, TOO_DEEP)
+
+
+def test_a_result_dapr_cannot_carry_is_refused_naming_where() -> None:
+    with pytest.raises(UnstorableResult, match=r"float64 range .* at result\.rows\.1"):
+        as_stored({"rows": [1, 10**400]}, LIMIT)
+    deep: list[Any] = []
+    node = deep
+    for _ in range(300):  # what the sidecar could not write: the job was taken over and rerun
+        node.append([])
+        node = node[0]
+    with pytest.raises(UnstorableResult, match=f"nesting deeper than {MAX_JSON_DEPTH} levels"):
+        as_stored({"tree": deep}, LIMIT)
 
 
 LIMIT = 1000
