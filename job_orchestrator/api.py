@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
@@ -12,6 +13,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from dapr_support.clients import sidecar_healthy
 from dapr_support.metrics import METRICS_RESPONSES, metrics_response
 from dapr_support.tracecontext import request_traceparent
+from job_orchestrator.asgi import disconnected
 from job_orchestrator.auth import CallerDep, scoped_idempotency_key
 from job_orchestrator.errors import ApiNotServed, NotReady, OwnerMismatch
 from job_orchestrator.events import event_type_name
@@ -29,7 +31,7 @@ from job_orchestrator.models import (
 )
 from job_orchestrator.prefer import parse_prefer
 from job_orchestrator.service import JobService, Outcome, Submission
-from job_orchestrator.waiters import is_final
+from job_orchestrator.waiters import ClientGone, is_final
 
 
 async def get_service(request: Request) -> JobService:
@@ -39,6 +41,13 @@ async def get_service(request: Request) -> JobService:
 
 
 ServiceDep = Annotated[JobService, Depends(get_service)]
+
+
+def _client_gone(request: Request) -> ClientGone:
+    """Returns once the caller disconnected: a waiting route stops waiting then, and gives its
+    waiter slot back (what the request started, a job or a cancel, goes on)."""
+    return partial(disconnected, request.receive)
+
 
 #: The caller's W3C trace, which the job's events continue.
 TraceDep = Annotated[str | None, Depends(request_traceparent)]
@@ -147,6 +156,7 @@ def _replay_headers(outcome: Outcome) -> dict[str, str]:
 )
 async def start_job_with_timeout(
     body: JobBody,
+    request: Request,
     service: ServiceDep,
     caller: CallerDep,
     trace: TraceDep,
@@ -158,6 +168,7 @@ async def start_job_with_timeout(
         wait=service.wait_budget(body.timeoutSeconds),
         idempotency_key=scoped_idempotency_key(idempotency_key, caller),
         traceparent=trace,
+        gone=_client_gone(request),
     )
     return job_response(outcome.job, service.settings.retry_after_seconds, _replay_headers(outcome))
 
@@ -197,6 +208,7 @@ async def submit_job(
         wait=wait,
         idempotency_key=scoped_idempotency_key(idempotency_key, caller),
         traceparent=trace,
+        gone=_client_gone(request),
     )
     headers = {"Vary": "Prefer", **_replay_headers(outcome)}
     applied = prefs.applied(
@@ -244,12 +256,15 @@ async def list_jobs(
 )
 async def get_job(
     job_id: str,
+    request: Request,
     service: ServiceDep,
     caller: CallerDep,
     wait: Annotated[float, Query(ge=0, description="Long-poll up to N s for a final status")] = 0,
 ) -> JSONResponse:
     """The job; with `?wait=N` the answer comes as soon as it is final (or after N s)."""
-    job = await service.get_waiting(job_id, service.wait_budget(wait), caller)
+    job = await service.get_waiting(
+        job_id, service.wait_budget(wait), caller, _client_gone(request)
+    )
     headers = {} if is_final(job) else {"Retry-After": str(service.settings.retry_after_seconds)}
     return JSONResponse(job, headers=headers)
 
@@ -290,9 +305,11 @@ async def delete_result(job_id: str, service: ServiceDep, caller: CallerDep) -> 
         409: {"description": "Already final, or it finished before it stopped", **_PROBLEM},
     },
 )
-async def cancel_job(job_id: str, service: ServiceDep, caller: CallerDep) -> JSONResponse:
+async def cancel_job(
+    job_id: str, request: Request, service: ServiceDep, caller: CallerDep
+) -> JSONResponse:
     """Cancel: a New job at once; a running one is asked to stop (200 Canceled, or 202)."""
-    job = await service.cancel(job_id, service.wait_budget(None), caller)
+    job = await service.cancel(job_id, service.wait_budget(None), caller, _client_gone(request))
     return job_response(job, service.settings.retry_after_seconds)
 
 

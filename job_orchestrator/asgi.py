@@ -21,6 +21,16 @@ async def read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
+async def disconnected(receive: Receive) -> None:
+    """Returns once the client has gone away (what is left of the request body is dropped).
+
+    The server says so only through ``receive``: uvicorn neither cancels the request nor
+    fails a send to a closed connection.
+    """
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 async def send_json(
     send: Send,
     status: int,

@@ -3,18 +3,20 @@
 A request held by FastAPI costs about 24 KB while it waits (request object, dependency
 resolution, middleware frames); this path costs about half, so one replica holds 10,000 waiting
 requests in well under 300 MB. The FastAPI route of the same path stays for the documentation and
-for requests this path does not take (no ``wait``, or a ``wait`` it cannot read).
+for requests this path does not take (no ``wait``, or a ``wait`` it cannot read). A client that
+disconnects ends its wait at once, so abandoned requests do not hold waiter slots.
 """
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from job_orchestrator.asgi import send_json
+from job_orchestrator.asgi import disconnected, send_json
 from job_orchestrator.auth import ApiKeys
 from job_orchestrator.problems import PROBLEM_JSON, problem_for
 from job_orchestrator.service import JobService
@@ -64,7 +66,7 @@ class LongPoll:
             # The same API key check and owner scoping as the FastAPI routes.
             caller = api_keys.owner_from_headers(scope["headers"])
             body: dict[str, Any] = await service.get_waiting(
-                job_id, service.wait_budget(wait), caller
+                job_id, service.wait_budget(wait), caller, partial(disconnected, receive)
             )
             status = 200
             if not is_final(body):

@@ -27,7 +27,7 @@ from job_orchestrator.listing import Page, QueryListing
 from job_orchestrator.metrics import JobMetrics
 from job_orchestrator.settings import Settings
 from job_orchestrator.store import Conflict, JobStore, job_key
-from job_orchestrator.waiters import Waiters, Watch, is_final
+from job_orchestrator.waiters import ClientGone, Waiters, Watch, is_final
 from job_orchestrator.worker import Worker
 
 
@@ -90,19 +90,28 @@ class JobService:
         wait: float,
         idempotency_key: str | None = None,
         traceparent: str | None = None,
+        gone: ClientGone | None = None,
     ) -> Outcome:
         """Create the job (one transactional-outbox call) and wait up to ``wait`` s for it.
 
         ``traceparent``: the caller's trace, which the job's events continue (a new trace when
         None); not part of the Idempotency-Key fingerprint, since a retry is a new request.
+        ``gone``: returns when the caller disconnected; that ends the wait, never the job.
         """
         check_input_size(sub.input, self.settings.max_input_bytes)
         # The slot is taken before anything is written (key claim, job): a 503 leaves no trace.
         with self._slot(wait):
-            return await self._submit(sub, wait, idempotency_key, traceparent or new_traceparent())
+            return await self._submit(
+                sub, wait, idempotency_key, traceparent or new_traceparent(), gone
+            )
 
     async def _submit(
-        self, sub: Submission, wait: float, idempotency_key: str | None, traceparent: str
+        self,
+        sub: Submission,
+        wait: float,
+        idempotency_key: str | None,
+        traceparent: str,
+        gone: ClientGone | None,
     ) -> Outcome:
         job_input = self.registry.validate_input(sub.type, sub.input)
         max_attempts = sub.max_attempts or self.settings.default_max_attempts
@@ -142,16 +151,18 @@ class JobService:
                 current = await self.get(job_id)
             if not is_final(current) and wait > 0:
                 watch.offer(current)
-                current = await self._await_final(watch, wait)
+                current = await self._await_final(watch, wait, gone)
         return Outcome(current, replayed=not fresh)
 
-    async def _await_final(self, watch: Watch, wait: float) -> dict[str, Any]:
-        final = await watch.final(wait)
+    async def _await_final(
+        self, watch: Watch, wait: float, gone: ClientGone | None
+    ) -> dict[str, Any]:
+        final = await watch.final(wait, gone)
         if final is not None:
             return dict(final)
         if watch.released and watch.latest is not None:
             # Shutting down: answer now with what we know (202 + Location to poll elsewhere);
-            # the sidecar may be stopping too, so no read.
+            # the sidecar may be stopping too, so no read. (Or the client left: nobody to tell.)
             return dict(watch.latest)
         # The one state read of a wait: a notification may have been lost (e.g. a broadcast
         # delivery still in flight), so look at the record once at the deadline.
@@ -165,16 +176,20 @@ class JobService:
         return job.public()
 
     async def get_waiting(
-        self, job_id: str, wait: float, caller: str | None = None
+        self,
+        job_id: str,
+        wait: float,
+        caller: str | None = None,
+        gone: ClientGone | None = None,
     ) -> dict[str, Any]:
-        """The job, long-polling up to ``wait`` s for it to become final."""
+        """The job, long-polling up to ``wait`` s for it to become final (or until ``gone``)."""
         with self.waiters.watch(job_id) as watch:
             current = await self.get(job_id, caller)
             if is_final(current) or wait <= 0:
                 return current
             with self.waiter_slots.hold():
                 watch.offer(current)
-                return await self._await_final(watch, wait)
+                return await self._await_final(watch, wait, gone)
 
     async def result(self, job_id: str, caller: str | None = None) -> Any:
         job, _ = await self.store.get(job_id)
@@ -210,8 +225,15 @@ class JobService:
                 continue
         raise JobConflict(f"job {job_id} kept changing; try again")
 
-    async def cancel(self, job_id: str, wait: float, caller: str | None = None) -> dict[str, Any]:
-        """New: Canceled at once. InProgress: ask its worker to stop and wait for the outcome."""
+    async def cancel(
+        self,
+        job_id: str,
+        wait: float,
+        caller: str | None = None,
+        gone: ClientGone | None = None,
+    ) -> dict[str, Any]:
+        """New: Canceled at once. InProgress: ask its worker to stop and wait for the outcome
+        (until ``gone``, if the caller leaves first: the cancel request stays)."""
         with self.waiters.watch(job_id) as watch:
             now = self._clock()
             before, written, _ = await self.store.mutate(
@@ -234,7 +256,7 @@ class JobService:
                 return written.public()
             with self.waiter_slots.hold():
                 watch.offer(written.public())
-                current = await self._await_final(watch, wait)
+                current = await self._await_final(watch, wait, gone)
         if is_final(current) and current["status"] != JobStatus.CANCELED.value:
             raise JobConflict(f"job {job_id} became {current['status']} before it was canceled")
         return current

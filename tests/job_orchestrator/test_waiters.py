@@ -69,3 +69,33 @@ async def test_a_refresh_is_due_once_per_interval_for_all_of_a_jobs_watchers() -
         assert waiters.refresh_due("j", 0.2)
     with waiters.watch("j"):
         assert waiters.refresh_due("j", 60)  # forgotten with the job's last watcher
+
+
+async def test_a_client_gone_ends_its_wait_and_only_its_own() -> None:
+    waiters = Waiters()
+    left = asyncio.Event()
+    with waiters.watch("j") as watch, waiters.watch("j") as other:
+        watch.offer(job(2))
+        other.offer(job(2))
+        asyncio.get_running_loop().call_later(0.05, left.set)
+        # Without the disconnect this waits 60 s: wait_for fails the test after 5.
+        assert await asyncio.wait_for(watch.final(60, left.wait), 5) is None
+        assert watch.released and not other.released and not waiters.released
+        assert await other.final(0.05) is None  # still waiting, until its own timeout
+
+
+async def test_the_disconnect_listener_ends_with_the_wait() -> None:
+    waiters = Waiters()
+    listened: list[asyncio.Task[object] | None] = []
+
+    async def gone() -> None:
+        listened.append(asyncio.current_task())
+        await asyncio.sleep(60)
+
+    with waiters.watch("j") as watch:
+        watch.offer(job(2))
+        asyncio.get_running_loop().call_later(0.05, waiters.notify, job(3, "Completed"))
+        assert await watch.final(5, gone) == job(3, "Completed")
+    await asyncio.sleep(0)
+    (listener,) = listened
+    assert listener is not None and listener.cancelled()
