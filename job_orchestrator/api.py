@@ -8,6 +8,7 @@ from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from dapr_support.clients import sidecar_healthy
@@ -60,6 +61,26 @@ IdempotencyKey = Annotated[
         description="Same key and body: the same job comes back instead of a second one.",
     ),
 ]
+
+
+def idempotency_key(request: Request, key: IdempotencyKey = None) -> str | None:
+    """The Idempotency-Key without the spaces around it (an HTTP field value has none, so
+    ``"k "`` and ``"k"`` are one key); 422 for several, as which one counted would be chance."""
+    if key is None:
+        return None
+    problem = None
+    if len(request.headers.getlist("idempotency-key")) > 1:
+        problem = "Send one Idempotency-Key, not several"
+    key = key.strip(" \t")
+    if not key:
+        problem = "The Idempotency-Key must not be blank"
+    if problem is not None:
+        loc = ("header", "Idempotency-Key")
+        raise RequestValidationError([{"loc": loc, "msg": problem, "type": "value_error"}])
+    return key
+
+
+IdempotencyKeyDep = Annotated[str | None, Depends(idempotency_key)]
 
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 _ACCEPTED: dict[int | str, dict[str, Any]] = {
@@ -160,7 +181,7 @@ async def start_job_with_timeout(
     service: ServiceDep,
     caller: CallerDep,
     trace: TraceDep,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKeyDep,
 ) -> JSONResponse:
     """Start a job and wait up to `timeoutSeconds` for it: 200 with the result, else 202."""
     outcome = await service.submit(
@@ -189,7 +210,7 @@ async def submit_job(
     service: ServiceDep,
     caller: CallerDep,
     trace: TraceDep,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKeyDep,
     prefer: Annotated[
         str | None,
         Header(

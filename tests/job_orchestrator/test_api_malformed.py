@@ -5,6 +5,8 @@ Each is refused with problem+json (or read as absent, as a header's rule says), 
 
 from __future__ import annotations
 
+import json
+import socket
 import uuid
 from collections.abc import Iterator
 
@@ -13,6 +15,20 @@ import httpx
 from job_orchestrator.listing import encode_cursor
 from tests.job_orchestrator.inprocess import InProcess
 from tests.procs import wait_until
+
+
+def _raw_post(port: int, path: str, body: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    """A POST sent as written, header values included. Returns the status and the body."""
+    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
+    lines += ["Content-Type: application/json", f"Content-Length: {len(body.encode())}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    with socket.create_connection(("127.0.0.1", port), 10) as conn:
+        conn.sendall("\r\n".join(lines).encode() + b"\r\n\r\n" + body.encode())
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, content = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), content
 
 
 def _post_json(inproc: InProcess, path: str, text: str, **headers: str) -> httpx.Response:
@@ -168,3 +184,31 @@ def test_a_body_not_sent_as_json_is_415_and_broken_json_is_located(inproc: InPro
     # A JSON body of the wrong shape is still a 422 about the body, not a 415.
     wrong = inproc.client.post("/jobs", json=[1, 2])
     assert wrong.status_code == 422, wrong.text
+
+
+def test_an_idempotency_key_is_read_without_the_spaces_around_it_and_only_once(
+    inproc: InProcess,
+) -> None:
+    """``"k "`` and ``"k"`` made two jobs (an HTTP field value has no surrounding spaces), and
+    of two Idempotency-Key headers the first counted, silently."""
+    key = f"spaced-{uuid.uuid4().hex}"
+    body = {"type": "plain", "owner": "spaces"}
+    first = inproc.client.post("/jobs", json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == 202, first.text
+    port = inproc.client.base_url.port
+    assert port is not None
+    for spaced in (f"{key} ", f"{key}\t ", f" {key}"):  # HTTP clients refuse to send these
+        status, answer = _raw_post(port, "/jobs", json.dumps(body), {"Idempotency-Key": spaced})
+        assert status in (200, 202), answer
+        assert json.loads(answer)["id"] == first.json()["id"], repr(spaced)
+
+    for path in ("/jobs", "/Jobs/StartJobWithTimeout"):
+        two = inproc.client.post(
+            path,
+            json=body,
+            headers=[("Idempotency-Key", key), ("Idempotency-Key", "other")],
+        )
+        assert two.status_code == 422, two.text
+        assert two.headers["content-type"] == "application/problem+json"
+        assert two.json()["errors"][0]["field"] == "header.Idempotency-Key", two.text
+        assert "one Idempotency-Key" in two.json()["detail"]
