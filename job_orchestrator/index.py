@@ -8,6 +8,11 @@ them into a segment of its own (``<part>-<n>``, written once) and counts it, so 
 rewrites more than one segment's worth however busy the minute. Everything expires after the
 retention.
 
+The store may lose the directory under a part still being written (a Redis restarted empty, a
+failover that lost recent writes): the part would then be saved on where no reader looks. So a
+replica reads its parts' names back from the directory every few seconds while it saves them, at
+once after a failed store call and before it stops, and names them again if they are gone.
+
 Entries are saved in the background, so a replica that dies right after accepting jobs would
 take their entries with it. Each job therefore carries the number its creator gave it
 (``indexedAs``), and each replica saves the highest number below which everything it gave out
@@ -21,10 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -47,6 +53,8 @@ MAX_ENTRIES_PER_PAGE = 10_000
 MAX_JOB_READS_PER_PAGE = 1_000
 #: Entries a part holds before it seals them into a segment (about 70 bytes each).
 SEGMENT_ENTRIES = 1000
+#: Seconds a part is saved on between reads of the directory confirming it is named there.
+CONFIRM_AFTER_SECONDS = 5.0
 #: Flush intervals after a claim before checking that the job's creator indexed it.
 CHECK_AFTER_FLUSHES = 2
 #: A creator whose mark has not passed a job this long after its claim (or ten flush intervals,
@@ -191,6 +199,12 @@ class JobIndex:
         self._unsaved: set[int] = set()  #: numbers given out whose entries are not saved yet
         self._saved_mark = 0
         self._claimed: list[Claimed] = []
+        #: When each part was last found (or put) in its directory, and the parts saved since.
+        self._confirmed: dict[tuple[str, str], float] = {}
+        self._unconfirmed: set[tuple[str, str]] = set()
+        #: The store's failed calls when last looked at: more mean it may have come back empty.
+        self._failures_seen = store.failed_calls
+        self._stopping = False
 
     def reserve(self) -> str:
         """The ``indexedAs`` of a job about to be created here; ``add`` it once written."""
@@ -215,7 +229,12 @@ class JobIndex:
             self._claimed.append(Claimed(self._monotonic(), ref[0], ref[1], entry_of(job)))
 
     async def flush(self) -> None:
+        if self._store.failed_calls != self._failures_seen:
+            # The store failed calls: it may have come back empty. Confirm what is saved next.
+            self._failures_seen = self._store.failed_calls
+            self._confirmed.clear()
         pending, self._pending = self._pending, defaultdict(Pending)
+        failed = False
         for day, minute in sorted(pending):
             batch = pending[(day, minute)]
             try:
@@ -225,12 +244,33 @@ class JobIndex:
                     "could not index %s jobs; retrying at the next flush", len(batch.entries)
                 )
                 self._pending[(day, minute)].extend(batch)
+                failed = True
                 continue
             self._unsaved.difference_update(batch.numbers)
-        # Only the current minute or so still gets entries; forget older parts.
-        for stale in sorted(self._parts)[:-2]:
-            del self._parts[stale]
+        # Only the current minute or so still gets entries; forget older parts once confirmed
+        # (while the store fails, at the first flush after it answers again).
+        stale = set(sorted(self._parts)[:-2])
+        due = [] if failed else self._due(stale)
+        for day in sorted({day for day, _ in due}):
+            try:
+                await self._confirm(day, [minute for d, minute in due if d == day])
+            except Exception as exc:  # confirmed at the next flush
+                logger.warning("could not confirm the index parts of %s: %s", day, exc)
+        for key in stale - self._unconfirmed:
+            del self._parts[key]
+            self._confirmed.pop(key, None)
         await self._save_mark()
+
+    def _due(self, stale: Collection[tuple[str, str]] = ()) -> list[tuple[str, str]]:
+        """The parts saved since their names were last confirmed whose turn has come."""
+        now = self._monotonic()
+        return sorted(
+            key
+            for key in self._unconfirmed
+            if self._stopping
+            or key in stale
+            or now - self._confirmed.get(key, -math.inf) >= CONFIRM_AFTER_SECONDS
+        )
 
     async def _save_mark(self) -> None:
         mark = mark_after(self._given, self._unsaved)
@@ -248,12 +288,16 @@ class JobIndex:
         key = part_key(day, minute, self.instance)
         part = self._parts.get((day, minute))
         if part is None:
-            # Listed in the directory before the part exists: a reader may find the name
-            # without the part (skipped), never a part it cannot find.
-            await self._register(day, minute)
+            # Named in the directory before the part exists: a reader may find the name without
+            # the part (skipped), never a part it cannot find. The same read confirms this
+            # day's other parts saved since their last confirmation.
+            waiting = [m for d, m in sorted(self._unconfirmed) if d == day]
+            await self._confirm(day, [minute, *waiting])
             # A part this process wrote before and forgot (an older minute indexed late).
             current, _ = await self._store.get_raw(key)
             part = Part.read(current, day, minute)
+        else:
+            self._unconfirmed.add((day, minute))
         if len(part.entries) >= self._segment_entries:
             # Sealed before the part counts it: a crash in between leaves the entries in both
             # (dropped as duplicates when read), never in neither.
@@ -265,24 +309,45 @@ class JobIndex:
         await self._store.save_raw(key, saved.value(), ttl_seconds=self._ttl)
         self._parts[(day, minute)] = saved
 
-    async def _register(self, day: str, minute: str) -> None:
+    async def _confirm(self, day: str, minutes: list[str]) -> None:
+        """Name this process's parts of ``minutes`` in the day's directory where they are not.
+
+        A part already saved that is missing there was lost with the directory (the store came
+        back empty, or without its last writes): it is saved again as this process last saved
+        it before its name is (a crash in between leaves it unnamed, as it was), and the mark is
+        saved again at the end of the flush.
+        """
         key = directory_key(day)
+        restored: set[str] = set()
         for _ in range(16):
+            read_at = self._monotonic()
             current, etag = await self._store.get_raw(key)
             parts = (current or {}).get("parts", [])
-            if [minute, self.instance] in parts:
-                return
+            missing = [m for m in minutes if [m, self.instance] not in parts]
+            for minute in missing:
+                part = self._parts.get((day, minute))
+                if part is not None and minute not in restored:
+                    logger.warning("index part %s %s was lost; saving it again", day, minute)
+                    await self._store.save_raw(
+                        part_key(day, minute, self.instance), part.value(), ttl_seconds=self._ttl
+                    )
+                    restored.add(minute)
+                    self._saved_mark = 0
             try:
-                await self._store.save_raw(
-                    key,
-                    {"parts": [*parts, [minute, self.instance]]},
-                    etag=etag or None,
-                    first_write=not etag,
-                    ttl_seconds=self._ttl,
-                )
-                return
+                if missing:
+                    await self._store.save_raw(
+                        key,
+                        {"parts": [*parts, *([m, self.instance] for m in missing)]},
+                        etag=etag or None,
+                        first_write=not etag,
+                        ttl_seconds=self._ttl,
+                    )
             except Conflict:
                 continue
+            for minute in minutes:
+                self._confirmed[(day, minute)] = read_at
+                self._unconfirmed.discard((day, minute))
+            return
         raise Conflict(key)
 
     async def check_claimed(self) -> None:
@@ -306,14 +371,20 @@ class JobIndex:
 
     async def run(self) -> None:
         """Check claims and flush forever (a lifespan background task)."""
-        while True:
-            await asyncio.sleep(self._flush_seconds)
-            try:
-                await self.check_claimed()
-            except Exception as exc:  # checked again at the next flush
-                logger.warning("could not check claimed jobs' index entries: %s", exc)
-            if self._pending or self._saved_mark < mark_after(self._given, self._unsaved):
-                await self.flush()
+        try:
+            while True:
+                await asyncio.sleep(self._flush_seconds)
+                try:
+                    await self.check_claimed()
+                except Exception as exc:  # checked again at the next flush
+                    logger.warning("could not check claimed jobs' index entries: %s", exc)
+                marked = self._saved_mark >= mark_after(self._given, self._unsaved)
+                if self._pending or not marked or self._due():
+                    await self.flush()
+        finally:
+            # Cancelled as the process stops: the lifespan's flush that follows is the last,
+            # so it confirms every part saved since its last confirmation, however recently.
+            self._stopping = True
 
     async def page(
         self, owner: str | None, status: str | None, limit: int, cursor: str | None, now: float
