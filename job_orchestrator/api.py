@@ -472,5 +472,5 @@ worker_only_router = APIRouter(include_in_schema=False)
 async def job_api_not_served() -> None:
     raise ApiNotServed(
         "this replica only runs jobs (APP_ENV=worker); send job API requests to a replica "
-        "that serves the API (APP_ENV=api or all)"
+        "that serves the API (APP_ENV=api or both)"
     )

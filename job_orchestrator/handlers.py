@@ -310,7 +310,7 @@ def _require_storable(job_type: str, job_input: dict[str, Any]) -> None:
 
 
 class WaitInput(BaseModel):
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, extra="forbid")  # a misspelt field is a 422
 
     seconds: float = Field(default=5.0, ge=0, le=24 * 3600, description="How long to sleep.")
     fail: bool = Field(default=False, description="Fail at the end with a clear error.")

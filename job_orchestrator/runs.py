@@ -142,6 +142,14 @@ class Run:
         logger.error("job %s: handler %s raised", self.job.id, self.job.type, exc_info=exc)
         return Outcome.FAILED, stored_text(f"{type(exc).__name__}: {_message(exc)}")
 
+    def reported_fields(self) -> dict[str, Any]:
+        """The progress the handler reported last that no write carried yet (progress writes
+        are throttled), for the job's final write: a failed job shows how far it got."""
+        if self.progress is None:
+            return {}
+        percent, message = self.progress
+        return {"progress_percent": percent, "progress_message": message}
+
     def done_fields(self, result: Any) -> dict[str, Any]:
         """Completed: 100 %, with the last message the handler reported (even unpublished)."""
         message = self.progress[1] if self.progress is not None else self.job.progress_message

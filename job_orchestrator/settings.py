@@ -88,6 +88,7 @@ class Settings:
             allowed = ", ".join(r.value for r in Role)
             raise SettingsError(f"APP_ENV={role_raw!r}: expected one of {allowed}") from None
         host = env.get("HOSTNAME") or socket.gethostname()
+        retention = _int(env, "JOB_RETENTION_SECONDS", cls.retention_seconds)
         settings = cls(
             app_id=env.get("APP_ID", cls.app_id),
             app_port=_int(env, "APP_PORT", cls.app_port),
@@ -103,9 +104,12 @@ class Settings:
             events_topic=env.get("JOB_EVENTS_TOPIC", cls.events_topic),
             default_wait_seconds=_float(env, "JOB_DEFAULT_WAIT_SECONDS", cls.default_wait_seconds),
             max_wait_seconds=_float(env, "JOB_MAX_WAIT_SECONDS", cls.max_wait_seconds),
-            retention_seconds=_int(env, "JOB_RETENTION_SECONDS", cls.retention_seconds),
+            retention_seconds=retention,
+            # Unset, it is the default capped at the job retention: lowering that alone works.
             idempotency_retention_seconds=_int(
-                env, "IDEMPOTENCY_RETENTION_SECONDS", cls.idempotency_retention_seconds
+                env,
+                "IDEMPOTENCY_RETENTION_SECONDS",
+                min(cls.idempotency_retention_seconds, retention),
             ),
             lease_seconds=_float(env, "JOB_LEASE_SECONDS", cls.lease_seconds),
             progress_interval_seconds=_float(

@@ -255,6 +255,9 @@ class Worker:
             await self._back_off(run, failures)
 
     async def _end(self, run: Run, status: JobStatus, fields: dict[str, Any]) -> None:
+        """Write a final status, with the progress last reported (COMPLETED brings its own)."""
+        if status is not JobStatus.COMPLETED:
+            fields = {**run.reported_fields(), **fields}
         await self._persist(run, functools.partial(self._finish, run.job.id, status, fields))
 
     async def _persist(self, run: Run, write: Callable[[], Awaitable[None]]) -> None:

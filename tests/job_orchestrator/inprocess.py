@@ -15,7 +15,7 @@ import httpx
 import uvicorn
 
 from job_orchestrator.app import create_app
-from job_orchestrator.handlers import HandlerRegistry, JobContext, default_registry
+from job_orchestrator.handlers import HandlerRegistry, JobContext, JobFailure, default_registry
 from job_orchestrator.settings import Settings
 from tests.job_orchestrator.stack import Replica, log_dir_for, write_components
 from tests.procs import wait_until_http
@@ -47,6 +47,12 @@ def make_registry() -> HandlerRegistry:
         """A plain function: it runs in a thread."""
         ctx.report_progress(50, "half")
         return {"thread": threading.current_thread().name}
+
+    @registry.register("halfway")
+    async def halfway(ctx: JobContext) -> None:
+        """Reports progress, then fails before the throttled write carried it."""
+        ctx.report_progress(40, "downloading")
+        raise JobFailure("the download broke off")
 
     @registry.register("quiet")
     async def quiet(ctx: JobContext) -> str:

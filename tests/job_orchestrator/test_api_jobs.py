@@ -259,3 +259,22 @@ def test_long_poll_answers_like_the_route(inproc: InProcess) -> None:
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
     assert inproc.client.get("/jobs/nope", params={"wait": "soon"}).status_code == 422
+
+
+def test_a_failed_job_keeps_the_progress_its_handler_reported_last(inproc: InProcess) -> None:
+    """Progress writes are throttled: one reported right before the failure was dropped, and
+    the failed job showed 0 %."""
+    resp = inproc.client.post(
+        "/jobs", json={"type": "halfway", "maxAttempts": 1}, headers={"Prefer": "wait=10"}
+    )
+    assert resp.status_code == 200, resp.text
+    job = resp.json()
+    assert job["status"] == "Failed", job
+    assert job["progress"] == {"percent": 40, "message": "downloading"}, job
+    assert job["error"] == "the download broke off", job
+
+
+def test_a_misspelt_field_of_the_wait_input_is_422(inproc: InProcess) -> None:
+    resp = inproc.client.post("/jobs", json={"type": "wait", "input": {"secs": 5}})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["errors"][0]["field"] == "input.secs", resp.text

@@ -44,6 +44,15 @@ def test_bad_values_name_the_variable(env: dict[str, str]) -> None:
         Settings.from_env(env)
 
 
+def test_a_lower_job_retention_alone_lowers_the_idempotency_retention_with_it() -> None:
+    """Unset, the key retention is its default capped at the job retention (setting only the
+    job retention stopped the start)."""
+    assert Settings.from_env({"JOB_RETENTION_SECONDS": "600"}).idempotency_retention_seconds == 600
+    assert Settings.from_env({}).idempotency_retention_seconds == 24 * 3600
+    given = {"JOB_RETENTION_SECONDS": "600", "IDEMPOTENCY_RETENTION_SECONDS": "60"}
+    assert Settings.from_env(given).idempotency_retention_seconds == 60
+
+
 def test_fingerprint_ignores_key_order_and_record_key_is_safe() -> None:
     assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
     assert fingerprint({"a": 1}) != fingerprint({"a": 2})
