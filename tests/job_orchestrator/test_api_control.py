@@ -216,7 +216,14 @@ def test_validation_errors_name_the_field(inproc: InProcess) -> None:
 
     unknown = inproc.client.post("/jobs", json={"type": "teleport"})
     assert unknown.status_code == 422
-    assert unknown.json()["knownTypes"] == ["flaky", "plain", "quiet", "stubborn", "wait"]
+    assert unknown.json()["knownTypes"] == [
+        "flaky",
+        "halfway",
+        "plain",
+        "quiet",
+        "stubborn",
+        "wait",
+    ]
 
     # An owner is a name: "" would make a job that no owner filter can list.
     no_owner = inproc.client.post("/jobs", json={"owner": ""})

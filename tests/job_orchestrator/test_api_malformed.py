@@ -127,7 +127,7 @@ def test_a_decodable_cursor_of_the_wrong_shape_is_422(inproc: InProcess) -> None
 
 def test_a_chunked_body_over_the_limit_is_413(inproc: InProcess) -> None:
     def chunks(pad: int) -> Iterator[bytes]:
-        yield b'{"type": "wait", "input": {"seconds": 0, "pad": "'
+        yield b'{"type": "plain", "input": {"pad": "'
         yield b"x" * pad
         yield b'"}}'
 
