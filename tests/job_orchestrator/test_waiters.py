@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from job_orchestrator.waiters import Waiters
+from job_orchestrator.waiters import LISTEN_AFTER_SECONDS, Waiters
 
 
 def job(seq: int, status: str = "InProgress") -> dict[str, object]:
@@ -94,8 +94,26 @@ async def test_the_disconnect_listener_ends_with_the_wait() -> None:
 
     with waiters.watch("j") as watch:
         watch.offer(job(2))
-        asyncio.get_running_loop().call_later(0.05, waiters.notify, job(3, "Completed"))
+        later = LISTEN_AFTER_SECONDS + 0.05
+        asyncio.get_running_loop().call_later(later, waiters.notify, job(3, "Completed"))
         assert await watch.final(5, gone) == job(3, "Completed")
     await asyncio.sleep(0)
     (listener,) = listened
     assert listener is not None and listener.cancelled()
+
+
+async def test_a_wait_shorter_than_the_listening_delay_never_listens() -> None:
+    """Listening costs a task in the server's receive: most waits end before it starts."""
+    waiters = Waiters()
+    listened: list[object] = []
+
+    async def gone() -> None:
+        listened.append(asyncio.current_task())
+
+    with waiters.watch("j") as watch:
+        watch.offer(job(2))
+        asyncio.get_running_loop().call_later(0.05, waiters.notify, job(3, "Completed"))
+        assert await watch.final(5, gone) == job(3, "Completed")
+        assert await watch.final(0.1, gone) == job(3, "Completed")
+    await asyncio.sleep(LISTEN_AFTER_SECONDS + 0.1)
+    assert listened == []
