@@ -12,27 +12,11 @@ import contextlib
 import dataclasses
 import time
 import uuid
-from collections.abc import AsyncIterator
-
-import pytest
 
 from job_orchestrator.index import CONFIRM_AFTER_SECONDS, JobIndex, directory_key, minute_of
 from job_orchestrator.jobs import Job
-from job_orchestrator.sidecar_client import connect
 from job_orchestrator.store import JobStore
-from tests.job_orchestrator.inprocess import InProcess
 from tests.job_orchestrator.test_index_parts import stored_jobs
-
-
-@pytest.fixture
-async def store(inproc: InProcess) -> AsyncIterator[JobStore]:
-    settings = dataclasses.replace(inproc.settings, replica_name=f"conf-{uuid.uuid4().hex[:6]}")
-    opened = JobStore(await connect(settings), settings)
-    await opened.inspect()
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 class Clock:

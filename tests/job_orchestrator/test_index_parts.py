@@ -9,7 +9,6 @@ import dataclasses
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -25,17 +24,6 @@ from tests.job_orchestrator.inprocess import InProcess
 from tests.job_orchestrator.stack import Replica, log_dir_for, sidecar_state, write_components
 
 SEGMENT = 3
-
-
-@pytest.fixture
-async def store(inproc: InProcess) -> AsyncIterator[JobStore]:
-    settings = dataclasses.replace(inproc.settings, replica_name=f"idx-{uuid.uuid4().hex[:6]}")
-    opened = JobStore(await connect(settings), settings)
-    await opened.inspect()
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def make_index(store: JobStore) -> JobIndex:
