@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,11 @@ from job_orchestrator.store import Conflict, JobStore
 
 #: A claimed key whose job is still missing after this long lost its creator (it died).
 ORPHAN_AFTER_SECONDS = 15.0
+
+#: The fingerprint format each claim records. A record without one was written before formats
+#: had numbers, in the current format or an earlier one, so either may match it: a retry made
+#: across an upgrade still finds its job.
+FINGERPRINT_VERSION = 2
 
 
 def record_key(idempotency_key: str) -> str:
@@ -45,12 +51,21 @@ async def claim_key(
     *,
     now: float,
     retention_seconds: int,
+    unversioned: Sequence[dict[str, Any]] = (),
 ) -> Claim:
-    """Claim ``idempotency_key`` for a new job, or find the job an earlier request made."""
+    """Claim ``idempotency_key`` for a new job, or find the job an earlier request made.
+
+    ``unversioned``: the request as fingerprinted by earlier formats, for records that carry no
+    format number."""
     key = record_key(idempotency_key)
     digest = fingerprint(request)
     job_id = str(uuid.uuid4())
-    record = {"jobId": job_id, "fingerprint": digest, "claimedAt": now}
+    record = {
+        "jobId": job_id,
+        "fingerprint": digest,
+        "fingerprintVersion": FINGERPRINT_VERSION,
+        "claimedAt": now,
+    }
     try:
         await store.save_raw(key, record, ttl_seconds=retention_seconds, first_write=True)
         return Claim(job_id, fresh=True)
@@ -61,7 +76,7 @@ async def claim_key(
         # Expired between the two calls: the key is free again.
         await store.save_raw(key, record, ttl_seconds=retention_seconds, first_write=True)
         return Claim(job_id, fresh=True)
-    if existing.get("fingerprint") != digest:
+    if not _same_request(existing, digest, unversioned):
         raise IdempotencyKeyReused(
             "this Idempotency-Key was already used with a different request body; "
             "use a new key for a different job"
@@ -79,3 +94,14 @@ async def claim_key(
     raise RequestInProgress(
         "a request with this Idempotency-Key is still being processed; retry in a moment"
     )
+
+
+def _same_request(
+    record: dict[str, Any], digest: str, unversioned: Sequence[dict[str, Any]]
+) -> bool:
+    recorded = record.get("fingerprint")
+    if recorded == digest:
+        return True
+    if "fingerprintVersion" in record:
+        return False
+    return any(recorded == fingerprint(earlier) for earlier in unversioned)

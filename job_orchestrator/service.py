@@ -45,6 +45,12 @@ class Submission:
         and spelled out, are the same request."""
         return {**dataclasses.asdict(self), "input": job_input, "max_attempts": max_attempts}
 
+    def unversioned_fingerprint_fields(self) -> list[dict[str, Any]]:
+        """The request as the first releases compared it, before fingerprints had a version:
+        its fields as sent. (Later unversioned records are in :meth:`fingerprint_fields`'s
+        format, which ``claim_key`` tries first.)"""
+        return [dataclasses.asdict(self)]
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -124,6 +130,7 @@ class JobService:
                 sub.fingerprint_fields(job_input, max_attempts),
                 now=now,
                 retention_seconds=self.settings.idempotency_retention_seconds,
+                unversioned=sub.unversioned_fingerprint_fields(),
             )
             job_id, fresh = claim.job_id, claim.fresh
         with self.waiters.watch(job_id) as watch:

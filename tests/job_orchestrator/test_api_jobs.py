@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from job_orchestrator.idempotency import record_key
+from job_orchestrator.idempotency import fingerprint, record_key
 from tests.job_orchestrator.inprocess import InProcess
 from tests.job_orchestrator.stack import sidecar_state
 from tests.procs import wait_until
@@ -150,6 +150,48 @@ def test_the_key_of_a_deleted_job_never_starts_it_again(inproc: InProcess) -> No
         assert again.headers["content-type"] == "application/problem+json"
         assert job_id in again.json()["detail"] and "deleted" in again.json()["detail"]
     assert inproc.client.get(f"/jobs/{job_id}").status_code == 404
+
+
+def test_keys_claimed_before_fingerprints_had_a_version_still_find_their_jobs(
+    inproc: InProcess,
+) -> None:
+    """A retry across an upgrade: keys claimed by the first releases (the request's fields as
+    sent) and by later unversioned ones (the job as made) give back their job, not a 422."""
+    state_url = f"http://127.0.0.1:{inproc.replica.http_port}/v1.0/state/statestore"
+    body = {"input": {"seconds": 1}, "owner": "upgrade"}
+    job = inproc.client.post("/jobs", json=body).json()
+    as_sent = {**body, "type": "wait", "max_attempts": None, "run_timeout_seconds": None}
+    as_made = {**as_sent, "input": {"seconds": 1.0, "fail": False}, "max_attempts": 1}
+    for name, fields in (("as-sent", as_sent), ("as-made", as_made)):
+        key = f"before-versions-{name}-{time.time_ns()}"
+        record = {"jobId": job["id"], "fingerprint": fingerprint(fields), "claimedAt": 0}
+        saved = httpx.post(state_url, json=[claimed(key, record)])
+        assert saved.status_code == 204, saved.text
+        again = inproc.client.post("/jobs", json=body, headers={"Idempotency-Key": key})
+        assert again.status_code == 202, (name, again.text)
+        assert again.json()["id"] == job["id"]
+        assert again.headers["idempotent-replayed"] == "true"
+        other = {**body, "input": {"seconds": 2}}
+        refused = inproc.client.post("/jobs", json=other, headers={"Idempotency-Key": key})
+        assert refused.status_code == 422, (name, refused.text)
+    # A versioned record is compared in its own format only.
+    key = f"versioned-{time.time_ns()}"
+    record = {
+        "jobId": job["id"],
+        "fingerprint": fingerprint(as_sent),
+        "fingerprintVersion": 2,
+        "claimedAt": 0,
+    }
+    httpx.post(state_url, json=[claimed(key, record)])
+    refused = inproc.client.post("/jobs", json=body, headers={"Idempotency-Key": key})
+    assert refused.status_code == 422, refused.text
+    inproc.client.delete(f"/jobs/{job['id']}")
+
+
+def claimed(key: str, record: dict[str, Any]) -> dict[str, Any]:
+    """A key's record as the orchestrator claims it: first-write (state.redis lets a write
+    without an etag replace a record saved any other way)."""
+    return {"key": record_key(key), "value": record, "options": {"concurrency": "first-write"}}
 
 
 def test_concurrent_requests_with_one_key_make_one_job(inproc: InProcess) -> None:
