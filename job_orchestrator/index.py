@@ -1,12 +1,11 @@
-"""The job index for GET /jobs on stores without the query API, kept through the state API.
+"""The job index for GET /jobs on stores without the query API, kept through the state API: its
+writing side (the keys and part format: index_keys.py; reading pages: index_pages.py).
 
-Each replica writes its own part per minute (``jobindex-<day>-<HHMM>-<instance>``): one writer per
-key, so no compare-and-swap, no contention between replicas and one save per flush. A per-day
-directory (``jobindex-<day>``) names the parts; a replica adds itself once per minute with
-compare-and-swap. A part holds at most about ``segment_entries`` entries: beyond that it seals
-them into a segment of its own (``<part>-<n>``, written once) and counts it, so a flush never
-rewrites more than one segment's worth however busy the minute. Everything expires after the
-retention.
+Each replica writes its own part per minute: one writer per key, so no compare-and-swap, no
+contention between replicas and one save per flush. A replica adds itself to the day's directory
+once per minute with compare-and-swap. A part holds at most about ``segment_entries`` entries:
+beyond that it seals them into a segment of its own and counts it, so a flush never rewrites more
+than one segment's worth however busy the minute. Everything expires after the retention.
 
 The store may lose the directory under a part still being written (a Redis restarted empty, a
 failover that lost recent writes): the part would then be saved on where no reader looks. So a
@@ -30,27 +29,26 @@ import math
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from job_orchestrator.index_scan import Entry, Scan, bounds_of
+from job_orchestrator.index_keys import (
+    Part,
+    directory_key,
+    mark_key,
+    minute_of,
+    part_key,
+    segment_key,
+)
+from job_orchestrator.index_pages import MAX_ENTRIES_PER_PAGE, MAX_JOB_READS_PER_PAGE, IndexPages
+from job_orchestrator.index_scan import Entry, bounds_of
 from job_orchestrator.jobs import Job, iso, parse_iso
-from job_orchestrator.listing import Page, decode_position, encode_cursor
-from job_orchestrator.store import Conflict, JobStore, job_key
+from job_orchestrator.listing import Page
+from job_orchestrator.store import Conflict, JobStore
 
 logger = logging.getLogger(__name__)
 
-#: Minutes of parts read per bulk call while listing, at most: a page starts with one minute
-#: (a busy minute alone can fill it) and doubles the span while it finds too few jobs.
-MINUTES_PER_READ = 16
-#: Jobs read per bulk call while listing.
-JOBS_PER_READ = 100
-#: Index entries one page examines at most (about 70 bytes each), and jobs it reads at most:
-#: a filter that matches little answers a short page with a cursor instead of reading on.
-MAX_ENTRIES_PER_PAGE = 10_000
-MAX_JOB_READS_PER_PAGE = 1_000
 #: Entries a part holds before it seals them into a segment (about 70 bytes each).
 SEGMENT_ENTRIES = 1000
 #: Seconds a part is saved on between reads of the directory confirming it is named there.
@@ -60,28 +58,6 @@ CHECK_AFTER_FLUSHES = 2
 #: A creator whose mark has not passed a job this long after its claim (or ten flush intervals,
 #: if longer) is taken to have stopped, and the claiming replica indexes the job.
 STOPPED_AFTER_SECONDS = 10.0
-
-
-def minute_of(ts: float) -> tuple[str, str]:
-    """(day ``YYYYMMDD``, minute ``HHMM``) of a timestamp, UTC."""
-    stamp = datetime.fromtimestamp(ts, UTC)
-    return stamp.strftime("%Y%m%d"), stamp.strftime("%H%M")
-
-
-def directory_key(day: str) -> str:
-    return f"jobindex-{day}"
-
-
-def part_key(day: str, minute: str, instance: str) -> str:
-    return f"jobindex-{day}-{minute}-{instance}"
-
-
-def segment_key(part: str, number: int) -> str:
-    return f"{part}-{number}"
-
-
-def mark_key(instance: str) -> str:
-    return f"jobindex-mark-{instance}"
 
 
 def entry_of(job: Job) -> Entry:
@@ -96,38 +72,9 @@ def read_ref(ref: str | None) -> tuple[str, int] | None:
     return (instance, int(number)) if instance and number.isdigit() else None
 
 
-def spans(minutes: list[str], widest: int) -> Iterator[set[str]]:
-    """``minutes`` in consecutive groups of 1, 2, 4, ... up to ``widest`` each."""
-    first, width = 0, 1
-    while first < len(minutes):
-        yield set(minutes[first : first + width])
-        first, width = first + width, min(width * 2, widest)
-
-
 def mark_after(last: int, unsaved: set[int]) -> int:
     """The highest number below which every number given out (up to ``last``) is saved."""
     return min(unsaved) - 1 if unsaved else last
-
-
-@dataclass(frozen=True, slots=True)
-class Part:
-    """What this process last saved in one of its parts: the open entries, and the
-    ``[oldest, newest]`` createdAt of each segment sealed (how many: its length)."""
-
-    entries: list[Entry]
-    bounds: list[list[float]]
-
-    @classmethod
-    def read(cls, value: dict[str, Any] | None, day: str, minute: str) -> Part:
-        """A saved part; a segment sealed before bounds were recorded gets its minute's."""
-        value = value or {}
-        bounds = [list(b) for b in value.get("bounds", [])][: int(value.get("sealed", 0))]
-        start = datetime.strptime(day + minute, "%Y%m%d%H%M").replace(tzinfo=UTC).timestamp()
-        bounds += [[start, start + 60]] * (int(value.get("sealed", 0)) - len(bounds))
-        return cls(list(value.get("jobs", [])), bounds)
-
-    def value(self) -> dict[str, Any]:
-        return {"jobs": self.entries, "sealed": len(self.bounds), "bounds": self.bounds}
 
 
 @dataclass(slots=True)
@@ -183,13 +130,11 @@ class JobIndex:
         max_job_reads: int = MAX_JOB_READS_PER_PAGE,
     ) -> None:
         self._store = store
-        self._days = retention_seconds // 86400 + 1
+        self._pages = IndexPages(store, retention_seconds // 86400 + 1, max_entries, max_job_reads)
         self._ttl = retention_seconds + 86400
         self._flush_seconds = flush_seconds
         self._monotonic = monotonic
         self._segment_entries = segment_entries
-        self._max_entries = max_entries
-        self._max_job_reads = max_job_reads
         #: Names this process's parts: unique per process, even when a pod keeps its name.
         self.instance = uuid.uuid4().hex[:12]
         self._pending: dict[tuple[str, str], Pending] = defaultdict(Pending)
@@ -389,84 +334,5 @@ class JobIndex:
     async def page(
         self, owner: str | None, status: str | None, limit: int, cursor: str | None, now: float
     ) -> Page:
-        """Newest first; the cursor is the last job returned (``[createdAt, id]``).
-
-        A page examines at most ``max_entries`` index entries and reads at most
-        ``max_job_reads`` jobs, so a filter that matches little costs a bounded amount per
-        request: a page that runs out first holds fewer than ``limit`` jobs (maybe none) and
-        the cursor of the last entry it examined.
-        """
-        position = decode_position(cursor) if cursor else None
-        start = datetime.fromtimestamp(float(position[0]) if position else now, UTC)
-        items: list[dict[str, Any]] = []
-        batch: list[list[Any]] = []  #: entries whose jobs are read next, in one bulk call
-        examined = job_reads = 0
-        entries = self._entries(start, position)
-        while True:
-            entry = await anext(entries, None)
-            spent = False
-            if entry is not None:
-                examined += 1
-                if not owner or entry[2] == owner:
-                    batch.append(entry)
-                spent = (
-                    examined >= self._max_entries or job_reads + len(batch) >= self._max_job_reads
-                )
-                if not spent and len(batch) < (JOBS_PER_READ if status else limit - len(items)):
-                    continue
-            job_reads += len(batch)
-            async for listed, job in self._jobs(batch, status):
-                items.append(job)
-                if len(items) == limit:
-                    return Page(items, encode_cursor({"after": listed[:2]}))
-            batch = []
-            if entry is None:
-                return Page(items, None)
-            if spent:
-                return Page(items, encode_cursor({"after": entry[:2]}))
-
-    async def _entries(self, start: datetime, position: list[Any] | None) -> AsyncIterator[Entry]:
-        """Every index entry after ``position``, newest first, from ``start``'s minute back
-        through the retention. A minute's entries are all newer than an earlier minute's."""
-        last_minute = start.strftime("%H%M")
-        for back in range(self._days):
-            day = (start - timedelta(days=back)).strftime("%Y%m%d")
-            directory, _ = await self._store.get_raw(directory_key(day))
-            parts: list[list[str]] = (directory or {}).get("parts", [])
-            minutes = sorted({m for m, _ in parts}, reverse=True)
-            if back == 0:
-                minutes = [m for m in minutes if m <= last_minute]
-            for chosen in spans(minutes, MINUTES_PER_READ):
-                minute_of_key = {part_key(day, m, i): m for m, i in parts if m in chosen}
-                scan = Scan(position)
-                for key, value in (await self._store.bulk_get(list(minute_of_key))).items():
-                    part = Part.read(value, day, minute_of_key[key])
-                    scan.add(part.entries)
-                    for n, (oldest, newest) in enumerate(part.bounds):
-                        scan.add_segment(segment_key(key, n), oldest, newest)
-                while True:
-                    wanted = scan.wanted()
-                    if wanted:
-                        found = await self._store.bulk_get(wanted)
-                        for key in wanted:
-                            scan.add(found.get(key, {}).get("jobs", []))
-                        continue
-                    entry = scan.next()
-                    if entry is None:
-                        break
-                    yield entry
-
-    async def _jobs(
-        self, entries: list[list[Any]], status: str | None
-    ) -> AsyncIterator[tuple[list[Any], dict[str, Any]]]:
-        """The live jobs behind index entries, in order (deleted or expired ones skipped)."""
-        for first in range(0, len(entries), JOBS_PER_READ):
-            chunk = entries[first : first + JOBS_PER_READ]
-            found = await self._store.bulk_get([job_key(e[1]) for e in chunk])
-            for entry in chunk:
-                record = found.get(job_key(entry[1]))
-                if record is None or record.get("kind") != "job":
-                    continue
-                if status and record.get("status") != status:
-                    continue
-                yield entry, Job.from_record(record).public()
+        """Newest first; the cursor is the last job returned (see ``IndexPages.page``)."""
+        return await self._pages.page(owner, status, limit, cursor, now)

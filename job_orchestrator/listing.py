@@ -1,4 +1,5 @@
-"""GET /jobs pages and cursors; the query API listing (the index for other stores: index.py)."""
+"""GET /jobs pages and cursors; the query API listing (the index for other stores: index.py writes
+it, index_pages.py reads it)."""
 
 from __future__ import annotations
 

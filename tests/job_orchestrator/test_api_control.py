@@ -11,7 +11,7 @@ import httpx
 import redis
 
 from dapr_support.tracecontext import trace_id, valid_traceparent
-from job_orchestrator.index import directory_key, minute_of, part_key
+from job_orchestrator.index_keys import directory_key, minute_of, part_key
 from job_orchestrator.jobs import iso
 from tests.conftest import RedisServer
 from tests.job_orchestrator.inprocess import InProcess

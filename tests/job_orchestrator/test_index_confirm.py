@@ -13,7 +13,8 @@ import dataclasses
 import time
 import uuid
 
-from job_orchestrator.index import CONFIRM_AFTER_SECONDS, JobIndex, directory_key, minute_of
+from job_orchestrator.index import CONFIRM_AFTER_SECONDS, JobIndex
+from job_orchestrator.index_keys import directory_key, minute_of
 from job_orchestrator.jobs import Job
 from job_orchestrator.store import JobStore
 from tests.job_orchestrator.test_index_parts import stored_jobs

@@ -15,7 +15,8 @@ import pytest
 
 from job_orchestrator import jobs
 from job_orchestrator.errors import StoreUnavailable
-from job_orchestrator.index import JobIndex, mark_key, minute_of, part_key, segment_key
+from job_orchestrator.index import JobIndex
+from job_orchestrator.index_keys import mark_key, minute_of, part_key, segment_key
 from job_orchestrator.jobs import Job, iso, parse_iso
 from job_orchestrator.sidecar_client import connect
 from job_orchestrator.store import JobStore, job_key

@@ -6,18 +6,9 @@ from typing import Any
 
 import pytest
 
-from job_orchestrator.index import (
-    Claimed,
-    directory_key,
-    entry_of,
-    mark_after,
-    mark_key,
-    minute_of,
-    part_key,
-    read_ref,
-    sort_claims,
-    spans,
-)
+from job_orchestrator.index import Claimed, entry_of, mark_after, read_ref, sort_claims
+from job_orchestrator.index_keys import directory_key, mark_key, minute_of, part_key
+from job_orchestrator.index_pages import spans
 from job_orchestrator.index_scan import Scan, bounds_of
 from job_orchestrator.jobs import Job, new_job
 from job_orchestrator.listing import (
