@@ -8,9 +8,9 @@ from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from dapr_support import request_rules
 from dapr_support.clients import sidecar_healthy
 from dapr_support.metrics import METRICS_RESPONSES, metrics_response
 from dapr_support.tracecontext import request_traceparent
@@ -64,21 +64,11 @@ IdempotencyKey = Annotated[
 
 
 async def idempotency_key(request: Request, key: IdempotencyKey = None) -> str | None:
-    """The Idempotency-Key without the spaces around it (an HTTP field value has none, so
-    ``"k "`` and ``"k"`` are one key); 422 for several, as which one counted would be chance.
+    """The key as ``dapr_support.request_rules`` reads it (``key``: FastAPI's checks and docs).
     (async, as every dependency here: FastAPI runs a plain one in a thread, 0.1 ms a request)"""
     if key is None:
         return None
-    problem = None
-    if len(request.headers.getlist("idempotency-key")) > 1:
-        problem = "Send one Idempotency-Key, not several"
-    key = key.strip(" \t")
-    if not key:
-        problem = "The Idempotency-Key must not be blank"
-    if problem is not None:
-        loc = ("header", "Idempotency-Key")
-        raise RequestValidationError([{"loc": loc, "msg": problem, "type": "value_error"}])
-    return key
+    return request_rules.idempotency_key(request.headers.getlist(request_rules.IDEMPOTENCY_KEY))
 
 
 IdempotencyKeyDep = Annotated[str | None, Depends(idempotency_key)]

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
+from dapr_support import request_rules
 from dapr_support.http_methods import allowed_methods
 from job_orchestrator.auth import CHALLENGE
 from job_orchestrator.errors import (
@@ -71,28 +72,12 @@ def validation_problem(errors: list[dict[str, Any]], prefix: str = "") -> Proble
     return Problem(422, "Request validation failed", detail, extra={"errors": fields})
 
 
-def is_json(content_type: str | None) -> bool:
-    """What FastAPI parses as JSON: application/json or application/*+json."""
-    kind = (content_type or "").split(";", 1)[0].strip().lower()
-    return kind == "application/json" or (
-        kind.startswith("application/") and kind.endswith("+json")
-    )
-
-
 def unsupported_media(exc: RequestValidationError, content_type: str | None) -> Problem | None:
-    """415 when a body was refused only because it was not sent as JSON (FastAPI leaves such a
-    body unparsed and reports that it is no object, which would name no real mistake)."""
-    if is_json(content_type):
+    """415 when a body was refused only because it was not sent as JSON."""
+    detail = request_rules.not_json_detail(exc.errors(), content_type)
+    if detail is None:
         return None
-    if not any(tuple(e.get("loc", ())) == ("body",) for e in exc.errors()):
-        return None
-    sent = f"{content_type!r}" if content_type else "no Content-Type"
-    return Problem(
-        415,
-        "Unsupported Media Type",
-        f"send the body as application/json (it came with {sent})",
-        {"Accept-Post": "application/json"},
-    )
+    return Problem(415, "Unsupported Media Type", detail, {"Accept-Post": "application/json"})
 
 
 def problem_for(exc: BaseException, retry_after: int) -> Problem:

@@ -6,14 +6,22 @@ import logging
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dapr_support.metrics import METRICS_RESPONSES, metrics_response
 from dapr_support.text import unicode_problem
+from microservice_x import responses
 from microservice_x.connections import sidecar_answers
 from microservice_x.deadletters import DeadLetter
-from microservice_x.deps import MetricsDep, OrchestratorDep, SettingsDep, StoreDep, TraceDep
+from microservice_x.deps import (
+    IdempotencyKeyDep,
+    MetricsDep,
+    OrchestratorDep,
+    SettingsDep,
+    StoreDep,
+    TraceDep,
+)
 from microservice_x.errors import InvalidRequest, JobNotFound, NotReady
 from microservice_x.events import MAX_JOB_ID_LENGTH
 from microservice_x.index import CURSOR_PATTERN, Position
@@ -57,32 +65,6 @@ class StartedJob(BaseModel):
     job: dict[str, Any] = Field(description="The job as the orchestrator answered it")
 
 
-class Problem(BaseModel):
-    """An RFC 9457 problem: the body of every error this API answers."""
-
-    model_config = ConfigDict(extra="allow")
-
-    type: str = Field(default="about:blank")
-    title: str = Field(examples=["Job not found"])
-    status: int = Field(examples=[404])
-    detail: str | None = None
-    instance: str | None = Field(default=None, examples=["/jobs/unknown"])
-
-
-def _problems(described: dict[int | str, str]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` documenting each error status as application/problem+json.
-
-    Declaring 422 here also replaces FastAPI's default 422 (an application/json
-    HTTPValidationError this service never sends).
-    """
-    content = {"application/problem+json": {"schema": Problem.model_json_schema()}}
-    return {status: {"description": text, "content": content} for status, text in described.items()}
-
-
-_INVALID = "Invalid query, path or body"
-_STORE_DOWN = "State store unavailable; retry after Retry-After"
-
-
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     appId: str = Field(examples=["microservice-x"])
@@ -97,13 +79,7 @@ class Readiness(BaseModel):
     "/jobs",
     status_code=202,
     response_model=StartedJob,
-    responses=_problems(
-        {
-            "4XX": "Invalid body or owner, or refused by the orchestrator (its problem relayed)",
-            502: "The orchestrator answered without a job",
-            503: "Sidecar or orchestrator unavailable; retry after Retry-After",
-        }
-    ),
+    responses=responses.START_JOB,
 )
 async def start_job(
     request: StartJobRequest,
@@ -112,15 +88,7 @@ async def start_job(
     settings: SettingsDep,
     metrics: MetricsDep,
     trace: TraceDep,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            min_length=1,
-            max_length=200,
-            description="Handed on to the orchestrator: the same key and body start one job.",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKeyDep,
 ) -> StartedJob:
     """Start a job on the orchestrator (Dapr service invocation) with this service as owner."""
     if request.owner is not None and request.owner != settings.app_id:
@@ -157,7 +125,7 @@ async def start_job(
                 }
             },
         },
-        **_problems({422: _INVALID, 503: _STORE_DOWN}),
+        **responses.LIST_JOBS,
     },
 )
 async def list_jobs(
@@ -190,7 +158,7 @@ async def list_jobs(
 @router.get(
     "/jobs/{job_id}",
     response_model=JobView,
-    responses=_problems({404: "No event seen for this job", 422: _INVALID, 503: _STORE_DOWN}),
+    responses=responses.GET_JOB,
 )
 async def get_job(job_id: str, store: StoreDep) -> JobView:
     """One job as its events described it: status, progress, result or error, events in order."""
@@ -206,7 +174,7 @@ async def get_job(job_id: str, store: StoreDep) -> JobView:
 @router.get(
     "/dead-letters",
     response_model=list[DeadLetter],
-    responses=_problems({422: _INVALID, 503: _STORE_DOWN}),
+    responses=responses.DEAD_LETTERS,
 )
 async def list_dead_letters(
     store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
@@ -224,7 +192,7 @@ async def healthz(settings: SettingsDep) -> Health:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    responses=_problems({503: "Not ready: the sidecar does not answer"}),
+    responses=responses.READYZ,
 )
 async def readyz(request: Request, settings: SettingsDep) -> Readiness:
     """Readiness (a readiness probe): the Dapr sidecar answers its outbound health check.

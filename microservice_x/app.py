@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 
 from dapr_support import heap
 from dapr_support.clients import ClientKeeper
 from dapr_support.http_methods import HeadAsGet
-from microservice_x import api, subscriber
+from microservice_x import api, responses, subscriber
 from microservice_x.apptoken import require_app_token
 from microservice_x.connections import (
     close_dapr_client,
@@ -68,4 +69,11 @@ def create_app(settings: Settings) -> FastAPI:
     # Only the sidecar may deliver events (APP_API_TOKEN, when configured).
     app.include_router(subscriber.router, dependencies=[Depends(require_app_token)])
     app.add_middleware(HeadAsGet)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = responses.without_fastapi_422(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -1,4 +1,5 @@
-"""FastAPI dependencies: the lifespan's long-lived objects, handed to route handlers.
+"""FastAPI dependencies: the lifespan's long-lived objects and the request headers route
+handlers take.
 
 All are ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop
 per request for what is an attribute read.
@@ -8,8 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
+from dapr_support import request_rules
 from dapr_support.tracecontext import request_traceparent
 from microservice_x.metrics import EventMetrics
 from microservice_x.orchestrator import OrchestratorClient
@@ -43,3 +45,25 @@ OrchestratorDep = Annotated[OrchestratorClient, Depends(get_orchestrator)]
 MetricsDep = Annotated[EventMetrics, Depends(get_metrics)]
 #: The caller's W3C trace, handed on to the orchestrator so the job's events continue it.
 TraceDep = Annotated[str | None, Depends(request_traceparent)]
+
+
+async def idempotency_key(
+    request: Request,
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,  # an empty key would be one key shared by every client sending it
+            max_length=200,
+            description="Handed on to the orchestrator: the same key and body start one job.",
+        ),
+    ] = None,
+) -> str | None:
+    """The key as ``dapr_support.request_rules`` reads it, as the orchestrator does (``key``:
+    FastAPI's checks and docs)."""
+    if key is None:
+        return None
+    return request_rules.idempotency_key(request.headers.getlist(request_rules.IDEMPOTENCY_KEY))
+
+
+IdempotencyKeyDep = Annotated[str | None, Depends(idempotency_key)]

@@ -13,12 +13,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
+from dapr_support import request_rules
 from dapr_support.http_methods import allowed_methods
 from microservice_x.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+UNSUPPORTED_MEDIA_TYPE = HTTPStatus.UNSUPPORTED_MEDIA_TYPE.phrase
 
 
 def problem(
@@ -60,8 +62,25 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _unsupported_media(request: Request, exc: RequestValidationError) -> JSONResponse | None:
+    """415 when a body was refused only because it was not sent as JSON."""
+    detail = request_rules.not_json_detail(exc.errors(), request.headers.get("content-type"))
+    if detail is None:
+        return None
+    return problem(
+        415,
+        UNSUPPORTED_MEDIA_TYPE,
+        detail,
+        instance=request.url.path,
+        headers={"Accept-Post": "application/json"},
+    )
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    unsupported = _unsupported_media(request, exc)
+    if unsupported is not None:
+        return unsupported
     errors = [
         {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
         for err in exc.errors()

@@ -21,6 +21,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from microservice_x.app import create_app
+from microservice_x.responses import JOB_ID
 from microservice_x.settings import Settings
 from tests.conftest import RedisServer
 from tests.microservice_x.stack import Sidecar, cloud_event, job_data, state_sidecar
@@ -126,6 +127,44 @@ async def test_openapi_documents_the_public_routes_only(client: httpx.AsyncClien
     }
     assert "202" in schema["paths"]["/jobs"]["post"]["responses"]
     assert (await client.get("/docs")).status_code == 200
+
+
+async def test_documented_error_examples_are_answers_it_gives(client: httpx.AsyncClient) -> None:
+    """Swagger shows, under each status, a body this service really answers with it."""
+    schema = (await client.get("/openapi.json")).json()
+
+    def documented(method: str, path: str, status: int | str, name: str) -> Any:
+        content = schema["paths"][path][method]["responses"][str(status)]["content"]
+        return content[PROBLEM]["examples"][name]["value"]
+
+    answers = [
+        (await client.get(f"/jobs/{JOB_ID}"), ("get", "/jobs/{job_id}", 404, "unknown-job")),
+        (await client.get("/jobs?limit=0"), ("get", "/jobs", 422, "limit-out-of-range")),
+        (
+            await client.get("/jobs?cursor=1.2.3"),
+            ("get", "/jobs", 422, "not-a-cursor-of-a-link-header"),
+        ),
+        (
+            await client.get("/dead-letters?limit=501"),
+            ("get", "/dead-letters", 422, "limit-out-of-range"),
+        ),
+        (await client.post("/jobs", json={"type": ""}), ("post", "/jobs", 422, "invalid-field")),
+        (
+            await client.post("/jobs", content=b"{}", headers={"content-type": "text/plain"}),
+            ("post", "/jobs", 415, "body-sent-as-text-plain"),
+        ),
+        (
+            await client.post(
+                "/jobs", content=b'{"type": "\xff"}', headers={"content-type": "application/json"}
+            ),
+            ("post", "/jobs", "4XX", "body-not-utf-8"),
+        ),
+    ]
+    for response, where in answers:
+        assert response.json() == documented(*where), where
+    unavailable = await client.post("/jobs", json={})
+    example = documented("post", "/jobs", 503, "dapr-cannot-reach-the-orchestrator")
+    assert unavailable.json()["title"] == example["title"]
 
 
 async def test_unknown_job_is_a_404_problem(client: httpx.AsyncClient) -> None:
