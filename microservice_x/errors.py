@@ -73,6 +73,14 @@ class OrchestratorBadAnswer(ServiceError):
     title = "Unexpected answer from the orchestrator"
 
 
+class OrchestratorRefusedUs(ServiceError):
+    """The orchestrator refused microservice-x's own credentials (401, or 403 for a key bound
+    to another owner): its configuration, not the caller's request, is wrong."""
+
+    status = 502
+    title = "The orchestrator refused microservice-x's credentials"
+
+
 class OrchestratorRejected(ServiceError):
     """The orchestrator answered the request with an error of its own: relayed as it is."""
 

@@ -11,6 +11,7 @@ import orjson
 
 from microservice_x.errors import (
     OrchestratorBadAnswer,
+    OrchestratorRefusedUs,
     OrchestratorRejected,
     OrchestratorUnavailable,
 )
@@ -25,6 +26,7 @@ class OrchestratorClient:
     def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
         self._session = session
         self._app_id = settings.orchestrator_app_id
+        self._owner = settings.app_id  #: the owner of every job started here
         self._key_headers = (
             {"X-API-Key": settings.orchestrator_api_key} if settings.orchestrator_api_key else {}
         )
@@ -75,6 +77,19 @@ class OrchestratorClient:
             raise OrchestratorUnavailable(
                 f"Dapr could not invoke {self._app_id!r}: "
                 f"{answer.get('errorCode')}: {answer.get('message')}"
+            )
+        if status in (401, 403):
+            # Relayed, it would ask the caller for credentials it has no way to give.
+            said = answer.get("detail") if isinstance(answer, dict) else None
+            logger.error(
+                "%s refused this service's credentials (%s): check ORCHESTRATOR_API_KEY",
+                self._app_id,
+                status,
+            )
+            raise OrchestratorRefusedUs(
+                f"{self._app_id!r} answered {status}: {said or 'no detail'}; check "
+                "microservice-x's ORCHESTRATOR_API_KEY (set, and bound to owner "
+                f"{self._owner!r})"
             )
         if isinstance(answer, dict):
             raise OrchestratorRejected(status, answer, retry_after)

@@ -13,6 +13,7 @@ from microservice_x.errors import (
     JobNotFound,
     NotReady,
     OrchestratorBadAnswer,
+    OrchestratorRefusedUs,
     OrchestratorUnavailable,
     StoreError,
 )
@@ -166,18 +167,22 @@ START_JOB: dict[int | str, dict[str, Any]] = {
     "4XX": problem_response(
         "Another refusal of the orchestrator, relayed with its status; or 400 for a body "
         "FastAPI cannot read (JSON that is not UTF-8)",
-        _relayed(
-            "ORCHESTRATOR_API_KEY bound to another owner",
-            403,
-            "Owner does not match the API key",
-            "your API key is bound to owner 'someone-else', not 'microservice-x'",
-        ),
         example(
             "Body not UTF-8", 400, "Bad Request", "There was an error parsing the body", "/jobs"
         ),
     ),
     502: problem_response(
-        "The orchestrator answered without a job",
+        "The orchestrator answered without a job, or refused microservice-x's own credentials "
+        "(its ORCHESTRATOR_API_KEY)",
+        example(
+            "ORCHESTRATOR_API_KEY bound to another owner",
+            502,
+            OrchestratorRefusedUs.title,
+            "'job-orchestrator' answered 403: your API key is bound to owner 'someone-else', "
+            "not 'microservice-x'; check microservice-x's ORCHESTRATOR_API_KEY (set, and bound "
+            "to owner 'microservice-x')",
+            "/jobs",
+        ),
         example(
             "No job id in the answer",
             502,

@@ -39,10 +39,20 @@ async def start(request: Request) -> JSONResponse:
             status_code=422,
             media_type="application/problem+json",
         )
+    if request.headers.get("x-api-key") == "unknown-key":
+        return problem(401, "Unauthorized", "missing or unknown API key")
+    if request.headers.get("x-api-key") == "other-owner-key":
+        detail = f"your API key is bound to owner 'someone-else', not {body.get('owner')!r}"
+        return problem(403, "Owner does not match the API key", detail)
     if body.get("type") == "no-id":
         return JSONResponse({"status": "New"}, status_code=202)
     job = {"id": uuid.uuid4().hex, "status": "New", "owner": body.get("owner"), **body}
     return JSONResponse(job, status_code=202, headers={"Location": f"/jobs/{job['id']}"})
+
+
+def problem(status: int, title: str, detail: str) -> JSONResponse:
+    content = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    return JSONResponse(content, status_code=status, media_type="application/problem+json")
 
 
 @app.get("/received")

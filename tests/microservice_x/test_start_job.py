@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -57,20 +58,29 @@ def orchestrator(sidecar: Sidecar) -> Iterator[App]:
         orchestrator_sidecar.stop()
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def client(sidecar: Sidecar, orchestrator: App) -> AsyncIterator[httpx.AsyncClient]:
+@asynccontextmanager
+async def microservice_x(
+    sidecar: Sidecar, api_key: str | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(
         app_id=APP_ID,
         dapr_http_port=sidecar.http_port,
         dapr_grpc_port=sidecar.grpc_port,
         sidecar_wait_seconds=20,
         invoke_timeout_seconds=5,
+        orchestrator_api_key=api_key,
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://mx") as test_client:
             yield test_client
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def client(sidecar: Sidecar, orchestrator: App) -> AsyncIterator[httpx.AsyncClient]:
+    async with microservice_x(sidecar) as test_client:
+        yield test_client
 
 
 def received_keys(orchestrator: App) -> list[str | None]:
@@ -166,3 +176,17 @@ async def test_several_or_blank_idempotency_keys_are_422_problems(
     assert problem["errors"][0]["field"] == "header.Idempotency-Key"
     assert problem["title"] in await documented_titles(client, 422)
     assert len(received_keys(orchestrator)) == before
+
+
+@pytest.mark.parametrize("api_key", ["unknown-key", "other-owner-key"])
+async def test_refused_credentials_of_its_own_are_a_502_not_the_callers_401_or_403(
+    sidecar: Sidecar, orchestrator: App, api_key: str
+) -> None:
+    """A wrong ORCHESTRATOR_API_KEY is microservice-x's configuration: relaying the
+    orchestrator's 401 or 403 would ask its caller for credentials it cannot give."""
+    async with microservice_x(sidecar, api_key) as misconfigured:
+        response = await misconfigured.post("/jobs", json={"type": "wait"})
+        problem = assert_problem(response, 502)
+        assert "www-authenticate" not in response.headers
+        assert "ORCHESTRATOR_API_KEY" in problem["detail"]
+        assert problem["title"] in await documented_titles(misconfigured, 502)
