@@ -5,7 +5,7 @@ service's handler answers them as its other 422s."""
 from __future__ import annotations
 
 import email.message
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
@@ -38,6 +38,16 @@ def not_json_detail(errors: Sequence[Any], content_type: str | None) -> str | No
         return None
     sent = repr(content_type) if content_type else "no Content-Type"
     return f"send the body as application/json (it came with {sent})"
+
+
+def json_syntax_message(error: Mapping[str, Any]) -> str | None:
+    """What a validation error says when the body is no JSON at all (FastAPI's
+    ``json_invalid``, whose ``loc`` is ``("body", <character offset>)``): where it broke."""
+    if error.get("type") != "json_invalid":
+        return None
+    where = error.get("loc", ())[-1]
+    reason = (error.get("ctx") or {}).get("error") or error.get("msg", "")
+    return f"the body is not valid JSON ({reason} at character {where})"
 
 
 def idempotency_key(values: Sequence[str]) -> str | None:

@@ -56,12 +56,9 @@ def _field_name(loc: Any) -> str:
 
 
 def _invalid_field(err: dict[str, Any], prefix: str) -> dict[str, str]:
-    if err.get("type") == "json_invalid":
-        # Its loc is ("body", <character offset>): no field to name, so say where it broke.
-        where = err.get("loc", ())[-1]
-        reason = (err.get("ctx") or {}).get("error") or err.get("msg", "")
-        message = f"the body is not valid JSON ({reason} at character {where})"
-        return {"field": "body", "message": message}
+    syntax = request_rules.json_syntax_message(err)
+    if syntax is not None:
+        return {"field": "body", "message": syntax}
     return {"field": prefix + _field_name(err.get("loc", ())), "message": str(err.get("msg", ""))}
 
 

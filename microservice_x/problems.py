@@ -81,10 +81,17 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     unsupported = _unsupported_media(request, exc)
     if unsupported is not None:
         return unsupported
-    errors = [
-        {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
-        for err in exc.errors()
-    ]
+    return _invalid(request, [_field_error(err) for err in exc.errors()])
+
+
+def _field_error(err: dict[str, Any]) -> dict[str, str]:
+    syntax = request_rules.json_syntax_message(err)
+    if syntax is not None:
+        return {"field": "body", "message": syntax}
+    return {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
+
+
+def _invalid(request: Request, errors: list[dict[str, str]]) -> JSONResponse:
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
     return problem(422, "Invalid request", detail, instance=request.url.path, errors=errors)
 
@@ -104,6 +111,10 @@ def install_problem_handlers(app: FastAPI, routes: Sequence[BaseRoute]) -> None:
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:
+            # FastAPI's answer to a body it cannot even decode (e.g. not UTF-8): a validation
+            # error of the body like any other, so 422, as the orchestrator answers.
+            return _invalid(request, [{"field": "body", "message": "the body is not valid JSON"}])
         detail = exc.detail if isinstance(exc.detail, str) else _phrase(exc.status_code)
         headers = dict(exc.headers) if exc.headers else {}
         if exc.status_code == 405:

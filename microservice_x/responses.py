@@ -142,6 +142,13 @@ START_JOB: dict[int | str, dict[str, Any]] = {
         invalid_field(
             "Invalid field", "body.type", "String should have at least 1 character", "/jobs"
         ),
+        invalid_field(
+            "Not JSON",
+            "body",
+            "the body is not valid JSON (Expecting ',' delimiter at character 10)",
+            "/jobs",
+        ),
+        invalid_field("Body not UTF-8", "body", "the body is not valid JSON", "/jobs"),
         example(
             "Another owner",
             422,
@@ -162,13 +169,6 @@ START_JOB: dict[int | str, dict[str, Any]] = {
             "unknown job type 'sleep'; known types: wait",
             field="type",
             knownTypes=["wait"],
-        ),
-    ),
-    "4XX": problem_response(
-        "Another refusal of the orchestrator, relayed with its status; or 400 for a body "
-        "FastAPI cannot read (JSON that is not UTF-8)",
-        example(
-            "Body not UTF-8", 400, "Bad Request", "There was an error parsing the body", "/jobs"
         ),
     ),
     502: problem_response(

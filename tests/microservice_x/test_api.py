@@ -157,7 +157,13 @@ async def test_documented_error_examples_are_answers_it_gives(client: httpx.Asyn
             await client.post(
                 "/jobs", content=b'{"type": "\xff"}', headers={"content-type": "application/json"}
             ),
-            ("post", "/jobs", "4XX", "body-not-utf-8"),
+            ("post", "/jobs", 422, "body-not-utf-8"),
+        ),
+        (
+            await client.post(
+                "/jobs", content=b'{"type":1 x}', headers={"content-type": "application/json"}
+            ),
+            ("post", "/jobs", 422, "not-json"),
         ),
     ]
     for response, where in answers:

@@ -84,6 +84,7 @@ def parameters(operation: dict[str, Any], schema: dict[str, Any]) -> set[str]:
     if body is not None:
         model = body["schema"]["$ref"].rsplit("/", 1)[-1]
         names |= {f"body.{name}" for name in schema["components"]["schemas"][model]["properties"]}
+        names.add("body")  # the body as a whole: not JSON at all
     return names
 
 
