@@ -6,12 +6,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from job_orchestrator.errors import OrchestratorError
-from job_orchestrator.jobs import Job
-from job_orchestrator.store import JobStore
+from job_orchestrator.jobs import Job, valid_job_id
+from job_orchestrator.store import JobStore, job_key
+
+logger = logging.getLogger(__name__)
 
 
 class BadCursor(OrchestratorError):
@@ -86,13 +89,21 @@ def query_for(
         page["token"] = token
     return {
         "filter": conditions[0] if len(conditions) == 1 else {"AND": conditions},
-        "sort": [{"key": "createdAt", "order": "DESC"}],
+        # The id breaks ties (jobs created in one millisecond): page tokens are offsets on
+        # state.postgresql, and rows in no fixed order would be skipped or repeated.
+        "sort": [{"key": "createdAt", "order": "DESC"}, {"key": "id", "order": "ASC"}],
         "page": page,
     }
 
 
 class QueryListing:
-    """Listing through the state store's query API (e.g. state.postgresql)."""
+    """Listing through the state store's query API (e.g. state.postgresql).
+
+    The query finds the page's jobs; their records are then read by key, so what is listed is
+    what ``GET /jobs/{id}`` answers: the query runs over the whole table, whose rows other apps
+    sharing the store may have written (with ``"kind": "job"`` or anything else), and returns
+    rows whose TTL has passed until the store's cleanup deletes them.
+    """
 
     def __init__(self, store: JobStore) -> None:
         self._store = store
@@ -102,6 +113,37 @@ class QueryListing:
     ) -> Page:
         token = decode_token(cursor) if cursor else None
         values, next_token = await self._store.query(query_for(owner, status, limit, token))
-        items = [Job.from_record(v).public() for v in values]
-        next_cursor = encode_cursor({"token": next_token}) if next_token and items else None
-        return Page(items, next_cursor)
+        items = await self._jobs(values, owner, status)
+        more = (
+            bool(next_token)
+            and len(values) >= limit
+            and await self._more(owner, status, next_token)
+        )
+        return Page(items, encode_cursor({"token": next_token}) if more else None)
+
+    async def _jobs(
+        self, values: list[dict[str, Any]], owner: str | None, status: str | None
+    ) -> list[dict[str, Any]]:
+        """The jobs behind the rows a query found, as stored under this app's keys, in order."""
+        ids = list(dict.fromkeys(v.get("id") for v in values))
+        listed = [i for i in ids if isinstance(i, str) and valid_job_id(i)]
+        found = await self._store.bulk_get([job_key(i) for i in listed])
+        items = []
+        for job_id in listed:
+            record = found.get(job_key(job_id))
+            if record is None or record.get("kind") != "job" or record.get("id") != job_id:
+                continue  # another app's row, or expired or deleted since
+            if (owner and record.get("owner") != owner) or (
+                status and record.get("status") != status
+            ):
+                continue
+            try:
+                items.append(Job.from_record(record).public())
+            except (KeyError, TypeError, ValueError) as exc:
+                logger.warning("job %s: its record cannot be read (%r); not listed", job_id, exc)
+        return items
+
+    async def _more(self, owner: str | None, status: str | None, token: str) -> bool:
+        """Whether anything follows ``token``: the last page's cursor is null."""
+        values, _ = await self._store.query(query_for(owner, status, 1, token))
+        return bool(values)

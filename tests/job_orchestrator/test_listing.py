@@ -43,7 +43,7 @@ def test_cursors_of_the_wrong_shape_are_bad_cursors() -> None:
 def test_query_filters_and_pages() -> None:
     assert query_for(None, None, 5, None) == {
         "filter": {"EQ": {"kind": "job"}},
-        "sort": [{"key": "createdAt", "order": "DESC"}],
+        "sort": [{"key": "createdAt", "order": "DESC"}, {"key": "id", "order": "ASC"}],
         "page": {"limit": 5},
     }
     q = query_for("x", "Completed", 10, "20")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import pytest
 
+from job_orchestrator.jobs import new_job
 from tests.conftest import RedisServer
 from tests.job_orchestrator.inprocess import InProcess, serve_inprocess
 from tests.job_orchestrator.test_store_batching import check_outcomes, conflicting_batch, open_store
@@ -23,9 +27,30 @@ def other_store(
     redis_server: RedisServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[InProcess]:
-    tmp = tmp_path_factory.mktemp(f"store-{request.param}")
+    with serve_on(request.param, request, redis_server, tmp_path_factory) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def postgres_store(
+    request: pytest.FixtureRequest,
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[InProcess]:
+    with serve_on("postgresql", request, redis_server, tmp_path_factory) as served:
+        yield served
+
+
+@contextmanager
+def serve_on(
+    kind: str,
+    request: pytest.FixtureRequest,
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[InProcess]:
+    tmp = tmp_path_factory.mktemp(f"store-{kind}")
     secrets = None
-    if request.param == "postgresql":
+    if kind == "postgresql":
         pg: PostgresCluster = request.getfixturevalue("postgres_server")
         table = f"state_{uuid.uuid4().hex[:8]}"
         # The connection string from a secrets file, as a deployment keeps it out of the YAML.
@@ -81,3 +106,83 @@ async def test_a_batch_with_a_stale_etag_fails_alone_on_atomic_stores(
         await check_outcomes(store, done, outcomes)
     finally:
         await store.close()
+
+
+def save_rows(served: InProcess, items: list[dict[str, Any]]) -> None:
+    """Rows saved through the orchestrator's own sidecar, as any app sharing the store could."""
+    url = f"http://127.0.0.1:{served.replica.http_port}/v1.0/state/statestore"
+    saved = httpx.post(url, json=items)
+    assert saved.status_code == 204, saved.text
+
+
+def job_row(owner: str, created_at: float, **metadata: str) -> dict[str, Any]:
+    job = new_job(
+        str(uuid.uuid4()),
+        "wait",
+        {},
+        owner=owner,
+        max_attempts=1,
+        run_timeout_seconds=None,
+        now=created_at,
+    )
+    return {"key": f"job-{job.id}", "value": job.to_record(), "metadata": metadata}
+
+
+def walk(served: InProcess, owner: str, limit: int) -> list[str]:
+    """Every id the listing pages give for ``owner``, following the cursors to the end."""
+    ids: list[str] = []
+    cursor = None
+    for _ in range(100):
+        params: dict[str, Any] = {"owner": owner, "limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        page = served.client.get("/jobs", params=params)
+        assert page.status_code == 200, page.text
+        ids += [job["id"] for job in page.json()["items"]]
+        cursor = page.json()["nextCursor"]
+        if cursor is None:
+            return ids
+    raise AssertionError("the cursors never ended")
+
+
+def test_jobs_created_in_one_millisecond_are_each_listed_once(postgres_store: InProcess) -> None:
+    """Page tokens are offsets on state.postgresql: without a tie-breaker in the sort, rows of
+    one createdAt come back in no fixed order, and pages skip some and repeat others."""
+    owner = f"ties-{uuid.uuid4().hex[:6]}"
+    created_at = time.time() - 60
+    rows = [job_row(owner, created_at) for _ in range(40)]
+    save_rows(postgres_store, rows)
+    expected = sorted(row["value"]["id"] for row in rows)
+    for limit in (3, 7, 40):
+        listed = walk(postgres_store, owner, limit)
+        assert sorted(listed) == expected, f"limit {limit}: skipped or repeated"
+        assert listed == expected, f"limit {limit}: ties in id order"
+
+
+def test_the_query_listing_shows_only_this_apps_live_jobs(postgres_store: InProcess) -> None:
+    """The query runs over the whole table: rows of other apps sharing it (anything with
+    "kind": "job", even a whole forged job) and rows past their TTL are not listed, and a
+    row that is no job record does not fail the listing."""
+    owner = f"victim-{uuid.uuid4().hex[:6]}"
+    created = postgres_store.client.post(
+        "/Jobs/StartJobWithTimeout", json={"input": {"seconds": 0}, "owner": owner}
+    )
+    assert created.status_code == 200, created.text
+    forged = job_row(owner, time.time())
+    forged["value"] = {**forged["value"], "status": "Completed", "result": {"forged": True}}
+    expiring = job_row(owner, time.time(), ttlInSeconds="1")
+    save_rows(
+        postgres_store,
+        [
+            {"key": "another-apps-doc", "value": {"kind": "job", "owner": owner}},
+            {"key": f"another-apps-{forged['key']}", "value": forged["value"]},
+            expiring,
+        ],
+    )
+    time.sleep(2.5)  # past the TTL; PostgreSQL's cleanup runs hourly, so the row is still there
+    assert postgres_store.client.get(f"/jobs/{expiring['value']['id']}").status_code == 404
+    page = postgres_store.client.get("/jobs", params={"owner": owner})
+    assert page.status_code == 200, page.text
+    assert [job["id"] for job in page.json()["items"]] == [created.json()["id"]]
+    assert page.json()["nextCursor"] is None
+    assert walk(postgres_store, owner, 1) == [created.json()["id"]]
