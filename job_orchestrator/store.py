@@ -156,7 +156,18 @@ class JobStore:
 
     async def get_raw(self, key: str) -> tuple[dict[str, Any] | None, str]:
         """The JSON value at ``key`` and its etag; (None, "") when missing."""
-        return await self._reads.submit(key)
+        return await self._within_deadline("reading", self._reads.submit(key))
+
+    async def _within_deadline(self, what: str, queued: Awaitable[T]) -> T:
+        """A batched call's result, waiting at most CALL_TIMEOUT_SECONDS in all: a request
+        queued behind a call in flight would otherwise wait for it and then for its own call,
+        up to twice that (longer still behind several), where callers are told 10 s. A request
+        given up before its batch went out is never sent."""
+        try:
+            return await asyncio.wait_for(queued, CALL_TIMEOUT_SECONDS)
+        except TimeoutError:
+            self.failed_calls += 1
+            raise StoreUnavailable(f"{what}: no answer within {CALL_TIMEOUT_SECONDS:g} s") from None
 
     async def _read_batch(self, keys: list[str]) -> list[tuple[Any, str] | BaseException]:
         """One GetState, or one GetBulkState for several keys."""
@@ -277,7 +288,9 @@ class JobStore:
         # Before the call: once it commits, the job's delivery may come before its answer.
         self._remember(key, job if not etag else None, new_etag)
         try:
-            await self._writes.submit(Write(key, etag, record, ops))
+            await self._within_deadline(
+                "saving a job", self._writes.submit(Write(key, etag, record, ops))
+            )
         except BaseException:
             self._created.pop(key, None)
             raise

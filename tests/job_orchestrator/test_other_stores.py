@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,7 +31,7 @@ def other_store(
     redis_server: RedisServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[InProcess]:
-    with serve_on(request.param, request, redis_server, tmp_path_factory) as served:
+    with serve_on(request.param, request, redis_server, tmp_path_factory) as (served, _):
         yield served
 
 
@@ -37,8 +41,18 @@ def postgres_store(
     redis_server: RedisServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[InProcess]:
-    with serve_on("postgresql", request, redis_server, tmp_path_factory) as served:
+    with serve_on("postgresql", request, redis_server, tmp_path_factory) as (served, _):
         yield served
+
+
+@pytest.fixture(scope="module")
+def sqlite_store(
+    request: pytest.FixtureRequest,
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[InProcess, Path]]:
+    with serve_on("sqlite", request, redis_server, tmp_path_factory) as (served, folder):
+        yield served, folder / "state.db"
 
 
 @contextmanager
@@ -47,7 +61,8 @@ def serve_on(
     request: pytest.FixtureRequest,
     redis_server: RedisServer,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[InProcess]:
+) -> Iterator[tuple[InProcess, Path]]:
+    """The app served in-process on a ``kind`` store, and its folder (SQLite: ``state.db``)."""
     tmp = tmp_path_factory.mktemp(f"store-{kind}")
     secrets = None
     if kind == "postgresql":
@@ -63,7 +78,7 @@ def serve_on(
     else:
         state = ("state.sqlite", [{"name": "connectionString", "value": str(tmp / "state.db")}])
     with serve_inprocess(redis_server.host, tmp, state=state, secrets=secrets) as served:
-        yield served
+        yield served, tmp
 
 
 def test_jobs_run_and_list_on_other_stores(other_store: InProcess) -> None:
@@ -186,3 +201,44 @@ def test_the_query_listing_shows_only_this_apps_live_jobs(postgres_store: InProc
     assert [job["id"] for job in page.json()["items"]] == [created.json()["id"]]
     assert page.json()["nextCursor"] is None
     assert walk(postgres_store, owner, 1) == [created.json()["id"]]
+
+
+#: Holds SQLite's write lock on a file, as another process writing to it would, until killed.
+LOCKER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_store_that_does_not_answer_is_a_503_within_the_documented_10_s(
+    sqlite_store: tuple[InProcess, Path],
+) -> None:
+    """Requests queued behind a call in flight waited for it and then for their own call
+    (28 s seen): each is told 10 s, so it answers 503 with Retry-After by then."""
+    served, database = sqlite_store
+    owner = f"locked-{uuid.uuid4().hex[:6]}"
+    locker = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(database)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+
+        def submit(_: int) -> tuple[httpx.Response, float]:
+            started = time.monotonic()
+            with httpx.Client(base_url=str(served.client.base_url), timeout=60) as client:
+                answer = client.post("/jobs", json={"input": {"seconds": 0}, "owner": owner})
+            return answer, time.monotonic() - started
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(submit, range(4)))
+    finally:
+        locker.kill()
+        locker.wait(timeout=10)
+    for answer, took in answers:
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["retry-after"]
+        # The bound is 10 s plus the response; the old wait was two or three times that.
+        assert took < 16, f"answered after {took:.1f} s"
