@@ -2,8 +2,10 @@
 
 Each sidecar and each app runs in its own process group; Ctrl-C or SIGTERM stops them all, each
 app before its sidecar so the app's last state writes and publishes still land (the Dapr CLI
-stops daprd first). An app or sidecar that exits on its own is reported with its name and exit
-code.
+stops daprd first). An app or sidecar that exits on its own is reported with its name, exit code
+and, when its output went to a file only, the end of that file. One that exits before its app
+listens stops every app, as ``dapr run -f`` stops all when one fails to start; once started,
+the others run on.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from sidecar.runfile import AppSpec
+from sidecar.runner_logs import open_log, tail
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +35,8 @@ _APP_STOP_GRACE = 30.0
 #: The same for a sidecar, stopped once its app has exited (daprd's own default grace is 5 s).
 _SIDECAR_STOP_GRACE = 10.0
 _SIDECAR_START_TIMEOUT = 30.0
+#: Lines of a failed child's log file shown when its output went to that file only.
+_TAIL_LINES = 20
 _PR_SET_PDEATHSIG = 1  #: prctl option, linux/prctl.h
 
 
@@ -102,6 +107,13 @@ class Output:
         self.console = console
         self.log_file = log_file
 
+    @property
+    def file_only(self) -> Path | None:
+        """The log file, when the console shows none of the output."""
+        if self.console or self.log_file is None:
+            return None
+        return Path(self.log_file.name)
+
     async def pump(self, stream: asyncio.StreamReader) -> None:
         while line := await stream.readline():
             if self.console:
@@ -118,6 +130,7 @@ class Child:
     def __init__(self, name: str, proc: asyncio.subprocess.Process, output: Output) -> None:
         self.name = name
         self.proc = proc
+        self.output = output
         assert proc.stdout is not None
         self.pump = asyncio.create_task(output.pump(proc.stdout))
 
@@ -155,14 +168,21 @@ class Child:
             os.killpg(self.proc.pid, signum)
 
 
-async def wait_for_port(port: int, child: Child, timeout: float) -> bool:
-    """Whether the child's port accepts TCP before ``timeout``; False if the child exits first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.proc.returncode is not None:
+async def wait_for_port(
+    port: int,
+    children: Sequence[Child],
+    stop: asyncio.Event,
+    timeout: float | None,
+    host: str = "127.0.0.1",
+) -> bool:
+    """Whether ``host:port`` accepts TCP before ``timeout`` (None: no limit); False as soon as
+    one of ``children`` exits or ``stop`` is set."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while deadline is None or time.monotonic() < deadline:
+        if stop.is_set() or any(child.proc.returncode is not None for child in children):
             return False
         try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            _, writer = await asyncio.open_connection(host, port)
         except OSError:
             await asyncio.sleep(0.05)
             continue
@@ -183,16 +203,14 @@ class AppRun:
             spec.grpc_port or free_port(),
             spec.metrics_port or free_port(),
         )
-        self.exit_code = 0
+        #: Set once the app listens on its port (at once for an app without one).
+        self.started = asyncio.Event()
         self._files: list[BinaryIO] = []
 
     def _output(self, kind: str, destination: str) -> Output:
         log_file: BinaryIO | None = None
         if destination in ("file", "fileAndConsole"):
-            logs = self.spec.app_dir / ".dapr" / "logs"
-            logs.mkdir(parents=True, exist_ok=True)
-            stamp = time.strftime("%Y%m%d%H%M%S")
-            log_file = (logs / f"{self.spec.app_id}_{kind}_{stamp}.log").open("ab")
+            log_file = open_log(self.spec.app_dir, self.spec.app_id, kind)
             self._files.append(log_file)
         if kind == "daprd":
             prefix = b"" if self.single else f"== DAPR - {self.spec.app_id} == ".encode()
@@ -212,8 +230,8 @@ class AppRun:
         )
         app: Child | None = None
         try:
-            if not await wait_for_port(self.ports.http, sidecar, _SIDECAR_START_TIMEOUT):
-                return self._report(sidecar, "did not start")
+            if not await wait_for_port(self.ports.http, [sidecar], stop, _SIDECAR_START_TIMEOUT):
+                return 0 if stop.is_set() else await self._report(sidecar, "did not start")
             logger.info(
                 "app %s: sidecar HTTP port %s, gRPC port %s",
                 spec.app_id,
@@ -227,6 +245,11 @@ class AppRun:
                 spec.app_dir,
                 self._output("app", spec.app_log),
             )
+            # Started once it listens where its sidecar reaches it (with no port: at once).
+            if spec.app_port is None or await wait_for_port(
+                spec.app_port, [app, sidecar], stop, None, spec.app_channel_address or "127.0.0.1"
+            ):
+                self.started.set()
             waits = {
                 asyncio.create_task(app.proc.wait()): app,
                 asyncio.create_task(sidecar.proc.wait()): sidecar,
@@ -237,7 +260,7 @@ class AppRun:
                 task.cancel()
             exited = [waits[t] for t in done if t in waits]
             if exited and not stop.is_set():
-                return self._report(exited[0], "exited")
+                return await self._report(exited[0], "exited")
             return 0
         finally:
             # The app first, while its sidecar still serves it: its last writes still land.
@@ -247,13 +270,21 @@ class AppRun:
             for log_file in self._files:
                 log_file.close()
 
-    def _report(self, child: Child, what: str) -> int:
+    async def _report(self, child: Child, what: str) -> int:
         code = child.proc.returncode
         if code == 0:
             logger.info("%s exited successfully", child.name)
             return 0
         detail = f"with exit code {code}" if code is not None else "in time"
-        logger.error("%s %s %s", child.name, what, detail)
+        log_path = child.output.file_only
+        if log_path is None:  # its output is on the console, just above
+            logger.error("%s %s %s", child.name, what, detail)
+        else:
+            if code is not None:  # all it wrote, before reading the file
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(child.pump), 2)
+            lines = "".join(f"\n    {line}" for line in tail(log_path, _TAIL_LINES))
+            logger.error("%s %s %s; the end of %s:%s", child.name, what, detail, log_path, lines)
         return code if code is not None and code > 0 else 1
 
 
@@ -264,11 +295,19 @@ async def run_apps(specs: Sequence[AppSpec], base_env: Mapping[str, str], single
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     runs = [AppRun(spec, base_env, single) for spec in specs]
+
+    async def supervise(run: AppRun) -> int:
+        code = await run.run(stop)
+        if code != 0 and not stop.is_set() and not all(r.started.is_set() for r in runs):
+            logger.error("app %r failed to start: stopping every app", run.spec.app_id)
+            stop.set()
+        return code
+
     try:
         if single:
             codes = [await runs[0].run(stop)]
         else:
-            codes = list(await asyncio.gather(*(r.run(stop) for r in runs)))
+            codes = list(await asyncio.gather(*(supervise(r) for r in runs)))
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)

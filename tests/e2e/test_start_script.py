@@ -1,5 +1,5 @@
-"""`./start.sh` brings the pair up on the ports it is given; Ctrl-C lets running jobs finish or
-hands them back, then leaves no process behind."""
+"""`./start.sh` brings the pair up on the ports it is given (with exactly today's components);
+Ctrl-C lets running jobs finish or hands them back, then leaves no process behind."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import os
 import pty
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -15,12 +16,14 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import redis
 
-from sidecar.localredis import start_redis
+from sidecar.localredis import redis_answers, start_redis
 from tests.procs import ROOT, free_port, wait_until, wait_until_http
 
 pytestmark = pytest.mark.e2e
@@ -90,34 +93,53 @@ def _signal_state(pid: int) -> str:
     return "\n".join([*(line for line in status if line.startswith(wanted)), f"wchan: {wchan}"])
 
 
-def _stored_jobs(port: int, job_ids: list[str]) -> list[dict[str, object]]:
-    """The orchestrator's records as start.sh's Redis kept them (append-only files), read by
-    starting a Redis on its folder once everything has stopped."""
+def _stored_jobs(port: int, job_ids: list[str]) -> tuple[list[dict[str, object]], bytes]:
+    """The orchestrator's records as start.sh's Redis kept them (append-only files), and the
+    queue's messages still pending (not acknowledged) for the orchestrators, read by starting a
+    Redis on its folder once everything has stopped."""
     server = start_redis(port, ROOT / "data" / f"redis-{port}")
     try:
         client = redis.Redis(host="127.0.0.1", port=port)
         records = [client.hget(f"job-orchestrator||job-{job_id}", "data") for job_id in job_ids]
+        pending = client.xpending_range("job-events", "job-orchestrator", "-", "+", 100)
+        messages = [
+            repr(client.xrange("job-events", entry["message_id"], entry["message_id"])).encode()
+            for entry in pending
+        ]
         client.close()
     finally:
         server.terminate()
         server.wait(timeout=10)
-    return [json.loads(record) for record in records if record is not None]
+    return [json.loads(record) for record in records if record is not None], b"".join(messages)
 
 
-_PORT_NAMES = (
+PORT_NAMES = (
     "REDIS_PORT",
     "ORCHESTRATOR_PORT",
     "ORCHESTRATOR_DAPR_HTTP_PORT",
     "ORCHESTRATOR_DAPR_GRPC_PORT",
+    "ORCHESTRATOR_DAPR_METRICS_PORT",
     "MICROSERVICE_X_PORT",
     "MICROSERVICE_X_DAPR_HTTP_PORT",
     "MICROSERVICE_X_DAPR_GRPC_PORT",
+    "MICROSERVICE_X_DAPR_METRICS_PORT",
 )
+
+#: A component that was in components/ once: the copy start.sh runs with must not keep it.
+_STALE_COMPONENT = """\
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: {name}
+spec:
+  type: state.in-memory
+  version: v1
+"""
 
 
 @pytest.mark.timeout(180)
 def test_start_runs_the_pair_and_ctrl_c_stops_everything() -> None:
-    ports = {name: free_port() for name in _PORT_NAMES}
+    ports = {name: free_port() for name in PORT_NAMES}
     marker = f"START_SH_TEST_MARKER={uuid.uuid4().hex}"
     env = {
         **os.environ,
@@ -125,6 +147,10 @@ def test_start_runs_the_pair_and_ctrl_c_stops_everything() -> None:
         "DAPR_RUNTIME": "local",
         marker.split("=")[0]: marker.split("=")[1],
     }
+    stale = f"removed-{uuid.uuid4().hex[:8]}"
+    copies = ROOT / "data" / "run" / "components"
+    copies.mkdir(parents=True, exist_ok=True)
+    (copies / f"{stale}.yaml").write_text(_STALE_COMPONENT.format(name=stale))
     pid, terminal = pty.fork()
     if pid == 0:  # the child: start.sh on a terminal, as a user runs it
         os.chdir(ROOT)
@@ -139,6 +165,16 @@ def test_start_runs_the_pair_and_ctrl_c_stops_everything() -> None:
         # sidecar has loaded its components, and a call then is a 503 with Retry-After).
         wait_until_http(f"{orchestrator}/readyz", timeout=30)
         wait_until_http(f"{microservice}/readyz", timeout=30)
+        sidecar = f"http://127.0.0.1:{ports['ORCHESTRATOR_DAPR_HTTP_PORT']}"
+        components = [c["name"] for c in _get_json(f"{sidecar}/v1.0/metadata")["components"]]
+        assert "statestore" in components
+        assert stale not in components
+        # Each sidecar serves its metrics on the port it was given.
+        for name in ("ORCHESTRATOR_DAPR_METRICS_PORT", "MICROSERVICE_X_DAPR_METRICS_PORT"):
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{ports[name]}/metrics", timeout=10
+            ) as page:
+                assert page.status == 200
         started = _post_json(f"{microservice}/jobs", {"type": "wait", "input": {"seconds": 0.2}})
         job_url = f"{microservice}/jobs/{started['id']}"
         deadline = time.monotonic() + 30
@@ -181,9 +217,12 @@ def test_start_runs_the_pair_and_ctrl_c_stops_everything() -> None:
 
         # Redis outlived the apps: the short job's completion landed, and the long one was
         # handed back (lease ended), for the next run's orchestrator to take over at once.
-        finished, handed = _stored_jobs(ports["REDIS_PORT"], running)
+        (finished, handed), pending = _stored_jobs(ports["REDIS_PORT"], running)
         assert finished["status"] == "Completed", finished
         assert (handed["status"], handed["handedBack"]) == ("InProgress", True), handed
+        # Its queue message is still pending (the sidecar, stopped while it retried the
+        # delivery, did not acknowledge it): the broker hands it to the next run's orchestrator.
+        assert running[1].encode() in pending
     except BaseException:
         sys.stderr.write(f"start.sh printed:\n{screen.decode(errors='replace')}\n")
         raise
@@ -206,7 +245,7 @@ def test_start_runs_the_pair_and_ctrl_c_stops_everything() -> None:
 def test_start_stops_everything_when_an_app_cannot_start() -> None:
     """A bad JOB_HANDLERS makes the orchestrator exit with code 2 at start. The runner (like
     `dapr run -f`) would keep the rest running half-started; start.sh stops it all instead."""
-    ports = {name: free_port() for name in _PORT_NAMES}
+    ports = {name: free_port() for name in PORT_NAMES}
     marker = f"START_SH_TEST_MARKER={uuid.uuid4().hex}"
     env = {
         **os.environ,
@@ -243,3 +282,143 @@ def test_start_stops_everything_when_an_app_cannot_start() -> None:
                 os.kill(leftover, 9)
         started.wait(timeout=10)
         shutil.rmtree(ROOT / "data" / f"redis-{ports['REDIS_PORT']}", ignore_errors=True)
+
+
+class _StartScript:
+    """``./start.sh`` (run mode) on free ports, its output collected as it comes."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.ports = {name: free_port() for name in PORT_NAMES}
+        self.marker = uuid.uuid4().hex
+        self.env = {
+            **os.environ,
+            **{name: str(port) for name, port in self.ports.items()},
+            "DAPR_RUNTIME": "local",
+            "START_SH_TEST_MARKER": self.marker,
+            **env,
+        }
+        self.output = bytearray()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> subprocess.Popen[bytes]:
+        self.proc = subprocess.Popen(
+            [str(ROOT / "start.sh")],
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        self._reader = _drain(self.proc.stdout.fileno(), self.output)
+        return self.proc
+
+    def wait(self, timeout: float) -> int:
+        """start.sh's exit code, once all it printed has been read."""
+        assert self.proc is not None
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=10)  # ends when the last process holding the pipe is gone
+        return code
+
+    @property
+    def printed(self) -> str:
+        return self.output.decode(errors="replace")
+
+    def leftovers(self) -> list[int]:
+        deadline = time.monotonic() + 10
+        while _processes_with(f"START_SH_TEST_MARKER={self.marker}"):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        return _processes_with(f"START_SH_TEST_MARKER={self.marker}")
+
+    def clean_up(self) -> None:
+        redis_port = self.ports["REDIS_PORT"]
+        if redis_answers(redis_port):  # start.sh was stopped before it could stop it
+            with contextlib.suppress(redis.RedisError, OSError):
+                redis.Redis(port=redis_port, socket_timeout=2).shutdown(nosave=True)
+        pids = [] if self.proc is None else [self.proc.pid]
+        for leftover in [*pids, *_processes_with(f"START_SH_TEST_MARKER={self.marker}")]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(leftover, 9)
+        if self.proc is not None:
+            self.proc.wait(timeout=10)
+            self._reader.join(timeout=10)
+            assert self.proc.stdout is not None
+            self.proc.stdout.close()
+        shutil.rmtree(ROOT / "data" / f"redis-{redis_port}", ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _start_script(**env: str) -> Iterator[_StartScript]:
+    script = _StartScript(env)
+    try:
+        yield script
+    except BaseException:
+        sys.stderr.write(f"start.sh printed:\n{script.printed}\n")
+        raise
+    finally:
+        script.clean_up()
+
+
+class _Healthy(BaseHTTPRequestHandler):
+    """An app of the first ./start.sh: GET /healthz answers 200."""
+
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/healthz" else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.timeout(90)
+def test_start_refuses_ports_in_use() -> None:
+    """A second ./start.sh while the first runs: the first one's apps would answer its health
+    checks. It names each port in use and the variable that moves it, and starts nothing."""
+    with contextlib.ExitStack() as stack:
+        script = stack.enter_context(_start_script(START_TIMEOUT="30"))
+        for name in ("ORCHESTRATOR_PORT", "MICROSERVICE_X_PORT"):
+            server = ThreadingHTTPServer(("127.0.0.1", script.ports[name]), _Healthy)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            stack.callback(server.server_close)
+            stack.callback(server.shutdown)
+        grpc = script.ports["MICROSERVICE_X_DAPR_GRPC_PORT"]
+        stack.enter_context(socket.create_server(("127.0.0.1", grpc)))
+
+        script.start()
+        code = script.wait(timeout=60)
+        printed = script.printed
+        assert code == 1, printed
+        for name in ("ORCHESTRATOR_PORT", "MICROSERVICE_X_PORT", "MICROSERVICE_X_DAPR_GRPC_PORT"):
+            assert f"port {script.ports[name]} ({name}) is in use" in printed
+        assert "both services are up" not in printed
+        assert not redis_answers(script.ports["REDIS_PORT"])
+        assert script.leftovers() == []
+
+
+@pytest.mark.timeout(120)
+def test_start_stops_at_once_when_a_sidecar_cannot_start() -> None:
+    """The orchestrator's sidecar exits before it listens (its gRPC port, free when start.sh
+    checked, is taken by then): start.sh says which process, shows the end of its log and
+    stops everything within seconds, not after START_TIMEOUT."""
+    with _start_script(START_TIMEOUT="100") as script:
+        grpc = script.ports["ORCHESTRATOR_DAPR_GRPC_PORT"]
+        script.start()
+        # Redis answers once the ports were checked, seconds before the sidecars start.
+        wait_until(lambda: redis_answers(script.ports["REDIS_PORT"]), timeout=60, interval=0.02)
+        with socket.create_server(("127.0.0.1", grpc)):
+            taken = time.monotonic()
+            code = script.wait(timeout=60)
+            took = time.monotonic() - taken
+        printed = script.printed
+        assert code == 1, printed
+        assert took < 20, printed
+        assert "sidecar for app 'job-orchestrator' did not start with exit code 1" in printed
+        assert f"cannot listen on gRPC 127.0.0.1:{grpc}" in printed  # the end of its log
+        assert "the pair did not start; stopping everything" in printed
+        assert script.leftovers() == []
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", script.ports["MICROSERVICE_X_PORT"]), 5)
