@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +47,15 @@ class Batcher(Generic[T, R]):
         self.calls = 0  #: batch calls made
         self.requests = 0  #: requests sent in them
 
-    async def submit(self, request: T) -> R:
-        """The result of ``request``, once the batch it went out in is answered."""
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+    async def submit(self, request: T, timeout: float | None = None) -> R:
+        """The result of ``request``, once the batch it went out in is answered.
+
+        ``timeout``: TimeoutError after that many seconds in all, queued and in flight; a
+        request still queued then is never sent. (A timer on the future: cheaper than
+        ``asyncio.wait_for``, which wraps the wait in a task of its own.)
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
         self._queue.append((request, future))
         if self._active < self._concurrency:
             # Counted here and uncounted by _drain itself as it returns: a done-callback would
@@ -58,7 +64,13 @@ class Batcher(Generic[T, R]):
             sender = asyncio.create_task(self._drain())
             self._senders.add(sender)
             sender.add_done_callback(self._senders.discard)
-        return await future
+        if timeout is None:
+            return await future
+        timer = loop.call_later(timeout, _expire, future)
+        try:
+            return await future
+        finally:
+            timer.cancel()
 
     async def _drain(self) -> None:
         try:
@@ -108,3 +120,8 @@ class Batcher(Generic[T, R]):
         """Wait for the calls in flight (their callers are waiting for them too)."""
         if self._senders:
             await asyncio.gather(*self._senders, return_exceptions=True)
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())

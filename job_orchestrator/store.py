@@ -156,15 +156,15 @@ class JobStore:
 
     async def get_raw(self, key: str) -> tuple[dict[str, Any] | None, str]:
         """The JSON value at ``key`` and its etag; (None, "") when missing."""
-        return await self._within_deadline("reading", self._reads.submit(key))
+        return await self._within_deadline("reading", self._reads.submit(key, CALL_TIMEOUT_SECONDS))
 
     async def _within_deadline(self, what: str, queued: Awaitable[T]) -> T:
-        """A batched call's result, waiting at most CALL_TIMEOUT_SECONDS in all: a request
-        queued behind a call in flight would otherwise wait for it and then for its own call,
-        up to twice that (longer still behind several), where callers are told 10 s. A request
-        given up before its batch went out is never sent."""
+        """A batched call's result (``queued``: a submit with CALL_TIMEOUT_SECONDS), or
+        StoreUnavailable once that passed in all: a request queued behind a call in flight
+        would otherwise wait for it and then for its own call, up to twice the 10 s callers
+        are told (longer still behind several). One given up while queued is never sent."""
         try:
-            return await asyncio.wait_for(queued, CALL_TIMEOUT_SECONDS)
+            return await queued
         except TimeoutError:
             self.failed_calls += 1
             raise StoreUnavailable(f"{what}: no answer within {CALL_TIMEOUT_SECONDS:g} s") from None
@@ -289,7 +289,8 @@ class JobStore:
         self._remember(key, job if not etag else None, new_etag)
         try:
             await self._within_deadline(
-                "saving a job", self._writes.submit(Write(key, etag, record, ops))
+                "saving a job",
+                self._writes.submit(Write(key, etag, record, ops), CALL_TIMEOUT_SECONDS),
             )
         except BaseException:
             self._created.pop(key, None)

@@ -129,3 +129,19 @@ async def test_at_most_concurrency_calls_are_in_flight(concurrency: int) -> None
     assert results == list(range(9))
     assert peak == concurrency
     await batcher.close()
+
+
+async def test_a_timeout_counts_the_wait_in_the_queue_and_a_request_given_up_is_never_sent() -> (
+    None
+):
+    recorder = Recorder(hold=True)
+    batcher = Batcher(recorder.send)
+    first = asyncio.ensure_future(batcher.submit(0, timeout=0.05))
+    await asyncio.sleep(0.01)  # in flight, held
+    queued = asyncio.ensure_future(batcher.submit(2, timeout=0.05))
+    for request in (first, queued):
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(request, 5)
+    recorder.release.set()
+    assert await asyncio.wait_for(batcher.submit(4, timeout=5), 5) == 40
+    assert recorder.batches == [[0], [4]]  # 2 was given up while it waited for 0's call
