@@ -4,9 +4,9 @@ Statements and etag semantics follow components-contrib state/sqlite (uuid etag 
 write, TTL as an expiration time, first-write as insert-if-absent), so daprd and this
 sidecar can share a database file; WAL and a busy timeout let several sidecars share it.
 
-One sqlite3 connection lives in one dedicated thread and each operation (statement, fetch
-and commit) is a single hop to that thread: cheaper than aiosqlite, which hops once per
-cursor call, and it serialises this process's writes so they never wait on each other.
+Writes run on one connection in one thread, so this process's writes never wait on each
+other. On a WAL file reads run on a second connection and thread: a write waiting out the
+busy timeout behind another process's lock does not hold them up, as with contrib's pool.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from sidecar import go_values
@@ -34,7 +33,6 @@ from sidecar.state.base import (
     InvalidRequest,
     SetRequest,
     StateError,
-    StoreUnavailable,
 )
 from sidecar.state.metadata import (
     TTL_EXPIRE_TIME,
@@ -43,9 +41,9 @@ from sidecar.state.metadata import (
     parse_duration,
     parse_ttl,
 )
+from sidecar.state.sqlite_thread import SqliteThread
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_]+")
 _LIVE = "(expiration_time IS NULL OR expiration_time > CURRENT_TIMESTAMP)"
 #: Pragmas contrib refuses in the connection string because metadata fields own them.
@@ -96,6 +94,11 @@ def _checked_expiry(request: SetRequest | DeleteRequest) -> str | None:
     return _expiry(request) if isinstance(request, SetRequest) else None
 
 
+def _fetch(db: sqlite3.Connection, sql: str, params: tuple[str, ...]) -> list[Any]:
+    """Every row: a statement run to its end is reset, which ends its read transaction."""
+    return db.execute(sql, params).fetchall()
+
+
 def _response(row: Sequence[Any]) -> GetResponse:
     value, is_binary, etag, expires = row
     try:
@@ -128,8 +131,12 @@ class SqliteStateStore:
         self._cleanup = parse_duration(
             component, "cleanupInterval", 0.0, "cleanupIntervalInSeconds"
         )
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite-{self.name}")
-        self._conn: sqlite3.Connection | None = None
+        self._writer = SqliteThread(self.name, f"sqlite-{self.name}")
+        # In-memory and rollback-journal databases keep one connection: contrib gives an
+        # in-memory database one, and without WAL a reader would wait on the writer anyway.
+        self._reader = (
+            SqliteThread(self.name, f"sqlite-{self.name}-read") if self._wal else self._writer
+        )
         self._gc: asyncio.Task[None] | None = None
         t = self.table
         self._get = (
@@ -153,21 +160,12 @@ class SqliteStateStore:
             f" WHERE key = ? AND etag = ? AND {_LIVE}"
         )
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, fn, *args)
-        except sqlite3.Error as exc:
-            raise StateError(str(exc)) from exc
-
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise StoreUnavailable(f"state store {self.name} is not initialised")
-        return self._conn
-
     async def init(self) -> None:
         try:
-            await self._run(self._open)
+            await self._writer.open(lambda: self._open(self._set_up_writer))
+            if self._reader is not self._writer:
+                # After the writer: the file is in WAL mode and migrated by then.
+                await self._reader.open(lambda: self._open(self._set_up_reader))
         except StateError as exc:
             raise ComponentError(
                 self._component, "connectionString", f"cannot open {self._uri}: {exc}"
@@ -175,7 +173,7 @@ class SqliteStateStore:
         if self._cleanup > 0:
             self._gc = asyncio.create_task(self._collect(), name=f"{self.name}-gc")
 
-    def _open(self) -> None:
+    def _open(self, setup: Callable[[sqlite3.Connection], None]) -> sqlite3.Connection:
         # Switching a new file to WAL, or its first migration, can answer "database is locked"
         # without SQLite's busy handler being consulted when several sidecars open the same file
         # at once; such an open is retried until the busy timeout (at least 5 s) runs out.
@@ -183,15 +181,16 @@ class SqliteStateStore:
         pause = 0.01
         while True:
             try:
-                self._conn = self._connect()
-                return
+                return self._connect(setup)
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() >= deadline:
                     raise
             time.sleep(pause)
             pause = min(pause * 2, 0.2)
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, setup: Callable[[sqlite3.Connection], None]) -> sqlite3.Connection:
+        # Autocommit: a read transaction ends with its statement, so a read sees every write
+        # committed before it started.
         conn = sqlite3.connect(
             self._uri,
             uri=True,
@@ -201,19 +200,27 @@ class SqliteStateStore:
         )
         try:
             conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-            journal = "WAL" if self._wal else "MEMORY" if self._memory else "DELETE"
-            conn.execute(f"PRAGMA journal_mode = {journal}")
-            if self._wal:
-                # WAL + NORMAL survives process crashes (only a power loss can drop the last
-                # commits) and saves an fsync per write.
-                conn.execute("PRAGMA synchronous = NORMAL")
-            for pragma in self._pragmas:
-                conn.execute(pragma)
-            self._migrate(conn)
+            setup(conn)
         except sqlite3.Error:
             conn.close()
             raise
         return conn
+
+    def _set_up_writer(self, conn: sqlite3.Connection) -> None:
+        journal = "WAL" if self._wal else "MEMORY" if self._memory else "DELETE"
+        conn.execute(f"PRAGMA journal_mode = {journal}")
+        if self._wal:
+            # WAL + NORMAL survives process crashes (only a power loss can drop the last
+            # commits) and saves an fsync per write.
+            conn.execute("PRAGMA synchronous = NORMAL")
+        for pragma in self._pragmas:
+            conn.execute(pragma)
+        self._migrate(conn)
+
+    def _set_up_reader(self, conn: sqlite3.Connection) -> None:
+        for pragma in self._pragmas:
+            conn.execute(pragma)
+        conn.execute("PRAGMA query_only = ON")
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Contrib's migration 0 under an exclusive lock, recorded as level 1."""
@@ -246,22 +253,21 @@ class SqliteStateStore:
             self._gc.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._gc
-        if self._conn is not None:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
-            self._conn = None
-        self._executor.shutdown(wait=False)
+        # The writer closes last, so it is the one to checkpoint the WAL and remove it.
+        if self._reader is not self._writer:
+            await self._reader.close()
+        await self._writer.close()
 
     async def _collect(self) -> None:
         while True:
             await asyncio.sleep(self._cleanup)
             try:
-                await self._run(self._collect_once)
+                await self._writer.run(self._collect_once)
             except StateError as exc:
                 logger.warning("state store %s: expired-row cleanup failed: %s", self.name, exc)
 
-    def _collect_once(self) -> int:
+    def _collect_once(self, db: sqlite3.Connection) -> int:
         """Contrib's GC: claim the interval in the metadata table, then delete expired rows."""
-        db = self._db()
         claimed = db.execute(
             f"INSERT INTO {self._metadata_table} (key, value)"
             " VALUES ('last-cleanup', CURRENT_TIMESTAMP) ON CONFLICT (key)"
@@ -277,8 +283,8 @@ class SqliteStateStore:
         ).rowcount
 
     async def get(self, key: str) -> GetResponse | None:
-        row = await self._run(lambda: self._db().execute(self._get, (key,)).fetchone())
-        return None if row is None else _response(row)
+        rows = await self._reader.run(lambda db: _fetch(db, self._get, (key,)))
+        return _response(rows[0]) if rows else None
 
     async def bulk_get(self, keys: Sequence[str]) -> list[BulkGetItem]:
         if not keys:
@@ -288,7 +294,7 @@ class SqliteStateStore:
             "SELECT key, value, is_binary, etag, expiration_time FROM "
             f"{self.table} WHERE key IN ({marks}) AND {_LIVE}"
         )
-        rows = await self._run(lambda: self._db().execute(sql, tuple(keys)).fetchall())
+        rows = await self._reader.run(lambda db: _fetch(db, sql, tuple(keys)))
         found: dict[str, BulkGetItem] = {}
         for row in rows:
             try:
@@ -327,22 +333,24 @@ class SqliteStateStore:
 
     async def set(self, request: SetRequest) -> None:
         expiry = _checked_expiry(request)
-        await self._run(lambda: self._set(self._db(), request, expiry))
+        await self._writer.run(lambda db: self._set(db, request, expiry))
 
     async def delete(self, request: DeleteRequest) -> None:
         check_options(request.concurrency, request.consistency)
-        await self._run(lambda: self._delete(self._db(), request))
+        await self._writer.run(lambda db: self._delete(db, request))
 
     async def transact(self, operations: Sequence[SetRequest | DeleteRequest]) -> None:
         # Checked in order, before anything is written: contrib's doSet/doDelete check each
         # operation as it comes and roll back on the first failure, which reads the same.
         expiries = [_checked_expiry(op) for op in operations]
-        await self._run(self._transact, operations, expiries)
+        await self._writer.run(lambda db: self._transact(db, operations, expiries))
 
     def _transact(
-        self, operations: Sequence[SetRequest | DeleteRequest], expiries: list[str | None]
+        self,
+        db: sqlite3.Connection,
+        operations: Sequence[SetRequest | DeleteRequest],
+        expiries: list[str | None],
     ) -> None:
-        db = self._db()
         # IMMEDIATE takes the write lock up front, so concurrent sidecars wait (busy timeout)
         # instead of failing to upgrade a read lock half way through.
         db.execute("BEGIN IMMEDIATE")

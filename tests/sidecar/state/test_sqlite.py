@@ -5,17 +5,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from sidecar.components import Component, ComponentError
-from sidecar.state.base import SetRequest
+from sidecar.state.base import DeleteRequest, SetRequest
 from sidecar.state.sqlite import SqliteStateStore
 from sidecar.state_service import StateService
 from tests.sidecar.state.conftest import APP_ID
 
 S = "lite"
+#: Takes the database's write lock, as a second sidecar's write does, and holds it until killed.
+HOLD_WRITE_LOCK = (
+    "import sqlite3, sys, time\n"
+    "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+    "db.execute('BEGIN IMMEDIATE')\n"
+    "print('locked', flush=True)\n"
+    "time.sleep(120)\n"
+)
 
 
 def component(connection: str, **extra: str) -> Component:
@@ -112,3 +122,69 @@ async def test_unopenable_file_is_a_component_error(tmp_path: Path) -> None:
         await store.init()
     assert exc.value.field_name == "connectionString"
     await store.close()
+
+
+@contextlib.asynccontextmanager
+async def write_locked(path: Path) -> AsyncIterator[None]:
+    """Another process holds ``path``'s write lock inside the block."""
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        HOLD_WRITE_LOCK,
+        str(path),
+        stdout=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert holder.stdout is not None
+        line = await asyncio.wait_for(holder.stdout.readline(), 20)
+        assert line == b"locked\n", f"lock holder exited with {await holder.wait()}"
+        yield
+    finally:
+        holder.kill()
+        await holder.wait()
+
+
+async def test_reads_do_not_wait_behind_a_write_held_up_by_another_process(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "locked.db"
+    store = SqliteStateStore(component(str(path), busyTimeout="30s"))
+    await store.init()
+    await store.set(SetRequest("k", b'"old"', is_json=True))
+    write: asyncio.Task[None] | None = None
+    try:
+        async with write_locked(path):
+            write = asyncio.create_task(store.set(SetRequest("k", b'"new"', is_json=True)))
+            await asyncio.sleep(0)  # the write is handed to the store and waits for the lock
+            # 10 s is only a bound: behind the write, the read would wait out its 30 s.
+            found = await asyncio.wait_for(store.get("k"), 10)
+            (item,) = await asyncio.wait_for(store.bulk_get(["k"]), 10)
+            assert not write.done(), "the read waited for the write"
+            assert found is not None and found.data == b'"old"'
+            assert item.response is not None and item.response.data == b'"old"'
+        await asyncio.wait_for(write, 20)
+        found = await store.get("k")
+        assert found is not None and found.data == b'"new"'
+    finally:
+        if write is not None:
+            await asyncio.gather(write, return_exceptions=True)
+        await store.close()
+
+
+@pytest.mark.parametrize("extra", [{}, {"disableWAL": "true"}], ids=["wal", "no-wal"])
+async def test_a_read_sees_the_writes_before_it(tmp_path: Path, extra: dict[str, str]) -> None:
+    store = SqliteStateStore(component(str(tmp_path / "s.db"), **extra))
+    await store.init()
+    try:
+        for i in range(20):
+            await store.set(SetRequest("k", str(i).encode(), is_json=True))
+            found = await store.get("k")
+            assert found is not None and found.data == str(i).encode()
+            await store.transact([SetRequest("k", b"-1", is_json=True), SetRequest("o", b"x")])
+            items = await store.bulk_get(["k", "o"])
+            assert [it.response.data if it.response else None for it in items] == [b"-1", b"x"]
+            await store.delete(DeleteRequest("o"))
+            assert await store.get("o") is None
+    finally:
+        await store.close()
