@@ -57,7 +57,7 @@ IdempotencyKey = Annotated[
     Header(
         alias="Idempotency-Key",
         min_length=1,  # an empty key would be one key shared by every client sending it
-        max_length=200,
+        max_length=request_rules.MAX_IDEMPOTENCY_KEY,
         description="Same key and body: the same job comes back instead of a second one.",
     ),
 ]

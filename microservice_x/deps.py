@@ -54,7 +54,7 @@ async def idempotency_key(
         Header(
             alias="Idempotency-Key",
             min_length=1,  # an empty key would be one key shared by every client sending it
-            max_length=200,
+            max_length=request_rules.MAX_IDEMPOTENCY_KEY,
             description="Handed on to the orchestrator: the same key and body start one job.",
         ),
     ] = None,
