@@ -23,6 +23,7 @@ from job_orchestrator.index import JobIndex
 from job_orchestrator.listing import QueryListing
 from job_orchestrator.longpoll import LongPoll
 from job_orchestrator.metrics import JobMetrics, LiveCounts
+from job_orchestrator.requeue import Requeue
 from job_orchestrator.service import JobService
 from job_orchestrator.settings import Settings
 from job_orchestrator.sidecar_client import connect
@@ -66,11 +67,18 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
                 store, handlers, waiters, settings, on_delivered=on_delivered, metrics=metrics
             )
             tasks.append(asyncio.create_task(loopwatch.watch(worker.described)))
-        service = JobService(store, handlers, waiters, worker, listing, settings, metrics=metrics)
+        requeue = None
+        if settings.runs_api and settings.requeue_after_seconds > 0:
+            requeue = Requeue(store, settings.requeue_after_seconds)
+            tasks.append(asyncio.create_task(requeue.run()))
+        service = JobService(
+            store, handlers, waiters, worker, listing, settings, metrics=metrics, requeue=requeue
+        )
         app.state.settings = settings
         app.state.store = store
         app.state.waiters = waiters
         app.state.worker = worker
+        app.state.requeue = requeue
         app.state.service = service
         metrics.watch(_live_counts(service))
         logger.info(
@@ -106,6 +114,7 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
     app.state.metrics = metrics
     app.state.api_keys = ApiKeys(settings.api_keys)
     app.state.worker = None
+    app.state.requeue = None
     app.state.started = datetime.now(UTC)
     routers = [api.health_router, subscriptions.router]
     routers.insert(0, api.router if settings.runs_api else api.worker_only_router)
@@ -153,13 +162,20 @@ def begin_shutdown(app: FastAPI) -> None:
 
 
 def _live_counts(service: JobService) -> LiveCounts:
-    worker, slots, store = service.worker, service.waiter_slots, service.store
+    worker, slots, store, requeue = (
+        service.worker,
+        service.waiter_slots,
+        service.store,
+        service.requeue,
+    )
     return LiveCounts(
         running=lambda: worker.running if worker is not None else 0,
         waiting=lambda: slots.in_use,
         waiting_capacity=slots.capacity,
         sidecar_calls=lambda: store.calls,
         sidecar_failures=lambda: store.failed_calls,
+        unheard=lambda: len(requeue.unheard) if requeue is not None else 0,
+        reannounced=lambda: requeue.announced if requeue is not None else 0,
     )
 
 

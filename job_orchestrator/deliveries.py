@@ -27,11 +27,13 @@ Handler = Callable[[bytes, Any], Coroutine[Any, Any, str]]
 
 
 async def _run(body: bytes, state: Any) -> str:
-    return await run_delivery(body, state.worker)
+    return await run_delivery(body, state.worker, state.requeue)
 
 
 async def _changed(body: bytes, state: Any) -> str:
-    return await changed_delivery(body, state.waiters, state.worker, state.service.get)
+    return await changed_delivery(
+        body, state.waiters, state.worker, state.service.get, state.requeue
+    )
 
 
 _HANDLERS: dict[str, Handler] = {RUN_PATH: _run, CHANGED_PATH: _changed}

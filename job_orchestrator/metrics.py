@@ -33,6 +33,8 @@ class LiveCounts:
     waiting_capacity: int  #: the most requests this replica lets wait at once
     sidecar_calls: Callable[[], int]  #: calls to the sidecar so far
     sidecar_failures: Callable[[], int]  #: of those, the ones that failed (sidecar or store down)
+    unheard: Callable[[], int]  #: jobs created here that nobody was heard to take up yet
+    reannounced: Callable[[], int]  #: jobs still New long after creation, announced again
 
 
 class _LiveCollector(Collector):
@@ -63,6 +65,18 @@ class _LiveCollector(Collector):
             "job_orchestrator_sidecar_call_failures",
             "Sidecar calls that failed: sidecar or state store unavailable, or no answer in time",
             live.sidecar_failures(),
+        )
+        yield GaugeMetricFamily(
+            "job_orchestrator_jobs_unheard",
+            "Jobs created here whose queue delivery or later change this replica has not heard "
+            "of yet (it looks at each JOB_REQUEUE_AFTER_SECONDS after creation)",
+            live.unheard(),
+        )
+        yield CounterMetricFamily(
+            "job_orchestrator_jobs_reannounced",
+            "Jobs created here that were still New JOB_REQUEUE_AFTER_SECONDS later with nothing "
+            "heard of them, and had their job.created published again",
+            live.reannounced(),
         )
 
 

@@ -25,6 +25,7 @@ from job_orchestrator.jobs import Job, JobStatus
 from job_orchestrator.limits import WaiterSlots, check_input_size
 from job_orchestrator.listing import Page, QueryListing
 from job_orchestrator.metrics import JobMetrics
+from job_orchestrator.requeue import Requeue
 from job_orchestrator.settings import Settings
 from job_orchestrator.store import Conflict, JobStore, job_key
 from job_orchestrator.waiters import ClientGone, Waiters, Watch, is_final
@@ -69,6 +70,7 @@ class JobService:
         settings: Settings,
         clock: Callable[[], float] = time.time,
         metrics: JobMetrics | None = None,
+        requeue: Requeue | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -79,6 +81,8 @@ class JobService:
         self.waiter_slots = WaiterSlots(settings.max_waiters)
         self._clock = clock
         self._metrics = metrics or JobMetrics()
+        #: Told of every job created here, to announce again one that nobody takes up.
+        self.requeue = requeue
 
     def _slot(self, wait: float) -> AbstractContextManager[None]:
         """A waiter slot when the request will wait; raises TooManyWaiters when none is free."""
@@ -147,6 +151,11 @@ class JobService:
                     indexed_as=index.reserve() if index is not None else None,
                     traceparent=traceparent,
                 )
+                if self.requeue is not None:
+                    # Before the write: once it commits, the job's delivery may come before its
+                    # answer. A write that failed leaves it too: a look finds nothing, or the
+                    # job, should the write have been applied after all.
+                    self.requeue.created(job_id)
                 try:
                     await self.store.write(job, "")
                 finally:

@@ -62,6 +62,9 @@ class Settings:
     max_waiters: int = 20000
     retry_after_seconds: int = 1
     listing_flush_seconds: float = 1.0
+    #: A job this replica created that is still New this long after, with nothing heard of it,
+    #: is announced again (requeue.py); 0 turns that off.
+    requeue_after_seconds: float = 60.0
     #: After SIGTERM, how long running jobs (their deliveries are open requests) may finish.
     shutdown_grace_seconds: int = 10
     #: Plain-function handlers that may run at once (threads, made as needed); keep it at
@@ -129,12 +132,20 @@ class Settings:
             listing_flush_seconds=_positive(
                 env, "JOB_LISTING_FLUSH_SECONDS", cls.listing_flush_seconds
             ),
+            requeue_after_seconds=_float(
+                env, "JOB_REQUEUE_AFTER_SECONDS", cls.requeue_after_seconds
+            ),
             job_handlers=tuple(
                 spec.strip() for spec in env.get("JOB_HANDLERS", "").split(",") if spec.strip()
             ),
         )
         if settings.job_threads < 1:
             raise SettingsError(f"JOB_THREADS={settings.job_threads}: expected 1 or more")
+        if settings.requeue_after_seconds < 0:
+            raise SettingsError(
+                f"JOB_REQUEUE_AFTER_SECONDS={settings.requeue_after_seconds:g}: expected 0 (off) "
+                "or more"
+            )
         if settings.idempotency_retention_seconds > settings.retention_seconds:
             # A key outliving its job would take the job's absence for a creator that died
             # and start the job again under the same id.

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 
 from job_orchestrator import events
 from job_orchestrator.errors import JobNotFound, StoreUnavailable
+from job_orchestrator.requeue import Requeue
 from job_orchestrator.runs import Answer
 from job_orchestrator.settings import Settings
 from job_orchestrator.waiters import Waiters, is_final
@@ -83,7 +84,7 @@ async def dapr_subscribe(request: Request) -> list[dict[str, Any]]:
     return subscriptions(request.app.state.settings, request.app.state.started)
 
 
-async def run_delivery(body: bytes, worker: Worker | None) -> str:
+async def run_delivery(body: bytes, worker: Worker | None, requeue: Requeue | None = None) -> str:
     """Run a queued job, holding the delivery until it is final; the delivery's status."""
     try:
         job = events.job_from_event(events.parse_event(body))
@@ -91,6 +92,8 @@ async def run_delivery(body: bytes, worker: Worker | None) -> str:
         # Answering anything but DROP would have the broker hand the poison back forever.
         logger.warning("dropping a queue message that carries no job: %s", exc)
         return "DROP"
+    if requeue is not None:
+        requeue.heard(job["id"])  # its announcement got through
     if worker is None:
         return Answer.RETRY.value
     try:
@@ -102,7 +105,11 @@ async def run_delivery(body: bytes, worker: Worker | None) -> str:
 
 
 async def changed_delivery(
-    body: bytes, waiters: Waiters, worker: Worker | None, read: ReadJob
+    body: bytes,
+    waiters: Waiters,
+    worker: Worker | None,
+    read: ReadJob,
+    requeue: Requeue | None = None,
 ) -> str:
     """Another replica changed a job: wake waiters here, stop a handler running here."""
     try:
@@ -110,6 +117,8 @@ async def changed_delivery(
     except events.MalformedEvent as exc:
         logger.warning("dropping a broadcast message that carries no job: %s", exc)
         return "DROP"
+    if requeue is not None:
+        requeue.heard(job["id"])  # taken up elsewhere: final, or asked to stop
     if events.may_be_rounded(job):
         # Waiters answer with the job as stored, not with digits the event lost.
         try:

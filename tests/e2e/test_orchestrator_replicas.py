@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import RedisServer
 from tests.job_orchestrator.stack import Replica, log_dir_for, write_components
@@ -81,6 +82,17 @@ def test_replicas_compete_for_jobs_and_each_runs_once(cluster: Cluster) -> None:
     assert all(j["attempt"] == 1 for j in finals)  # nobody ran a job twice
     workers = {j["worker"] for j in finals}
     assert workers == set(cluster.names)  # both replicas took work
+    # The replica that created them heard of each: its own by their queue delivery, the other
+    # replica's by their final event. Nothing is left for its requeue to read (after 60 s).
+    with cluster.client(0) as a:
+        wait_until(lambda: _gauge(a, "job_orchestrator_jobs_unheard") == 0, timeout=10)
+
+
+def _gauge(client: httpx.Client, name: str) -> float:
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        if family.name == name:
+            return float(family.samples[0].value)
+    raise AssertionError(f"no {name} metric")
 
 
 def test_a_wait_is_answered_on_the_other_replica(cluster: Cluster) -> None:

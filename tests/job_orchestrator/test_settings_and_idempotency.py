@@ -24,6 +24,8 @@ def test_defaults_and_overrides() -> None:
     assert (default.job_threads, default.max_result_bytes) == (32, 256 * 1024)
     limits = Settings.from_env({"JOB_THREADS": "64", "MAX_RESULT_BYTES": "1048576"})
     assert (limits.job_threads, limits.max_result_bytes) == (64, 1048576)
+    assert default.requeue_after_seconds == 60.0
+    assert Settings.from_env({"JOB_REQUEUE_AFTER_SECONDS": "0"}).requeue_after_seconds == 0
 
 
 @pytest.mark.parametrize(
@@ -35,6 +37,8 @@ def test_defaults_and_overrides() -> None:
         {"JOB_LISTING_FLUSH_SECONDS": "soon"},
         {"JOB_THREADS": "0"},
         {"MAX_RESULT_BYTES": "lots"},
+        {"JOB_REQUEUE_AFTER_SECONDS": "-1"},
+        {"JOB_REQUEUE_AFTER_SECONDS": "a minute"},
         # A key outliving its job would start the job again once the job expired.
         {"IDEMPOTENCY_RETENTION_SECONDS": "3600", "JOB_RETENTION_SECONDS": "600"},
     ],

@@ -1,0 +1,77 @@
+"""Jobs created here that nobody has been heard to take up yet, and when to look at each again.
+
+Pure bookkeeping for requeue.py: no I/O, time comes in as an argument. A job is added when this
+replica creates it and dropped as soon as it is heard of: its queue delivery reached this
+replica, or another replica announced it final (or a cancel request) by broadcast. Short jobs
+are heard of within milliseconds, so the table holds little more than the jobs in flight.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+#: Jobs tracked at most (about 200 bytes each); beyond, the oldest first checks are dropped.
+CAPACITY = 50_000
+#: The longest pause between two looks at one job.
+MAX_INTERVAL_SECONDS = 3600.0
+
+
+@dataclass(slots=True)
+class Unheard:
+    """Jobs to look at ``after`` seconds after their creation, then after doubling pauses."""
+
+    after: float
+    capacity: int = CAPACITY
+    #: First looks, in creation order (so in due order): job id -> creation time.
+    _first: dict[str, float] = field(default_factory=dict)
+    #: Later looks: (due, job id, pause that led to it); stale entries are skipped when due.
+    _later: list[tuple[float, str, float]] = field(default_factory=list)
+    #: Job ids with a later look pending -> that look's pause (what _later must match).
+    _pending: dict[str, float] = field(default_factory=dict)
+    dropped: int = 0  #: jobs no longer tracked because the table was full
+
+    def __len__(self) -> int:
+        return len(self._first) + len(self._pending)
+
+    def created(self, job_id: str, now: float) -> None:
+        if len(self) >= self.capacity:
+            self._drop_oldest()
+        self._first[job_id] = now
+
+    def heard(self, job_id: str) -> None:
+        """The job's queue message or a later change of it was seen: it needs no look."""
+        if self._first.pop(job_id, None) is None:
+            self._pending.pop(job_id, None)
+
+    def due(self, now: float) -> Iterator[tuple[str, float]]:
+        """The jobs to look at now, each with the pause to its next look should it need one
+        (``again``). A job handed out here is no longer tracked until ``again``."""
+        while self._first:
+            job_id, created = next(iter(self._first.items()))
+            if created + self.after > now:
+                break
+            del self._first[job_id]
+            yield job_id, self.after
+        while self._later and self._later[0][0] <= now:
+            _, job_id, pause = heapq.heappop(self._later)
+            if self._pending.get(job_id) == pause:
+                del self._pending[job_id]
+                yield job_id, pause
+
+    def again(self, job_id: str, pause: float, now: float) -> None:
+        """Look at the job again, after twice ``pause`` (the one that led to this look)."""
+        if len(self) >= self.capacity:
+            self.dropped += 1
+            return
+        longer = min(pause * 2, MAX_INTERVAL_SECONDS)
+        self._pending[job_id] = longer
+        heapq.heappush(self._later, (now + longer, job_id, longer))
+
+    def _drop_oldest(self) -> None:
+        self.dropped += 1
+        if self._first:
+            del self._first[next(iter(self._first))]
+        elif self._pending:
+            del self._pending[next(iter(self._pending))]
