@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from microservice_x.errors import (
+    CorruptRecord,
     InvalidRequest,
     JobNotFound,
     NotReady,
@@ -85,6 +86,21 @@ def store_down(instance: str) -> dict[str, Any]:
         "State store unavailable; retry after Retry-After",
         example("The state store does not answer", 503, StoreError.title, detail, instance),
         headers=RETRY_AFTER,
+    )
+
+
+def corrupt(key: str, instance: str, why: str) -> dict[str, Any]:
+    """A stored record this service cannot read: no retry fixes it (the operator must)."""
+    return problem_response(
+        "A stored record does not decode (written by something else, or damaged); retrying "
+        "does not help",
+        example(
+            "Unreadable stored record",
+            500,
+            CorruptRecord.title,
+            f"stored record {key!r} is {why}",
+            instance,
+        ),
     )
 
 
@@ -235,6 +251,11 @@ GET_JOB: dict[int | str, dict[str, Any]] = {
             f"/jobs/{JOB_ID}",
         ),
     ),
+    500: corrupt(
+        f"job:{JOB_ID}",
+        f"/jobs/{JOB_ID}",
+        "not a job view (status: Field required)",
+    ),
     503: store_down(f"/jobs/{JOB_ID}"),
 }
 
@@ -248,6 +269,7 @@ DEAD_LETTERS: dict[int | str, dict[str, Any]] = {
             "/dead-letters",
         ),
     ),
+    500: corrupt("dead-letters", "/dead-letters", "not a list"),
     503: store_down("/dead-letters"),
 }
 

@@ -52,7 +52,10 @@ def _decode_view(key: str, data: bytes) -> JobView:
     try:
         return JobView.model_validate_json(data)
     except ValidationError as exc:
-        raise CorruptRecord(f"stored record {key!r} is not a job view: {exc}") from exc
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors()[:3]
+        )
+        raise CorruptRecord(f"stored record {key!r} is not a job view ({problems})") from exc
 
 
 def _folding(key: str, events: list[tuple[JobEvent, str]]) -> Change[list[Reduction]]:
@@ -242,7 +245,13 @@ class ViewStore:
                     if key not in values or job_id in seen:
                         continue
                     seen.add(job_id)
-                    view = _decode_view(key, values[key])
+                    try:
+                        view = _decode_view(key, values[key])
+                    except CorruptRecord as exc:
+                        # One bad record must not take the listing down for every job;
+                        # GET /jobs/{id} names it (500).
+                        logger.warning("listing jobs without one: %s", exc)
+                        continue
                     if status is not None and view.status != status:
                         continue
                     found.append(view)

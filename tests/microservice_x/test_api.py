@@ -625,3 +625,49 @@ async def test_metrics_count_what_became_of_each_event(client: httpx.AsyncClient
     assert delta(delay, type="job.created") == 2
     assert delta(delay, type="job.completed") == 1
     assert delta("microservice_x_dead_letters_recorded_total") == 1
+
+
+async def test_an_unreadable_stored_record_is_the_documented_500_and_spares_the_listing(
+    client: httpx.AsyncClient, sidecar: Sidecar
+) -> None:
+    """A view or the dead-letter list that does not decode (written by something else, or
+    damaged) answers the 500 its OpenAPI shows, naming the key; the listing leaves that one job
+    out instead of failing for every job."""
+    schema = (await client.get("/openapi.json")).json()
+
+    def documented(path: str) -> Any:
+        content = schema["paths"][path]["get"]["responses"]["500"]["content"]
+        return content[PROBLEM]["examples"]["unreadable-stored-record"]["value"]
+
+    kept, damaged = new_id(), new_id()
+    for job_id in (kept, damaged):
+        assert await deliver(client, event(job_id, "job.created", 1)) == "SUCCESS"
+    async with httpx.AsyncClient(base_url=sidecar.url, timeout=10) as dapr:
+        # Removed first: a write without the etag may not replace a compare-and-swapped record.
+        for key in (f"job:{damaged}", "dead-letters"):
+            assert (await dapr.delete(f"/v1.0/state/statestore/{key}")).status_code == 204
+        saved = await dapr.post(
+            "/v1.0/state/statestore",
+            json=[
+                {"key": f"job:{damaged}", "value": {"id": damaged, "sequence": "many"}},
+                {"key": "dead-letters", "value": "{not a list"},
+            ],
+        )
+        assert saved.status_code == 204, saved.text
+        try:
+            answers = [
+                (await client.get(f"/jobs/{damaged}"), "/jobs/{job_id}", f"job:{damaged}"),
+                (await client.get("/dead-letters"), "/dead-letters", "dead-letters"),
+            ]
+            listed = await client.get("/jobs", params={"limit": 500})
+        finally:
+            await dapr.delete("/v1.0/state/statestore/dead-letters")
+    for response, path, key in answers:
+        body = assert_problem(response, 500)
+        example = documented(path)
+        assert (body["title"], body["status"]) == (example["title"], example["status"])
+        assert repr(key) in body["detail"]
+        assert "Retry-After" not in response.headers  # retrying does not fix it
+    assert listed.status_code == 200, listed.text
+    ids = [view["id"] for view in listed.json()]
+    assert kept in ids and damaged not in ids
