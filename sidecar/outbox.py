@@ -1,10 +1,11 @@
 """The transactional outbox: a state transaction that also publishes its upserts, losing none.
 
-daprd's design (pkg/runtime/pubsub/outbox.go): before the commit, each upsert is published to an
-internal topic together with the key of a marker row that the transaction itself writes. The
-sidecar consumes the internal topic, publishes the event to the user's topic only once the
-marker is committed, then deletes the marker; so a crash between commit and publish leaves an
-unacknowledged internal message that is redelivered, and a failed commit publishes nothing.
+daprd's design (pkg/runtime/pubsub/outbox.go): before the commit, each upsert's CloudEvent is
+published to an internal topic, its id the key of a marker row that the transaction itself
+writes. The sidecar consumes the internal topic, publishes the event to the user's topic only
+once the marker is committed, then deletes the marker; so a crash between commit and publish
+leaves an unacknowledged internal message that is redelivered, and a failed commit publishes
+nothing.
 
 When the store is ``state.redis`` and the publishing pubsub ``pubsub.redis`` on the same Redis
 (as ``dapr init`` sets them up), there is a shorter way to the same guarantee: each upsert's
@@ -20,12 +21,11 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import grpc
-import orjson
 
 from sidecar import cloudevents, json_reader
 from sidecar.components import Component
@@ -56,18 +56,27 @@ from sidecar.state_service import StateService
 logger = logging.getLogger(__name__)
 
 _TRUTHY = frozenset({"true", "1", "yes", "on", "y", "t"})
-#: Pauses between looks for the marker before giving the message back (about 10 s in all, as
-#: daprd). The message of a transaction made by ANOTHER sidecar of the app (the internal topic's
-#: group is the app id, so replicas compete) is often read a few milliseconds before that
+#: Pauses before each look for the marker, and before each try of its delete (about 10 s in
+#: all, as daprd's backoff: 500 ms growing by 3 up to 3 s, given up past 10 s, after a first
+#: pause of 1 s). The message of a transaction made by ANOTHER sidecar of the app (the internal
+#: topic's group is the app id, so replicas compete) is often read a few milliseconds before that
 #: sidecar commits: look again soon, or the event is late by the first pause.
 _MARKER_WAITS = (0.0, 0.001, 0.002, 0.004, 0.008, 0.016, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 3.0)
+#: Seconds after the first try past which no pause is begun (daprd's MaxElapsedTime): the
+#: schedule ends sooner when the store is slow to answer or to fail.
+_MARKER_PATIENCE = 10.0
 _CONSUMERS = 10
 _OUTCOME_TTL = 120.0  #: seconds an unclaimed transaction outcome is kept
 _RELAY_FAILED = "failed to publish outbox topic to pubsub %s: the event of %s cannot be read: %s"
+_LOOKUP_FAILED = "failed to publish outbox topic to pubsub %s: %s, %s"
 
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in _TRUTHY
+
+
+class MarkerMissing(LookupError):
+    """The marker of an internal message is not (yet) in the store."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +173,11 @@ class Outbox:
         self._direct = direct or {}
         self._pubsubs = pubsubs
         self._state = state
-        #: Marker reads and deletes are the runtime's own, not API calls: not in the metrics.
-        self._markers = state.unrecorded()
+        #: Marker reads and deletes are the runtime's own, not API calls: not in the metrics,
+        #: and under the marker's own key, as daprd stores it (no ``keyPrefix``).
+        self._markers = state.unrecorded(prefixed=False)
+        #: Where earlier releases of this sidecar kept them: with the app's key prefix.
+        self._prefixed_markers = state.unrecorded()
         self._app_id = app_id
         self._namespace = namespace
         #: Outcome (committed?) of this process's transactions, by marker: the consumer waits
@@ -268,10 +280,10 @@ class Outbox:
                 self._outcomes[marker] = outcome
                 outcomes.append((index, outcome))
                 markers.append(SetRequest(key=marker, value=b"0"))
-                data = orjson.dumps({"marker": marker, "event": event})
-                internal.append(BulkEntry(marker, data))
+                # daprd's internal message: the CloudEvent as json.Marshal writes it.
+                internal.append(BulkEntry(marker, marshal(event)))
             await self._publish_internal(config.outbox_pubsub, topic, internal)
-            await self._state.transact(store, [*kept, *markers], metadata)
+            await self._state.transact(store, kept, metadata, unprefixed=markers)
         except BaseException as exc:
             if isinstance(exc.__cause__, OutcomeUnknown):
                 # Applied or not, its markers tell (the relays look them up): keep them.
@@ -359,28 +371,32 @@ class Outbox:
         return handle
 
     async def _relay(self, config: OutboxConfig, message: Message) -> None:
-        # daprd's relay reads the event with json.Unmarshal: numbers become float64s, and one
-        # no float64 holds fails the message every time it comes.
-        internal = json_reader.loads(message.data, as_float64)
-        marker, event = str(internal["marker"]), internal["event"]
+        """daprd's relay (SubscribeToInternalTopics): publish the event once its marker is
+        committed, then delete the marker."""
+        event, marker, prefixed = _internal_event(message.data)
+        markers = self._prefixed_markers if prefixed else self._markers
         outcome = self._outcomes.pop(marker, None)
         known = await outcome if outcome is not None else None
         if known is False:
             logger.info("outbox: the transaction of %s failed; nothing to publish", marker)
             return
-        committed = known or await self._committed(config.store, marker)
-        if not committed:
-            if config.discard_when_missing:
-                logger.error(
-                    "failed to publish outbox topic to pubsub %s: outbox state not found, "
-                    "discarding message",
-                    config.publish_pubsub,
-                )
-                return
-            raise LookupError(
+        if known is None:
+            missing = (
                 f"cannot publish outbox message to topic {config.publish_topic} with pubsub "
-                f"{config.publish_pubsub}: outbox state not found, rejecting for later processing"
+                f"{config.publish_pubsub}: outbox state not found"
             )
+            try:
+                # A read that fails is retried as one that finds nothing, as in daprd: a short
+                # outage of the store must not lose the event.
+                await _retried(lambda: _find_marker(markers, config.store, marker, missing))
+            except Exception as exc:
+                problem = _store_error(exc)
+                discard = config.discard_when_missing
+                then = "discarding message" if discard else "rejecting for later processing"
+                logger.error(_LOOKUP_FAILED, config.publish_pubsub, problem, then)
+                if discard:
+                    return
+                raise problem from None
         if config.publish_pubsub not in self._pubsubs:
             raise LookupError(f"outbox: pubsub {config.publish_pubsub} not found")
         if not self._may_publish(config.publish_pubsub, config.publish_topic):
@@ -393,7 +409,10 @@ class Outbox:
         event["pubsubname"] = config.publish_pubsub
         data = marshal(event)
         await self._publisher.send(config.publish_pubsub, config.publish_topic, data, {})
-        await self._markers.delete(config.store, marker)
+        try:
+            await _retried(lambda: markers.delete(config.store, marker))
+        except Exception as exc:
+            raise _store_error(exc) from None
 
     async def _publish_internal(self, pubsub: str, topic: str, entries: list[BulkEntry]) -> None:
         """The internal messages of one transaction, in one round trip when there are several
@@ -409,14 +428,6 @@ class Outbox:
             problem = PublishError(f"{len(failed)} of {len(entries)} not published")
             raise outbox_error(self._app_id, problem)
 
-    async def _committed(self, store: str, marker: str) -> bool:
-        for wait in _MARKER_WAITS:
-            await asyncio.sleep(wait)
-            found = await self._markers.get(store, marker, {})
-            if found is not None and found.data:
-                return True
-        return False
-
 
 def _same_redis(store: StateStore, pubsub: PubSub | None) -> bool:
     """Whether the store can write the pubsub's stream entries itself (the direct path)."""
@@ -425,3 +436,56 @@ def _same_redis(store: StateStore, pubsub: PubSub | None) -> bool:
         and isinstance(pubsub, StreamPublisher)
         and store.endpoint == pubsub.endpoint
     )
+
+
+async def _find_marker(markers: StateService, store: str, marker: str, missing: str) -> None:
+    found = await markers.get(store, marker, {})
+    if found is None or not found.data:
+        raise MarkerMissing(missing)
+
+
+def _internal_event(data: bytes) -> tuple[dict[str, Any], str, bool]:
+    """The event of an internal message, its marker's key, and whether that key is stored
+    with the app's key prefix.
+
+    daprd's message is the CloudEvent itself, its ``id`` the marker's key (stored as it is);
+    an id that is missing or no string reads as "" (cloudEventExtractorFn), a marker never
+    found. Earlier releases of this sidecar wrapped the event, ``{"marker": key, "event":
+    CloudEvent}``, and stored the marker under the prefixed key: messages they left on the
+    topic are relayed too.
+    """
+    # daprd's relay reads the event with json.Unmarshal: numbers become float64s, and one
+    # no float64 holds fails the message every time it comes.
+    message = json_reader.loads(data, as_float64)
+    if message is None:  # Go leaves the map nil: no id
+        message = {}
+    if not isinstance(message, dict):
+        raise ValueError("outbox: the internal message is no JSON object")
+    prefixed = message.keys() == {"marker", "event"} and isinstance(message["event"], dict)
+    if prefixed:
+        message, key = message["event"], message["marker"]
+    else:
+        key = message.get("id")
+    return message, key if isinstance(key, str) else "", prefixed
+
+
+async def _retried(attempt: Callable[[], Awaitable[object]]) -> None:
+    """Try until ``attempt`` succeeds, after each of the ``_MARKER_WAITS`` pauses, beginning
+    none past ``_MARKER_PATIENCE``; then raise its last error (daprd's backoff.Retry)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    last = len(_MARKER_WAITS) - 1
+    for index, pause in enumerate(_MARKER_WAITS):
+        await asyncio.sleep(pause)
+        try:
+            await attempt()
+            return
+        except Exception:
+            if index == last or loop.time() - started + _MARKER_WAITS[index + 1] > _MARKER_PATIENCE:
+                raise
+
+
+def _store_error(exc: Exception) -> Exception:
+    """The store's own error inside the state API's (daprd calls the store directly)."""
+    cause = exc.__cause__
+    return cause if isinstance(exc, DaprError) and isinstance(cause, Exception) else exc

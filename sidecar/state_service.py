@@ -164,13 +164,16 @@ class StateService:
         """How store ``name`` writes a value the HTTP API decoded (see ``check_store``)."""
         return self._lookup(name, self.app_id).store.marshal
 
-    def unrecorded(self) -> StateService:
+    def unrecorded(self, *, prefixed: bool = True) -> StateService:
         """The same stores, with no metrics and no resiliency policy: for the runtime's own
-        calls (outbox markers), which daprd makes on the store directly, not through its API."""
+        calls (outbox markers), which daprd makes on the store directly, not through its API.
+        Not ``prefixed``: keys are the store's own, without the ``keyPrefix`` (daprd's markers)."""
         twin = copy.copy(self)
         twin._metrics = None
         twin._stores = {
-            name: dataclasses.replace(entry, policy=Policy(), breaker=None)
+            name: dataclasses.replace(
+                entry, policy=Policy(), breaker=None, prefix=entry.prefix if prefixed else ""
+            )
             for name, entry in self._stores.items()
         }
         return twin
@@ -290,12 +293,15 @@ class StateService:
         operations: Sequence[SetRequest | DeleteRequest],
         metadata: Mapping[str, str] | None = None,
         appends: Mapping[int, StreamAppend] | None = None,
+        unprefixed: Sequence[SetRequest] = (),
     ) -> None:
         """Apply upserts and deletes (USER keys); atomic where the store is (see each store).
 
         ``metadata`` is the request-level metadata; the stores here read only each
         operation's own metadata. ``appends`` (the outbox's direct path) are stream entries
-        written with the operations at their indexes, by a store that can.
+        written with the operations at their indexes, by a store that can. ``unprefixed``
+        upserts follow the operations with their keys as given: the outbox's markers, which
+        daprd adds after the API has prefixed the user's keys.
         """
         entry = self._lookup(store)
         if "TRANSACTIONAL" not in entry.store.features:
@@ -306,6 +312,8 @@ class StateService:
             else self._delete_request(entry, op)
             for op in operations
         ]
+        bare = dataclasses.replace(entry, prefix="")
+        requests += [self._set_request(bare, op, empty_key_error=False) for op in unprefixed]
         if not requests:
             return
         appending = entry.appending

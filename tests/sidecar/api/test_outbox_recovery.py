@@ -2,7 +2,10 @@
 
 The state such a crash leaves is made for real through public APIs: the committed marker row
 (saved by another sidecar on a store with ``keyPrefix: none``) and the internal message on the
-app's internal topic (published raw). A sidecar of that app then starting must relay the event.
+app's internal topic (published raw). A sidecar of that app then starting must relay the event,
+whether the message is daprd's (the CloudEvent, its id the marker's key) or one an earlier
+release of this sidecar left there (``{"marker": key, "event": CloudEvent}``): an upgrade
+loses none.
 """
 
 from __future__ import annotations
@@ -47,8 +50,9 @@ def writer(outbox_resources: Path, registry: Path, workdir: Path) -> Iterator[Si
     car.stop()
 
 
+@pytest.mark.parametrize("left_by", ["daprd", "earlier sidecar"])
 def test_relay_after_crash(
-    outbox_resources: Path, registry: Path, workdir: Path, writer: Sidecar
+    outbox_resources: Path, registry: Path, workdir: Path, writer: Sidecar, left_by: str
 ) -> None:
     marker = f"outbox-{uuid.uuid4()}"
     event = {
@@ -64,9 +68,10 @@ def test_relay_after_crash(
     )
     assert saved.status_code == 204
     topic = internal_topic("recovering", "recovered-events", "default")
+    message = event if left_by == "daprd" else {"marker": marker, "event": event}
     published = httpx.post(
         f"{writer.http}/v1.0/publish/pubsub/{topic}?metadata.rawPayload=true",
-        content=json.dumps({"marker": marker, "event": event}),
+        content=json.dumps(message),
         headers={"Content-Type": "application/json"},
         timeout=10,
     )
