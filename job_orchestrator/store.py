@@ -274,14 +274,17 @@ class JobStore:
             stored_meta["ttlInSeconds"] = str(self._retention)
         public = job.public()
         record = dumps(job.to_record(public))
+        # The projection first: daprd 1.18's outbox takes projections out of the operations
+        # while ranging over them, so a record ahead of its projection makes a transaction of
+        # several jobs panic the sidecar (slice bounds out of range); this order it reads right.
         ops = [
-            TransactionalStateOperation(
-                key=key, data=record, etag=etag or None, metadata=stored_meta
-            ),
             TransactionalStateOperation(
                 key=key,
                 data=event_payload(public, self._settings.replica_name),
                 metadata={**event_meta, "outbox.projection": "true"},
+            ),
+            TransactionalStateOperation(
+                key=key, data=record, etag=etag or None, metadata=stored_meta
             ),
         ]
         new_etag = self.next_etag(etag)
@@ -315,12 +318,29 @@ class JobStore:
         self._created.pop(job_key(job_id), None)
 
     async def _write_batch(self, writes: list[Write]) -> list[None | BaseException]:
-        """One transaction for all ``writes``; if it fails, find out which of them stand.
+        """The ``writes`` in as few transactions as may be: one per round of distinct keys.
+
+        Two changes of one job never share a transaction: the outbox matches each record to
+        its event by key (daprd's too), so both events would carry the last one's job, and on
+        state.redis the first could stand while the second lost its etag check.
+        """
+        outcomes: list[None | BaseException] = [None] * len(writes)
+        for batch in distinct_rounds([w.key for w in writes]):
+            answered = await self._write_round([writes[i] for i in batch])
+            for index, outcome in zip(batch, answered, strict=True):
+                outcomes[index] = outcome
+        return outcomes
+
+    async def _write_round(self, writes: list[Write]) -> list[None | BaseException]:
+        """One transaction for all ``writes`` (distinct keys); if it fails, find out which of
+        them stand.
 
         On state.redis an etag failure fails only its own operation (the others are stored,
         and the sidecar's outbox announces exactly those); the atomic stores store none. So
-        read the keys back: a write whose record is there stands, the others are tried alone,
-        where a lost etag check is told from an outage as for any single write.
+        read the keys back: a write whose record is there stands (a creation, whose id is new,
+        stands when any record is there: another replica may have claimed the job since), the
+        others are tried alone, where a lost etag check is told from an outage as for any
+        single write.
         """
         if len(writes) == 1:
             return [await _outcome(self._transact(writes[0]))]
@@ -339,14 +359,8 @@ class JobStore:
             stored = await self.bulk_get(list(dict.fromkeys(w.key for w in writes)))
         except StoreUnavailable as exc:
             return [exc] * len(writes)
-        return list(
-            await asyncio.gather(
-                *(
-                    _done() if stored.get(w.key) == json.loads(w.record) else self._retry(w)
-                    for w in writes
-                )
-            )
-        )
+        settled = (_done() if stood(w, stored) else self._retry(w) for w in writes)
+        return list(await asyncio.gather(*settled))
 
     async def _retry(self, write: Write) -> None | BaseException:
         return await _outcome(self._transact(write))
@@ -429,6 +443,27 @@ class JobStore:
             return {}
         found = await self._read_bulk(keys, parallelism=1)
         return {key: read[0] for key, read in found.items() if not isinstance(read, BaseException)}
+
+
+def distinct_rounds(keys: list[str]) -> list[list[int]]:
+    """Indexes of ``keys`` in rounds, in order, no key twice in a round: the n-th write of a
+    key goes in round n."""
+    rounds: list[list[int]] = []
+    seen: dict[str, int] = {}
+    for index, key in enumerate(keys):
+        n = seen.get(key, 0)
+        seen[key] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(index)
+    return rounds
+
+
+def stood(write: Write, stored: dict[str, dict[str, Any]]) -> bool:
+    """Whether ``write`` is applied, judged by its key's record as read back after the batch."""
+    if write.key not in stored:
+        return False
+    return not write.etag or stored[write.key] == json.loads(write.record)
 
 
 async def _outcome(call: Awaitable[None]) -> None | BaseException:

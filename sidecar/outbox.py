@@ -65,7 +65,6 @@ _MARKER_WAITS = (0.0, 0.001, 0.002, 0.004, 0.008, 0.016, 0.05, 0.1, 0.25, 0.5, 1
 #: Seconds after the first try past which no pause is begun (daprd's MaxElapsedTime): the
 #: schedule ends sooner when the store is slow to answer or to fail.
 _MARKER_PATIENCE = 10.0
-_CONSUMERS = 10
 _OUTCOME_TTL = 120.0  #: seconds an unclaimed transaction outcome is kept
 _RELAY_FAILED = "failed to publish outbox topic to pubsub %s: the event of %s cannot be read: %s"
 _LOOKUP_FAILED = "failed to publish outbox topic to pubsub %s: %s, %s"
@@ -100,6 +99,40 @@ def outbox_config(component: Component) -> OutboxConfig | None:
         outbox_pubsub=meta.get("outboxPubsub") or pubsub,
         discard_when_missing=_truthy(meta.get("outboxDiscardWhenMissingState")),
     )
+
+
+class ProjectionPanic(Exception):
+    """A transaction daprd 1.18's outbox panics on (see ``take_projections``)."""
+
+
+def take_projections(
+    operations: Sequence[SetRequest | DeleteRequest],
+) -> tuple[list[SetRequest | DeleteRequest], dict[str, SetRequest]]:
+    """The operations left to apply, and the projections by key, as daprd 1.18.3's
+    PublishInternal takes them out: ranging over the operations while removing each projection
+    with ``append(operations[:i], operations[i+1:]...)``. The range goes on over the original
+    slice, whose array the removals shift: the operation after a projection is skipped, and
+    the last ones are read again. So a projection right after another is kept as a plain
+    upsert, and a projection read past the shortened length panics (``slice bounds out of
+    range``): with several records each ahead of its projection, for one. A projection ahead
+    of its record, for each key, reads right. The last projection of a key wins.
+    """
+    array = list(operations)
+    length = len(array)
+    projections: dict[str, SetRequest] = {}
+    for index in range(len(array)):
+        op = array[index]
+        if not isinstance(op, SetRequest) or not _truthy(op.metadata.get("outbox.projection")):
+            continue
+        projections[op.key] = op
+        if index + 1 > length:
+            raise ProjectionPanic(
+                f"daprd 1.18's outbox panics on this transaction (runtime error: slice bounds "
+                f"out of range [{index + 1}:{length}]): put each projection ahead of its record"
+            )
+        array[index : length - 1] = array[index + 1 : length]
+        length -= 1
+    return array[:length], projections
 
 
 def internal_topic(app_id: str, topic: str, namespace: str) -> str:
@@ -227,7 +260,9 @@ class Outbox:
             topic = internal_topic(self._app_id, config.publish_topic, self._namespace)
             # daprd ignores Subscribe's error here (the component logged it): no retry.
             with contextlib.suppress(SubscribeFailedError):
-                await pubsub.subscribe(topic, self._handler(config), concurrency=_CONSUMERS)
+                # As many workers as the component's ``concurrency`` (contrib's pubsub.redis
+                # starts that many per component).
+                await pubsub.subscribe(topic, self._handler(config), concurrency=0)
 
     async def close(self) -> None:
         self._closed = True
@@ -248,16 +283,17 @@ class Outbox:
         topic = internal_topic(self._app_id, config.publish_topic, self._namespace)
         if not self._may_publish(config.outbox_pubsub, topic):
             raise outbox_error(self._app_id, Exception(not_allowed_message(topic, self._app_id)))
-        projections = {
-            op.key: op
-            for op in operations
-            if isinstance(op, SetRequest) and _truthy(op.metadata.get("outbox.projection"))
-        }
-        kept = [
-            op
-            for op in operations
-            if not (isinstance(op, SetRequest) and _truthy(op.metadata.get("outbox.projection")))
-        ]
+        try:
+            kept, projections = take_projections(operations)
+        except ProjectionPanic as exc:
+            # daprd's process would crash here; failing the call is as close as is useful.
+            logger.error("outbox: %s", exc)
+            raise DaprError(
+                "ERR_STATE_TRANSACTION",
+                f"error while executing state transaction: {exc}",
+                500,
+                grpc.StatusCode.INTERNAL,
+            ) from None
         publisher = self._direct.get(store)
         # Where the app may not publish the event, daprd's relay fails after the commit: the
         # long way does the same.

@@ -16,10 +16,11 @@ from typing import Any
 
 import redis
 
+from dapr_support.jsonbytes import dumps
 from job_orchestrator import jobs
 from job_orchestrator.jobs import Job, JobStatus
 from job_orchestrator.sidecar_client import connect
-from job_orchestrator.store import Conflict, JobStore
+from job_orchestrator.store import Conflict, JobStore, Write, distinct_rounds, stood
 from tests.conftest import RedisServer
 from tests.job_orchestrator.inprocess import InProcess
 from tests.procs import wait_until
@@ -103,8 +104,11 @@ async def test_a_batch_with_a_stale_etag_stores_and_announces_exactly_the_others
 
 
 async def test_two_changes_of_one_job_in_one_batch_end_with_one_winner(
-    inproc: InProcess,
+    inproc: InProcess, redis_server: RedisServer
 ) -> None:
+    """And its event is the winner's: the outbox matches records to events by key, so the two
+    changes never share a transaction (together, the standing completion went out carrying
+    the losing cancel's job)."""
     store = await open_store(inproc)
     try:
         job = running_job("batch-test")
@@ -113,12 +117,29 @@ async def test_two_changes_of_one_job_in_one_batch_end_with_one_winner(
         now = time.time()
         completed = jobs.transition(job, JobStatus.COMPLETED, now)
         canceled = jobs.transition(job, JobStatus.CANCELED, now)
+        calls = store.calls
         outcomes = await write_together(store, [(completed, etag), (canceled, etag)])
         assert [isinstance(o, Conflict) for o in outcomes] == [False, True], outcomes
+        assert store.calls - calls >= 2  # one transaction each
         stored, _ = await store.get(job.id)
         assert stored is not None and stored.status == JobStatus.COMPLETED
     finally:
         await store.close()
+    stream = redis.Redis(host="127.0.0.1", port=redis_server.port)
+
+    def announced() -> list[tuple[str, str]]:
+        found = [json.loads(fields[b"data"]) for _, fields in stream.xrange(inproc.topic)]
+        return [(e["type"], e["data"]["status"]) for e in found if e.get("subject") == job.id]
+
+    wait_until(lambda: len(announced()) == 2, timeout=15)
+    time.sleep(0.5)  # a stray event would come within the relay's first looks
+    assert announced() == [("job.updated", "InProgress"), ("job.completed", "Completed")]
+
+
+def test_the_changes_of_one_job_go_in_rounds_of_distinct_keys() -> None:
+    assert distinct_rounds(["a", "b", "c"]) == [[0, 1, 2]]
+    assert distinct_rounds(["a", "b", "a", "a", "c", "b"]) == [[0, 1, 4], [2, 5], [3]]
+    assert distinct_rounds([]) == []
 
 
 async def test_jobs_with_large_results_go_in_messages_a_sidecar_takes(inproc: InProcess) -> None:
@@ -147,3 +168,16 @@ async def test_jobs_with_large_results_go_in_messages_a_sidecar_takes(inproc: In
         assert store.failed_calls == 0
     finally:
         await store.close()
+
+
+def test_a_creation_stands_when_its_key_holds_any_record_after_a_failed_batch() -> None:
+    """Its id is new, so any record there is the job it created, maybe claimed or finished by
+    another replica since: sending the creation again would put the job back to New and run
+    it a second time."""
+    created = dumps({"id": "j", "status": "New"})
+    claimed = {"id": "j", "status": "InProgress"}
+    assert stood(Write("job-j", "", created, []), {"job-j": claimed})
+    assert not stood(Write("job-j", "", created, []), {})
+    update = dumps({"id": "j", "status": "Completed"})
+    assert not stood(Write("job-j", "3", update, []), {"job-j": claimed})
+    assert stood(Write("job-j", "3", update, []), {"job-j": {"id": "j", "status": "Completed"}})

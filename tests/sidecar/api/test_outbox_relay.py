@@ -49,7 +49,11 @@ DAPRD_RELAYED = Template(
 
 @contextmanager
 def relaying(
-    workdir: Path, registry: Path, store_redis: RedisServer, pubsub_redis: RedisServer
+    workdir: Path,
+    registry: Path,
+    store_redis: RedisServer,
+    pubsub_redis: RedisServer,
+    **pubsub_metadata: str,
 ) -> Iterator[tuple[Sidecar, str]]:
     """A sidecar with an outbox store on ``store_redis`` and its pubsub on ``pubsub_redis``;
     with the topic the outbox publishes to."""
@@ -65,7 +69,8 @@ def relaying(
             "outboxPublishTopic": topic,
         },
     )
-    pubsub = component("pubsub", "pubsub.redis", {"redisHost": pubsub_redis.host})
+    pubsub_spec = {"redisHost": pubsub_redis.host, **pubsub_metadata}
+    pubsub = component("pubsub", "pubsub.redis", pubsub_spec)
     (folder / "c.yaml").write_text(store + "---\n" + pubsub)
     car = Sidecar(unique("relay"), folder, registry, log_dir=workdir).start()
     try:
@@ -204,3 +209,22 @@ def test_a_marker_unreadable_for_seconds_is_relayed_once_the_store_answers(
         assert time.monotonic() - sent < 12  # within daprd's schedule
         with client(own_redis) as r:
             wait_until(lambda: r.exists(stored_as) == 0, timeout=10)
+
+
+def test_the_relay_has_as_many_workers_as_the_outbox_pubsubs_concurrency(
+    workdir: Path, registry: Path, redis_server: RedisServer
+) -> None:
+    """Messages whose transaction failed (no marker will come) each hold a relay worker for
+    daprd's ~10 s; contrib's pubsub.redis runs ``concurrency`` workers, so with 20 of them the
+    event behind 15 such messages still goes out at once (the sidecar used to run 10)."""
+    with relaying(workdir, registry, redis_server, redis_server, concurrency="20") as (car, topic):
+        internal = internal_topic(car.app_id, topic, "default")
+        marker = f"outbox-{uuid.uuid4()}"
+        save_marker(redis_server, marker)
+        with client(redis_server) as r:
+            for _ in range(15):
+                r.xadd(internal, {"data": daprd_message(f"outbox-{uuid.uuid4()}")})
+            sent = time.monotonic()
+            r.xadd(internal, {"data": daprd_message(marker)})
+        wait_until(lambda: published(redis_server, topic, marker), timeout=15)
+        assert time.monotonic() - sent < 8  # not behind the failed ones' 10 s

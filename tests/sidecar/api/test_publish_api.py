@@ -407,6 +407,48 @@ def test_outbox_projection_and_failed_transaction(
     assert not delivered(app, "/events/outbox", failed_key)
 
 
+def _record_and_projection(key: str, projection_first: bool) -> list[dict[str, Any]]:
+    record = {"operation": "upsert", "request": {"key": key, "value": {"full": key}}}
+    projection = {
+        "operation": "upsert",
+        "request": {
+            "key": key,
+            "value": {"projected": key},
+            "metadata": {"outbox.projection": "true", "contentType": "application/json"},
+        },
+    }
+    return [projection, record] if projection_first else [record, projection]
+
+
+@OUTBOX_STORES
+def test_projections_of_several_keys_are_taken_as_daprd_takes_them(
+    sidecar: Sidecar, app: TinyApp, store: str
+) -> None:
+    """daprd 1.18.3 removes projections from the operations while ranging over them, so with
+    each record ahead of its projection a transaction of two keys panics it (slice bounds out
+    of range: the process dies); here the call fails and stores nothing. With each projection
+    ahead of its record, every key is stored and announced with its projection."""
+    first, second = unique("panics-a"), unique("panics-b")
+    ops = _record_and_projection(first, False) + _record_and_projection(second, False)
+    with httpx.Client(base_url=sidecar.http, timeout=10) as http:
+        refused = http.post(f"/v1.0/state/{store}/transaction", json={"operations": ops})
+        assert refused.status_code == 500, refused.text
+        assert refused.json()["errorCode"] == "ERR_STATE_TRANSACTION"
+        assert "slice bounds out of range [4:2]" in refused.json()["message"]
+        assert http.get(f"/v1.0/state/{store}/{first}").status_code == 204
+
+        keys = [unique("reads-right") for _ in range(3)]
+        ops = [op for key in keys for op in _record_and_projection(key, True)]
+        answer = http.post(f"/v1.0/state/{store}/transaction", json={"operations": ops})
+        assert answer.status_code == 204, answer.text
+        for key in keys:
+            assert http.get(f"/v1.0/state/{store}/{key}").json() == {"full": key}
+    for key in keys:
+        wait_until(lambda key=key: delivered(app, "/events/outbox", key), timeout=15)
+        assert delivered(app, "/events/outbox", key)[0]["event"]["data"] == {"projected": key}
+    assert not delivered(app, "/events/outbox", first)
+
+
 @OUTBOX_STORES
 def test_outbox_announces_exactly_what_a_partly_applied_redis_transaction_stored(
     sidecar: Sidecar, app: TinyApp, store: str
