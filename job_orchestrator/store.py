@@ -276,7 +276,7 @@ class JobStore:
         record = dumps(job.to_record(public))
         # The projection first: daprd 1.18's outbox takes projections out of the operations
         # while ranging over them, so a record ahead of its projection makes a transaction of
-        # several jobs panic the sidecar (slice bounds out of range); this order it reads right.
+        # several jobs panic daprd (slice bounds out of range); this order it reads right.
         ops = [
             TransactionalStateOperation(
                 key=key,
