@@ -23,6 +23,7 @@ from job_orchestrator.index import JobIndex
 from job_orchestrator.listing import QueryListing
 from job_orchestrator.longpoll import LongPoll
 from job_orchestrator.metrics import JobMetrics, LiveCounts
+from job_orchestrator.reannounce import Reannounce
 from job_orchestrator.requeue import Requeue
 from job_orchestrator.service import JobService
 from job_orchestrator.settings import Settings
@@ -71,6 +72,10 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
         if settings.runs_api and settings.requeue_after_seconds > 0:
             requeue = Requeue(store, settings.requeue_after_seconds)
             tasks.append(asyncio.create_task(requeue.run()))
+        reannounce = None
+        if store.at_risk is not None:
+            reannounce = Reannounce(store, store.at_risk)
+            tasks.append(asyncio.create_task(reannounce.run()))
         service = JobService(
             store, handlers, waiters, worker, listing, settings, metrics=metrics, requeue=requeue
         )
@@ -80,7 +85,7 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
         app.state.worker = worker
         app.state.requeue = requeue
         app.state.service = service
-        metrics.watch(_live_counts(service))
+        metrics.watch(_live_counts(service, reannounce))
         logger.info(
             "job-orchestrator %s up as %s (listing via %s, job types: %s)",
             settings.replica_name,
@@ -161,7 +166,7 @@ def begin_shutdown(app: FastAPI) -> None:
         worker.begin_shutdown(app.state.settings.shutdown_grace_seconds)
 
 
-def _live_counts(service: JobService) -> LiveCounts:
+def _live_counts(service: JobService, reannounce: Reannounce | None) -> LiveCounts:
     worker, slots, store, requeue = (
         service.worker,
         service.waiter_slots,
@@ -176,6 +181,8 @@ def _live_counts(service: JobService) -> LiveCounts:
         sidecar_failures=lambda: store.failed_calls,
         unheard=lambda: len(requeue.unheard) if requeue is not None else 0,
         reannounced=lambda: requeue.announced if requeue is not None else 0,
+        finals_suspect=lambda: store.at_risk.suspects if store.at_risk is not None else 0,
+        finals_reannounced=lambda: reannounce.announced if reannounce is not None else 0,
     )
 
 

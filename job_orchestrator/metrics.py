@@ -35,6 +35,8 @@ class LiveCounts:
     sidecar_failures: Callable[[], int]  #: of those, the ones that failed (sidecar or store down)
     unheard: Callable[[], int]  #: jobs created here that nobody was heard to take up yet
     reannounced: Callable[[], int]  #: jobs still New long after creation, announced again
+    finals_suspect: Callable[[], int]  #: finals a store failure may have cost their event
+    finals_reannounced: Callable[[], int]  #: of those, the ones published again
 
 
 class _LiveCollector(Collector):
@@ -77,6 +79,18 @@ class _LiveCollector(Collector):
             "Jobs created here that were still New JOB_REQUEUE_AFTER_SECONDS later with nothing "
             "heard of them, and had their job.created published again",
             live.reannounced(),
+        )
+        yield GaugeMetricFamily(
+            "job_orchestrator_finals_suspect",
+            "Jobs made final here shortly before the state store failed, whose final event the "
+            "outbox relay may have given up, waiting to be announced again",
+            live.finals_suspect(),
+        )
+        yield CounterMetricFamily(
+            "job_orchestrator_finals_reannounced",
+            "Final events published again because the state store failed within "
+            "JOB_FINALS_AT_RISK_SECONDS of their first publication",
+            live.finals_reannounced(),
         )
 
 

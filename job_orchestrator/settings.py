@@ -65,6 +65,10 @@ class Settings:
     #: A job this replica created that is still New this long after, with nothing heard of it,
     #: is announced again (requeue.py); 0 turns that off.
     requeue_after_seconds: float = 60.0
+    #: How long each final event written here is watched for a state-store failure that may
+    #: have made the outbox relay give it up; the finals of such a window are announced again
+    #: (reannounce.py). 0 turns that off.
+    finals_at_risk_seconds: float = 30.0
     #: After SIGTERM, how long running jobs (their deliveries are open requests) may finish.
     shutdown_grace_seconds: int = 10
     #: Plain-function handlers that may run at once (threads, made as needed); keep it at
@@ -135,6 +139,9 @@ class Settings:
             requeue_after_seconds=_float(
                 env, "JOB_REQUEUE_AFTER_SECONDS", cls.requeue_after_seconds
             ),
+            finals_at_risk_seconds=_float(
+                env, "JOB_FINALS_AT_RISK_SECONDS", cls.finals_at_risk_seconds
+            ),
             job_handlers=tuple(
                 spec.strip() for spec in env.get("JOB_HANDLERS", "").split(",") if spec.strip()
             ),
@@ -145,6 +152,11 @@ class Settings:
             raise SettingsError(
                 f"JOB_REQUEUE_AFTER_SECONDS={settings.requeue_after_seconds:g}: expected 0 (off) "
                 "or more"
+            )
+        if settings.finals_at_risk_seconds < 0:
+            raise SettingsError(
+                f"JOB_FINALS_AT_RISK_SECONDS={settings.finals_at_risk_seconds:g}: expected 0 "
+                "(off) or more"
             )
         if settings.idempotency_retention_seconds > settings.retention_seconds:
             # A key outliving its job would take the job's absence for a creator that died

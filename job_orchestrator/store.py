@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, TypeVar
 
@@ -23,6 +24,7 @@ from grpc.aio import AioRpcError
 from dapr_support.batching import Batcher
 from dapr_support.clients import ClientKeeper, sidecar_healthy
 from dapr_support.jsonbytes import dumps
+from job_orchestrator.at_risk import AtRisk
 from job_orchestrator.errors import StoreUnavailable
 from job_orchestrator.events import event_payload, outbox_metadata
 from job_orchestrator.jobs import Job, valid_job_id
@@ -85,6 +87,11 @@ class JobStore:
         #: the etag after our own write is known without reading it back. A running job's
         #: next write uses it (see Run.trusted); a wrong one costs a failed write and a read.
         self.counted_etags = False
+        #: The finals written here lately, and those a store failure may have cost their
+        #: event (reannounce.py announces those again); None when JOB_FINALS_AT_RISK_SECONDS=0.
+        self.at_risk = (
+            AtRisk(settings.finals_at_risk_seconds) if settings.finals_at_risk_seconds else None
+        )
         self.query_api = False
         #: Jobs this process created (state key -> the job and its etag), until their queue
         #: delivery takes one here, a later write here or a change heard from another replica
@@ -138,8 +145,14 @@ class JobStore:
             return await self._answer(what, call)
         except StoreUnavailable:
             if not may_conflict:
-                self.failed_calls += 1
+                self._failed()
             raise
+
+    def _failed(self) -> None:
+        """A call failed for want of the sidecar or the store (not a lost compare-and-swap)."""
+        self.failed_calls += 1
+        if self.at_risk is not None:
+            self.at_risk.failed(time.monotonic())
 
     async def _answer(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -166,7 +179,7 @@ class JobStore:
         try:
             return await queued
         except TimeoutError:
-            self.failed_calls += 1
+            self._failed()
             raise StoreUnavailable(f"{what}: no answer within {CALL_TIMEOUT_SECONDS:g} s") from None
 
     async def _read_batch(self, keys: list[str]) -> list[tuple[Any, str] | BaseException]:
@@ -195,7 +208,7 @@ class JobStore:
             )
         except StoreUnavailable as exc:
             if len(keys) == 1 or grpc_code(exc) is not StatusCode.RESOURCE_EXHAUSTED:
-                self.failed_calls += 1
+                self._failed()
                 raise
             half = len(keys) // 2
             first = await self._read_bulk(keys[:half], parallelism)
@@ -254,7 +267,7 @@ class JobStore:
                 current, current_etag = await self.get_raw(key)
                 if (first_write and current is not None) or (etag and current_etag != etag):
                     raise Conflict(key) from exc
-            self.failed_calls += 1
+            self._failed()
             raise
 
     async def renew_lease(self, job: Job, etag: str) -> str:
@@ -295,9 +308,13 @@ class JobStore:
                 "saving a job",
                 self._writes.submit(Write(key, etag, record, ops), CALL_TIMEOUT_SECONDS),
             )
-        except BaseException:
+        except BaseException as exc:
             self._created.pop(key, None)
+            if job.is_final and isinstance(exc, StoreUnavailable) and self.at_risk is not None:
+                self.at_risk.unsure(job.id)  # it may have committed, its event unrelayed
             raise
+        if job.is_final and self.at_risk is not None:
+            self.at_risk.wrote(job.id, time.monotonic())
         return new_etag
 
     def _remember(self, key: str, created: Job | None, etag: str) -> None:
@@ -390,7 +407,7 @@ class JobStore:
                 _, current = await self.get_raw(key)
                 if current != etag:
                     raise Conflict(key) from None
-            self.failed_calls += 1
+            self._failed()
             raise
 
     async def mutate(

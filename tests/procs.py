@@ -184,6 +184,18 @@ class PostgresCluster:
             capture_output=True,
             cwd="/",
         )
+        return self._launch()
+
+    def kill9(self) -> None:
+        """kill -9 the server and its backends, as a crash of its machine would."""
+        if self.proc is not None:
+            self.proc.kill9()
+
+    def restart(self) -> PostgresCluster:
+        """Start the server again on its data (it recovers from a crash as it would)."""
+        return self._launch()
+
+    def _launch(self) -> PostgresCluster:
         self.proc = ManagedProcess(
             "postgres",
             self._as_postgres(

@@ -26,6 +26,9 @@ def test_defaults_and_overrides() -> None:
     assert (limits.job_threads, limits.max_result_bytes) == (64, 1048576)
     assert default.requeue_after_seconds == 60.0
     assert Settings.from_env({"JOB_REQUEUE_AFTER_SECONDS": "0"}).requeue_after_seconds == 0
+    assert default.finals_at_risk_seconds == 30.0
+    off = Settings.from_env({"JOB_FINALS_AT_RISK_SECONDS": "0"})
+    assert off.finals_at_risk_seconds == 0
 
 
 @pytest.mark.parametrize(
@@ -39,6 +42,8 @@ def test_defaults_and_overrides() -> None:
         {"MAX_RESULT_BYTES": "lots"},
         {"JOB_REQUEUE_AFTER_SECONDS": "-1"},
         {"JOB_REQUEUE_AFTER_SECONDS": "a minute"},
+        {"JOB_FINALS_AT_RISK_SECONDS": "-5"},
+        {"JOB_FINALS_AT_RISK_SECONDS": "half a minute"},
         # A key outliving its job would start the job again once the job expired.
         {"IDEMPOTENCY_RETENTION_SECONDS": "3600", "JOB_RETENTION_SECONDS": "600"},
     ],
