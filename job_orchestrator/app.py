@@ -181,6 +181,7 @@ def _live_counts(service: JobService, reannounce: Reannounce | None) -> LiveCoun
         sidecar_failures=lambda: store.failed_calls,
         unheard=lambda: len(requeue.unheard) if requeue is not None else 0,
         reannounced=lambda: requeue.announced if requeue is not None else 0,
+        held_back=lambda: store.breaker.refused,
         finals_suspect=lambda: store.at_risk.suspects if store.at_risk is not None else 0,
         finals_reannounced=lambda: reannounce.announced if reannounce is not None else 0,
     )

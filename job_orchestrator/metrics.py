@@ -35,6 +35,7 @@ class LiveCounts:
     sidecar_failures: Callable[[], int]  #: of those, the ones that failed (sidecar or store down)
     unheard: Callable[[], int]  #: jobs created here that nobody was heard to take up yet
     reannounced: Callable[[], int]  #: jobs still New long after creation, announced again
+    held_back: Callable[[], int]  #: job changes not sent while the store failed (breaker.py)
     finals_suspect: Callable[[], int]  #: finals a store failure may have cost their event
     finals_reannounced: Callable[[], int]  #: of those, the ones published again
 
@@ -79,6 +80,13 @@ class _LiveCollector(Collector):
             "Jobs created here that were still New JOB_REQUEUE_AFTER_SECONDS later with nothing "
             "heard of them, and had their job.created published again",
             live.reannounced(),
+        )
+        yield CounterMetricFamily(
+            "job_orchestrator_changes_held_back",
+            "Job changes failed without being sent, as the state store had failed every call "
+            "for over a second (one is sent every 0.5 s to see whether it is back): each would "
+            "have left an outbox message for the relay to look up in vain",
+            live.held_back(),
         )
         yield GaugeMetricFamily(
             "job_orchestrator_finals_suspect",

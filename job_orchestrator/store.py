@@ -25,6 +25,7 @@ from dapr_support.batching import Batcher
 from dapr_support.clients import ClientKeeper, sidecar_healthy
 from dapr_support.jsonbytes import dumps
 from job_orchestrator.at_risk import AtRisk
+from job_orchestrator.breaker import Breaker
 from job_orchestrator.errors import StoreUnavailable
 from job_orchestrator.events import event_payload, outbox_metadata
 from job_orchestrator.jobs import Job, valid_job_id
@@ -36,6 +37,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ABORTED = StatusCode.ABORTED
+#: What the sidecar answers to a request it refuses as such, the store being fine.
+REFUSALS = frozenset({StatusCode.RESOURCE_EXHAUSTED, StatusCode.INVALID_ARGUMENT})
 
 #: How many times a compare-and-swap re-reads after losing a race before giving up.
 CAS_ATTEMPTS = 8
@@ -89,6 +92,8 @@ class JobStore:
         self.counted_etags = False
         #: The finals written here lately, and those a store failure may have cost their
         #: event (reannounce.py announces those again); None when JOB_FINALS_AT_RISK_SECONDS=0.
+        #: Holds job changes back while the store is down (each would leave an outbox message).
+        self.breaker = Breaker()
         self.at_risk = (
             AtRisk(settings.finals_at_risk_seconds) if settings.finals_at_risk_seconds else None
         )
@@ -142,17 +147,24 @@ class JobStore:
         """
         self.calls += 1
         try:
-            return await self._answer(what, call)
-        except StoreUnavailable:
+            answer = await self._answer(what, call)
+        except StoreUnavailable as exc:
             if not may_conflict:
-                self._failed()
+                self._failed(exc)
             raise
+        self.breaker.answered()
+        return answer
 
-    def _failed(self) -> None:
-        """A call failed for want of the sidecar or the store (not a lost compare-and-swap)."""
+    def _failed(self, exc: BaseException | None = None) -> None:
+        """A call failed for want of the sidecar or the store (not a lost compare-and-swap),
+        or was refused as too large or malformed: that one tells nothing of the store."""
         self.failed_calls += 1
+        if exc is not None and grpc_code(exc) in REFUSALS:
+            return
+        now = time.monotonic()
+        self.breaker.failed(now)
         if self.at_risk is not None:
-            self.at_risk.failed(time.monotonic())
+            self.at_risk.failed(now)
 
     async def _answer(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -208,7 +220,7 @@ class JobStore:
             )
         except StoreUnavailable as exc:
             if len(keys) == 1 or grpc_code(exc) is not StatusCode.RESOURCE_EXHAUSTED:
-                self._failed()
+                self._failed(exc)
                 raise
             half = len(keys) // 2
             first = await self._read_bulk(keys[:half], parallelism)
@@ -267,7 +279,7 @@ class JobStore:
                 current, current_etag = await self.get_raw(key)
                 if (first_write and current is not None) or (etag and current_etag != etag):
                     raise Conflict(key) from exc
-            self._failed()
+            self._failed(exc)
             raise
 
     async def renew_lease(self, job: Job, etag: str) -> str:
@@ -280,6 +292,14 @@ class JobStore:
         ``etag`` "" means create. Final jobs get the retention TTL. Returns the new etag when
         predictable, else "".
         """
+        now = time.monotonic()
+        if not self.breaker.allows(now):
+            since = self.breaker.failing_since or now
+            raise StoreUnavailable(
+                f"saving a job: not tried, the state store has failed every call for "
+                f"{now - since:.1f} s (a change is let through every "
+                f"{self.breaker.trial_every:g} s to see whether it is back)"
+            )
         key = job_key(job.id)
         event_meta = outbox_metadata(job)
         stored_meta = dict(event_meta)
@@ -400,14 +420,14 @@ class JobStore:
                 lambda: self._client.execute_state_transaction(self._store, write.ops),
                 may_conflict=True,
             )
-        except StoreUnavailable:
+        except StoreUnavailable as exc:
             # A stale etag inside a transaction surfaces as a generic transaction error (daprd
             # maps it to INTERNAL), so re-read: a changed etag means we lost the race.
             if etag:
                 _, current = await self.get_raw(key)
                 if current != etag:
                     raise Conflict(key) from None
-            self._failed()
+            self._failed(exc)
             raise
 
     async def mutate(

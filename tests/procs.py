@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -145,6 +146,30 @@ def postgres_bin_dir() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
+def _pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command's name (state, parent, ...)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()
+
+
+def _parent(pid: int) -> int | None:
+    fields = _stat(pid)
+    return int(fields[1]) if fields else None
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
 class PostgresCluster:
     """A throwaway PostgreSQL cluster on 127.0.0.1; runs as the ``postgres`` user when root."""
 
@@ -187,9 +212,28 @@ class PostgresCluster:
         return self._launch()
 
     def kill9(self) -> None:
-        """kill -9 the server and its backends, as a crash of its machine would."""
-        if self.proc is not None:
-            self.proc.kill9()
+        """kill -9 the server and its backends, as a crash of its machine would.
+
+        Backends lead process groups of their own, so they are killed one by one; the lock
+        files go too (a machine that crashed starts without the old processes).
+        """
+        if self.proc is None:
+            return
+        lock = self.data / "postmaster.pid"
+        postmaster = int(lock.read_text().split()[0]) if lock.exists() else None
+        doomed = [pid for pid in _pids() if _parent(pid) == postmaster]
+        self.proc.kill9()
+        for pid in doomed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        pids = [*doomed, *([postmaster] if postmaster else [])]
+        while any(_running(pid) for pid in pids):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"PostgreSQL processes {pids} outlived kill -9")
+            time.sleep(0.02)
+        for path in (lock, *self.dir.glob(f".s.PGSQL.{self.port}*")):
+            path.unlink(missing_ok=True)
 
     def restart(self) -> PostgresCluster:
         """Start the server again on its data (it recovers from a crash as it would)."""

@@ -1,11 +1,15 @@
-"""A final event written shortly before the state store failed is published again once it answers.
+"""A state-store outage on the outbox's long way: no final event lost, few messages left behind.
 
-The outbox relay reads each event's marker from the state store before it publishes, and gives
-the event up after ~10 s of failed reads (daprd's relay, and the sidecar's on another replica).
-The store here is PostgreSQL, so events take the outbox's long way; the fault is made for real
-by kill -9 of the server. Which relay takes the internal message cannot be chosen, so these
-tests check what makes the loss harmless: the writer announces its recent finals again after
-the store failed, and leaves alone the ones whose window passed with the store answering.
+The store here is PostgreSQL, so events take the outbox's long way: the sidecar puts an internal
+message on a topic before it commits, and a relay reads the commit's marker from the store
+before it publishes. Faults are made for real, by kill -9 of the server.
+
+- The relay gives an event up after ~10 s of failed reads (daprd's, and the sidecar's on
+  another replica). Which relay takes a message cannot be chosen, so the tests check what makes
+  the loss harmless: the writer announces its recent finals again after the store failed, and
+  leaves alone the ones whose window passed with the store answering.
+- Every change the store refuses still leaves its internal message, which a relay looks up for
+  ~10 s: the replica stops sending changes after a second of failures, but for trials.
 """
 
 from __future__ import annotations
@@ -90,6 +94,15 @@ class Cluster:
         time.sleep(seconds)
         self.pg.restart()
 
+    def internal_messages(self) -> int:
+        """Messages on the outbox's internal topic so far (relayed or not); daprd names it
+        namespace + app id + topic + "outbox", the namespace "default" outside Kubernetes."""
+        conn = redis.Redis(host="127.0.0.1", port=self.broker.port)
+        try:
+            return int(conn.xlen(f"defaultjob-orchestrator{self.topic}outbox"))
+        finally:
+            conn.close()
+
     def stop(self) -> None:
         self.client.close()
         self.replica.stop()
@@ -138,3 +151,34 @@ def test_a_final_whose_watch_passed_with_the_store_answering_is_not_announced_ag
     wait_until(lambda: len(cluster.finals_of(other)) == 2, timeout=ANNOUNCED_WITHIN)
     assert len(cluster.finals_of(job_id)) == 1
     assert cluster.metric("job_orchestrator_finals_reannounced") == 1
+
+
+def test_submissions_to_a_store_that_stays_down_leave_few_outbox_messages(
+    cluster: Cluster,
+) -> None:
+    """Each refused submission would hold a relay worker ~10 s after the outage: hundreds of
+    them delay every later event. After a second of failures, one change per 0.5 s is sent."""
+    cluster.completed_job()
+    before = cluster.internal_messages()
+    assert before >= 3  # the job's creation, claim and completion went this way
+    cluster.pg.kill9()
+    first = cluster.client.post("/jobs", json={"input": {"seconds": 0}})
+    assert first.status_code == 503, first.text
+    time.sleep(1.2)
+    started = time.monotonic()
+    answers = [cluster.client.post("/jobs", json={"input": {"seconds": 0}}) for _ in range(40)]
+    took = time.monotonic() - started
+    assert {a.status_code for a in answers} == {503}
+    assert all(a.headers["retry-after"] for a in answers)
+    left = cluster.internal_messages() - before
+    # The first submissions, the trials (one per 0.5 s); the relay's lookups add none.
+    assert left <= 3 + took / 0.5, (left, took)
+    assert "not tried" in answers[-1].json()["detail"]
+    assert cluster.metric("job_orchestrator_changes_held_back") >= 40 - 1 - took / 0.5
+
+    cluster.pg.restart()
+
+    def accepted() -> bool:
+        return cluster.client.post("/jobs", json={"input": {"seconds": 0}}).status_code == 202
+
+    wait_until(accepted, timeout=20, interval=0.2)
