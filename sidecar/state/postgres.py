@@ -52,6 +52,9 @@ _UNAVAILABLE = (
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
+    # A connection the server dropped mid-call can answer the next call with this ("cannot
+    # switch to state 15; another operation (2) is in progress", seen as PostgreSQL is killed).
+    asyncpg.exceptions.InternalClientError,
 )
 _LIVE = "(expiredate IS NULL OR expiredate >= CURRENT_TIMESTAMP)"
 _EXPIRES = (
