@@ -37,7 +37,7 @@ pytestmark = [
 ]
 
 #: The watch on each final (JOB_FINALS_AT_RISK_SECONDS), short so a test can outlive it.
-AT_RISK_SECONDS = 4
+AT_RISK_SECONDS = 6
 #: Bound on the announcement once the store is back (a tick, a read, a write, the relay).
 ANNOUNCED_WITHIN = 30.0
 
