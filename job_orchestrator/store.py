@@ -90,10 +90,10 @@ class JobStore:
         #: the etag after our own write is known without reading it back. A running job's
         #: next write uses it (see Run.trusted); a wrong one costs a failed write and a read.
         self.counted_etags = False
-        #: The finals written here lately, and those a store failure may have cost their
-        #: event (reannounce.py announces those again); None when JOB_FINALS_AT_RISK_SECONDS=0.
         #: Holds job changes back while the store is down (each would leave an outbox message).
         self.breaker = Breaker()
+        #: The finals written here lately, and those a store failure may have cost their
+        #: event (reannounce.py announces those again); None when JOB_FINALS_AT_RISK_SECONDS=0.
         self.at_risk = (
             AtRisk(settings.finals_at_risk_seconds) if settings.finals_at_risk_seconds else None
         )

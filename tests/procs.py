@@ -221,7 +221,7 @@ class PostgresCluster:
             return
         lock = self.data / "postmaster.pid"
         postmaster = int(lock.read_text().split()[0]) if lock.exists() else None
-        doomed = [pid for pid in _pids() if _parent(pid) == postmaster]
+        doomed = [pid for pid in _pids() if _parent(pid) == postmaster] if postmaster else []
         self.proc.kill9()
         for pid in doomed:
             with contextlib.suppress(ProcessLookupError):
