@@ -175,12 +175,24 @@ async def start_job_with_timeout(
     idempotency_key: IdempotencyKeyDep,
 ) -> JSONResponse:
     """Start a job and wait up to `timeoutSeconds` for it: 200 with the result, else 202."""
+    return await start_answer(service, body, caller, trace, idempotency_key, _client_gone(request))
+
+
+async def start_answer(
+    service: JobService,
+    body: JobRequest,
+    caller: str | None,
+    trace: str | None,
+    idempotency_key: str | None,
+    gone: ClientGone,
+) -> JSONResponse:
+    """What POST /Jobs/StartJobWithTimeout answers, here or below the framework (fast_submit)."""
     outcome = await service.submit(
         _submission(body, caller),
         wait=service.wait_budget(body.timeoutSeconds),
         idempotency_key=scoped_idempotency_key(idempotency_key, caller),
         traceparent=trace,
-        gone=_client_gone(request),
+        gone=gone,
     )
     return job_response(outcome.job, service.settings.retry_after_seconds, _replay_headers(outcome))
 
@@ -213,14 +225,29 @@ async def submit_job(
 ) -> JSONResponse:
     """Start a job: 202 + Location at once, or honour `Prefer: wait=N` (200 if done in time)."""
     # ``prefer`` documents the header in Swagger; RFC 7240 allows several, so read them all.
-    prefs = parse_prefer(request.headers.getlist("prefer"))
+    preferences = request.headers.getlist("prefer")
+    gone = _client_gone(request)
+    return await submit_answer(service, body, caller, trace, idempotency_key, preferences, gone)
+
+
+async def submit_answer(
+    service: JobService,
+    body: JobRequest,
+    caller: str | None,
+    trace: str | None,
+    idempotency_key: str | None,
+    preferences: list[str],
+    gone: ClientGone,
+) -> JSONResponse:
+    """What POST /jobs answers, here or below the framework (fast_submit)."""
+    prefs = parse_prefer(preferences)
     wait = service.wait_budget(prefs.wait) if prefs.wait is not None else 0.0
     outcome = await service.submit(
         _submission(body, caller),
         wait=wait,
         idempotency_key=scoped_idempotency_key(idempotency_key, caller),
         traceparent=trace,
-        gone=_client_gone(request),
+        gone=gone,
     )
     headers = {"Vary": "Prefer", **_replay_headers(outcome)}
     applied = prefs.applied(

@@ -18,6 +18,7 @@ from job_orchestrator.auth import ApiKeys, document_security, require_app_token
 from job_orchestrator.bodylimit import BodyLimit
 from job_orchestrator.deliveries import SidecarDeliveries
 from job_orchestrator.errors import StoreUnavailable
+from job_orchestrator.fast_submit import FastSubmit
 from job_orchestrator.handlers import HandlerRegistry, default_registry
 from job_orchestrator.index import JobIndex
 from job_orchestrator.listing import QueryListing
@@ -130,6 +131,8 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
     problems.install(
         app, settings.retry_after_seconds, [r for router in routers for r in router.routes]
     )
+    if settings.runs_api:
+        app.add_middleware(FastSubmit)  # inside BodyLimit, which counts what it reads
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_body_bytes, exempt_prefix=subscriptions.INTERNAL_PREFIX
     )

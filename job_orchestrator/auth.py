@@ -72,17 +72,21 @@ class ApiKeys:
         )
 
     def owner_from_headers(self, headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-        """``owner`` for raw ASGI headers (the long-poll path runs below FastAPI)."""
+        """``owner`` for raw ASGI headers, read as FastAPI's security schemes read them (the
+        first of each header): the paths served below FastAPI check keys as the routes do."""
         if not self._owners:
             return None
-        api_key = bearer = None
+        api_key = authorization = None
         for name, value in headers:
-            if name == b"x-api-key":
+            if name == b"x-api-key" and api_key is None:
                 api_key = value.decode("latin-1")
-            elif name == b"authorization":
-                scheme, _, credentials = value.decode("latin-1").partition(" ")
-                if scheme.lower() == "bearer":
-                    bearer = credentials.strip()
+            elif name == b"authorization" and authorization is None:
+                authorization = value.decode("latin-1")
+        bearer = None
+        if authorization is not None:
+            scheme, _, credentials = authorization.partition(" ")
+            if scheme.lower() == "bearer":
+                bearer = credentials.strip()
         return self.owner(api_key, bearer)
 
 

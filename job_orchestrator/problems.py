@@ -106,6 +106,16 @@ def problem_for(exc: BaseException, retry_after: int) -> Problem:
     return Problem(500, "Internal error", "the orchestrator failed unexpectedly; see its log")
 
 
+def problem_response(problem: Problem, instance: str) -> JSONResponse:
+    """``problem`` as the application/problem+json response for ``instance`` (the path)."""
+    return JSONResponse(
+        problem.body(instance),
+        status_code=problem.status,
+        headers=problem.headers,
+        media_type=PROBLEM_JSON,
+    )
+
+
 #: The OpenAPI schema of every documented error answer.
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -162,12 +172,7 @@ def install(app: FastAPI, retry_after: int, routes: Sequence[BaseRoute]) -> None
             problem.headers["Allow"] = allowed_methods(routes, request.scope)
         if problem.status >= 500:
             logger.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
-        return JSONResponse(
-            problem.body(request.url.path),
-            status_code=problem.status,
-            headers=problem.headers,
-            media_type=PROBLEM_JSON,
-        )
+        return problem_response(problem, request.url.path)
 
     for exc_type in (
         OrchestratorError,
