@@ -149,7 +149,8 @@ ensure_redis() {
 }
 
 # dapr.yaml and components/ hold the default ports; when any is overridden, run a copy of them
-# (in data/run/) with the ports replaced, so the real Dapr CLI and the local sidecar both see it.
+# with the ports replaced, so the real Dapr CLI and the local sidecar both see it. The copy is in
+# data/run/<orchestrator port>/: a second run on other ports does not rewrite the first's.
 run_file() {
     local defaults="6379 8000 3500 50001 9090 8001 3501 50002 9091"
     local chosen="$REDIS_PORT $ORCHESTRATOR_PORT $ORCHESTRATOR_DAPR_HTTP_PORT $ORCHESTRATOR_DAPR_GRPC_PORT $ORCHESTRATOR_DAPR_METRICS_PORT $MICROSERVICE_X_PORT $MICROSERVICE_X_DAPR_HTTP_PORT $MICROSERVICE_X_DAPR_GRPC_PORT $MICROSERVICE_X_DAPR_METRICS_PORT"
@@ -165,7 +166,7 @@ from pathlib import Path
 import yaml
 
 root = Path.cwd()
-out = root / "data" / "run"
+out = root / "data" / "run" / os.environ["ORCHESTRATOR_PORT"]
 # From scratch: a component removed from components/ must not live on here.
 shutil.rmtree(out / "components", ignore_errors=True)
 (out / "components").mkdir(parents=True)
@@ -188,7 +189,7 @@ for source in (root / "components").glob("*.yaml"):
     text = source.read_text().replace("127.0.0.1:6379", f"127.0.0.1:{env['REDIS_PORT']}")
     (out / "components" / source.name).write_text(text)
 PY
-    echo data/run/dapr.yaml
+    echo "data/run/$ORCHESTRATOR_PORT/dapr.yaml"
 }
 
 # Until both apps answer /healthz: 0. 1 when START_TIMEOUT (default 120 s) passes first, the

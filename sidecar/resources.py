@@ -1,8 +1,10 @@
 """Load the resources folders (Component, Subscription, Resiliency YAML) the way daprd does.
 
 Only top-level ``*.yaml``/``*.yml`` files (in any letter case, as dapr/kit's IsYaml) are read,
-in name order, each possibly holding several documents. Every error names the file, the field
-and why (contract section 2).
+in name order, each possibly holding several documents. A document that is not YAML, or not a
+mapping, is skipped with a warning naming its file, as daprd's loader skips what it cannot
+unmarshal, and the file's other documents still count. Every other error names the file, the
+field and why, and stops the sidecar (contract section 2).
 """
 
 from __future__ import annotations
@@ -132,24 +134,51 @@ def load_resources(paths: Sequence[Path], ctx: TemplateContext) -> Resources:
     )
 
 
-def parse_resources(text: str, source: Path | str, ctx: TemplateContext) -> Resources:
-    """The resources in one file's text (pure apart from ``{uuid}``); raises ResourceError."""
+def split_documents(text: str) -> list[str]:
+    """A file's documents as daprd's loader splits them (``splitYamlDoc``): at each line that
+    starts with ``---``, the rest of that line dropped."""
+    documents = []
+    while (at := text.find("\n---")) >= 0:
+        documents.append(text[:at])
+        line_end = text.find("\n", at + 4)
+        if line_end < 0:
+            return documents
+        text = text[line_end + 1 :]
+    documents.append(text)
+    return documents
+
+
+def _load_document(text: str, line: int) -> tuple[Any, str | None]:
+    """(the document, None), or (None, why it cannot be read); ``line``: where it starts."""
     try:
-        documents = list(yaml.safe_load_all(text))
+        doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "YAML"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ResourceError(source, where, f"invalid YAML: {problem}") from None
+        where = f"line {line + mark.line}" if mark is not None else f"from line {line}"
+        return None, f"{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}"
+    if doc is not None and not isinstance(doc, dict):
+        return None, f"from line {line}: expected a mapping, got {type(doc).__name__}"
+    return doc, None
+
+
+def parse_resources(text: str, source: Path | str, ctx: TemplateContext) -> Resources:
+    """The resources in one file's text (pure apart from ``{uuid}`` and the warning for its
+    unreadable documents); raises ResourceError."""
+    documents = split_documents(text)
     components: list[Component] = []
     subscriptions: list[Subscription] = []
     resiliencies: list[Resiliency] = []
-    for index, doc in enumerate(documents):
+    unreadable: list[str] = []
+    line = 1
+    for index, raw in enumerate(documents):
+        doc, problem = _load_document(raw, line)
+        line += raw.count("\n") + 2  # the document, the newline before ---, the --- line
+        if problem is not None:
+            unreadable.append(problem)
+            continue
         if doc is None:
             continue
         label = f"{source}" if len(documents) == 1 else f"{source} (document {index + 1})"
-        if not isinstance(doc, dict):
-            raise ResourceError(label, "", f"expected a mapping, got {type(doc).__name__}")
         api_version, kind = doc.get("apiVersion"), doc.get("kind")
         if kind == "Component" and api_version in _COMPONENT_VERSIONS:
             components.append(_component(doc, label, source, ctx))
@@ -159,6 +188,14 @@ def parse_resources(text: str, source: Path | str, ctx: TemplateContext) -> Reso
             resiliencies.append(Resiliency(doc, Path(str(source)).name, first=index == 0))
         else:
             logger.debug("%s: skipping kind %r apiVersion %r", label, kind, api_version)
+    if unreadable:
+        # daprd's words, once for the file (its loaders, one per kind, each say it).
+        logger.warning(
+            "daprd load resources error when parsing manifests yaml resource in %s: %s "
+            "(skipped; the file's other documents are loaded)",
+            source,
+            "; ".join(unreadable),
+        )
     return Resources(tuple(components), tuple(subscriptions), tuple(resiliencies))
 
 

@@ -148,7 +148,7 @@ def test_start_runs_the_pair_and_ctrl_c_stops_everything() -> None:
         marker.split("=")[0]: marker.split("=")[1],
     }
     stale = f"removed-{uuid.uuid4().hex[:8]}"
-    copies = ROOT / "data" / "run" / "components"
+    copies = ROOT / "data" / "run" / str(ports["ORCHESTRATOR_PORT"]) / "components"
     copies.mkdir(parents=True, exist_ok=True)
     (copies / f"{stale}.yaml").write_text(_STALE_COMPONENT.format(name=stale))
     pid, terminal = pty.fork()
@@ -169,6 +169,9 @@ def test_start_runs_the_pair_and_ctrl_c_stops_everything() -> None:
         components = [c["name"] for c in _get_json(f"{sidecar}/v1.0/metadata")["components"]]
         assert "statestore" in components
         assert stale not in components
+        # The run's copy is its own: another run on other ports writes to another folder.
+        assert (copies / "statestore.yaml").is_file()
+        assert (copies.parent / "dapr.yaml").is_file()
         # Each sidecar serves its metrics on the port it was given.
         for name in ("ORCHESTRATOR_DAPR_METRICS_PORT", "MICROSERVICE_X_DAPR_METRICS_PORT"):
             with urllib.request.urlopen(

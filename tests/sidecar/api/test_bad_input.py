@@ -671,7 +671,6 @@ BAD_RESOURCES = {
         "scopes",
         "list",
     ),
-    "document is a list": ("- 1\n- 2\n", "", "expected a mapping"),
     "subscription without topic": (
         SUB_HEAD + "spec:\n  pubsubname: p\n  routes:\n    default: /x\n",
         "topic",

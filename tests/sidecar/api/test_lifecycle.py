@@ -184,7 +184,6 @@ def run_sidecar(folder: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        ("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: [oops\n", "invalid YAML"),
         (
             "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: x\nspec: {}\n",
             "spec.type: is required",
@@ -197,7 +196,7 @@ def run_sidecar(folder: Path) -> subprocess.CompletedProcess[str]:
             "redisPassword use secretKeyRef, so auth.secretStore must name a secret store",
         ),
     ],
-    ids=["bad-yaml", "missing-type", "unknown-type", "secret-ref"],
+    ids=["missing-type", "unknown-type", "secret-ref"],
 )
 def test_bad_resources_stop_the_sidecar(tmp_path: Path, content: str, expected: str) -> None:
     (tmp_path / "broken.yaml").write_text(content)
@@ -205,6 +204,26 @@ def test_bad_resources_stop_the_sidecar(tmp_path: Path, content: str, expected: 
     assert result.returncode == 1
     assert "broken.yaml" in result.stderr
     assert expected in result.stderr
+
+
+def test_a_document_that_is_not_yaml_is_skipped_with_a_warning(
+    tmp_path: Path, registry: Path, workdir: Path
+) -> None:
+    """As daprd: the sidecar starts, says which file, and loads the other documents."""
+    folder = tmp_path / "resources"
+    folder.mkdir()
+    broken = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: [oops\n"
+    (folder / "broken.yaml").write_text(broken + "---\n" + component("kept", "state.in-memory"))
+    car = Sidecar("yaml-app", folder, registry, log_dir=workdir)
+    car.start()
+    try:
+        names = [c["name"] for c in httpx.get(f"{car.http}/v1.0/metadata").json()["components"]]
+        assert names == ["kept"]
+        log = car.proc.log_tail()
+        assert "broken.yaml" in log
+        assert "line 3: invalid YAML" in log
+    finally:
+        car.stop()
 
 
 def test_component_init_failure_stops_unless_ignored(tmp_path: Path) -> None:

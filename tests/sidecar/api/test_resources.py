@@ -17,6 +17,7 @@ from sidecar.resources import (
     load_resources,
     parse_duration,
     parse_resources,
+    split_documents,
 )
 
 CTX = TemplateContext(
@@ -216,7 +217,6 @@ spec:
             "secretKeyRef.name",
             "is required",
         ),
-        ("a: [unclosed\n", "line 2", "invalid YAML"),
     ],
 )
 def test_errors_name_file_field_and_why(text: str, field: str, why: str) -> None:
@@ -226,6 +226,33 @@ def test_errors_name_file_field_and_why(text: str, field: str, why: str) -> None
     assert "bad.yaml" in message
     assert field in message
     assert why in message
+
+
+def test_documents_split_as_daprd_splits_them() -> None:
+    assert split_documents("a: 1\n---\nb: 2\n") == ["a: 1", "b: 2\n"]
+    # The rest of a separator line is dropped; a file may start with one.
+    assert split_documents("---\na: 1\n--- # next\nb: 2") == ["---\na: 1", "b: 2"]
+    assert split_documents("a: 1\n---") == ["a: 1"]
+    assert split_documents("a: |\n  x\n  ---\n") == ["a: |\n  x\n  ---\n"]  # indented
+
+
+def test_unreadable_documents_are_skipped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """daprd's loader warns of a document it cannot unmarshal and loads the file's others."""
+    text = "\n---\n".join(
+        [
+            COMPONENT.format(name="before", scopes=""),
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: [oops\n",
+            "- just\n- a list\n",
+            COMPONENT.format(name="after", scopes=""),
+        ]
+    )
+    with caplog.at_level("WARNING", logger="sidecar.resources"):
+        parsed = parse_resources(text, "mixed.yaml", CTX)
+    assert [c.name for c in parsed.components] == ["before", "after"]
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "mixed.yaml" in warning
+    assert "line 26: invalid YAML" in warning  # where the stream ended, unclosed
+    assert "from line 28: expected a mapping, got list" in warning
 
 
 def test_duplicate_component_names(tmp_path: Path) -> None:
