@@ -1,4 +1,5 @@
-"""Plain ASGI helpers for the paths served below FastAPI (long polls, sidecar deliveries)."""
+"""Plain ASGI helpers for the paths served below FastAPI (long polls, sidecar deliveries,
+submissions)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from starlette.types import Receive, Send
+from starlette.types import Message, Receive, Send
 
 
 async def read_body(receive: Receive) -> bytes:
@@ -19,6 +20,21 @@ async def read_body(receive: Receive) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def replayed(body: bytes, receive: Receive) -> Receive:
+    """``receive`` with ``body``, already read by ``read_body``, given back first: for the app a
+    request goes on to when a path below FastAPI does not take it."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 async def disconnected(receive: Receive) -> None:

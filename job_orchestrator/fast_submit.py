@@ -17,12 +17,12 @@ from functools import partial
 
 from pydantic import ValidationError
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dapr_support import request_rules
 from dapr_support.tracecontext import valid_traceparent
 from job_orchestrator.api import start_answer, submit_answer
-from job_orchestrator.asgi import disconnected, read_body
+from job_orchestrator.asgi import disconnected, read_body, replayed
 from job_orchestrator.models import JobRequest
 from job_orchestrator.problems import problem_for, problem_response
 from job_orchestrator.service import JobService
@@ -64,20 +64,6 @@ def job_request(body: bytes) -> JobRequest:
         raise Unusual from None
 
 
-def _replayed(body: bytes, receive: Receive) -> Receive:
-    """``receive`` with ``body``, already read, given back first."""
-    pending = True
-
-    async def replay() -> Message:
-        nonlocal pending
-        if pending:
-            pending = False
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
-
-
 class FastSubmit:
     """ASGI middleware answering well-formed job submissions; everything else goes to ``app``."""
 
@@ -102,7 +88,7 @@ class FastSubmit:
         try:
             job = job_request(body)
         except Unusual:
-            await self.app(scope, _replayed(body, receive), send)
+            await self.app(scope, replayed(body, receive), send)
             return
         try:
             # The same API key check and owner scoping as the routes (first header of each).
