@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
+from dapr_support import grpc_engine
+
+# Before anything imports grpc, which reads it once (dapr_support/grpc_engine.py).
+os.environ.setdefault(grpc_engine.VARIABLE, grpc_engine.POLLING_ENGINE)
+
 import logging
 import math
-import os
 import socket
 import sys
 from collections.abc import Callable

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import os
+
+from dapr_support import grpc_engine
+
+# Before anything imports grpc, which reads it once (dapr_support/grpc_engine.py).
+os.environ.setdefault(grpc_engine.VARIABLE, grpc_engine.POLLING_ENGINE)
+
+import logging
 
 import uvicorn
 
