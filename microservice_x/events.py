@@ -14,9 +14,8 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-JOB_EVENT_TYPES = frozenset(
-    {"job.created", "job.updated", "job.completed", "job.failed", "job.canceled"}
-)
+CREATED = "job.created"
+JOB_EVENT_TYPES = frozenset({CREATED, "job.updated", "job.completed", "job.failed", "job.canceled"})
 JobStatus = Literal["New", "InProgress", "Completed", "Failed", "Canceled"]
 FINAL_STATUSES = frozenset({"Completed", "Failed", "Canceled"})
 #: A final event must carry the status it announces; anything else is a corrupt event.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -19,9 +20,10 @@ from pydantic import ValidationError
 from dapr_support.clients import ClientKeeper
 from microservice_x.deadletters import DeadLetter
 from microservice_x.errors import CorruptRecord, StoreError
-from microservice_x.events import JobEvent
+from microservice_x.events import CREATED, JobEvent
 from microservice_x.index import SEGMENT_SIZE, JobIndex, Position
-from microservice_x.records import Change, Records, decode_list
+from microservice_x.known_views import KnownViews
+from microservice_x.records import Change, Read, Records, decode_list
 from microservice_x.view import JobView, Outcome, Reduction, apply_event
 
 T = TypeVar("T")
@@ -101,6 +103,9 @@ class ViewStore:
         #: Per job key: events waiting for the next read-fold-write of that key.
         self._queued: dict[str, list[_Queued]] = {}
         self._writers: set[asyncio.Task[None]] = set()
+        #: True on state.redis, whose etags count writes: see known_views.py.
+        self._counted_etags = False
+        self._known = KnownViews(view_ttl_seconds)
 
     async def inspect(self) -> None:
         """Learn what the store's etags are (asked once at start): on state.redis they count
@@ -110,7 +115,7 @@ class ViewStore:
         except StoreError as exc:
             logger.warning("the index head is read before each write: %s", exc)
             return
-        self._index.counted_etags = store_type == "state.redis"
+        self._counted_etags = self._index.counted_etags = store_type == "state.redis"
 
     async def close(self) -> None:
         if self._writers:
@@ -131,6 +136,7 @@ class ViewStore:
         folded together, in arrival order, into one read and one write.
         """
         key = JOB_KEY_PREFIX + event.job.id
+        self._known.forget(key)  # written below by compare-and-swap, its etag unknown here
         done: asyncio.Future[Reduction] = asyncio.get_running_loop().create_future()
         queued = self._queued.get(key)
         if queued is not None:
@@ -175,15 +181,24 @@ class ViewStore:
     async def apply_many(self, events: list[tuple[JobEvent, str]]) -> list[Reduction | StoreError]:
         """Fold a bulk delivery's events (with their arrival times) into their views.
 
-        One read of every key and one write of every changed view, in two calls; a view whose
+        One read of the keys and one write of every changed view, in two calls; a view whose
         write did not go through is then updated alone by compare-and-swap (folding is
         idempotent, so a view that was written after all just sees duplicates). Raises
         StoreError when the read fails; per event, the Reduction or the StoreError of its view.
+
+        Where etags count writes, the read is skipped for the views written here last (their
+        etag is known) and for jobs whose first event here is their creation (the view is
+        inserted, which fails if one exists): a job's later events cost no read in the common
+        case, and a wrong guess falls back as a lost write does.
         """
         by_key: dict[str, list[tuple[JobEvent, str]]] = {}
         for event, received_at in events:
             by_key.setdefault(JOB_KEY_PREFIX + event.job.id, []).append((event, received_at))
-        reads = await self._records.get_reads(list(by_key))
+        now = time.monotonic()
+        reads = self._known_reads(by_key, now)
+        unread = [key for key in by_key if key not in reads]
+        if unread:
+            reads |= await self._records.get_reads(unread)
         new_ids = [group[0][0].job.id for key, group in by_key.items() if reads[key][0] is None]
         # Group-committed into one index write, before any new view (see _fold).
         await asyncio.gather(*(self._index.add(job_id) for job_id in new_ids))
@@ -198,8 +213,13 @@ class ViewStore:
             outcomes[key] = reductions
             if value is not None:
                 writes[key] = (value, reads[key][1])
-        if writes and not await self._records.save_many(writes, self._view_ttl):
+        if writes and await self._records.save_many(writes, self._view_ttl):
+            if self._counted_etags:
+                for key, (value, etag) in writes.items():
+                    self._known.wrote(key, value, etag, now)
+        elif writes:
             for key in writes:
+                self._known.forget(key)  # saved or not: unknown
                 try:
                     outcomes[key] = await self._records.update(
                         key, _folding(key, by_key[key]), ttl_seconds=self._view_ttl
@@ -217,6 +237,21 @@ class ViewStore:
                 answers.append(outcome[positions[key]])
                 positions[key] += 1
         return answers
+
+    def _known_reads(
+        self, by_key: dict[str, list[tuple[JobEvent, str]]], now: float
+    ) -> dict[str, Read]:
+        """The views that need no read (see apply_many), as if read."""
+        if not self._counted_etags:
+            return {}
+        reads: dict[str, Read] = {}
+        for key, group in by_key.items():
+            known = self._known.get(key, now)
+            if known is not None:
+                reads[key] = known
+            elif group[0][0].type == CREATED:
+                reads[key] = (None, None)
+        return reads
 
     async def list_jobs(
         self, limit: int, status: str | None = None, after: Position | None = None

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import cel
 
 from sidecar.cel_paths import Projection, projection
 from sidecar.components import RouteRule, Subscription
 from sidecar.json_walk import replaced
+from sidecar.route_memo import MISSING, RouteMemo
 
 
 class RuleCompileError(ValueError):
@@ -37,7 +38,7 @@ class CompiledRule:
 class Router:
     """The compiled rules of one subscription; ``route`` is all that runs per message."""
 
-    __slots__ = ("rules", "_view")
+    __slots__ = ("rules", "_view", "_memo")
 
     def __init__(self, rules: Sequence[RouteRule], default_path: str = "", where: str = "") -> None:
         compiled: list[CompiledRule] = []
@@ -60,6 +61,7 @@ class Router:
         self.rules: tuple[CompiledRule, ...] = tuple(compiled)
         #: Only the parts of the event the rules can observe are converted for CEL.
         self._view: Projection = projection(r.expression for r in self.rules if r.program)
+        self._memo = RouteMemo()
 
     def route(self, event: Mapping[str, Any] | str) -> str | None:
         """The path of the first matching rule, or None when nothing matches.
@@ -67,13 +69,29 @@ class Router:
         ``event`` is the CloudEvent, or for a bulk ``rawPayload`` subscription the payload as a
         string (daprd's bulk subscriber matches rules against ``string(message.Event)``).
         """
+        if not self.rules:
+            return None
+        if self.rules[0].program is None:
+            return self.rules[0].path
+        observed = self._cel_event(event)
+        if not self._memo.enabled:
+            return self._evaluate(observed)
+        key = repr(observed)  # what the rules see: JSON values, every number a float
+        found = self._memo.get(key)
+        if found is not MISSING:
+            return cast(str | None, found)
+        path = self._evaluate(observed)
+        self._memo.put(key, path)
+        return path
+
+    def _evaluate(self, observed: Any) -> str | None:
         context: Any = None
         for rule in self.rules:
             if rule.program is None:
                 return rule.path
             if context is None:
                 # One conversion of the event into CEL values per message, shared by all rules.
-                context = _context(self._cel_event(event))
+                context = _context(observed)
             try:
                 result = rule.program.execute(context)
             except (KeyError, RuntimeError, TypeError, ValueError) as exc:

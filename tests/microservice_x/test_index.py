@@ -1,4 +1,5 @@
-"""microservice-x's job index in segments, on a real sidecar and a real Redis.
+"""microservice-x's view store on a real sidecar and a real Redis: the job index in segments,
+and views written without being read first.
 
 The view store is driven directly (its SDK client on the sidecar's gRPC port) with segments of
 four ids, so a few jobs seal several segments; Redis is read to check what was stored.
@@ -258,3 +259,104 @@ async def test_the_head_is_written_over_its_own_last_etag_unread(
     assert _state_gets(sidecar) - before == 1  # the stale etag lost; read once, written
     listed = [job_id for page in await list_all(store, 50) for job_id in page]
     assert sorted(listed) == sorted(ids)
+
+
+def _bulk_gets(sidecar: Sidecar) -> float:
+    """GetBulkState calls the sidecar has served."""
+    _, samples = scrape_port(sidecar.metrics_port)
+    return sum(
+        count
+        for (name, labels), count in samples.items()
+        if name == "dapr_component_state_count" and dict(labels)["operation"] == "bulk_get"
+    )
+
+
+async def _outcomes(views: ViewStore, events: list[JobEvent]) -> list[object]:
+    applied = await views.apply_many([(e, "2026-11-22T10:00:00.000Z") for e in events])
+    return [getattr(r, "outcome", r) for r in applied]
+
+
+async def _other_store(sidecar: Sidecar) -> tuple[ViewStore, Any]:
+    """A second replica's view store on the same sidecar (it remembers nothing yet)."""
+    settings = Settings(
+        app_id=APP_ID, dapr_http_port=sidecar.http_port, dapr_grpc_port=sidecar.grpc_port
+    )
+    client = open_dapr_client(settings)
+    other = ViewStore(ClientKeeper(client, _no_renewal), settings.state_store, RETENTION, SEGMENT)
+    await other.inspect()
+    return other, client
+
+
+async def test_a_jobs_events_are_folded_without_reading_its_view(
+    store: ViewStore, sidecar: Sidecar
+) -> None:
+    """On state.redis a creation is inserted unread, and the views written here are written
+    again over the etag they got, unread: a job's whole life costs no view read."""
+    await store.inspect()
+    a, b = uuid.uuid4().hex, uuid.uuid4().hex
+    before = _bulk_gets(sidecar)
+    assert await _outcomes(store, [created(a), created(b)]) == [Outcome.APPLIED] * 2
+    assert await _outcomes(store, [created(a, "job.updated", 2)]) == [Outcome.APPLIED]
+    events = [created(a, "job.completed", 3), created(b, "job.updated", 2)]
+    assert await _outcomes(store, events) == [Outcome.APPLIED] * 2
+    assert _bulk_gets(sidecar) == before
+    view_a, view_b = await store.get_job(a), await store.get_job(b)
+    assert view_a is not None and view_b is not None
+    assert (view_a.status, view_a.eventCount, view_b.status, view_b.eventCount) == (
+        "Completed",
+        3,
+        "InProgress",
+        2,
+    )
+
+
+async def test_a_view_another_replica_changed_since_is_read_again_and_nothing_is_lost(
+    store: ViewStore, sidecar: Sidecar
+) -> None:
+    await store.inspect()
+    job_id = uuid.uuid4().hex
+    assert await _outcomes(store, [created(job_id)]) == [Outcome.APPLIED]
+    other, client = await _other_store(sidecar)
+    try:
+        before = _bulk_gets(sidecar)
+        assert await _outcomes(other, [created(job_id, "job.updated", 2)]) == [Outcome.APPLIED]
+        assert _bulk_gets(sidecar) == before + 1  # not its own view: read
+    finally:
+        await other.close()
+        await close_dapr_client(client)
+    # Our etag is stale now: the write over it loses, and the view is read and folded again.
+    assert await _outcomes(store, [created(job_id, "job.completed", 3)]) == [Outcome.APPLIED]
+    view = await store.get_job(job_id)
+    assert view is not None
+    assert (view.status, [e.sequence for e in view.events]) == ("Completed", [1, 2, 3])
+
+
+async def test_a_creation_delivered_again_finds_its_view_and_changes_nothing(
+    store: ViewStore, sidecar: Sidecar, keys: redis.Redis
+) -> None:
+    await store.inspect()
+    job_id = uuid.uuid4().hex
+    first = created(job_id)
+    assert (
+        await _outcomes(store, [first, created(job_id, "job.updated", 2)]) == [Outcome.APPLIED] * 2
+    )
+    other, client = await _other_store(sidecar)
+    try:
+        # Taken for new, inserted, refused: read, and found to be a duplicate.
+        assert await _outcomes(other, [first]) == [Outcome.DUPLICATE]
+    finally:
+        await other.close()
+        await close_dapr_client(client)
+    view = stored(keys, f"job:{job_id}")
+    assert (view["status"], view["eventCount"]) == ("InProgress", 2)
+
+
+async def test_where_etags_are_not_counted_every_bulk_reads_its_views(
+    store: ViewStore, sidecar: Sidecar
+) -> None:
+    """Without inspect (or on another store) nothing is taken for known."""
+    job_id = uuid.uuid4().hex
+    before = _bulk_gets(sidecar)
+    assert await _outcomes(store, [created(job_id)]) == [Outcome.APPLIED]
+    assert await _outcomes(store, [created(job_id, "job.updated", 2)]) == [Outcome.APPLIED]
+    assert _bulk_gets(sidecar) == before + 2

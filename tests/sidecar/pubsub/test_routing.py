@@ -104,3 +104,58 @@ def test_a_whole_event_rule_sees_doubles_too() -> None:
     assert Router(rules).route({"type": "t", "data": {"n": 5, "flag": True}}) == "/w"
     rules = (RouteRule("type(event.data.flag) == bool", "/b"),)  # booleans stay booleans
     assert Router(rules).route({"type": "t", "data": {"n": 5, "flag": True}}) == "/b"
+
+
+def _decisions(router: Router, events: list[dict[str, object]]) -> list[str | None | type]:
+    answers: list[str | None | type] = []
+    for e in events:
+        try:
+            answers.append(router.route(e))
+        except RuleEvaluationError:
+            answers.append(RuleEvaluationError)
+    return answers
+
+
+def test_remembered_decisions_are_the_ones_fresh_rules_make() -> None:
+    """The memo keys on what the rules observe (every number a double): a repeat of an earlier
+    event's observed part gets that event's decision, and any difference gets its own."""
+    events = [
+        event("job.completed", owner="microservice-x", n=1),
+        event("job.completed", owner="microservice-x", n=2),  # n is not observed
+        event("job.completed", owner="someone-else"),
+        event("job.created", owner="microservice-x"),
+        event("job.completed"),  # owner missing: an error, every time
+        event("other"),
+        {"id": "2", "type": "job.completed", "data": {"owner": 1}},
+        {"id": "3", "type": "job.completed", "data": {"owner": True}},
+        {"id": "4", "type": "job.completed", "data": {"owner": 1.0}},
+    ] * 3
+    remembering = _decisions(Router(RULES, "/fallback"), events)
+    fresh = [_decisions(Router(RULES, "/fallback"), [e])[0] for e in events]
+    assert remembering == fresh
+    assert remembering[:6] == ["/done", "/done", "/jobs", "/jobs", RuleEvaluationError, "/fallback"]
+
+
+def test_a_repeated_observation_is_not_evaluated_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    evaluated: list[object] = []
+    original = Router._evaluate
+
+    def counting(self: Router, observed: object) -> str | None:
+        evaluated.append(observed)
+        return original(self, observed)
+
+    monkeypatch.setattr(Router, "_evaluate", counting)
+    router = Router(RULES, "/fallback")
+    for n in range(20):
+        assert router.route(event("job.completed", owner="microservice-x", n=n)) == "/done"
+    assert len(evaluated) == 1
+
+
+def test_rules_that_observe_a_per_event_field_stop_remembering() -> None:
+    """An id or a timestamp makes every key new: after the trial the memo turns itself off
+    (and the decisions stay right)."""
+    router = Router((RouteRule('event.id != ""', "/any"),))
+    for n in range(600):
+        assert router.route({"id": str(n), "type": "t"}) == "/any"
+    assert router.route({"id": "", "type": "t"}) is None
+    assert not router._memo.enabled
