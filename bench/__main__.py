@@ -6,14 +6,6 @@ scenario whose dependency is missing reports why instead of numbers.
 
 from __future__ import annotations
 
-import os
-
-from dapr_support import grpc_engine
-
-# Before anything imports grpc: the bench's gRPC clients, and the processes it starts (the
-# do-nothing gRPC server of scenario 6 among them), run on the engine the services use.
-os.environ.setdefault(grpc_engine.VARIABLE, grpc_engine.POLLING_ENGINE)
-
 import argparse
 import asyncio
 import logging

@@ -6,18 +6,10 @@
 
 from __future__ import annotations
 
-import os
-
-from sidecar import grpc_engine
-
-#: The environment as given: apps that ``run`` starts get this one, not the setting below.
-CALLER_ENVIRONMENT = dict(os.environ)
-# Before anything imports grpc, which reads it once (sidecar/grpc_engine.py).
-os.environ.setdefault(grpc_engine.VARIABLE, grpc_engine.POLLING_ENGINE)
-
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -107,7 +99,7 @@ def run_apps_main(argv: Sequence[str]) -> int:
                 options.run_file,
                 ", ".join(unapplied),
             )
-        return asyncio.run(run_apps(specs, CALLER_ENVIRONMENT, single=False))
+        return asyncio.run(run_apps(specs, dict(os.environ), single=False))
     if not options.app_id:
         parser.error("--app-id is required (or -f RUN_FILE)")
     if not command:
@@ -127,7 +119,7 @@ def run_apps_main(argv: Sequence[str]) -> int:
         daprd_log="console",
         app_log="console",
     )
-    return asyncio.run(run_apps([spec], CALLER_ENVIRONMENT, single=True))
+    return asyncio.run(run_apps([spec], dict(os.environ), single=True))
 
 
 def main() -> int:
