@@ -216,14 +216,23 @@ async def test_views_more_than_one_message_together_are_read_in_halves(store: Vi
     assert {len(str(v.result)) for v in views} == {250_000}
 
 
-def _state_gets(sidecar: Sidecar) -> float:
-    """GetState calls the sidecar has served (GetBulkState counts apart, as in daprd)."""
+def _state_calls(sidecar: Sidecar, operation: str) -> float:
+    """State operations the sidecar has served, as daprd counts them ("get": GetState;
+    "bulk_get": GetBulkState, counted apart)."""
     _, samples = scrape_port(sidecar.metrics_port)
     return sum(
         count
         for (name, labels), count in samples.items()
-        if name == "dapr_component_state_count" and dict(labels)["operation"] == "get"
+        if name == "dapr_component_state_count" and dict(labels)["operation"] == operation
     )
+
+
+def _state_gets(sidecar: Sidecar) -> float:
+    return _state_calls(sidecar, "get")
+
+
+def _bulk_gets(sidecar: Sidecar) -> float:
+    return _state_calls(sidecar, "bulk_get")
 
 
 async def test_the_head_is_written_over_its_own_last_etag_unread(
@@ -259,16 +268,6 @@ async def test_the_head_is_written_over_its_own_last_etag_unread(
     assert _state_gets(sidecar) - before == 1  # the stale etag lost; read once, written
     listed = [job_id for page in await list_all(store, 50) for job_id in page]
     assert sorted(listed) == sorted(ids)
-
-
-def _bulk_gets(sidecar: Sidecar) -> float:
-    """GetBulkState calls the sidecar has served."""
-    _, samples = scrape_port(sidecar.metrics_port)
-    return sum(
-        count
-        for (name, labels), count in samples.items()
-        if name == "dapr_component_state_count" and dict(labels)["operation"] == "bulk_get"
-    )
 
 
 async def _outcomes(views: ViewStore, events: list[JobEvent]) -> list[object]:
