@@ -23,6 +23,7 @@ from grpc.aio import AioRpcError
 
 from dapr_support.batching import Batcher
 from dapr_support.clients import ClientKeeper, sidecar_healthy
+from dapr_support.etags import COUNTING_STORE, counted_after
 from dapr_support.jsonbytes import dumps
 from job_orchestrator.at_risk import AtRisk
 from job_orchestrator.breaker import Breaker
@@ -132,9 +133,7 @@ class JobStore:
         """The etag a key will have after one write over ``etag`` ("" = unknown)."""
         if not self.counted_etags:
             return ""
-        if not etag:
-            return "1"
-        return str(int(etag) + 1) if etag.isdigit() else ""
+        return counted_after(etag) or ""
 
     async def _call(
         self, what: str, call: Callable[[], Awaitable[T]], *, may_conflict: bool = False
@@ -464,7 +463,7 @@ class JobStore:
         for comp in meta.registered_components:
             if comp.name == self._store:
                 self.query_api = "QUERY_API" in comp.capabilities
-                self.counted_etags = comp.type == "state.redis"
+                self.counted_etags = comp.type == COUNTING_STORE
 
     async def query(self, query: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
         """Run a state query; returns the values and the next page token."""

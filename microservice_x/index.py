@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import orjson
 
 from dapr_support.batching import Batcher
+from dapr_support.etags import counted_after
 from microservice_x.errors import CorruptRecord, StoreError
 from microservice_x.records import MAX_CAS_ATTEMPTS, Records, decode_list
 
@@ -157,7 +158,7 @@ class JobIndex:
                 head = Head(head.segment + 1, [])
             updated = Head(head.segment, head.ids + new).encode()
             if await self._records.compare_and_set(INDEX_KEY, updated, etag):
-                self._remember(updated, str(int(etag or "0") + 1) if self.counted_etags else None)
+                self._remember(updated, counted_after(etag) if self.counted_etags else None)
                 break
             logger.debug("index head changed under us (attempt %s), re-reading", attempt)
         else:

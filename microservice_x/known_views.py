@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dapr_support.etags import counted_after
+
 #: Views remembered at most (each about the size of one stored view).
 MAX_VIEWS = 4096
 #: Seconds an entry is used for at most, and at most half the views' time to live.
@@ -23,13 +25,6 @@ class Known:
     data: bytes
     etag: str
     written_at: float  #: monotonic seconds
-
-
-def next_etag(etag: str | None) -> str | None:
-    """The etag a state.redis key has after one write over ``etag`` (None: not counted)."""
-    if etag is None:
-        return "1"
-    return str(int(etag) + 1) if etag.isdigit() else None
 
 
 class KnownViews:
@@ -52,7 +47,7 @@ class KnownViews:
 
     def wrote(self, key: str, data: bytes, etag_before: str | None, now: float) -> None:
         """``data`` was saved over ``etag_before`` (None: inserted)."""
-        etag = next_etag(etag_before)
+        etag = counted_after(etag_before)
         if etag is None:
             self._views.pop(key, None)
             return

@@ -18,6 +18,7 @@ import orjson
 from pydantic import ValidationError
 
 from dapr_support.clients import ClientKeeper
+from dapr_support.etags import COUNTING_STORE
 from microservice_x.deadletters import DeadLetter
 from microservice_x.errors import CorruptRecord, StoreError
 from microservice_x.events import CREATED, JobEvent
@@ -103,8 +104,6 @@ class ViewStore:
         #: Per job key: events waiting for the next read-fold-write of that key.
         self._queued: dict[str, list[_Queued]] = {}
         self._writers: set[asyncio.Task[None]] = set()
-        #: True on state.redis, whose etags count writes: see known_views.py.
-        self._counted_etags = False
         self._known = KnownViews(view_ttl_seconds)
 
     async def inspect(self) -> None:
@@ -115,7 +114,7 @@ class ViewStore:
         except StoreError as exc:
             logger.warning("the index head is read before each write: %s", exc)
             return
-        self._counted_etags = self._index.counted_etags = store_type == "state.redis"
+        self._index.counted_etags = store_type == COUNTING_STORE
 
     async def close(self) -> None:
         if self._writers:
@@ -214,7 +213,7 @@ class ViewStore:
             if value is not None:
                 writes[key] = (value, reads[key][1])
         if writes and await self._records.save_many(writes, self._view_ttl):
-            if self._counted_etags:
+            if self._index.counted_etags:  # see known_views.py
                 for key, (value, etag) in writes.items():
                     self._known.wrote(key, value, etag, now)
         elif writes:
@@ -242,7 +241,7 @@ class ViewStore:
         self, by_key: dict[str, list[tuple[JobEvent, str]]], now: float
     ) -> dict[str, Read]:
         """The views that need no read (see apply_many), as if read."""
-        if not self._counted_etags:
+        if not self._index.counted_etags:
             return {}
         reads: dict[str, Read] = {}
         for key, group in by_key.items():

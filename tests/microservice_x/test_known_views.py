@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from microservice_x.known_views import MAX_AGE_SECONDS, KnownViews, next_etag
+from dapr_support.etags import counted_after
+from microservice_x.known_views import MAX_AGE_SECONDS, KnownViews
 
 
 def test_counted_etags_follow_each_write() -> None:
-    assert next_etag(None) == "1"
-    assert next_etag("41") == "42"
-    assert next_etag("c0ffee-uuid") is None
+    assert counted_after(None) == counted_after("") == "1"
+    assert counted_after("41") == "42"
+    assert counted_after("c0ffee-uuid") is None
 
 
 def test_a_view_is_known_with_the_etag_its_write_gave_it() -> None:
