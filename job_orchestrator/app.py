@@ -20,6 +20,7 @@ from job_orchestrator.deliveries import SidecarDeliveries
 from job_orchestrator.errors import StoreUnavailable
 from job_orchestrator.fast_submit import FastSubmit
 from job_orchestrator.handlers import HandlerRegistry, default_registry
+from job_orchestrator.handover import Handover
 from job_orchestrator.index import JobIndex
 from job_orchestrator.listing import QueryListing
 from job_orchestrator.longpoll import LongPoll
@@ -69,10 +70,20 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
                 store, handlers, waiters, settings, on_delivered=on_delivered, metrics=metrics
             )
             tasks.append(asyncio.create_task(loopwatch.watch(worker.described)))
-        requeue = None
+        requeue = handover = None
         if settings.runs_api and settings.requeue_after_seconds > 0:
             requeue = Requeue(store, settings.requeue_after_seconds)
             tasks.append(asyncio.create_task(requeue.run()))
+            handover = Handover(
+                store,
+                requeue.unheard,
+                settings.replica_name,
+                settings.events_topic,
+                save_every=requeue.sweep_seconds,
+                look_every=settings.requeue_after_seconds / 2,
+                ttl_seconds=settings.retention_seconds,
+            )
+            tasks.append(asyncio.create_task(handover.run()))
         reannounce = None
         if store.at_risk is not None:
             reannounce = Reannounce(store, store.at_risk)
@@ -86,7 +97,7 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
         app.state.worker = worker
         app.state.requeue = requeue
         app.state.service = service
-        metrics.watch(_live_counts(service, reannounce))
+        metrics.watch(_live_counts(service, reannounce, handover))
         logger.info(
             "job-orchestrator %s up as %s (listing via %s, job types: %s)",
             settings.replica_name,
@@ -101,6 +112,8 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if handover is not None:
+                await handover.close()
             if worker is not None:
                 await worker.close()
             if isinstance(listing, JobIndex):
@@ -169,7 +182,9 @@ def begin_shutdown(app: FastAPI) -> None:
         worker.begin_shutdown(app.state.settings.shutdown_grace_seconds)
 
 
-def _live_counts(service: JobService, reannounce: Reannounce | None) -> LiveCounts:
+def _live_counts(
+    service: JobService, reannounce: Reannounce | None, handover: Handover | None
+) -> LiveCounts:
     worker, slots, store, requeue = (
         service.worker,
         service.waiter_slots,
@@ -184,6 +199,7 @@ def _live_counts(service: JobService, reannounce: Reannounce | None) -> LiveCoun
         sidecar_failures=lambda: store.failed_calls,
         unheard=lambda: len(requeue.unheard) if requeue is not None else 0,
         reannounced=lambda: requeue.announced if requeue is not None else 0,
+        adopted=lambda: handover.adopted if handover is not None else 0,
         held_back=lambda: store.breaker.refused,
         finals_suspect=lambda: store.at_risk.suspects if store.at_risk is not None else 0,
         finals_reannounced=lambda: reannounce.announced if reannounce is not None else 0,

@@ -35,6 +35,7 @@ class LiveCounts:
     sidecar_failures: Callable[[], int]  #: of those, the ones that failed (sidecar or store down)
     unheard: Callable[[], int]  #: jobs created here that nobody was heard to take up yet
     reannounced: Callable[[], int]  #: jobs still New long after creation, announced again
+    adopted: Callable[[], int]  #: unheard-of jobs taken over from replicas gone
     held_back: Callable[[], int]  #: job changes not sent while the store failed (breaker.py)
     finals_suspect: Callable[[], int]  #: finals a store failure may have cost their event
     finals_reannounced: Callable[[], int]  #: of those, the ones published again
@@ -80,6 +81,12 @@ class _LiveCollector(Collector):
             "Jobs created here that were still New JOB_REQUEUE_AFTER_SECONDS later with nothing "
             "heard of them, and had their job.created published again",
             live.reannounced(),
+        )
+        yield CounterMetricFamily(
+            "job_orchestrator_jobs_adopted",
+            "Jobs another replica created and had not yet heard taken up when it stopped or "
+            "died, taken over by this one to be announced again should they still be New",
+            live.adopted(),
         )
         yield CounterMetricFamily(
             "job_orchestrator_changes_held_back",

@@ -4,6 +4,8 @@ Pure bookkeeping for requeue.py: no I/O, time comes in as an argument. A job is 
 replica creates it and dropped as soon as it is heard of: its queue delivery reached this
 replica, or another replica announced it final (or a cancel request) by broadcast. Short jobs
 are heard of within milliseconds, so the table holds little more than the jobs in flight.
+A job can also come from another replica's table (``adopt``), when that replica stopped
+(handover.py), with the time its own look was due.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ class Unheard:
     _first: dict[str, float] = field(default_factory=dict)
     #: Later looks: (due, job id, pause that led to it); stale entries are skipped when due.
     _later: list[tuple[float, str, float]] = field(default_factory=list)
-    #: Job ids with a later look pending -> that look's pause (what _later must match).
-    _pending: dict[str, float] = field(default_factory=dict)
+    #: Job ids with a later look pending -> that look's (due, pause) (what _later must match).
+    _pending: dict[str, tuple[float, float]] = field(default_factory=dict)
     dropped: int = 0  #: jobs no longer tracked because the table was full
 
     def __len__(self) -> int:
@@ -55,8 +57,8 @@ class Unheard:
             del self._first[job_id]
             yield job_id, self.after
         while self._later and self._later[0][0] <= now:
-            _, job_id, pause = heapq.heappop(self._later)
-            if self._pending.get(job_id) == pause:
+            due, job_id, pause = heapq.heappop(self._later)
+            if self._pending.get(job_id) == (due, pause):
                 del self._pending[job_id]
                 yield job_id, pause
 
@@ -66,8 +68,36 @@ class Unheard:
             self.dropped += 1
             return
         longer = min(pause * 2, MAX_INTERVAL_SECONDS)
-        self._pending[job_id] = longer
-        heapq.heappush(self._later, (now + longer, job_id, longer))
+        self._schedule(job_id, now + longer, longer)
+
+    def adopt(self, job_id: str, look_at: float) -> bool:
+        """Track a job another replica was waiting to hear of, looked at first at ``look_at``
+        (then as if created here); False when it is tracked already or the table is full."""
+        if job_id in self._first or job_id in self._pending:
+            return False
+        if len(self) >= self.capacity:
+            self.dropped += 1
+            return False
+        self._schedule(job_id, look_at, self.after)
+        return True
+
+    def waiting(self, now: float, older_than: float, limit: int) -> list[tuple[str, float]]:
+        """Up to ``limit`` jobs tracked for at least ``older_than`` seconds (each pending
+        later look counts), as ``(job id, when its next look is due)``, the soonest first."""
+        found: list[tuple[str, float]] = []
+        for job_id, created in self._first.items():
+            if created + older_than > now or len(found) >= limit:
+                break
+            found.append((job_id, created + self.after))
+        later = heapq.nsmallest(
+            limit, ((due, job_id) for job_id, (due, _) in self._pending.items())
+        )
+        found += ((job_id, due) for due, job_id in later)
+        return sorted(found, key=lambda entry: entry[1])[:limit]
+
+    def _schedule(self, job_id: str, due: float, pause: float) -> None:
+        self._pending[job_id] = (due, pause)
+        heapq.heappush(self._later, (due, job_id, pause))
 
     def _drop_oldest(self) -> None:
         self.dropped += 1

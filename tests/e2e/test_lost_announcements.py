@@ -4,7 +4,8 @@ The fault is made for real: the state store and the broker are two Redis servers
 broker is killed and comes back empty while the jobs wait in its queue (no worker replica runs
 yet), as a broker restarted without its data or a failover that lost recent writes leaves it.
 daprd's outbox relay loses events the same way when the state store is unreadable for ~10 s.
-Before, such jobs stayed New forever.
+Before, such jobs stayed New forever; and until the ledgers (handover.py), so did those whose
+creating replica died too before it looked at them.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from job_orchestrator.ledgers import directory_key, ledger_key
 from tests.conftest import RedisServer
-from tests.job_orchestrator.stack import Replica, log_dir_for, write_components
+from tests.job_orchestrator.stack import Replica, log_dir_for, sidecar_state, write_components
 from tests.procs import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -77,11 +79,25 @@ def cluster(redis_server: RedisServer, own_redis: RedisServer, tmp_path: Path) -
         cluster.stop()
 
 
-def _reannounced(client: httpx.Client) -> float:
+def _counter(client: httpx.Client, name: str) -> float:
     for family in text_string_to_metric_families(client.get("/metrics").text):
-        if family.name == "job_orchestrator_jobs_reannounced":
+        if family.name == name:
             return float(family.samples[0].value)
-    raise AssertionError("no job_orchestrator_jobs_reannounced metric")
+    raise AssertionError(f"no {name} metric")
+
+
+def _reannounced(client: httpx.Client) -> float:
+    return _counter(client, "job_orchestrator_jobs_reannounced")
+
+
+def _in_ledgers(replica: Replica, topic: str) -> set[str]:
+    """The jobs the ledgers of the topic's replicas list, read through ``replica``'s sidecar."""
+    listed = sidecar_state(replica.http_port, directory_key(topic)) or {}
+    jobs: set[str] = set()
+    for instance in listed.get("instances", []):
+        ledger = sidecar_state(replica.http_port, ledger_key(instance)) or {}
+        jobs.update(job_id for job_id, _ in ledger.get("jobs", []))
+    return jobs
 
 
 def test_jobs_whose_queued_event_the_broker_lost_are_announced_again_and_run(
@@ -130,3 +146,59 @@ def test_a_job_merely_waiting_for_a_worker_runs_once_however_often_it_is_announc
         job = client.get(f"/jobs/{job_id}").json()
     assert job["attempt"] == 1
     assert job["sequence"] == 3  # New (1), InProgress (2), Completed (3): no change doubled
+
+
+def test_jobs_whose_creator_died_with_their_events_lost_are_taken_over_and_run(
+    cluster: Cluster,
+) -> None:
+    """The same lost events, and the replica that created the jobs is killed -9 before it
+    looks at them, taking its table of unheard-of jobs with it. Another API replica, started
+    later, finds its ledger unchanged, takes its jobs over, and announces them again."""
+    env = {"APP_ENV": "api", "JOB_REQUEUE_AFTER_SECONDS": str(REQUEUE_AFTER_SECONDS)}
+    cluster.start(cluster.api, **env)
+    with httpx.Client(base_url=cluster.api.url, timeout=20) as client:
+        ids = []
+        for n in range(JOBS):
+            resp = client.post("/jobs", json={"input": {"seconds": 0.1 * (n + 1)}})
+            assert resp.status_code == 202, resp.text
+            ids.append(resp.json()["id"])
+    # Saved within a sweep (a quarter of the requeue time).
+    wait_until(lambda: set(ids) <= _in_ledgers(cluster.api, cluster.topic), timeout=20)
+    cluster.wipe_broker()
+    for proc in (cluster.api.app, cluster.api.sidecar):
+        assert proc is not None
+        proc.kill9()
+    heir = Replica("heir")
+    cluster.start(heir, **env)
+    cluster.start(cluster.worker, APP_ENV="worker")
+    with httpx.Client(base_url=heir.url, timeout=20) as client:
+
+        def finished() -> bool:
+            return all(client.get(f"/jobs/{i}").json()["status"] == "Completed" for i in ids)
+
+        wait_until(finished, timeout=FINISHED_WITHIN)
+        for job_id in ids:
+            job = client.get(f"/jobs/{job_id}").json()
+            assert job["attempt"] == 1, job
+            assert job["worker"] == cluster.worker.app.env["REPLICA_NAME"]  # type: ignore[union-attr]
+        assert _counter(client, "job_orchestrator_jobs_adopted") == JOBS
+        assert _reannounced(client) >= JOBS
+
+
+def test_a_replica_that_stops_leaves_its_unheard_jobs_in_a_stopped_ledger(
+    cluster: Cluster,
+) -> None:
+    """On SIGTERM the replica saves its table as stopped, for the next replica to take at once
+    (tests/job_orchestrator/test_handover.py), instead of after the ledger goes stale."""
+    cluster.start(cluster.api, APP_ENV="api")  # no worker: the jobs stay unheard of
+    with httpx.Client(base_url=cluster.api.url, timeout=20) as client:
+        resp = client.post("/jobs", json={"input": {"seconds": 0.1}})
+        assert resp.status_code == 202, resp.text
+        job_id = resp.json()["id"]
+    cluster.api.stop()
+    cluster.start(cluster.worker, APP_ENV="worker")  # a sidecar to read the store through
+    listed = sidecar_state(cluster.worker.http_port, directory_key(cluster.topic))
+    (instance,) = listed["instances"]
+    ledger = sidecar_state(cluster.worker.http_port, ledger_key(instance))
+    assert ledger["stopped"] is True
+    assert [entry[0] for entry in ledger["jobs"]] == [job_id]

@@ -60,3 +60,38 @@ def test_a_full_table_drops_its_oldest_job() -> None:
     table.again("d", 10, 100)  # full: not tracked
     assert table.dropped == 2
     assert [job_id for job_id, _ in table.due(1000)] == ["b", "c"]
+
+
+def test_an_adopted_job_is_looked_at_when_its_creator_would_have_then_as_usual() -> None:
+    table = Unheard(after=60)
+    assert table.adopt("a", look_at=500)
+    assert list(table.due(499)) == []
+    ((job_id, pause),) = list(table.due(500))
+    assert (job_id, pause) == ("a", 60)
+    table.again(job_id, pause, 500)
+    assert list(table.due(619)) == []
+    assert list(table.due(620)) == [("a", 120)]
+
+
+def test_a_job_tracked_already_is_not_adopted_twice() -> None:
+    table = Unheard(after=60)
+    table.created("a", now=0)
+    assert not table.adopt("a", look_at=5)
+    assert list(table.due(5)) == []
+    assert list(table.due(60)) == [("a", 60)]
+    full = Unheard(after=60, capacity=1)
+    full.created("x", now=0)
+    assert not full.adopt("y", look_at=5)
+    assert full.dropped == 1
+
+
+def test_waiting_lists_old_enough_jobs_soonest_look_first() -> None:
+    table = Unheard(after=60)
+    table.created("a", now=0)
+    table.created("b", now=10)
+    table.adopt("c", look_at=30)
+    assert table.waiting(now=20, older_than=0, limit=10) == [("c", 30), ("a", 60), ("b", 70)]
+    assert table.waiting(now=20, older_than=15, limit=10) == [("c", 30), ("a", 60)]
+    assert table.waiting(now=20, older_than=0, limit=2) == [("c", 30), ("a", 60)]
+    table.heard("c")
+    assert table.waiting(now=20, older_than=0, limit=10) == [("a", 60), ("b", 70)]

@@ -1,0 +1,175 @@
+"""Hand a stopped replica's unheard-of jobs to a replica still running.
+
+requeue.py announces again the jobs whose ``job.created`` may have been lost, but its table
+lives in the process that created them: a replica that died (or stopped) with jobs in it took
+those jobs' last chance of being announced again with it. So each replica that creates jobs
+saves its table as a ledger (ledgers.py) every few seconds and as it stops, and looks at the
+other replicas' ledgers: the jobs of a replica gone are taken over, each to be looked at when
+its creator would have looked at it. Taking a ledger over is a compare-and-swap on it, so one
+replica takes each; a replica wrongly thought gone (a long pause) saves its ledger again and
+lists itself again, and its jobs are then looked at twice, which costs a read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from job_orchestrator.errors import StoreUnavailable
+from job_orchestrator.ledgers import (
+    CAPACITY,
+    Ledger,
+    Sightings,
+    directory,
+    directory_key,
+    ledger_key,
+    members,
+)
+from job_orchestrator.store import Conflict, JobStore
+from job_orchestrator.unheard import Unheard
+
+logger = logging.getLogger(__name__)
+
+#: A ledger unchanged for this many of its saves' intervals is a stopped replica's.
+STALE_SAVES = 4
+#: How long a spent ledger stays (for the logs of whoever looks), seconds.
+SPENT_TTL_SECONDS = 3600
+#: Tries at listing a stopping replica in a directory that other replicas change meanwhile.
+CLOSING_ATTEMPTS = 3
+
+
+class Handover:
+    """Saves this replica's ledger every ``save_every`` seconds and as it stops, and looks at
+    the other replicas' ledgers every ``look_every`` seconds (``run``), taking over those of
+    replicas gone."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        unheard: Unheard,
+        replica: str,
+        topic: str,
+        *,
+        save_every: float,
+        look_every: float,
+        ttl_seconds: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._unheard = unheard
+        self._replica = replica
+        self._directory = directory_key(topic)
+        self._save_every = save_every
+        self._look_every = look_every
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self.instance = uuid.uuid4().hex[:12]
+        self._sightings = Sightings(STALE_SAVES * save_every, STALE_SAVES)
+        self.adopted = 0  #: jobs taken over from replicas gone, so far
+
+    async def run(self) -> None:
+        looked = -math.inf  # the first tick lists this replica in the directory
+        while True:
+            await asyncio.sleep(self._save_every)
+            look = self._clock() - looked >= self._look_every
+            try:
+                await self.tick(look=look)
+            except StoreUnavailable as exc:
+                logger.debug("handing over unheard-of jobs: %s", exc)
+            if look:
+                looked = self._clock()
+
+    async def tick(self, *, look: bool = True) -> None:
+        """Save the ledger (an empty one too: it says this replica is alive), then look at
+        the other replicas' ledgers."""
+        await self._save()
+        if look:
+            await self._look_around()
+
+    async def close(self) -> None:
+        """Save the ledger as stopped, so another replica takes its jobs at once, and make sure
+        the directory lists it (a replica stopped before its first tick is not listed yet)."""
+        try:
+            await self._save(stopped=True)
+            for _ in range(CLOSING_ATTEMPTS):
+                listed, etag = await self._store.get_raw(self._directory)
+                if await self._list(listed, etag, gone=[]):
+                    break
+        except StoreUnavailable as exc:
+            logger.warning(
+                "could not hand over %s unheard-of job(s) as this replica stops (another "
+                "replica takes them once it sees the ledger unchanged): %s",
+                len(self._unheard),
+                exc,
+            )
+
+    async def _save(self, *, stopped: bool = False) -> None:
+        now = self._clock()
+        jobs = tuple(self._unheard.waiting(now, 0.0, CAPACITY))
+        ledger = Ledger(self.instance, self._replica, now, self._save_every, jobs, stopped)
+        await self._store.save_raw(ledger_key(self.instance), ledger.value(), ttl_seconds=self._ttl)
+
+    async def _look_around(self) -> None:
+        listed, etag = await self._store.get_raw(self._directory)
+        instances = members(listed)
+        others = [i for i in instances if i != self.instance]
+        self._sightings.keep_only(others)
+        found = await self._store.bulk_get([ledger_key(i) for i in others])
+        now = self._clock()
+        gone: list[str] = []
+        for instance in others:
+            ledger = Ledger.from_value(found.get(ledger_key(instance)))
+            if ledger is None or ledger.adopted_by:
+                gone.append(instance)  # expired, wiped, or taken over already
+            elif self._sightings.orphaned(ledger, now) and await self._adopt(instance):
+                gone.append(instance)
+        if not await self._list(listed, etag, gone):
+            logger.debug("the directory of ledgers changed meanwhile; next time")
+
+    async def _list(self, listed: Any, etag: str, gone: list[str]) -> bool:
+        """Make the directory (``listed``, as read with ``etag``) list this replica and not the
+        ``gone`` ones; False when it changed since it was read."""
+        instances = members(listed)
+        if self.instance in instances and not gone:
+            return True
+        kept = [i for i in instances if i not in gone]
+        try:
+            await self._store.save_raw(
+                self._directory,
+                directory([*kept, self.instance]),
+                etag=etag or None,
+                first_write=listed is None,
+            )
+        except Conflict:
+            return False
+        return True
+
+    async def _adopt(self, instance: str) -> bool:
+        """Take a gone replica's jobs over; False when another replica did, or it is back."""
+        key = ledger_key(instance)
+        value, etag = await self._store.get_raw(key)
+        ledger = Ledger.from_value(value)
+        if ledger is None or not etag or not self._sightings.orphaned(ledger, self._clock()):
+            return ledger is None
+        spent = ledger.spent(self.instance, self._clock())
+        try:
+            await self._store.save_raw(key, spent.value(), etag=etag, ttl_seconds=SPENT_TTL_SECONDS)
+        except Conflict:
+            return False
+        taken = sum(self._unheard.adopt(job_id, look_at) for job_id, look_at in ledger.jobs)
+        self.adopted += taken
+        how = "stopped" if ledger.stopped else "is gone (its ledger has not changed lately)"
+        logger.log(
+            logging.WARNING if taken else logging.INFO,
+            "replica %s %s: took over %s of its job(s) not yet heard taken up, to announce "
+            "again any still New when it would have",
+            ledger.replica,
+            how,
+            taken,
+        )
+        return True
