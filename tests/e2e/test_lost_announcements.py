@@ -79,6 +79,29 @@ def cluster(redis_server: RedisServer, own_redis: RedisServer, tmp_path: Path) -
         cluster.stop()
 
 
+def _submit(client: httpx.Client) -> list[str]:
+    """JOBS jobs of different lengths; their ids."""
+    ids = []
+    for n in range(JOBS):
+        resp = client.post("/jobs", json={"input": {"seconds": 0.1 * (n + 1)}})
+        assert resp.status_code == 202, resp.text
+        ids.append(resp.json()["id"])
+    return ids
+
+
+def _wait_ran_once(client: httpx.Client, ids: list[str], worker: Replica) -> None:
+    """Every job Completed, by ``worker``, in one attempt (an announcement again made no rerun)."""
+
+    def finished() -> bool:
+        return all(client.get(f"/jobs/{i}").json()["status"] == "Completed" for i in ids)
+
+    wait_until(finished, timeout=FINISHED_WITHIN)
+    for job_id in ids:
+        job = client.get(f"/jobs/{job_id}").json()
+        assert job["attempt"] == 1, job
+        assert job["worker"] == worker.app.env["REPLICA_NAME"]  # type: ignore[union-attr]
+
+
 def _counter(client: httpx.Client, name: str) -> float:
     for family in text_string_to_metric_families(client.get("/metrics").text):
         if family.name == name:
@@ -105,22 +128,10 @@ def test_jobs_whose_queued_event_the_broker_lost_are_announced_again_and_run(
 ) -> None:
     cluster.start(cluster.api, APP_ENV="api", JOB_REQUEUE_AFTER_SECONDS=str(REQUEUE_AFTER_SECONDS))
     with httpx.Client(base_url=cluster.api.url, timeout=20) as client:
-        ids = []
-        for n in range(JOBS):
-            resp = client.post("/jobs", json={"input": {"seconds": 0.1 * (n + 1)}})
-            assert resp.status_code == 202, resp.text
-            ids.append(resp.json()["id"])
+        ids = _submit(client)
         cluster.wipe_broker()
         cluster.start(cluster.worker, APP_ENV="worker")
-
-        def finished() -> bool:
-            return all(client.get(f"/jobs/{i}").json()["status"] == "Completed" for i in ids)
-
-        wait_until(finished, timeout=FINISHED_WITHIN)
-        for job_id in ids:
-            job = client.get(f"/jobs/{job_id}").json()
-            assert job["attempt"] == 1, job  # ran once: the second announcement made no rerun
-            assert job["worker"] == cluster.worker.app.env["REPLICA_NAME"]  # type: ignore[union-attr]
+        _wait_ran_once(client, ids, cluster.worker)
         assert _reannounced(client) >= JOBS
 
 
@@ -157,11 +168,7 @@ def test_jobs_whose_creator_died_with_their_events_lost_are_taken_over_and_run(
     env = {"APP_ENV": "api", "JOB_REQUEUE_AFTER_SECONDS": str(REQUEUE_AFTER_SECONDS)}
     cluster.start(cluster.api, **env)
     with httpx.Client(base_url=cluster.api.url, timeout=20) as client:
-        ids = []
-        for n in range(JOBS):
-            resp = client.post("/jobs", json={"input": {"seconds": 0.1 * (n + 1)}})
-            assert resp.status_code == 202, resp.text
-            ids.append(resp.json()["id"])
+        ids = _submit(client)
     # Saved within a sweep (a quarter of the requeue time).
     wait_until(lambda: set(ids) <= _in_ledgers(cluster.api, cluster.topic), timeout=20)
     cluster.wipe_broker()
@@ -172,15 +179,7 @@ def test_jobs_whose_creator_died_with_their_events_lost_are_taken_over_and_run(
     cluster.start(heir, **env)
     cluster.start(cluster.worker, APP_ENV="worker")
     with httpx.Client(base_url=heir.url, timeout=20) as client:
-
-        def finished() -> bool:
-            return all(client.get(f"/jobs/{i}").json()["status"] == "Completed" for i in ids)
-
-        wait_until(finished, timeout=FINISHED_WITHIN)
-        for job_id in ids:
-            job = client.get(f"/jobs/{job_id}").json()
-            assert job["attempt"] == 1, job
-            assert job["worker"] == cluster.worker.app.env["REPLICA_NAME"]  # type: ignore[union-attr]
+        _wait_ran_once(client, ids, cluster.worker)
         assert _counter(client, "job_orchestrator_jobs_adopted") == JOBS
         assert _reannounced(client) >= JOBS
 
