@@ -143,6 +143,7 @@ class Handover:
                 self._directory,
                 directory([*kept, self.instance]),
                 etag=etag or None,
+                ttl_seconds=self._ttl,  # a directory unchanged that long is listed again
                 first_write=listed is None,
             )
         except Conflict:

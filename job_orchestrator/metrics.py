@@ -33,7 +33,7 @@ class LiveCounts:
     waiting_capacity: int  #: the most requests this replica lets wait at once
     sidecar_calls: Callable[[], int]  #: calls to the sidecar so far
     sidecar_failures: Callable[[], int]  #: of those, the ones that failed (sidecar or store down)
-    unheard: Callable[[], int]  #: jobs created here that nobody was heard to take up yet
+    unheard: Callable[[], int]  #: jobs created (or taken over) here, not heard taken up yet
     reannounced: Callable[[], int]  #: jobs still New long after creation, announced again
     adopted: Callable[[], int]  #: unheard-of jobs taken over from replicas gone
     held_back: Callable[[], int]  #: job changes not sent while the store failed (breaker.py)
@@ -72,8 +72,9 @@ class _LiveCollector(Collector):
         )
         yield GaugeMetricFamily(
             "job_orchestrator_jobs_unheard",
-            "Jobs created here whose queue delivery or later change this replica has not heard "
-            "of yet (it looks at each JOB_REQUEUE_AFTER_SECONDS after creation)",
+            "Jobs created here (or taken over from a replica gone) whose queue delivery or later "
+            "change this replica has not heard of yet (it looks at each "
+            "JOB_REQUEUE_AFTER_SECONDS after creation)",
             live.unheard(),
         )
         yield CounterMetricFamily(
