@@ -110,7 +110,7 @@ class Handover:
 
     async def _save(self, *, stopped: bool = False) -> None:
         now = self._clock()
-        jobs = tuple(self._unheard.waiting(now, 0.0, CAPACITY))
+        jobs = tuple(self._unheard.waiting(CAPACITY))
         ledger = Ledger(self.instance, self._replica, now, self._save_every, jobs, stopped)
         await self._store.save_raw(ledger_key(self.instance), ledger.value(), ttl_seconds=self._ttl)
 

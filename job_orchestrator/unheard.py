@@ -11,6 +11,7 @@ A job can also come from another replica's table (``adopt``), when that replica 
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -81,14 +82,13 @@ class Unheard:
         self._schedule(job_id, look_at, self.after)
         return True
 
-    def waiting(self, now: float, older_than: float, limit: int) -> list[tuple[str, float]]:
-        """Up to ``limit`` jobs tracked for at least ``older_than`` seconds (each pending
-        later look counts), as ``(job id, when its next look is due)``, the soonest first."""
-        found: list[tuple[str, float]] = []
-        for job_id, created in self._first.items():
-            if created + older_than > now or len(found) >= limit:
-                break
-            found.append((job_id, created + self.after))
+    def waiting(self, limit: int) -> list[tuple[str, float]]:
+        """Up to ``limit`` of the jobs tracked, as ``(job id, when its next look is due)``, the
+        soonest first."""
+        found = [
+            (job_id, created + self.after)
+            for job_id, created in itertools.islice(self._first.items(), limit)
+        ]
         later = heapq.nsmallest(
             limit, ((due, job_id) for job_id, (due, _) in self._pending.items())
         )

@@ -85,8 +85,8 @@ def _ids(count: int) -> list[str]:
     return [str(uuid.uuid4()) for _ in range(count)]
 
 
-def _tracked(unheard: Unheard, now: float) -> dict[str, float]:
-    return dict(unheard.waiting(now, 0.0, 1000))
+def _tracked(unheard: Unheard) -> dict[str, float]:
+    return dict(unheard.waiting(1000))
 
 
 async def test_a_replica_saves_its_unheard_jobs_and_lists_itself(
@@ -119,7 +119,7 @@ async def test_the_jobs_of_a_replica_whose_ledger_stopped_changing_are_taken_ove
     await b.handover.tick()
     assert b.handover.adopted == 2
     # Looked at when a would have: creation + AFTER.
-    assert _tracked(b.unheard, b.now) == dict.fromkeys(jobs, START + AFTER)
+    assert _tracked(b.unheard) == dict.fromkeys(jobs, START + AFTER)
     spent = await a.ledger()
     assert spent is not None and spent.adopted_by == b.handover.instance and spent.jobs == ()
     assert await b.listed(topic) == [b.handover.instance]
@@ -154,7 +154,7 @@ async def test_a_replica_that_stops_hands_its_jobs_over_at_once(
     assert ledger is not None and ledger.stopped and dict(ledger.jobs) == {job_id: START + AFTER}
     await b.handover.tick()
     assert b.handover.adopted == 1
-    assert _tracked(b.unheard, b.now) == {job_id: START + AFTER}
+    assert _tracked(b.unheard) == {job_id: START + AFTER}
     assert await b.listed(topic) == [b.handover.instance]
 
 
@@ -169,7 +169,7 @@ async def test_of_two_replicas_that_find_a_ledger_orphaned_one_takes_it(
     await a.handover.close()
     await asyncio.gather(b.handover.tick(), c.handover.tick())
     assert sorted((b.handover.adopted, c.handover.adopted)) == [0, 5]
-    taken: dict[str, Any] = _tracked(b.unheard, START) | _tracked(c.unheard, START)
+    taken: dict[str, Any] = _tracked(b.unheard) | _tracked(c.unheard)
     assert sorted(taken) == sorted(jobs)
 
 

@@ -85,13 +85,12 @@ def test_a_job_tracked_already_is_not_adopted_twice() -> None:
     assert full.dropped == 1
 
 
-def test_waiting_lists_old_enough_jobs_soonest_look_first() -> None:
+def test_waiting_lists_the_jobs_tracked_soonest_look_first() -> None:
     table = Unheard(after=60)
     table.created("a", now=0)
     table.created("b", now=10)
     table.adopt("c", look_at=30)
-    assert table.waiting(now=20, older_than=0, limit=10) == [("c", 30), ("a", 60), ("b", 70)]
-    assert table.waiting(now=20, older_than=15, limit=10) == [("c", 30), ("a", 60)]
-    assert table.waiting(now=20, older_than=0, limit=2) == [("c", 30), ("a", 60)]
+    assert table.waiting(limit=10) == [("c", 30), ("a", 60), ("b", 70)]
+    assert table.waiting(limit=2) == [("c", 30), ("a", 60)]
     table.heard("c")
-    assert table.waiting(now=20, older_than=0, limit=10) == [("a", 60), ("b", 70)]
+    assert table.waiting(limit=10) == [("a", 60), ("b", 70)]
