@@ -174,7 +174,7 @@ class BulkSubscriber:
             path = route.router.route(match)
         except RuleEvaluationError as exc:
             logger.error(
-                "error finding matching route for event in bulk subscribe %s and topic %s for "
+                "Error finding matching route for event in bulk subscribe %s and topic %s for "
                 "entry id %s: %s",
                 route.pubsubname,
                 route.topic,
@@ -185,7 +185,7 @@ class BulkSubscriber:
             return None
         if path is None:
             logger.warning(
-                "no matching route for event in pubsub %s and topic %s; skipping",
+                "No matching route for event in pubsub %s and topic %s; skipping",
                 route.pubsubname,
                 route.topic,
             )

@@ -430,7 +430,11 @@ async def test_an_entry_failed_after_processing_timeout_is_redelivered(
     assert len({event_id for n, event_id in deliveries if n == 1}) == 1  # the same event again
 
 
-async def test_routing_rules_split_a_batch_per_path(stack: StackFactory, app: App) -> None:
+async def test_routing_rules_split_a_batch_per_path(
+    stack: StackFactory, app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An entry no rule matches is dead-lettered and acknowledged, with daprd 1.18's warning
+    (bulksubscription.go words it with a capital, unlike the single-message path's debug line)."""
     rules = (RouteRule('event.type == "a"', "/a"), RouteRule('event.type == "b"', "/b"))
     dead = unique("dead")
     s = await stack(max_messages=4, rules=rules, default_path="", dead_letter_topic=dead)
@@ -441,6 +445,8 @@ async def test_routing_rules_split_a_batch_per_path(stack: StackFactory, app: Ap
     paths = {call.path: sorted(d["n"] for d in call.data) for call in app.calls}
     assert paths == {"/a": [0, 3], "/b": [1]}
     assert [d["n"] for d in await s.dead_letters(dead)] == [2]  # no match: dead letter, acked
+    warning = f"No matching route for event in pubsub pubsub and topic {s.topic}; skipping"
+    assert caplog.text.count(warning) == 1
 
 
 async def test_raw_payload_entries_carry_base64_bytes(stack: StackFactory, app: App) -> None:
