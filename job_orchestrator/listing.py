@@ -10,8 +10,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from job_orchestrator.errors import OrchestratorError
+from grpc import StatusCode
+
+from job_orchestrator.errors import OrchestratorError, StoreUnavailable
 from job_orchestrator.jobs import Job, valid_job_id
+from job_orchestrator.sidecar_client import grpc_code
 from job_orchestrator.store import JobStore, job_key
 
 logger = logging.getLogger(__name__)
@@ -112,7 +115,7 @@ class QueryListing:
         self, owner: str | None, status: str | None, limit: int, cursor: str | None
     ) -> Page:
         token = decode_token(cursor) if cursor else None
-        values, next_token = await self._store.query(query_for(owner, status, limit, token))
+        values, next_token, limit = await self._query(owner, status, limit, token)
         items = await self._jobs(values, owner, status)
         more = (
             bool(next_token)
@@ -120,6 +123,23 @@ class QueryListing:
             and await self._more(owner, status, next_token)
         )
         return Page(items, encode_cursor({"token": next_token}) if more else None)
+
+    async def _query(
+        self, owner: str | None, status: str | None, limit: int, token: str | None
+    ) -> tuple[list[dict[str, Any]], str, int]:
+        """The rows of one page, its next token, and the limit it took: half the rows at a
+        time while their values are more than the sidecar sends in one message (its
+        --max-body-size, 4 MiB by default: 100 jobs with inputs near MAX_INPUT_BYTES, or a
+        dozen with results near MAX_RESULT_BYTES). The page is shorter; its cursor goes on."""
+        while True:
+            try:
+                values, next_token = await self._store.query(query_for(owner, status, limit, token))
+            except StoreUnavailable as exc:
+                if limit == 1 or grpc_code(exc) is not StatusCode.RESOURCE_EXHAUSTED:
+                    raise
+                limit //= 2
+                continue
+            return values, next_token, limit
 
     async def _jobs(
         self, values: list[dict[str, Any]], owner: str | None, status: str | None

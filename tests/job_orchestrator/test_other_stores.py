@@ -174,6 +174,26 @@ def test_jobs_created_in_one_millisecond_are_each_listed_once(postgres_store: In
         assert listed == expected, f"limit {limit}: ties in id order"
 
 
+def test_a_page_of_jobs_larger_than_one_sidecar_message_is_listed_in_parts(
+    postgres_store: InProcess,
+) -> None:
+    """Forty completed jobs with results near MAX_RESULT_BYTES are 10 MB of query answer, more
+    than the sidecar sends in one message (4 MiB): the page is shortened until it fits, and its
+    cursor goes on, so every job is listed once. Before, the listing answered 503 for good."""
+    owner = f"large-{uuid.uuid4().hex[:6]}"
+    rows = [job_row(owner, time.time() - 60 + n / 1000) for n in range(40)]
+    for row in rows:
+        row["value"] |= {"status": "Completed", "result": {"text": "r" * 250_000}}
+    for first in range(0, len(rows), 8):  # the save request within the sidecar's body limit
+        save_rows(postgres_store, rows[first : first + 8])
+    newest_first = [row["value"]["id"] for row in reversed(rows)]
+    page = postgres_store.client.get("/jobs", params={"owner": owner, "limit": 40})
+    assert page.status_code == 200, page.text[:300]
+    assert 0 < len(page.json()["items"]) < 40
+    assert page.json()["nextCursor"] is not None
+    assert walk(postgres_store, owner, 40) == newest_first
+
+
 def test_the_query_listing_shows_only_this_apps_live_jobs(postgres_store: InProcess) -> None:
     """The query runs over the whole table: rows of other apps sharing it (anything with
     "kind": "job", even a whole forged job) and rows past their TTL are not listed, and a
