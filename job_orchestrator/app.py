@@ -82,6 +82,7 @@ def create_app(settings: Settings, registry: HandlerRegistry | None = None) -> F
                 save_every=requeue.sweep_seconds,
                 look_every=settings.requeue_after_seconds / 2,
                 ttl_seconds=settings.retention_seconds,
+                instance=requeue.instance,
             )
             tasks.append(asyncio.create_task(handover.run()))
         reannounce = None

@@ -29,6 +29,9 @@ from job_orchestrator.ledgers import (
     directory_key,
     ledger_key,
     members,
+    saved_before,
+    unsaved_jobs,
+    unsaved_query,
 )
 from job_orchestrator.store import Conflict, JobStore
 from job_orchestrator.unheard import Unheard
@@ -41,6 +44,8 @@ STALE_SAVES = 4
 SPENT_TTL_SECONDS = 3600
 #: Tries at listing a stopping replica in a directory that other replicas change meanwhile.
 CLOSING_ATTEMPTS = 3
+#: Rows per query when looking for the jobs a gone replica created after its last save.
+QUERY_PAGE = 100
 
 
 class Handover:
@@ -58,6 +63,7 @@ class Handover:
         save_every: float,
         look_every: float,
         ttl_seconds: int,
+        instance: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -68,14 +74,17 @@ class Handover:
         self._look_every = look_every
         self._ttl = ttl_seconds
         self._clock = clock
-        self.instance = uuid.uuid4().hex[:12]
+        #: This process's ledger is jobunheard-<instance>; the jobs it creates carry it
+        #: (``createdBy``), so that an heir finds those created after its last save.
+        self.instance = instance or uuid.uuid4().hex[:12]
         self._sightings = Sightings(STALE_SAVES * save_every, STALE_SAVES)
         self.adopted = 0  #: jobs taken over from replicas gone, so far
 
     async def run(self) -> None:
-        looked = -math.inf  # the first tick lists this replica in the directory
+        # The first tick comes at once: it saves a ledger and lists this replica before it
+        # has created much, so that even a replica killed in its first seconds is seen gone.
+        looked = -math.inf
         while True:
-            await asyncio.sleep(self._save_every)
             look = self._clock() - looked >= self._look_every
             try:
                 await self.tick(look=look)
@@ -83,6 +92,7 @@ class Handover:
                 logger.debug("handing over unheard-of jobs: %s", exc)
             if look:
                 looked = self._clock()
+            await asyncio.sleep(self._save_every)
 
     async def tick(self, *, look: bool = True) -> None:
         """Save the ledger (an empty one too: it says this replica is alive), then look at
@@ -163,6 +173,8 @@ class Handover:
         except Conflict:
             return False
         taken = sum(self._unheard.adopt(job_id, look_at) for job_id, look_at in ledger.jobs)
+        if self._store.query_api:
+            taken += await self._adopt_unsaved(ledger)
         self.adopted += taken
         how = "stopped" if ledger.stopped else "is gone (its ledger has not changed lately)"
         logger.log(
@@ -174,3 +186,36 @@ class Handover:
             taken,
         )
         return True
+
+    async def _adopt_unsaved(self, ledger: Ledger) -> int:
+        """Take over the jobs the gone replica created after its ledger's last save, found by
+        ``createdBy`` through the query API; how many were taken. Each is looked at when its
+        creator would have looked at it.
+
+        Page tokens are offsets: jobs that leave New meanwhile (their queue message got
+        through) shift the rows, and a row can slip into a page already read, so the rows are
+        read twice. A store failure leaves the rest to the ledger's jobs alone, as before."""
+        try:
+            return await self._unsaved_pass(ledger) + await self._unsaved_pass(ledger)
+        except StoreUnavailable as exc:
+            logger.warning(
+                "replica %s: could not look for the jobs it created after its ledger's last "
+                "save: %s",
+                ledger.replica,
+                exc,
+            )
+            return 0
+
+    async def _unsaved_pass(self, ledger: Ledger) -> int:
+        """One read of the gone replica's New jobs, newest first, until the ledger covers the
+        rest; how many were taken."""
+        taken, token = 0, ""
+        while True:
+            page = await self._store.query(unsaved_query(ledger.instance, QUERY_PAGE, token))
+            found = unsaved_jobs(page.values, ledger.instance)
+            after = self._unheard.after
+            taken += sum(self._unheard.adopt(job_id, at + after) for job_id, at in found)
+            covered = any(saved_before(ledger, at) for _, at in found)
+            if covered or not page.token or len(page.values) < page.limit:
+                return taken
+            token = page.token

@@ -108,6 +108,10 @@ class Job:
     sequence: int = 1  #: grows with every published change
     #: ``<instance>:<n>``: the listing index part and number its creating process gave it
     indexed_as: str | None = None
+    #: The ledger (handover.py) of the process that created it, where one keeps a ledger: a
+    #: replica taking a gone one's ledger over finds by it, through the query API, the jobs
+    #: created after that ledger's last save
+    created_by: str | None = None
     #: W3C trace context of the request that created the job; every event of the job carries it
     traceparent: str | None = None
 
@@ -158,6 +162,8 @@ class Job:
         )
         if self.indexed_as is not None:
             record["indexedAs"] = self.indexed_as
+        if self.created_by is not None:
+            record["createdBy"] = self.created_by
         if self.traceparent is not None:
             record["traceparent"] = self.traceparent
         return record
@@ -191,6 +197,7 @@ class Job:
             cancel_requested=bool(data.get("cancelRequested", False)),
             sequence=int(data.get("sequence", 1)),
             indexed_as=data.get("indexedAs"),
+            created_by=data.get("createdBy"),
             traceparent=data.get("traceparent"),
         )
 
@@ -205,6 +212,7 @@ def new_job(
     run_timeout_seconds: float | None,
     now: float,
     indexed_as: str | None = None,
+    created_by: str | None = None,
     traceparent: str | None = None,
 ) -> Job:
     return Job(
@@ -218,6 +226,7 @@ def new_job(
         max_attempts=max_attempts,
         run_timeout_seconds=run_timeout_seconds,
         indexed_as=indexed_as,
+        created_by=created_by,
         traceparent=traceparent,
     )
 

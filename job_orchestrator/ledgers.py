@@ -10,13 +10,18 @@ replica that is gone: the replica that sees it takes its jobs over.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from job_orchestrator.jobs import parse_iso
+
 PREFIX = "jobunheard-"
 #: Jobs one ledger holds at most (about 60 bytes each), the soonest looks first.
 CAPACITY = 20_000
+#: A job is in its creator's table before it is stamped created plus this (ledgers.saved_before).
+SAVE_SLACK_SECONDS = 1.0
 
 
 def ledger_key(instance: str) -> str:
@@ -105,6 +110,48 @@ class Sightings:
         listed = set(instances)
         for instance in [i for i in self._seen if i not in listed]:
             del self._seen[instance]
+
+
+def unsaved_query(instance: str, limit: int, token: str = "") -> dict[str, Any]:
+    """A state query for the New jobs ``instance`` created, newest first: those created after
+    its ledger's last save are in no ledger."""
+    page: dict[str, Any] = {"limit": limit}
+    if token:
+        page["token"] = token
+    conditions = [{"EQ": {"kind": "job"}}, {"EQ": {"status": "New"}}]
+    return {
+        "filter": {"AND": [*conditions, {"EQ": {"createdBy": instance}}]},
+        # The id breaks ties: page tokens are offsets on state.postgresql.
+        "sort": [{"key": "createdAt", "order": "DESC"}, {"key": "id", "order": "ASC"}],
+        "page": page,
+    }
+
+
+def unsaved_jobs(rows: list[dict[str, Any]], instance: str) -> list[tuple[str, float]]:
+    """``(job id, createdAt)`` of the rows that are New jobs ``instance`` created; rows of
+    other apps sharing the table, or changed since the query matched them, are left out."""
+    found = []
+    for row in rows:
+        job_id, created = row.get("id"), row.get("createdAt")
+        if (
+            row.get("kind") == "job"
+            and row.get("status") == "New"
+            and row.get("createdBy") == instance
+            and isinstance(job_id, str)
+            and isinstance(created, str)
+        ):
+            with contextlib.suppress(ValueError):
+                stamp = parse_iso(created)
+                if stamp is not None:
+                    found.append((job_id, stamp))
+    return found
+
+
+def saved_before(ledger: Ledger, created_at: float) -> bool:
+    """Whether a job its replica created at ``created_at`` (its own clock, as ``savedAt``)
+    is in the ledger if still unheard of: created a second or more before the last save, when
+    the ledger was not full."""
+    return len(ledger.jobs) < CAPACITY and created_at < ledger.saved_at - SAVE_SLACK_SECONDS
 
 
 def members(directory: Any) -> list[str]:

@@ -10,11 +10,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from grpc import StatusCode
-
-from job_orchestrator.errors import OrchestratorError, StoreUnavailable
+from job_orchestrator.errors import OrchestratorError
 from job_orchestrator.jobs import Job, valid_job_id
-from job_orchestrator.sidecar_client import grpc_code
 from job_orchestrator.store import JobStore, job_key
 
 logger = logging.getLogger(__name__)
@@ -115,31 +112,14 @@ class QueryListing:
         self, owner: str | None, status: str | None, limit: int, cursor: str | None
     ) -> Page:
         token = decode_token(cursor) if cursor else None
-        values, next_token, limit = await self._query(owner, status, limit, token)
-        items = await self._jobs(values, owner, status)
+        found = await self._store.query(query_for(owner, status, limit, token))
+        items = await self._jobs(found.values, owner, status)
         more = (
-            bool(next_token)
-            and len(values) >= limit
-            and await self._more(owner, status, next_token)
+            bool(found.token)
+            and len(found.values) >= found.limit
+            and await self._more(owner, status, found.token)
         )
-        return Page(items, encode_cursor({"token": next_token}) if more else None)
-
-    async def _query(
-        self, owner: str | None, status: str | None, limit: int, token: str | None
-    ) -> tuple[list[dict[str, Any]], str, int]:
-        """The rows of one page, its next token, and the limit it took: half the rows at a
-        time while their values are more than the sidecar sends in one message (its
-        --max-body-size, 4 MiB by default: 100 jobs with inputs near MAX_INPUT_BYTES, or a
-        dozen with results near MAX_RESULT_BYTES). The page is shorter; its cursor goes on."""
-        while True:
-            try:
-                values, next_token = await self._store.query(query_for(owner, status, limit, token))
-            except StoreUnavailable as exc:
-                if limit == 1 or grpc_code(exc) is not StatusCode.RESOURCE_EXHAUSTED:
-                    raise
-                limit //= 2
-                continue
-            return values, next_token, limit
+        return Page(items, encode_cursor({"token": found.token}) if more else None)
 
     async def _jobs(
         self, values: list[dict[str, Any]], owner: str | None, status: str | None
@@ -165,5 +145,4 @@ class QueryListing:
 
     async def _more(self, owner: str | None, status: str | None, token: str) -> bool:
         """Whether anything follows ``token``: the last page's cursor is null."""
-        values, _ = await self._store.query(query_for(owner, status, 1, token))
-        return bool(values)
+        return bool((await self._store.query(query_for(owner, status, 1, token))).values)

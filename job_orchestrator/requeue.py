@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Callable
 
 from job_orchestrator.errors import StoreUnavailable
@@ -49,6 +50,8 @@ class Requeue:
     ) -> None:
         self._store = store
         self._clock = clock
+        #: Names this process's table (its ledger's key) and the jobs it creates (createdBy).
+        self.instance = uuid.uuid4().hex[:12]
         self.unheard = Unheard(after)
         self.sweep_seconds = min(MAX_SWEEP_SECONDS, after / 4)
         self.announced = 0  #: jobs announced again so far

@@ -149,6 +149,7 @@ class JobService:
                     run_timeout_seconds=sub.run_timeout_seconds,
                     now=now,
                     indexed_as=index.reserve() if index is not None else None,
+                    created_by=self.requeue.instance if self.requeue is not None else None,
                     traceparent=traceparent,
                 )
                 if self.requeue is not None:

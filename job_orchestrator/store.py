@@ -8,6 +8,7 @@ op (same key) that publishes the public job instead of the record.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -67,6 +68,12 @@ class Write(NamedTuple):
     etag: str
     record: bytes
     ops: list[TransactionalStateOperation]
+
+
+class QueryPage(NamedTuple):
+    values: list[dict[str, Any]]  #: the rows' values, in the query's order
+    token: str  #: where the next page starts ("" when the store says none follows)
+    limit: int  #: the page's limit as it ran (see JobStore.query)
 
 
 class Mutation(NamedTuple):
@@ -465,13 +472,26 @@ class JobStore:
                 self.query_api = "QUERY_API" in comp.capabilities
                 self.counted_etags = comp.type == COUNTING_STORE
 
-    async def query(self, query: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
-        """Run a state query; returns the values and the next page token."""
-        body = json.dumps(query)
-        resp = await self._call(
-            "querying jobs", lambda: self._client.query_state(self._store, body)
-        )
-        return [json.loads(item.value) for item in resp.results if item.value], resp.token or ""
+    async def query(self, query: dict[str, Any]) -> QueryPage:
+        """Run a state query for one page (``query["page"]["limit"]`` rows at most): with half
+        the rows at a time while their values are more than the sidecar sends in one message
+        (its --max-body-size, 4 MiB by default: 100 jobs with inputs near MAX_INPUT_BYTES, or
+        a dozen with results near MAX_RESULT_BYTES). The page is then shorter; its token goes
+        on from where it ends."""
+        page = dict(query["page"])
+        while True:
+            body = json.dumps({**query, "page": page})
+            try:
+                resp = await self._call(
+                    "querying jobs", functools.partial(self._client.query_state, self._store, body)
+                )
+            except StoreUnavailable as exc:
+                if page["limit"] <= 1 or grpc_code(exc) is not StatusCode.RESOURCE_EXHAUSTED:
+                    raise
+                page["limit"] //= 2
+                continue
+            values = [json.loads(item.value) for item in resp.results if item.value]
+            return QueryPage(values, resp.token or "", page["limit"])
 
     async def bulk_get(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         """The values of the keys that have one (a key the store failed to read is left out)."""

@@ -14,6 +14,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from job_orchestrator.ledgers import directory_key, ledger_key
 from tests.conftest import RedisServer
 from tests.job_orchestrator.stack import Replica, log_dir_for, sidecar_state, write_components
-from tests.procs import wait_until
+from tests.procs import PostgresCluster, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -33,18 +34,14 @@ FINISHED_WITHIN = 45.0
 
 
 class Cluster:
-    """Its own state Redis and broker Redis; an API replica now, a worker replica later."""
+    """Its own state store and broker Redis; an API replica now, a worker replica later."""
 
-    def __init__(self, state: RedisServer, broker: RedisServer, tmp: Path) -> None:
+    def __init__(
+        self, state: tuple[str, list[dict[str, Any]]], broker: RedisServer, tmp: Path
+    ) -> None:
         self.broker = broker
         self.topic = f"job-events-{uuid.uuid4().hex[:8]}"
-        on_state_redis = [
-            {"name": "redisHost", "value": state.host},
-            {"name": "redisPassword", "value": ""},
-        ]
-        self.resources = write_components(
-            tmp / "resources", broker.host, self.topic, state=("state.redis", on_state_redis)
-        )
+        self.resources = write_components(tmp / "resources", broker.host, self.topic, state=state)
         self.logs = log_dir_for(tmp)
         self.api = Replica("api")
         self.worker = Replica("worker")
@@ -72,7 +69,28 @@ class Cluster:
 
 @pytest.fixture
 def cluster(redis_server: RedisServer, own_redis: RedisServer, tmp_path: Path) -> Iterator[Cluster]:
-    cluster = Cluster(redis_server, own_redis, tmp_path)
+    on_state_redis = [
+        {"name": "redisHost", "value": redis_server.host},
+        {"name": "redisPassword", "value": ""},
+    ]
+    cluster = Cluster(("state.redis", on_state_redis), own_redis, tmp_path)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_cluster(
+    request: pytest.FixtureRequest, own_redis: RedisServer, tmp_path: Path
+) -> Iterator[Cluster]:
+    """The state in PostgreSQL (the query API), the broker on a Redis of its own."""
+    pg: PostgresCluster = request.getfixturevalue("postgres_server")
+    on_postgres = [
+        {"name": "connectionString", "value": pg.dsn},
+        {"name": "tableName", "value": f"state_{uuid.uuid4().hex[:8]}"},
+    ]
+    cluster = Cluster(("state.postgresql", on_postgres), own_redis, tmp_path)
     try:
         yield cluster
     finally:
@@ -182,6 +200,34 @@ def test_jobs_whose_creator_died_with_their_events_lost_are_taken_over_and_run(
         _wait_ran_once(client, ids, cluster.worker)
         assert _counter(client, "job_orchestrator_jobs_adopted") == JOBS
         assert _reannounced(client) >= JOBS
+
+
+@pytest.mark.filterwarnings("ignore:The State Store Query API:UserWarning")
+def test_jobs_a_dead_replica_created_after_its_last_save_are_found_by_query_and_run(
+    pg_cluster: Cluster,
+) -> None:
+    """The replica saves its ledger as it starts and every 5 s after: jobs created between
+    two saves are in no ledger when it is killed -9 (with the broker's copy of their events).
+    On a store with the query API the heir finds them by ``createdBy`` and announces them
+    again; before, they stayed New."""
+    cluster = pg_cluster
+    cluster.start(cluster.api, APP_ENV="api", JOB_REQUEUE_AFTER_SECONDS="20")  # saves every 5 s
+    directory = directory_key(cluster.topic)
+    # Its first save, at start, lists it.
+    wait_until(lambda: sidecar_state(cluster.api.http_port, directory) is not None, timeout=20)
+    with httpx.Client(base_url=cluster.api.url, timeout=20) as client:
+        ids = _submit(client)
+    assert not set(ids) & _in_ledgers(cluster.api, cluster.topic)  # the next save is seconds away
+    cluster.wipe_broker()
+    for proc in (cluster.api.app, cluster.api.sidecar):
+        assert proc is not None
+        proc.kill9()
+    heir = Replica("heir")
+    cluster.start(heir, APP_ENV="api", JOB_REQUEUE_AFTER_SECONDS=str(REQUEUE_AFTER_SECONDS))
+    cluster.start(cluster.worker, APP_ENV="worker")
+    with httpx.Client(base_url=heir.url, timeout=20) as client:
+        _wait_ran_once(client, ids, cluster.worker)
+        assert _counter(client, "job_orchestrator_jobs_adopted") == JOBS
 
 
 def test_a_replica_that_stops_leaves_its_unheard_jobs_in_a_stopped_ledger(

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from job_orchestrator.ledgers import Ledger, Sightings, directory, members
+from job_orchestrator.ledgers import (
+    CAPACITY,
+    Ledger,
+    Sightings,
+    directory,
+    members,
+    saved_before,
+    unsaved_jobs,
+    unsaved_query,
+)
 
 LEDGER = Ledger("i1", "replica-1", 1000.0, 5.0, (("job-a", 1060.0), ("job-b", 1090.5)))
 
@@ -74,3 +84,37 @@ def test_the_directory_lists_each_instance_once() -> None:
     assert members(None) == []
     assert members({"instances": "a"}) == []
     assert members({"instances": ["a", 3]}) == ["a"]
+
+
+def test_the_query_for_unsaved_jobs_asks_for_its_creators_new_jobs_newest_first() -> None:
+    query = unsaved_query("i1", 100, "300")
+    assert query["filter"] == {
+        "AND": [{"EQ": {"kind": "job"}}, {"EQ": {"status": "New"}}, {"EQ": {"createdBy": "i1"}}]
+    }
+    assert query["sort"][0] == {"key": "createdAt", "order": "DESC"}
+    assert query["page"] == {"limit": 100, "token": "300"}
+    assert unsaved_query("i1", 5)["page"] == {"limit": 5}
+
+
+def test_only_rows_that_are_the_creators_new_jobs_are_taken() -> None:
+    job = {"kind": "job", "id": "a", "status": "New", "createdBy": "i1"}
+    rows: list[dict[str, Any]] = [
+        job | {"createdAt": "2026-11-25T10:00:01.500Z"},
+        job | {"id": "started", "status": "InProgress", "createdAt": "2026-11-25T10:00:00Z"},
+        job | {"id": "others", "createdBy": "i2", "createdAt": "2026-11-25T10:00:00Z"},
+        job | {"id": "not-a-job", "kind": "doc", "createdAt": "2026-11-25T10:00:00Z"},
+        job | {"id": "bad-time", "createdAt": "yesterday"},
+        job | {"id": 7, "createdAt": "2026-11-25T10:00:00Z"},
+        {"id": "no-fields"},
+    ]
+    assert unsaved_jobs(rows, "i1") == [
+        ("a", datetime(2026, 11, 25, 10, 0, 1, 500000, UTC).timestamp())
+    ]
+
+
+def test_a_ledger_covers_what_was_created_a_second_before_its_save_unless_it_was_full() -> None:
+    assert saved_before(LEDGER, LEDGER.saved_at - 1.5)
+    assert not saved_before(LEDGER, LEDGER.saved_at - 0.5)  # maybe not in its table yet
+    assert not saved_before(LEDGER, LEDGER.saved_at + 3)  # after the save
+    full = Ledger("i1", "r", 1000.0, 5.0, tuple((f"j{n}", 0.0) for n in range(CAPACITY)))
+    assert not saved_before(full, 10.0)  # older jobs may have been left out
