@@ -216,6 +216,7 @@ class Handover:
             after = self._unheard.after
             taken += sum(self._unheard.adopt(job_id, at + after) for job_id, at in found)
             covered = any(saved_before(ledger, at) for _, at in found)
-            if covered or not page.token or len(page.values) < page.limit:
+            full = len(self._unheard) >= self._unheard.capacity
+            if covered or full or not page.token or len(page.values) < page.limit:
                 return taken
             token = page.token
