@@ -46,6 +46,10 @@ SPENT_TTL_SECONDS = 3600
 CLOSING_ATTEMPTS = 3
 #: Rows per query when looking for the jobs a gone replica created after its last save.
 QUERY_PAGE = 100
+#: A ledger to which jobs were added is saved again this soon (not waiting for save_every)...
+QUICK_SAVE_SECONDS = 1.0
+#: ... while it lists at most this many jobs (about 60 bytes each).
+QUICK_SAVE_JOBS = 2_000
 
 
 class Handover:
@@ -78,21 +82,31 @@ class Handover:
         #: (``createdBy``), so that an heir finds those created after its last save.
         self.instance = instance or uuid.uuid4().hex[:12]
         self._sightings = Sightings(STALE_SAVES * save_every, STALE_SAVES)
+        self._saved_added = 0  #: the table's ``added`` when the ledger was last saved
         self.adopted = 0  #: jobs taken over from replicas gone, so far
 
     async def run(self) -> None:
-        # The first tick comes at once: it saves a ledger and lists this replica before it
-        # has created much, so that even a replica killed in its first seconds is seen gone.
-        looked = -math.inf
+        """Save the ledger every ``save_every`` seconds, and within a second of a job being
+        added while it is small; look around every ``look_every`` seconds. The first tick
+        comes at once: a replica killed in its first seconds is listed, and seen gone."""
+        looked = saved = -math.inf
         while True:
-            look = self._clock() - looked >= self._look_every
-            try:
-                await self.tick(look=look)
-            except StoreUnavailable as exc:
-                logger.debug("handing over unheard-of jobs: %s", exc)
-            if look:
-                looked = self._clock()
-            await asyncio.sleep(self._save_every)
+            now = self._clock()
+            look = now - looked >= self._look_every
+            if look or now - saved >= self._save_every or self._worth_saving():
+                try:
+                    await self.tick(look=look)
+                except StoreUnavailable as exc:
+                    logger.debug("handing over unheard-of jobs: %s", exc)
+                saved = now
+                if look:
+                    looked = self._clock()
+            await asyncio.sleep(min(QUICK_SAVE_SECONDS, self._save_every))
+
+    def _worth_saving(self) -> bool:
+        """Whether jobs were added since the last save, to a table small enough to save
+        again so soon."""
+        return self._unheard.added != self._saved_added and len(self._unheard) <= QUICK_SAVE_JOBS
 
     async def tick(self, *, look: bool = True) -> None:
         """Save the ledger (an empty one too: it says this replica is alive), then look at
@@ -120,9 +134,11 @@ class Handover:
 
     async def _save(self, *, stopped: bool = False) -> None:
         now = self._clock()
+        added = self._unheard.added
         jobs = tuple(self._unheard.waiting(CAPACITY))
         ledger = Ledger(self.instance, self._replica, now, self._save_every, jobs, stopped)
         await self._store.save_raw(ledger_key(self.instance), ledger.value(), ttl_seconds=self._ttl)
+        self._saved_added = added
 
     async def _look_around(self) -> None:
         listed, etag = await self._store.get_raw(self._directory)

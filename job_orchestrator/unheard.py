@@ -34,6 +34,7 @@ class Unheard:
     #: Job ids with a later look pending -> that look's (due, pause) (what _later must match).
     _pending: dict[str, tuple[float, float]] = field(default_factory=dict)
     dropped: int = 0  #: jobs no longer tracked because the table was full
+    added: int = 0  #: jobs ever added (created here or adopted): a ledger saved at n has them
 
     def __len__(self) -> int:
         return len(self._first) + len(self._pending)
@@ -42,6 +43,7 @@ class Unheard:
         if len(self) >= self.capacity:
             self._drop_oldest()
         self._first[job_id] = now
+        self.added += 1
 
     def heard(self, job_id: str) -> None:
         """The job's queue message or a later change of it was seen: it needs no look."""
@@ -80,6 +82,7 @@ class Unheard:
             self.dropped += 1
             return False
         self._schedule(job_id, look_at, self.after)
+        self.added += 1
         return True
 
     def waiting(self, limit: int) -> list[tuple[str, float]]:

@@ -11,6 +11,7 @@ creating replica died too before it looked at them.
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from job_orchestrator.jobs import new_job
 from job_orchestrator.ledgers import directory_key, ledger_key
 from tests.conftest import RedisServer
 from tests.job_orchestrator.stack import Replica, log_dir_for, sidecar_state, write_components
@@ -206,19 +208,33 @@ def test_jobs_whose_creator_died_with_their_events_lost_are_taken_over_and_run(
 def test_jobs_a_dead_replica_created_after_its_last_save_are_found_by_query_and_run(
     pg_cluster: Cluster,
 ) -> None:
-    """The replica saves its ledger as it starts and every 5 s after: jobs created between
-    two saves are in no ledger when it is killed -9 (with the broker's copy of their events).
-    On a store with the query API the heir finds them by ``createdBy`` and announces them
-    again; before, they stayed New."""
+    """Jobs created in the second between a replica's last ledger save and its kill -9 are in
+    no ledger. They are made here as a creation writes them (naming the replica's ledger in
+    ``createdBy``), straight to the store with no event, so none is in the ledger whatever the
+    timing. On a store with the query API the heir finds them and announces them; before, they
+    stayed New."""
     cluster = pg_cluster
-    cluster.start(cluster.api, APP_ENV="api", JOB_REQUEUE_AFTER_SECONDS="20")  # saves every 5 s
+    cluster.start(cluster.api, APP_ENV="api", JOB_REQUEUE_AFTER_SECONDS="20")
     directory = directory_key(cluster.topic)
     # Its first save, at start, lists it.
     wait_until(lambda: sidecar_state(cluster.api.http_port, directory) is not None, timeout=20)
-    with httpx.Client(base_url=cluster.api.url, timeout=20) as client:
-        ids = _submit(client)
-    assert not set(ids) & _in_ledgers(cluster.api, cluster.topic)  # the next save is seconds away
-    cluster.wipe_broker()
+    (instance,) = sidecar_state(cluster.api.http_port, directory)["instances"]
+    made = [
+        new_job(
+            str(uuid.uuid4()),
+            "wait",
+            {"seconds": 0.1},
+            owner=None,
+            max_attempts=1,
+            run_timeout_seconds=None,
+            now=time.time(),
+            created_by=instance,
+        )
+        for _ in range(JOBS)
+    ]
+    rows = [{"key": f"job-{job.id}", "value": job.to_record()} for job in made]
+    saved = httpx.post(f"http://127.0.0.1:{cluster.api.http_port}/v1.0/state/statestore", json=rows)
+    assert saved.status_code == 204, saved.text
     for proc in (cluster.api.app, cluster.api.sidecar):
         assert proc is not None
         proc.kill9()
@@ -226,7 +242,7 @@ def test_jobs_a_dead_replica_created_after_its_last_save_are_found_by_query_and_
     cluster.start(heir, APP_ENV="api", JOB_REQUEUE_AFTER_SECONDS=str(REQUEUE_AFTER_SECONDS))
     cluster.start(cluster.worker, APP_ENV="worker")
     with httpx.Client(base_url=heir.url, timeout=20) as client:
-        _wait_ran_once(client, ids, cluster.worker)
+        _wait_ran_once(client, [job.id for job in made], cluster.worker)
         assert _counter(client, "job_orchestrator_jobs_adopted") == JOBS
 
 

@@ -7,6 +7,7 @@ test moves, on a topic of the test's own, so no other replica's ledger is in its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -183,3 +184,32 @@ async def test_a_replica_listed_no_more_lists_itself_again(
     await a.store.save_raw(directory_key(topic), {"instances": []}, etag=etag)
     await a.handover.tick()
     assert await a.listed(topic) == [a.handover.instance]
+
+
+async def test_a_ledger_is_saved_as_the_replica_starts_and_soon_after_a_job_is_added(
+    make_replica: MakeReplica,
+) -> None:
+    """``run`` saves at once, then within a second of a job being added (while the table is
+    small), not only every SAVE_EVERY: the test's clock stands still, so only an added job
+    can make it save again. The jobs created between two saves are the ones a kill -9 leaves
+    in no ledger."""
+    a = await make_replica()
+    running = asyncio.create_task(a.handover.run())
+
+    async def ledger_lists(jobs: set[str]) -> bool:
+        for _ in range(60):
+            ledger = await a.ledger()
+            if ledger is not None and {job_id for job_id, _ in ledger.jobs} == jobs:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    try:
+        assert await ledger_lists(set())
+        job_id = _ids(1)[0]
+        a.unheard.created(job_id, START)
+        assert await ledger_lists({job_id})
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
