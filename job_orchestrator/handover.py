@@ -189,7 +189,7 @@ class Handover:
         except Conflict:
             return False
         taken = sum(self._unheard.adopt(job_id, look_at) for job_id, look_at in ledger.jobs)
-        if self._store.query_api:
+        if self._store.query_api and not ledger.stopped:  # a stopped one was saved last
             taken += await self._adopt_unsaved(ledger)
         self.adopted += taken
         how = "stopped" if ledger.stopped else "is gone (its ledger has not changed lately)"
