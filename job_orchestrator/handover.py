@@ -205,8 +205,9 @@ class Handover:
 
     async def _adopt_unsaved(self, ledger: Ledger) -> int:
         """Take over the jobs the gone replica created after its ledger's last save, found by
-        ``createdBy`` through the query API; how many were taken. Each is looked at when its
-        creator would have looked at it.
+        ``createdBy`` through the query API; how many were taken. Each is looked at
+        ``JOB_REQUEUE_AFTER_SECONDS`` (this replica's) after its creation, as its creator would
+        have, configured alike.
 
         Page tokens are offsets: jobs that leave New meanwhile (their queue message got
         through) shift the rows, and a row can slip into a page already read, so the rows are

@@ -118,9 +118,13 @@ def unsaved_query(instance: str, limit: int, token: str = "") -> dict[str, Any]:
     page: dict[str, Any] = {"limit": limit}
     if token:
         page["token"] = token
-    conditions = [{"EQ": {"kind": "job"}}, {"EQ": {"status": "New"}}]
+    conditions = [
+        {"EQ": {"kind": "job"}},
+        {"EQ": {"status": "New"}},
+        {"EQ": {"createdBy": instance}},
+    ]
     return {
-        "filter": {"AND": [*conditions, {"EQ": {"createdBy": instance}}]},
+        "filter": {"AND": conditions},
         # The id breaks ties: page tokens are offsets on state.postgresql.
         "sort": [{"key": "createdAt", "order": "DESC"}, {"key": "id", "order": "ASC"}],
         "page": page,
