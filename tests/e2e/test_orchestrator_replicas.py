@@ -68,10 +68,30 @@ def cluster(
             replica.start_app(topic, logs, **env)
             assert replica.app is not None
             names[replica.app.env["REPLICA_NAME"]] = replica
-        yield Cluster(replicas, names, topic, redis_server.port)
+        cluster = Cluster(replicas, names, topic, redis_server.port)
+        _until_both_consume(cluster)
+        yield cluster
     finally:
         for replica in replicas:
             replica.stop()
+
+
+def _until_both_consume(cluster: Cluster) -> None:
+    """Run short jobs until each replica has run one. A sidecar reports ready once it has
+    started its subscriptions, but its first read of the queue can come tens of milliseconds
+    later (the replica's own start-up shares the two cores): jobs submitted in that gap all go
+    to the other replica, which is no test of competing consumers."""
+    seen: set[str] = set()
+    with cluster.client(0) as client:
+        for _ in range(100):
+            job = {"input": {"seconds": 0}, "timeoutSeconds": 10}
+            done = client.post("/Jobs/StartJobWithTimeout", json=job)
+            assert done.status_code == 200, done.text
+            seen.add(done.json()["worker"])
+            if seen == set(cluster.names):
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"after 100 jobs only {sorted(seen)} had run one")
 
 
 def test_replicas_compete_for_jobs_and_each_runs_once(cluster: Cluster) -> None:
