@@ -174,7 +174,8 @@ class JobStore:
 
     async def _answer(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         try:
-            return await asyncio.wait_for(call(), CALL_TIMEOUT_SECONDS)
+            async with asyncio.timeout(CALL_TIMEOUT_SECONDS):
+                return await call()
         except (DaprGrpcError, AioRpcError) as exc:
             self._clients.failed(exc)
             raise StoreUnavailable(f"{what} failed: {exc.details() or exc.code()}") from exc

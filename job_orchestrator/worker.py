@@ -439,7 +439,8 @@ class Worker:
         run.wake.clear()
         if not run.ctx.cancelled:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(run.wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await run.wake.wait()
 
     async def _finish(
         self,

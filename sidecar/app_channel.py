@@ -184,9 +184,8 @@ class AppChannel:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                _, writer = await asyncio.wait_for(
-                    asyncio.open_connection(self.address, self.port), timeout=1.0
-                )
+                async with asyncio.timeout(1.0):
+                    _, writer = await asyncio.open_connection(self.address, self.port)
             except (OSError, TimeoutError):
                 if time.monotonic() >= deadline:
                     raise TimeoutError(

@@ -70,9 +70,8 @@ class AppHealth:
 
     async def probe(self) -> bool:
         try:
-            status, _, _ = await asyncio.wait_for(
-                self._channel.send("GET", self._check.path, {}, b""), self._check.timeout
-            )
+            async with asyncio.timeout(self._check.timeout):
+                status, _, _ = await self._channel.send("GET", self._check.path, {}, b"")
         except (AppUnreachableError, TimeoutError):
             return False
         return 200 <= status < 300

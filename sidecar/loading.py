@@ -133,7 +133,8 @@ async def _load(
             )
         component = await resolve_secrets(component, secrets)
         instance = _create(component, app_id, env)
-        await asyncio.wait_for(instance.init(), component.init_timeout)
+        async with asyncio.timeout(component.init_timeout):
+            await instance.init()
     except Exception as exc:  # any failure of a component's own code stops startup
         why = (
             f"init timed out after {component.init_timeout}s"

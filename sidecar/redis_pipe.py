@@ -235,7 +235,8 @@ class RedisPipe:
         backoff = settings.min_backoff
         for attempt in range(settings.max_retries + 1):
             try:
-                protocol = await asyncio.wait_for(self._connect(), settings.connect_timeout)
+                async with asyncio.timeout(settings.connect_timeout):
+                    protocol = await self._connect()
             except (OSError, TimeoutError, ReplyError) as exc:
                 if isinstance(exc, ReplyError) or attempt == settings.max_retries:
                     raise RedisUnavailable(

@@ -154,14 +154,16 @@ class Child:
         if self.proc.returncode is None:
             self._signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(self.proc.wait(), grace)
+                async with asyncio.timeout(grace):
+                    await self.proc.wait()
             except TimeoutError:
                 logger.warning("%s did not stop within %ss; killing it", self.name, grace)
         # Kill what is left of the group (the app's own children included) either way.
         self._signal(signal.SIGKILL)
         await self.proc.wait()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.pump, 2)
+            async with asyncio.timeout(2):
+                await self.pump
 
     def _signal(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -282,7 +284,8 @@ class AppRun:
         else:
             if code is not None:  # all it wrote, before reading the file
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(child.pump), 2)
+                    async with asyncio.timeout(2):
+                        await asyncio.shield(child.pump)
             lines = "".join(f"\n    {line}" for line in tail(log_path, _TAIL_LINES))
             logger.error("%s %s %s; the end of %s:%s", child.name, what, detail, log_path, lines)
         return code if code is not None and code > 0 else 1

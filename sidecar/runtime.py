@@ -300,7 +300,8 @@ class Runtime:
             await asyncio.sleep(seconds)
         else:
             try:
-                await asyncio.wait_for(self.app_health.unhealthy.wait(), seconds)
+                async with asyncio.timeout(seconds):
+                    await self.app_health.unhealthy.wait()
                 logger.info("App reported unhealthy, entering shutdown...")
                 return
             except TimeoutError:

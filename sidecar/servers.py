@@ -101,7 +101,8 @@ class HttpServer:
             return
         self._server.should_exit = True
         try:
-            await asyncio.wait_for(asyncio.shield(self._task), _HTTP_STOP_GRACE)
+            async with asyncio.timeout(_HTTP_STOP_GRACE):
+                await asyncio.shield(self._task)
         except TimeoutError:
             self._server.force_exit = True
             await self._task

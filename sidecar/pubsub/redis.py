@@ -154,7 +154,8 @@ class RedisStreamsPubSub:
 
     async def init(self) -> None:
         try:
-            await asyncio.wait_for(self._client.ping(), timeout=self.component.init_timeout)
+            async with asyncio.timeout(self.component.init_timeout):
+                await self._client.ping()
         except (RedisError, OSError, TimeoutError) as exc:
             raise ComponentError(
                 self.component,

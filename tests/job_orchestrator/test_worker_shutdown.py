@@ -143,3 +143,26 @@ async def test_a_job_no_longer_ours_is_not_handed_back(worker: tuple[Worker, Job
     await asyncio.wait_for(delivery, 10)
     back = await stored(store, running.id)
     assert (back.worker, back.handed_back) == ("another-replica", False)
+
+
+async def test_a_cancel_that_comes_as_a_sidecar_call_answers_is_not_lost(
+    worker: tuple[Worker, JobStore],
+) -> None:
+    """How a stopping replica once ran a job to its end instead of handing it back: the answer
+    of its lease renewal and the shutdown's cancellation came in the same turn of the loop,
+    and the call's deadline (``asyncio.wait_for`` on Python 3.11) returned the answer and
+    dropped the cancellation. The store's calls must raise it."""
+    _, store = worker
+    answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def call() -> str:
+        return await answer
+
+    calling = asyncio.create_task(store._call("renewing a lease", call))
+    for _ in range(3):
+        await asyncio.sleep(0)  # the call is in flight
+    assert not calling.done()
+    answer.set_result("answered")
+    calling.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await calling
