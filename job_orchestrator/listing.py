@@ -8,7 +8,7 @@ import binascii
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from job_orchestrator.errors import OrchestratorError
 from job_orchestrator.jobs import Job, valid_job_id
@@ -67,12 +67,43 @@ def decode_position(cursor: str) -> list[Any]:
     return after
 
 
-def decode_token(cursor: str) -> str:
-    """The query API's page token of a query cursor (``{"token": ...}``), or BadCursor."""
-    token = decode_cursor(cursor).get("token")
+class QueryCursor(NamedTuple):
+    token: str  #: the query API's page token, where the next query starts
+    carried: str | None  #: the id of the row read last and not shown, which the next page opens
+
+
+def decode_query_cursor(cursor: str) -> QueryCursor:
+    """The page token and carried row of a query cursor (``{"token": ..., "carried": ...}``),
+    or BadCursor."""
+    data = decode_cursor(cursor)
+    token, carried = data.get("token"), data.get("carried")
     if not isinstance(token, str) or not token:
         raise BadCursor(_NOT_OURS)
-    return token
+    if carried is not None and not (isinstance(carried, str) and valid_job_id(carried)):
+        raise BadCursor(_NOT_OURS)
+    return QueryCursor(token, carried)
+
+
+def split_rows(
+    values: list[dict[str, Any]], limit: int, token: str, carried: str | None
+) -> tuple[list[str], QueryCursor | None]:
+    """The ids a page shows and the cursor after it, from a query that asked ``limit`` rows.
+
+    A query reads one row more than its page shows: the page opens with the row the page
+    before carried over, or else asks ``limit + 1`` rows. When the answer is full, its last
+    row is held back and carried to the next page, which proves that one follows without a
+    second query (page tokens are opaque: no query can start inside an answer). Rows whose
+    ``id`` is no job id are dropped (another app's rows); one held back still moves the token.
+    """
+    rows = [value.get("id") for value in values]
+    full = bool(token) and len(rows) >= limit
+    shown, held = (rows[:-1], rows[-1]) if full else (rows, None)
+    ids = [carried] if carried else []
+    ids += [i for i in shown if isinstance(i, str) and valid_job_id(i)]
+    if not full:
+        return list(dict.fromkeys(ids)), None
+    kept = held if isinstance(held, str) and valid_job_id(held) else None
+    return list(dict.fromkeys(ids)), QueryCursor(token, kept)
 
 
 def query_for(
@@ -111,25 +142,20 @@ class QueryListing:
     async def page(
         self, owner: str | None, status: str | None, limit: int, cursor: str | None
     ) -> Page:
-        token = decode_token(cursor) if cursor else None
-        found = await self._store.query(query_for(owner, status, limit, token))
-        items = await self._jobs(found.values, owner, status)
-        more = (
-            bool(found.token)
-            and len(found.values) >= found.limit
-            and await self._more(owner, status, found.token)
-        )
-        return Page(items, encode_cursor({"token": found.token}) if more else None)
+        token, carried = decode_query_cursor(cursor) if cursor else (None, None)
+        wanted = limit if carried else limit + 1
+        found = await self._store.query(query_for(owner, status, wanted, token))
+        ids, after = split_rows(found.values, found.limit, found.token, carried)
+        items = await self._jobs(ids, owner, status)
+        return Page(items, encode_cursor(after._asdict()) if after else None)
 
     async def _jobs(
-        self, values: list[dict[str, Any]], owner: str | None, status: str | None
+        self, ids: list[str], owner: str | None, status: str | None
     ) -> list[dict[str, Any]]:
-        """The jobs behind the rows a query found, as stored under this app's keys, in order."""
-        ids = list(dict.fromkeys(v.get("id") for v in values))
-        listed = [i for i in ids if isinstance(i, str) and valid_job_id(i)]
-        found = await self._store.bulk_get([job_key(i) for i in listed])
+        """The jobs ``ids`` as stored under this app's keys, in order."""
+        found = await self._store.bulk_get([job_key(i) for i in ids])
         items = []
-        for job_id in listed:
+        for job_id in ids:
             record = found.get(job_key(job_id))
             if record is None or record.get("kind") != "job" or record.get("id") != job_id:
                 continue  # another app's row, or expired or deleted since
@@ -142,7 +168,3 @@ class QueryListing:
             except (KeyError, TypeError, ValueError) as exc:
                 logger.warning("job %s: its record cannot be read (%r); not listed", job_id, exc)
         return items
-
-    async def _more(self, owner: str | None, status: str | None, token: str) -> bool:
-        """Whether anything follows ``token``: the last page's cursor is null."""
-        return bool((await self._store.query(query_for(owner, status, 1, token))).values)

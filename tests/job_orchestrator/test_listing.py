@@ -13,11 +13,13 @@ from job_orchestrator.index_scan import Scan, bounds_of
 from job_orchestrator.jobs import Job, new_job
 from job_orchestrator.listing import (
     BadCursor,
+    QueryCursor,
     decode_cursor,
     decode_position,
-    decode_token,
+    decode_query_cursor,
     encode_cursor,
     query_for,
+    split_rows,
 )
 
 
@@ -31,13 +33,46 @@ def test_cursor_round_trip_and_garbage() -> None:
 
 def test_cursors_of_the_wrong_shape_are_bad_cursors() -> None:
     assert decode_position(encode_cursor({"after": [1.5, "abc"]})) == [1.5, "abc"]
-    assert decode_token(encode_cursor({"token": "t1"})) == "t1"
+    assert decode_query_cursor(encode_cursor({"token": "t1"})) == ("t1", None)
+    held = {"token": "t1", "carried": "job-1"}
+    assert decode_query_cursor(encode_cursor(held)) == ("t1", "job-1")
     for after in ("abc", 5, [1e20, "x"], [float("nan"), "x"], ["x", "y"], [True, "x"], [-1, "x"]):
         with pytest.raises(BadCursor):
             decode_position(encode_cursor({"after": after}))
-    for cursor in ({}, {"token": 5}, {"token": ""}, {"after": [1.5, "abc"]}):
+    for cursor in (
+        {},
+        {"token": 5},
+        {"token": ""},
+        {"after": [1.5, "abc"]},
+        {"token": "t1", "carried": 5},
+        {"token": "t1", "carried": "a||b"},
+    ):
         with pytest.raises(BadCursor):
-            decode_token(encode_cursor(cursor))
+            decode_query_cursor(encode_cursor(cursor))
+
+
+def rows(*ids: object) -> list[dict[str, Any]]:
+    return [{"id": i} for i in ids]
+
+
+def test_a_full_answer_holds_its_last_row_back_for_the_next_page() -> None:
+    # First page of 2: three rows asked, two shown, the third carried with the token.
+    assert split_rows(rows("a", "b", "c"), 3, "t3", None) == (["a", "b"], QueryCursor("t3", "c"))
+    # The next page opens with the carried row, and asked only 2 rows.
+    assert split_rows(rows("d", "e"), 2, "t5", "c") == (["c", "d"], QueryCursor("t5", "e"))
+    # An answer short of its limit is the end: everything shown, no cursor.
+    assert split_rows(rows("f"), 2, "", "e") == (["e", "f"], None)
+    assert split_rows([], 2, "", "e") == (["e"], None)
+    assert split_rows(rows("a", "b"), 3, "t2", None) == (["a", "b"], None)
+    # Full, but the store says nothing follows: the end too.
+    assert split_rows(rows("a", "b", "c"), 3, "", None) == (["a", "b", "c"], None)
+
+
+def test_rows_of_other_apps_are_dropped_and_a_held_back_one_still_moves_the_token() -> None:
+    assert split_rows(rows("a", None, "a||b"), 4, "t3", None) == (["a"], None)
+    assert split_rows(rows("a", "b", 7), 3, "t3", None) == (["a", "b"], QueryCursor("t3", None))
+    # A page shortened to one row (too large an answer) still moves on by one row.
+    assert split_rows(rows("a"), 1, "t1", None) == ([], QueryCursor("t1", "a"))
 
 
 def test_query_filters_and_pages() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from job_orchestrator.jobs import new_job
 from tests.conftest import RedisServer
@@ -143,9 +144,9 @@ def job_row(owner: str, created_at: float, **metadata: str) -> dict[str, Any]:
     return {"key": f"job-{job.id}", "value": job.to_record(), "metadata": metadata}
 
 
-def walk(served: InProcess, owner: str, limit: int) -> list[str]:
-    """Every id the listing pages give for ``owner``, following the cursors to the end."""
-    ids: list[str] = []
+def pages(served: InProcess, owner: str, limit: int) -> list[list[str]]:
+    """The ids of every listing page for ``owner``, following the cursors to the end."""
+    found: list[list[str]] = []
     cursor = None
     for _ in range(100):
         params: dict[str, Any] = {"owner": owner, "limit": limit}
@@ -153,11 +154,16 @@ def walk(served: InProcess, owner: str, limit: int) -> list[str]:
             params["cursor"] = cursor
         page = served.client.get("/jobs", params=params)
         assert page.status_code == 200, page.text
-        ids += [job["id"] for job in page.json()["items"]]
+        found.append([job["id"] for job in page.json()["items"]])
         cursor = page.json()["nextCursor"]
         if cursor is None:
-            return ids
+            return found
     raise AssertionError("the cursors never ended")
+
+
+def walk(served: InProcess, owner: str, limit: int) -> list[str]:
+    """Every id the listing pages give for ``owner``, in order."""
+    return [job_id for page in pages(served, owner, limit) for job_id in page]
 
 
 def test_jobs_created_in_one_millisecond_are_each_listed_once(postgres_store: InProcess) -> None:
@@ -172,6 +178,37 @@ def test_jobs_created_in_one_millisecond_are_each_listed_once(postgres_store: In
         listed = walk(postgres_store, owner, limit)
         assert sorted(listed) == expected, f"limit {limit}: skipped or repeated"
         assert listed == expected, f"limit {limit}: ties in id order"
+
+
+def sidecar_calls(served: InProcess) -> float:
+    for family in text_string_to_metric_families(served.client.get("/metrics").text):
+        if family.name == "job_orchestrator_sidecar_calls":
+            return float(family.samples[0].value)
+    raise AssertionError("no job_orchestrator_sidecar_calls metric")
+
+
+def test_a_page_costs_one_query_and_the_last_page_says_it_is_the_last(
+    postgres_store: InProcess,
+) -> None:
+    """Each query scans the table on PostgreSQL (page tokens are offsets). A page asks one row
+    more than it shows, instead of a second query to learn whether another page follows: a
+    page is one query and one bulk read of the jobs' records."""
+    owner = f"pages-{uuid.uuid4().hex[:6]}"
+    rows = [job_row(owner, time.time() - 60 + n / 1000) for n in range(30)]
+    save_rows(postgres_store, rows)
+    newest_first = [row["value"]["id"] for row in reversed(rows)]
+
+    before = sidecar_calls(postgres_store)
+    walked = pages(postgres_store, owner, 3)
+    calls = sidecar_calls(postgres_store) - before
+    # Ten full pages, the tenth saying it is the last (no empty eleventh page).
+    assert walked == [newest_first[n : n + 3] for n in range(0, 30, 3)]
+    # Two calls a page, 30 with the second query; a few more are the replica's own background
+    # calls (its ledger's heartbeat) that fell inside the walk.
+    assert 20 <= calls < 25, calls
+    whole = postgres_store.client.get("/jobs", params={"owner": owner, "limit": 30})
+    assert [job["id"] for job in whole.json()["items"]] == newest_first
+    assert whole.json()["nextCursor"] is None
 
 
 def test_a_page_of_jobs_larger_than_one_sidecar_message_is_listed_in_parts(
