@@ -14,11 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from job_orchestrator.jobs import new_job
 from tests.conftest import RedisServer
 from tests.job_orchestrator.inprocess import InProcess, serve_inprocess
+from tests.job_orchestrator.test_metrics import scrape, value
 from tests.job_orchestrator.test_store_batching import check_outcomes, conflicting_batch, open_store
 from tests.procs import PostgresCluster, wait_until
 
@@ -181,10 +181,7 @@ def test_jobs_created_in_one_millisecond_are_each_listed_once(postgres_store: In
 
 
 def sidecar_calls(served: InProcess) -> float:
-    for family in text_string_to_metric_families(served.client.get("/metrics").text):
-        if family.name == "job_orchestrator_sidecar_calls":
-            return float(family.samples[0].value)
-    raise AssertionError("no job_orchestrator_sidecar_calls metric")
+    return value(scrape(served), "job_orchestrator_sidecar_calls_total")
 
 
 def test_a_page_costs_one_query_and_the_last_page_says_it_is_the_last(
