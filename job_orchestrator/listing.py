@@ -95,15 +95,15 @@ def split_rows(
     second query (page tokens are opaque: no query can start inside an answer). Rows whose
     ``id`` is no job id are dropped (another app's rows); one held back still moves the token.
     """
-    rows = [value.get("id") for value in values]
+    rows = [_job_id(value.get("id")) for value in values]
     full = bool(token) and len(rows) >= limit
-    shown, held = (rows[:-1], rows[-1]) if full else (rows, None)
-    ids = [carried] if carried else []
-    ids += [i for i in shown if isinstance(i, str) and valid_job_id(i)]
-    if not full:
-        return list(dict.fromkeys(ids)), None
-    kept = held if isinstance(held, str) and valid_job_id(held) else None
-    return list(dict.fromkeys(ids)), QueryCursor(token, kept)
+    shown = rows[:-1] if full else rows
+    ids = list(dict.fromkeys(i for i in (carried, *shown) if i))
+    return ids, QueryCursor(token, rows[-1]) if full else None
+
+
+def _job_id(value: object) -> str | None:
+    return value if isinstance(value, str) and valid_job_id(value) else None
 
 
 def query_for(
