@@ -276,7 +276,9 @@ async def list_jobs(
 
     Without the state store's query API (Redis, SQLite), a page examines a bounded part of the
     index: when a filter matches few jobs, a page may hold fewer than `limit` jobs, even none,
-    with a `nextCursor` to go on from. The list ends when `nextCursor` is null.
+    with a `nextCursor` to go on from. With the query API (PostgreSQL), jobs created while you
+    page are not listed, and while many are created, pages may be short or empty too. The list
+    ends when `nextCursor` is null.
     """
     if caller is not None:
         if owner is not None and owner != caller:

@@ -67,43 +67,75 @@ def decode_position(cursor: str) -> list[Any]:
     return after
 
 
+class Position(NamedTuple):
+    """Where a row stands in the listing's order: ``createdAt`` (newest first), then ``id``."""
+
+    created_at: str
+    id: str
+
+    def precedes(self, other: Position) -> bool:
+        return self.created_at > other.created_at or (
+            self.created_at == other.created_at and self.id < other.id
+        )
+
+
 class QueryCursor(NamedTuple):
     token: str  #: the query API's page token, where the next query starts
-    carried: str | None  #: the id of the row read last and not shown, which the next page opens
+    passed: Position | None  #: the last row the pages reached: any row up to it was listed
+    held: bool  #: that row was held back, so the next page opens with it
 
 
 def decode_query_cursor(cursor: str) -> QueryCursor:
-    """The page token and carried row of a query cursor (``{"token": ..., "carried": ...}``),
-    or BadCursor."""
+    """A query cursor (``{"token": ..., "passed": [createdAt, id], "held": ...}``), or
+    BadCursor."""
     data = decode_cursor(cursor)
-    token, carried = data.get("token"), data.get("carried")
-    if not isinstance(token, str) or not token:
+    token, passed, held = data.get("token"), data.get("passed"), data.get("held", False)
+    if not isinstance(token, str) or not token or not isinstance(held, bool):
         raise BadCursor(_NOT_OURS)
-    if carried is not None and not (isinstance(carried, str) and valid_job_id(carried)):
+    if passed is None:
+        return QueryCursor(token, None, False)
+    position = _position(passed)
+    if position is None:
         raise BadCursor(_NOT_OURS)
-    return QueryCursor(token, carried)
+    return QueryCursor(token, position, held)
+
+
+def encode_query_cursor(cursor: QueryCursor) -> str:
+    return encode_cursor({"token": cursor.token, "passed": cursor.passed, "held": cursor.held})
 
 
 def split_rows(
-    values: list[dict[str, Any]], limit: int, token: str, carried: str | None
+    values: list[dict[str, Any]], limit: int, token: str, cursor: QueryCursor | None
 ) -> tuple[list[str], QueryCursor | None]:
     """The ids a page shows and the cursor after it, from a query that asked ``limit`` rows.
 
     A query reads one row more than its page shows: the page opens with the row the page
-    before carried over, or else asks ``limit + 1`` rows. When the answer is full, its last
-    row is held back and carried to the next page, which proves that one follows without a
-    second query (page tokens are opaque: no query can start inside an answer). Rows whose
-    ``id`` is no job id are dropped (another app's rows); one held back still moves the token.
+    before held back, or else asks ``limit + 1`` rows. When the answer is full, its last new
+    row is held back for the next page, which proves that one follows without a second query
+    (page tokens are opaque: no query can start inside an answer). Rows at or before the
+    position the pages reached are left out: page tokens are offsets on state.postgresql, so
+    each job created meanwhile pushes an already listed row into the next answer. Rows with no
+    job id or ``createdAt`` are dropped (another app's rows).
     """
-    rows = [_job_id(value.get("id")) for value in values]
+    passed = cursor.passed if cursor else None
+    rows = [_position([value.get("createdAt"), value.get("id")]) for value in values]
+    new = [row for row in rows if row is not None and (passed is None or passed.precedes(row))]
     full = bool(token) and len(rows) >= limit
-    shown = rows[:-1] if full else rows
-    ids = list(dict.fromkeys(i for i in (carried, *shown) if i))
-    return ids, QueryCursor(token, rows[-1]) if full else None
+    shown, held = (new[:-1], new[-1:]) if full else (new, [])
+    opening = [passed] if passed and cursor and cursor.held else []
+    ids = [row.id for row in opening + shown]
+    if not full:
+        return ids, None
+    return ids, QueryCursor(token, held[0] if held else passed, bool(held))
 
 
-def _job_id(value: object) -> str | None:
-    return value if isinstance(value, str) and valid_job_id(value) else None
+def _position(value: object) -> Position | None:
+    if not isinstance(value, list) or len(value) != 2:
+        return None
+    created_at, job_id = value
+    if isinstance(created_at, str) and isinstance(job_id, str) and valid_job_id(job_id):
+        return Position(created_at, job_id)
+    return None
 
 
 def query_for(
@@ -142,12 +174,13 @@ class QueryListing:
     async def page(
         self, owner: str | None, status: str | None, limit: int, cursor: str | None
     ) -> Page:
-        token, carried = decode_query_cursor(cursor) if cursor else (None, None)
-        wanted = limit if carried else limit + 1
+        after = decode_query_cursor(cursor) if cursor else None
+        wanted = limit if after and after.held else limit + 1
+        token = after.token if after else None
         found = await self._store.query(query_for(owner, status, wanted, token))
-        ids, after = split_rows(found.values, found.limit, found.token, carried)
+        ids, following = split_rows(found.values, found.limit, found.token, after)
         items = await self._jobs(ids, owner, status)
-        return Page(items, encode_cursor(after._asdict()) if after else None)
+        return Page(items, encode_query_cursor(following) if following else None)
 
     async def _jobs(
         self, ids: list[str], owner: str | None, status: str | None

@@ -13,11 +13,13 @@ from job_orchestrator.index_scan import Scan, bounds_of
 from job_orchestrator.jobs import Job, new_job
 from job_orchestrator.listing import (
     BadCursor,
+    Position,
     QueryCursor,
     decode_cursor,
     decode_position,
     decode_query_cursor,
     encode_cursor,
+    encode_query_cursor,
     query_for,
     split_rows,
 )
@@ -33,9 +35,9 @@ def test_cursor_round_trip_and_garbage() -> None:
 
 def test_cursors_of_the_wrong_shape_are_bad_cursors() -> None:
     assert decode_position(encode_cursor({"after": [1.5, "abc"]})) == [1.5, "abc"]
-    assert decode_query_cursor(encode_cursor({"token": "t1"})) == ("t1", None)
-    held = {"token": "t1", "carried": "job-1"}
-    assert decode_query_cursor(encode_cursor(held)) == ("t1", "job-1")
+    assert decode_query_cursor(encode_cursor({"token": "t1"})) == ("t1", None, False)
+    held = QueryCursor("t1", Position("2026-01-01T00:00:00.000Z", "a"), True)
+    assert decode_query_cursor(encode_query_cursor(held)) == held
     for after in ("abc", 5, [1e20, "x"], [float("nan"), "x"], ["x", "y"], [True, "x"], [-1, "x"]):
         with pytest.raises(BadCursor):
             decode_position(encode_cursor({"after": after}))
@@ -44,35 +46,65 @@ def test_cursors_of_the_wrong_shape_are_bad_cursors() -> None:
         {"token": 5},
         {"token": ""},
         {"after": [1.5, "abc"]},
-        {"token": "t1", "carried": 5},
-        {"token": "t1", "carried": "a||b"},
+        {"token": "t1", "held": "yes"},
+        {"token": "t1", "passed": "a"},
+        {"token": "t1", "passed": [1.5, "a"]},
+        {"token": "t1", "passed": ["2026-01-01T00:00:00.000Z", "a||b"]},
+        {"token": "t1", "passed": ["2026-01-01T00:00:00.000Z", "a", "b"]},
     ):
         with pytest.raises(BadCursor):
             decode_query_cursor(encode_cursor(cursor))
 
 
-def rows(*ids: object) -> list[dict[str, Any]]:
-    return [{"id": i} for i in ids]
+def at(second: int, job_id: str) -> Position:
+    return Position(f"2026-01-01T00:00:{second:02d}.000Z", job_id)
+
+
+def rows(*positions: Position | dict[str, Any]) -> list[dict[str, Any]]:
+    """Query answer values, newest first as the query sorts them."""
+    return [
+        p if isinstance(p, dict) else {"createdAt": p.created_at, "id": p.id} for p in positions
+    ]
 
 
 def test_a_full_answer_holds_its_last_row_back_for_the_next_page() -> None:
-    # First page of 2: three rows asked, two shown, the third carried with the token.
-    assert split_rows(rows("a", "b", "c"), 3, "t3", None) == (["a", "b"], QueryCursor("t3", "c"))
-    # The next page opens with the carried row, and asked only 2 rows.
-    assert split_rows(rows("d", "e"), 2, "t5", "c") == (["c", "d"], QueryCursor("t5", "e"))
+    a, b, c, d, e, f = (at(50 - n, x) for n, x in enumerate("abcdef"))
+    # First page of 2: three rows asked, two shown, the third held back with the token.
+    first = split_rows(rows(a, b, c), 3, "t3", None)
+    assert first == (["a", "b"], QueryCursor("t3", c, True))
+    # The next page opens with the held row, and asked only 2 rows.
+    second = split_rows(rows(d, e), 2, "t5", first[1])
+    assert second == (["c", "d"], QueryCursor("t5", e, True))
     # An answer short of its limit is the end: everything shown, no cursor.
-    assert split_rows(rows("f"), 2, "", "e") == (["e", "f"], None)
-    assert split_rows([], 2, "", "e") == (["e"], None)
-    assert split_rows(rows("a", "b"), 3, "t2", None) == (["a", "b"], None)
+    assert split_rows(rows(f), 2, "t6", second[1]) == (["e", "f"], None)
+    assert split_rows([], 2, "t5", second[1]) == (["e"], None)
+    assert split_rows(rows(a, b), 3, "t2", None) == (["a", "b"], None)
     # Full, but the store says nothing follows: the end too.
-    assert split_rows(rows("a", "b", "c"), 3, "", None) == (["a", "b", "c"], None)
+    assert split_rows(rows(a, b, c), 3, "", None) == (["a", "b", "c"], None)
 
 
-def test_rows_of_other_apps_are_dropped_and_a_held_back_one_still_moves_the_token() -> None:
-    assert split_rows(rows("a", None, "a||b"), 4, "t3", None) == (["a"], None)
-    assert split_rows(rows("a", "b", 7), 3, "t3", None) == (["a", "b"], QueryCursor("t3", None))
+def test_rows_already_reached_are_not_listed_again() -> None:
+    """Jobs created between two pages push listed rows into the next answer (offsets)."""
+    a, b, c, d = at(50, "a"), at(49, "b"), at(49, "c"), at(48, "d")
+    newer = at(59, "n")
+    cursor = QueryCursor("t2", b, True)  # a listed, b held back
+    # Two jobs created since: the answer from offset 2 starts with a and b again.
+    assert split_rows(rows(a, b, c, d), 4, "t6", cursor) == (["b", "c"], QueryCursor("t6", d, True))
+    # Nothing new in a full answer: the page shows the held row, the position stays.
+    assert split_rows(rows(newer, a), 2, "t4", cursor) == (["b"], QueryCursor("t4", b, False))
+    assert split_rows(rows(b, c), 2, "t6", QueryCursor("t4", b, False)) == (
+        [],
+        QueryCursor("t6", c, True),
+    )
+
+
+def test_rows_of_other_apps_are_dropped_and_a_dropped_one_still_moves_the_token() -> None:
+    a, b = at(50, "a"), at(49, "b")
+    junk = [{"id": None, "createdAt": a.created_at}, {"id": "a||b"}, {"id": "x", "createdAt": 5}]
+    assert split_rows(rows(a, *junk), 5, "t4", None) == (["a"], None)
+    assert split_rows(rows(a, b, junk[0]), 3, "t3", None) == (["a"], QueryCursor("t3", b, True))
     # A page shortened to one row (too large an answer) still moves on by one row.
-    assert split_rows(rows("a"), 1, "t1", None) == ([], QueryCursor("t1", "a"))
+    assert split_rows(rows(a), 1, "t1", None) == ([], QueryCursor("t1", a, True))
 
 
 def test_query_filters_and_pages() -> None:

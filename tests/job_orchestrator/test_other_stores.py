@@ -180,6 +180,32 @@ def test_jobs_created_in_one_millisecond_are_each_listed_once(postgres_store: In
         assert listed == expected, f"limit {limit}: ties in id order"
 
 
+def test_jobs_created_while_a_client_pages_push_no_listed_job_into_the_next_page(
+    postgres_store: InProcess,
+) -> None:
+    """Page tokens are offsets on state.postgresql: each job created between two pages pushed
+    one already listed into the next page. Rows the pages have reached are left out."""
+    owner = f"busy-{uuid.uuid4().hex[:6]}"
+    rows = [job_row(owner, time.time() - 60 + n / 1000) for n in range(12)]
+    save_rows(postgres_store, rows)
+    listed: list[str] = []
+    cursor = None
+    for _ in range(50):
+        params: dict[str, Any] = {"owner": owner, "limit": 3}
+        if cursor:
+            params["cursor"] = cursor
+        page = postgres_store.client.get("/jobs", params=params)
+        assert page.status_code == 200, page.text
+        listed += [job["id"] for job in page.json()["items"]]
+        cursor = page.json()["nextCursor"]
+        if cursor is None:
+            break
+        save_rows(postgres_store, [job_row(owner, time.time()) for _ in range(2)])
+    # Every job that existed when the listing began, once each, newest first; the ones
+    # created meanwhile are newer than the first page, so no page shows them.
+    assert listed == [row["value"]["id"] for row in reversed(rows)]
+
+
 def sidecar_calls(served: InProcess) -> float:
     return value(scrape(served), "job_orchestrator_sidecar_calls_total")
 
