@@ -121,12 +121,12 @@ def split_rows(
     rows = [_position([value.get("createdAt"), value.get("id")]) for value in values]
     new = [row for row in rows if row is not None and (passed is None or passed.precedes(row))]
     full = bool(token) and len(rows) >= limit
-    shown, held = (new[:-1], new[-1:]) if full else (new, [])
+    shown, last = (new[:-1], new[-1:]) if full else (new, [])
     opening = [passed] if passed and cursor and cursor.held else []
     ids = [row.id for row in opening + shown]
     if not full:
         return ids, None
-    return ids, QueryCursor(token, held[0] if held else passed, bool(held))
+    return ids, QueryCursor(token, last[0] if last else passed, bool(last))
 
 
 def _position(value: object) -> Position | None:
