@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -144,8 +144,11 @@ def job_row(owner: str, created_at: float, **metadata: str) -> dict[str, Any]:
     return {"key": f"job-{job.id}", "value": job.to_record(), "metadata": metadata}
 
 
-def pages(served: InProcess, owner: str, limit: int) -> list[list[str]]:
-    """The ids of every listing page for ``owner``, following the cursors to the end."""
+def pages(
+    served: InProcess, owner: str, limit: int, between: Callable[[], object] = lambda: None
+) -> list[list[str]]:
+    """The ids of every listing page for ``owner``, following the cursors to the end;
+    ``between`` runs after each page that has a next one."""
     found: list[list[str]] = []
     cursor = None
     for _ in range(100):
@@ -158,6 +161,7 @@ def pages(served: InProcess, owner: str, limit: int) -> list[list[str]]:
         cursor = page.json()["nextCursor"]
         if cursor is None:
             return found
+        between()
     raise AssertionError("the cursors never ended")
 
 
@@ -188,19 +192,11 @@ def test_jobs_created_while_a_client_pages_push_no_listed_job_into_the_next_page
     owner = f"busy-{uuid.uuid4().hex[:6]}"
     rows = [job_row(owner, time.time() - 60 + n / 1000) for n in range(12)]
     save_rows(postgres_store, rows)
-    listed: list[str] = []
-    cursor = None
-    for _ in range(50):
-        params: dict[str, Any] = {"owner": owner, "limit": 3}
-        if cursor:
-            params["cursor"] = cursor
-        page = postgres_store.client.get("/jobs", params=params)
-        assert page.status_code == 200, page.text
-        listed += [job["id"] for job in page.json()["items"]]
-        cursor = page.json()["nextCursor"]
-        if cursor is None:
-            break
+
+    def create_two() -> None:
         save_rows(postgres_store, [job_row(owner, time.time()) for _ in range(2)])
+
+    listed = [i for page in pages(postgres_store, owner, 3, between=create_two) for i in page]
     # Every job that existed when the listing began, once each, newest first; the ones
     # created meanwhile are newer than the first page, so no page shows them.
     assert listed == [row["value"]["id"] for row in reversed(rows)]
