@@ -122,8 +122,9 @@ def split_rows(
     new = [row for row in rows if row is not None and (passed is None or passed.precedes(row))]
     full = bool(token) and len(rows) >= limit
     shown, last = (new[:-1], new[-1:]) if full else (new, [])
-    opening = [passed] if passed and cursor and cursor.held else []
-    ids = [row.id for row in opening + shown]
+    opening = [passed] if cursor and cursor.held and passed else []
+    # Once each: another app's row may carry the id of one of our jobs.
+    ids = list(dict.fromkeys(row.id for row in opening + shown))
     if not full:
         return ids, None
     return ids, QueryCursor(token, last[0] if last else passed, bool(last))

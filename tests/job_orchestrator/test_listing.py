@@ -103,6 +103,9 @@ def test_rows_of_other_apps_are_dropped_and_a_dropped_one_still_moves_the_token(
     junk = [{"id": None, "createdAt": a.created_at}, {"id": "a||b"}, {"id": "x", "createdAt": 5}]
     assert split_rows(rows(a, *junk), 5, "t4", None) == (["a"], None)
     assert split_rows(rows(a, b, junk[0]), 3, "t3", None) == (["a"], QueryCursor("t3", b, True))
+    # Another app's row carrying the id of one of ours: the job is listed once.
+    copy = {"id": "a", "createdAt": b.created_at}
+    assert split_rows(rows(a, copy), 3, "t2", None) == (["a"], None)
     # A page shortened to one row (too large an answer) still moves on by one row.
     assert split_rows(rows(a), 1, "t1", None) == ([], QueryCursor("t1", a, True))
 
