@@ -145,6 +145,7 @@ class Job:
             "worker": self.worker,
             "durationSeconds": duration,
             "cancelRequested": self.cancel_requested,
+            "handedBack": self.handed_back,
             "sequence": self.sequence,
         }
 
@@ -156,7 +157,6 @@ class Job:
             kind="job",
             failures=self.failures,
             takeovers=self.takeovers,
-            handedBack=self.handed_back,
             leaseExpiresAt=self.lease_expires_at,
             resultDropped=self.result_dropped,
         )
@@ -295,8 +295,9 @@ def renew(job: Job, lease_expires_at: float) -> Job:
 
 def hand_back(job: Job, now: float) -> Job:
     """``job`` given up by a worker that is stopping: its lease ends now, so the next delivery
-    takes it over at once, and that takeover does not count towards ``max_takeovers``."""
-    return dataclasses.replace(job, lease_expires_at=now, handed_back=True)
+    takes it over at once, and that takeover does not count towards ``max_takeovers``. A
+    published change: its event is what brings the job to another replica's worker."""
+    return update(job, now, lease_expires_at=now, handed_back=True)
 
 
 def retry_delay(failures: int, base: float, cap: float) -> float:

@@ -104,6 +104,7 @@ class JobView(BaseModel):
                     "worker": "orchestrator-7d9f-1234",
                     "durationSeconds": 5.01,
                     "cancelRequested": False,
+                    "handedBack": False,
                     "sequence": 8,
                 }
             ]
@@ -128,6 +129,10 @@ class JobView(BaseModel):
     worker: str | None
     durationSeconds: float | None
     cancelRequested: bool
+    handedBack: bool = Field(
+        description="Given up by a stopping replica and waiting for another to take it over "
+        "(false again once one has)."
+    )
     sequence: int
 
 

@@ -1,9 +1,10 @@
 """What the orchestrator consumes from ``job-events``: queued work and other replicas' changes.
 
-``jobqueue`` (competing consumer group) brings job.created to one replica, which runs the job and
-answers when it is final. ``jobbroadcast`` (a group per replica) brings final events and cancel
-requests to every replica, to wake waiting requests and stop handlers. The deliveries themselves
-are served below FastAPI (``deliveries.py``); this module says what they do.
+``jobqueue`` (competing consumer group) brings job.created, and the job.updated of a job handed
+back by a stopping replica, to one replica, which runs the job and answers when it is final.
+``jobbroadcast`` (a group per replica) brings final events and cancel requests to every
+replica, to wake waiting requests and stop handlers. The deliveries themselves are served below
+FastAPI (``deliveries.py``); this module says what they do.
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ RUN_PATH = f"{INTERNAL_PREFIX}jobs/run"
 CHANGED_PATH = f"{INTERNAL_PREFIX}jobs/changed"
 
 _FINAL_TYPES = ", ".join(f'"{t}"' for t in events.FINAL_EVENT_TYPES)
-RUN_RULE = f'event.type == "{events.CREATED}"'
+#: New jobs, and jobs a stopping replica handed back (worker.py): both wait for a worker.
+RUN_RULE = (
+    f'event.type == "{events.CREATED}" || (event.type == "{events.UPDATED}" && '
+    "has(event.data.handedBack) && event.data.handedBack == true)"
+)
 CHANGED_RULE = (
     f"event.type in [{_FINAL_TYPES}] || "
     f'(event.type == "{events.UPDATED}" && event.data.cancelRequested == true)'

@@ -83,7 +83,8 @@ class Worker:
         return [f"{run.job.type} {job_id}" for job_id, run in self._runs.items()]
 
     async def deliver(self, job_id: str) -> Answer:
-        """A job.created delivery from the queue: run the job (or decide it needs nothing).
+        """A queue delivery (job.created, or a job handed back): run the job, or decide it
+        needs nothing.
 
         The delivery that starts a run is held until the job is final. Another delivery of a
         job running here (the broker hands a message pending past ``processingTimeout`` out
@@ -486,9 +487,10 @@ class Worker:
         await self.close()
 
     async def close(self) -> None:
-        """Stop local handlers and hand their jobs back (lease ended, no event): their
-        deliveries answer RETRY, so another replica takes them over at the broker's next
-        redelivery; if the hand-back write fails, when the lease runs out. Once only."""
+        """Stop local handlers and hand their jobs back (lease ended, published): another
+        replica's worker takes them over as the event reaches it. Their deliveries answer
+        RETRY, so the broker hands them out again after processingTimeout should the event
+        not get through; if the hand-back write fails, the lease runs out. Once only."""
         self._stopping = True
         if self._closing is None:
             if self._grace is not None:
@@ -504,26 +506,53 @@ class Worker:
         self._threads.shutdown()
 
     async def _hand_back(self, run: Run) -> None:
-        """End the lease of a job we still run (no event), so the next delivery takes it over
-        at once. Our etag may be stale: a progress write cut off by the cancellation may have
-        landed without our hearing its etag, so a lost race re-reads while the job is ours."""
-        attempt = run.job.attempt
+        """End the lease of a job we still run and publish that (``job.updated``, with
+        ``handedBack``), which the queue brings to another replica's worker to take over at
+        once. The event goes out twice. Redis hands a new stream entry to the reader that has
+        waited longest, which may be this replica's own sidecar, and it cannot deliver the
+        event to an app that no longer takes connections; the copy published right after then
+        goes to another reader, as that one now waits behind the others. A copy that stays
+        here is handed out again after ``processingTimeout``, as the job's own delivery is."""
+        handed: tuple[Job, str] | None = None
         try:
             async with asyncio.timeout(HAND_BACK_SECONDS):
-                known = run.known
-                for _ in range(CLAIM_TRIES):
-                    job, etag = known if known is not None else await self._store.get(run.job.id)
-                    known = None
-                    if job is None or not self._mine(job, attempt):
-                        return
-                    try:
-                        await self._store.renew_lease(jobs.hand_back(job, self._clock()), etag)
-                    except Conflict:
-                        continue
-                    logger.info("job %s handed back by %s", job.id, self._me)
-                    return
-                raise Conflict(f"job {run.job.id} kept changing")
+                handed = await self._end_lease(run)
+                if handed is not None:
+                    again = functools.partial(_if_still, handed[0])
+                    await self._store.mutate(handed[0].id, again, known=handed)
         except (Conflict, StoreUnavailable, TimeoutError) as exc:
-            logger.warning(
-                "job %s: could not hand it back (%s); its lease will run out", run.job.id, exc
-            )
+            if handed is None:
+                logger.warning(
+                    "job %s: could not hand it back (%s); its lease will run out",
+                    run.job.id,
+                    exc,
+                )
+            else:
+                logger.warning("job %s: handed back, announced once (%s)", run.job.id, exc)
+
+    async def _end_lease(self, run: Run) -> tuple[Job, str] | None:
+        """Write the job handed back; None when it is no longer ours. Our etag may be stale: a
+        progress write cut off by the cancellation may have landed without our hearing its
+        etag, so a lost race re-reads while the job is ours."""
+        attempt = run.job.attempt
+        known = run.known
+        for _ in range(CLAIM_TRIES):
+            job, etag = known if known is not None else await self._store.get(run.job.id)
+            known = None
+            if job is None or not self._mine(job, attempt):
+                return None
+            handed = jobs.hand_back(job, self._clock())
+            try:
+                new_etag = await self._store.write(handed, etag)
+            except Conflict:
+                continue
+            logger.info("job %s handed back by %s", job.id, self._me)
+            self._waiters.notify(handed.public())
+            return handed, new_etag
+        raise Conflict(f"job {run.job.id} kept changing")
+
+
+def _if_still(handed: Job, job: Job) -> Job | None:
+    """``job``, to save again unchanged (its event published again), while it is still as it
+    was handed back; None once another replica took it over or anything else changed it."""
+    return job if job.handed_back and job.sequence == handed.sequence else None

@@ -75,6 +75,7 @@ class JobData(BaseModel):
     runTimeoutSeconds: float | None = None
     durationSeconds: float | None = None
     cancelRequested: bool | None = None
+    handedBack: bool | None = None
     worker: str | None = None
     #: Grows with every change of the job: orders its events.
     sequence: int = Field(ge=0, examples=[3])

@@ -83,7 +83,9 @@ def test_claim_and_takeover() -> None:
 def test_a_handed_back_job_is_taken_over_at_once_without_counting_a_lost_worker() -> None:
     claimed = jobs.claim(make(), "w1", T0, lease_seconds=30)
     back = jobs.hand_back(claimed, T0 + 5)
-    assert back.sequence == claimed.sequence  # not a published change
+    # A published change (its event brings the job to another worker), status unchanged.
+    assert (back.sequence, back.updated_at) == (claimed.sequence + 1, T0 + 5)
+    assert (back.status, back.worker) == (JobStatus.IN_PROGRESS, "w1")
     assert jobs.decide_delivery(back, T0 + 6, 3) is Delivery.TAKE_OVER  # not BUSY until T0+30
     taken = jobs.claim(back, "w2", T0 + 6, lease_seconds=30)
     assert (taken.worker, taken.attempt, taken.takeovers) == ("w2", 2, 0)

@@ -82,6 +82,21 @@ def test_broadcast_rule_skips_history_with_daprs_cel() -> None:
     assert route("job.completed", "2026-01-01T12:00:01Z", changedBy="host-2") == "/changed"
 
 
+def test_queue_rule_brings_new_and_handed_back_jobs_with_daprs_cel() -> None:
+    """The queue's rule as the sidecar's CEL router evaluates it: a job waiting for a worker."""
+    router = Router([RouteRule(RUN_RULE, "/run")])
+
+    def route(kind: str, **data: object) -> str | None:
+        return router.route({"type": kind, "data": {"id": "j", "status": "InProgress", **data}})
+
+    assert route("job.created", status="New") == "/run"
+    assert route("job.updated", handedBack=True) == "/run"
+    # Progress, claims and takeovers: someone runs the job; an event from before the field.
+    assert route("job.updated", handedBack=False) is None
+    assert route("job.updated") is None
+    assert route("job.completed", status="Completed", handedBack=True) is None
+
+
 async def test_start_up_objects_are_frozen_before_serving(inproc: InProcess) -> None:
     # A second app on the same sidecar: its lifespan connects, then settles the heap.
     gc.unfreeze()
