@@ -7,7 +7,6 @@ unhealthy or the sidecar stops (``retrySubscription``); readiness does not wait 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -95,9 +94,8 @@ class AppConsumers:
     async def cancel_retries(self) -> None:
         for task in list(self._retries):
             task.cancel()
-        for task in list(self._retries):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # gather, not suppress(CancelledError): a cancellation of this task must go on.
+        await asyncio.gather(*self._retries, return_exceptions=True)
 
     async def _subscribe(self, topic: AppTopic) -> Consumers:
         if not self._scopes.get(topic.pubsubname, UNSCOPED).may_subscribe(topic.topic):

@@ -7,7 +7,6 @@ transactions validate every etag first and then apply, expired items read as mis
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -87,8 +86,7 @@ class MemoryStateStore:
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await asyncio.gather(self._sweeper, return_exceptions=True)
             self._sweeper = None
 
     async def _sweep(self) -> None:

@@ -167,8 +167,7 @@ class PostgresStateStore:
     async def close(self) -> None:
         if self._gc is not None:
             self._gc.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._gc
+            await asyncio.gather(self._gc, return_exceptions=True)
         if self._pool is not None:
             await self._pool.close()
             self._pool = None

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 import re
 import sqlite3
@@ -251,8 +250,7 @@ class SqliteStateStore:
     async def close(self) -> None:
         if self._gc is not None:
             self._gc.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._gc
+            await asyncio.gather(self._gc, return_exceptions=True)
         # The writer closes last, so it is the one to checkpoint the WAL and remove it.
         if self._reader is not self._writer:
             await self._reader.close()
