@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.state.memory import MemoryStateStore
-from tests.test_no_wait_for import PACKAGES, ROOT
+from tests.test_no_wait_for import PACKAGES, found_in
 
 
 def _suppressed_cancels(path: Path) -> list[int]:
@@ -41,11 +41,7 @@ def _suppressed_cancels(path: Path) -> list[int]:
 
 @pytest.mark.parametrize("package", PACKAGES)
 def test_no_suppressed_cancellation(package: str) -> None:
-    found = [
-        f"{path.relative_to(ROOT)}:{line}"
-        for path in sorted((ROOT / package).rglob("*.py"))
-        for line in _suppressed_cancels(path)
-    ]
+    found = found_in(package, _suppressed_cancels)
     assert found == [], "await asyncio.gather(task, return_exceptions=True): " + ", ".join(found)
 
 

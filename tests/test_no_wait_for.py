@@ -10,6 +10,7 @@ do.
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,11 +31,16 @@ def _wait_for_calls(path: Path) -> list[int]:
     ]
 
 
-@pytest.mark.parametrize("package", PACKAGES)
-def test_no_asyncio_wait_for(package: str) -> None:
-    found = [
+def found_in(package: str, lines_of: Callable[[Path], list[int]]) -> list[str]:
+    """``path:line`` of every place ``lines_of`` finds in the package's modules."""
+    return [
         f"{path.relative_to(ROOT)}:{line}"
         for path in sorted((ROOT / package).rglob("*.py"))
-        for line in _wait_for_calls(path)
+        for line in lines_of(path)
     ]
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_asyncio_wait_for(package: str) -> None:
+    found = found_in(package, _wait_for_calls)
     assert found == [], "use asyncio.timeout instead: " + ", ".join(found)
